@@ -1,0 +1,1 @@
+//! Simulated Cassandra management API (see issue 3).

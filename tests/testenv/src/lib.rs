@@ -1,0 +1,1 @@
+//! Local Kubernetes control planes for tests (see issue 3).

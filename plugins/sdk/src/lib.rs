@@ -1,0 +1,374 @@
+//! Guest-side SDK for k8ssandra operator policies.
+//!
+//! A policy is a plain Rust library: implement [`Policy`] on a unit struct, call
+//! [`export_policy!`] once, and build with `cargo build --target wasm32-wasip2` (or
+//! `cargo component build`). The same crate compiles natively, so its logic is unit-tested
+//! with ordinary `#[test]`s: build a [`Snapshot`], call `reconcile`, assert on the [`Plan`].
+//!
+//! The WIT contract lives in `wit/policy.wit` at the repository root; the types re-exported
+//! here are generated from it.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "policy",
+        pub_export_macro: true,
+        export_macro_name: "__export_policy_world",
+        default_bindings_module: "k8ssandra_policy_sdk::bindings",
+        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
+        generate_unused_types: true,
+    });
+}
+
+pub use bindings::k8ssandra::policy::types::{
+    ClusterState, EventType, GeneratedSecret, KindRef, Level, NodeRef, NodeState, Object,
+    ObjectKey, Operation, OperationKind, OperationResult, Outcome, Plan, PluginInfo, PolicyError,
+    ReadSpec, Replication, Role, Snapshot, TableScope, Violation,
+};
+pub use bindings::k8ssandra::policy::types::Event;
+
+/// Re-exported so policies use the same versions as the SDK.
+pub use k8s_openapi;
+pub use serde_json;
+
+/// Label the host stamps on every object a policy owns: the policy's name.
+pub const POLICY_LABEL: &str = "k8ssandra.io/policy";
+/// Labels that tie an owned object to its parent across clusters (ownerReferences can't).
+pub const PARENT_NAME_LABEL: &str = "k8ssandra.io/parent-name";
+pub const PARENT_NAMESPACE_LABEL: &str = "k8ssandra.io/parent-namespace";
+pub const PARENT_KIND_LABEL: &str = "k8ssandra.io/parent-kind";
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "k8ssandra-operator";
+
+/// What a policy implements. The three functions mirror the WIT world's exports.
+pub trait Policy {
+    fn describe() -> PluginInfo;
+    fn reconcile(snapshot: Snapshot) -> Result<Plan, PolicyError>;
+    fn validate(_object: String, _old: Option<String>) -> Vec<Violation> {
+        Vec::new()
+    }
+}
+
+/// Exports a [`Policy`] implementation as the component's `policy` world.
+#[macro_export]
+macro_rules! export_policy {
+    ($ty:ty) => {
+        const _: () = {
+            struct __K8ssandraPolicyExport;
+            impl $crate::bindings::Guest for __K8ssandraPolicyExport {
+                fn describe() -> $crate::PluginInfo {
+                    <$ty as $crate::Policy>::describe()
+                }
+                fn reconcile(
+                    snapshot: $crate::Snapshot,
+                ) -> ::core::result::Result<$crate::Plan, $crate::PolicyError> {
+                    <$ty as $crate::Policy>::reconcile(snapshot)
+                }
+                fn validate(
+                    object: ::std::string::String,
+                    old: ::core::option::Option<::std::string::String>,
+                ) -> ::std::vec::Vec<$crate::Violation> {
+                    <$ty as $crate::Policy>::validate(object, old)
+                }
+            }
+            $crate::bindings::__export_policy_world!(__K8ssandraPolicyExport);
+        };
+    };
+}
+
+/// Sends a log line to the host. Natively (unit tests) it goes to stderr instead, because
+/// there is no host to import from.
+pub fn log(level: Level, message: &str) {
+    #[cfg(target_arch = "wasm32")]
+    bindings::log(level, message);
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("[{level:?}] {message}");
+}
+
+/// Errors that turn into a [`PolicyError`].
+pub fn error(message: impl Into<String>) -> PolicyError {
+    PolicyError {
+        message: message.into(),
+        retry_after_ms: None,
+    }
+}
+
+impl KindRef {
+    pub fn new(api_version: &str, kind: &str) -> Self {
+        KindRef {
+            api_version: api_version.to_string(),
+            kind: kind.to_string(),
+        }
+    }
+
+    /// The kind of a k8s-openapi or kube-derived resource type.
+    pub fn of<K: k8s_openapi::Resource>() -> Self {
+        KindRef::new(K::API_VERSION, K::KIND)
+    }
+}
+
+impl Object {
+    /// Serialises a typed object for the plan. The object must carry `apiVersion` and
+    /// `kind` (k8s-openapi types do when built with `Default` and serialised).
+    pub fn from_typed<T: Serialize>(cluster: &str, value: &T) -> Result<Self, PolicyError> {
+        let json = serde_json::to_string(value).map_err(|e| error(format!("serialise: {e}")))?;
+        Ok(Object {
+            cluster: cluster.to_string(),
+            json,
+        })
+    }
+
+    /// Parses the object into a typed value.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, PolicyError> {
+        serde_json::from_str(&self.json).map_err(|e| error(format!("parse object: {e}")))
+    }
+
+    /// The object as untyped JSON.
+    pub fn value(&self) -> Result<serde_json::Value, PolicyError> {
+        self.parse()
+    }
+
+    fn header(&self) -> Option<ObjectHeader> {
+        serde_json::from_str(&self.json).ok()
+    }
+
+    /// `kind` of the object, if it parses.
+    pub fn kind(&self) -> Option<String> {
+        self.header().map(|h| h.kind)
+    }
+
+    /// `metadata.name` of the object, if it parses.
+    pub fn name(&self) -> Option<String> {
+        self.header().and_then(|h| h.metadata.name)
+    }
+
+    /// `metadata.labels` of the object.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        self.header()
+            .and_then(|h| h.metadata.labels)
+            .unwrap_or_default()
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ObjectHeader {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    metadata: HeaderMeta,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct HeaderMeta {
+    name: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+}
+
+impl Snapshot {
+    /// The parent, typed.
+    pub fn parent<T: DeserializeOwned>(&self) -> Result<T, PolicyError> {
+        self.parent.parse()
+    }
+
+    /// Children of one kind, typed, with their cluster.
+    pub fn children_of<K>(&self) -> Vec<(String, K)>
+    where
+        K: k8s_openapi::Resource + DeserializeOwned,
+    {
+        typed_of(&self.children)
+    }
+
+    /// Related (read) objects of one kind, typed, with their cluster.
+    pub fn related_of<K>(&self) -> Vec<(String, K)>
+    where
+        K: k8s_openapi::Resource + DeserializeOwned,
+    {
+        typed_of(&self.related)
+    }
+
+    /// The latest outcome recorded for an operation id.
+    pub fn result(&self, id: &str) -> Option<&Outcome> {
+        self.results
+            .iter()
+            .filter(|r| r.id == id)
+            .max_by_key(|r| r.at_ms)
+            .map(|r| &r.outcome)
+    }
+
+    /// Whether the host can currently reach the named cluster. Unknown clusters count as
+    /// unreachable: deciding anything about them would be a guess.
+    pub fn cluster_reachable(&self, cluster: &str) -> bool {
+        self.clusters
+            .iter()
+            .any(|c| c.name == cluster && c.reachable)
+    }
+
+    /// An empty snapshot around a parent, for tests.
+    pub fn for_parent(parent: Object) -> Self {
+        Snapshot {
+            parent,
+            children: Vec::new(),
+            related: Vec::new(),
+            nodes: Vec::new(),
+            results: Vec::new(),
+            clusters: vec![ClusterState {
+                name: String::new(),
+                reachable: true,
+                message: None,
+            }],
+            now_ms: 0,
+            base_plan: None,
+        }
+    }
+}
+
+fn typed_of<K>(objects: &[Object]) -> Vec<(String, K)>
+where
+    K: k8s_openapi::Resource + DeserializeOwned,
+{
+    objects
+        .iter()
+        .filter(|o| o.kind().as_deref() == Some(K::KIND))
+        .filter_map(|o| o.parse::<K>().ok().map(|k| (o.cluster.clone(), k)))
+        .collect()
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan {
+            apply: Vec::new(),
+            delete: Vec::new(),
+            operations: Vec::new(),
+            secrets: Vec::new(),
+            status: None,
+            finalizers: None,
+            events: Vec::new(),
+            requeue_after_ms: None,
+        }
+    }
+}
+
+impl Plan {
+    /// Adds an object to apply in a cluster.
+    pub fn apply<T: Serialize>(&mut self, cluster: &str, value: &T) -> Result<(), PolicyError> {
+        self.apply.push(Object::from_typed(cluster, value)?);
+        Ok(())
+    }
+
+    /// Sets the parent's desired status.
+    pub fn set_status<T: Serialize>(&mut self, status: &T) -> Result<(), PolicyError> {
+        self.status =
+            Some(serde_json::to_string(status).map_err(|e| error(format!("status: {e}")))?);
+        Ok(())
+    }
+
+    /// Records an event about the parent.
+    pub fn event(&mut self, event_type: EventType, reason: &str, message: impl Into<String>) {
+        self.events.push(Event {
+            event_type,
+            reason: reason.to_string(),
+            message: message.into(),
+            regarding: None,
+        });
+    }
+
+    /// Asks to be called again after `ms` milliseconds, keeping the earliest request.
+    pub fn requeue_after(&mut self, ms: u64) {
+        self.requeue_after_ms = Some(self.requeue_after_ms.map_or(ms, |cur| cur.min(ms)));
+    }
+
+    /// Adds a data-plane operation.
+    pub fn operate(&mut self, id: impl Into<String>, target: NodeRef, kind: OperationKind) {
+        self.operations.push(Operation {
+            id: id.into(),
+            target,
+            kind,
+        });
+    }
+}
+
+/// A typed object's `metadata.labels`, created if absent.
+pub fn labels_mut(
+    meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> &mut BTreeMap<String, String> {
+    meta.labels.get_or_insert_with(BTreeMap::new)
+}
+
+/// A violation for `field`.
+pub fn violation(field: &str, message: impl Into<String>) -> Violation {
+    Violation {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    #[test]
+    fn typed_children_filter_by_kind() {
+        let cm = ConfigMap {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("a".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut json = serde_json::to_value(&cm).unwrap();
+        json["apiVersion"] = "v1".into();
+        json["kind"] = "ConfigMap".into();
+        let mut snap = Snapshot::for_parent(Object {
+            cluster: String::new(),
+            json: "{}".into(),
+        });
+        snap.children.push(Object {
+            cluster: "east".into(),
+            json: json.to_string(),
+        });
+        snap.children.push(Object {
+            cluster: "east".into(),
+            json: r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"}}"#.into(),
+        });
+        let cms = snap.children_of::<ConfigMap>();
+        assert_eq!(cms.len(), 1);
+        assert_eq!(cms[0].0, "east");
+        assert_eq!(cms[0].1.metadata.name.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn requeue_keeps_earliest() {
+        let mut plan = Plan::default();
+        plan.requeue_after(5000);
+        plan.requeue_after(100);
+        plan.requeue_after(9000);
+        assert_eq!(plan.requeue_after_ms, Some(100));
+    }
+
+    #[test]
+    fn latest_result_wins() {
+        let mut snap = Snapshot::for_parent(Object {
+            cluster: String::new(),
+            json: "{}".into(),
+        });
+        snap.results.push(OperationResult {
+            id: "x".into(),
+            outcome: Outcome::Running("job".into()),
+            at_ms: 1,
+        });
+        snap.results.push(OperationResult {
+            id: "x".into(),
+            outcome: Outcome::Succeeded(String::new()),
+            at_ms: 2,
+        });
+        assert_eq!(snap.result("x"), Some(&Outcome::Succeeded(String::new())));
+        assert!(snap.result("y").is_none());
+    }
+}

@@ -1,0 +1,849 @@
+//! Medusa (`medusa.k8ssandra.io/v1alpha1`): backups and restores of Cassandra to object
+//! storage, run by a Medusa sidecar in every Cassandra pod.
+//!
+//! - [`MedusaClusterTemplate`] is the `spec.medusa` of a K8ssandraCluster: it turns the
+//!   sidecar on and says where backups go.
+//! - [`MedusaConfiguration`] holds storage settings shared by several clusters.
+//! - [`MedusaBackupJob`] takes a backup of a datacenter; each completed backup is recorded
+//!   as a [`MedusaBackup`]. [`MedusaBackupSchedule`] creates backup jobs (or purges) on a
+//!   cron schedule.
+//! - [`MedusaRestoreJob`] restores a datacenter from a backup.
+//! - [`MedusaTask`] runs maintenance: sync the MedusaBackup objects with the storage
+//!   bucket, purge old backups, or prepare a restore.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    LocalObjectReference, ObjectReference, Probe, ResourceRequirements, SecurityContext,
+};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::encryption::Stores;
+use crate::images::Image;
+
+/// Name of the Medusa sidecar container in Cassandra pods.
+pub const BACKUP_SIDECAR_NAME: &str = "medusa";
+
+/// Port of the Medusa sidecar's gRPC service.
+pub const BACKUP_SIDECAR_PORT: i32 = 50051;
+
+/// Label set on storage Secrets referenced by a MedusaConfiguration.
+pub const MEDUSA_STORAGE_SECRET_IDENTIFIER_LABEL: &str = "k8ssandra.io/medusa-storage-secret";
+
+/// Storage backend of the backups: `google_storage`, `azure_blobs`, `s3`, `s3_compatible`
+/// (MinIO and the like; set `host` and `port`), `s3_rgw` (Ceph) or `ibm_storage`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageProvider {
+    /// Google Cloud Storage.
+    GoogleStorage,
+    /// Azure Blob Storage.
+    AzureBlobs,
+    /// Amazon S3.
+    S3,
+    /// An S3-compatible service (MinIO and the like); set `host` and `port`.
+    S3Compatible,
+    /// Ceph RADOS Gateway.
+    S3Rgw,
+    /// IBM Cloud Object Storage.
+    IbmStorage,
+}
+
+/// How Medusa authenticates to the storage backend: `role-based` (the cloud identity of the
+/// pod) or `credential-based` (keys from `storageSecretRef`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum CredentialsType {
+    /// The identity of the pod (IAM role, workload identity); no key Secret.
+    RoleBased,
+    /// Keys read from `storageSecretRef`.
+    CredentialBased,
+}
+
+/// Where and how Medusa stores backups.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Storage {
+    /// Storage backend: `google_storage`, `azure_blobs`, `s3`, `s3_compatible`, `s3_rgw` or
+    /// `ibm_storage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_provider: Option<StorageProvider>,
+
+    /// `role-based` (the pod's cloud identity) or `credential-based` (keys from
+    /// `storageSecretRef`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_type: Option<CredentialsType>,
+
+    /// Secret holding the credentials file of the storage backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_secret_ref: Option<LocalObjectReference>,
+
+    /// Bucket (or container) the backups go to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_name: Option<String>,
+
+    /// Top-level folder in the bucket; the cluster name when empty. Required when a
+    /// MedusaConfiguration is referenced, so that clusters sharing a bucket stay apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+
+    /// Age in days above which purges delete backups; 0 keeps them regardless of age.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 0))]
+    pub max_backup_age: Option<i32>,
+
+    /// Number of backups purges keep; 0 keeps them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 0))]
+    pub max_backup_count: Option<i32>,
+
+    /// AWS profile used to authenticate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_profile: Option<String>,
+
+    /// Upload bandwidth cap, such as `50MB/s` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "50MB/s"))]
+    pub transfer_max_bandwidth: Option<String>,
+
+    /// Number of files uploaded in parallel; faster, but heavier on the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 0))]
+    pub concurrent_transfers: Option<i32>,
+
+    /// File size in bytes above which the provider's multi-part upload is used (default
+    /// 100 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 104857600))]
+    pub multi_part_upload_threshold: Option<i64>,
+
+    /// Host name of the storage endpoint (S3-compatible backends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+
+    /// Region of the bucket (`default` when empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+
+    /// Port of the storage endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i32>,
+
+    /// Connect to the storage endpoint over TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure: Option<bool>,
+
+    /// With TLS, verify the endpoint's certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_verify: Option<bool>,
+
+    /// Days after which files no backup references may be deleted (10 when unset); the
+    /// delay keeps purges from removing files of a backup still being written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_grace_period_in_days: Option<i32>,
+
+    /// Volume used as backup storage by the `local` provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_storage: Option<PodStorageSettings>,
+}
+
+/// Settings of Medusa's gRPC service.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Service {
+    /// Port the gRPC service listens on (named so as not to be confused with the storage
+    /// `port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_port: Option<i32>,
+
+    /// Certificates of the gRPC server and its clients; setting them turns on mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<GrpcEncryption>,
+}
+
+/// Mutual TLS of Medusa's gRPC service.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcEncryption {
+    /// Secret with the client certificate the operator presents.
+    pub client_secret_name: String,
+
+    /// Secret with the server certificate of the Medusa sidecars.
+    pub server_secret_name: String,
+}
+
+/// Volume of the Medusa pods when backups use local storage.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodStorageSettings {
+    /// Storage class of the volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+
+    /// Size of the volume (10Gi by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "10Gi"))]
+    pub size: Option<Quantity>,
+
+    /// Access modes of the volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_modes: Option<Vec<String>>,
+}
+
+/// The `medusa` section of a K8ssandraCluster: runs the Medusa sidecar in every Cassandra
+/// pod and says where backups go.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!(has(self.medusaConfigurationRef) && has(self.medusaConfigurationRef.name) && self.medusaConfigurationRef.name != '') || (has(self.storageProperties) && has(self.storageProperties.prefix) && self.storageProperties.prefix != '')")
+        .message("medusa.storageProperties.prefix must be set when medusa.medusaConfigurationRef is used")
+        .reason(Reason::FieldValueRequired)
+        .field_path(".storageProperties"),
+    validation = Rule::new("!(has(self.medusaConfigurationRef) && has(self.medusaConfigurationRef.name) && self.medusaConfigurationRef.name != '') || !has(self.medusaConfigurationRef.__namespace__) || self.medusaConfigurationRef.__namespace__ == ''")
+        .message("medusa.medusaConfigurationRef.namespace must be empty: the MedusaConfiguration must be in the cluster's namespace")
+        .reason(Reason::FieldValueForbidden)
+        .field_path(".medusaConfigurationRef"),
+    validation = Rule::new("!(has(self.medusaConfigurationRef) && has(self.medusaConfigurationRef.name) && self.medusaConfigurationRef.name != '') || ((!has(self.medusaConfigurationRef.apiVersion) || self.medusaConfigurationRef.apiVersion == '') && (!has(self.medusaConfigurationRef.kind) || self.medusaConfigurationRef.kind == '') && (!has(self.medusaConfigurationRef.fieldPath) || self.medusaConfigurationRef.fieldPath == '') && (!has(self.medusaConfigurationRef.resourceVersion) || self.medusaConfigurationRef.resourceVersion == '') && (!has(self.medusaConfigurationRef.uid) || self.medusaConfigurationRef.uid == ''))")
+        .message("medusa.medusaConfigurationRef may only set name: apiVersion, kind, fieldPath, resourceVersion and uid must be empty")
+        .reason(Reason::FieldValueForbidden)
+        .field_path(".medusaConfigurationRef"),
+    validation = Rule::new("(has(self.medusaConfigurationRef) && has(self.medusaConfigurationRef.name) && self.medusaConfigurationRef.name != '') || (has(self.storageProperties) && has(self.storageProperties.storageProvider))")
+        .message("medusa.storageProperties.storageProvider must be set when no medusa.medusaConfigurationRef is used")
+        .reason(Reason::FieldValueRequired)
+        .field_path(".storageProperties"),
+    validation = Rule::new("(has(self.medusaConfigurationRef) && has(self.medusaConfigurationRef.name) && self.medusaConfigurationRef.name != '') || (has(self.storageProperties) && has(self.storageProperties.bucketName) && self.storageProperties.bucketName != '')")
+        .message("medusa.storageProperties.bucketName must be set when no medusa.medusaConfigurationRef is used")
+        .reason(Reason::FieldValueRequired)
+        .field_path(".storageProperties"),
+)]
+pub struct MedusaClusterTemplate {
+    /// A MedusaConfiguration (same namespace, only `name` set) whose storage settings this
+    /// cluster starts from; `storageProperties` then override them field by field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub medusa_configuration_ref: Option<ObjectReference>,
+
+    /// Image of the Medusa containers; the operator's default image when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_image: Option<Image>,
+
+    /// Security context of the Medusa containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
+
+    /// Secret (keys `username` and `password`, in the Cassandra namespace) with the CQL
+    /// credentials Medusa logs in with; the role is created when the datacenter is set up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cassandra_user_secret_ref: Option<LocalObjectReference>,
+
+    /// Storage backend of the backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_properties: Option<Storage>,
+
+    /// Settings of Medusa's gRPC service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_properties: Option<Service>,
+
+    /// Deprecated, use `clientEncryptionStores`: Secret with `rootca.crt`,
+    /// `client.crt_signed` and `client.key`, used when Cassandra requires client encryption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates_secret_ref: Option<LocalObjectReference>,
+
+    /// Client certificates Medusa uses when Cassandra requires client encryption, with
+    /// configurable keys (replaces `certificatesSecretRef`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_encryption_stores: Option<Stores>,
+
+    /// Resource requests and limits of the `medusa-restore` init container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_container_resources: Option<ResourceRequirements>,
+
+    /// Resource requests and limits of the Medusa sidecar.
+    #[serde(
+        default,
+        rename = "containerResources",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Readiness probe of the Medusa containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<Probe>,
+
+    /// Liveness probe of the Medusa containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Probe>,
+
+    /// Purge expired backups every night (on by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = true))]
+    pub purge_backups: Option<bool>,
+}
+
+impl MedusaClusterTemplate {
+    /// Name of the referenced MedusaConfiguration, if any.
+    pub fn configuration_name(&self) -> Option<&str> {
+        self.medusa_configuration_ref
+            .as_ref()
+            .and_then(|r| r.name.as_deref())
+            .filter(|n| !n.is_empty())
+    }
+}
+
+/// Kind of backup: `differential` (the default; uploads only the files earlier backups do
+/// not hold) or `full`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupType {
+    /// Uploads only the files the previous backups do not already hold (the default).
+    Differential,
+    /// Uploads every file.
+    Full,
+}
+
+/// A backup to take of one datacenter.
+#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "medusa.k8ssandra.io",
+    version = "v1alpha1",
+    kind = "MedusaBackupJob",
+    plural = "medusabackupjobs",
+    singular = "medusabackupjob",
+    namespaced,
+    status = "MedusaBackupJobStatus",
+    printcolumn(
+        name = "Started",
+        type_ = "date",
+        json_path = ".status.startTime",
+        description = "Backup start time"
+    ),
+    printcolumn(
+        name = "Finished",
+        type_ = "date",
+        json_path = ".status.finishTime",
+        description = "Backup finish time"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MedusaBackupJobSpec {
+    /// Name of the CassandraDatacenter to back up.
+    #[schemars(length(min = 1))]
+    pub cassandra_datacenter: String,
+
+    /// `differential` (the default) or `full`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "differential"))]
+    pub backup_type: Option<BackupType>,
+}
+
+/// Progress of a backup job, per Cassandra pod.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MedusaBackupJobStatus {
+    /// When the backup started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+
+    /// When the backup finished on every pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_time: Option<Time>,
+
+    /// Pods still backing up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<Vec<String>>,
+
+    /// Pods whose backup succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<Vec<String>>,
+
+    /// Pods whose backup failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<Vec<String>>,
+}
+
+/// A backup present in the storage bucket, created when a backup job completes or a sync
+/// task finds it.
+#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "medusa.k8ssandra.io",
+    version = "v1alpha1",
+    kind = "MedusaBackup",
+    plural = "medusabackups",
+    singular = "medusabackup",
+    namespaced,
+    status = "MedusaBackupStatus",
+    printcolumn(
+        name = "Started",
+        type_ = "date",
+        json_path = ".status.startTime",
+        description = "Backup start time"
+    ),
+    printcolumn(
+        name = "Finished",
+        type_ = "date",
+        json_path = ".status.finishTime",
+        description = "Backup finish time"
+    ),
+    printcolumn(
+        name = "Nodes",
+        type_ = "string",
+        json_path = ".status.totalNodes",
+        description = "Total number of nodes at the time of the backup"
+    ),
+    printcolumn(
+        name = "Files",
+        type_ = "integer",
+        json_path = ".status.totalFiles",
+        description = "Total number of files in the backup"
+    ),
+    printcolumn(
+        name = "Size",
+        type_ = "string",
+        json_path = ".status.totalSize",
+        description = "Human-readable total size of the backup"
+    ),
+    printcolumn(
+        name = "Completed",
+        type_ = "string",
+        json_path = ".status.finishedNodes",
+        description = "Number of nodes that completed this backup"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.status",
+        description = "Backup completion status"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MedusaBackupSpec {
+    /// Name of the CassandraDatacenter the backup was taken of.
+    pub cassandra_datacenter: String,
+
+    /// `differential` (the default) or `full`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "differential"))]
+    pub backup_type: Option<BackupType>,
+}
+
+/// What the backup holds, as reported by Medusa.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MedusaBackupStatus {
+    /// When the backup started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+
+    /// When the backup finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_time: Option<Time>,
+
+    /// Number of nodes in the datacenter when the backup was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_nodes: Option<i32>,
+
+    /// Number of nodes whose part of the backup completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_nodes: Option<i32>,
+
+    /// The nodes the backup was taken of, with their tokens (needed to restore).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<MedusaBackupNode>>,
+
+    /// Number of files in the backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_files: Option<i64>,
+
+    /// Total size of the backup, human-readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_size: Option<String>,
+
+    /// Completion status reported by Medusa.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// One node of a backup.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MedusaBackupNode {
+    /// Host name of the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+
+    /// Tokens the node owned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<Vec<i64>>,
+
+    /// Datacenter of the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datacenter: Option<String>,
+
+    /// Rack of the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<String>,
+}
+
+/// What each scheduled run does: `backup` (the default, creates a MedusaBackupJob) or
+/// `purge` (creates a purge MedusaTask).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduledOperationType {
+    /// Create a MedusaBackupJob (the default).
+    Backup,
+    /// Create a purge MedusaTask.
+    Purge,
+}
+
+/// `concurrencyPolicy` value letting scheduled runs overlap.
+pub const CONCURRENCY_POLICY_ALLOW: &str = "Allow";
+
+/// `concurrencyPolicy` value allowing one active run at a time (the behaviour when unset).
+pub const CONCURRENCY_POLICY_FORBID: &str = "Forbid";
+
+/// A cron-like schedule of backups (or purges) of one datacenter.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "medusa.k8ssandra.io",
+    version = "v1alpha1",
+    kind = "MedusaBackupSchedule",
+    plural = "medusabackupschedules",
+    singular = "medusabackupschedule",
+    namespaced,
+    status = "MedusaBackupScheduleStatus",
+    printcolumn(
+        name = "Datacenter",
+        type_ = "string",
+        json_path = ".spec.backupSpec.cassandraDatacenter",
+        description = "Datacenter which the task targets"
+    ),
+    printcolumn(
+        name = "ScheduledExecution",
+        type_ = "date",
+        json_path = ".status.nextSchedule",
+        description = "Next scheduled execution time"
+    ),
+    printcolumn(
+        name = "LastExecution",
+        type_ = "date",
+        json_path = ".status.lastExecution",
+        description = "Previous execution time"
+    ),
+    printcolumn(
+        name = "OperationType",
+        type_ = "string",
+        json_path = ".spec.operationType",
+        description = "Type of scheduled operation"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MedusaBackupScheduleSpec {
+    /// When to run, in standard cron syntax (five fields: minute hour day-of-month month
+    /// day-of-week), optionally prefixed by `CRON_TZ=<zone>`, or a descriptor such as
+    /// `@daily` or `@every 12h`.
+    #[schemars(length(min = 1))]
+    #[x_kube(
+        validation = Rule::new(r"self.matches('^\\s*((CRON_)?TZ=\\S+\\s+)?(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|@every\\s+\\S+|[0-9A-Za-z*?,/-]+(\\s+[0-9A-Za-z*?,/-]+){4})\\s*$')")
+            .message("cronSchedule must be a standard cron expression of five fields (minute hour day-of-month month day-of-week), optionally prefixed by CRON_TZ=<zone>, or a descriptor such as @daily or @every 1h")
+    )]
+    pub cron_schedule: String,
+
+    /// Pause the schedule: nothing is started while set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+
+    /// The backup each run creates.
+    pub backup_spec: MedusaBackupJobSpec,
+
+    /// `Forbid` (the default: one run at a time) or `Allow` (runs may overlap, provided
+    /// every other active run allows it too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_policy: Option<String>,
+
+    /// `backup` (the default) or `purge`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "backup"))]
+    pub operation_type: Option<ScheduledOperationType>,
+}
+
+/// Timing of a backup schedule.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MedusaBackupScheduleStatus {
+    /// When the next run is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_schedule: Option<Time>,
+
+    /// When the last run started; empty if it never ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_execution: Option<Time>,
+}
+
+/// A restore of one datacenter from a MedusaBackup.
+#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "medusa.k8ssandra.io",
+    version = "v1alpha1",
+    kind = "MedusaRestoreJob",
+    plural = "medusarestorejobs",
+    singular = "medusarestorejob",
+    namespaced,
+    status = "MedusaRestoreJobStatus",
+    printcolumn(
+        name = "Started",
+        type_ = "date",
+        json_path = ".status.startTime",
+        description = "Restore start time"
+    ),
+    printcolumn(
+        name = "Finished",
+        type_ = "date",
+        json_path = ".status.finishTime",
+        description = "Restore finish time"
+    ),
+    printcolumn(
+        name = "Error",
+        type_ = "string",
+        json_path = ".status.message",
+        description = "Error message"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MedusaRestoreJobSpec {
+    /// Name of the MedusaBackup to restore.
+    pub backup: String,
+
+    /// Name of the CassandraDatacenter to restore into.
+    pub cassandra_datacenter: String,
+}
+
+/// Progress of a restore.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MedusaRestoreJobStatus {
+    /// Unique key of this restore operation, shared with the Medusa sidecars.
+    pub restore_key: String,
+
+    /// Whether the prepare-restore step has run on every pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_prepared: Option<bool>,
+
+    /// Which backed-up nodes each target node restores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_mapping: Option<MedusaRestoreMapping>,
+
+    /// When the restore started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+
+    /// When the restore finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_time: Option<Time>,
+
+    /// When the datacenter was stopped for the restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datacenter_stopped: Option<Time>,
+
+    /// Pods still restoring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<Vec<String>>,
+
+    /// Pods whose restore succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<Vec<String>>,
+
+    /// Pods whose restore failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<Vec<String>>,
+
+    /// Why the restore failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Mapping of backed-up nodes to the nodes that restore them.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+pub struct MedusaRestoreMapping {
+    /// Whether the restore goes back to the same nodes it was taken from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_place: Option<bool>,
+
+    /// For each target node, the backed-up node(s) it restores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_map: Option<BTreeMap<String, MappingSource>>,
+}
+
+/// The backed-up node(s) one target node restores.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+pub struct MappingSource {
+    /// Backed-up node(s).
+    pub source: Vec<String>,
+
+    /// Whether the target node is a seed.
+    pub seed: bool,
+}
+
+/// Operation of a MedusaTask: `sync`, `purge` or `prepare_restore`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum MedusaTaskOperation {
+    /// Create MedusaBackup objects for the backups found in storage, delete those whose
+    /// backup is gone.
+    Sync,
+    /// Delete backups beyond `maxBackupAge`/`maxBackupCount`, then sync.
+    Purge,
+    /// Compute and distribute the restore mapping of a restore (`restoreKey`).
+    PrepareRestore,
+}
+
+/// A maintenance operation run on every Medusa sidecar of a datacenter.
+#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[kube(
+    group = "medusa.k8ssandra.io",
+    version = "v1alpha1",
+    kind = "MedusaTask",
+    plural = "medusatasks",
+    singular = "medusatask",
+    namespaced,
+    status = "MedusaTaskStatus",
+    printcolumn(
+        name = "Datacenter",
+        type_ = "string",
+        json_path = ".spec.cassandraDatacenter",
+        description = "Datacenter which the task targets"
+    ),
+    printcolumn(
+        name = "Operation",
+        type_ = "string",
+        json_path = ".spec.operation",
+        description = "Type of operation"
+    ),
+    printcolumn(
+        name = "Start",
+        type_ = "date",
+        json_path = ".status.startTime",
+        description = "Start time"
+    ),
+    printcolumn(
+        name = "Finish",
+        type_ = "date",
+        json_path = ".status.finishTime",
+        description = "Finish time"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MedusaTaskSpec {
+    /// `sync`, `purge` or `prepare_restore`.
+    pub operation: MedusaTaskOperation,
+
+    /// Name of the CassandraDatacenter to run the task on.
+    pub cassandra_datacenter: String,
+
+    /// Name of the backup the operation concerns, for operations that need one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_name: Option<String>,
+
+    /// Restore key, for `prepare_restore`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_key: Option<String>,
+}
+
+/// Progress and results of a MedusaTask.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MedusaTaskStatus {
+    /// When the task started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+
+    /// When the task finished on every pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_time: Option<Time>,
+
+    /// Pods still running the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<Vec<String>>,
+
+    /// Results of the pods that completed the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<Vec<TaskResult>>,
+
+    /// Pods where the task failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<Vec<String>>,
+}
+
+/// Result of a MedusaTask on one pod.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskResult {
+    /// The pod that ran the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
+
+    /// Purge only: number of backups deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nb_backups_purged: Option<i64>,
+
+    /// Purge only: number of files deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nb_objects_purged: Option<i64>,
+
+    /// Purge only: total size of the deleted files, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_purged_size: Option<i64>,
+
+    /// Purge only: files kept because they are younger than the grace period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_objects_within_gc_grace: Option<i64>,
+}
+
+/// Storage settings shared by the K8ssandraClusters that reference it.
+#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "medusa.k8ssandra.io",
+    version = "v1alpha1",
+    kind = "MedusaConfiguration",
+    plural = "medusaconfigurations",
+    singular = "medusaconfiguration",
+    namespaced,
+    status = "MedusaConfigurationStatus"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MedusaConfigurationSpec {
+    /// Storage backend of the backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_properties: Option<Storage>,
+}
+
+/// Condition type: the storage Secret referenced by the configuration exists.
+pub const MEDUSA_CONFIGURATION_SECRET_AVAILABLE: &str = "SecretAvailable";
+
+/// Condition type: the configuration is usable.
+pub const MEDUSA_CONFIGURATION_READY: &str = "Ready";
+
+/// Observed state of a MedusaConfiguration.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MedusaConfigurationStatus {
+    /// Conditions `SecretAvailable` and `Ready`, one entry per type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Option<Vec<Condition>>,
+}
+
+/// Every CRD defined in this module.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![
+        MedusaBackupJob::crd(),
+        MedusaBackup::crd(),
+        MedusaBackupSchedule::crd(),
+        MedusaRestoreJob::crd(),
+        MedusaTask::crd(),
+        MedusaConfiguration::crd(),
+    ]
+}

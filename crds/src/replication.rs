@@ -1,0 +1,97 @@
+//! `replication.k8ssandra.io/v1alpha1` ReplicatedSecret: copies Secrets to other clusters.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use kube::{CustomResource, CustomResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Desired state of a ReplicatedSecret.
+#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "replication.k8ssandra.io",
+    version = "v1alpha1",
+    kind = "ReplicatedSecret",
+    plural = "replicatedsecrets",
+    singular = "replicatedsecret",
+    namespaced,
+    status = "ReplicatedSecretStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    doc = "A ReplicatedSecret copies the Secrets of its namespace that match a selector to \
+           other Kubernetes clusters (and keeps the copies up to date), so that every \
+           datacenter of a multi-cluster deployment finds the credentials it needs."
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicatedSecretSpec {
+    /// Which Secrets to copy; every Secret of the namespace when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+
+    /// Clusters (and namespaces) to copy the Secrets to. None when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_targets: Option<Vec<ReplicationTarget>>,
+}
+
+/// One destination of the copies.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationTarget {
+    /// Namespace in the target cluster; the ReplicatedSecret's namespace when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+
+    /// Context name of the target cluster, as in a ClientConfig; the local cluster when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k8s_context_name: Option<String>,
+
+    /// Prefix added to the names of the copies; same names as the originals when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_prefix: Option<String>,
+
+    /// Labels removed from the copies (for example the label that selects them, to avoid
+    /// copying copies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_labels: Option<Vec<String>>,
+
+    /// Labels added to the copies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_labels: Option<BTreeMap<String, String>>,
+}
+
+/// Observed state of a ReplicatedSecret.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+pub struct ReplicatedSecretStatus {
+    /// Replication result per target cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Vec<ReplicationCondition>>,
+}
+
+/// Condition type reporting the replication to one cluster.
+pub const REPLICATION_DONE: &str = "Replication";
+
+/// Replication state for one target cluster.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationCondition {
+    /// Context name of the target cluster.
+    pub cluster: String,
+
+    /// Condition type; `Replication`.
+    #[serde(rename = "type")]
+    pub type_: String,
+
+    /// `True` when the Secrets are up to date in that cluster, else `False` or `Unknown`.
+    pub status: String,
+
+    /// When the status last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+}
+
+/// Every CRD of this module.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![ReplicatedSecret::crd()]
+}

@@ -1,0 +1,375 @@
+//! Stargate (`stargate.k8ssandra.io/v1alpha1`): a data gateway (CQL, REST, GraphQL and
+//! Document APIs) running as coordinator-only nodes next to a Cassandra datacenter.
+//! Deprecated upstream; kept so that existing manifests keep working.
+//!
+//! Settings nest in three levels, each one adding to the previous:
+//! [`StargateTemplate`] (the pod settings), [`StargateClusterTemplate`] (plus `size`, the
+//! `spec.stargate` of a K8ssandraCluster) and [`StargateDatacenterTemplate`] (plus per-rack
+//! overrides, the `stargate` of a K8ssandraCluster datacenter). The standalone [`Stargate`]
+//! resource is a datacenter template bound to one CassandraDatacenter.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, Probe, ResourceRequirements, Toleration,
+};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{CustomResource, CustomResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::encryption::Stores;
+use crate::images::Image;
+use crate::meta::ResourceMeta;
+use crate::reaper::SecretsProvider;
+use crate::telemetry::TelemetrySpec;
+
+/// Label set on every object the operator creates for a Stargate; its value is the
+/// Stargate name.
+pub const STARGATE_LABEL: &str = "k8ssandra.io/stargate";
+
+/// Label selecting the pods of one Stargate Deployment; its value is the Deployment name.
+pub const STARGATE_DEPLOYMENT_LABEL: &str = "k8ssandra.io/stargate-deployment";
+
+/// JVM heap size of Stargate when `heapSize` is not set.
+pub const DEFAULT_HEAP_SIZE: &str = "256Mi";
+
+/// Pod settings of Stargate, at any level (cluster, datacenter or rack).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StargateTemplate {
+    /// Image of the Stargate containers; `stargateio` `v1.0.77` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = {"repository": "stargateio", "tag": "v1.0.77"}))]
+    pub container_image: Option<Image>,
+
+    /// Service account of the Stargate pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "default"))]
+    pub service_account: Option<String>,
+
+    /// Resource requests and limits of each Stargate pod. When unset, memory is derived
+    /// from `heapSize`: a request of twice and a limit of four times the heap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// JVM heap size of Stargate. Defaults to 256Mi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "256Mi"))]
+    pub heap_size: Option<Quantity>,
+
+    /// Liveness probe of the Stargate container; a built-in probe when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Probe>,
+
+    /// Readiness probe of the Stargate container; a built-in probe when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<Probe>,
+
+    /// Node labels the Stargate pods must be scheduled on. When unset, the node selector of
+    /// the datacenter's Cassandra pods is reused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+
+    /// Tolerations of the Stargate pods. When unset, those of the datacenter's Cassandra pods
+    /// are reused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+
+    /// Affinity of the Stargate pods. When unset, that of the datacenter's Cassandra pods is
+    /// reused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// Let Stargate pods share worker nodes with the datacenter's Cassandra pods (off by
+    /// default). With host networking on the data pods, port clashes can still keep them
+    /// apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = false))]
+    pub allow_stargate_on_data_nodes: Option<bool>,
+
+    /// ConfigMap with Cassandra settings for Stargate, under the key `cassandra_yaml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cassandra_config_map_ref: Option<LocalObjectReference>,
+
+    /// Telemetry integrations for the Stargate pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<TelemetrySpec>,
+
+    /// How clients of the Stargate APIs authenticate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_options: Option<AuthOptions>,
+
+    /// Whether the operator (`internal`) or an external secret store (`external`) provides
+    /// credentials and certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "internal"))]
+    pub secrets_provider: Option<SecretsProvider>,
+
+    /// Extra labels and annotations for the objects created for Stargate.
+    #[serde(default, rename = "metadata", skip_serializing_if = "Option::is_none")]
+    pub resource_meta: Option<ResourceMeta>,
+}
+
+impl StargateTemplate {
+    /// Whether credentials and certificates come from an external secret store.
+    pub fn uses_external_secrets(&self) -> bool {
+        self.secrets_provider == Some(SecretsProvider::External)
+    }
+}
+
+/// Stargate settings for every datacenter of a K8ssandraCluster (`spec.stargate`);
+/// datacenter-level settings take precedence.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StargateClusterTemplate {
+    /// Pod settings.
+    #[serde(flatten)]
+    pub template: StargateTemplate,
+
+    /// Number of Stargate pods in each datacenter, spread evenly over its racks (at least 1,
+    /// default 1).
+    // Required in the schema as upstream, but the default fills it in first, so in practice
+    // it may be left out; `None` here means "not given".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(required, range(min = 1), extend("default" = 1))]
+    pub size: Option<i32>,
+}
+
+impl StargateClusterTemplate {
+    /// The size, with its default applied.
+    pub fn size(&self) -> i32 {
+        self.size.unwrap_or(1)
+    }
+}
+
+/// Stargate settings for one datacenter; they take precedence over the cluster-level ones,
+/// and rack-level settings take precedence over them.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StargateDatacenterTemplate {
+    /// Size and pod settings.
+    #[serde(flatten)]
+    pub cluster_template: StargateClusterTemplate,
+
+    /// Overrides for the Stargate pods of particular racks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub racks: Option<Vec<StargateRackTemplate>>,
+}
+
+/// Stargate settings for one rack; they take precedence over the datacenter-level ones.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StargateRackTemplate {
+    /// Pod settings.
+    #[serde(flatten)]
+    pub template: StargateTemplate,
+
+    /// Name of the rack; a name that matches no rack of the CassandraDatacenter is ignored.
+    #[schemars(length(min = 2))]
+    pub name: String,
+}
+
+/// A Stargate deployment serving one CassandraDatacenter of the same namespace.
+#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "stargate.k8ssandra.io",
+    version = "v1alpha1",
+    kind = "Stargate",
+    plural = "stargates",
+    singular = "stargate",
+    namespaced,
+    status = "StargateStatus",
+    deprecated = "Stargate support is deprecated and will be removed in a future release.",
+    printcolumn(name = "DC", type_ = "string", json_path = ".spec.datacenterRef.name"),
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.progress"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.readyReplicasRatio"
+    ),
+    printcolumn(
+        name = "Up-to-date",
+        type_ = "integer",
+        json_path = ".status.updatedReplicas"
+    ),
+    printcolumn(
+        name = "Available",
+        type_ = "integer",
+        json_path = ".status.availableReplicas"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct StargateSpec {
+    /// Size, pod settings and rack overrides.
+    #[serde(flatten)]
+    pub datacenter_template: StargateDatacenterTemplate,
+
+    /// The CassandraDatacenter (same namespace) Stargate joins.
+    pub datacenter_ref: LocalObjectReference,
+
+    /// Require authentication on the Stargate APIs (on by default, and recommended on data
+    /// nodes too). The REST APIs only work with authentication on and
+    /// PasswordAuthenticator in the cluster; CQL works either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = true))]
+    pub auth: Option<bool>,
+
+    /// Encryption stores of the Cassandra cluster, mounted into the Stargate pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cassandra_encryption: Option<CassandraEncryption>,
+}
+
+impl StargateSpec {
+    /// Whether authentication is on (the default).
+    pub fn is_auth_enabled(&self) -> bool {
+        self.auth.unwrap_or(true)
+    }
+}
+
+/// Encryption stores of the Cassandra cluster that Stargate pods mount.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CassandraEncryption {
+    /// Client-to-node encryption stores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_encryption_stores: Option<Stores>,
+
+    /// Node-to-node (internode) encryption stores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_encryption_stores: Option<Stores>,
+}
+
+/// How requests to the Stargate APIs are authenticated: `Table` (the default, tokens kept in
+/// a Cassandra table) or `JWT` (tokens from an external provider, see `providerUrl`); one
+/// method at a time.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ApiAuthMethod {
+    /// Tokens stored in a Cassandra table (the default).
+    Table,
+    /// JSON Web Tokens from an external provider (see `providerUrl`).
+    #[serde(rename = "JWT")]
+    Jwt,
+}
+
+/// Authentication options of the Stargate APIs.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthOptions {
+    /// `Table` (tokens in a Cassandra table, the default) or `JWT`; only one can be used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "Table"))]
+    pub api_auth_method: Option<ApiAuthMethod>,
+
+    /// With the `Table` method: seconds a token lives after its last use (1800 when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub token_ttl_seconds: Option<i32>,
+
+    /// With the `JWT` method (required there): URL of the JWT provider.
+    #[serde(
+        default,
+        rename = "providerUrl",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub jwt_provider_url: Option<String>,
+}
+
+/// Where the Stargate is in its life: `Pending` (waiting for its datacenter), `Deploying` or
+/// `Running`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StargateProgress {
+    /// Waiting for the datacenter to be ready.
+    Pending,
+    /// Deployments created, pods not all ready yet.
+    Deploying,
+    /// All pods ready.
+    Running,
+}
+
+/// An observation about a Stargate.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StargateCondition {
+    /// Condition type, such as `Ready`.
+    #[serde(rename = "type")]
+    pub type_: String,
+
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+
+    /// When the status last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+}
+
+/// Type of the condition telling whether Stargate is ready.
+pub const STARGATE_CONDITION_READY: &str = "Ready";
+
+/// Observed state of a Stargate.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StargateStatus {
+    /// Where the Stargate is in its life.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<StargateProgress>,
+
+    /// Conditions of the Stargate; `Ready` tells whether it is serving.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Vec<StargateCondition>>,
+
+    /// Names of the Deployments created for this Stargate (one per rack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_refs: Option<Vec<String>>,
+
+    /// Name of the Service created for this Stargate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_ref: Option<String>,
+
+    /// Ready pods over desired pods, as `ready/desired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"\d+/\d+"))]
+    pub ready_replicas_ratio: Option<String>,
+
+    /// Non-terminated pods of the Stargate Deployments; zero before they exist.
+    pub replicas: i32,
+
+    /// Ready pods of the Stargate Deployments; zero before they exist.
+    pub ready_replicas: i32,
+
+    /// Non-terminated pods already running the desired pod template; zero before the
+    /// Deployments exist.
+    pub updated_replicas: i32,
+
+    /// Available pods of the Stargate Deployments; zero before they exist.
+    pub available_replicas: i32,
+}
+
+impl StargateStatus {
+    /// Status (`True`, `False`, `Unknown`) of a condition; `Unknown` when absent.
+    pub fn condition_status(&self, type_: &str) -> &str {
+        self.conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == type_)
+            .map_or("Unknown", |c| c.status.as_str())
+    }
+
+    /// Whether Stargate is running and its `Ready` condition is `True`.
+    pub fn is_ready(&self) -> bool {
+        self.progress == Some(StargateProgress::Running)
+            && self.condition_status(STARGATE_CONDITION_READY) == "True"
+    }
+}
+
+/// Every CRD defined in this module.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![Stargate::crd()]
+}

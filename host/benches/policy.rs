@@ -1,0 +1,2 @@
+//! Placeholder; replaced by the policy runtime benchmark.
+fn main() {}

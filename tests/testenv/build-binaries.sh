@@ -22,7 +22,13 @@ export GOFLAGS="${GOFLAGS:-} -buildvcs=false -trimpath"
 export CGO_ENABLED=0
 start=$(date +%s)
 
-k8s_version="$(awk '$1=="k8s.io/kubernetes"{print $2}' "$here/go/kubernetes/go.mod")"
+# Matches both `require k8s.io/kubernetes vX` and a line inside a `require (` block.
+k8s_version="$(awk '$1=="k8s.io/kubernetes"{print $2} $1=="require" && $2=="k8s.io/kubernetes"{print $3}' "$here/go/kubernetes/go.mod")"
+if [[ ! "$k8s_version" =~ ^v1\.[0-9]+\.[0-9]+$ ]]; then
+  # An empty version makes every Kubernetes binary panic at start-up (metrics version parser).
+  echo "cannot read the k8s.io/kubernetes version from go/kubernetes/go.mod (got '$k8s_version')" >&2
+  exit 1
+fi
 minor="$(echo "$k8s_version" | cut -d. -f2)"
 ver_flags=""
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -44,6 +50,12 @@ build helm helm helm.sh/helm/v3/cmd/helm
 for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   build kubernetes "$cmd" "k8s.io/kubernetes/cmd/$cmd" "$ver_flags"
 done
+
+# A binary that cannot report its version would panic at start-up; fail here instead.
+for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
+  "$bin/$cmd" --version >&2
+done
+"$bin/kubectl" version --client >&2
 
 end=$(date +%s)
 echo "built in $((end - start))s into $bin ($(du -sh "$bin" | cut -f1))" >&2

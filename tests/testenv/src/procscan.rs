@@ -1,0 +1,75 @@
+//! Finding processes through `/proc`, so tests can prove nothing was left running.
+
+use std::path::{Path, PathBuf};
+
+/// One live process.
+#[derive(Debug, Clone)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    /// Target of `/proc/<pid>/exe` (absent when unreadable).
+    pub exe: Option<PathBuf>,
+    /// Arguments joined by spaces.
+    pub cmdline: String,
+}
+
+/// Every process except this one and zombies (which have an empty command line).
+pub fn processes() -> Vec<ProcessInfo> {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter_map(|pid| {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            if raw.is_empty() {
+                return None;
+            }
+            let cmdline = raw
+                .split(|&b| b == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+            Some(ProcessInfo { pid, exe, cmdline })
+        })
+        .collect()
+}
+
+/// Processes whose command line mentions `needle` (say, a TestEnv's root directory).
+pub fn processes_referencing(needle: &str) -> Vec<ProcessInfo> {
+    processes()
+        .into_iter()
+        .filter(|p| p.cmdline.contains(needle))
+        .collect()
+}
+
+/// Processes running a binary from `dir`.
+pub fn processes_from_dir(dir: &Path) -> Vec<ProcessInfo> {
+    processes()
+        .into_iter()
+        .filter(|p| p.exe.as_deref().is_some_and(|e| e.parent() == Some(dir)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_child_by_its_arguments() {
+        let marker = format!("procscan-marker-{}", std::process::id());
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", "sleep 30", &marker])
+            .spawn()
+            .unwrap();
+        let found = processes_referencing(&marker);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(found.iter().any(|p| p.pid == child.id()), "{found:?}");
+        assert!(processes_referencing(&marker).is_empty());
+    }
+}

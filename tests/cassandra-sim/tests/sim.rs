@@ -1,0 +1,935 @@
+//! Behaviour of the simulator without Kubernetes: pods are fed in directly, each test on its
+//! own 127.N.0.0/16 block so they can run in parallel.
+
+use std::future::Future;
+use std::time::Duration;
+
+use cassandra_sim::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Env {
+    sim: SimHandle,
+    http: reqwest::Client,
+    port: u16,
+    block: u8,
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+async fn env(block: u8, config: SimConfig) -> Env {
+    let port = free_port();
+    let sim = Simulator::start(
+        SimOptions {
+            mgmt_port: port,
+            config,
+            ..SimOptions::default()
+        },
+        Vec::new(),
+    )
+    .await
+    .expect("simulator starts");
+    Env {
+        sim,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client"),
+        port,
+        block,
+    }
+}
+
+fn fast() -> SimConfig {
+    SimConfig {
+        bootstrap_delay: Duration::ZERO,
+        decommission_delay: Duration::from_millis(100),
+        job_duration: Duration::from_millis(50),
+        ..SimConfig::default()
+    }
+}
+
+async fn wait_for<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Env {
+    fn ip(&self, host: u8) -> String {
+        format!("127.{}.0.{host}", self.block)
+    }
+
+    fn url(&self, host: u8, path: &str) -> String {
+        format!("http://{}:{}{path}", self.ip(host), self.port)
+    }
+
+    /// Adds a pod and waits until its management API answers.
+    async fn pod(
+        &self,
+        context: &str,
+        name: &str,
+        host: u8,
+        cluster: &str,
+        dc: &str,
+        seed: bool,
+    ) -> PodKey {
+        let key = PodKey::new(context, "ns", name);
+        self.sim.upsert_pod(PodInfo::new(
+            key.clone(),
+            self.ip(host),
+            cluster,
+            dc,
+            "r1",
+            seed,
+        ));
+        wait_for("liveness", || async {
+            self.status("GET", host, "/api/v0/probes/liveness").await == Some(StatusCode::OK)
+        })
+        .await;
+        key
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        host: u8,
+        path: &str,
+        body: Option<Value>,
+    ) -> Option<(StatusCode, String)> {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(m, self.url(host, path));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.ok()?;
+        let status = resp.status();
+        Some((status, resp.text().await.unwrap_or_default()))
+    }
+
+    async fn status(&self, method: &str, host: u8, path: &str) -> Option<StatusCode> {
+        self.call(method, host, path, None).await.map(|(s, _)| s)
+    }
+
+    async fn ok(
+        &self,
+        method: &str,
+        host: u8,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, String) {
+        let (s, b) = self
+            .call(method, host, path, body)
+            .await
+            .unwrap_or_else(|| panic!("{method} {path} on host {host} unreachable"));
+        assert!(s.is_success(), "{method} {path}: {s} {b}");
+        (s, b)
+    }
+
+    async fn json(&self, host: u8, path: &str) -> Value {
+        let (_, b) = self.ok("GET", host, path, None).await;
+        serde_json::from_str(&b).expect("json body")
+    }
+
+    async fn wait_ready(&self, host: u8) {
+        wait_for("readiness", || async {
+            self.status("GET", host, "/api/v0/probes/readiness").await == Some(StatusCode::OK)
+        })
+        .await;
+    }
+
+    async fn start_ready(&self, host: u8) {
+        let (s, _) = self.ok("POST", host, "/api/v0/lifecycle/start", None).await;
+        assert_eq!(s, StatusCode::CREATED);
+        self.wait_ready(host).await;
+    }
+
+    async fn wait_job(&self, host: u8, job: &str) -> Value {
+        let path = format!("/api/v0/ops/executor/job?job_id={job}");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let v = self.json(host, &path).await;
+            if v["status"] != "WAITING" {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {job} never ended"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn seed_start_joins_after_delay_and_readiness_flips() {
+    let e = env(
+        141,
+        SimConfig {
+            bootstrap_delay: Duration::from_secs(3600),
+            ..fast()
+        },
+    )
+    .await;
+    e.pod("k1", "c1-dc1-r1-sts-0", 1, "c1", "dc1", true).await;
+    assert_eq!(
+        e.status("GET", 1, "/api/v0/probes/readiness").await,
+        Some(StatusCode::INTERNAL_SERVER_ERROR)
+    );
+    assert_eq!(
+        e.status("GET", 1, "/api/v0/lifecycle/pid").await,
+        Some(StatusCode::NO_CONTENT)
+    );
+
+    let (s, _) = e.ok("POST", 1, "/api/v0/lifecycle/start", None).await;
+    assert_eq!(s, StatusCode::CREATED);
+    // Still starting: a second start is idempotent, readiness stays down.
+    assert_eq!(
+        e.status("POST", 1, "/api/v0/lifecycle/start").await,
+        Some(StatusCode::NO_CONTENT)
+    );
+    assert_eq!(
+        e.status("GET", 1, "/api/v0/probes/readiness").await,
+        Some(StatusCode::INTERNAL_SERVER_ERROR)
+    );
+    let node = e
+        .sim
+        .state()
+        .node_of_pod("c1-dc1-r1-sts-0")
+        .cloned()
+        .expect("node");
+    assert_eq!(node.cassandra, CassandraState::Starting);
+    assert!(!node.ready);
+
+    // With a short delay the node reaches NORMAL by itself.
+    e.ok("POST", 1, "/api/v0/lifecycle/stop", None).await;
+    e.sim.update_config(&ConfigUpdate {
+        bootstrap_delay_ms: Some(100),
+        ..ConfigUpdate::default()
+    });
+    let (s, _) = e.ok("POST", 1, "/api/v0/lifecycle/start", None).await;
+    assert_eq!(s, StatusCode::CREATED);
+    e.wait_ready(1).await;
+    assert_eq!(
+        e.status("POST", 1, "/api/v0/lifecycle/start").await,
+        Some(StatusCode::ACCEPTED)
+    );
+    let (_, pid) = e.ok("GET", 1, "/api/v0/lifecycle/pid", None).await;
+    assert!(pid.parse::<u32>().is_ok());
+    let state = e.sim.state();
+    let node = state.node_of_pod("c1-dc1-r1-sts-0").expect("node");
+    assert_eq!(node.cassandra, CassandraState::Normal);
+    assert_eq!(node.tokens.len(), 16);
+    assert!(node.ready);
+    assert!(state.pods[0].desired_ready);
+    assert!(e.sim.violations().is_empty());
+}
+
+#[tokio::test]
+async fn second_concurrent_bootstrap_is_refused_and_recorded() {
+    let e = env(142, fast()).await;
+    e.pod("k1", "seed", 1, "c1", "dc1", true).await;
+    e.pod("k1", "n2", 2, "c1", "dc1", false).await;
+    e.pod("k1", "n3", 3, "c1", "dc1", false).await;
+    e.start_ready(1).await;
+
+    e.sim.update_config(&ConfigUpdate {
+        bootstrap_delay_ms: Some(3_600_000),
+        ..ConfigUpdate::default()
+    });
+    let (s, _) = e.ok("POST", 2, "/api/v0/lifecycle/start", None).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(
+        e.sim.state().node_of_pod("n2").map(|n| n.cassandra),
+        Some(CassandraState::Joining)
+    );
+    let (s, body) = e
+        .call("POST", 3, "/api/v0/lifecycle/start", None)
+        .await
+        .expect("reachable");
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body.contains("cannot bootstrap"), "{body}");
+
+    let v = e.sim.violations();
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0].rule, "concurrent_bootstrap");
+    assert_eq!(v[0].pod.as_ref().map(|p| p.name.as_str()), Some("n3"));
+    let refused: Vec<_> = e
+        .sim
+        .history()
+        .into_iter()
+        .filter(|h| h.action == "start" && h.outcome == "refused")
+        .collect();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(
+        e.sim.state().node_of_pod("n3").map(|n| n.cassandra),
+        Some(CassandraState::Down)
+    );
+}
+
+#[tokio::test]
+async fn non_seed_start_without_a_normal_seed_is_refused() {
+    let e = env(143, fast()).await;
+    e.pod("k1", "seed", 1, "c1", "dc1", true).await;
+    e.pod("k1", "n2", 2, "c1", "dc1", false).await;
+    // The seed exists but does not run.
+    let (s, body) = e
+        .call("POST", 2, "/api/v0/lifecycle/start", None)
+        .await
+        .expect("reachable");
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body.contains("seed"), "{body}");
+    let v = e.sim.violations();
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].rule, "no_seed");
+
+    e.start_ready(1).await;
+    e.start_ready(2).await;
+    assert_eq!(e.sim.violations().len(), 1);
+}
+
+#[tokio::test]
+async fn endpoints_list_every_node_of_the_cluster_across_kubernetes_clusters() {
+    let e = env(144, fast()).await;
+    e.pod("east", "a-0", 1, "shared", "dc1", true).await;
+    e.pod("west", "b-0", 2, "shared", "dc2", false).await;
+    e.pod("east", "other-0", 3, "other", "dc1", true).await;
+    e.start_ready(1).await;
+    e.start_ready(2).await;
+    e.start_ready(3).await;
+
+    for host in [1, 2] {
+        let v = e.json(host, "/api/v0/metadata/endpoints").await;
+        let entity = v["entity"].as_array().expect("entity");
+        assert_eq!(entity.len(), 2, "{v}");
+        let mut ips: Vec<&str> = entity
+            .iter()
+            .map(|n| n["ENDPOINT_IP"].as_str().unwrap_or(""))
+            .collect();
+        ips.sort();
+        assert_eq!(ips, vec![e.ip(1).as_str(), e.ip(2).as_str()]);
+        for n in entity {
+            assert_eq!(n["IS_ALIVE"], "true");
+            assert!(n["STATUS"].as_str().unwrap_or("").starts_with("NORMAL"));
+            assert!(n["HOST_ID"].as_str().is_some_and(|h| h.len() == 36));
+            assert!(n["RACK"] == "r1");
+        }
+        let dcs: Vec<&str> = entity
+            .iter()
+            .map(|n| n["DC"].as_str().unwrap_or(""))
+            .collect();
+        assert!(dcs.contains(&"dc1") && dcs.contains(&"dc2"));
+    }
+    let (_, dc) = e.ok("GET", 2, "/api/v0/metadata/localdc", None).await;
+    assert_eq!(dc, "dc2");
+    let other = e.json(3, "/api/v0/metadata/endpoints").await;
+    assert_eq!(other["entity"].as_array().map(Vec::len), Some(1));
+
+    // A deleted pod stays in gossip as a dead node with the same identity.
+    let host_id = e
+        .sim
+        .state()
+        .node_of_pod("b-0")
+        .and_then(|n| n.host_id.clone());
+    e.sim.remove_pod(&PodKey::new("west", "ns", "b-0"));
+    wait_for("listener closed", || async {
+        e.status("GET", 2, "/api/v0/probes/liveness")
+            .await
+            .is_none()
+    })
+    .await;
+    let v = e.json(1, "/api/v0/metadata/endpoints").await;
+    let dead: Vec<&Value> = v["entity"]
+        .as_array()
+        .expect("entity")
+        .iter()
+        .filter(|n| n["ENDPOINT_IP"] == e.ip(2))
+        .collect();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["IS_ALIVE"], "false");
+    let schema = e.json(1, "/api/v1/ops/node/schema/versions").await;
+    assert!(schema.get("UNREACHABLE").is_some(), "{schema}");
+
+    // Recreated under the same name: the same node restarts.
+    e.pod("west", "b-0", 2, "shared", "dc2", false).await;
+    assert_eq!(
+        e.status("GET", 2, "/api/v0/probes/readiness").await,
+        Some(StatusCode::INTERNAL_SERVER_ERROR)
+    );
+    e.start_ready(2).await;
+    assert_eq!(
+        e.sim
+            .state()
+            .node_of_pod("b-0")
+            .and_then(|n| n.host_id.clone()),
+        host_id
+    );
+    assert!(e.sim.violations().is_empty());
+}
+
+#[tokio::test]
+async fn decommission_v1_job_leaves_the_ring() {
+    let e = env(145, fast()).await;
+    e.pod("k1", "n1", 1, "c1", "dc1", true).await;
+    e.pod("k1", "n2", 2, "c1", "dc1", false).await;
+    e.start_ready(1).await;
+    e.start_ready(2).await;
+
+    let (s, job) = e
+        .ok("POST", 2, "/api/v1/ops/node/decommission?force=true", None)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let done = e.wait_job(2, &job).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["type"], "decommission");
+    assert_eq!(done["id"], job.as_str());
+    assert!(
+        done["submit_time"]
+            .as_str()
+            .is_some_and(|t| t.parse::<i64>().is_ok())
+    );
+
+    let v = e.json(1, "/api/v0/metadata/endpoints").await;
+    assert_eq!(v["entity"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(
+        e.status("GET", 2, "/api/v0/probes/readiness").await,
+        Some(StatusCode::INTERNAL_SERVER_ERROR)
+    );
+    let node = e.sim.state().node_of_pod("n2").cloned().expect("node");
+    assert!(node.decommissioned);
+    assert_eq!(node.cassandra, CassandraState::Left);
+    let h = e.sim.history();
+    let d = h
+        .iter()
+        .find(|h| h.action == "decommission")
+        .expect("decommission recorded");
+    assert_eq!(d.outcome, "completed");
+    assert!(d.end_time.is_some());
+    assert_eq!(d.pod.as_ref().map(|p| p.context.as_str()), Some("k1"));
+
+    // A job id is only known to the node that ran it.
+    let (s, _) = e
+        .call(
+            "GET",
+            1,
+            &format!("/api/v0/ops/executor/job?job_id={job}"),
+            None,
+        )
+        .await
+        .expect("reachable");
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Deleting the decommissioned pod forgets the node; a new pod under that name is new.
+    e.sim.remove_pod(&PodKey::new("k1", "ns", "n2"));
+    e.pod("k1", "n2", 2, "c1", "dc1", false).await;
+    e.start_ready(2).await;
+    assert!(e.sim.violations().is_empty());
+}
+
+#[tokio::test]
+async fn decommission_v0_refuses_to_break_replication_without_force() {
+    let e = env(146, fast()).await;
+    e.pod("k1", "n1", 1, "c1", "dc1", true).await;
+    e.pod("k1", "n2", 2, "c1", "dc1", false).await;
+    e.start_ready(1).await;
+    e.start_ready(2).await;
+    e.ok(
+        "POST",
+        1,
+        "/api/v0/ops/keyspace/create",
+        Some(json!({"keyspace_name": "app", "replication_settings": [{"dc_name": "dc1", "replication_factor": 2}]})),
+    )
+    .await;
+    let (s, body) = e
+        .call("POST", 2, "/api/v0/ops/node/decommission", None)
+        .await
+        .expect("reachable");
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body.contains("replication factor"), "{body}");
+    let (s, _) = e
+        .ok("POST", 2, "/api/v0/ops/node/decommission?force=true", None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        e.sim
+            .state()
+            .node_of_pod("n2")
+            .is_some_and(|n| n.decommissioned)
+    );
+}
+
+#[tokio::test]
+async fn keyspace_create_alter_and_replication_round_trip() {
+    let e = env(147, fast()).await;
+    e.pod("k1", "n1", 1, "c1", "dc1", true).await;
+    e.start_ready(1).await;
+
+    let ks = e.json(1, "/api/v0/ops/keyspace").await;
+    for sys in ["system_auth", "system_distributed", "system_traces"] {
+        assert!(
+            ks.as_array().is_some_and(|a| a.contains(&json!(sys))),
+            "{ks}"
+        );
+    }
+    let auth = e
+        .json(
+            1,
+            "/api/v0/ops/keyspace/replication?keyspaceName=system_auth",
+        )
+        .await;
+    assert_eq!(auth["class"], "org.apache.cassandra.locator.SimpleStrategy");
+
+    let before = e.json(1, "/api/v1/ops/node/schema/versions").await;
+    e.ok(
+        "POST",
+        1,
+        "/api/v0/ops/keyspace/create",
+        Some(json!({"keyspace_name": "app", "replication_settings": [{"dc_name": "dc1", "replication_factor": 3}]})),
+    )
+    .await;
+    let r = e
+        .json(1, "/api/v0/ops/keyspace/replication?keyspaceName=app")
+        .await;
+    assert_eq!(
+        r,
+        json!({"class": "org.apache.cassandra.locator.NetworkTopologyStrategy", "dc1": "3"})
+    );
+    assert_eq!(
+        e.json(1, "/api/v0/ops/keyspace?keyspaceName=app").await,
+        json!(["app"])
+    );
+    assert_eq!(
+        e.json(1, "/api/v0/ops/keyspace?keyspaceName=nope").await,
+        json!([])
+    );
+
+    // cass-operator sends the factor as a string.
+    e.ok(
+        "POST",
+        1,
+        "/api/v0/ops/keyspace/alter",
+        Some(json!({"keyspace_name": "app", "replication_settings": [
+            {"dc_name": "dc1", "replication_factor": "1"},
+            {"dc_name": "dc2", "replication_factor": "3"}
+        ]})),
+    )
+    .await;
+    let r = e
+        .json(1, "/api/v0/ops/keyspace/replication?keyspaceName=app")
+        .await;
+    assert_eq!(r["dc1"], "1");
+    assert_eq!(r["dc2"], "3");
+    let after = e.json(1, "/api/v1/ops/node/schema/versions").await;
+    assert_ne!(before, after);
+    assert_eq!(
+        after.as_object().map(|m| m.len()),
+        Some(1),
+        "schema agreement: {after}"
+    );
+
+    let (s, _) = e
+        .call(
+            "GET",
+            1,
+            "/api/v0/ops/keyspace/replication?keyspaceName=missing",
+            None,
+        )
+        .await
+        .expect("reachable");
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = e
+        .call(
+            "POST",
+            1,
+            "/api/v0/ops/keyspace/create",
+            Some(json!({"keyspace_name": "", "replication_settings": []})),
+        )
+        .await
+        .expect("reachable");
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    // A keyspace made behind the operator's back shows up too.
+    e.sim.create_keyspace(&KeyspaceRequest {
+        cluster: "c1".into(),
+        name: "by_cqlsh".into(),
+        replication: [("dc1".to_string(), 1)].into_iter().collect(),
+    });
+    assert_eq!(
+        e.json(1, "/api/v0/ops/keyspace?keyspaceName=by_cqlsh")
+            .await,
+        json!(["by_cqlsh"])
+    );
+    let state = e.sim.state();
+    let c1 = state.cluster("c1").expect("cluster");
+    assert!(
+        c1.keyspaces
+            .iter()
+            .any(|k| k.name == "app" && k.replication.get("dc2").map(String::as_str) == Some("3"))
+    );
+}
+
+#[tokio::test]
+async fn roles_are_listed_without_their_password() {
+    let e = env(148, fast()).await;
+    e.pod("k1", "n1", 1, "c1", "dc1", true).await;
+    e.start_ready(1).await;
+    let secret = "s3cr3t-P4ssw0rd";
+    e.ok(
+        "POST",
+        1,
+        &format!("/api/v0/ops/auth/role?username=admin&password={secret}&is_superuser=true&can_login=true"),
+        None,
+    )
+    .await;
+    let (s, _) = e
+        .call("POST", 1, "/api/v0/ops/auth/role?username=nopw", None)
+        .await
+        .expect("reachable");
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    let (_, listed) = e.ok("GET", 1, "/api/v0/ops/auth/role", None).await;
+    assert!(!listed.contains(secret));
+    let roles: Value = serde_json::from_str(&listed).expect("json");
+    assert_eq!(roles[0]["name"], "admin");
+    assert_eq!(roles[0]["super"], true);
+    assert_eq!(roles[0]["login"], true);
+
+    let client = e.sim.client().expect("control api");
+    let state = client.state().await.expect("state");
+    let role = &state.cluster("c1").expect("cluster").roles[0];
+    assert!(role.password_set && role.superuser);
+    let everything = format!(
+        "{}{}{}",
+        serde_json::to_string(&state).expect("ser"),
+        serde_json::to_string(&client.history().await.expect("history")).expect("ser"),
+        serde_json::to_string(&client.violations().await.expect("violations")).expect("ser"),
+    );
+    assert!(!everything.contains(secret));
+
+    e.ok("DELETE", 1, "/api/v0/ops/auth/role?username=admin", None)
+        .await;
+    assert_eq!(e.json(1, "/api/v0/ops/auth/role").await, json!([]));
+}
+
+#[tokio::test]
+async fn jobs_run_through_the_executor_and_are_recorded() {
+    let e = env(149, fast()).await;
+    e.pod("ctx-a", "n1", 1, "c1", "dc1", true).await;
+    e.start_ready(1).await;
+
+    let cases = [
+        ("/api/v1/ops/keyspace/cleanup", "CLEANUP"),
+        ("/api/v1/ops/node/rebuild?src_dc=dc1", "rebuild"),
+        ("/api/v1/ops/tables/compact", "COMPACTION"),
+        ("/api/v1/ops/tables/flush", "FLUSH"),
+        ("/api/v1/ops/tables/scrub", "SCRUB"),
+        ("/api/v1/ops/tables/garbagecollect", "GARBAGE_COLLECT"),
+        ("/api/v1/ops/tables/sstables/upgrade", "UPGRADE_SSTABLES"),
+    ];
+    for (path, job_type) in cases {
+        let (s, id) = e
+            .ok(
+                "POST",
+                1,
+                path,
+                Some(json!({"keyspace_name": "system_auth", "jobs": "1", "tables": []})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{path}");
+        let done = e.wait_job(1, &id).await;
+        assert_eq!(done["status"], "COMPLETED", "{path}: {done}");
+        assert_eq!(done["type"], job_type);
+        assert!(done["end_time"].as_str().is_some_and(|t| t != "0"));
+    }
+
+    let (_, id) = e
+        .ok("POST", 1, "/api/v1/ops/node/rebuild?src_dc=nowhere", None)
+        .await;
+    let failed = e.wait_job(1, &id).await;
+    assert_eq!(failed["status"], "ERROR");
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("nowhere"))
+    );
+
+    let (s, body) = e
+        .ok(
+            "POST",
+            1,
+            "/api/v0/ops/tables/flush",
+            Some(json!({"keyspace_name": "system_auth"})),
+        )
+        .await;
+    assert_eq!((s, body.as_str()), (StatusCode::OK, "OK"));
+    let (s, cleanup_id) = e
+        .ok(
+            "POST",
+            1,
+            "/api/v0/ops/keyspace/cleanup",
+            Some(json!({"keyspace_name": "system_auth"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        e.json(1, &format!("/api/v0/ops/executor/job?job_id={cleanup_id}"))
+            .await["status"],
+        "COMPLETED"
+    );
+
+    let (s, body) = e
+        .call("GET", 1, "/api/v0/ops/executor/job?job_id=unknown", None)
+        .await
+        .expect("reachable");
+    assert_eq!((s, body.as_str()), (StatusCode::NOT_FOUND, "{}"));
+
+    let jobs: Vec<HistoryEntry> = e
+        .sim
+        .history()
+        .into_iter()
+        .filter(|h| h.action == "job")
+        .collect();
+    assert_eq!(jobs.len(), cases.len() + 3);
+    for j in &jobs {
+        assert_eq!(j.pod, Some(PodKey::new("ctx-a", "ns", "n1")));
+        assert!(j.job_id.is_some() && j.job_type.is_some() && j.end_time.is_some());
+    }
+}
+
+#[tokio::test]
+async fn faults_inject_errors_and_death_until_cleared() {
+    let e = env(150, fast()).await;
+    e.pod("k1", "n1", 1, "c1", "dc1", true).await;
+    e.start_ready(1).await;
+    let client = e.sim.client().expect("control api");
+
+    client
+        .set_fault(&FaultRequest {
+            target: FaultTarget::pod("n1"),
+            fault: Some(Fault {
+                error_rate: 1.0,
+                ..Fault::default()
+            }),
+            clear: false,
+            wipe: false,
+        })
+        .await
+        .expect("fault set");
+    for _ in 0..5 {
+        assert_eq!(
+            e.status("GET", 1, "/api/v0/probes/liveness").await,
+            Some(StatusCode::INTERNAL_SERVER_ERROR)
+        );
+    }
+    let clear = FaultRequest {
+        target: FaultTarget::pod("n1"),
+        fault: None,
+        clear: true,
+        wipe: false,
+    };
+    client.set_fault(&clear).await.expect("fault cleared");
+    assert_eq!(
+        e.status("GET", 1, "/api/v0/probes/liveness").await,
+        Some(StatusCode::OK)
+    );
+    assert_eq!(
+        e.status("GET", 1, "/api/v0/probes/readiness").await,
+        Some(StatusCode::OK)
+    );
+
+    // Death: nothing answers, and Cassandra is down once it comes back.
+    e.sim
+        .set_fault(&FaultRequest {
+            target: FaultTarget::Cluster("c1".into()),
+            fault: Some(Fault {
+                dead: true,
+                ..Fault::default()
+            }),
+            clear: false,
+            wipe: false,
+        })
+        .expect("fault set");
+    wait_for("management API gone", || async {
+        e.status("GET", 1, "/api/v0/probes/liveness")
+            .await
+            .is_none()
+    })
+    .await;
+    assert!(!e.sim.state().node_of_pod("n1").expect("node").alive);
+    e.sim
+        .set_fault(&FaultRequest {
+            target: FaultTarget::Cluster("c1".into()),
+            fault: None,
+            clear: true,
+            wipe: false,
+        })
+        .expect("fault cleared");
+    wait_for("management API back", || async {
+        e.status("GET", 1, "/api/v0/probes/liveness").await == Some(StatusCode::OK)
+    })
+    .await;
+    assert_eq!(
+        e.status("GET", 1, "/api/v0/probes/readiness").await,
+        Some(StatusCode::INTERNAL_SERVER_ERROR)
+    );
+    e.start_ready(1).await;
+
+    let unknown = client
+        .set_fault(&FaultRequest {
+            target: FaultTarget::pod("nobody"),
+            fault: None,
+            clear: true,
+            wipe: false,
+        })
+        .await;
+    assert!(unknown.is_err());
+}
+
+#[tokio::test]
+async fn a_wiped_node_must_be_replaced() {
+    let e = env(151, fast()).await;
+    e.pod("k1", "n1", 1, "c1", "dc1", true).await;
+    e.pod("k1", "n2", 2, "c1", "dc1", false).await;
+    e.start_ready(1).await;
+    e.start_ready(2).await;
+    let before = e.sim.state().node_of_pod("n2").cloned().expect("node");
+
+    e.sim
+        .set_fault(&FaultRequest {
+            target: FaultTarget::Ip(e.ip(2)),
+            fault: None,
+            clear: false,
+            wipe: true,
+        })
+        .expect("wiped");
+    assert_eq!(
+        e.status("GET", 2, "/api/v0/probes/readiness").await,
+        Some(StatusCode::INTERNAL_SERVER_ERROR)
+    );
+    let (s, body) = e
+        .call("POST", 2, "/api/v0/lifecycle/start", None)
+        .await
+        .expect("reachable");
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body.contains("replace"), "{body}");
+    assert_eq!(e.sim.violations()[0].rule, "wiped_without_replace");
+
+    let (s, _) = e
+        .ok(
+            "POST",
+            2,
+            &format!("/api/v0/lifecycle/start?replace_ip={}", e.ip(2)),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    e.wait_ready(2).await;
+    let after = e.sim.state().node_of_pod("n2").cloned().expect("node");
+    assert_ne!(after.host_id, before.host_id);
+    assert_eq!(after.tokens, before.tokens);
+    let ring = e.json(1, "/api/v0/metadata/endpoints").await;
+    assert_eq!(ring["entity"].as_array().map(Vec::len), Some(2), "{ring}");
+    let start = e
+        .sim
+        .history()
+        .into_iter()
+        .rfind(|h| h.action == "start")
+        .expect("start recorded");
+    assert_eq!(start.replace_ip, Some(e.ip(2)));
+    assert_eq!(e.sim.violations().len(), 1);
+}
+
+#[tokio::test]
+async fn probes_cluster_reports_missing_replicas() {
+    let e = env(152, fast()).await;
+    e.pod("k1", "n1", 1, "c1", "dc1", true).await;
+    e.start_ready(1).await;
+    let (s, body) = e
+        .call(
+            "GET",
+            1,
+            "/api/v0/probes/cluster?consistency_level=LOCAL_QUORUM&rf_per_dc=3",
+            None,
+        )
+        .await
+        .expect("reachable");
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body.contains("replicas required"), "{body}");
+    assert_eq!(
+        e.status(
+            "GET",
+            1,
+            "/api/v0/probes/cluster?consistency_level=LOCAL_ONE&rf_per_dc=1"
+        )
+        .await,
+        Some(StatusCode::OK)
+    );
+    let f = e.json(1, "/api/v0/metadata/versions/features").await;
+    assert!(
+        f["features"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("async_sstable_tasks")))
+    );
+    let (_, seeds) = e.ok("POST", 1, "/api/v0/ops/seeds/reload", None).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&seeds).expect("json"),
+        json!([format!("/{}", e.ip(1))])
+    );
+}
+
+#[tokio::test]
+async fn control_api_serves_state_config_and_keyspaces() {
+    let e = env(153, fast()).await;
+    e.pod("k1", "n1", 1, "c1", "dc1", true).await;
+    let client = e.sim.client().expect("control api");
+    let cfg = client
+        .update_config(&ConfigUpdate {
+            bootstrap_delay_ms: Some(10),
+            ..ConfigUpdate::default()
+        })
+        .await
+        .expect("config");
+    assert_eq!(cfg.bootstrap_delay, Duration::from_millis(10));
+    assert_eq!(client.config().await.expect("config"), cfg);
+    client
+        .create_keyspace(&KeyspaceRequest {
+            cluster: "c1".into(),
+            name: "k".into(),
+            replication: [("dc1".to_string(), 3)].into_iter().collect(),
+        })
+        .await
+        .expect("keyspace");
+    e.start_ready(1).await;
+    let state = client.state().await.expect("state");
+    let c1 = state.cluster("c1").expect("cluster");
+    assert!(c1.keyspaces.iter().any(|k| k.name == "k"));
+    assert_eq!(c1.nodes.len(), 1);
+    assert!(state.pods[0].listening);
+    let starts: Vec<_> = client
+        .history()
+        .await
+        .expect("history")
+        .into_iter()
+        .filter(|h| h.action == "start")
+        .collect();
+    assert_eq!(starts.len(), 1);
+    assert_eq!(starts[0].outcome, "accepted");
+    assert!(client.violations().await.expect("violations").is_empty());
+}

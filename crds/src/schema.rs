@@ -117,9 +117,21 @@ pub fn root_schema(crd: &mut CustomResourceDefinition) -> &mut JSONSchemaProps {
 /// items, `{}` the map values). Panics with the path when it does not exist: a rule attached to
 /// a misspelt path must fail the build's tests, not be silently dropped.
 pub fn at<'a>(crd: &'a mut CustomResourceDefinition, path: &str) -> &'a mut JSONSchemaProps {
-    let mut cur = root_schema(crd);
+    match try_at(root_schema(crd), path) {
+        Ok(s) => s,
+        Err(e) => panic!("schema path {path}: {e}"),
+    }
+}
+
+fn try_at<'a>(
+    mut cur: &'a mut JSONSchemaProps,
+    path: &str,
+) -> Result<&'a mut JSONSchemaProps, String> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+        JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+    };
     if path.is_empty() {
-        return cur;
+        return Ok(cur);
     }
     for segment in path.split('.') {
         let (name, suffix) = match segment.find(['[', '{']) {
@@ -130,27 +142,27 @@ pub fn at<'a>(crd: &'a mut CustomResourceDefinition, path: &str) -> &'a mut JSON
             .properties
             .as_mut()
             .and_then(|p| p.get_mut(name))
-            .unwrap_or_else(|| panic!("schema path {path}: no property {name}"));
+            .ok_or_else(|| format!("no property {name}"))?;
         let mut rest = suffix;
         while !rest.is_empty() {
             if let Some(r) = rest.strip_prefix("[]") {
                 cur = match cur.items.as_mut() {
-                    Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrArray::Schema(s)) => s,
-                    _ => panic!("schema path {path}: {name} is not a list"),
+                    Some(JSONSchemaPropsOrArray::Schema(s)) => s,
+                    _ => return Err(format!("{name} is not a list")),
                 };
                 rest = r;
             } else if let Some(r) = rest.strip_prefix("{}") {
                 cur = match cur.additional_properties.as_mut() {
-                    Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrBool::Schema(s)) => s,
-                    _ => panic!("schema path {path}: {name} is not a map"),
+                    Some(JSONSchemaPropsOrBool::Schema(s)) => s,
+                    _ => return Err(format!("{name} is not a map")),
                 };
                 rest = r;
             } else {
-                panic!("schema path {path}: bad segment {segment}");
+                return Err(format!("bad segment {segment}"));
             }
         }
     }
-    cur
+    Ok(cur)
 }
 
 /// Attach CEL rules to the schema at `path`.
@@ -215,4 +227,9 @@ pub fn rules_of(crd: &CustomResourceDefinition) -> Vec<(String, ValidationRule)>
         walk(s, String::new(), &mut out);
     }
     out
+}
+
+/// Whether the schema has a property at `path` (for rules on types owned by other modules).
+pub fn has_path(crd: &mut CustomResourceDefinition, path: &str) -> bool {
+    try_at(root_schema(crd), path).is_ok()
 }

@@ -11,6 +11,10 @@
 //! - [`MedusaTask`] runs maintenance: sync the MedusaBackup objects with the storage
 //!   bucket, purge old backups, or prepare a restore.
 
+// kube's `printcolumn(...)` entries repeat `type_ = "..."`, which this lint mistakes for
+// duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{

@@ -5,6 +5,10 @@
 //! standalone [`Reaper`] resource and by the `spec.reaper` section of a K8ssandraCluster
 //! ([`ReaperClusterTemplate`]), which adds how Reaper is laid out across the cluster.
 
+// kube's `printcolumn(...)` entries repeat `type_ = "..."`, which this lint mistakes for
+// duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::api::core::v1::{
     Affinity, EnvVar, LocalObjectReference, ObjectReference, PersistentVolumeClaimSpec,
     PodSecurityContext, Probe, ResourceRequirements, SecurityContext, Toleration,

@@ -8,6 +8,10 @@
 //! overrides, the `stargate` of a K8ssandraCluster datacenter). The standalone [`Stargate`]
 //! resource is a datacenter template bound to one CassandraDatacenter.
 
+// kube's `printcolumn(...)` entries repeat `type_ = "..."`, which this lint mistakes for
+// duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{

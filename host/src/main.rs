@@ -1,1 +1,289 @@
-fn main() {}
+//! `k8ssandra-operator`: the operator host's command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use k8ssandra_host::apply::Discovery;
+use k8ssandra_host::clusters::ClusterRegistry;
+use k8ssandra_host::controller::{ControllerConfig, Manager, Shared};
+use k8ssandra_host::leader::{Elector, LeaseConfig};
+use k8ssandra_host::observe::{self, Health, Metrics};
+use k8ssandra_host::plugin::{PolicyRuntime, RuntimeConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "k8ssandra-operator",
+    version,
+    about = "Runs Apache Cassandra and DSE on Kubernetes, with policies in WebAssembly"
+)]
+struct Cli {
+    /// Logs as JSON lines instead of human-readable text.
+    #[arg(long, global = true, env = "K8SSANDRA_JSON_LOGS")]
+    json_logs: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator.
+    Run(Box<RunArgs>),
+    /// Print the CustomResourceDefinitions as YAML (what `kubectl apply -f` takes).
+    Crds,
+    /// Work with policy components.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Print what a policy's `describe` returns.
+    Inspect {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "yaml")]
+        output: Output,
+    },
+    /// Run one reconcile offline on a snapshot file and print the plan.
+    Test {
+        file: PathBuf,
+        /// Snapshot as JSON (see plugins/examples/echo/snapshot.json).
+        #[arg(long)]
+        snapshot: PathBuf,
+        #[arg(long, value_enum, default_value = "yaml")]
+        output: Output,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Yaml,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Kubeconfig file; in a pod the in-cluster configuration is used when unset.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Context of the kubeconfig to use as the local cluster.
+    #[arg(long, env = "K8SSANDRA_CONTEXT")]
+    context: Option<String>,
+    /// Directory of policy components (*.wasm); watched for changes.
+    #[arg(long, env = "K8SSANDRA_PLUGIN_DIR", default_value = "/plugins")]
+    plugin_dir: PathBuf,
+    /// Directory for precompiled policies; defaults to a directory under the system's cache.
+    #[arg(long, env = "K8SSANDRA_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "K8SSANDRA_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Watch only this namespace (in every cluster); all namespaces when unset.
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Run only while holding a Lease, so several replicas can be deployed.
+    #[arg(long, env = "K8SSANDRA_LEADER_ELECT")]
+    leader_elect: bool,
+    #[arg(long, env = "K8SSANDRA_LEASE_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    #[arg(long, default_value = "k8ssandra-operator-leader")]
+    lease_name: String,
+    /// Control-plane mode runs the multi-cluster policies (K8ssandraCluster, ClientConfig,
+    /// ReplicatedSecret); data-plane mode runs only the datacenter-level ones.
+    #[arg(long, env = "K8SSANDRA_CONTROL_PLANE", default_value_t = true, action = clap::ArgAction::Set)]
+    control_plane: bool,
+    /// Per-call deadline of a policy, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    policy_deadline_ms: u64,
+    /// Per-call memory cap of a policy, in MiB.
+    #[arg(long, default_value_t = 128)]
+    policy_memory_mib: usize,
+    /// Reconcile every parent at least this often, in seconds.
+    #[arg(long, default_value_t = 300)]
+    resync_seconds: u64,
+    /// Parents reconciled in parallel, per policy.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,kube=warn,wasmtime=warn,cranelift=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn client(kubeconfig: Option<&PathBuf>, context: Option<&String>) -> Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            let opts = KubeConfigOptions {
+                context: context.cloned(),
+                ..Default::default()
+            };
+            kube::Config::from_custom_kubeconfig(kc, &opts)
+                .await
+                .context("kubeconfig")?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no kubeconfig and not in a cluster")?,
+    };
+    kube::Client::try_from(config).context("building the Kubernetes client")
+}
+
+fn print<T: serde::Serialize>(value: &T, output: Output) -> Result<()> {
+    match output {
+        Output::Yaml => print!("{}", serde_yaml::to_string(value)?),
+        Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.json_logs);
+    match cli.command {
+        Command::Crds => {
+            print!("{}", k8ssandra_api::all_crds_yaml());
+            Ok(())
+        }
+        Command::Plugin(PluginCommand::Inspect { file, output }) => {
+            let info = k8ssandra_host::plugin::inspect(&file).await?;
+            print(&info, output)
+        }
+        Command::Plugin(PluginCommand::Test {
+            file,
+            snapshot,
+            output,
+        }) => {
+            let text = std::fs::read_to_string(&snapshot)
+                .with_context(|| format!("reading {}", snapshot.display()))?;
+            let outcome = k8ssandra_host::plugin::test_file(&file, &text).await?;
+            match outcome {
+                Ok(plan) => print(&plan, output),
+                Err(e) => {
+                    print(&e, output)?;
+                    anyhow::bail!("the policy refused to plan: {}", e.message)
+                }
+            }
+        }
+        Command::Run(args) => run(*args).await,
+    }
+}
+
+async fn run(args: RunArgs) -> Result<()> {
+    let metrics = Metrics::new();
+    let health = Health::default();
+    let (addr, _server) = observe::serve(args.metrics_addr, metrics.clone(), health.clone())
+        .await
+        .with_context(|| format!("binding {}", args.metrics_addr))?;
+    tracing::info!(%addr, "serving metrics and health");
+
+    let local = client(args.kubeconfig.as_ref(), args.context.as_ref()).await?;
+
+    let elector = if args.leader_elect {
+        let identity = std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| format!("k8ssandra-operator-{}", std::process::id()));
+        let elector = Elector::new(
+            local.clone(),
+            LeaseConfig {
+                namespace: args.lease_namespace.clone(),
+                name: args.lease_name.clone(),
+                identity,
+                duration: Duration::from_secs(15),
+                renew_every: Duration::from_secs(2),
+            },
+        );
+        elector.acquire().await?;
+        Some(elector)
+    } else {
+        None
+    };
+
+    let runtime = PolicyRuntime::new(RuntimeConfig {
+        deadline: Duration::from_millis(args.policy_deadline_ms),
+        memory_limit: args.policy_memory_mib * 1024 * 1024,
+        cache_dir: args.cache_dir.clone(),
+        ..Default::default()
+    })?;
+    for report in runtime.load_dir(&args.plugin_dir).await {
+        match &report.result {
+            Ok(p) => {
+                tracing::info!(file = %report.path.display(), policy = %p.info.name, version = %p.info.version, "policy loaded")
+            }
+            Err(error) => tracing::error!(file = %report.path.display(), %error, "policy refused"),
+        }
+    }
+    let _watcher = runtime.spawn_watcher(args.plugin_dir.clone());
+
+    let clusters = ClusterRegistry::new(local);
+    let (completions_tx, completions_rx) = tokio::sync::mpsc::unbounded_channel();
+    let dataplane = k8ssandra_host::dataplane_adapter(completions_tx, clusters.clone());
+    let shared = Shared {
+        runtime,
+        clusters,
+        metrics,
+        discovery: Discovery::default(),
+        dataplane: Arc::from(dataplane),
+        config: ControllerConfig {
+            namespace: args.namespace.clone(),
+            concurrency: args.concurrency,
+            resync: Duration::from_secs(args.resync_seconds),
+        },
+    };
+    let _ = args.control_plane;
+    let manager = Manager::new(shared, health);
+
+    tokio::select! {
+        _ = manager.run(completions_rx) => Ok(()),
+        lost = async {
+            match &elector {
+                Some(e) => e.keep().await,
+                None => futures::future::pending().await,
+            }
+        } => Err(anyhow::anyhow!(lost).context("leadership lost; exiting so another replica takes over")),
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

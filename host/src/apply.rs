@@ -1,0 +1,525 @@
+//! Writes to Kubernetes: server-side apply, deletion, status patches, events, generated
+//! Secrets. Every write goes through [`Writer`], which counts it, so "an unchanged plan
+//! causes zero writes" is measurable.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
+use kube::discovery::{Scope, pinned_kind};
+use kube::{Api, Client};
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use serde_json::Value;
+
+use crate::observe::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("cluster {cluster:?} is not known to the host")]
+    UnknownCluster { cluster: String },
+    #[error("object in plan is not valid: {reason}")]
+    InvalidObject { reason: String },
+    #[error("kind {api_version}/{kind} is not served by cluster {cluster:?}: {source}")]
+    Discovery {
+        cluster: String,
+        api_version: String,
+        kind: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{verb} {kind} {namespace}/{name} in cluster {cluster:?}: {source}")]
+    Api {
+        verb: &'static str,
+        cluster: String,
+        kind: String,
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// A resolved kind: how to address it and whether it lives in namespaces.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub resource: ApiResource,
+    pub namespaced: bool,
+}
+
+/// Discovery results per (cluster, apiVersion, kind); discovery is one round trip per kind,
+/// so it is worth remembering.
+#[derive(Clone, Default)]
+pub struct Discovery {
+    cache: Arc<Mutex<HashMap<(String, String, String), Resolved>>>,
+}
+
+impl Discovery {
+    pub async fn resolve(
+        &self,
+        cluster: &str,
+        client: &Client,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<Resolved, ApplyError> {
+        let key = (
+            cluster.to_string(),
+            api_version.to_string(),
+            kind.to_string(),
+        );
+        if let Some(r) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(r.clone());
+        }
+        let (group, version) = match api_version.split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", api_version),
+        };
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let (resource, caps) =
+            pinned_kind(client, &gvk)
+                .await
+                .map_err(|source| ApplyError::Discovery {
+                    cluster: cluster.to_string(),
+                    api_version: api_version.to_string(),
+                    kind: kind.to_string(),
+                    source,
+                })?;
+        let resolved = Resolved {
+            resource,
+            namespaced: caps.scope == Scope::Namespaced,
+        };
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, resolved.clone());
+        Ok(resolved)
+    }
+
+    /// Forgets a cluster's kinds (its client changed, CRDs may differ).
+    pub fn forget_cluster(&self, cluster: &str) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| k.0 != cluster);
+    }
+}
+
+/// True when every field set in `desired` has the same value in `live`. Arrays must match
+/// element by element. This is how "the plan equals the live state" is decided: the API
+/// server adds defaults and status, which `desired` does not mention.
+pub fn is_subset(desired: &Value, live: &Value) -> bool {
+    match (desired, live) {
+        (Value::Null, _) => true,
+        (Value::Object(d), Value::Object(l)) => d
+            .iter()
+            .all(|(k, dv)| dv.is_null() || l.get(k).is_some_and(|lv| is_subset(dv, lv))),
+        (Value::Array(d), Value::Array(l)) => {
+            d.len() == l.len() && d.iter().zip(l).all(|(dv, lv)| is_subset(dv, lv))
+        }
+        (Value::Number(d), Value::Number(l)) => d.as_f64() == l.as_f64(),
+        (d, l) => d == l,
+    }
+}
+
+/// Removes the values of a Secret, keeping its keys: policies may see which keys exist,
+/// never what they hold.
+pub fn redact_secret(obj: &mut DynamicObject) {
+    for field in ["data", "stringData"] {
+        if let Some(Value::Object(map)) = obj.data.get_mut(field) {
+            for v in map.values_mut() {
+                *v = Value::String(String::new());
+            }
+        }
+    }
+}
+
+/// Performs and counts writes on behalf of one policy.
+#[derive(Clone)]
+pub struct Writer {
+    pub policy: String,
+    pub field_manager: String,
+    pub metrics: Metrics,
+    pub discovery: Discovery,
+}
+
+impl Writer {
+    pub fn new(policy: &str, metrics: Metrics, discovery: Discovery) -> Self {
+        Writer {
+            policy: policy.to_string(),
+            field_manager: format!("k8ssandra-policy-{policy}"),
+            metrics,
+            discovery,
+        }
+    }
+
+    fn api(client: Client, resolved: &Resolved, namespace: &str) -> Api<DynamicObject> {
+        if resolved.namespaced {
+            Api::namespaced_with(client, namespace, &resolved.resource)
+        } else {
+            Api::all_with(client, &resolved.resource)
+        }
+    }
+
+    /// Server-side applies one object (forcing ownership of the fields it sets).
+    pub async fn apply(
+        &self,
+        cluster: &str,
+        client: &Client,
+        object: &Value,
+    ) -> Result<DynamicObject, ApplyError> {
+        let (api_version, kind, namespace, name) = identity(object)?;
+        let resolved = self
+            .discovery
+            .resolve(cluster, client, &api_version, &kind)
+            .await?;
+        let api = Self::api(client.clone(), &resolved, &namespace);
+        let params = PatchParams::apply(&self.field_manager).force();
+        self.metrics.record_write(&self.policy, "apply", cluster);
+        api.patch(&name, &params, &Patch::Apply(object))
+            .await
+            .map_err(|source| ApplyError::Api {
+                verb: "apply",
+                cluster: cluster.to_string(),
+                kind,
+                namespace,
+                name,
+                source,
+            })
+    }
+
+    /// Deletes one object; an object already gone is success.
+    pub async fn delete(
+        &self,
+        cluster: &str,
+        client: &Client,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), ApplyError> {
+        let resolved = self
+            .discovery
+            .resolve(cluster, client, api_version, kind)
+            .await?;
+        let api = Self::api(client.clone(), &resolved, namespace);
+        self.metrics.record_write(&self.policy, "delete", cluster);
+        // Background propagation: a StatefulSet's pods go with it, its PVCs never do
+        // (Kubernetes keeps them unless the StatefulSet's retention policy says otherwise).
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(source) => Err(ApplyError::Api {
+                verb: "delete",
+                cluster: cluster.to_string(),
+                kind: kind.to_string(),
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Applies the parent's status through the status subresource.
+    pub async fn patch_status(
+        &self,
+        client: &Client,
+        parent: &Resolved,
+        parent_obj: &DynamicObject,
+        status: Value,
+    ) -> Result<(), ApplyError> {
+        let namespace = parent_obj.metadata.namespace.clone().unwrap_or_default();
+        let name = parent_obj.metadata.name.clone().unwrap_or_default();
+        let api = Self::api(client.clone(), parent, &namespace);
+        let body = serde_json::json!({
+            "apiVersion": parent.resource.api_version,
+            "kind": parent.resource.kind,
+            "status": status,
+        });
+        let params = PatchParams::apply(&self.field_manager).force();
+        self.metrics.record_write(&self.policy, "status", "");
+        api.patch_status(&name, &params, &Patch::Apply(&body))
+            .await
+            .map(|_| ())
+            .map_err(|source| ApplyError::Api {
+                verb: "patch status",
+                cluster: String::new(),
+                kind: parent.resource.kind.clone(),
+                namespace,
+                name,
+                source,
+            })
+    }
+
+    /// Merge-patches one condition into the parent's `status.conditions`, used when the
+    /// policy itself failed and cannot say anything.
+    pub async fn set_condition(
+        &self,
+        client: &Client,
+        parent: &Resolved,
+        parent_obj: &DynamicObject,
+        condition: Value,
+    ) -> Result<(), ApplyError> {
+        let ctype = condition.get("type").cloned().unwrap_or(Value::Null);
+        let mut conditions: Vec<Value> = parent_obj
+            .data
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(existing) = conditions.iter().find(|c| c.get("type") == Some(&ctype)) {
+            let same = ["status", "reason", "message"]
+                .iter()
+                .all(|k| existing.get(*k) == condition.get(*k));
+            if same {
+                return Ok(());
+            }
+        }
+        conditions.retain(|c| c.get("type") != Some(&ctype));
+        conditions.push(condition);
+        let namespace = parent_obj.metadata.namespace.clone().unwrap_or_default();
+        let name = parent_obj.metadata.name.clone().unwrap_or_default();
+        let api = Self::api(client.clone(), parent, &namespace);
+        let body = serde_json::json!({ "status": { "conditions": conditions } });
+        self.metrics.record_write(&self.policy, "status", "");
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&body))
+            .await
+            .map(|_| ())
+            .map_err(|source| ApplyError::Api {
+                verb: "patch status",
+                cluster: String::new(),
+                kind: parent.resource.kind.clone(),
+                namespace,
+                name,
+                source,
+            })
+    }
+
+    /// Sets the finalizers this policy manages on the parent (server-side apply owns them
+    /// per field manager, so other controllers' finalizers are untouched).
+    pub async fn set_finalizers(
+        &self,
+        client: &Client,
+        parent: &Resolved,
+        parent_obj: &DynamicObject,
+        finalizers: &[String],
+    ) -> Result<(), ApplyError> {
+        let namespace = parent_obj.metadata.namespace.clone().unwrap_or_default();
+        let name = parent_obj.metadata.name.clone().unwrap_or_default();
+        let api = Self::api(client.clone(), parent, &namespace);
+        let body = serde_json::json!({
+            "apiVersion": parent.resource.api_version,
+            "kind": parent.resource.kind,
+            "metadata": { "name": name, "namespace": namespace, "finalizers": finalizers },
+        });
+        let params = PatchParams::apply(&format!("{}-finalizer", self.field_manager)).force();
+        self.metrics.record_write(&self.policy, "finalizers", "");
+        match api.patch(&name, &params, &Patch::Apply(&body)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(source) => Err(ApplyError::Api {
+                verb: "set finalizers",
+                cluster: String::new(),
+                kind: parent.resource.kind.clone(),
+                namespace,
+                name,
+                source,
+            }),
+        }
+    }
+
+    /// Creates a Secret with random values when none exists. Never updates one: a password
+    /// that changed under a running cluster would lock the operator out.
+    pub async fn ensure_secret(
+        &self,
+        cluster: &str,
+        client: &Client,
+        namespace: &str,
+        name: &str,
+        fixed: &[(String, String)],
+        random_keys: &[String],
+        labels: BTreeMap<String, String>,
+    ) -> Result<bool, ApplyError> {
+        use k8s_openapi::api::core::v1::Secret;
+        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let err = |verb: &'static str, source| ApplyError::Api {
+            verb,
+            cluster: cluster.to_string(),
+            kind: "Secret".into(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            source,
+        };
+        if api
+            .get_opt(name)
+            .await
+            .map_err(|e| err("get", e))?
+            .is_some()
+        {
+            return Ok(false);
+        }
+        let mut data = BTreeMap::new();
+        for (k, v) in fixed {
+            data.insert(k.clone(), v.clone());
+        }
+        for k in random_keys {
+            let value: String = rand::rng()
+                .sample_iter(&Alphanumeric)
+                .take(20)
+                .map(char::from)
+                .collect();
+            data.insert(k.clone(), value);
+        }
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_string()),
+                namespace: Some(namespace.to_string()),
+                labels: Some(labels),
+                ..Default::default()
+            },
+            string_data: Some(data),
+            type_: Some("Opaque".into()),
+            ..Default::default()
+        };
+        self.metrics.record_write(&self.policy, "create", cluster);
+        match api.create(&PostParams::default(), &secret).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Err(e) => Err(err("create", e)),
+        }
+    }
+
+    /// Records a core/v1 Event about an object.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn event(
+        &self,
+        cluster: &str,
+        client: &Client,
+        regarding: &k8s_openapi::api::core::v1::ObjectReference,
+        warning: bool,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), ApplyError> {
+        use k8s_openapi::api::core::v1::{Event, EventSource};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
+        let namespace = regarding
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let suffix: u64 = rand::rng().random();
+        let event = Event {
+            metadata: kube::api::ObjectMeta {
+                name: Some(format!(
+                    "{}.{:x}",
+                    regarding.name.clone().unwrap_or_default(),
+                    suffix
+                )),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
+            involved_object: regarding.clone(),
+            reason: Some(reason.to_string()),
+            // Events are capped at 1 KiB of message by convention; long plans get cut.
+            message: Some(message.chars().take(1024).collect()),
+            type_: Some(if warning { "Warning" } else { "Normal" }.into()),
+            first_timestamp: Some(Time(now)),
+            last_timestamp: Some(Time(now)),
+            event_time: Some(MicroTime(now)),
+            count: Some(1),
+            source: Some(EventSource {
+                component: Some(format!("k8ssandra-operator/{}", self.policy)),
+                host: None,
+            }),
+            reporting_component: Some("k8ssandra-operator".into()),
+            reporting_instance: Some(format!("k8ssandra-operator-{}", self.policy)),
+            action: Some(reason.to_string()),
+            ..Default::default()
+        };
+        let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
+        self.metrics.record_write(&self.policy, "event", cluster);
+        api.create(&PostParams::default(), &event)
+            .await
+            .map(|_| ())
+            .map_err(|source| ApplyError::Api {
+                verb: "create",
+                cluster: cluster.to_string(),
+                kind: "Event".into(),
+                namespace,
+                name: regarding.name.clone().unwrap_or_default(),
+                source,
+            })
+    }
+}
+
+/// apiVersion, kind, namespace, name of an object in a plan.
+pub fn identity(object: &Value) -> Result<(String, String, String, String), ApplyError> {
+    let s = |ptr: &str| {
+        object
+            .pointer(ptr)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let api_version = s("/apiVersion").ok_or_else(|| ApplyError::InvalidObject {
+        reason: "apiVersion is missing".into(),
+    })?;
+    let kind = s("/kind").ok_or_else(|| ApplyError::InvalidObject {
+        reason: "kind is missing".into(),
+    })?;
+    let name = s("/metadata/name").ok_or_else(|| ApplyError::InvalidObject {
+        reason: format!("metadata.name is missing on a {kind}"),
+    })?;
+    Ok((
+        api_version,
+        kind,
+        s("/metadata/namespace").unwrap_or_default(),
+        name,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn subset_ignores_server_defaults() {
+        let desired = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "data": {"k": "v"}});
+        let live = json!({"metadata": {"name": "a", "uid": "u", "labels": {"x": "1", "y": "2"}},
+                          "data": {"k": "v"}});
+        assert!(is_subset(&desired, &live));
+    }
+
+    #[test]
+    fn subset_sees_changed_values_and_lists() {
+        let live = json!({"spec": {"replicas": 3, "ports": [{"port": 1}, {"port": 2}]}});
+        assert!(!is_subset(&json!({"spec": {"replicas": 4}}), &live));
+        assert!(!is_subset(
+            &json!({"spec": {"ports": [{"port": 1}]}}),
+            &live
+        ));
+        assert!(is_subset(
+            &json!({"spec": {"ports": [{"port": 1}, {"port": 2}]}}),
+            &live
+        ));
+        assert!(is_subset(&json!({"spec": {"replicas": 3.0}}), &live));
+        assert!(!is_subset(&json!({"spec": {"missing": "x"}}), &live));
+    }
+
+    #[test]
+    fn secrets_lose_their_values() {
+        let mut obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "data": {"password": "c2VjcmV0"}
+        }))
+        .unwrap();
+        redact_secret(&mut obj);
+        assert_eq!(obj.data["data"]["password"], "");
+    }
+}

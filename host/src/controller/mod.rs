@@ -1,0 +1,495 @@
+//! The generic controller: one per loaded policy. It watches the policy's parent kind
+//! (local cluster), its owned kinds (every cluster, by the ownership label) and the kinds
+//! it reads, builds a snapshot per parent, calls the policy, and executes the plan.
+
+pub mod queue;
+pub mod store;
+
+mod reconcile;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::apply::{Discovery, Resolved};
+use crate::clusters::{ClusterRegistry, LOCAL};
+use crate::observe::{Health, Metrics};
+use crate::plugin::bindings::{KindRef, NodeRef, NodeState, Operation, OperationResult};
+use crate::plugin::{LoadedPolicy, PolicyRuntime};
+use queue::ParentKey;
+use store::{Store, Touched};
+
+pub use reconcile::OWNERSHIP_LABELS;
+
+/// What the controller needs from the data plane (the Cassandra management API). A trait,
+/// so controller tests can run without Cassandra.
+pub trait DataPlane: Send + Sync {
+    /// Observes the given nodes (pod addresses alongside).
+    fn observe(&self, nodes: Vec<(NodeRef, Option<String>)>) -> BoxFuture<'static, Vec<NodeState>>;
+    /// Starts the operations of a plan that are not already running or done.
+    /// `addresses` maps "cluster/namespace/pod" to the pod's IP.
+    fn execute(&self, parent: &str, operations: Vec<Operation>, addresses: HashMap<String, String>);
+    /// Outcomes recorded for a parent.
+    fn results(&self, parent: &str) -> Vec<OperationResult>;
+    /// Forgets a parent that is gone.
+    fn forget(&self, parent: &str);
+}
+
+/// A data plane that observes nothing and runs nothing, for policies that need neither.
+pub struct NoDataPlane;
+
+impl DataPlane for NoDataPlane {
+    fn observe(&self, nodes: Vec<(NodeRef, Option<String>)>) -> BoxFuture<'static, Vec<NodeState>> {
+        Box::pin(async move {
+            nodes
+                .into_iter()
+                .map(|(node, address)| NodeState {
+                    node,
+                    address,
+                    reachable: false,
+                    error: Some("no data plane configured".into()),
+                    alive: false,
+                    ready: false,
+                    endpoints: None,
+                })
+                .collect()
+        })
+    }
+    fn execute(&self, _: &str, _: Vec<Operation>, _: HashMap<String, String>) {}
+    fn results(&self, _: &str) -> Vec<OperationResult> {
+        Vec::new()
+    }
+    fn forget(&self, _: &str) {}
+}
+
+/// Settings shared by every controller.
+#[derive(Clone)]
+pub struct ControllerConfig {
+    /// Watch only this namespace (in every cluster); None watches all namespaces.
+    pub namespace: Option<String>,
+    /// Parents reconciled at once, per policy.
+    pub concurrency: usize,
+    /// Every parent is reconciled at least this often, changes or not.
+    pub resync: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            namespace: None,
+            concurrency: 16,
+            resync: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Everything a controller shares with the others.
+#[derive(Clone)]
+pub struct Shared {
+    pub runtime: PolicyRuntime,
+    pub clusters: ClusterRegistry,
+    pub metrics: Metrics,
+    pub discovery: Discovery,
+    pub dataplane: Arc<dyn DataPlane>,
+    pub config: ControllerConfig,
+}
+
+/// Starts, restarts and stops one controller per policy as policies and clusters change.
+pub struct Manager {
+    shared: Shared,
+    health: Health,
+}
+
+struct Running {
+    hash: String,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Manager {
+    pub fn new(shared: Shared, health: Health) -> Self {
+        Manager { shared, health }
+    }
+
+    /// Runs until the process ends. Data-plane completions arrive on `completions` as
+    /// "policy|namespace/name" and trigger that parent at once.
+    pub async fn run(self, mut completions: mpsc::UnboundedReceiver<String>) {
+        let mut policies_rx = self.shared.runtime.subscribe();
+        let mut clusters_rx = self.shared.clusters.subscribe();
+        let mut running: HashMap<String, (Running, queue::Trigger)> = HashMap::new();
+        let mut known_epochs = cluster_epochs(&self.shared.clusters);
+        self.sync(&mut running, true).await;
+        loop {
+            tokio::select! {
+                changed = policies_rx.changed() => {
+                    if changed.is_err() { break; }
+                    self.sync(&mut running, false).await;
+                }
+                changed = clusters_rx.changed() => {
+                    if changed.is_err() { break; }
+                    let now = cluster_epochs(&self.shared.clusters);
+                    if now != known_epochs {
+                        for name in now.keys().chain(known_epochs.keys()) {
+                            if now.get(name) != known_epochs.get(name) {
+                                self.shared.discovery.forget_cluster(name);
+                            }
+                        }
+                        known_epochs = now;
+                        // Watches are bound to clients: restart every controller so each
+                        // watches exactly the clusters that exist now.
+                        running.clear();
+                        self.sync(&mut running, false).await;
+                    }
+                }
+                Some(parent) = completions.recv() => {
+                    if let Some((policy, rest)) = parent.split_once('|')
+                        && let Some((ns, name)) = rest.split_once('/')
+                        && let Some((_, trigger)) = running.get(policy) {
+                        trigger.send((ns.to_string(), name.to_string()));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn sync(&self, running: &mut HashMap<String, (Running, queue::Trigger)>, first: bool) {
+        let policies = self.shared.runtime.policies();
+        let mut wanted: BTreeMap<String, Arc<LoadedPolicy>> = BTreeMap::new();
+        for p in &policies {
+            if p.info.decorates.is_none() {
+                wanted.insert(p.info.name.clone(), p.clone());
+            }
+        }
+        // A decorator changing changes its base policy's plans: restart the base too.
+        let decorator_hash: BTreeMap<String, String> = policies
+            .iter()
+            .filter_map(|p| p.info.decorates.clone().map(|base| (base, p.hash.clone())))
+            .fold(BTreeMap::new(), |mut m, (base, h)| {
+                m.entry(base).or_insert_with(String::new).push_str(&h);
+                m
+            });
+        running.retain(|name, (r, _)| {
+            wanted.get(name).is_some_and(|p| {
+                r.hash
+                    == format!(
+                        "{}{}",
+                        p.hash,
+                        decorator_hash.get(name).cloned().unwrap_or_default()
+                    )
+            })
+        });
+        for (name, policy) in wanted {
+            if running.contains_key(&name) {
+                continue;
+            }
+            let hash = format!(
+                "{}{}",
+                policy.hash,
+                decorator_hash.get(&name).cloned().unwrap_or_default()
+            );
+            tracing::info!(policy = %name, parent = %policy.info.parent.kind, "starting controller");
+            let (trigger, tasks) = PolicyController::start(self.shared.clone(), policy).await;
+            running.insert(name, (Running { hash, tasks }, trigger));
+        }
+        if first {
+            self.health.set_ready(true);
+        }
+    }
+}
+
+fn cluster_epochs(clusters: &ClusterRegistry) -> BTreeMap<String, u64> {
+    clusters.all().into_iter().map(|(n, _, e)| (n, e)).collect()
+}
+
+/// Caches of one watched kind, per cluster.
+pub(crate) struct Watched {
+    pub kind: KindRef,
+    pub stores: BTreeMap<String, (Arc<Store>, Resolved)>,
+    /// For read kinds: only objects carrying the parent's labels belong to a parent.
+    pub per_parent: bool,
+}
+
+pub(crate) struct PolicyController {
+    pub shared: Shared,
+    pub policy: Arc<LoadedPolicy>,
+    pub parent: Resolved,
+    pub parents: Arc<Store>,
+    pub owned: Vec<Watched>,
+    pub reads: Vec<Watched>,
+    pub writer: crate::apply::Writer,
+    pub trigger: queue::Trigger,
+    pub memory: reconcile::Memory,
+}
+
+impl PolicyController {
+    /// Starts the watches and the queue of one policy. Never fails: a kind that cannot be
+    /// resolved yet (its CRD not installed) is retried in the background.
+    async fn start(
+        shared: Shared,
+        policy: Arc<LoadedPolicy>,
+    ) -> (queue::Trigger, Vec<JoinHandle<()>>) {
+        let (trigger, rx) = queue::channel();
+        let t = trigger.clone();
+        let handle = tokio::spawn(async move {
+            let mut delay = Duration::from_millis(200);
+            let (controller, events, tasks) = loop {
+                match Self::build(shared.clone(), policy.clone(), t.clone()).await {
+                    Ok(c) => break c,
+                    Err(error) => {
+                        tracing::warn!(policy = %policy.info.name, %error, "controller cannot start yet; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(30));
+                    }
+                }
+            };
+            controller.run_inner(rx, events, tasks).await;
+        });
+        (trigger, vec![handle])
+    }
+
+    async fn build(
+        shared: Shared,
+        policy: Arc<LoadedPolicy>,
+        trigger: queue::Trigger,
+    ) -> Result<
+        (
+            Arc<Self>,
+            mpsc::UnboundedReceiver<Touched>,
+            Vec<JoinHandle<()>>,
+        ),
+        crate::apply::ApplyError,
+    > {
+        let local = shared.clusters.client(LOCAL).ok_or_else(|| {
+            crate::apply::ApplyError::UnknownCluster {
+                cluster: LOCAL.into(),
+            }
+        })?;
+        let info = &policy.info;
+        let parent = shared
+            .discovery
+            .resolve(LOCAL, &local, &info.parent.api_version, &info.parent.kind)
+            .await?;
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let mut tasks = Vec::new();
+        let namespace = shared.config.namespace.clone();
+
+        let parents = Arc::new(Store::default());
+        tasks.push(tokio::spawn(store::run_watch(
+            LOCAL.to_string(),
+            local.clone(),
+            parent.resource.clone(),
+            if parent.namespaced {
+                namespace.clone()
+            } else {
+                None
+            },
+            None,
+            parents.clone(),
+            events_tx.clone(),
+            shared.clusters.clone(),
+        )));
+
+        let owner_selector = format!(
+            "{}={}",
+            crate::controller::reconcile::POLICY_LABEL,
+            info.name
+        );
+        let mut owned = Vec::new();
+        for kind in &info.owns {
+            let mut stores = BTreeMap::new();
+            for (cluster, client, _) in shared.clusters.all() {
+                // A remote cluster that doesn't serve the kind yet is skipped, not fatal:
+                // it gets watched after the next cluster change.
+                let Ok(resolved) = shared
+                    .discovery
+                    .resolve(&cluster, &client, &kind.api_version, &kind.kind)
+                    .await
+                else {
+                    if cluster == LOCAL {
+                        shared
+                            .discovery
+                            .resolve(&cluster, &client, &kind.api_version, &kind.kind)
+                            .await?;
+                    }
+                    continue;
+                };
+                let store = Arc::new(Store::default());
+                tasks.push(tokio::spawn(store::run_watch(
+                    cluster.clone(),
+                    client,
+                    resolved.resource.clone(),
+                    if resolved.namespaced {
+                        namespace.clone()
+                    } else {
+                        None
+                    },
+                    Some(owner_selector.clone()),
+                    store.clone(),
+                    events_tx.clone(),
+                    shared.clusters.clone(),
+                )));
+                stores.insert(cluster, (store, resolved));
+            }
+            owned.push(Watched {
+                kind: kind.clone(),
+                stores,
+                per_parent: true,
+            });
+        }
+
+        let mut reads = Vec::new();
+        for spec in &info.reads {
+            let sensitive = matches!(spec.kind.kind.as_str(), "Secret" | "Pod" | "Event")
+                && spec.kind.api_version == "v1";
+            if sensitive && spec.selector.trim().is_empty() {
+                tracing::error!(policy = %info.name, kind = %spec.kind.kind,
+                    "refusing an unselected watch of a high-volume kind; give the read a label selector");
+                continue;
+            }
+            let mut stores = BTreeMap::new();
+            for (cluster, client, _) in shared.clusters.all() {
+                if !spec.all_clusters && cluster != LOCAL {
+                    continue;
+                }
+                let Ok(resolved) = shared
+                    .discovery
+                    .resolve(&cluster, &client, &spec.kind.api_version, &spec.kind.kind)
+                    .await
+                else {
+                    continue;
+                };
+                let store = Arc::new(Store::default());
+                tasks.push(tokio::spawn(store::run_watch(
+                    cluster.clone(),
+                    client,
+                    resolved.resource.clone(),
+                    if resolved.namespaced {
+                        namespace.clone()
+                    } else {
+                        None
+                    },
+                    Some(spec.selector.clone()),
+                    store.clone(),
+                    events_tx.clone(),
+                    shared.clusters.clone(),
+                )));
+                stores.insert(cluster, (store, resolved));
+            }
+            reads.push(Watched {
+                kind: spec.kind.clone(),
+                stores,
+                per_parent: spec.per_parent,
+            });
+        }
+
+        let writer =
+            crate::apply::Writer::new(&info.name, shared.metrics.clone(), shared.discovery.clone());
+        let controller = Arc::new(PolicyController {
+            shared,
+            policy,
+            parent,
+            parents,
+            owned,
+            reads,
+            writer,
+            trigger,
+            memory: reconcile::Memory::default(),
+        });
+        Ok((controller, events_rx, tasks))
+    }
+
+    async fn run_inner(
+        self: Arc<Self>,
+        rx: mpsc::UnboundedReceiver<ParentKey>,
+        mut events: mpsc::UnboundedReceiver<Touched>,
+        tasks: Vec<JoinHandle<()>>,
+    ) {
+        struct AbortAll(Vec<JoinHandle<()>>);
+        impl Drop for AbortAll {
+            fn drop(&mut self) {
+                for t in &self.0 {
+                    t.abort();
+                }
+            }
+        }
+        let _guard = AbortAll(tasks);
+        let this = self.clone();
+        let queue = tokio::spawn(queue::run(
+            rx,
+            self.trigger.clone(),
+            self.shared.config.concurrency,
+            move |key| {
+                let this = this.clone();
+                async move { this.reconcile(key).await }
+            },
+        ));
+        let _queue_guard = AbortAll(vec![queue]);
+        let resync = self.clone();
+        let _resync_guard = AbortAll(vec![tokio::spawn(async move {
+            let mut tick = tokio::time::interval(resync.shared.config.resync);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                for p in resync.parents.list() {
+                    resync.trigger.send(parent_key(&p));
+                }
+            }
+        })]);
+        while let Some(touched) = events.recv().await {
+            for key in self.parents_of(&touched) {
+                self.trigger.send(key);
+            }
+        }
+    }
+
+    /// Which parents an object change concerns.
+    fn parents_of(&self, touched: &Touched) -> Vec<ParentKey> {
+        let obj = &touched.object;
+        let kind = obj
+            .types
+            .as_ref()
+            .map(|t| t.kind.as_str())
+            .unwrap_or_default();
+        let api_version = obj
+            .types
+            .as_ref()
+            .map(|t| t.api_version.as_str())
+            .unwrap_or_default();
+        if touched.cluster == LOCAL
+            && kind == self.parent.resource.kind
+            && api_version == self.parent.resource.api_version
+        {
+            return vec![parent_key(obj)];
+        }
+        let labels = obj.metadata.labels.clone().unwrap_or_default();
+        if let Some(key) = reconcile::parent_from_labels(&labels, &self.parent.resource.kind) {
+            return vec![key];
+        }
+        // A shared read object (a ClientConfig, say) may concern every parent of its namespace.
+        let ns = obj.metadata.namespace.clone().unwrap_or_default();
+        self.parents
+            .list()
+            .iter()
+            .filter(|p| ns.is_empty() || p.metadata.namespace.as_deref() == Some(ns.as_str()))
+            .map(|p| parent_key(p))
+            .collect()
+    }
+}
+
+pub(crate) fn parent_key(obj: &kube::api::DynamicObject) -> ParentKey {
+    (
+        obj.metadata.namespace.clone().unwrap_or_default(),
+        obj.metadata.name.clone().unwrap_or_default(),
+    )
+}

@@ -1,0 +1,784 @@
+//! One reconcile: snapshot → policy (and its decorators) → plan execution.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::DynamicObject;
+use serde_json::Value;
+
+use super::PolicyController;
+use super::queue::{After, ParentKey};
+use crate::apply::{identity, is_subset, redact_secret};
+use crate::clusters::LOCAL;
+use crate::plugin::CallError;
+use crate::plugin::bindings::{EventType, NodeRef, Object, Plan, Snapshot};
+
+pub const POLICY_LABEL: &str = "k8ssandra.io/policy";
+pub const PARENT_NAME_LABEL: &str = "k8ssandra.io/parent-name";
+pub const PARENT_NAMESPACE_LABEL: &str = "k8ssandra.io/parent-namespace";
+pub const PARENT_KIND_LABEL: &str = "k8ssandra.io/parent-kind";
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "k8ssandra-operator";
+
+/// The labels the host stamps on every owned object.
+pub const OWNERSHIP_LABELS: [&str; 5] = [
+    POLICY_LABEL,
+    PARENT_NAME_LABEL,
+    PARENT_NAMESPACE_LABEL,
+    PARENT_KIND_LABEL,
+    MANAGED_BY_LABEL,
+];
+
+/// The condition type the host sets on a parent whose policy failed.
+pub const POLICY_FAILED: &str = "PolicyFailed";
+
+/// Identity of an object across clusters.
+type ObjKey = (String, String, String, String, String);
+
+/// What the host remembers between reconciles. Losing it (a restart) costs at most one
+/// redundant write per object; correctness never depends on it.
+#[derive(Default)]
+pub struct Memory {
+    /// Hash of the last desired object applied, and the resourceVersion the apply returned.
+    applied: Mutex<HashMap<ObjKey, (u64, String)>>,
+    /// Events recorded per parent, to record each distinct event once per hour.
+    events: Mutex<HashMap<ParentKey, HashMap<(String, String), Instant>>>,
+    /// Secrets known to exist.
+    secrets: Mutex<HashSet<(String, String, String)>>,
+    /// Finalizers this policy has ever asked for.
+    finalizers: Mutex<HashSet<String>>,
+}
+
+const EVENT_DEDUP: Duration = Duration::from_secs(3600);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn parent_from_labels(
+    labels: &BTreeMap<String, String>,
+    parent_kind: &str,
+) -> Option<ParentKey> {
+    if labels.get(PARENT_KIND_LABEL).map(String::as_str) != Some(parent_kind) {
+        return None;
+    }
+    Some((
+        labels.get(PARENT_NAMESPACE_LABEL)?.clone(),
+        labels.get(PARENT_NAME_LABEL)?.clone(),
+    ))
+}
+
+/// Matches `k=v`, `k==v`, `k!=v`, `k`, `!k` terms separated by commas.
+pub fn selector_matches(selector: &str, labels: &BTreeMap<String, String>) -> bool {
+    selector
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .all(|term| {
+            if let Some((k, v)) = term.split_once("!=") {
+                labels.get(k.trim()).map(String::as_str) != Some(v.trim())
+            } else if let Some((k, v)) = term.split_once('=') {
+                let v = v.trim_start_matches('=');
+                labels.get(k.trim()).map(String::as_str) == Some(v.trim())
+            } else if let Some(k) = term.strip_prefix('!') {
+                !labels.contains_key(k.trim())
+            } else {
+                labels.contains_key(term)
+            }
+        })
+}
+
+fn hash_value(v: &Value) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.to_string().hash(&mut h);
+    h.finish()
+}
+
+fn to_object(cluster: &str, obj: &DynamicObject) -> Object {
+    Object {
+        cluster: cluster.to_string(),
+        json: serde_json::to_string(obj).unwrap_or_default(),
+    }
+}
+
+impl PolicyController {
+    fn parent_id(&self, key: &ParentKey) -> String {
+        format!("{}|{}/{}", self.policy.info.name, key.0, key.1)
+    }
+
+    fn belongs(&self, obj: &DynamicObject, key: &ParentKey) -> bool {
+        obj.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| parent_from_labels(l, &self.parent.resource.kind))
+            .is_some_and(|k| &k == key)
+    }
+
+    pub(crate) async fn reconcile(self: Arc<Self>, key: ParentKey) -> After {
+        let started = Instant::now();
+        let name = self.policy.info.name.clone();
+        let after = match self.parents.get(&key.0, &key.1) {
+            Some(parent) => self.reconcile_parent(&key, parent).await,
+            None => {
+                if self.parents.is_synced() {
+                    self.sweep(&key).await
+                } else {
+                    After::Requeue(Duration::from_millis(200))
+                }
+            }
+        };
+        self.shared
+            .metrics
+            .observe_reconcile(&name, started.elapsed());
+        after
+    }
+
+    /// The parent is gone: delete what it owned (never PVCs), forget its state.
+    async fn sweep(&self, key: &ParentKey) -> After {
+        let mut failed = false;
+        for watched in &self.owned {
+            for (cluster, (store, _)) in &watched.stores {
+                if !self.shared.clusters.is_reachable(cluster) || !store.is_synced() {
+                    continue;
+                }
+                let Some(client) = self.shared.clusters.client(cluster) else {
+                    continue;
+                };
+                for obj in store.list().into_iter().filter(|o| self.belongs(o, key)) {
+                    if watched.kind.kind == "PersistentVolumeClaim" {
+                        continue;
+                    }
+                    let ns = obj.metadata.namespace.clone().unwrap_or_default();
+                    let name = obj.metadata.name.clone().unwrap_or_default();
+                    if let Err(error) = self
+                        .writer
+                        .delete(
+                            cluster,
+                            &client,
+                            &watched.kind.api_version,
+                            &watched.kind.kind,
+                            &ns,
+                            &name,
+                        )
+                        .await
+                    {
+                        tracing::warn!(%error, "cannot delete an orphaned object");
+                        failed = true;
+                    }
+                }
+            }
+        }
+        if failed {
+            return After::Backoff;
+        }
+        self.shared.dataplane.forget(&self.parent_id(key));
+        lock(&self.memory.events).remove(key);
+        After::Idle
+    }
+
+    async fn snapshot(
+        &self,
+        key: &ParentKey,
+        parent: &DynamicObject,
+    ) -> (Snapshot, HashMap<String, String>) {
+        let mut children = Vec::new();
+        for watched in &self.owned {
+            for (cluster, (store, _)) in &watched.stores {
+                for obj in store.list().into_iter().filter(|o| self.belongs(o, key)) {
+                    children.push(to_object(cluster, &obj));
+                }
+            }
+        }
+        let mut related = Vec::new();
+        let mut pods: Vec<(String, Arc<DynamicObject>)> = Vec::new();
+        for watched in &self.reads {
+            let is_secret = watched.kind.kind == "Secret" && watched.kind.api_version == "v1";
+            let is_pod = watched.kind.kind == "Pod" && watched.kind.api_version == "v1";
+            for (cluster, (store, resolved)) in &watched.stores {
+                for obj in store.list() {
+                    let mine = if watched.per_parent {
+                        self.belongs(&obj, key)
+                    } else {
+                        !resolved.namespaced
+                            || obj.metadata.namespace.as_deref() == Some(key.0.as_str())
+                    };
+                    if !mine {
+                        continue;
+                    }
+                    if is_secret {
+                        let mut redacted = (*obj).clone();
+                        redact_secret(&mut redacted);
+                        related.push(to_object(cluster, &redacted));
+                    } else {
+                        related.push(to_object(cluster, &obj));
+                    }
+                    if is_pod {
+                        pods.push((cluster.clone(), obj.clone()));
+                    }
+                }
+            }
+        }
+        let mut addresses = HashMap::new();
+        for (cluster, pod) in &pods {
+            if let Some(ip) = pod.data.pointer("/status/podIP").and_then(Value::as_str) {
+                addresses.insert(
+                    format!(
+                        "{cluster}/{}/{}",
+                        pod.metadata.namespace.clone().unwrap_or_default(),
+                        pod.metadata.name.clone().unwrap_or_default()
+                    ),
+                    ip.to_string(),
+                );
+            }
+        }
+        let nodes = match &self.policy.info.observe_pods {
+            Some(selector) => {
+                let targets: Vec<(NodeRef, Option<String>)> = pods
+                    .iter()
+                    .filter(|(_, p)| {
+                        selector_matches(selector, &p.metadata.labels.clone().unwrap_or_default())
+                    })
+                    .map(|(cluster, p)| {
+                        (
+                            NodeRef {
+                                cluster: cluster.clone(),
+                                namespace: p.metadata.namespace.clone().unwrap_or_default(),
+                                pod: p.metadata.name.clone().unwrap_or_default(),
+                            },
+                            p.data
+                                .pointer("/status/podIP")
+                                .and_then(Value::as_str)
+                                .map(str::to_string),
+                        )
+                    })
+                    .collect();
+                if targets.is_empty() {
+                    Vec::new()
+                } else {
+                    self.shared.dataplane.observe(targets).await
+                }
+            }
+            None => Vec::new(),
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        let snapshot = Snapshot {
+            parent: to_object(LOCAL, parent),
+            children,
+            related,
+            nodes,
+            results: self.shared.dataplane.results(&self.parent_id(key)),
+            clusters: self.shared.clusters.states(),
+            now_ms,
+            base_plan: None,
+        };
+        (snapshot, addresses)
+    }
+
+    /// Calls the policy, then every decorator of it in name order.
+    async fn call(
+        &self,
+        snapshot: Snapshot,
+    ) -> Result<Result<Plan, crate::plugin::bindings::PolicyError>, CallError> {
+        let name = &self.policy.info.name;
+        let t = Instant::now();
+        let mut plan = match self
+            .shared
+            .runtime
+            .reconcile(&self.policy, snapshot.clone())
+            .await?
+        {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.shared.metrics.observe_policy_call(name, t.elapsed());
+        let mut decorators: Vec<_> = self
+            .shared
+            .runtime
+            .policies()
+            .into_iter()
+            .filter(|p| p.info.decorates.as_deref() == Some(name.as_str()))
+            .collect();
+        decorators.sort_by(|a, b| a.info.name.cmp(&b.info.name));
+        for d in decorators {
+            let mut s = snapshot.clone();
+            s.base_plan = Some(plan);
+            let t = Instant::now();
+            plan = match self.shared.runtime.reconcile(&d, s).await? {
+                Ok(p) => p,
+                Err(e) => return Ok(Err(e)),
+            };
+            self.shared
+                .metrics
+                .observe_policy_call(&d.info.name, t.elapsed());
+        }
+        Ok(Ok(plan))
+    }
+
+    async fn reconcile_parent(&self, key: &ParentKey, parent: Arc<DynamicObject>) -> After {
+        let (snapshot, addresses) = self.snapshot(key, &parent).await;
+        let name = self.policy.info.name.clone();
+        let plan = match self.call(snapshot).await {
+            Ok(Ok(plan)) => plan,
+            Ok(Err(e)) => {
+                self.shared.metrics.record_error(&name, "PolicyError");
+                let message = format!("policy {name} refused to plan: {}", e.message);
+                self.report_failure(key, &parent, "PolicyError", &message)
+                    .await;
+                return match e.retry_after_ms {
+                    Some(ms) => After::Requeue(Duration::from_millis(ms)),
+                    None => After::Backoff,
+                };
+            }
+            Err(e) => {
+                let reason = match e {
+                    CallError::Timeout { .. } => "PolicyTimeout",
+                    CallError::MemoryExceeded { .. } => "PolicyMemoryExceeded",
+                    CallError::Trap { .. } => "PolicyTrapped",
+                    _ => "PolicyUnavailable",
+                };
+                self.shared.metrics.record_error(&name, reason);
+                tracing::warn!(policy = %name, parent = %format!("{}/{}", key.0, key.1), error = %e, "policy call failed");
+                self.report_failure(key, &parent, reason, &e.to_string())
+                    .await;
+                return After::Backoff;
+            }
+        };
+        match self.execute(key, &parent, plan, addresses).await {
+            Ok(after) => after,
+            Err(error) => {
+                self.shared.metrics.record_error(&name, "ExecuteFailed");
+                tracing::warn!(policy = %name, parent = %format!("{}/{}", key.0, key.1), %error, "plan execution failed");
+                After::Backoff
+            }
+        }
+    }
+
+    async fn report_failure(
+        &self,
+        key: &ParentKey,
+        parent: &DynamicObject,
+        reason: &str,
+        message: &str,
+    ) {
+        let Some(client) = self.shared.clusters.client(LOCAL) else {
+            return;
+        };
+        let condition = serde_json::json!({
+            "type": POLICY_FAILED,
+            "status": "True",
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        });
+        if let Err(error) = self
+            .writer
+            .set_condition(&client, &self.parent, parent, condition)
+            .await
+        {
+            tracing::warn!(%error, "cannot record the policy failure on the parent's status");
+        }
+        self.event(key, parent, true, reason, message, None).await;
+    }
+
+    async fn event(
+        &self,
+        key: &ParentKey,
+        parent: &DynamicObject,
+        warning: bool,
+        reason: &str,
+        message: &str,
+        regarding: Option<(String, ObjectReference)>,
+    ) {
+        {
+            let mut events = lock(&self.memory.events);
+            let seen = events.entry(key.clone()).or_default();
+            let k = (reason.to_string(), message.to_string());
+            if seen.get(&k).is_some_and(|t| t.elapsed() < EVENT_DEDUP) {
+                return;
+            }
+            seen.insert(k, Instant::now());
+        }
+        let (cluster, reference) = regarding.unwrap_or_else(|| {
+            (
+                LOCAL.to_string(),
+                ObjectReference {
+                    api_version: Some(self.parent.resource.api_version.clone()),
+                    kind: Some(self.parent.resource.kind.clone()),
+                    name: parent.metadata.name.clone(),
+                    namespace: parent.metadata.namespace.clone(),
+                    uid: parent.metadata.uid.clone(),
+                    resource_version: parent.metadata.resource_version.clone(),
+                    ..Default::default()
+                },
+            )
+        });
+        let Some(client) = self.shared.clusters.client(&cluster) else {
+            return;
+        };
+        if let Err(error) = self
+            .writer
+            .event(&cluster, &client, &reference, warning, reason, message)
+            .await
+        {
+            tracing::warn!(%error, "cannot record an event");
+        }
+    }
+
+    fn stamp(&self, key: &ParentKey, cluster: &str, parent: &DynamicObject, value: &mut Value) {
+        let labels = value
+            .pointer_mut("/metadata")
+            .and_then(Value::as_object_mut)
+            .map(|m| {
+                m.entry("labels")
+                    .or_insert_with(|| Value::Object(Default::default()))
+            });
+        if let Some(Value::Object(labels)) = labels {
+            labels.insert(POLICY_LABEL.into(), self.policy.info.name.clone().into());
+            labels.insert(PARENT_NAME_LABEL.into(), key.1.clone().into());
+            labels.insert(PARENT_NAMESPACE_LABEL.into(), key.0.clone().into());
+            labels.insert(
+                PARENT_KIND_LABEL.into(),
+                self.parent.resource.kind.clone().into(),
+            );
+            labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
+        }
+        // ownerReferences only work inside one cluster and one namespace; across clusters
+        // the labels above are the only link.
+        let same_ns =
+            value.pointer("/metadata/namespace").and_then(Value::as_str) == Some(key.0.as_str());
+        if cluster == LOCAL && (same_ns || !self.parent.namespaced) {
+            let owner = serde_json::json!({
+                "apiVersion": self.parent.resource.api_version,
+                "kind": self.parent.resource.kind,
+                "name": parent.metadata.name,
+                "uid": parent.metadata.uid,
+                "controller": true,
+            });
+            if let Some(Value::Object(meta)) = value.pointer_mut("/metadata") {
+                meta.insert("ownerReferences".into(), Value::Array(vec![owner]));
+            }
+        }
+    }
+
+    fn live(
+        &self,
+        cluster: &str,
+        api_version: &str,
+        kind: &str,
+        ns: &str,
+        name: &str,
+    ) -> Option<Arc<DynamicObject>> {
+        self.owned
+            .iter()
+            .filter(|w| w.kind.kind == kind && w.kind.api_version == api_version)
+            .find_map(|w| w.stores.get(cluster).and_then(|(s, _)| s.get(ns, name)))
+    }
+
+    async fn execute(
+        &self,
+        key: &ParentKey,
+        parent: &DynamicObject,
+        plan: Plan,
+        addresses: HashMap<String, String>,
+    ) -> Result<After, crate::apply::ApplyError> {
+        let mut desired: HashSet<ObjKey> = HashSet::new();
+        let mut first_error = None;
+
+        for obj in &plan.apply {
+            let mut value: Value = serde_json::from_str(&obj.json).map_err(|e| {
+                crate::apply::ApplyError::InvalidObject {
+                    reason: format!("plan object is not JSON: {e}"),
+                }
+            })?;
+            if value.pointer("/metadata/namespace").is_none()
+                && let Some(Value::Object(meta)) = value.pointer_mut("/metadata")
+            {
+                // Kinds that are cluster-scoped ignore it; namespaced ones default to the parent's.
+                meta.insert("namespace".into(), key.0.clone().into());
+            }
+            let (api_version, kind, ns, name) = identity(&value)?;
+            let okey: ObjKey = (
+                obj.cluster.clone(),
+                api_version.clone(),
+                kind.clone(),
+                ns.clone(),
+                name.clone(),
+            );
+            desired.insert(okey.clone());
+            if !self.shared.clusters.is_reachable(&obj.cluster) {
+                continue;
+            }
+            let Some(client) = self.shared.clusters.client(&obj.cluster) else {
+                first_error.get_or_insert(crate::apply::ApplyError::UnknownCluster {
+                    cluster: obj.cluster.clone(),
+                });
+                continue;
+            };
+            self.stamp(key, &obj.cluster, parent, &mut value);
+            let hash = hash_value(&value);
+            let live = self.live(&obj.cluster, &api_version, &kind, &ns, &name);
+            if let Some(live) = &live {
+                let live_value = serde_json::to_value(&**live).unwrap_or_default();
+                if is_subset(&value, &live_value) {
+                    continue;
+                }
+                let remembered = lock(&self.memory.applied).get(&okey).cloned();
+                if remembered
+                    .is_some_and(|(h, rv)| h == hash && Some(rv) == live.metadata.resource_version)
+                {
+                    continue;
+                }
+            }
+            match self.writer.apply(&obj.cluster, &client, &value).await {
+                Ok(applied) => {
+                    lock(&self.memory.applied).insert(
+                        okey,
+                        (hash, applied.metadata.resource_version.unwrap_or_default()),
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "apply failed");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+
+        // Prune owned objects the plan no longer lists, only where we can see them.
+        for watched in &self.owned {
+            if watched.kind.kind == "PersistentVolumeClaim" {
+                continue;
+            }
+            for (cluster, (store, _)) in &watched.stores {
+                if !store.is_synced() || !self.shared.clusters.is_reachable(cluster) {
+                    continue;
+                }
+                let Some(client) = self.shared.clusters.client(cluster) else {
+                    continue;
+                };
+                for obj in store.list().into_iter().filter(|o| self.belongs(o, key)) {
+                    let ns = obj.metadata.namespace.clone().unwrap_or_default();
+                    let name = obj.metadata.name.clone().unwrap_or_default();
+                    let okey = (
+                        cluster.clone(),
+                        watched.kind.api_version.clone(),
+                        watched.kind.kind.clone(),
+                        ns.clone(),
+                        name.clone(),
+                    );
+                    if desired.contains(&okey) || obj.metadata.deletion_timestamp.is_some() {
+                        continue;
+                    }
+                    tracing::info!(policy = %self.policy.info.name, cluster = %cluster, kind = %watched.kind.kind, namespace = %ns, name = %name, "pruning");
+                    if let Err(e) = self
+                        .writer
+                        .delete(
+                            cluster,
+                            &client,
+                            &watched.kind.api_version,
+                            &watched.kind.kind,
+                            &ns,
+                            &name,
+                        )
+                        .await
+                    {
+                        first_error.get_or_insert(e);
+                    }
+                    lock(&self.memory.applied).remove(&okey);
+                }
+            }
+        }
+
+        for del in &plan.delete {
+            if !self.shared.clusters.is_reachable(&del.cluster) {
+                continue;
+            }
+            let Some(client) = self.shared.clusters.client(&del.cluster) else {
+                continue;
+            };
+            if let Err(e) = self
+                .writer
+                .delete(
+                    &del.cluster,
+                    &client,
+                    &del.api_version,
+                    &del.kind,
+                    &del.namespace,
+                    &del.name,
+                )
+                .await
+            {
+                first_error.get_or_insert(e);
+            }
+        }
+
+        for secret in &plan.secrets {
+            let skey = (
+                secret.cluster.clone(),
+                secret.namespace.clone(),
+                secret.name.clone(),
+            );
+            if lock(&self.memory.secrets).contains(&skey)
+                || !self.shared.clusters.is_reachable(&secret.cluster)
+            {
+                continue;
+            }
+            let Some(client) = self.shared.clusters.client(&secret.cluster) else {
+                continue;
+            };
+            let mut labels: BTreeMap<String, String> = secret.labels.iter().cloned().collect();
+            labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
+            match self
+                .writer
+                .ensure_secret(
+                    &secret.cluster,
+                    &client,
+                    &secret.namespace,
+                    &secret.name,
+                    &secret.fixed,
+                    &secret.random_keys,
+                    labels,
+                )
+                .await
+            {
+                Ok(_) => {
+                    lock(&self.memory.secrets).insert(skey);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+
+        if !plan.operations.is_empty() {
+            self.shared
+                .dataplane
+                .execute(&self.parent_id(key), plan.operations.clone(), addresses);
+        }
+
+        let local = self.shared.clusters.client(LOCAL);
+        if let (Some(status), Some(client)) = (&plan.status, &local) {
+            let desired: Value = serde_json::from_str(status).map_err(|e| {
+                crate::apply::ApplyError::InvalidObject {
+                    reason: format!("plan status is not JSON: {e}"),
+                }
+            })?;
+            let live = parent.data.get("status").cloned().unwrap_or(Value::Null);
+            let differs = !is_subset(&desired, &live) || has_extra_conditions(&desired, &live);
+            if differs
+                && let Err(e) = self
+                    .writer
+                    .patch_status(client, &self.parent, parent, desired)
+                    .await
+            {
+                first_error.get_or_insert(e);
+            }
+        }
+
+        if let (Some(wanted), Some(client)) = (&plan.finalizers, &local) {
+            let live: HashSet<String> = parent
+                .metadata
+                .finalizers
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            let mut seen = lock(&self.memory.finalizers).clone();
+            seen.extend(wanted.iter().cloned());
+            *lock(&self.memory.finalizers) = seen.clone();
+            let missing = wanted.iter().any(|f| !live.contains(f));
+            let stale = live.iter().any(|f| seen.contains(f) && !wanted.contains(f));
+            if (missing || stale)
+                && let Err(e) = self
+                    .writer
+                    .set_finalizers(client, &self.parent, parent, wanted)
+                    .await
+            {
+                first_error.get_or_insert(e);
+            }
+        }
+
+        for ev in &plan.events {
+            let regarding = ev.regarding.as_ref().map(|r| {
+                (
+                    r.cluster.clone(),
+                    ObjectReference {
+                        api_version: Some(r.api_version.clone()),
+                        kind: Some(r.kind.clone()),
+                        name: Some(r.name.clone()),
+                        namespace: Some(if r.namespace.is_empty() {
+                            key.0.clone()
+                        } else {
+                            r.namespace.clone()
+                        }),
+                        ..Default::default()
+                    },
+                )
+            });
+            self.event(
+                key,
+                parent,
+                matches!(ev.event_type, EventType::Warning),
+                &ev.reason,
+                &ev.message,
+                regarding,
+            )
+            .await;
+        }
+
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        Ok(match plan.requeue_after_ms {
+            Some(ms) => After::Requeue(Duration::from_millis(ms)),
+            None => After::Idle,
+        })
+    }
+}
+
+/// A live condition the desired status doesn't mention (such as the host's PolicyFailed)
+/// makes the status differ even when every desired field matches.
+fn has_extra_conditions(desired: &Value, live: &Value) -> bool {
+    let count = |v: &Value| v.get("conditions").and_then(Value::as_array).map(Vec::len);
+    matches!((count(desired), count(live)), (Some(d), Some(l)) if l > d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors() {
+        let labels: BTreeMap<String, String> = [
+            ("app".to_string(), "cassandra".to_string()),
+            ("rack".to_string(), "r1".to_string()),
+        ]
+        .into();
+        assert!(selector_matches("app=cassandra", &labels));
+        assert!(selector_matches("app==cassandra,rack", &labels));
+        assert!(!selector_matches("app=cassandra,rack!=r1", &labels));
+        assert!(selector_matches("!missing", &labels));
+        assert!(!selector_matches("missing", &labels));
+        assert!(selector_matches("", &labels));
+    }
+
+    #[test]
+    fn parent_labels_round_trip() {
+        let labels: BTreeMap<String, String> = [
+            (PARENT_KIND_LABEL.to_string(), "Echo".to_string()),
+            (PARENT_NAMESPACE_LABEL.to_string(), "ns".to_string()),
+            (PARENT_NAME_LABEL.to_string(), "a".to_string()),
+        ]
+        .into();
+        assert_eq!(
+            parent_from_labels(&labels, "Echo"),
+            Some(("ns".into(), "a".into()))
+        );
+        assert_eq!(parent_from_labels(&labels, "Other"), None);
+    }
+}

@@ -1,0 +1,167 @@
+//! Caches of watched objects, one per (cluster, kind, selector), fed by `watcher`
+//! streams. Objects are stored without `managedFields`: they are most of an object's bytes
+//! and nothing here reads them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use futures::StreamExt;
+use kube::api::{ApiResource, DynamicObject};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use tokio::sync::mpsc;
+
+use crate::clusters::ClusterRegistry;
+
+type Key = (String, String);
+
+#[derive(Default)]
+pub struct Store {
+    objects: RwLock<HashMap<Key, Arc<DynamicObject>>>,
+    synced: AtomicBool,
+}
+
+impl Store {
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<DynamicObject>> {
+        self.objects
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    pub fn list(&self) -> Vec<Arc<DynamicObject>> {
+        self.objects
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    fn key(obj: &DynamicObject) -> Key {
+        (
+            obj.metadata.namespace.clone().unwrap_or_default(),
+            obj.metadata.name.clone().unwrap_or_default(),
+        )
+    }
+
+    fn put(&self, obj: DynamicObject) -> Arc<DynamicObject> {
+        let obj = Arc::new(obj);
+        self.objects
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(Self::key(&obj), obj.clone());
+        obj
+    }
+
+    fn remove(&self, obj: &DynamicObject) {
+        self.objects
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&Self::key(obj));
+    }
+
+    fn replace(&self, objects: HashMap<Key, Arc<DynamicObject>>) {
+        *self.objects.write().unwrap_or_else(|e| e.into_inner()) = objects;
+        self.synced.store(true, Ordering::Release);
+    }
+}
+
+/// An object that changed, with the cluster it lives in.
+pub struct Touched {
+    pub cluster: String,
+    pub object: Arc<DynamicObject>,
+}
+
+/// Watches one kind in one cluster into `store`, reporting every change on `events` and
+/// the cluster's reachability to the registry. Runs until aborted; errors are retried
+/// with kube's default backoff, so a lost cluster reconnects by itself.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_watch(
+    cluster: String,
+    client: Client,
+    resource: ApiResource,
+    namespace: Option<String>,
+    selector: Option<String>,
+    store: Arc<Store>,
+    events: mpsc::UnboundedSender<Touched>,
+    registry: ClusterRegistry,
+) {
+    let api: Api<DynamicObject> = match &namespace {
+        Some(ns) => Api::namespaced_with(client, ns, &resource),
+        None => Api::all_with(client, &resource),
+    };
+    let mut config = watcher::Config::default().any_semantic();
+    if let Some(sel) = selector.as_deref().filter(|s| !s.is_empty()) {
+        config = config.labels(sel);
+    }
+    let stream = watcher::watcher(api, config).default_backoff();
+    futures::pin_mut!(stream);
+    let mut buffer: Option<HashMap<Key, Arc<DynamicObject>>> = None;
+    while let Some(event) = stream.next().await {
+        let event = match event {
+            Ok(e) => e,
+            Err(error) => {
+                let message = error.to_string();
+                if registry.set_reachable(&cluster, false, Some(message.clone())) {
+                    tracing::warn!(cluster = %cluster, kind = %resource.kind, error = %message, "cluster unreachable");
+                }
+                continue;
+            }
+        };
+        if registry.set_reachable(&cluster, true, None) {
+            tracing::info!(cluster = %cluster, "cluster reachable again");
+        }
+        match event {
+            Event::Init => buffer = Some(HashMap::new()),
+            Event::InitApply(obj) => {
+                let obj = Arc::new(strip(obj));
+                if let Some(b) = buffer.as_mut() {
+                    b.insert(Store::key(&obj), obj);
+                }
+            }
+            Event::InitDone => {
+                let objects = buffer.take().unwrap_or_default();
+                // Report the union of old and new: objects that vanished while the watch
+                // was down need a reconcile too.
+                let mut touched: Vec<Arc<DynamicObject>> = store.list();
+                touched.retain(|o| !objects.contains_key(&Store::key(o)));
+                touched.extend(objects.values().cloned());
+                store.replace(objects);
+                for object in touched {
+                    let _ = events.send(Touched {
+                        cluster: cluster.clone(),
+                        object,
+                    });
+                }
+            }
+            Event::Apply(obj) => {
+                let object = store.put(strip(obj));
+                let _ = events.send(Touched {
+                    cluster: cluster.clone(),
+                    object,
+                });
+            }
+            Event::Delete(obj) => {
+                let obj = strip(obj);
+                store.remove(&obj);
+                let _ = events.send(Touched {
+                    cluster: cluster.clone(),
+                    object: Arc::new(obj),
+                });
+            }
+        }
+    }
+}
+
+fn strip(mut obj: DynamicObject) -> DynamicObject {
+    obj.metadata.managed_fields = None;
+    obj
+}

@@ -1,0 +1,220 @@
+//! Helpers shared by the host's end-to-end tests: building policy components, running the
+//! real operator binary against testenv, reading its metrics.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use kube::api::{DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::discovery::pinned_kind;
+use kube::{Api, Client};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Builds a policy crate for wasm32-wasip2 (profile `wasm`) and returns the component's path.
+/// Cargo is a no-op when nothing changed, so calling it every time is cheap and never stale.
+pub fn policy_wasm(package: &str) -> PathBuf {
+    let root = workspace_root();
+    let status = Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .args([
+            "build",
+            "-q",
+            "-p",
+            package,
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "wasm",
+        ])
+        .status()
+        .expect("running cargo build for a policy");
+    assert!(
+        status.success(),
+        "building {package} for wasm32-wasip2 failed"
+    );
+    let file = format!("{}.wasm", package.replace('-', "_"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    let path = target.join("wasm32-wasip2").join("wasm").join(file);
+    assert!(path.exists(), "{} missing after build", path.display());
+    path
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The real operator binary, killed on drop.
+pub struct Operator {
+    child: Child,
+    pub metrics_addr: String,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    pub fn start(kubeconfig: &Path, plugin_dir: &Path, extra: &[&str]) -> Result<Operator> {
+        let port = free_port();
+        let metrics_addr = format!("127.0.0.1:{port}");
+        let log = plugin_dir.with_extension("operator.log");
+        let out = std::fs::File::create(&log)?;
+        let child = Command::new(env!("CARGO_BIN_EXE_k8ssandra-operator"))
+            .arg("run")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--plugin-dir")
+            .arg(plugin_dir)
+            .arg("--cache-dir")
+            .arg(plugin_dir.with_extension("cache"))
+            .arg("--metrics-addr")
+            .arg(&metrics_addr)
+            .args(extra)
+            .env("RUST_LOG", "info,k8ssandra_host=debug,kube=warn")
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .context("starting k8ssandra-operator")?;
+        Ok(Operator {
+            child,
+            metrics_addr,
+            log,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn metrics(&self) -> Result<String> {
+        let body = reqwest::get(format!("http://{}/metrics", self.metrics_addr))
+            .await?
+            .text()
+            .await?;
+        Ok(body)
+    }
+
+    /// Value of a sample line `name{labels} value` (labels matched as a substring).
+    pub async fn metric(&self, name: &str, labels: &str) -> Result<f64> {
+        let text = self.metrics().await?;
+        let mut total = 0.0;
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((key, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let metric = key.split('{').next().unwrap_or_default();
+            if metric == name && key.contains(labels) {
+                total += value.parse::<f64>().unwrap_or(0.0);
+            }
+        }
+        Ok(total)
+    }
+
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(r) = reqwest::get(format!("http://{}/readyz", self.metrics_addr)).await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "operator not ready in {timeout:?}; log:\n{}",
+                    self.log_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` until it returns Some, or fails after `timeout` with `what` in the message.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Server-side applies every document of a YAML text.
+pub async fn apply_yaml(client: &Client, yaml: &str, namespace: &str) -> Result<()> {
+    for doc in serde_yaml::Deserializer::from_str(yaml) {
+        let value: serde_json::Value = serde::Deserialize::deserialize(doc)?;
+        if value.is_null() {
+            continue;
+        }
+        let obj: DynamicObject = serde_json::from_value(value.clone())?;
+        let types = obj
+            .types
+            .clone()
+            .context("object without apiVersion/kind")?;
+        let (group, version) = types
+            .api_version
+            .split_once('/')
+            .unwrap_or(("", &types.api_version));
+        let gvk = GroupVersionKind::gvk(group, version, &types.kind);
+        let (ar, caps) = pinned_kind(client, &gvk).await?;
+        let api: Api<DynamicObject> = if caps.scope == kube::discovery::Scope::Namespaced {
+            Api::namespaced_with(
+                client.clone(),
+                obj.metadata.namespace.as_deref().unwrap_or(namespace),
+                &ar,
+            )
+        } else {
+            Api::all_with(client.clone(), &ar)
+        };
+        let name = obj.metadata.name.clone().context("object without a name")?;
+        api.patch(
+            &name,
+            &PatchParams::apply("e2e-test").force(),
+            &Patch::Apply(&value),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Waits until a CRD is established and served.
+pub async fn wait_crd(client: &Client, group: &str, version: &str, kind: &str) -> Result<()> {
+    let gvk = GroupVersionKind::gvk(group, version, kind);
+    wait_for(
+        &format!("CRD {kind} served"),
+        Duration::from_secs(30),
+        || async { pinned_kind(client, &gvk).await.ok().map(|_| ()) },
+    )
+    .await
+}

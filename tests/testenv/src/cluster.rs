@@ -54,6 +54,9 @@ const COMPONENT_BURST: &str = "1000";
 
 const PORT_ATTEMPTS: usize = 3;
 
+/// Grace period on teardown: the API server drains for longer than any test wants to wait.
+const TEARDOWN_GRACE: Duration = Duration::from_millis(500);
+
 /// The processes of one cluster, stopped in reverse start order.
 #[derive(Default)]
 struct Procs {
@@ -202,6 +205,7 @@ impl Cluster {
         write(&paths.pki("admin.crt"), &pki.admin_cert)?;
         write(&paths.pki("admin.key"), &pki.admin_key)?;
         write(&paths.pki("sa.key"), &pki.service_account_key)?;
+        write(&paths.pki("sa.pub"), &pki.service_account_pub)?;
 
         let procs = Mutex::new(Procs::default());
         let timeout = opts.startup_timeout;
@@ -469,8 +473,8 @@ impl Cluster {
         Ok(())
     }
 
-    /// Signals every component; the caller reaps with [`Cluster::finish_stop`]. Split so a
-    /// [`crate::TestEnv`] stops all clusters in one grace period.
+    /// Stops every component of `clusters` at once. Nothing of a test cluster needs to
+    /// survive, so there is only a short grace period before SIGKILL.
     pub(crate) fn stop_all_blocking(clusters: &mut [Cluster]) {
         let mut guards: Vec<_> = clusters
             .iter_mut()
@@ -480,7 +484,7 @@ impl Cluster {
             })
             .collect();
         let mut all: Vec<&mut Proc> = guards.iter_mut().flat_map(|p| p.all_mut()).collect();
-        process::stop_all(&mut all, STOP_GRACE);
+        process::stop_all(&mut all, TEARDOWN_GRACE);
     }
 }
 
@@ -569,12 +573,18 @@ fn apiserver_spec(paths: &Paths, bin_dir: &Path, port: u16, etcd_url: &str) -> P
             format!("--client-ca-file={}", paths.s(paths.pki("ca.crt"))),
             "--service-cluster-ip-range=10.96.0.0/16".into(),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-            format!("--service-account-key-file={sa_key}"),
+            format!(
+                "--service-account-key-file={}",
+                paths.s(paths.pki("sa.pub"))
+            ),
             format!("--service-account-signing-key-file={sa_key}"),
             "--authorization-mode=RBAC".into(),
             "--allow-privileged=true".into(),
             // The default reconciler writes loopback Endpoints that validation rejects.
             "--endpoint-reconciler-type=none".into(),
+            // It taints new nodes not-ready, and only the node lifecycle controller (not run
+            // here, see CONTROLLERS) would lift the taint.
+            "--disable-admission-plugins=TaintNodesByCondition".into(),
             "--max-requests-inflight=1000".into(),
             "--max-mutating-requests-inflight=500".into(),
             "--profiling=false".into(),

@@ -15,8 +15,10 @@ pub(crate) struct Pki {
     pub serving_key: String,
     pub admin_cert: String,
     pub admin_key: String,
-    /// PKCS#8 private key; the API server derives the public half from it.
+    /// PKCS#8 private key that signs service-account tokens.
     pub service_account_key: String,
+    /// Its public half (the API server's key reader does not derive it from PKCS#8).
+    pub service_account_pub: String,
 }
 
 fn base_params(common_name: &str, organization: Option<&str>) -> CertificateParams {
@@ -83,5 +85,6 @@ pub(crate) fn generate(cluster_name: &str) -> Result<Pki> {
         admin_cert: admin_cert.pem(),
         admin_key: admin_key.serialize_pem(),
         service_account_key: sa_key.serialize_pem(),
+        service_account_pub: sa_key.public_key_pem(),
     })
 }

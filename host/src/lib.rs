@@ -8,14 +8,89 @@ pub mod leader;
 pub mod observe;
 pub mod plugin;
 
-use controller::{DataPlane, NoDataPlane};
+use std::collections::HashMap;
+use std::sync::Arc;
 
-/// The data plane the `run` command uses. Completed operations are announced on
-/// `completions` as "policy|namespace/name" so their parent is reconciled at once.
-pub fn dataplane_adapter(
-    completions: tokio::sync::mpsc::UnboundedSender<String>,
-    clusters: clusters::ClusterRegistry,
-) -> Box<dyn DataPlane> {
-    let _ = (completions, clusters);
-    Box::new(NoDataPlane)
+use futures::future::BoxFuture;
+
+use controller::DataPlane;
+use dataplane::{
+    ExecutorConfig, ManagementApi, ManagementApiConfig, OperationExecutor, SecretData, SecretError,
+};
+use plugin::bindings::{NodeRef, NodeState, Operation, OperationResult};
+
+/// The controller's view of the management API: observation and the operation executor.
+pub struct ManagementDataPlane {
+    executor: OperationExecutor,
+}
+
+impl ManagementDataPlane {
+    /// `completions` receives "policy|namespace/name" whenever an operation of that parent
+    /// changes outcome, so the parent is reconciled at once instead of on a timer.
+    pub fn new(
+        config: ManagementApiConfig,
+        completions: tokio::sync::mpsc::UnboundedSender<String>,
+        clusters: clusters::ClusterRegistry,
+    ) -> Result<Self, dataplane::DataplaneError> {
+        let api = ManagementApi::new(config)?;
+        let reader = move |cluster: String, namespace: String, name: String| {
+            let clusters = clusters.clone();
+            async move {
+                let fail = |reason: String| SecretError {
+                    cluster: cluster.clone(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    reason,
+                };
+                let client = clusters
+                    .client(&cluster)
+                    .ok_or_else(|| fail("cluster not known".into()))?;
+                let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+                    kube::Api::namespaced(client, &namespace);
+                let secret = api.get(&name).await.map_err(|e| fail(e.to_string()))?;
+                let data: SecretData = secret
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect();
+                Ok(data)
+            }
+        };
+        let executor = OperationExecutor::new(
+            api,
+            Arc::new(reader),
+            completions,
+            ExecutorConfig::default(),
+        );
+        Ok(ManagementDataPlane { executor })
+    }
+}
+
+impl DataPlane for ManagementDataPlane {
+    fn observe(&self, nodes: Vec<(NodeRef, Option<String>)>) -> BoxFuture<'static, Vec<NodeState>> {
+        let api = self.executor.api().clone();
+        Box::pin(async move { api.observe(nodes).await })
+    }
+
+    fn execute(
+        &self,
+        parent: &str,
+        operations: Vec<Operation>,
+        addresses: HashMap<String, String>,
+    ) {
+        self.executor.execute(parent, operations, |node| {
+            addresses
+                .get(&format!("{}/{}/{}", node.cluster, node.namespace, node.pod))
+                .cloned()
+        });
+    }
+
+    fn results(&self, parent: &str) -> Vec<OperationResult> {
+        self.executor.results(parent)
+    }
+
+    fn forget(&self, parent: &str) {
+        self.executor.forget(parent);
+    }
 }

@@ -9,9 +9,11 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+use k8ssandra_host::ManagementDataPlane;
 use k8ssandra_host::apply::Discovery;
 use k8ssandra_host::clusters::ClusterRegistry;
 use k8ssandra_host::controller::{ControllerConfig, Manager, Shared};
+use k8ssandra_host::dataplane::ManagementApiConfig;
 use k8ssandra_host::leader::{Elector, LeaseConfig};
 use k8ssandra_host::observe::{self, Health, Metrics};
 use k8ssandra_host::plugin::{PolicyRuntime, RuntimeConfig};
@@ -106,6 +108,9 @@ struct RunArgs {
     /// Reconcile every parent at least this often, in seconds.
     #[arg(long, default_value_t = 300)]
     resync_seconds: u64,
+    /// Port of the management API in Cassandra pods.
+    #[arg(long, env = "K8SSANDRA_MGMT_API_PORT", default_value_t = 8080)]
+    mgmt_api_port: u16,
     /// Parents reconciled in parallel, per policy.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -234,13 +239,20 @@ async fn run(args: RunArgs) -> Result<()> {
 
     let clusters = ClusterRegistry::new(local);
     let (completions_tx, completions_rx) = tokio::sync::mpsc::unbounded_channel();
-    let dataplane = k8ssandra_host::dataplane_adapter(completions_tx, clusters.clone());
+    let dataplane = ManagementDataPlane::new(
+        ManagementApiConfig {
+            port: args.mgmt_api_port,
+            ..Default::default()
+        },
+        completions_tx,
+        clusters.clone(),
+    )?;
     let shared = Shared {
         runtime,
         clusters,
         metrics,
         discovery: Discovery::default(),
-        dataplane: Arc::from(dataplane),
+        dataplane: Arc::new(dataplane),
         config: ControllerConfig {
             namespace: args.namespace.clone(),
             concurrency: args.concurrency,

@@ -4,7 +4,7 @@
 //! time (bootstrap, decommission, jobs) schedule a deferred action that checks the node's
 //! generation first, so a stop or a pod deletion in between cancels it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -78,6 +78,7 @@ pub(crate) struct ReadyPatch {
 pub(crate) enum JobKind {
     Cleanup { keyspace: Option<String> },
     Rebuild { src_dc: Option<String> },
+    Move { token: String },
     Compact { keyspace: Option<String> },
     Flush { keyspace: Option<String> },
     Scrub { keyspace: Option<String> },
@@ -91,6 +92,7 @@ impl JobKind {
         match self {
             JobKind::Cleanup { .. } => "CLEANUP",
             JobKind::Rebuild { .. } => "rebuild",
+            JobKind::Move { .. } => "move",
             JobKind::Compact { .. } => "COMPACTION",
             JobKind::Flush { .. } => "FLUSH",
             JobKind::Scrub { .. } => "SCRUB",
@@ -107,7 +109,7 @@ impl JobKind {
             | JobKind::Scrub { keyspace }
             | JobKind::GarbageCollect { keyspace }
             | JobKind::UpgradeSstables { keyspace } => keyspace.as_deref(),
-            JobKind::Rebuild { .. } => None,
+            JobKind::Rebuild { .. } | JobKind::Move { .. } => None,
         }
     }
 }
@@ -218,6 +220,7 @@ struct Node {
     /// Identity (host id, ip) this pod lost when its data was wiped.
     wiped_from: Option<(Uuid, Option<String>)>,
     decommissioned: bool,
+    full_query_logging: bool,
 }
 
 impl Node {
@@ -240,6 +243,7 @@ impl Node {
             server_version: version,
             wiped_from: None,
             decommissioned: false,
+            full_query_logging: false,
         }
     }
 
@@ -274,6 +278,8 @@ struct Cluster {
     nodes: BTreeMap<NodeId, Node>,
     keyspaces: BTreeMap<String, Replication>,
     roles: BTreeMap<String, Role>,
+    /// Table names per keyspace.
+    tables: BTreeMap<String, BTreeSet<String>>,
     schema_version: Uuid,
     fault: Fault,
 }
@@ -286,11 +292,37 @@ impl Cluster {
         keyspaces.insert("system_auth".to_string(), Replication::Simple(1));
         keyspaces.insert("system_distributed".to_string(), Replication::Simple(3));
         keyspaces.insert("system_traces".to_string(), Replication::Simple(2));
+        let system_tables: [(&str, &[&str]); 3] = [
+            (
+                "system_auth",
+                &[
+                    "network_permissions",
+                    "resource_role_permissons_index",
+                    "role_members",
+                    "role_permissions",
+                    "roles",
+                ],
+            ),
+            (
+                "system_distributed",
+                &[
+                    "parent_repair_history",
+                    "repair_history",
+                    "view_build_status",
+                ],
+            ),
+            ("system_traces", &["events", "sessions"]),
+        ];
+        let tables = system_tables
+            .iter()
+            .map(|(ks, ts)| (ks.to_string(), ts.iter().map(|t| t.to_string()).collect()))
+            .collect();
         Cluster {
             name: name.to_string(),
             nodes: BTreeMap::new(),
             keyspaces,
             roles: BTreeMap::new(),
+            tables,
             schema_version: Uuid::new_v4(),
             fault: Fault::default(),
         }
@@ -313,6 +345,8 @@ pub(crate) struct World {
     violations: Vec<Violation>,
     jobs: HashMap<String, Job>,
     pod_faults: HashMap<PodKey, Fault>,
+    /// Identity each wiped pod lost, handed to the node its pod gets next.
+    wiped_pods: HashMap<PodKey, (Uuid, Option<String>)>,
     next_node_id: NodeId,
     next_pid: u32,
 }
@@ -377,6 +411,7 @@ impl World {
             violations: Vec::new(),
             jobs: HashMap::new(),
             pod_faults: HashMap::new(),
+            wiped_pods: HashMap::new(),
             next_node_id: 1,
             next_pid: 1000,
         }
@@ -531,7 +566,8 @@ impl World {
         let id = self.next_node_id;
         self.next_node_id += 1;
         let version = self.version_for(info);
-        let node = Node::fresh(id, info, version);
+        let mut node = Node::fresh(id, info, version);
+        node.wiped_from = self.wiped_pods.remove(&info.key);
         self.cluster_mut(&info.cluster).nodes.insert(id, node);
         self.node_index
             .insert(info.key.clone(), (info.cluster.clone(), id));
@@ -1019,6 +1055,7 @@ impl Core {
             }
             let detail = match &kind {
                 JobKind::Rebuild { src_dc } => src_dc.as_ref().map(|d| format!("src_dc={d}")),
+                JobKind::Move { token } => Some(format!("new_token={token}")),
                 other => other.keyspace().map(|k| format!("keyspace={k}")),
             };
             let job = w.new_job(&at, kind.job_type(), detail);
@@ -1467,6 +1504,123 @@ impl Core {
         })
     }
 
+    pub(crate) fn list_tables(&self, key: &PodKey, keyspace: Option<&str>) -> Reply {
+        let Some(ks) = keyspace.filter(|k| !k.trim().is_empty()) else {
+            return Reply::bad_request(
+                "List tables failed. Non-empty 'keyspaceName' must be provided",
+            );
+        };
+        let r = self.with_cql(key, |w, at, _| {
+            w.clusters
+                .get(&at.cluster)
+                .and_then(|c| c.tables.get(ks))
+                .map(|t| t.iter().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+        });
+        match r {
+            Ok(v) => Reply::json(StatusCode::OK, json!(v)),
+            Err(e) => e,
+        }
+    }
+
+    pub(crate) fn create_table(
+        self: &Arc<Self>,
+        key: &PodKey,
+        keyspace: &str,
+        table: &str,
+    ) -> Reply {
+        if keyspace.trim().is_empty() || table.trim().is_empty() {
+            return Reply::bad_request(
+                "Table creation failed: 'keyspace_name' and 'table_name' must be provided",
+            );
+        }
+        self.with(|w, _| {
+            let Some(at) = w.at(key) else {
+                return not_running();
+            };
+            if !w.node(&at).is_some_and(|n| n.cql_up()) {
+                return not_running();
+            }
+            let c = w.cluster_mut(&at.cluster);
+            if !c.keyspaces.contains_key(keyspace) {
+                return Reply::bad_request(format!("Keyspace '{keyspace}' does not exist"));
+            }
+            let added = c
+                .tables
+                .entry(keyspace.to_string())
+                .or_default()
+                .insert(table.to_string());
+            if added {
+                w.bump_schema(&at.cluster);
+            }
+            let mut e = w.entry(
+                "table_create",
+                &at.cluster,
+                Some(&at),
+                if added { "ok" } else { "unchanged" },
+            );
+            e.detail = Some(format!("{keyspace}.{table}"));
+            w.record(e);
+            Reply::ok()
+        })
+    }
+
+    /// Operations the simulator only acknowledges (and records), such as truststore reloads.
+    pub(crate) fn acknowledge(
+        self: &Arc<Self>,
+        key: &PodKey,
+        action: &str,
+        detail: Option<String>,
+    ) -> Reply {
+        self.with(|w, _| {
+            let Some(at) = w.at(key) else {
+                return not_running();
+            };
+            if !w.node(&at).is_some_and(|n| n.cql_up()) {
+                return not_running();
+            }
+            let mut e = w.entry(action, &at.cluster, Some(&at), "ok");
+            e.detail = detail;
+            w.record(e);
+            Reply::ok()
+        })
+    }
+
+    pub(crate) fn full_query_logging(self: &Arc<Self>, key: &PodKey, set: Option<bool>) -> Reply {
+        self.with(|w, _| {
+            let Some(at) = w.at(key) else {
+                return not_running();
+            };
+            let Some(n) = w.node_mut(&at).filter(|n| n.cql_up()) else {
+                return not_running();
+            };
+            match set {
+                Some(v) => {
+                    n.full_query_logging = v;
+                    Reply::ok()
+                }
+                None => Reply::json(StatusCode::OK, json!({"entity": n.full_query_logging})),
+            }
+        })
+    }
+
+    /// `lifecycle/configure`: refused while Cassandra runs, otherwise accepted as is.
+    pub(crate) fn configure(&self, key: &PodKey) -> Reply {
+        let w = self.lock();
+        let running = w
+            .at(key)
+            .and_then(|at| w.node(&at))
+            .is_some_and(|n| n.running());
+        if running {
+            Reply::text(
+                StatusCode::NOT_ACCEPTABLE,
+                "Cassandra is running, try /api/v0/lifecycle/stop first\n",
+            )
+        } else {
+            Reply::text(StatusCode::OK, "OK\n")
+        }
+    }
+
     // ----- control --------------------------------------------------------------------------
 
     pub(crate) fn create_user_keyspace(self: &Arc<Self>, req: &KeyspaceRequest) {
@@ -1741,15 +1895,13 @@ fn wipe(w: &mut World, key: &PodKey) {
     } else {
         w.remove_node(&at.cluster, at.node);
     }
+    if let Some(lost) = previous.or(node.wiped_from.clone()) {
+        w.wiped_pods.insert(key.clone(), lost);
+    }
+    // The pod, when it runs, now holds an empty volume: a new, fresh node.
     let info = w.pods.get(key).map(|p| p.info.clone());
     if let Some(info) = info {
-        let id = w.new_node_for(&info);
-        if let Some(n) = w.node_mut(&At {
-            cluster: info.cluster.clone(),
-            node: id,
-        }) {
-            n.wiped_from = previous.or(node.wiped_from);
-        }
+        w.new_node_for(&info);
     }
     let mut e = w.entry("wipe", &at.cluster, None, "ok");
     e.pod = Some(key.clone());

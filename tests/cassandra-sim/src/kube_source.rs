@@ -150,12 +150,27 @@ pub(crate) async fn patch_readiness(
             .iter()
             .map(|name| json!({"name": name, "ready": p.ready}))
             .collect();
+        // Null removes the fake kubelet's "probe pending" reason once the node is ready.
+        let (reason, message) = if p.ready {
+            (json!(null), json!(null))
+        } else {
+            (
+                json!("ReadinessProbeFailed"),
+                json!("Cassandra is not NORMAL (simulated readiness probe)"),
+            )
+        };
+        let condition = |type_: &str| {
+            json!({
+                "type": type_,
+                "status": status,
+                "lastTransitionTime": now,
+                "reason": reason,
+                "message": message,
+            })
+        };
         let mut body = json!({
             "status": {
-                "conditions": [
-                    {"type": "Ready", "status": status, "lastTransitionTime": now},
-                    {"type": "ContainersReady", "status": status, "lastTransitionTime": now},
-                ]
+                "conditions": [condition("Ready"), condition("ContainersReady")]
             }
         });
         if !container_statuses.is_empty() {

@@ -115,6 +115,23 @@ fn router(ctx: NodeCtx) -> Router {
         .route("/api/v1/ops/tables/garbagecollect", post(gc_v1))
         .route("/api/v0/ops/tables/sstables/upgrade", post(upgrade_v0))
         .route("/api/v1/ops/tables/sstables/upgrade", post(upgrade_v1))
+        .route("/api/v0/ops/tables", get(list_tables))
+        .route("/api/v1/ops/tables", get(list_tables_v1))
+        .route("/api/v0/ops/tables/create", post(create_table))
+        .route("/api/v0/ops/node/move", post(move_node))
+        .route(
+            "/api/v0/ops/node/encryption/internode/truststore/reload",
+            post(truststore_reload),
+        )
+        .route(
+            "/api/v0/ops/node/fullquerylogging",
+            get(fql_get).post(fql_set),
+        )
+        .route(
+            "/api/v1/ops/auth/identity_to_role",
+            post(identity_to_role).delete(identity_to_role_drop),
+        )
+        .route("/api/v0/lifecycle/configure", post(configure))
         .layer(middleware::from_fn_with_state(ctx.clone(), faults))
         .with_state(ctx)
 }
@@ -492,4 +509,76 @@ pub(crate) async fn run_listeners(
         b.task.abort();
         let _ = b.task.await;
     }
+}
+
+async fn list_tables(State(c): State<NodeCtx>, Query(q): Params) -> Reply {
+    c.core.list_tables(&c.key, param(&q, "keyspaceName"))
+}
+
+async fn list_tables_v1(State(c): State<NodeCtx>, Query(q): Params) -> Reply {
+    let reply = c.core.list_tables(&c.key, param(&q, "keyspaceName"));
+    match reply.body {
+        ReplyBody::Json(Value::Array(names)) => Reply::json(
+            reply.status,
+            Value::Array(
+                names
+                    .into_iter()
+                    .map(|n| serde_json::json!({"name": n, "compaction": {}}))
+                    .collect(),
+            ),
+        ),
+        _ => reply,
+    }
+}
+
+async fn create_table(State(c): State<NodeCtx>, body: Bytes) -> Reply {
+    let v = body_json(&body);
+    let ks = v
+        .get("keyspace_name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let table = v
+        .get("table_name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    c.core.create_table(&c.key, ks, table)
+}
+
+async fn move_node(State(c): State<NodeCtx>, Query(q): Params) -> Reply {
+    let Some(token) = param(&q, "newToken").filter(|t| t.parse::<i64>().is_ok()) else {
+        return Reply::text(StatusCode::BAD_REQUEST, "newToken must be a valid token");
+    };
+    async_job(
+        &c,
+        JobKind::Move {
+            token: token.to_string(),
+        },
+    )
+}
+
+async fn truststore_reload(State(c): State<NodeCtx>) -> Reply {
+    c.core.acknowledge(&c.key, "truststore_reload", None)
+}
+
+async fn fql_get(State(c): State<NodeCtx>) -> Reply {
+    c.core.full_query_logging(&c.key, None)
+}
+
+async fn fql_set(State(c): State<NodeCtx>, Query(q): Params) -> Reply {
+    c.core.full_query_logging(&c.key, Some(flag(&q, "enabled")))
+}
+
+async fn identity_to_role(State(c): State<NodeCtx>, body: Bytes) -> Reply {
+    let detail = body_json(&body).to_string();
+    c.core.acknowledge(&c.key, "identity_to_role", Some(detail))
+}
+
+async fn identity_to_role_drop(State(c): State<NodeCtx>, body: Bytes) -> Reply {
+    let detail = body_json(&body).to_string();
+    c.core
+        .acknowledge(&c.key, "identity_to_role_drop", Some(detail))
+}
+
+async fn configure(State(c): State<NodeCtx>) -> Reply {
+    c.core.configure(&c.key)
 }

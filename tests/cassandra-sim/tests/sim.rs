@@ -933,3 +933,146 @@ async fn control_api_serves_state_config_and_keyspaces() {
     assert_eq!(starts[0].outcome, "accepted");
     assert!(client.violations().await.expect("violations").is_empty());
 }
+
+#[tokio::test]
+async fn a_pod_wiped_while_away_comes_back_without_its_identity() {
+    let e = env(154, fast()).await;
+    e.pod("k1", "n1", 1, "c1", "dc1", true).await;
+    e.pod("k1", "n2", 2, "c1", "dc1", false).await;
+    e.start_ready(1).await;
+    e.start_ready(2).await;
+    let key = PodKey::new("k1", "ns", "n2");
+    e.sim.remove_pod(&key);
+    e.sim
+        .set_fault(&FaultRequest {
+            target: FaultTarget::Pod {
+                name: "n2".into(),
+                namespace: Some("ns".into()),
+                context: Some("k1".into()),
+            },
+            fault: None,
+            clear: false,
+            wipe: true,
+        })
+        .expect("wiped");
+    // Recreated on another address, with an empty volume.
+    e.pod("k1", "n2", 3, "c1", "dc1", false).await;
+    let (s, _) = e
+        .call("POST", 3, "/api/v0/lifecycle/start", None)
+        .await
+        .expect("reachable");
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(e.sim.violations()[0].rule, "wiped_without_replace");
+    // Replacing an address nobody had is refused too.
+    let (s, _) = e
+        .call(
+            "POST",
+            3,
+            "/api/v0/lifecycle/start?replace_ip=127.154.9.9",
+            None,
+        )
+        .await
+        .expect("reachable");
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(e.sim.violations()[1].rule, "replace_unknown_address");
+    let (s, _) = e
+        .ok(
+            "POST",
+            3,
+            &format!("/api/v0/lifecycle/start?replace_ip={}", e.ip(2)),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    e.wait_ready(3).await;
+    let ring = e.json(1, "/api/v0/metadata/endpoints").await;
+    let mut ips: Vec<&str> = ring["entity"]
+        .as_array()
+        .expect("entity")
+        .iter()
+        .map(|n| n["ENDPOINT_IP"].as_str().unwrap_or(""))
+        .collect();
+    ips.sort();
+    assert_eq!(ips, vec![e.ip(1).as_str(), e.ip(3).as_str()]);
+}
+
+#[tokio::test]
+async fn tables_move_and_minor_endpoints() {
+    let e = env(155, fast()).await;
+    e.pod("k1", "n1", 1, "c1", "dc1", true).await;
+    assert_eq!(
+        e.status("POST", 1, "/api/v0/lifecycle/configure?profile=p")
+            .await,
+        Some(StatusCode::OK)
+    );
+    e.start_ready(1).await;
+    assert_eq!(
+        e.status("POST", 1, "/api/v0/lifecycle/configure?profile=p")
+            .await,
+        Some(StatusCode::NOT_ACCEPTABLE)
+    );
+    let t = e
+        .json(1, "/api/v0/ops/tables?keyspaceName=system_auth")
+        .await;
+    assert!(
+        t.as_array().is_some_and(|a| a.contains(&json!("roles"))),
+        "{t}"
+    );
+    e.ok(
+        "POST",
+        1,
+        "/api/v0/ops/keyspace/create",
+        Some(json!({"keyspace_name": "app", "replication_settings": [{"dc_name": "dc1", "replication_factor": 1}]})),
+    )
+    .await;
+    e.ok(
+        "POST",
+        1,
+        "/api/v0/ops/tables/create",
+        Some(json!({"keyspace_name": "app", "table_name": "t", "columns": [{"name": "k", "type": "int", "kind": "PARTITION_KEY", "position": 0}]})),
+    )
+    .await;
+    assert_eq!(
+        e.json(1, "/api/v0/ops/tables?keyspaceName=app").await,
+        json!(["t"])
+    );
+    assert_eq!(
+        e.json(1, "/api/v1/ops/tables?keyspaceName=app").await[0]["name"],
+        "t"
+    );
+
+    let (s, id) = e
+        .ok("POST", 1, "/api/v0/ops/node/move?newToken=42", None)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(e.wait_job(1, &id).await["type"], "move");
+
+    e.ok(
+        "POST",
+        1,
+        "/api/v0/ops/node/fullquerylogging?enabled=true",
+        None,
+    )
+    .await;
+    assert_eq!(
+        e.json(1, "/api/v0/ops/node/fullquerylogging").await,
+        json!({"entity": true})
+    );
+    e.ok(
+        "POST",
+        1,
+        "/api/v0/ops/node/encryption/internode/truststore/reload",
+        None,
+    )
+    .await;
+    e.ok("POST", 1, "/api/v0/ops/node/drain", None).await;
+    assert_eq!(
+        e.status("GET", 1, "/api/v0/probes/readiness").await,
+        Some(StatusCode::INTERNAL_SERVER_ERROR)
+    );
+    assert_eq!(
+        e.status("GET", 1, "/api/v0/probes/liveness").await,
+        Some(StatusCode::OK)
+    );
+    assert!(e.sim.history().iter().any(|h| h.action == "drain"));
+}

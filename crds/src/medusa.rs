@@ -205,23 +205,23 @@ pub struct PodStorageSettings {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("!(has(self.medusaConfigurationRef) && has(self.medusaConfigurationRef.name) && self.medusaConfigurationRef.name != '') || (has(self.storageProperties) && has(self.storageProperties.prefix) && self.storageProperties.prefix != '')")
-        .message("medusa.storageProperties.prefix must be set when medusa.medusaConfigurationRef is used")
+        .message("spec.medusa.storageProperties.prefix must be set when spec.medusa.medusaConfigurationRef is used")
         .reason(Reason::FieldValueRequired)
         .field_path(".storageProperties"),
     validation = Rule::new("!(has(self.medusaConfigurationRef) && has(self.medusaConfigurationRef.name) && self.medusaConfigurationRef.name != '') || !has(self.medusaConfigurationRef.__namespace__) || self.medusaConfigurationRef.__namespace__ == ''")
-        .message("medusa.medusaConfigurationRef.namespace must be empty: the MedusaConfiguration must be in the cluster's namespace")
+        .message("spec.medusa.medusaConfigurationRef.namespace must be empty: the MedusaConfiguration must be in the cluster's namespace")
         .reason(Reason::FieldValueForbidden)
         .field_path(".medusaConfigurationRef"),
     validation = Rule::new("!(has(self.medusaConfigurationRef) && has(self.medusaConfigurationRef.name) && self.medusaConfigurationRef.name != '') || ((!has(self.medusaConfigurationRef.apiVersion) || self.medusaConfigurationRef.apiVersion == '') && (!has(self.medusaConfigurationRef.kind) || self.medusaConfigurationRef.kind == '') && (!has(self.medusaConfigurationRef.fieldPath) || self.medusaConfigurationRef.fieldPath == '') && (!has(self.medusaConfigurationRef.resourceVersion) || self.medusaConfigurationRef.resourceVersion == '') && (!has(self.medusaConfigurationRef.uid) || self.medusaConfigurationRef.uid == ''))")
-        .message("medusa.medusaConfigurationRef may only set name: apiVersion, kind, fieldPath, resourceVersion and uid must be empty")
+        .message("spec.medusa.medusaConfigurationRef may only set name: apiVersion, kind, fieldPath, resourceVersion and uid must be empty")
         .reason(Reason::FieldValueForbidden)
         .field_path(".medusaConfigurationRef"),
     validation = Rule::new("(has(self.medusaConfigurationRef) && has(self.medusaConfigurationRef.name) && self.medusaConfigurationRef.name != '') || (has(self.storageProperties) && has(self.storageProperties.storageProvider))")
-        .message("medusa.storageProperties.storageProvider must be set when no medusa.medusaConfigurationRef is used")
+        .message("spec.medusa.storageProperties.storageProvider must be set when no spec.medusa.medusaConfigurationRef is used")
         .reason(Reason::FieldValueRequired)
         .field_path(".storageProperties"),
     validation = Rule::new("(has(self.medusaConfigurationRef) && has(self.medusaConfigurationRef.name) && self.medusaConfigurationRef.name != '') || (has(self.storageProperties) && has(self.storageProperties.bucketName) && self.storageProperties.bucketName != '')")
-        .message("medusa.storageProperties.bucketName must be set when no medusa.medusaConfigurationRef is used")
+        .message("spec.medusa.storageProperties.bucketName must be set when no spec.medusa.medusaConfigurationRef is used")
         .reason(Reason::FieldValueRequired)
         .field_path(".storageProperties"),
 )]
@@ -552,7 +552,7 @@ pub struct MedusaBackupScheduleSpec {
     #[schemars(length(min = 1))]
     #[x_kube(
         validation = Rule::new(r"self.matches('^\\s*((CRON_)?TZ=\\S+\\s+)?(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|@every\\s+\\S+|[0-9A-Za-z*?,/-]+(\\s+[0-9A-Za-z*?,/-]+){4})\\s*$')")
-            .message("cronSchedule must be a standard cron expression of five fields (minute hour day-of-month month day-of-week), optionally prefixed by CRON_TZ=<zone>, or a descriptor such as @daily or @every 1h")
+            .message("spec.cronSchedule must be a standard cron expression of five fields (minute hour day-of-month month day-of-week), optionally prefixed by CRON_TZ=<zone>, or a descriptor such as @daily or @every 1h")
     )]
     pub cron_schedule: String,
 
@@ -850,4 +850,189 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         MedusaTask::crd(),
         MedusaConfiguration::crd(),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn schema_of(crd: &CustomResourceDefinition) -> Value {
+        serde_json::to_value(
+            &crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .unwrap()
+                .open_api_v3_schema,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn crds_match_upstream_identity() {
+        let expected = [
+            ("medusabackupjobs.medusa.k8ssandra.io", "MedusaBackupJob", 2),
+            ("medusabackups.medusa.k8ssandra.io", "MedusaBackup", 7),
+            (
+                "medusabackupschedules.medusa.k8ssandra.io",
+                "MedusaBackupSchedule",
+                4,
+            ),
+            (
+                "medusarestorejobs.medusa.k8ssandra.io",
+                "MedusaRestoreJob",
+                3,
+            ),
+            ("medusatasks.medusa.k8ssandra.io", "MedusaTask", 4),
+            (
+                "medusaconfigurations.medusa.k8ssandra.io",
+                "MedusaConfiguration",
+                0,
+            ),
+        ];
+        let crds = crds();
+        assert_eq!(crds.len(), expected.len());
+        for (crd, (name, kind, columns)) in crds.iter().zip(expected) {
+            assert_eq!(crd.metadata.name.as_deref(), Some(name));
+            assert_eq!(crd.spec.names.kind, kind);
+            assert_eq!(crd.spec.scope, "Namespaced");
+            let v = &crd.spec.versions[0];
+            assert_eq!(v.name, "v1alpha1");
+            assert!(v.subresources.as_ref().unwrap().status.is_some(), "{kind}");
+            assert_eq!(
+                v.additional_printer_columns.iter().flatten().count(),
+                columns,
+                "{kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn schemas_have_upstream_required_fields_enums_and_defaults() {
+        let job = schema_of(&MedusaBackupJob::crd());
+        let spec = &job["properties"]["spec"];
+        assert_eq!(spec["required"], json!(["cassandraDatacenter"]));
+        assert_eq!(
+            spec["properties"]["cassandraDatacenter"]["minLength"],
+            json!(1)
+        );
+        assert_eq!(
+            spec["properties"]["backupType"]["enum"],
+            json!(["differential", "full"])
+        );
+        assert_eq!(spec["properties"]["backupType"]["default"], "differential");
+
+        let task = schema_of(&MedusaTask::crd());
+        let spec = &task["properties"]["spec"];
+        let mut required: Vec<_> = spec["required"].as_array().unwrap().iter().collect();
+        required.sort_by_key(|v| v.as_str().unwrap().to_string());
+        assert_eq!(
+            required,
+            [&json!("cassandraDatacenter"), &json!("operation")]
+        );
+        assert_eq!(
+            spec["properties"]["operation"]["enum"],
+            json!(["sync", "purge", "prepare_restore"])
+        );
+
+        let restore = schema_of(&MedusaRestoreJob::crd());
+        assert_eq!(
+            restore["properties"]["status"]["required"],
+            json!(["restoreKey"])
+        );
+        let mapping =
+            &restore["properties"]["status"]["properties"]["restoreMapping"]["properties"];
+        assert!(mapping["in_place"].is_object());
+        assert!(mapping["host_map"]["additionalProperties"]["properties"]["seed"].is_object());
+
+        let config = schema_of(&MedusaConfiguration::crd());
+        let storage =
+            &config["properties"]["spec"]["properties"]["storageProperties"]["properties"];
+        assert_eq!(
+            storage["storageProvider"]["enum"],
+            json!([
+                "google_storage",
+                "azure_blobs",
+                "s3",
+                "s3_compatible",
+                "s3_rgw",
+                "ibm_storage"
+            ])
+        );
+        assert_eq!(
+            storage["credentialsType"]["enum"],
+            json!(["role-based", "credential-based"])
+        );
+        assert_eq!(storage["transferMaxBandwidth"]["default"], "50MB/s");
+        assert_eq!(
+            storage["multiPartUploadThreshold"]["default"],
+            json!(104857600)
+        );
+        assert_eq!(
+            storage["podStorage"]["properties"]["size"]["default"],
+            "10Gi"
+        );
+        let conditions = &config["properties"]["status"]["properties"]["conditions"];
+        assert_eq!(conditions["x-kubernetes-list-type"], "map");
+        assert_eq!(conditions["x-kubernetes-list-map-keys"], json!(["type"]));
+    }
+
+    #[test]
+    fn schedule_validates_the_cron_expression() {
+        let s = schema_of(&MedusaBackupSchedule::crd());
+        let spec = &s["properties"]["spec"];
+        let mut required: Vec<_> = spec["required"].as_array().unwrap().iter().collect();
+        required.sort_by_key(|v| v.as_str().unwrap().to_string());
+        assert_eq!(required, [&json!("backupSpec"), &json!("cronSchedule")]);
+        let cron = &spec["properties"]["cronSchedule"];
+        let rule = cron["x-kubernetes-validations"][0]["rule"]
+            .as_str()
+            .unwrap();
+        assert!(rule.starts_with("self.matches("), "{rule}");
+        assert_eq!(
+            spec["properties"]["operationType"]["enum"],
+            json!(["backup", "purge"])
+        );
+        assert_eq!(spec["properties"]["operationType"]["default"], "backup");
+    }
+
+    #[test]
+    fn cluster_template_rules_follow_the_configuration_reference() {
+        let s = schemars::generate::SchemaSettings::openapi3()
+            .into_generator()
+            .into_root_schema_for::<MedusaClusterTemplate>()
+            .to_value();
+        let rules = s["x-kubernetes-validations"].as_array().unwrap();
+        assert_eq!(rules.len(), 5);
+        for r in rules {
+            assert!(r["message"].as_str().unwrap().starts_with("spec.medusa."));
+            // `namespace` is a CEL keyword: it must be escaped to be readable.
+            let rule = r["rule"].as_str().unwrap();
+            assert!(!rule.contains(".namespace"), "{rule}");
+        }
+        assert!(s["properties"]["containerResources"].is_object());
+        assert_eq!(s["properties"]["purgeBackups"]["default"], true);
+    }
+
+    #[test]
+    fn restore_mapping_keeps_snake_case_keys() {
+        let v = json!({
+            "restoreKey": "k",
+            "restoreMapping": {
+                "in_place": false,
+                "host_map": {"a": {"source": ["b"], "seed": true}}
+            }
+        });
+        let s: MedusaRestoreJobStatus = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&s).unwrap(), v);
+        let t = MedusaClusterTemplate {
+            medusa_configuration_ref: Some(ObjectReference {
+                name: Some("cfg".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(t.configuration_name(), Some("cfg"));
+        assert_eq!(MedusaClusterTemplate::default().configuration_name(), None);
+    }
 }

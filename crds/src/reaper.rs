@@ -330,24 +330,27 @@ pub struct HttpManagement {
 
 /// The `reaper` section of a K8ssandraCluster: a Reaper template plus how Reaper is laid
 /// out across the cluster.
+///
+/// The rules on local storage travel with this type; the immutability of `keyspace` is a
+/// rule of the K8ssandraCluster CRD (`spec.reaper`), see `crate::k8ssandra`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("(has(self.keyspace) ? self.keyspace : 'reaper_db') == (has(oldSelf.keyspace) ? oldSelf.keyspace : 'reaper_db')")
-        .message("reaper.keyspace is immutable: the Reaper keyspace can not be changed once the cluster exists")
-        .reason(Reason::FieldValueForbidden)
-        .field_path(".keyspace"),
     validation = Rule::new("!has(self.storageType) || self.storageType != 'local' || has(self.storageConfig)")
-        .message("reaper.storageConfig is required when reaper.storageType is local")
+        .message("spec.reaper.storageConfig is required when spec.reaper.storageType is local")
+        .reason(Reason::FieldValueRequired)
         .field_path(".storageConfig"),
     validation = Rule::new("!has(self.storageType) || self.storageType != 'local' || !has(self.storageConfig) || has(self.storageConfig.accessModes)")
-        .message("reaper.storageConfig.accessModes is required when reaper.storageType is local")
+        .message("spec.reaper.storageConfig.accessModes is required when spec.reaper.storageType is local")
+        .reason(Reason::FieldValueRequired)
         .field_path(".storageConfig"),
     validation = Rule::new("!has(self.storageType) || self.storageType != 'local' || !has(self.storageConfig) || (has(self.storageConfig.resources) && has(self.storageConfig.resources.requests) && 'storage' in self.storageConfig.resources.requests)")
-        .message("reaper.storageConfig.resources.requests.storage is required when reaper.storageType is local")
+        .message("spec.reaper.storageConfig.resources.requests.storage is required when spec.reaper.storageType is local")
+        .reason(Reason::FieldValueRequired)
         .field_path(".storageConfig"),
     validation = Rule::new("!has(self.storageType) || self.storageType != 'local' || (has(self.deploymentMode) && self.deploymentMode != 'PER_DC')")
-        .message("reaper.deploymentMode PER_DC (the default) requires reaper.storageType cassandra; use SINGLE or CONTROL_PLANE with local storage")
+        .message("spec.reaper.deploymentMode PER_DC (the default) requires spec.reaper.storageType cassandra; use SINGLE or CONTROL_PLANE with local storage")
+        .reason(Reason::FieldValueForbidden)
         .field_path(".deploymentMode"),
 )]
 pub struct ReaperClusterTemplate {
@@ -519,4 +522,134 @@ impl ReaperStatus {
 /// Every CRD defined in this module.
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![Reaper::crd()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn template_schema<T: JsonSchema>() -> Value {
+        schemars::generate::SchemaSettings::openapi3()
+            .into_generator()
+            .into_root_schema_for::<T>()
+            .to_value()
+    }
+
+    fn crd_schema() -> Value {
+        let crd = Reaper::crd();
+        serde_json::to_value(
+            &crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .unwrap()
+                .open_api_v3_schema,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn crd_matches_upstream_identity() {
+        let crd = Reaper::crd();
+        assert_eq!(
+            crd.metadata.name.as_deref(),
+            Some("reapers.reaper.k8ssandra.io")
+        );
+        assert_eq!(crd.spec.scope, "Namespaced");
+        assert_eq!(crd.spec.names.kind, "Reaper");
+        assert_eq!(crd.spec.names.short_names, None);
+        let v = &crd.spec.versions[0];
+        assert_eq!(v.name, "v1alpha1");
+        assert!(v.subresources.as_ref().unwrap().status.is_some());
+        let columns: Vec<_> = v
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| (c.name.as_str(), c.json_path.as_str()))
+            .collect();
+        assert_eq!(
+            columns,
+            [
+                ("DC", ".spec.datacenterRef.name"),
+                ("Status", ".status.progress"),
+                ("Age", ".metadata.creationTimestamp")
+            ]
+        );
+    }
+
+    #[test]
+    fn schema_has_upstream_names_defaults_and_enums() {
+        let spec = &crd_schema()["properties"]["spec"]["properties"];
+        assert_eq!(spec["keyspace"]["default"], "reaper_db");
+        assert_eq!(spec["storageType"]["enum"], json!(["cassandra", "local"]));
+        assert_eq!(spec["ServiceAccountName"]["default"], "default");
+        assert_eq!(spec["httpManagement"]["default"], json!({"enabled": true}));
+        assert_eq!(
+            spec["datacenterAvailability"]["enum"],
+            json!(["LOCAL", "ALL", "EACH"])
+        );
+        let auto = &spec["autoScheduling"]["properties"];
+        assert_eq!(
+            auto["repairType"]["enum"],
+            json!(["REGULAR", "ADAPTIVE", "INCREMENTAL", "AUTO"])
+        );
+        assert_eq!(auto["percentUnrepairedThreshold"]["maximum"], json!(100.0));
+        assert_eq!(auto["initialDelayPeriod"]["pattern"], ISO8601_DURATION);
+        let status = &crd_schema()["properties"]["status"]["properties"];
+        assert_eq!(
+            status["progress"]["enum"],
+            json!(["Pending", "Deploying", "Configuring", "Running"])
+        );
+    }
+
+    #[test]
+    fn cluster_template_rules_cover_local_storage() {
+        let s = template_schema::<ReaperClusterTemplate>();
+        let rules = s["x-kubernetes-validations"].as_array().unwrap();
+        let messages: Vec<_> = rules
+            .iter()
+            .map(|r| r["message"].as_str().unwrap())
+            .collect();
+        assert_eq!(rules.len(), 4, "{messages:?}");
+        assert!(messages.iter().all(|m| m.starts_with("spec.reaper.")));
+        assert_eq!(s["properties"]["deploymentMode"]["default"], "PER_DC");
+        // Flattened template fields sit next to the cluster-level ones.
+        assert!(s["properties"]["keyspace"].is_object());
+    }
+
+    #[test]
+    fn flattened_fields_round_trip() {
+        let v = json!({
+            "keyspace": "repairs",
+            "ServiceAccountName": "reaper",
+            "deploymentMode": "SINGLE",
+            "reaperRef": {"name": "cp-reaper", "namespace": "ops"},
+            "autoScheduling": {"enabled": true, "initialDelayPeriod": "PT1M"},
+            "metadata": {"labels": {"a": "b"}}
+        });
+        let t: ReaperClusterTemplate = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(t.template.keyspace(), "repairs");
+        assert_eq!(t.deployment_mode(), DeploymentMode::Single);
+        assert!(t.has_reaper_ref());
+        assert_eq!(serde_json::to_value(&t).unwrap(), v);
+
+        let empty = ReaperClusterTemplate::default();
+        assert_eq!(empty.template.keyspace(), DEFAULT_KEYSPACE);
+        assert_eq!(empty.deployment_mode(), DeploymentMode::PerDc);
+        assert_eq!(empty.template.storage_type(), StorageType::Cassandra);
+        assert!(!empty.has_reaper_ref());
+        assert_eq!(serde_json::to_value(&empty).unwrap(), json!({}));
+    }
+
+    #[test]
+    fn readiness_from_conditions() {
+        let status: ReaperStatus = serde_json::from_value(json!({
+            "progress": "Running",
+            "conditions": [{"type": "Ready", "status": "True"}]
+        }))
+        .unwrap();
+        assert!(status.is_ready());
+        assert!(!ReaperStatus::default().is_ready());
+        assert_eq!(ReaperStatus::default().condition_status("Ready"), "Unknown");
+    }
 }

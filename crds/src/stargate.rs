@@ -377,3 +377,129 @@ impl StargateStatus {
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![Stargate::crd()]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn crd_schema() -> Value {
+        let crd = Stargate::crd();
+        serde_json::to_value(
+            &crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .unwrap()
+                .open_api_v3_schema,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn crd_matches_upstream_identity() {
+        let crd = Stargate::crd();
+        assert_eq!(
+            crd.metadata.name.as_deref(),
+            Some("stargates.stargate.k8ssandra.io")
+        );
+        assert_eq!(crd.spec.scope, "Namespaced");
+        let v = &crd.spec.versions[0];
+        assert_eq!(v.deprecated, Some(true));
+        assert!(v.deprecation_warning.is_some());
+        assert!(v.subresources.as_ref().unwrap().status.is_some());
+        let columns: Vec<_> = v
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| (c.name.as_str(), c.type_.as_str(), c.json_path.as_str()))
+            .collect();
+        assert_eq!(
+            columns,
+            [
+                ("DC", "string", ".spec.datacenterRef.name"),
+                ("Status", "string", ".status.progress"),
+                ("Ready", "string", ".status.readyReplicasRatio"),
+                ("Up-to-date", "integer", ".status.updatedReplicas"),
+                ("Available", "integer", ".status.availableReplicas"),
+                ("Age", "date", ".metadata.creationTimestamp")
+            ]
+        );
+    }
+
+    #[test]
+    fn schema_has_upstream_required_fields_and_bounds() {
+        let s = crd_schema();
+        let spec = &s["properties"]["spec"];
+        let mut required: Vec<_> = spec["required"].as_array().unwrap().iter().collect();
+        required.sort_by_key(|v| v.as_str().unwrap().to_string());
+        assert_eq!(required, [&json!("datacenterRef"), &json!("size")]);
+        let p = &spec["properties"];
+        assert_eq!(p["size"]["minimum"], json!(1.0));
+        assert_eq!(p["size"]["default"], json!(1));
+        assert_eq!(p["heapSize"]["default"], "256Mi");
+        assert_eq!(p["auth"]["default"], true);
+        assert_eq!(
+            p["containerImage"]["default"],
+            json!({"repository": "stargateio", "tag": "v1.0.77"})
+        );
+        assert_eq!(
+            p["authOptions"]["properties"]["apiAuthMethod"]["enum"],
+            json!(["Table", "JWT"])
+        );
+        assert!(p["authOptions"]["properties"]["providerUrl"].is_object());
+        assert_eq!(p["racks"]["items"]["required"], json!(["name"]));
+        assert_eq!(
+            p["racks"]["items"]["properties"]["name"]["minLength"],
+            json!(2)
+        );
+        let status = &s["properties"]["status"];
+        let mut required: Vec<_> = status["required"].as_array().unwrap().iter().collect();
+        required.sort_by_key(|v| v.as_str().unwrap().to_string());
+        assert_eq!(
+            required,
+            [
+                &json!("availableReplicas"),
+                &json!("readyReplicas"),
+                &json!("replicas"),
+                &json!("updatedReplicas")
+            ]
+        );
+    }
+
+    #[test]
+    fn nested_templates_round_trip() {
+        let v = json!({
+            "size": 2,
+            "heapSize": "512Mi",
+            "serviceAccount": "sg",
+            "metadata": {"commonLabels": {"a": "b"}},
+            "racks": [{"name": "r1", "allowStargateOnDataNodes": true}]
+        });
+        let t: StargateDatacenterTemplate = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(t.cluster_template.size(), 2);
+        assert_eq!(
+            t.cluster_template.template.service_account.as_deref(),
+            Some("sg")
+        );
+        assert_eq!(t.racks.as_ref().unwrap()[0].name, "r1");
+        assert_eq!(serde_json::to_value(&t).unwrap(), v);
+        assert_eq!(StargateClusterTemplate::default().size(), 1);
+        assert_eq!(
+            serde_json::to_value(StargateClusterTemplate::default()).unwrap(),
+            json!({})
+        );
+    }
+
+    #[test]
+    fn readiness_needs_running_and_ready() {
+        let mut status: StargateStatus = serde_json::from_value(json!({
+            "progress": "Running",
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "replicas": 1, "readyReplicas": 1, "updatedReplicas": 1, "availableReplicas": 1
+        }))
+        .unwrap();
+        assert!(status.is_ready());
+        status.progress = Some(StargateProgress::Deploying);
+        assert!(!status.is_ready());
+    }
+}

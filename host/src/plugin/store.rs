@@ -1,0 +1,163 @@
+//! Per-call store state: an empty WASI context, the memory limiter, and the host side of
+//! the `log` import.
+
+use std::sync::Arc;
+
+use wasmtime::component::{HasData, Linker, ResourceTable};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::{self, Level};
+
+/// Longest log line (bytes) accepted from a policy; longer ones are cut, so a policy cannot
+/// flood the operator's log.
+pub(crate) const MAX_LOG_LINE: usize = 4096;
+/// How much of a policy's stderr is kept per call (enough for a panic message).
+const STDERR_CAPACITY: usize = 8192;
+
+/// The data of one `Store`: lives for exactly one call.
+pub(crate) struct CallState {
+    pub(crate) policy: Arc<str>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: CallLimiter,
+    /// Rust's std writes panic messages to stderr; keeping it lets a trap say why.
+    pub(crate) stderr: MemoryOutputPipe,
+}
+
+impl CallState {
+    pub(crate) fn new(policy: Arc<str>, memory_limit: usize) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        // A policy is a pure function: no preopened directories, no environment, no
+        // arguments, no stdin (closed by default), stdout discarded (the default), and
+        // no network at all, even though `wasi:sockets` must be linked for std's imports.
+        let wasi = WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
+            .build();
+        CallState {
+            policy,
+            wasi,
+            table: ResourceTable::new(),
+            limiter: CallLimiter::new(memory_limit),
+            stderr,
+        }
+    }
+
+    /// What the guest wrote to stderr, on one line, bounded.
+    pub(crate) fn stderr_line(&self) -> Option<String> {
+        let bytes = self.stderr.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        let line = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("note: run with"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        (!line.is_empty()).then(|| truncate(line, 512))
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps linear memory and tables for one call, and remembers that it refused a growth so a
+/// resulting trap can be reported as `MemoryExceeded` rather than a generic crash.
+pub(crate) struct CallLimiter {
+    memory_limit: usize,
+    pub(crate) refused_memory: bool,
+}
+
+/// Table elements allowed per table; generous for Rust guests (their tables hold function
+/// pointers), small enough to bound host memory.
+const TABLE_ELEMENTS_LIMIT: usize = 100_000;
+
+impl CallLimiter {
+    fn new(memory_limit: usize) -> Self {
+        CallLimiter {
+            memory_limit,
+            refused_memory: false,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for CallLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allow = desired <= self.memory_limit && maximum.is_none_or(|max| desired <= max);
+        if !allow {
+            self.refused_memory = true;
+        }
+        Ok(allow)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= TABLE_ELEMENTS_LIMIT && maximum.is_none_or(|max| desired <= max))
+    }
+}
+
+/// Marker for the `log` import's host implementation.
+pub(crate) struct PolicyHost;
+
+impl HasData for PolicyHost {
+    type Data<'a> = &'a mut CallState;
+}
+
+impl bindings::PolicyImports for CallState {
+    fn log(&mut self, level: Level, message: String) {
+        let message = truncate(message, MAX_LOG_LINE);
+        let policy: &str = &self.policy;
+        match level {
+            Level::Trace => tracing::trace!(policy, "{message}"),
+            Level::Debug => tracing::debug!(policy, "{message}"),
+            Level::Info => tracing::info!(policy, "{message}"),
+            Level::Warn => tracing::warn!(policy, "{message}"),
+            Level::Error => tracing::error!(policy, "{message}"),
+        }
+    }
+}
+
+impl bindings::Host for CallState {}
+
+/// The linker every policy is instantiated against: WASI (without capabilities) plus the
+/// `log` import.
+pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<CallState>> {
+    let mut linker = Linker::new(engine);
+    // Rust's std on wasm32-wasip2 imports WASI interfaces even when a policy never uses
+    // them; linking them keeps ordinary policies loadable, and the context above grants
+    // nothing.
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    bindings::Policy::add_to_linker::<CallState, PolicyHost>(&mut linker, |state| state)?;
+    Ok(linker)
+}
+
+/// Cuts a string to at most `max` bytes on a character boundary.
+pub(crate) fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}

@@ -1,0 +1,64 @@
+//! Hot reload: watches the policy directory and re-syncs it after changes settle.
+
+use std::path::PathBuf;
+
+use notify::{RecursiveMode, Watcher};
+
+use super::PolicyRuntime;
+
+/// Runs until the task is aborted (or the watcher's channel closes).
+pub(crate) async fn run(runtime: PolicyRuntime, dir: PathBuf) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // The receiver is gone only when the task ended; nothing to do then.
+        let _ = tx.send(event);
+    });
+    let mut watcher = match watcher {
+        Ok(watcher) => watcher,
+        Err(error) => {
+            tracing::error!(dir = %dir.display(), %error, "cannot watch the policy directory; hot reload is off");
+            return;
+        }
+    };
+    if let Err(error) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+        tracing::error!(dir = %dir.display(), %error, "cannot watch the policy directory; hot reload is off");
+        return;
+    }
+    tracing::info!(dir = %dir.display(), "watching policy directory");
+    let debounce = runtime.config().reload_debounce;
+    // Catch up with whatever changed between the initial load and the watch starting.
+    sync(&runtime, &dir).await;
+    while let Some(first) = rx.recv().await {
+        if let Err(error) = first {
+            tracing::warn!(dir = %dir.display(), %error, "policy directory watch error");
+        }
+        // Wait for a quiet period: a copy produces many write events, and reading the file
+        // half-written would only produce a compile error and a second reload.
+        loop {
+            match tokio::time::timeout(debounce, rx.recv()).await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return,
+                Err(_quiet) => break,
+            }
+        }
+        // Any event re-syncs the whole directory rather than the paths it names: renames,
+        // atomic replaces and ConfigMap symlink swaps all end up right that way, and an
+        // unchanged file costs one read and hash.
+        sync(&runtime, &dir).await;
+    }
+}
+
+async fn sync(runtime: &PolicyRuntime, dir: &std::path::Path) {
+    for report in runtime.load_dir(dir).await {
+        if let Err(error) = report.result {
+            // load_dir already logged it; say what happens next.
+            let kept = runtime
+                .policies()
+                .into_iter()
+                .find(|p| p.path == report.path);
+            if let Some(kept) = kept {
+                tracing::warn!(file = %report.path.display(), policy = %kept.info.name, %error, "new version refused; the previous version keeps serving");
+            }
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! Data-plane clients: the Cassandra management API of every node.
+//!
+//! - [`ManagementApi`]: typed calls with timeouts, retries (idempotent calls only), TLS
+//!   and per-endpoint counters ([`ManagementApi::stats`]).
+//! - [`ManagementApi::observe`]: the node states of a policy's snapshot.
+//! - [`OperationExecutor`]: runs a plan's operations as background tasks, remembers their
+//!   outcomes per parent and notifies the controller when one changes.
+//!
+//! Passwords only ever travel in requests: errors, outcomes and logs name endpoints by
+//! path, never by URL, and blank out a password an answer might echo.
+
+mod client;
+mod error;
+mod executor;
+mod observe;
+mod stats;
+
+pub use client::{
+    DEFAULT_PORT, JobStart, JobState, JobStatus, ManagementApi, ManagementApiConfig, Password,
+    TableOp, TlsConfig,
+};
+pub use error::{DataplaneError, SecretError};
+pub use executor::{
+    ExecutorConfig, OperationExecutor, SecretData, SecretFuture, SecretReader, kind_name,
+};
+pub use stats::{DataplaneStats, Endpoint, EndpointStats};

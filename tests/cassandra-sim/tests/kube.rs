@@ -1,0 +1,224 @@
+//! The simulator against real control planes (testenv): pods found by watching two clusters,
+//! management API on each pod address, readiness patched into the pods.
+
+use std::time::Duration;
+
+use cassandra_sim::*;
+use k8s_openapi::api::core::v1::Pod;
+use k8ssandra_testenv::{TestEnv, TestEnvOptions};
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+fn cassandra_pod(name: &str, dc: &str, seed: bool) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "labels": {
+                LABEL_CLUSTER: "shared",
+                LABEL_DATACENTER: dc,
+                LABEL_RACK: "r1",
+                LABEL_SEED: if seed { "true" } else { "false" },
+            }
+        },
+        "spec": {
+            "containers": [
+                {"name": "cassandra", "image": "k8ssandra/cass-management-api:4.1.5"},
+                {"name": "server-system-logger", "image": "k8ssandra/system-logger:v1"}
+            ]
+        }
+    }))
+    .expect("pod manifest")
+}
+
+async fn wait_until<F, Fut, T>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn condition(pod: &Pod, type_: &str) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.clone())
+}
+
+async fn pod_ip(api: &Api<Pod>, name: &str) -> String {
+    wait_until(&format!("{name} IP"), || async {
+        api.get(name)
+            .await
+            .ok()?
+            .status?
+            .pod_ip
+            .filter(|ip| !ip.is_empty())
+    })
+    .await
+}
+
+async fn wait_condition(api: &Api<Pod>, name: &str, type_: &str, want: &str) {
+    wait_until(&format!("{name} {type_}={want}"), || async {
+        let pod = api.get(name).await.ok()?;
+        (condition(&pod, type_).as_deref() == Some(want)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn serves_pods_of_two_clusters_and_patches_readiness() -> anyhow::Result<()> {
+    let env = TestEnv::start(TestEnvOptions {
+        clusters: 2,
+        nodes_per_cluster: 2,
+        ..TestEnvOptions::default()
+    })
+    .await?;
+    let port = free_port();
+    let clients: Vec<(String, kube::Client)> = env
+        .clusters()
+        .iter()
+        .map(|c| (c.context_name().to_string(), c.client()))
+        .collect();
+    let sim = Simulator::start(
+        SimOptions {
+            mgmt_port: port,
+            config: SimConfig {
+                bootstrap_delay: Duration::from_millis(200),
+                ..SimConfig::default()
+            },
+            ..SimOptions::default()
+        },
+        clients,
+    )
+    .await?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+
+    let east: Api<Pod> = Api::namespaced(env.cluster(0).client(), "default");
+    let west: Api<Pod> = Api::namespaced(env.cluster(1).client(), "default");
+    east.create(
+        &PostParams::default(),
+        &cassandra_pod("shared-dc1-r1-sts-0", "dc1", true),
+    )
+    .await?;
+    west.create(
+        &PostParams::default(),
+        &cassandra_pod("shared-dc2-r1-sts-0", "dc2", false),
+    )
+    .await?;
+    let ip_east = pod_ip(&east, "shared-dc1-r1-sts-0").await;
+    let ip_west = pod_ip(&west, "shared-dc2-r1-sts-0").await;
+    assert!(env.cluster(0).owns_pod_ip(&ip_east), "{ip_east}");
+    assert!(env.cluster(1).owns_pod_ip(&ip_west), "{ip_west}");
+
+    let url = |ip: &str, path: &str| format!("http://{ip}:{port}{path}");
+    for ip in [&ip_east, &ip_west] {
+        wait_until("liveness", || async {
+            let r = http
+                .get(url(ip, "/api/v0/probes/liveness"))
+                .send()
+                .await
+                .ok()?;
+            (r.status() == StatusCode::OK).then_some(())
+        })
+        .await;
+    }
+    let pod = east.get("shared-dc1-r1-sts-0").await?;
+    assert_eq!(condition(&pod, "Ready").as_deref(), Some("False"));
+
+    for (api, ip, name) in [
+        (&east, &ip_east, "shared-dc1-r1-sts-0"),
+        (&west, &ip_west, "shared-dc2-r1-sts-0"),
+    ] {
+        let r = http.post(url(ip, "/api/v0/lifecycle/start")).send().await?;
+        assert_eq!(r.status(), StatusCode::CREATED, "start {name}");
+        wait_condition(api, name, "Ready", "True").await;
+        let pod = api.get(name).await?;
+        assert_eq!(condition(&pod, "ContainersReady").as_deref(), Some("True"));
+        assert_eq!(condition(&pod, "Initialized").as_deref(), Some("True"));
+        let statuses = pod
+            .status
+            .and_then(|s| s.container_statuses)
+            .unwrap_or_default();
+        assert!(statuses.iter().all(|c| c.ready), "{statuses:?}");
+    }
+
+    let endpoints: Value = http
+        .get(url(&ip_west, "/api/v0/metadata/endpoints"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let mut ips: Vec<String> = endpoints["entity"]
+        .as_array()
+        .expect("entity")
+        .iter()
+        .map(|n| n["ENDPOINT_IP"].as_str().unwrap_or_default().to_string())
+        .collect();
+    ips.sort();
+    let mut want = vec![ip_east.clone(), ip_west.clone()];
+    want.sort();
+    assert_eq!(ips, want);
+
+    let state = sim.state();
+    let node = state.node_of_pod("shared-dc2-r1-sts-0").expect("node");
+    assert_eq!(
+        node.pod.as_ref().map(|p| p.context.as_str()),
+        Some("cluster-1")
+    );
+    assert_eq!(node.server_version, "4.1.5");
+
+    // Stopping Cassandra takes readiness away again.
+    let r = http
+        .post(url(&ip_west, "/api/v0/lifecycle/stop"))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    wait_condition(&west, "shared-dc2-r1-sts-0", "Ready", "False").await;
+
+    // A deleted pod closes its listener and stays in the ring as a dead node.
+    east.delete("shared-dc1-r1-sts-0", &DeleteParams::default())
+        .await?;
+    wait_until("listener closed", || async {
+        http.get(url(&ip_east, "/api/v0/probes/liveness"))
+            .send()
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    let state = sim.state();
+    let gone = state
+        .node_of_pod("shared-dc1-r1-sts-0")
+        .expect("still in ring");
+    assert!(!gone.alive && !gone.mgmt_api_up);
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+
+    sim.shutdown().await;
+    Ok(())
+}

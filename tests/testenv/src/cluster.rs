@@ -136,6 +136,8 @@ pub struct Cluster {
     kubeconfig_yaml: String,
     kubeconfig_path: PathBuf,
     client: kube::Client,
+    // Same identity, without request logging: polls /readyz.
+    probe: kube::Client,
     apiserver_spec: ProcSpec,
     procs: Mutex<Procs>,
     provisioner: tokio::task::AbortHandle,
@@ -213,7 +215,7 @@ impl Cluster {
         let etcd_url = start_etcd(&paths, bin_dir, &procs, timeout).await?;
 
         let mut attempt = 0;
-        let (server, entry, kubeconfig_yaml, client, apiserver_spec) = loop {
+        let (server, entry, kubeconfig_yaml, client, probe, apiserver_spec) = loop {
             attempt += 1;
             let port = free_port()?;
             let server = format!("https://127.0.0.1:{port}");
@@ -226,10 +228,11 @@ impl Cluster {
             };
             let yaml = kubeconfig::render(&[&entry])?;
             let client = kubeconfig::client_for(&yaml, &context).await?;
+            let probe = kubeconfig::quiet_client_for(&yaml, &context).await?;
             let spec = apiserver_spec(&paths, bin_dir, port, &etcd_url);
             lock(&procs).apiserver = Some(Proc::spawn(&spec)?);
-            match wait_apiserver_ready(&client, &procs, timeout).await {
-                Ok(()) => break (server, entry, yaml, client, spec),
+            match wait_apiserver_ready(&probe, &procs, timeout).await {
+                Ok(()) => break (server, entry, yaml, client, probe, spec),
                 Err(e) if attempt < PORT_ATTEMPTS && is_port_conflict(&e) => {
                     tracing::info!(cluster = %context, port, "API server port taken, retrying");
                 }
@@ -315,6 +318,7 @@ impl Cluster {
             kubeconfig_yaml,
             kubeconfig_path,
             client,
+            probe,
             apiserver_spec,
             procs,
             provisioner,
@@ -468,7 +472,7 @@ impl Cluster {
             }
             procs.apiserver = Some(Proc::spawn(&self.apiserver_spec)?);
         }
-        wait_apiserver_ready(&self.client, &self.procs, self.startup_timeout).await?;
+        wait_apiserver_ready(&self.probe, &self.procs, self.startup_timeout).await?;
         tracing::info!(cluster = %self.context, "API server restarted");
         Ok(())
     }

@@ -66,17 +66,37 @@ pub fn render(entries: &[&KubeconfigEntry]) -> Result<String> {
     serde_yaml::to_string(&doc).map_err(|e| Error::Kubeconfig(e.to_string()))
 }
 
-/// A client for `context` in a kubeconfig document.
-pub async fn client_for(yaml: &str, context: &str) -> Result<kube::Client> {
+/// A client for `context` that does not log failed requests: for polling `/readyz`, which
+/// answers 500 until the server has finished starting.
+pub(crate) async fn quiet_client_for(yaml: &str, context: &str) -> Result<kube::Client> {
+    use kube::client::ConfigExt;
+    let config = config_for(yaml, context).await?;
+    let https = config
+        .rustls_https_connector()
+        .map_err(|e| Error::Kubeconfig(format!("TLS for {context}: {e}")))?;
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(https);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .service(http);
+    Ok(kube::Client::new(service, config.default_namespace))
+}
+
+async fn config_for(yaml: &str, context: &str) -> Result<kube::Config> {
     let kubeconfig = kube::config::Kubeconfig::from_yaml(yaml)
         .map_err(|e| Error::Kubeconfig(format!("parsing: {e}")))?;
     let options = kube::config::KubeConfigOptions {
         context: Some(context.to_string()),
         ..Default::default()
     };
-    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+    kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
-        .map_err(|e| Error::Kubeconfig(format!("context {context}: {e}")))?;
+        .map_err(|e| Error::Kubeconfig(format!("context {context}: {e}")))
+}
+
+/// A client for `context` in a kubeconfig document.
+pub async fn client_for(yaml: &str, context: &str) -> Result<kube::Client> {
+    let mut config = config_for(yaml, context).await?;
     // Harness clients talk to a local server; long stalls mean it is down, not slow.
     config.connect_timeout = Some(std::time::Duration::from_secs(5));
     config.read_timeout = Some(std::time::Duration::from_secs(60));

@@ -194,7 +194,7 @@ pub(crate) fn stop_all(procs: &mut [&mut Proc], grace: Duration) {
     let deadline = Instant::now() + grace;
     for p in procs.iter_mut() {
         if !p.reap_until(deadline) {
-            tracing::warn!(component = %p.name, "did not stop on SIGTERM, killing");
+            tracing::debug!(component = %p.name, "did not stop on SIGTERM, killing");
         }
         // Also clears leftovers in the group of a child that exited on its own.
         if let Some(pid) = p.pid() {

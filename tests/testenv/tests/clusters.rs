@@ -33,13 +33,13 @@ where
     }
 }
 
-fn statefulset(name: &str) -> Result<StatefulSet> {
+fn statefulset(name: &str, replicas: i32) -> Result<StatefulSet> {
     Ok(serde_json::from_value(serde_json::json!({
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
         "metadata": { "name": name },
         "spec": {
-            "replicas": 3,
+            "replicas": replicas,
             "serviceName": name,
             "podManagementPolicy": "Parallel",
             "selector": { "matchLabels": { "app": name } },
@@ -84,7 +84,7 @@ fn running_ip(pod: &Pod) -> Option<String> {
 async fn check_statefulset(cluster: &Cluster) -> Result<()> {
     let client = cluster.client();
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
-    sts.create(&PostParams::default(), &statefulset("web")?)
+    sts.create(&PostParams::default(), &statefulset("web", 3)?)
         .await
         .context("creating the StatefulSet")?;
 
@@ -263,6 +263,29 @@ async fn check_apiserver_restart(cluster: &Cluster) -> Result<()> {
         got.data.unwrap_or_default().get("k").map(String::as_str),
         Some("v")
     );
+
+    // Controllers, scheduler, kwok and the provisioner reconnected on their own.
+    let sts: Api<StatefulSet> = Api::namespaced(cluster.client(), "default");
+    sts.create(&PostParams::default(), &statefulset("after", 1)?)
+        .await?;
+    let pods: Api<Pod> = Api::namespaced(cluster.client(), "default");
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(cluster.client(), "default");
+    wait_for("a pod with a Bound claim after the restart", || {
+        let (pods, pvcs) = (pods.clone(), pvcs.clone());
+        async move {
+            let pod = pods.get_opt("after-0").await?;
+            let pvc = pvcs.get_opt("data-after-0").await?;
+            let running = pod
+                .as_ref()
+                .is_some_and(|p| running_ip(p).is_some() && pod_ready(p));
+            let bound = pvc
+                .and_then(|c| c.status)
+                .and_then(|s| s.phase)
+                .is_some_and(|p| p == "Bound");
+            Ok((running && bound).then_some(()))
+        }
+    })
+    .await?;
     Ok(())
 }
 

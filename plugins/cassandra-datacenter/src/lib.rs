@@ -1,0 +1,84 @@
+//! The built-in `cassandra-datacenter` policy: the lifecycle of a CassandraDatacenter
+//! (`cassandra.datastax.com/v1beta1`), as cass-operator runs it, from snapshot to plan.
+//!
+//! Module map:
+//! - [`model`]: the parsed datacenter and what is observed (pods, claims, nodes, ring);
+//! - [`objects`]: StatefulSets, Services and the PodDisruptionBudget as JSON;
+//! - [`config`]: the config builder's `CONFIG_FILE_DATA`, with per-version defaults;
+//! - [`lifecycle`]: the decisions (starts, scaling, restarts, replacements, deletion);
+//! - [`status`]: conditions with stable transition times;
+//! - [`validate`]: rules beyond the schema, for admission and for `Valid=False`.
+
+pub mod config;
+pub mod lifecycle;
+pub mod model;
+pub mod objects;
+pub mod status;
+pub mod util;
+pub mod validate;
+
+use k8ssandra_api::labels::CLUSTER_LABEL;
+use k8ssandra_policy_sdk::{
+    KindRef, Plan, PluginInfo, Policy, PolicyError, ReadSpec, Snapshot, Violation, export_policy,
+    violation,
+};
+
+pub const NAME: &str = "cassandra-datacenter";
+pub const PARENT_API_VERSION: &str = "cassandra.datastax.com/v1beta1";
+pub const PARENT_KIND: &str = "CassandraDatacenter";
+/// Hash of a rack's pod template, on the template and so on every pod created from it: a
+/// pod whose value differs from the current template's is restarted by the rolling update.
+pub const TEMPLATE_HASH_ANNOTATION: &str = "k8ssandra.io/pod-template-hash";
+
+pub struct CassandraDatacenterPolicy;
+
+impl Policy for CassandraDatacenterPolicy {
+    fn describe() -> PluginInfo {
+        let read = |api_version: &str, kind: &str| ReadSpec {
+            kind: KindRef::new(api_version, kind),
+            selector: CLUSTER_LABEL.to_string(),
+            per_parent: false,
+            all_clusters: false,
+        };
+        PluginInfo {
+            name: NAME.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            parent: KindRef::new(PARENT_API_VERSION, PARENT_KIND),
+            owns: vec![
+                KindRef::new("apps/v1", "StatefulSet"),
+                KindRef::new("v1", "Service"),
+                KindRef::new("policy/v1", "PodDisruptionBudget"),
+            ],
+            reads: vec![
+                // Every Cassandra pod of the namespace: this datacenter's, and the other
+                // datacenters' of the same cluster (a ready seed anywhere lets ours join).
+                read("v1", "Pod"),
+                read("v1", "PersistentVolumeClaim"),
+            ],
+            observe_pods: Some(CLUSTER_LABEL.to_string()),
+            decorates: None,
+        }
+    }
+
+    fn reconcile(snapshot: Snapshot) -> Result<Plan, PolicyError> {
+        lifecycle::reconcile(&snapshot)
+    }
+
+    fn validate(object: String, old: Option<String>) -> Vec<Violation> {
+        use k8ssandra_api::cassandra::CassandraDatacenter;
+        let new: CassandraDatacenter = match serde_json::from_str(&object) {
+            Ok(dc) => dc,
+            Err(e) => return vec![violation("spec", format!("does not parse: {e}"))],
+        };
+        let mut out = validate::check_spec(&new);
+        if let Some(old) = old.and_then(|o| serde_json::from_str::<CassandraDatacenter>(&o).ok()) {
+            out.extend(validate::check_update(&new, &old));
+        }
+        out
+    }
+}
+
+export_policy!(CassandraDatacenterPolicy);
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1120 @@
+//! The decisions: which StatefulSet sizes, which node to start, decommission, restart or
+//! replace next, and the status that describes it.
+//!
+//! Everything is decided again from the snapshot on each call (level-triggered). Progress
+//! that the snapshot cannot show is kept in the datacenter's status (`nodeStatuses`,
+//! `nodeReplacements`, condition transition times) so a restarted operator resumes.
+//!
+//! ## Start order and what may run in parallel
+//!
+//! Cassandra (with consistent range movement, as the simulator) refuses to bootstrap a node
+//! while another one joins, leaves or moves, and a non-seed node cannot start until a seed
+//! is up. So:
+//! - a node *without data* (never joined: no host id recorded for its pod, or being
+//!   replaced) bootstraps alone: only when no other start is in flight in the datacenter
+//!   and the ring shows no range movement anywhere in the cluster;
+//! - nodes *with data* (restarted pods, a datacenter resuming from `stopped`) don't
+//!   bootstrap, they only rejoin; they start together, which is why resuming a stopped
+//!   datacenter takes one start round instead of N;
+//! - in both cases a non-seed waits for a ready seed; the first node of an empty cluster
+//!   is a seed. Among fresh nodes the order is by ordinal then rack, i.e. the first node of
+//!   each rack, then round-robin over the racks.
+//!
+//! Each next start is triggered by the previous node becoming ready (a pod/node change the
+//! host reports), not by a timer.
+
+use std::collections::BTreeMap;
+
+use k8ssandra_api::cassandra::DatacenterConditionType as T;
+use k8ssandra_api::labels::{
+    DELETE_PVC_ANNOTATION, DISABLE_PDB_ANNOTATION, FINALIZER, NO_AUTOMATED_CLEANUP_ANNOTATION,
+    NO_FINALIZER_ANNOTATION, SKIP_USER_CREATION_ANNOTATION,
+};
+use k8ssandra_api::names;
+use k8ssandra_policy_sdk::{
+    EventType, GeneratedSecret, NodeRef, Object, ObjectKey, OperationKind, Outcome, Plan,
+    PolicyError, Role, Snapshot, TableScope,
+};
+use serde_json::{Value, json};
+
+use crate::model::{Dc, Observed, PodObs};
+use crate::objects;
+use crate::status::Conditions;
+use crate::util::{quantity_bytes, rfc3339};
+use crate::validate;
+
+/// A started node that shows neither readiness nor a bootstrap in the ring after this long
+/// is considered failed: its pod is deleted so it comes back fresh.
+pub const START_TIMEOUT_MS: u64 = 15 * 60 * 1000;
+/// Longest wait between retries of a failed operation.
+const MAX_BACKOFF_MS: u64 = 64_000;
+/// Share of a data volume the remaining nodes may fill after a decommission.
+const MAX_FILL_AFTER_DECOMMISSION: f64 = 0.9;
+
+/// State of the current attempt of an operation whose retries get ids `<base>`, `<base>/1`,
+/// `<base>/2`, ... (the host runs an id once, so a retry needs a new one).
+enum Attempt {
+    New(String),
+    Running,
+    Succeeded(u64),
+    Backoff { until: u64, message: String },
+}
+
+fn attempt(obs: &Observed, base: &str, now: u64) -> Attempt {
+    let id_of = |k: u32| {
+        if k == 0 {
+            base.to_string()
+        } else {
+            format!("{base}/{k}")
+        }
+    };
+    let mut k = 0u32;
+    loop {
+        let id = id_of(k);
+        match obs.result(&id) {
+            None => return Attempt::New(id),
+            Some((Outcome::Running(_), _)) => return Attempt::Running,
+            Some((Outcome::Succeeded(_), at)) => return Attempt::Succeeded(*at),
+            Some((Outcome::Failed(msg), at)) => {
+                if obs.result(&id_of(k + 1)).is_none() {
+                    let delay = (1000u64 << k.min(6)).min(MAX_BACKOFF_MS);
+                    if now < at + delay {
+                        return Attempt::Backoff {
+                            until: at + delay,
+                            message: msg.clone(),
+                        };
+                    }
+                    return Attempt::New(id_of(k + 1));
+                }
+                k += 1;
+            }
+        }
+    }
+}
+
+fn node_ref(dc: &Dc, pod: &str) -> NodeRef {
+    NodeRef {
+        cluster: String::new(),
+        namespace: dc.namespace.clone(),
+        pod: pod.to_string(),
+    }
+}
+
+fn key(dc: &Dc, api_version: &str, kind: &str, name: &str) -> ObjectKey {
+    ObjectKey {
+        cluster: String::new(),
+        api_version: api_version.into(),
+        kind: kind.into(),
+        namespace: dc.namespace.clone(),
+        name: name.into(),
+    }
+}
+
+/// Claims of one pod: the data volume and any claim-backed additional volume.
+fn pod_claims(dc: &Dc, pod: &str) -> Vec<String> {
+    let mut out = vec![format!("{}-{pod}", objects::DATA_VOLUME)];
+    for v in dc
+        .obj
+        .spec
+        .storage_config
+        .additional_volumes
+        .iter()
+        .flatten()
+    {
+        if v.pvc_spec.is_some() {
+            out.push(format!("{}-{pod}", v.name));
+        }
+    }
+    out
+}
+
+fn push(plan: &mut Plan, v: &Value) {
+    plan.apply.push(Object {
+        cluster: String::new(),
+        json: v.to_string(),
+    });
+}
+
+/// Entry point, called by `Policy::reconcile`.
+pub fn reconcile(snapshot: &Snapshot) -> Result<Plan, PolicyError> {
+    let mut dc = Dc::parse(snapshot)?;
+    let obs = Observed::new(snapshot, &dc);
+    let now = snapshot.now_ms;
+    let mut plan = Plan::default();
+
+    if dc.deleting() {
+        return Ok(deletion(&dc, &obs));
+    }
+    let hold = !dc.annotation_true(NO_FINALIZER_ANNOTATION);
+    plan.finalizers = Some(if hold {
+        vec![FINALIZER.to_string()]
+    } else {
+        vec![]
+    });
+
+    let mut conds = Conditions::new(&dc.status, now);
+    let violations = validate::check_spec(&dc.obj);
+    if !violations.is_empty() {
+        invalid(snapshot, &dc, &mut plan, &mut conds, &violations)?;
+        return Ok(plan);
+    }
+    conds.set(T::Valid, true, "ValidationSucceeded", "");
+
+    Decider {
+        dc: &mut dc,
+        obs: &obs,
+        now,
+        plan: &mut plan,
+        conds,
+        pending: false,
+        node_statuses: BTreeMap::new(),
+        last_started: None,
+        failed_starts: Vec::new(),
+    }
+    .run()?;
+    Ok(plan)
+}
+
+/// An invalid spec: keep every child as it is and say why. The children are listed with
+/// their identity only; that is a subset of the live objects, so the host writes nothing
+/// and prunes nothing.
+fn invalid(
+    snapshot: &Snapshot,
+    dc: &Dc,
+    plan: &mut Plan,
+    conds: &mut Conditions,
+    violations: &[k8ssandra_policy_sdk::Violation],
+) -> Result<(), PolicyError> {
+    for child in &snapshot.children {
+        let v = child.value()?;
+        let ident = json!({
+            "apiVersion": v.get("apiVersion"),
+            "kind": v.get("kind"),
+            "metadata": {
+                "name": v.pointer("/metadata/name"),
+                "namespace": v.pointer("/metadata/namespace"),
+            },
+        });
+        plan.apply.push(Object {
+            cluster: child.cluster.clone(),
+            json: ident.to_string(),
+        });
+    }
+    let message = violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    conds.set(T::Valid, false, "ValidationFailed", message.clone());
+    // Other conditions keep their previous status.
+    for t in crate::status::MANAGED {
+        if t != T::Valid
+            && let Some(c) = dc.status.condition(t)
+        {
+            conds.set(t, c.status == "True", &c.reason, c.message.clone());
+        }
+    }
+    let mut status = serde_json::to_value(&dc.status).unwrap_or_else(|_| json!({}));
+    status["conditions"] = conds.to_json();
+    status["cassandraOperatorProgress"] = json!(k8ssandra_api::cassandra::PROGRESS_UPDATING);
+    status["observedGeneration"] = json!(dc.generation);
+    plan.status = Some(status.to_string());
+    if !dc.status.is_true(T::Valid) || dc.status.condition(T::Valid).is_none() {
+        plan.event(EventType::Warning, "InvalidSpec", message);
+    }
+    Ok(())
+}
+
+/// Deletion: release the finalizer, deleting the claims first only when asked to.
+fn deletion(dc: &Dc, obs: &Observed) -> Plan {
+    let mut plan = Plan::default();
+    let held = dc
+        .obj
+        .metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|f| f == FINALIZER));
+    if held && dc.annotation_true(DELETE_PVC_ANNOTATION) {
+        for pvc in &obs.pvcs {
+            plan.delete
+                .push(key(dc, "v1", "PersistentVolumeClaim", pvc));
+        }
+    }
+    plan.finalizers = Some(vec![]);
+    plan
+}
+
+struct Decider<'a> {
+    dc: &'a mut Dc,
+    obs: &'a Observed,
+    now: u64,
+    plan: &'a mut Plan,
+    conds: Conditions,
+    /// Something is left to do: progress stays `Updating`.
+    pending: bool,
+    node_statuses: BTreeMap<String, Value>,
+    last_started: Option<String>,
+    failed_starts: Vec<String>,
+}
+
+/// What the scale-down step decided for one rack.
+struct ScaleDown {
+    rack: usize,
+    shrink: bool,
+}
+
+impl Decider<'_> {
+    fn run(&mut self) -> Result<(), PolicyError> {
+        let stopped = self.dc.stopped();
+        self.rolling_restart_request();
+        self.secrets();
+
+        // Replacement bookkeeping comes first: it changes which pods count as fresh.
+        let replacing = if stopped {
+            Vec::new()
+        } else {
+            self.replacements()
+        };
+
+        let scale_down = if stopped {
+            None
+        } else {
+            self.scale_down_target()
+        };
+
+        // StatefulSets.
+        let mut hashes = Vec::new();
+        let mut any_resize = false;
+        for rack in self.dc.racks.clone() {
+            let live = self.obs.sts.get(&rack.sts);
+            let rack_pods: Vec<&PodObs> = self
+                .obs
+                .pods
+                .iter()
+                .filter(|p| p.rack == rack.label && !p.terminating)
+                .collect();
+            let pod0 = rack_pods.iter().any(|p| p.ordinal == 0);
+            let live_replicas = live.map(|l| l.replicas);
+            let replicas = if stopped {
+                0
+            } else if let Some(sd) = scale_down.as_ref().filter(|s| s.rack == rack.index) {
+                let cur = live_replicas.unwrap_or(rack.desired);
+                if sd.shrink {
+                    cur.saturating_sub(1)
+                } else {
+                    cur
+                }
+            } else if live_replicas.is_some_and(|l| l > rack.desired) {
+                // Another rack is being scaled down first; this one waits its turn.
+                live_replicas.unwrap_or(rack.desired)
+            } else if rack_pods.is_empty() {
+                // Pod 0 first, created as the rack's seed (see `objects::statefulset`).
+                rack.desired.min(1)
+            } else {
+                rack.desired
+            };
+            if live_replicas != Some(replicas) {
+                any_resize = true;
+            }
+            let seed_template = !stopped && !pod0;
+            let sts = objects::statefulset(self.dc, &rack, replicas, seed_template);
+            hashes.push(objects::template_hash(&sts["spec"]["template"]));
+            push(self.plan, &sts);
+        }
+        if any_resize {
+            self.pending = true;
+        }
+        for svc in objects::services(self.dc) {
+            push(self.plan, &svc);
+        }
+        if !self.dc.annotation_true(DISABLE_PDB_ANNOTATION) {
+            push(self.plan, &objects::pdb(self.dc));
+        }
+
+        self.node_statuses();
+
+        if stopped {
+            self.stopped_status();
+        } else {
+            self.conds.set(T::Stopped, false, "", "");
+            let busy = self.starts(&replacing, scale_down.as_ref());
+            let quiet = !busy && !self.pending_pods() && replacing.is_empty();
+            self.roles();
+            let scaling_down = self.scale_down_step(scale_down.as_ref(), quiet);
+            let scaling_up = self.scale_up(quiet && !scaling_down);
+            self.rolling_update(&hashes, quiet && !scaling_down && !scaling_up);
+            self.readiness();
+        }
+        self.write_status();
+        Ok(())
+    }
+
+    /// `spec.rollingRestartRequested`: stamp the time into the status; the pod templates
+    /// carry it, so every pod becomes outdated and the rolling update restarts them.
+    /// The policy cannot reset the spec flag, so a request is taken once per generation.
+    fn rolling_restart_request(&mut self) {
+        let requested = self.dc.obj.spec.rolling_restart_requested == Some(true);
+        let new_generation = self.dc.status.observed_generation != Some(self.dc.generation);
+        if requested && new_generation && !self.dc.prev_true(T::RollingRestart) {
+            let time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time> =
+                serde_json::from_value(json!(rfc3339(self.now))).ok();
+            self.dc.status.last_rolling_restart = time;
+            self.conds
+                .set(T::RollingRestart, true, "RestartRequested", "");
+            self.plan.event(
+                EventType::Normal,
+                "RollingRestart",
+                "rolling restart requested",
+            );
+        }
+    }
+
+    fn secrets(&mut self) {
+        let user_secret = self
+            .dc
+            .obj
+            .spec
+            .superuser_secret_name
+            .as_deref()
+            .is_some_and(|s| !s.is_empty());
+        if user_secret || self.dc.annotation_true(SKIP_USER_CREATION_ANNOTATION) {
+            return;
+        }
+        let name = self.dc.obj.superuser_secret_name();
+        self.plan.secrets.push(GeneratedSecret {
+            cluster: String::new(),
+            namespace: self.dc.namespace.clone(),
+            name,
+            fixed: vec![(
+                "username".into(),
+                format!("{}-superuser", self.dc.cleaned_cluster()),
+            )],
+            random_keys: vec!["password".into()],
+            labels: vec![(
+                k8ssandra_api::labels::CLUSTER_LABEL.into(),
+                self.dc.cluster_label(),
+            )],
+        });
+    }
+
+    /// Pods being replaced (their claim and pod are deleted, then they start with the old
+    /// address as `replace_ip`). Returns those still in progress.
+    fn replacements(&mut self) -> Vec<String> {
+        let requested: Vec<String> = self.dc.obj.spec.replace_nodes.clone().unwrap_or_default();
+        let mut recorded: Vec<String> = self
+            .dc
+            .replacements()
+            .into_iter()
+            .filter(|r| requested.contains(r))
+            .collect();
+        let since = if self.dc.prev_true(T::ReplacingNodes) {
+            self.dc.prev_transition_ms(T::ReplacingNodes)
+        } else {
+            None
+        };
+        let in_progress: Vec<String> = match since {
+            None => Vec::new(),
+            Some(since) => recorded
+                .iter()
+                .filter(|r| {
+                    !self
+                        .obs
+                        .live_pod(r)
+                        .is_some_and(|p| p.ready() && p.created_ms.is_some_and(|c| c >= since))
+                })
+                .cloned()
+                .collect(),
+        };
+        let mut begun = None;
+        if in_progress.is_empty() && since.is_none() {
+            begun = requested.iter().find(|r| !recorded.contains(r)).cloned();
+        }
+        match (&begun, in_progress.is_empty()) {
+            (Some(pod), _) => {
+                let old_ip = self.dc.recorded(pod).and_then(|s| s.ip.clone());
+                if old_ip.is_none() || self.obs.pod(pod).is_none() {
+                    self.plan.event(
+                        EventType::Warning,
+                        "ReplaceRefused",
+                        format!("cannot replace {pod}: it is not a known node of this datacenter"),
+                    );
+                    self.conds.set(
+                        T::ReplacingNodes,
+                        false,
+                        "UnknownNode",
+                        format!("{pod} is not a known node of this datacenter"),
+                    );
+                    begun = None;
+                } else {
+                    for claim in pod_claims(self.dc, pod) {
+                        self.plan
+                            .delete
+                            .push(key(self.dc, "v1", "PersistentVolumeClaim", &claim));
+                    }
+                    self.plan.delete.push(key(self.dc, "v1", "Pod", pod));
+                    recorded.push(pod.clone());
+                    self.conds
+                        .set(T::ReplacingNodes, true, "ReplacingNode", pod.clone());
+                    self.plan.event(
+                        EventType::Normal,
+                        "ReplacingNode",
+                        format!("replacing {pod}: its volume and pod are recreated"),
+                    );
+                }
+            }
+            (None, false) => {
+                self.conds.set(
+                    T::ReplacingNodes,
+                    true,
+                    "ReplacingNode",
+                    in_progress.join(","),
+                );
+            }
+            (None, true) => self.conds.set(T::ReplacingNodes, false, "", ""),
+        }
+        self.dc.status.node_replacements = (!recorded.is_empty()).then(|| recorded.clone());
+        let mut out = in_progress;
+        if let Some(b) = begun {
+            out.push(b);
+            self.pending = true;
+        }
+        if !out.is_empty() {
+            self.pending = true;
+        }
+        out
+    }
+
+    /// The rack to shrink next and whether its last node has already left the ring.
+    fn scale_down_target(&mut self) -> Option<ScaleDown> {
+        let mut best: Option<(usize, usize)> = None;
+        for rack in &self.dc.racks {
+            let Some(live) = self.obs.sts.get(&rack.sts) else {
+                continue;
+            };
+            if live.replicas > rack.desired && best.is_none_or(|(_, r)| live.replicas >= r) {
+                best = Some((rack.index, live.replicas));
+            }
+        }
+        let (rack, replicas) = best?;
+        let pod = format!("{}-{}", self.dc.racks[rack].sts, replicas - 1);
+        let rec = self.dc.recorded(&pod);
+        let p = self.obs.live_pod(&pod);
+        let entry = self.obs.ring_entry(
+            p.and_then(|p| p.ip.as_deref()),
+            rec.and_then(|r| r.host_id.as_deref()),
+        );
+        let never_joined = rec.is_none_or(|r| r.host_id.is_none()) && p.is_none_or(|p| !p.ready());
+        let shrink = entry.is_none() && (self.obs.ring.is_some() || never_joined);
+        Some(ScaleDown { rack, shrink })
+    }
+
+    /// Pods the StatefulSets should have that don't exist yet or aren't ready.
+    fn pending_pods(&self) -> bool {
+        self.dc.racks.iter().any(|rack| {
+            (0..rack.desired).any(|i| {
+                let name = format!("{}-{i}", rack.sts);
+                !self.obs.live_pod(&name).is_some_and(PodObs::ready)
+            })
+        })
+    }
+
+    fn has_data(&self, p: &PodObs, replacing: &[String]) -> bool {
+        !replacing.contains(&p.name)
+            && self
+                .dc
+                .recorded(&p.name)
+                .is_some_and(|r| r.host_id.is_some())
+    }
+
+    /// Starts (or keeps waiting for) Cassandra on pods whose management API is up.
+    /// Returns whether a start is in flight.
+    fn starts(&mut self, replacing: &[String], scale_down: Option<&ScaleDown>) -> bool {
+        let dc = &*self.dc;
+        let obs = self.obs;
+        let skip = scale_down.map(|s| {
+            let r = &dc.racks[s.rack];
+            let n = obs.sts.get(&r.sts).map_or(0, |l| l.replicas);
+            format!("{}-{}", r.sts, n.saturating_sub(1))
+        });
+        let mut in_flight_fresh = false;
+        let mut in_flight_any = false;
+        let mut fresh: Vec<(&PodObs, String, Option<String>)> = Vec::new();
+        let mut with_data: Vec<(&PodObs, String)> = Vec::new();
+        let mut requeue: Option<u64> = None;
+        let mut failed: Vec<String> = Vec::new();
+        let mut restart_pods: Vec<String> = Vec::new();
+        let replace_since = dc.prev_transition_ms(T::ReplacingNodes).unwrap_or(0);
+
+        for p in obs.pods.iter().filter(|p| !p.terminating) {
+            if p.ready() || skip.as_deref() == Some(p.name.as_str()) {
+                continue;
+            }
+            let is_replace = replacing.contains(&p.name);
+            if is_replace && p.created_ms.is_none_or(|c| c < replace_since) {
+                // The old pod of a replacement, about to be deleted.
+                continue;
+            }
+            let data = self.has_data(p, replacing);
+            let base = if is_replace {
+                format!("replace/{}/{}", p.name, p.uid)
+            } else {
+                format!("start/{}/{}", p.name, p.uid)
+            };
+            match attempt(obs, &base, self.now) {
+                Attempt::Running => {
+                    in_flight_any = true;
+                    in_flight_fresh |= !data;
+                }
+                Attempt::Succeeded(at) => {
+                    let joining = obs
+                        .ring_entry(p.ip.as_deref(), None)
+                        .is_some_and(|e| e.moving());
+                    if joining || self.now < at + START_TIMEOUT_MS {
+                        in_flight_any = true;
+                        in_flight_fresh |= !data;
+                        if !joining {
+                            requeue =
+                                Some(requeue.map_or(at + START_TIMEOUT_MS, |r| {
+                                    r.min(at + START_TIMEOUT_MS)
+                                }));
+                        }
+                    } else {
+                        failed.push(p.name.clone());
+                        restart_pods.push(p.name.clone());
+                    }
+                }
+                Attempt::Backoff { until, message } => {
+                    failed.push(p.name.clone());
+                    requeue = Some(requeue.map_or(until, |r| r.min(until)));
+                    self.conds.set(
+                        T::Ready,
+                        false,
+                        "StartFailed",
+                        format!("starting {} failed: {message}", p.name),
+                    );
+                }
+                Attempt::New(id) => {
+                    if !p.mgmt_up() {
+                        continue;
+                    }
+                    if data {
+                        with_data.push((p, id));
+                    } else {
+                        let replace_ip = if is_replace {
+                            dc.recorded(&p.name).and_then(|s| s.ip.clone())
+                        } else {
+                            None
+                        };
+                        fresh.push((p, id, replace_ip));
+                    }
+                }
+            }
+        }
+        let rack_index = |p: &PodObs| {
+            dc.racks
+                .iter()
+                .position(|r| r.label == p.rack)
+                .unwrap_or(usize::MAX)
+        };
+        // A seed must be up before anything else; with no seed pod anywhere (pods created
+        // by something else), fall back to starting one node so the cluster can form.
+        let seed_ok = |p: &PodObs| {
+            p.seed || obs.cluster_seed_ready || (!obs.cluster_has_seed_pod && !in_flight_any)
+        };
+        let mut ops: Vec<(String, String, Option<String>)> = Vec::new();
+        if !in_flight_fresh {
+            for (p, id) in &with_data {
+                if seed_ok(p) {
+                    ops.push((p.name.clone(), id.clone(), None));
+                }
+            }
+            let ring_moving = obs.ring.iter().flatten().any(|e| e.moving());
+            if ops.is_empty() && !in_flight_any && !ring_moving {
+                fresh.sort_by_key(|(p, _, replace)| {
+                    (replace.is_none(), !p.seed, p.ordinal, rack_index(p))
+                });
+                if let Some((p, id, replace_ip)) = fresh.iter().find(|(p, _, _)| seed_ok(p)) {
+                    ops.push((p.name.clone(), id.clone(), replace_ip.clone()));
+                }
+            }
+        }
+        for (pod, id, replace_ip) in &ops {
+            let target = node_ref(dc, pod);
+            let message = match replace_ip {
+                Some(ip) => format!("starting Cassandra on {pod}, replacing {ip}"),
+                None => format!("starting Cassandra on {pod}"),
+            };
+            self.plan
+                .operate(id.clone(), target, OperationKind::Start(replace_ip.clone()));
+            self.plan
+                .event(EventType::Normal, "StartingCassandra", message);
+            self.last_started = Some(rfc3339(self.now));
+        }
+        for pod in &restart_pods {
+            self.plan.delete.push(key(dc, "v1", "Pod", pod));
+            self.plan.event(
+                EventType::Warning,
+                "StartTimedOut",
+                format!("{pod} did not become ready after its start; recreating the pod"),
+            );
+        }
+        if let Some(at) = requeue {
+            self.plan
+                .requeue_after(at.saturating_sub(self.now).max(1000));
+        }
+        self.failed_starts = failed;
+        let busy = in_flight_any || !ops.is_empty() || !restart_pods.is_empty();
+        if busy {
+            self.pending = true;
+        }
+        busy
+    }
+
+    /// Superuser and `spec.users` roles, once a node of the datacenter is ready.
+    fn roles(&mut self) {
+        if self.dc.annotation_true(SKIP_USER_CREATION_ANNOTATION) {
+            return;
+        }
+        let Some(target) = self
+            .obs
+            .pods
+            .iter()
+            .find(|p| p.ready())
+            .map(|p| p.name.clone())
+        else {
+            return;
+        };
+        let generation = self.dc.generation;
+        let superuser = self.dc.obj.superuser_secret_name();
+        let mut roles = vec![(superuser.clone(), true)];
+        for u in self.dc.obj.spec.users.iter().flatten() {
+            if !roles.iter().any(|(s, _)| *s == u.secret_name) {
+                roles.push((u.secret_name.clone(), u.superuser));
+            }
+        }
+        let mut users_done: Option<u64> = Some(0);
+        for (secret, is_super) in roles {
+            let base = format!("role/{secret}/{generation}");
+            let done = match attempt(self.obs, &base, self.now) {
+                Attempt::New(id) => {
+                    self.plan.operate(
+                        id,
+                        node_ref(self.dc, &target),
+                        OperationKind::CreateRole(Role {
+                            secret_name: secret.clone(),
+                            superuser: is_super,
+                            login: true,
+                        }),
+                    );
+                    self.pending = true;
+                    None
+                }
+                Attempt::Running => {
+                    self.pending = true;
+                    None
+                }
+                Attempt::Backoff { until, message } => {
+                    self.pending = true;
+                    self.plan
+                        .requeue_after(until.saturating_sub(self.now).max(1000));
+                    sdk_log_warn(&format!("creating role from {secret} failed: {message}"));
+                    None
+                }
+                Attempt::Succeeded(at) => Some(at),
+            };
+            if secret == superuser
+                && let Some(at) = done
+                && self.dc.status.super_user_upserted.is_none()
+            {
+                self.dc.status.super_user_upserted =
+                    serde_json::from_value(json!(rfc3339(at))).ok();
+            }
+            users_done = match (users_done, done) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
+        }
+        if let Some(at) = users_done
+            && self.dc.status.users_upserted.is_none()
+        {
+            self.dc.status.users_upserted = serde_json::from_value(json!(rfc3339(at))).ok();
+        }
+    }
+
+    /// Decommissions the last node of the rack chosen by `scale_down_target`, one at a
+    /// time; the StatefulSet shrinks (and the node's claims go) once it left the ring.
+    fn scale_down_step(&mut self, sd: Option<&ScaleDown>, quiet: bool) -> bool {
+        let Some(sd) = sd else {
+            self.conds.set(T::ScalingDown, false, "", "");
+            self.conds.set(T::Decommission, false, "", "");
+            return false;
+        };
+        self.pending = true;
+        let rack = self.dc.racks[sd.rack].clone();
+        let replicas = self.obs.sts.get(&rack.sts).map_or(0, |l| l.replicas);
+        let pod = format!("{}-{}", rack.sts, replicas.saturating_sub(1));
+        self.conds.set(
+            T::ScalingDown,
+            true,
+            "ScalingDown",
+            format!("removing {pod}"),
+        );
+        if sd.shrink {
+            for claim in pod_claims(self.dc, &pod) {
+                self.plan
+                    .delete
+                    .push(key(self.dc, "v1", "PersistentVolumeClaim", &claim));
+            }
+            self.node_statuses.remove(&pod);
+            self.conds
+                .set(T::Decommission, false, "Decommissioned", pod.clone());
+            return true;
+        }
+        let Some(p) = self.obs.live_pod(&pod).cloned() else {
+            return true;
+        };
+        let rec_host = self.dc.recorded(&pod).and_then(|r| r.host_id.clone());
+        let entry = self
+            .obs
+            .ring_entry(p.ip.as_deref(), rec_host.as_deref())
+            .cloned();
+        let Some(entry) = entry else {
+            return true;
+        };
+        if entry.status == "LEAVING" {
+            self.conds
+                .set(T::Decommission, true, "Decommissioning", pod.clone());
+            return true;
+        }
+        // Decommission only a healthy datacenter, never while other work is under way.
+        let others_ready = self
+            .obs
+            .pods
+            .iter()
+            .filter(|o| o.name != pod && !o.terminating)
+            .all(PodObs::ready);
+        if entry.status != "NORMAL" || !p.ready() || !others_ready {
+            return true;
+        }
+        match attempt(self.obs, &format!("decommission/{pod}/{}", p.uid), self.now) {
+            Attempt::New(id) => {
+                if !quiet {
+                    return true;
+                }
+                if let Some(reason) = self.capacity_refusal() {
+                    self.conds
+                        .set(T::ScalingDown, true, "NotEnoughCapacity", reason.clone());
+                    self.plan
+                        .event(EventType::Warning, "ScaleDownRefused", reason);
+                    return true;
+                }
+                self.plan
+                    .operate(id, node_ref(self.dc, &pod), OperationKind::Decommission);
+                self.plan.event(
+                    EventType::Normal,
+                    "DecommissioningNode",
+                    format!("decommissioning {pod}"),
+                );
+                self.conds
+                    .set(T::Decommission, true, "Decommissioning", pod.clone());
+            }
+            Attempt::Running | Attempt::Succeeded(_) => {
+                self.conds
+                    .set(T::Decommission, true, "Decommissioning", pod.clone());
+            }
+            Attempt::Backoff { until, message } => {
+                self.conds.set(
+                    T::Decommission,
+                    true,
+                    "DecommissionFailed",
+                    format!("{pod}: {message}"),
+                );
+                self.plan
+                    .requeue_after(until.saturating_sub(self.now).max(1000));
+            }
+        }
+        true
+    }
+
+    /// Whether the nodes left after one decommission could hold the datacenter's data
+    /// (LOAD from the ring against the data volume size, keeping some headroom).
+    fn capacity_refusal(&self) -> Option<String> {
+        let ring = self.obs.ring.as_ref()?;
+        let dc_name = self.dc.dc_name();
+        let nodes: Vec<_> = ring.iter().filter(|e| e.dc == dc_name).collect();
+        let remaining = nodes.len().checked_sub(1).filter(|n| *n > 0)?;
+        let total: f64 = nodes.iter().map(|e| e.load).sum();
+        let capacity = self
+            .obs
+            .pvc_sizes
+            .iter()
+            .filter(|(n, _)| n.starts_with(objects::DATA_VOLUME))
+            .map(|(_, s)| *s)
+            .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.min(s))))
+            .or_else(|| {
+                self.dc
+                    .obj
+                    .spec
+                    .storage_config
+                    .data_volume_size()
+                    .and_then(quantity_bytes)
+            })?;
+        let per_node = total / remaining as f64;
+        (per_node > capacity * MAX_FILL_AFTER_DECOMMISSION).then(|| {
+            format!(
+                "the remaining {remaining} nodes would hold {per_node:.0} bytes each, more than {:.0}% of their {capacity:.0}-byte volumes",
+                MAX_FILL_AFTER_DECOMMISSION * 100.0
+            )
+        })
+    }
+
+    /// ScalingUp from the moment an initialized datacenter grows until every new node runs
+    /// and the old ones are cleaned up (one node at a time, unless `no-cleanup`).
+    fn scale_up(&mut self, quiet: bool) -> bool {
+        let growing = self.dc.racks.iter().any(|r| {
+            self.obs
+                .sts
+                .get(&r.sts)
+                .is_none_or(|l| l.replicas < r.desired)
+        });
+        let active =
+            self.dc.prev_true(T::ScalingUp) || (self.dc.prev_true(T::Initialized) && growing);
+        if !active {
+            self.conds.set(T::ScalingUp, false, "", "");
+            return false;
+        }
+        self.pending = true;
+        self.conds.set(T::ScalingUp, true, "ScalingUp", "");
+        if !quiet || growing {
+            return true;
+        }
+        if !self.dc.annotation_true(NO_AUTOMATED_CLEANUP_ANNOTATION) {
+            let since = self.dc.prev_transition_ms(T::ScalingUp).unwrap_or(self.now) / 1000;
+            let pods: Vec<PodObs> = self
+                .obs
+                .pods
+                .iter()
+                .filter(|p| p.ready())
+                .cloned()
+                .collect();
+            for p in pods {
+                match attempt(self.obs, &format!("cleanup/{}/{since}", p.name), self.now) {
+                    Attempt::New(id) => {
+                        self.plan.operate(
+                            id,
+                            node_ref(self.dc, &p.name),
+                            OperationKind::Cleanup(TableScope {
+                                keyspace: String::new(),
+                                tables: vec![],
+                                jobs: 0,
+                            }),
+                        );
+                        return true;
+                    }
+                    Attempt::Running => return true,
+                    // A failed cleanup leaves extra data behind, nothing worse: report it
+                    // and go on rather than block the datacenter.
+                    Attempt::Backoff { message, .. } => {
+                        sdk_log_warn(&format!("cleanup on {} failed: {message}", p.name));
+                    }
+                    Attempt::Succeeded(_) => {}
+                }
+            }
+        }
+        self.conds.set(T::ScalingUp, false, "ScaleUpComplete", "");
+        false
+    }
+
+    /// Restarts outdated pods (template hash differs) rack by rack, the highest ordinal
+    /// first, one pod at a time and only when every node is ready.
+    fn rolling_update(&mut self, hashes: &[String], quiet: bool) {
+        let mut outdated: Option<String> = None;
+        let mut count = 0;
+        for (rack, hash) in self.dc.racks.iter().zip(hashes) {
+            let mut pods: Vec<&PodObs> = self
+                .obs
+                .pods
+                .iter()
+                .filter(|p| p.rack == rack.label && !p.terminating)
+                .filter(|p| p.template_hash.as_deref() != Some(hash.as_str()))
+                .collect();
+            pods.sort_by_key(|p| std::cmp::Reverse(p.ordinal));
+            count += pods.len();
+            if outdated.is_none() {
+                outdated = pods.first().map(|p| p.name.clone());
+            }
+        }
+        let restart_requested =
+            self.dc.prev_true(T::RollingRestart) || self.conds.get(T::RollingRestart) == Some(true);
+        let Some(pod) = outdated else {
+            self.conds.set(T::Updating, false, "", "");
+            self.conds.set(T::RollingRestart, false, "", "");
+            return;
+        };
+        self.pending = true;
+        self.conds.set(
+            T::Updating,
+            true,
+            "RollingUpdate",
+            format!("{count} pod(s) to update"),
+        );
+        if restart_requested {
+            self.conds
+                .set(T::RollingRestart, true, "RestartRequested", "");
+        }
+        let all_ready = self
+            .obs
+            .pods
+            .iter()
+            .filter(|p| !p.terminating)
+            .all(PodObs::ready)
+            && self.obs.pods.iter().all(|p| !p.terminating);
+        if quiet && all_ready {
+            self.plan.delete.push(key(self.dc, "v1", "Pod", &pod));
+            self.plan.event(
+                EventType::Normal,
+                "RestartingPod",
+                format!("recreating {pod} with the current pod template"),
+            );
+        }
+    }
+
+    fn stopped_status(&mut self) {
+        self.pending = !self.obs.pods.is_empty();
+        self.conds
+            .set(T::Stopped, true, "StoppedByUser", "spec.stopped is true");
+        self.conds
+            .set(T::Ready, false, "Stopped", "the datacenter is stopped");
+        self.conds.set(T::Resuming, false, "", "");
+        for t in [
+            T::ScalingUp,
+            T::ScalingDown,
+            T::Updating,
+            T::RollingRestart,
+            T::ReplacingNodes,
+            T::Decommission,
+        ] {
+            self.conds.set(t, false, "", "");
+        }
+        if self.dc.prev_true(T::Initialized) {
+            self.conds.set(T::Initialized, true, "", "");
+        }
+    }
+
+    /// Ready, Initialized and Resuming from the pods' readiness.
+    fn readiness(&mut self) {
+        let expected: usize = self.dc.racks.iter().map(|r| r.desired).sum();
+        let ready = self.obs.pods.iter().filter(|p| p.ready()).count();
+        let all = self.dc.racks.iter().all(|rack| {
+            (0..rack.desired).all(|i| {
+                self.obs
+                    .live_pod(&format!("{}-{i}", rack.sts))
+                    .is_some_and(PodObs::ready)
+            })
+        });
+        if all {
+            self.conds.set(T::Ready, true, "AllNodesReady", "");
+            self.conds.set(T::Initialized, true, "", "");
+            self.conds.set(T::Resuming, false, "", "");
+        } else {
+            if self.conds.get(T::Ready).is_none() {
+                self.conds.set(
+                    T::Ready,
+                    false,
+                    "NodesNotReady",
+                    format!("{ready} of {expected} nodes ready"),
+                );
+            }
+            self.pending = true;
+            if self.dc.prev_true(T::Initialized) {
+                self.conds.set(T::Initialized, true, "", "");
+            }
+            if self.dc.prev_true(T::Stopped) || self.dc.prev_true(T::Resuming) {
+                self.conds
+                    .set(T::Resuming, true, "Resuming", "nodes are starting again");
+            }
+        }
+    }
+
+    /// `nodeStatuses`: host id and address of every ready node from the ring; entries of
+    /// pods that aren't ready (or are being replaced) keep their recorded values.
+    fn node_statuses(&mut self) {
+        let replacing = self.dc.replacements();
+        let since = self.dc.prev_transition_ms(T::ReplacingNodes).unwrap_or(0);
+        let mut out: BTreeMap<String, Value> = BTreeMap::new();
+        for (name, s) in self.dc.status.node_statuses.iter().flatten() {
+            if self.obs.pod(name).is_some() || self.dc.stopped() {
+                out.insert(name.clone(), serde_json::to_value(s).unwrap_or_default());
+            }
+        }
+        for p in self.obs.pods.iter().filter(|p| p.ready()) {
+            if replacing.contains(&p.name)
+                && self.dc.prev_true(T::ReplacingNodes)
+                && p.created_ms.is_none_or(|c| c < since)
+            {
+                continue;
+            }
+            let entry = self.obs.ring_entry(p.ip.as_deref(), None);
+            let mut v = json!({"rack": p.rack});
+            if let Some(ip) = &p.ip {
+                v["ip"] = json!(ip);
+            }
+            match entry.and_then(|e| e.host_id.clone()) {
+                Some(h) => v["hostID"] = json!(h),
+                None => {
+                    if let Some(h) = self.dc.recorded(&p.name).and_then(|r| r.host_id.clone()) {
+                        v["hostID"] = json!(h);
+                    }
+                }
+            }
+            out.insert(p.name.clone(), v);
+        }
+        self.node_statuses = out;
+    }
+
+    fn write_status(&mut self) {
+        let prev = &self.dc.status;
+        let mut status = serde_json::to_value(prev).unwrap_or_else(|_| json!({}));
+        status["conditions"] = self.conds.to_json();
+        status["observedGeneration"] = json!(self.dc.generation);
+        status["datacenterName"] = json!(self.dc.dc_name());
+        let progress = if self.pending {
+            k8ssandra_api::cassandra::PROGRESS_UPDATING
+        } else {
+            k8ssandra_api::cassandra::PROGRESS_READY
+        };
+        status["cassandraOperatorProgress"] = json!(progress);
+        status["nodeStatuses"] = json!(self.node_statuses);
+        if let Some(t) = &self.last_started {
+            status["lastServerNodeStarted"] = json!(t);
+        }
+        status["failedStarts"] = json!(self.failed_starts);
+        if let Some(obj) = status.as_object_mut() {
+            if self.failed_starts.is_empty() {
+                obj.remove("failedStarts");
+            }
+            if self.node_statuses.is_empty() {
+                obj.remove("nodeStatuses");
+            }
+            if self.dc.status.node_replacements.is_none() {
+                obj.remove("nodeReplacements");
+            }
+        }
+        self.plan.status = Some(status.to_string());
+    }
+}
+
+fn sdk_log_warn(message: &str) {
+    k8ssandra_policy_sdk::log(k8ssandra_policy_sdk::Level::Warn, message);
+}
+
+/// Names of the derived objects, for tests and docs.
+pub fn child_names(dc: &Dc) -> Vec<String> {
+    let mut out: Vec<String> = dc.racks.iter().map(|r| r.sts.clone()).collect();
+    out.push(names::datacenter_service_name(&dc.cluster, dc.name()));
+    out.push(names::seed_service_name(&dc.cluster));
+    out.push(names::all_pods_service_name(&dc.cluster, dc.name()));
+    out.push(names::additional_seed_service_name(&dc.cluster, dc.name()));
+    out.push(names::pdb_name(dc.name()));
+    out
+}

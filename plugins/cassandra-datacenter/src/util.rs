@@ -1,0 +1,142 @@
+//! Small pure helpers: time formatting (the snapshot's clock is all we have), a stable hash
+//! for pod templates, and Kubernetes quantity parsing for the storage check.
+
+/// Formats Unix milliseconds as an RFC 3339 UTC timestamp with second precision, the form
+/// `metav1.Time` serialises to, so a status we write compares equal to what we read back.
+pub fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Parses an RFC 3339 timestamp (`2024-01-02T03:04:05Z`, fractions and offsets tolerated)
+/// into Unix milliseconds.
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() < 19 {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut offset = 0i64;
+    if let Some(pos) = s[19..].find(['+', '-']) {
+        let tz = &s[19 + pos..];
+        let sign = if tz.starts_with('-') { -1 } else { 1 };
+        let hh = tz.get(1..3)?.parse::<i64>().ok()?;
+        let mm = tz.get(4..6)?.parse::<i64>().ok()?;
+        offset = sign * (hh * 3600 + mm * 60);
+    }
+    let days = days_from_civil(y, mo as u32, d as u32);
+    let secs = days * 86_400 + h * 3600 + mi * 60 + se - offset;
+    u64::try_from(secs).ok().map(|s| s * 1000)
+}
+
+// Howard Hinnant's civil calendar algorithms (public domain).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// FNV-1a, 64 bits, as 16 hex digits. Stable across builds and platforms (unlike
+/// `DefaultHasher`), which matters because the value lands in pod annotations.
+pub fn fnv_hex(data: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Bytes of a Kubernetes quantity (`100Gi`, `5G`, `512Mi`, `1e9`, `1500`); None when it
+/// does not parse. Precision is that of f64, plenty for a capacity estimate.
+pub fn quantity_bytes(q: &str) -> Option<f64> {
+    let q = q.trim();
+    let split = q
+        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
+        .unwrap_or(q.len());
+    let (num, suffix) = q.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult = match suffix {
+        "" => 1.0,
+        "Ki" => 1024f64,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "m" => 1e-3,
+        _ => return None,
+    };
+    Some(n * mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_round_trips() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20Z");
+        assert_eq!(
+            parse_rfc3339("2023-11-14T22:13:20Z"),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2023-11-14T23:13:20.5+01:00"),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(parse_rfc3339("nope"), None);
+        let leap = 951_782_400_000; // 2000-02-29
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
+        assert_eq!(parse_rfc3339(&rfc3339(leap)), Some(leap));
+    }
+
+    #[test]
+    fn quantities() {
+        assert_eq!(quantity_bytes("1Gi"), Some(1024f64.powi(3)));
+        assert_eq!(quantity_bytes("5G"), Some(5e9));
+        assert_eq!(quantity_bytes("1500"), Some(1500.0));
+        assert_eq!(quantity_bytes("1e3"), Some(1000.0));
+        assert_eq!(quantity_bytes("x"), None);
+    }
+
+    #[test]
+    fn hash_is_stable() {
+        assert_eq!(fnv_hex(""), "cbf29ce484222325");
+        assert_ne!(fnv_hex("a"), fnv_hex("b"));
+    }
+}

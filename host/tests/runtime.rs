@@ -264,6 +264,54 @@ async fn trapping_policy_fails_that_call_only() {
 }
 
 #[tokio::test]
+async fn sleeping_policy_does_not_hold_its_slot_and_sees_frozen_time() {
+    let rt = runtime();
+    let policy = misbehave(&rt).await;
+    // The guest asks for an hour; the bound only turns a regression into a failure
+    // instead of a hung test.
+    let plan = tokio::time::timeout(
+        Duration::from_secs(60),
+        rt.reconcile(&policy, misbehave_snapshot("sleep")),
+    )
+    .await
+    .expect("a sleeping policy must not block for the time it asks")
+    .expect("sandbox ok")
+    .expect("policy ok");
+    assert_eq!(plan.events[0].message, "slept 0ns, wall clock 0");
+}
+
+#[tokio::test]
+async fn policies_cannot_reach_files_environment_or_network() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let rt = runtime();
+    let policy = misbehave(&rt).await;
+    let snapshot = parse_snapshot(
+        &serde_json::json!({
+            "parent": {"kind": "Misbehave", "metadata": {"name": "m"},
+                       "spec": {"behaviour": "escape", "address": address}}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let plan = rt
+        .reconcile(&policy, snapshot)
+        .await
+        .expect("sandbox ok")
+        .expect("policy ok");
+    let outcomes: Vec<&str> = plan.events.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(outcomes.len(), 3, "{outcomes:?}");
+    for outcome in &outcomes {
+        assert!(outcome.contains("denied"), "{outcomes:?}");
+    }
+    assert!(
+        listener.accept().is_err(),
+        "the policy's connection reached the listener"
+    );
+}
+
+#[tokio::test]
 async fn concurrent_calls_beyond_the_pool_wait_for_a_slot() {
     let rt = PolicyRuntime::new(RuntimeConfig {
         max_instances: 2,

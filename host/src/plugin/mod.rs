@@ -353,6 +353,30 @@ impl PolicyRuntime {
         })
     }
 
+    /// Instantiates the policy in a fresh store and drops it: the fixed cost of every call.
+    /// For the benchmark's breakdown.
+    #[doc(hidden)]
+    pub fn instantiate_blocking(&self, policy: &LoadedPolicy) -> Result<(), CallError> {
+        self.call_blocking(&policy.callable, |_, _| Ok(()))
+    }
+
+    /// Runs `reconcile` `n` times in one instance: the cost of the call alone (lowering the
+    /// snapshot, the guest's work, lifting the plan), without instantiation. For the
+    /// benchmark's breakdown; production never reuses an instance.
+    #[doc(hidden)]
+    pub fn reconcile_reusing_instance_blocking(
+        &self,
+        policy: &LoadedPolicy,
+        snapshot: &Snapshot,
+        n: usize,
+    ) -> Result<Vec<Result<Plan, PolicyError>>, CallError> {
+        self.call_blocking(&policy.callable, |p, store| {
+            (0..n)
+                .map(|_| p.call_reconcile(&mut *store, snapshot))
+                .collect()
+        })
+    }
+
     /// Waits for an instance slot, then runs `f` on tokio's blocking pool. The permit moves
     /// into the blocking task, so a caller that gives up does not free a slot that is still
     /// in use.

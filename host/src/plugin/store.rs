@@ -3,9 +3,16 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::{HasData, Linker, ResourceTable};
+use std::time::Duration;
+
+use wasmtime::StoreContextMut;
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
+use wasmtime_wasi::{
+    Deterministic, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView,
+    WasiView,
+};
 
 use super::bindings::{self, Level};
 
@@ -14,6 +21,11 @@ use super::bindings::{self, Level};
 pub(crate) const MAX_LOG_LINE: usize = 4096;
 /// How much of a policy's stderr is kept per call (enough for a panic message).
 const STDERR_CAPACITY: usize = 8192;
+/// The bytes a policy's random source repeats.
+const RANDOM_BYTES: [u8; 8] = [0x6b, 0x38, 0x73, 0x73, 0x61, 0x6e, 0x64, 0x72];
+/// The `wasi:clocks` version wasmtime-wasi links; the waits are shadowed under this exact
+/// name (the `sleeping_policy_*` test fails if an upgrade changes it).
+const WASI_CLOCKS_MONOTONIC: &str = "wasi:clocks/monotonic-clock@0.2.12";
 
 /// The data of one `Store`: lives for exactly one call.
 pub(crate) struct CallState {
@@ -33,6 +45,14 @@ impl CallState {
         // no network at all, even though `wasi:sockets` must be linked for std's imports.
         let wasi = WasiCtxBuilder::new()
             .stderr(stderr.clone())
+            // Time stands still and randomness repeats: a policy's only clock is
+            // `snapshot.now-ms`, and the same snapshot must give the same plan (std's
+            // HashMap seeds come from here too).
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .secure_random(Deterministic::new(RANDOM_BYTES.to_vec()))
+            .insecure_random(Deterministic::new(RANDOM_BYTES.to_vec()))
+            .insecure_random_seed(0)
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -145,8 +165,63 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<CallS
     // them; linking them keeps ordinary policies loadable, and the context above grants
     // nothing.
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    shadow_clock_waits(&mut linker)?;
     bindings::Policy::add_to_linker::<CallState, PolicyHost>(&mut linker, |state| state)?;
     Ok(linker)
+}
+
+/// A wait on the monotonic clock (`std::thread::sleep`, poll timeouts) blocks in host
+/// code, where the epoch deadline cannot interrupt it: a sleeping policy would hold its
+/// thread and instance slot for as long as it asks. Time is frozen for policies anyway,
+/// so every wait is over at once; a policy that waits in a loop becomes a busy loop, which
+/// the deadline stops.
+fn shadow_clock_waits(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    fn elapsed(
+        mut store: StoreContextMut<'_, CallState>,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        let table = &mut store.data_mut().table;
+        let pollable = table.push(Elapsed)?;
+        Ok(subscribe(table, pollable)?)
+    }
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(WASI_CLOCKS_MONOTONIC)?;
+    clock.func_wrap("subscribe-duration", |store, (_,): (u64,)| {
+        Ok((elapsed(store)?,))
+    })?;
+    clock.func_wrap("subscribe-instant", |store, (_,): (u64,)| {
+        Ok((elapsed(store)?,))
+    })?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// A pollable that is always ready.
+struct Elapsed;
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Elapsed {
+    async fn ready(&mut self) {}
+}
+
+/// A clock that always reads zero.
+struct FrozenClock;
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        0
+    }
 }
 
 /// Cuts a string to at most `max` bytes on a character boundary.

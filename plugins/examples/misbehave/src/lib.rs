@@ -5,7 +5,11 @@
 //! - `loop`: never returns; the host's epoch deadline must stop it.
 //! - `alloc`: allocates until the allocator fails; the host's memory cap must stop it.
 //! - `trap`: panics, which aborts the instance.
-//! - `error`: returns a `PolicyError` (a clean refusal, not a crash).
+//! - `sleep`: sleeps an hour, then reports what its clocks said (the host makes waits end
+//!   at once and freezes time).
+//! - `escape`: tries the file system, the environment and a TCP connection to
+//!   `spec.address`, and reports each outcome as an event (the host must deny them all).
+//! - anything else: returns a `PolicyError` (a clean refusal, not a crash).
 //!
 //! `validate` refuses objects whose `spec.behaviour` is missing.
 
@@ -16,9 +20,34 @@ use k8ssandra_policy_sdk::{
 
 pub struct Misbehave;
 
-fn behaviour(json: &str) -> Option<String> {
+fn spec_field(json: &str, field: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(json).ok()?;
-    value["spec"]["behaviour"].as_str().map(str::to_string)
+    value["spec"][field].as_str().map(str::to_string)
+}
+
+fn behaviour(json: &str) -> Option<String> {
+    spec_field(json, "behaviour")
+}
+
+/// Tries to reach outside the sandbox; one event per attempt, message `<what>: <outcome>`.
+fn escape(address: &str) -> Plan {
+    let mut plan = Plan::default();
+    let fs = match std::fs::read_dir("/") {
+        Ok(entries) => format!("fs: listed {} entries of /", entries.count()),
+        Err(e) => format!("fs: denied ({e})"),
+    };
+    let env = match std::env::vars().count() {
+        0 => "env: denied (no variables)".to_string(),
+        n => format!("env: saw {n} variables"),
+    };
+    let net = match std::net::TcpStream::connect(address) {
+        Ok(_) => format!("net: connected to {address}"),
+        Err(e) => format!("net: denied ({e})"),
+    };
+    for message in [fs, env, net] {
+        plan.event(EventType::Normal, "Escape", message);
+    }
+    plan
 }
 
 impl Policy for Misbehave {
@@ -61,6 +90,21 @@ impl Policy for Misbehave {
                 }
             }
             Some("trap") => panic!("misbehave was asked to trap"),
+            Some("sleep") => {
+                let started = std::time::Instant::now();
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                let wall = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis())
+                    .unwrap_or_default();
+                let mut plan = Plan::default();
+                let message = format!("slept {:?}, wall clock {wall}", started.elapsed());
+                plan.event(EventType::Normal, "Slept", message);
+                Ok(plan)
+            }
+            Some("escape") => Ok(escape(
+                &spec_field(&snapshot.parent.json, "address").unwrap_or_default(),
+            )),
             Some(other) => Err(error(format!("unknown behaviour {other:?}"))),
             None => Err(error("spec.behaviour is missing")),
         }

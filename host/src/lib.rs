@@ -1,6 +1,7 @@
 //! The k8ssandra operator host. See docs/ARCHITECTURE.md for the map of modules.
 
 pub mod apply;
+pub mod clientconfig;
 pub mod clusters;
 pub mod controller;
 pub mod dataplane;

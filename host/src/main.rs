@@ -237,7 +237,16 @@ async fn run(args: RunArgs) -> Result<()> {
     }
     let _watcher = runtime.spawn_watcher(args.plugin_dir.clone());
 
-    let clusters = ClusterRegistry::new(local);
+    let clusters = ClusterRegistry::new(local.clone());
+    // Only the control plane reaches other clusters; a data-plane operator manages the
+    // datacenters of its own cluster.
+    let _clientconfigs = args.control_plane.then(|| {
+        tokio::spawn(k8ssandra_host::clientconfig::run(
+            local.clone(),
+            args.namespace.clone(),
+            clusters.clone(),
+        ))
+    });
     let (completions_tx, completions_rx) = tokio::sync::mpsc::unbounded_channel();
     let dataplane = ManagementDataPlane::new(
         ManagementApiConfig {
@@ -259,7 +268,6 @@ async fn run(args: RunArgs) -> Result<()> {
             resync: Duration::from_secs(args.resync_seconds),
         },
     };
-    let _ = args.control_plane;
     let manager = Manager::new(shared, health);
 
     tokio::select! {

@@ -2,7 +2,8 @@
 //!
 //! An `Echo` (`examples.k8ssandra.io/v1alpha1`, CRD in `crd.yaml` beside this crate) with
 //! `spec.message` and `spec.replicas` gets `replicas` ConfigMaps named `<name>-echo-<i>`
-//! holding the message. Its status counts the ConfigMaps that exist.
+//! holding the message, in the Kubernetes cluster named by `spec.cluster` (a ClientConfig
+//! context; empty means the operator's own). Its status counts the ConfigMaps that exist.
 
 use k8ssandra_policy_sdk::k8s_openapi::api::core::v1::ConfigMap;
 use k8ssandra_policy_sdk::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -27,6 +28,8 @@ struct EchoSpec {
     message: String,
     #[serde(default = "one")]
     replicas: u32,
+    #[serde(default)]
+    cluster: String,
 }
 
 fn one() -> u32 {
@@ -50,7 +53,10 @@ impl Policy for EchoPolicy {
 
     fn reconcile(snapshot: Snapshot) -> Result<Plan, PolicyError> {
         let echo: Echo = snapshot.parent()?;
-        let name = echo.metadata.name.ok_or_else(|| error("Echo has no name"))?;
+        let name = echo
+            .metadata
+            .name
+            .ok_or_else(|| error("Echo has no name"))?;
         let mut plan = Plan::default();
         for i in 0..echo.spec.replicas {
             let cm = ConfigMap {
@@ -65,7 +71,7 @@ impl Policy for EchoPolicy {
                 )])),
                 ..Default::default()
             };
-            plan.apply("", &with_type_meta(cm))?;
+            plan.apply(&echo.spec.cluster, &with_type_meta(cm))?;
         }
         let existing = snapshot.children_of::<ConfigMap>().len();
         plan.set_status(&serde_json::json!({
@@ -122,15 +128,17 @@ mod tests {
 
     #[test]
     fn one_config_map_per_replica() {
-        let plan =
-            EchoPolicy::reconcile(snapshot(serde_json::json!({"message": "hi", "replicas": 2})))
-                .unwrap();
+        let plan = EchoPolicy::reconcile(snapshot(
+            serde_json::json!({"message": "hi", "replicas": 2}),
+        ))
+        .unwrap();
         let names: Vec<_> = plan.apply.iter().filter_map(|o| o.name()).collect();
         assert_eq!(names, ["hello-echo-0", "hello-echo-1"]);
         let cm: ConfigMap = plan.apply[1].parse().unwrap();
         assert_eq!(cm.data.unwrap()["message"], "hi");
         assert_eq!(cm.metadata.namespace.as_deref(), Some("ns"));
-        let status: serde_json::Value = serde_json::from_str(plan.status.as_ref().unwrap()).unwrap();
+        let status: serde_json::Value =
+            serde_json::from_str(plan.status.as_ref().unwrap()).unwrap();
         assert_eq!(status["observedGeneration"], 3);
         assert_eq!(plan.events.len(), 1);
     }

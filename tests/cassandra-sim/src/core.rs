@@ -746,13 +746,13 @@ impl Core {
             .keys()
             .cloned()
             .collect();
-        let keys: Vec<PodKey> = w.pods.keys().cloned().collect();
+        if sinks.is_empty() {
+            return Vec::new();
+        }
+        // Every pod is looked at on every change; keep it free of allocations.
+        let desired: Vec<bool> = w.pods.keys().map(|k| w.desired_ready(k)).collect();
         let mut patches = Vec::new();
-        for key in keys {
-            let desired = w.desired_ready(&key);
-            let Some(entry) = w.pods.get_mut(&key) else {
-                continue;
-            };
+        for ((key, entry), desired) in w.pods.iter_mut().zip(desired) {
             if entry.info.observed_ready == Some(desired) {
                 entry.pending_ready = None;
                 continue;

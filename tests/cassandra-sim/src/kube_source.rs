@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -80,7 +81,7 @@ pub(crate) async fn watch_pods(
 ) {
     let api: Api<Pod> = Api::all(client);
     let cfg = watcher::Config::default().labels(LABEL_CLUSTER);
-    let mut stream = watcher::watcher(api, cfg).boxed();
+    let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
     // Pods seen during a (re)list, to forget those deleted while the watch was down.
     let mut relist: Option<HashSet<PodKey>> = None;
     let mut known: HashSet<PodKey> = HashSet::new();
@@ -123,8 +124,8 @@ pub(crate) async fn watch_pods(
                 }
             }
             Err(e) => {
+                // The stream backs off by itself before it retries.
                 tracing::warn!(context = %context, error = %e, "pod watch error; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }

@@ -549,7 +549,9 @@ pub struct MedusaBackupScheduleSpec {
     /// When to run, in standard cron syntax (five fields: minute hour day-of-month month
     /// day-of-week), optionally prefixed by `CRON_TZ=<zone>`, or a descriptor such as
     /// `@daily` or `@every 12h`.
-    #[schemars(length(min = 1))]
+    // The maximum length bounds the cost of the CEL rule (the API server refuses unbounded
+    // regular expressions over long strings); no cron expression comes near it.
+    #[schemars(length(min = 1, max = 1024))]
     #[x_kube(
         validation = Rule::new(r"self.matches('^\\s*((CRON_)?TZ=\\S+\\s+)?(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|@every\\s+\\S+|[0-9A-Za-z*?,/-]+(\\s+[0-9A-Za-z*?,/-]+){4})\\s*$')")
             .message("spec.cronSchedule must be a standard cron expression of five fields (minute hour day-of-month month day-of-week), optionally prefixed by CRON_TZ=<zone>, or a descriptor such as @daily or @every 1h")

@@ -8,6 +8,7 @@ pub mod dataplane;
 pub mod leader;
 pub mod observe;
 pub mod plugin;
+pub mod replication;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -240,12 +240,20 @@ async fn run(args: RunArgs) -> Result<()> {
     let clusters = ClusterRegistry::new(local.clone());
     // Only the control plane reaches other clusters; a data-plane operator manages the
     // datacenters of its own cluster.
-    let _clientconfigs = args.control_plane.then(|| {
-        tokio::spawn(k8ssandra_host::clientconfig::run(
-            local.clone(),
-            args.namespace.clone(),
-            clusters.clone(),
-        ))
+    let _control_plane = args.control_plane.then(|| {
+        (
+            tokio::spawn(k8ssandra_host::clientconfig::run(
+                local.clone(),
+                args.namespace.clone(),
+                clusters.clone(),
+            )),
+            tokio::spawn(k8ssandra_host::replication::run(
+                local.clone(),
+                args.namespace.clone(),
+                clusters.clone(),
+                metrics.clone(),
+            )),
+        )
     });
     let (completions_tx, completions_rx) = tokio::sync::mpsc::unbounded_channel();
     let dataplane = ManagementDataPlane::new(

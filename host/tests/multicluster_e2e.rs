@@ -61,7 +61,12 @@ async fn clientconfig_at_run_time_and_a_lost_cluster() -> Result<()> {
         // Only the ClientConfig CRD: this test is about the host, not the API.
         k8ssandra_api::all_crds()
             .iter()
-            .filter(|c| c.spec.names.kind == "ClientConfig")
+            .filter(|c| {
+                matches!(
+                    c.spec.names.kind.as_str(),
+                    "ClientConfig" | "ReplicatedSecret"
+                )
+            })
             .map(k8ssandra_api::crd_yaml)
             .collect::<Vec<_>>()
             .join("\n---\n"),

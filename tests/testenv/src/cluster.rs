@@ -12,7 +12,9 @@ use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 
 use crate::error::{Error, IoContext, Result, kube_err};
 use crate::kubeconfig::{self, KubeconfigEntry};
-use crate::process::{self, Proc, ProcSpec, STOP_GRACE, free_port, is_port_conflict};
+use crate::process::{
+    self, PortReservation, Proc, ProcSpec, STOP_GRACE, is_port_conflict, reserve_port,
+};
 use crate::slot::Slot;
 use crate::stages::{KWOK_NODE_ANNOTATION, KWOK_STAGES};
 use crate::{TestEnvOptions, pki, provisioner};
@@ -143,6 +145,7 @@ pub struct Cluster {
     provisioner: tokio::task::AbortHandle,
     node_names: Vec<String>,
     startup_timeout: Duration,
+    _ports: Vec<PortReservation>,
     // Last: the pod range stays ours until every process is gone.
     slot: Slot,
 }
@@ -212,12 +215,13 @@ impl Cluster {
         let procs = Mutex::new(Procs::default());
         let timeout = opts.startup_timeout;
 
-        let etcd_url = start_etcd(&paths, bin_dir, &procs, timeout).await?;
+        let (etcd_url, mut ports) = start_etcd(&paths, bin_dir, &procs, timeout).await?;
 
         let mut attempt = 0;
         let (server, entry, kubeconfig_yaml, client, probe, apiserver_spec) = loop {
             attempt += 1;
-            let port = free_port()?;
+            let reservation = reserve_port()?;
+            let port = reservation.port();
             let server = format!("https://127.0.0.1:{port}");
             let entry = KubeconfigEntry {
                 context: context.clone(),
@@ -232,7 +236,10 @@ impl Cluster {
             let spec = apiserver_spec(&paths, bin_dir, port, &etcd_url);
             lock(&procs).apiserver = Some(Proc::spawn(&spec)?);
             match wait_apiserver_ready(&probe, &procs, timeout).await {
-                Ok(()) => break (server, entry, yaml, client, probe, spec),
+                Ok(()) => {
+                    ports.push(reservation);
+                    break (server, entry, yaml, client, probe, spec);
+                }
                 Err(e) if attempt < PORT_ATTEMPTS && is_port_conflict(&e) => {
                     tracing::info!(cluster = %context, port, "API server port taken, retrying");
                 }
@@ -324,6 +331,7 @@ impl Cluster {
             provisioner,
             node_names,
             startup_timeout: timeout,
+            _ports: ports,
             slot,
         };
         cluster.wait_workloads_ready().await?;
@@ -510,12 +518,12 @@ async fn start_etcd(
     bin_dir: &Path,
     procs: &Mutex<Procs>,
     timeout: Duration,
-) -> Result<String> {
+) -> Result<(String, Vec<PortReservation>)> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let client_port = free_port()?;
-        let peer_port = free_port()?;
+        let reservations = vec![reserve_port()?, reserve_port()?];
+        let (client_port, peer_port) = (reservations[0].port(), reservations[1].port());
         let client_url = format!("http://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let data_dir = paths.dir.join("etcd");
@@ -542,7 +550,7 @@ async fn start_etcd(
                 .await
                 .is_ok()
             {
-                break Ok(client_url.clone());
+                break Ok(());
             }
             if let Err(e) = w.tick(procs).await {
                 break Err(e);
@@ -553,7 +561,8 @@ async fn start_etcd(
                 tracing::info!(client_port, peer_port, "etcd port taken, retrying");
                 lock(procs).etcd = None;
             }
-            other => return other,
+            Err(e) => return Err(e),
+            Ok(()) => return Ok((client_url, reservations)),
         }
     }
 }

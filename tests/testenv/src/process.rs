@@ -231,18 +231,83 @@ pub(crate) fn log_tail(path: &std::path::Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// A TCP port on 127.0.0.1 the OS reports free right now.
-pub(crate) fn free_port() -> Result<u16> {
-    let listener =
-        std::net::TcpListener::bind(("127.0.0.1", 0)).ctx(|| "reserving a free port".into())?;
-    let port = listener
-        .local_addr()
-        .ctx(|| "reading a reserved port".into())?
-        .port();
-    Ok(port)
+/// A port on 127.0.0.1 held for a component for as long as this value lives.
+///
+/// The socket is bound with `SO_REUSEADDR` but never listens. Linux lets another
+/// `SO_REUSEADDR` socket (Go sets it on every listener) bind and listen on the same port, while
+/// the kernel's choice of ephemeral ports for other processes skips it. So the port cannot be
+/// taken by someone else between our pick and the component's bind, nor while a component is
+/// stopped (an API server restart gets its port back), and clients meanwhile see "connection
+/// refused", as with a stopped server.
+#[derive(Debug)]
+pub(crate) struct PortReservation {
+    _socket: std::os::fd::OwnedFd,
+    port: u16,
 }
 
-/// Whether a log shows a lost race for a port (another process took it after `free_port`).
+impl PortReservation {
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+pub(crate) fn reserve_port() -> Result<PortReservation> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let err = |what: &str| Error::Io {
+        context: format!("reserving a port ({what})"),
+        source: std::io::Error::last_os_error(),
+    };
+    // SAFETY: plain socket calls on a descriptor we own; structs are fully initialised.
+    unsafe {
+        let raw = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if raw < 0 {
+            return Err(err("socket"));
+        }
+        let socket = OwnedFd::from_raw_fd(raw);
+        let one: libc::c_int = 1;
+        if libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) != 0
+        {
+            return Err(err("setsockopt"));
+        }
+        let mut addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        if libc::bind(
+            socket.as_raw_fd(),
+            (&addr as *const libc::sockaddr_in).cast(),
+            len,
+        ) != 0
+        {
+            return Err(err("bind"));
+        }
+        if libc::getsockname(
+            socket.as_raw_fd(),
+            (&mut addr as *mut libc::sockaddr_in).cast(),
+            &mut len,
+        ) != 0
+        {
+            return Err(err("getsockname"));
+        }
+        Ok(PortReservation {
+            _socket: socket,
+            port: u16::from_be(addr.sin_port),
+        })
+    }
+}
+
+/// Whether a log shows a lost race for a port (kept as a fallback to [`reserve_port`]).
 pub(crate) fn is_port_conflict(err: &Error) -> bool {
     matches!(err, Error::ComponentExited { tail, .. } if tail.contains("address already in use"))
 }
@@ -297,6 +362,23 @@ mod tests {
             assert!(Instant::now() < deadline, "grandchild survived drop");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    #[test]
+    fn a_reserved_port_is_refused_yet_bindable_by_a_listener() {
+        let r = reserve_port().unwrap();
+        let addr = ("127.0.0.1", r.port());
+        assert!(
+            std::net::TcpStream::connect(addr).is_err(),
+            "nobody listens yet"
+        );
+        // std sets SO_REUSEADDR on listeners, as Go does.
+        let listener = std::net::TcpListener::bind(addr).unwrap();
+        assert!(std::net::TcpStream::connect(addr).is_ok());
+        drop(listener);
+        // Still ours after the listener is gone (an API server restart).
+        let again = std::net::TcpListener::bind(addr).unwrap();
+        drop(again);
     }
 
     #[test]

@@ -858,3 +858,141 @@ mod mutual_tls {
         );
     }
 }
+
+mod simulator {
+    //! Start and decommission against the Cassandra simulator (`tests/cassandra-sim`), which
+    //! plays the management API with a ring, bootstrap and decommission.
+
+    use std::time::Duration;
+
+    use cassandra_sim::{PodInfo, PodKey, SimConfig, SimOptions, Simulator};
+    use k8ssandra_host::dataplane::ManagementApi;
+    use k8ssandra_host::plugin::bindings::{NodeRef, NodeState, OperationKind, Outcome};
+
+    use super::{Fleet, HANG_GUARD, executor, final_outcome, node, op, resolver};
+
+    fn free_port() -> u16 {
+        match std::net::TcpListener::bind("127.0.62.1:0").and_then(|l| l.local_addr()) {
+            Ok(a) => a.port(),
+            Err(e) => panic!("free port: {e}"),
+        }
+    }
+
+    /// Observes `pods` until `done` holds for the answer; the simulator changes state on
+    /// its own clock, so there is nothing to be notified by.
+    async fn observe_until(
+        api: &ManagementApi,
+        pods: &[(NodeRef, Option<String>)],
+        done: impl Fn(&[NodeState]) -> bool,
+    ) -> Vec<NodeState> {
+        let wait = async {
+            loop {
+                let states = api.observe(pods.to_vec()).await;
+                if done(&states) {
+                    return states;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        match tokio::time::timeout(HANG_GUARD, wait).await {
+            Ok(states) => states,
+            Err(_) => panic!("the simulated nodes never reached the expected state"),
+        }
+    }
+
+    #[tokio::test]
+    async fn start_and_decommission_on_the_simulator() {
+        let fleet = Fleet {
+            port: free_port(),
+            net: 62,
+        };
+        let sim = Simulator::start(
+            SimOptions {
+                mgmt_port: fleet.port,
+                control_addr: None,
+                config: SimConfig {
+                    bootstrap_delay: Duration::ZERO,
+                    decommission_delay: Duration::from_millis(100),
+                    job_duration: Duration::from_millis(50),
+                    ..SimConfig::default()
+                },
+            },
+            Vec::new(),
+        )
+        .await;
+        let sim = match sim {
+            Ok(s) => s,
+            Err(e) => panic!("simulator: {e}"),
+        };
+        let pods: Vec<(NodeRef, Option<String>)> = (0..2u8)
+            .map(|i| (node(&format!("n{i}")), Some(fleet.ip(2 + i))))
+            .collect();
+        for (i, (n, ip)) in pods.iter().enumerate() {
+            sim.upsert_pod(PodInfo::new(
+                PodKey::new("", "ns", n.pod.as_str()),
+                ip.clone().unwrap_or_default(),
+                "c1",
+                "dc1",
+                "r1",
+                i == 0,
+            ));
+        }
+        let api = fleet.api();
+        let (exec, mut rx) = executor(&fleet);
+
+        // Listeners come up; Cassandra is not started yet.
+        let states = observe_until(&api, &pods, |s| s.iter().all(|n| n.alive)).await;
+        assert!(states.iter().all(|n| n.reachable && !n.ready));
+
+        // Seed first, then the other node, each once the previous one is ready.
+        for (i, (n, _)) in pods.iter().enumerate() {
+            let id = format!("start/{}", n.pod);
+            exec.execute(
+                "c1",
+                vec![op(&id, &n.pod, OperationKind::Start(None))],
+                resolver(&fleet),
+            );
+            match final_outcome(&exec, &mut rx, "c1", &id).await {
+                Outcome::Succeeded(_) => {}
+                other => panic!("start of {} failed: {other:?}", n.pod),
+            }
+            observe_until(&api, &pods, |s| s[i].ready).await;
+        }
+
+        let states = observe_until(&api, &pods, |s| s.iter().all(|n| n.ready)).await;
+        let gossip = states
+            .iter()
+            .find_map(|s| s.endpoints.clone())
+            .unwrap_or_default();
+        for ip in [fleet.ip(2), fleet.ip(3)] {
+            assert!(
+                gossip.contains(&ip),
+                "{ip} missing from gossip view {gossip}"
+            );
+        }
+
+        exec.execute(
+            "c1",
+            vec![op("decommission/n1", "n1", OperationKind::Decommission)],
+            resolver(&fleet),
+        );
+        match final_outcome(&exec, &mut rx, "c1", "decommission/n1").await {
+            Outcome::Succeeded(body) => assert!(body.contains("COMPLETED"), "{body}"),
+            other => panic!("decommission failed: {other:?}"),
+        }
+        let state = sim.state();
+        let n1 = state.node_of_pod("n1");
+        assert!(
+            n1.is_some_and(|n| n.decommissioned),
+            "n1 not decommissioned: {n1:?}"
+        );
+        assert!(
+            sim.history()
+                .iter()
+                .any(|h| h.action == "decommission" && h.ip.as_deref() == Some(&fleet.ip(3))),
+            "no decommission of n1 in the simulator's history"
+        );
+        assert_eq!(sim.violations(), Vec::new());
+        sim.shutdown().await;
+    }
+}

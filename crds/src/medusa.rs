@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::encryption::Stores;
 use crate::images::Image;
+use crate::k8ssandra::merge_json;
 
 /// Name of the Medusa sidecar container in Cassandra pods.
 pub const BACKUP_SIDECAR_NAME: &str = "medusa";
@@ -154,6 +155,16 @@ pub struct Storage {
     /// Volume used as backup storage by the `local` provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_storage: Option<PodStorageSettings>,
+}
+
+impl Storage {
+    /// These settings laid over `base` (the storage settings of a MedusaConfiguration):
+    /// every field set here wins, the others come from `base`.
+    pub fn merged_over(&self, base: &Storage) -> Result<Storage, serde_json::Error> {
+        let mut merged = serde_json::to_value(base)?;
+        merge_json(&mut merged, serde_json::to_value(self)?);
+        serde_json::from_value(merged)
+    }
 }
 
 /// Settings of Medusa's gRPC service.
@@ -1014,6 +1025,36 @@ mod tests {
         }
         assert!(s["properties"]["containerResources"].is_object());
         assert_eq!(s["properties"]["purgeBackups"]["default"], true);
+    }
+
+    #[test]
+    fn cluster_storage_overrides_the_shared_configuration() {
+        let shared: Storage = serde_json::from_value(json!({
+            "storageProvider": "s3_compatible",
+            "bucketName": "shared",
+            "host": "minio",
+            "secure": true,
+            "podStorage": {"size": "20Gi", "storageClassName": "standard"}
+        }))
+        .unwrap();
+        let own: Storage = serde_json::from_value(json!({
+            "prefix": "demo",
+            "secure": false,
+            "podStorage": {"size": "5Gi"}
+        }))
+        .unwrap();
+        let merged = own.merged_over(&shared).unwrap();
+        assert_eq!(
+            serde_json::to_value(&merged).unwrap(),
+            json!({
+                "storageProvider": "s3_compatible",
+                "bucketName": "shared",
+                "host": "minio",
+                "prefix": "demo",
+                "secure": false,
+                "podStorage": {"size": "5Gi", "storageClassName": "standard"}
+            })
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::encryption::Stores;
 use crate::images::Image;
+use crate::k8ssandra::merge_json;
 use crate::meta::ResourceMeta;
 use crate::reaper::SecretsProvider;
 use crate::telemetry::TelemetrySpec;
@@ -161,6 +162,51 @@ pub struct StargateDatacenterTemplate {
     /// Overrides for the Stargate pods of particular racks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub racks: Option<Vec<StargateRackTemplate>>,
+}
+
+impl StargateDatacenterTemplate {
+    /// The Stargate settings of a datacenter with the cluster-level ones filled in: objects
+    /// are merged key by key, any other value set for the datacenter replaces the cluster's
+    /// (lists included). `None` when Stargate is set at neither level.
+    pub fn merged(
+        dc: Option<&Self>,
+        cluster: Option<&StargateClusterTemplate>,
+    ) -> Result<Option<Self>, serde_json::Error> {
+        match (dc, cluster) {
+            (None, None) => Ok(None),
+            (Some(dc), None) => Ok(Some(dc.clone())),
+            (None, Some(cluster)) => Ok(Some(StargateDatacenterTemplate {
+                cluster_template: cluster.clone(),
+                racks: None,
+            })),
+            (Some(dc), Some(cluster)) => {
+                let mut base = serde_json::to_value(cluster)?;
+                merge_json(&mut base, serde_json::to_value(&dc.cluster_template)?);
+                Ok(Some(StargateDatacenterTemplate {
+                    cluster_template: serde_json::from_value(base)?,
+                    racks: dc.racks.clone(),
+                }))
+            }
+        }
+    }
+
+    /// The override of the rack `name`, if any.
+    pub fn rack(&self, name: &str) -> Option<&StargateRackTemplate> {
+        self.racks.iter().flatten().find(|r| r.name == name)
+    }
+
+    /// The pod settings of the rack `name`: the datacenter's, overridden by that rack's.
+    pub fn rack_template(&self, name: &str) -> Result<StargateTemplate, serde_json::Error> {
+        let dc = &self.cluster_template.template;
+        match self.rack(name) {
+            None => Ok(dc.clone()),
+            Some(rack) => {
+                let mut base = serde_json::to_value(dc)?;
+                merge_json(&mut base, serde_json::to_value(&rack.template)?);
+                serde_json::from_value(base)
+            }
+        }
+    }
 }
 
 /// Stargate settings for one rack; they take precedence over the datacenter-level ones.
@@ -487,6 +533,54 @@ mod tests {
         assert_eq!(
             serde_json::to_value(StargateClusterTemplate::default()).unwrap(),
             json!({})
+        );
+    }
+
+    #[test]
+    fn datacenter_and_rack_settings_override_the_cluster_ones() {
+        let cluster: StargateClusterTemplate = serde_json::from_value(json!({
+            "size": 3,
+            "heapSize": "256Mi",
+            "serviceAccount": "sg",
+            "nodeSelector": {"pool": "api"},
+            "tolerations": [{"key": "a", "operator": "Exists"}]
+        }))
+        .unwrap();
+        let dc: StargateDatacenterTemplate = serde_json::from_value(json!({
+            "size": 1,
+            "heapSize": "1Gi",
+            "nodeSelector": {"zone": "z1"},
+            "tolerations": [{"key": "b", "operator": "Exists"}],
+            "racks": [{"name": "r1", "heapSize": "2Gi"}]
+        }))
+        .unwrap();
+        let merged = StargateDatacenterTemplate::merged(Some(&dc), Some(&cluster))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            serde_json::to_value(&merged).unwrap(),
+            json!({
+                "size": 1,
+                "heapSize": "1Gi",
+                "serviceAccount": "sg",
+                "nodeSelector": {"pool": "api", "zone": "z1"},
+                "tolerations": [{"key": "b", "operator": "Exists"}],
+                "racks": [{"name": "r1", "heapSize": "2Gi"}]
+            })
+        );
+        let r1 = merged.rack_template("r1").unwrap();
+        assert_eq!(r1.heap_size, Some(Quantity("2Gi".into())));
+        assert_eq!(r1.service_account.as_deref(), Some("sg"));
+        assert_eq!(
+            merged.rack_template("r2").unwrap(),
+            merged.cluster_template.template
+        );
+
+        let only_cluster = StargateDatacenterTemplate::merged(None, Some(&cluster)).unwrap();
+        assert_eq!(only_cluster.unwrap().cluster_template, cluster);
+        assert_eq!(
+            StargateDatacenterTemplate::merged(None, None).unwrap(),
+            None
         );
     }
 

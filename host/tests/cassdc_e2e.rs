@@ -1,0 +1,282 @@
+//! The cassandra-datacenter policy end to end: the real operator binary, the real wasm
+//! policy, a testenv cluster and the Cassandra simulator.
+
+mod support;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use cassandra_sim::{CassandraState, SimHandle, SimOptions, Simulator};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
+use kube::api::{DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
+use kube::discovery::pinned_kind;
+use kube::{Api, Client};
+use serde_json::json;
+
+use k8ssandra_testenv::{TestEnv, TestEnvOptions};
+use support::{Operator, apply_yaml, policy_wasm, wait_crd, wait_for};
+
+const NS: &str = "cass";
+
+fn dc_manifest(size: u32) -> String {
+    format!(
+        r#"
+apiVersion: cassandra.datastax.com/v1beta1
+kind: CassandraDatacenter
+metadata:
+  name: dc1
+  namespace: {NS}
+spec:
+  clusterName: demo
+  serverType: cassandra
+  serverVersion: "4.1.5"
+  size: {size}
+  racks:
+    - name: r1
+      zone: zone-a
+    - name: r2
+      zone: zone-b
+    - name: r3
+      zone: zone-c
+  storageConfig:
+    cassandraDataVolumeClaimSpec:
+      storageClassName: standard
+      accessModes: [ReadWriteOnce]
+      resources:
+        requests:
+          storage: 1Gi
+"#
+    )
+}
+
+async fn ready_condition(dcs: &Api<DynamicObject>) -> Option<bool> {
+    let dc = dcs.get("dc1").await.ok()?;
+    let conds = dc.data.pointer("/status/conditions")?.as_array()?.clone();
+    let ready = conds.iter().find(|c| c["type"] == "Ready")?;
+    let progress = dc
+        .data
+        .pointer("/status/cassandraOperatorProgress")?
+        .as_str()?
+        .to_string();
+    Some(ready["status"] == "True" && progress == "Ready")
+}
+
+fn normal_nodes(sim: &SimHandle) -> usize {
+    sim.state()
+        .cluster("demo")
+        .map(|c| {
+            c.nodes
+                .iter()
+                .filter(|n| n.cassandra == CassandraState::Normal)
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+async fn setup(
+    env: &TestEnv,
+    tmp: &std::path::Path,
+) -> Result<(Client, SimHandle, Operator, Api<DynamicObject>)> {
+    let client = env.cluster(0).client();
+    apply_yaml(&client, &k8ssandra_api::all_crds_yaml(), "default").await?;
+    wait_crd(
+        &client,
+        "cassandra.datastax.com",
+        "v1beta1",
+        "CassandraDatacenter",
+    )
+    .await?;
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
+        )
+        .await?;
+    let mut opts = SimOptions::default();
+    opts.config.bootstrap_delay = Duration::from_millis(300);
+    opts.config.decommission_delay = Duration::from_millis(300);
+    opts.config.job_duration = Duration::from_millis(200);
+    let sim = Simulator::start(
+        opts,
+        vec![(env.cluster(0).context_name().to_string(), client.clone())],
+    )
+    .await?;
+    let kubeconfig = tmp.join("kubeconfig");
+    std::fs::write(&kubeconfig, env.cluster(0).kubeconfig_yaml())?;
+    let plugins = tmp.join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    std::fs::copy(
+        policy_wasm("cassandra-datacenter"),
+        plugins.join("cassandra-datacenter.wasm"),
+    )?;
+    let op = Operator::start(&kubeconfig, &plugins, &["--resync-seconds", "2"])?;
+    op.wait_ready(Duration::from_secs(60)).await?;
+    let gvk = GroupVersionKind::gvk("cassandra.datastax.com", "v1beta1", "CassandraDatacenter");
+    let (ar, _) = pinned_kind(&client, &gvk).await?;
+    let dcs: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &ar);
+    Ok((client, sim, op, dcs))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datacenter_of_three_racks_becomes_ready_and_scales() -> Result<()> {
+    let env = TestEnv::start(TestEnvOptions {
+        clusters: 1,
+        nodes_per_cluster: 12,
+        ..Default::default()
+    })
+    .await?;
+    let tmp = tempfile::tempdir()?;
+    let (client, sim, op, dcs) = setup(&env, tmp.path()).await?;
+
+    apply_yaml(&client, &dc_manifest(6), NS).await?;
+    let stss: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
+    wait_for("three StatefulSets", Duration::from_secs(60), || async {
+        let list = stss.list(&ListParams::default()).await.ok()?;
+        let mut names: Vec<String> = list
+            .items
+            .into_iter()
+            .filter_map(|s| s.metadata.name)
+            .collect();
+        names.sort();
+        (names == ["demo-dc1-r1-sts", "demo-dc1-r2-sts", "demo-dc1-r3-sts"]).then_some(())
+    })
+    .await?;
+    wait_for(
+        "dc1 Ready with 6 nodes",
+        Duration::from_secs(240),
+        || async {
+            (ready_condition(&dcs).await == Some(true) && normal_nodes(&sim) == 6).then_some(())
+        },
+    )
+    .await
+    .map_err(|e| {
+        e.context(format!(
+            "sim: {:?}\nlog tail: {}",
+            sim.violations(),
+            tail(&op.log_text())
+        ))
+    })?;
+    assert!(
+        sim.violations().is_empty(),
+        "violations: {:?}",
+        sim.violations()
+    );
+    let starts = sim.history().iter().filter(|h| h.action == "start").count();
+    assert_eq!(starts, 6, "each node started exactly once");
+
+    // After Ready, resyncs write nothing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = op.metric("k8ssandra_api_writes_all_total", "").await?;
+    let reconciles = op
+        .metric("k8ssandra_reconciles_total", "cassandra-datacenter")
+        .await?;
+    wait_for("two resyncs", Duration::from_secs(30), || async {
+        let now = op
+            .metric("k8ssandra_reconciles_total", "cassandra-datacenter")
+            .await
+            .ok()?;
+        (now >= reconciles + 2.0).then_some(())
+    })
+    .await?;
+    assert_eq!(
+        op.metric("k8ssandra_api_writes_all_total", "").await?,
+        before,
+        "zero writes after Ready"
+    );
+
+    // Scale up 6 → 9: new nodes join, cleanup runs on the original ones.
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);
+    let original_pvcs: Vec<(String, String)> = pvcs
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|p| {
+            (
+                p.metadata.name.unwrap_or_default(),
+                p.metadata.uid.unwrap_or_default(),
+            )
+        })
+        .collect();
+    dcs.patch(
+        "dc1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"size": 9}})),
+    )
+    .await?;
+    wait_for(
+        "dc1 Ready with 9 nodes",
+        Duration::from_secs(240),
+        || async {
+            (normal_nodes(&sim) == 9 && ready_condition(&dcs).await == Some(true)).then_some(())
+        },
+    )
+    .await
+    .map_err(|e| e.context(tail(&op.log_text())))?;
+    wait_for(
+        "cleanup on the original nodes",
+        Duration::from_secs(60),
+        || async {
+            let jobs = sim
+                .history()
+                .into_iter()
+                .filter(|h| {
+                    h.action == "job" && format!("{h:?}").to_lowercase().contains("cleanup")
+                })
+                .count();
+            (jobs >= 6).then_some(())
+        },
+    )
+    .await?;
+    assert!(
+        sim.violations().is_empty(),
+        "violations: {:?}",
+        sim.violations()
+    );
+
+    // Scale down 9 → 6 by decommission; the remaining nodes' PVCs are untouched.
+    dcs.patch(
+        "dc1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"size": 6}})),
+    )
+    .await?;
+    wait_for("dc1 back to 6 nodes", Duration::from_secs(240), || async {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+        let n = pods.list(&ListParams::default()).await.ok()?.items.len();
+        (n == 6 && normal_nodes(&sim) == 6 && ready_condition(&dcs).await == Some(true))
+            .then_some(())
+    })
+    .await
+    .map_err(|e| e.context(tail(&op.log_text())))?;
+    let decommissions = sim
+        .history()
+        .iter()
+        .filter(|h| h.action == "decommission")
+        .count();
+    assert_eq!(decommissions, 3, "one decommission per removed node");
+    let now_pvcs = pvcs.list(&ListParams::default()).await?.items;
+    for (name, uid) in &original_pvcs {
+        let live = now_pvcs
+            .iter()
+            .find(|p| p.metadata.name.as_ref() == Some(name));
+        let live = live.unwrap_or_else(|| panic!("PVC {name} of a remaining node is gone"));
+        assert_eq!(
+            live.metadata.uid.as_ref(),
+            Some(uid),
+            "PVC {name} was recreated"
+        );
+    }
+    assert!(
+        sim.violations().is_empty(),
+        "violations: {:?}",
+        sim.violations()
+    );
+    Ok(())
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,6 +53,9 @@ struct FakeNode {
     log: Mutex<Vec<Request>>,
     /// Calls of this path wait for a permit of the semaphore before being answered.
     gate: Option<(&'static str, Arc<Semaphore>)>,
+    /// Liveness probes being answered, and the most there ever were at once.
+    probes_now: AtomicUsize,
+    probes_max: AtomicUsize,
 }
 
 impl FakeNode {
@@ -88,6 +92,14 @@ async fn handle(
     if path == "/api/v0/lifecycle/start" {
         return (StatusCode::CREATED, "OK".into());
     }
+    if path == "/api/v0/probes/liveness" {
+        let now = node.probes_now.fetch_add(1, Ordering::SeqCst) + 1;
+        node.probes_max.fetch_max(now, Ordering::SeqCst);
+        // Long enough for concurrent probes to overlap; nothing asserts on time.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        node.probes_now.fetch_sub(1, Ordering::SeqCst);
+        return (StatusCode::OK, "OK".into());
+    }
     let Ok(mut b) = node.behaviour.lock() else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "poisoned".into());
     };
@@ -95,7 +107,6 @@ async fn handle(
         return (StatusCode::NOT_FOUND, "Not Found".into());
     }
     match path.as_str() {
-        "/api/v0/probes/liveness" => (StatusCode::OK, "OK".into()),
         "/api/v0/probes/readiness" if b.ready => (StatusCode::OK, "OK".into()),
         "/api/v0/probes/readiness" => (StatusCode::INTERNAL_SERVER_ERROR, String::new()),
         "/api/v0/metadata/endpoints" if b.endpoints_failures > 0 => {
@@ -195,6 +206,8 @@ fn gated(behaviour: Behaviour, gate: Option<(&'static str, Arc<Semaphore>)>) -> 
         behaviour: Mutex::new(behaviour),
         log: Mutex::new(Vec::new()),
         gate,
+        probes_now: AtomicUsize::new(0),
+        probes_max: AtomicUsize::new(0),
     })
 }
 
@@ -642,6 +655,36 @@ async fn missing_pod_ip_fails_at_once_and_forget_drops_results() {
     assert!(exec.results("other").is_empty());
     exec.forget("dc1");
     assert!(exec.results("dc1").is_empty());
+}
+
+#[tokio::test]
+async fn observe_probes_at_most_the_configured_number_of_nodes_at_once() {
+    let busy = fake(Behaviour {
+        ready: true,
+        ..Default::default()
+    });
+    let fleet = fleet(20, vec![busy.clone()]).await;
+    let api = match ManagementApi::new(ManagementApiConfig {
+        port: fleet.port,
+        observe_concurrency: 4,
+        ..Default::default()
+    }) {
+        Ok(a) => a,
+        Err(e) => panic!("client: {e}"),
+    };
+    // Many pods behind one address: the fake counts overlapping probes.
+    let nodes: Vec<_> = (0..40)
+        .map(|i| (node(&format!("p{i}")), Some(fleet.ip(2))))
+        .collect();
+    let states = api.observe(nodes).await;
+    assert_eq!(states.len(), 40);
+    assert!(states.iter().all(|s| s.ready));
+    let pods: Vec<String> = states.iter().map(|s| s.node.pod.clone()).collect();
+    let expected: Vec<String> = (0..40).map(|i| format!("p{i}")).collect();
+    assert_eq!(pods, expected, "answers keep the order of the request");
+    let max = busy.probes_max.load(Ordering::SeqCst);
+    assert!((1..=4).contains(&max), "{max} probes at once");
+    assert_eq!(busy.requests("/api/v0/metadata/endpoints").len(), 1);
 }
 
 mod mutual_tls {

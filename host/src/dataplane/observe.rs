@@ -20,11 +20,16 @@ impl ManagementApi {
     /// Never fails: an unreachable node is `reachable=false` with the reason in `error`.
     pub async fn observe(&self, nodes: Vec<(NodeRef, Option<String>)>) -> Vec<NodeState> {
         let concurrency = self.config().observe_concurrency.max(1);
-        let mut states: Vec<NodeState> = futures::stream::iter(nodes)
-            .map(|(node, address)| self.probe(node, address))
-            .buffered(concurrency)
-            .collect()
-            .await;
+        // Unordered, then sorted back: with `buffered`, one node timing out would hold
+        // its slot's finished neighbours and starve the pool of new probes.
+        let mut indexed: Vec<(usize, NodeState)> =
+            futures::stream::iter(nodes.into_iter().enumerate())
+                .map(|(i, (node, address))| async move { (i, self.probe(node, address).await) })
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
+        indexed.sort_by_key(|(i, _)| *i);
+        let mut states: Vec<NodeState> = indexed.into_iter().map(|(_, s)| s).collect();
 
         let ready: Vec<usize> = states
             .iter()

@@ -877,8 +877,10 @@ impl Decider<'_> {
                 .get(&r.sts)
                 .is_none_or(|l| l.replicas < r.desired)
         });
-        let active =
-            self.dc.prev_true(T::ScalingUp) || (self.dc.prev_true(T::Initialized) && growing);
+        // Resuming from `stopped` regrows every rack; that is no scale-up.
+        let resuming = self.dc.prev_true(T::Stopped) || self.dc.prev_true(T::Resuming);
+        let active = self.dc.prev_true(T::ScalingUp)
+            || (self.dc.prev_true(T::Initialized) && growing && !resuming);
         if !active {
             self.conds.set(T::ScalingUp, false, "", "");
             return false;
@@ -1042,8 +1044,22 @@ impl Decider<'_> {
         let replacing = self.dc.replacements();
         let since = self.dc.prev_transition_ms(T::ReplacingNodes).unwrap_or(0);
         let mut out: BTreeMap<String, Value> = BTreeMap::new();
+        // A recorded node stays while its pod exists or its StatefulSet may recreate it
+        // (the old address is what a replacement needs).
+        let expected = |name: &str| {
+            self.dc.racks.iter().any(|r| {
+                let n = self
+                    .obs
+                    .sts
+                    .get(&r.sts)
+                    .map_or(r.desired, |l| l.replicas.max(r.desired));
+                name.strip_prefix(&format!("{}-", r.sts))
+                    .and_then(|o| o.parse::<usize>().ok())
+                    .is_some_and(|o| o < n)
+            })
+        };
         for (name, s) in self.dc.status.node_statuses.iter().flatten() {
-            if self.obs.pod(name).is_some() || self.dc.stopped() {
+            if self.obs.pod(name).is_some() || expected(name) {
                 out.insert(name.clone(), serde_json::to_value(s).unwrap_or_default());
             }
         }

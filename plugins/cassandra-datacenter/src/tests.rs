@@ -1,1 +1,1135 @@
-//! Snapshot in, plan out.
+//! Snapshot in, plan out. `Sim` plays the host, the StatefulSet controller and Cassandra
+//! just enough to drive the policy through whole lifecycles: each `step` builds a snapshot,
+//! calls `reconcile`, and executes the plan (operations complete one step later, like a
+//! bootstrap that takes a while), recording every rule Cassandra would refuse.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8ssandra_api::labels::{RACK_LABEL, SEED_NODE_LABEL};
+use k8ssandra_policy_sdk::{
+    NodeRef, NodeState, Object, OperationKind, OperationResult, Outcome, Plan, Policy, Snapshot,
+};
+use serde_json::{Value, json};
+
+use crate::{CassandraDatacenterPolicy as P, TEMPLATE_HASH_ANNOTATION};
+
+const NS: &str = "ns1";
+
+fn dc_json(size: i32, racks: &[&str]) -> Value {
+    let racks: Vec<Value> = racks.iter().map(|r| json!({"name": r})).collect();
+    json!({
+        "apiVersion": "cassandra.datastax.com/v1beta1",
+        "kind": "CassandraDatacenter",
+        "metadata": {"name": "dc1", "namespace": NS, "generation": 1, "uid": "dc-uid",
+                     "finalizers": ["finalizer.cassandra.datastax.com"]},
+        "spec": {
+            "clusterName": "demo",
+            "serverType": "cassandra",
+            "serverVersion": "4.1.5",
+            "size": size,
+            "racks": racks,
+            "storageConfig": {"cassandraDataVolumeClaimSpec": {
+                "storageClassName": "standard",
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            }},
+        },
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum St {
+    Down,
+    Joining,
+    Starting,
+    Normal,
+    Leaving,
+    Left,
+}
+
+#[derive(Clone, Debug)]
+struct SimPod {
+    rack: String,
+    seed: bool,
+    uid: String,
+    ip: String,
+    hash: String,
+    state: St,
+    terminating: bool,
+    created_ms: u64,
+}
+
+/// Pending completion of an operation: (id, pod, what happens).
+#[derive(Clone, Debug)]
+enum Done {
+    Up(String),
+    Left(String),
+    Ok,
+}
+
+struct Sim {
+    dc: Value,
+    sts: BTreeMap<String, Value>,
+    pods: BTreeMap<String, SimPod>,
+    /// Host id of the data on each pod's volume (keyed by pod name, like a PVC).
+    data: BTreeMap<String, String>,
+    pvcs: BTreeSet<String>,
+    results: Vec<OperationResult>,
+    pending: Vec<(String, Done)>,
+    now: u64,
+    serial: u32,
+    violations: Vec<String>,
+    ops_seen: Vec<(String, OperationKind)>,
+    deleted: Vec<String>,
+    plans: Vec<Plan>,
+}
+
+impl Sim {
+    fn new(dc: Value) -> Self {
+        Sim {
+            dc,
+            sts: BTreeMap::new(),
+            pods: BTreeMap::new(),
+            data: BTreeMap::new(),
+            pvcs: BTreeSet::new(),
+            results: Vec::new(),
+            pending: Vec::new(),
+            now: 1_700_000_000_000,
+            serial: 0,
+            violations: Vec::new(),
+            ops_seen: Vec::new(),
+            deleted: Vec::new(),
+            plans: Vec::new(),
+        }
+    }
+
+    fn pod_json(&self, name: &str, p: &SimPod) -> Value {
+        let mut labels = json!({
+            "cassandra.datastax.com/cluster": "demo",
+            "cassandra.datastax.com/datacenter": "dc1",
+            "cassandra.datastax.com/rack": p.rack,
+        });
+        if p.seed {
+            labels[SEED_NODE_LABEL] = json!("true");
+        }
+        let mut pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": NS, "uid": p.uid, "labels": labels,
+                         "annotations": {TEMPLATE_HASH_ANNOTATION: p.hash},
+                         "creationTimestamp": crate::util::rfc3339(p.created_ms)},
+            "status": {"podIP": p.ip},
+        });
+        if p.terminating {
+            pod["metadata"]["deletionTimestamp"] = json!("2023-01-01T00:00:00Z");
+        }
+        pod
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let mut s = Snapshot::for_parent(Object {
+            cluster: String::new(),
+            json: self.dc.to_string(),
+        });
+        s.now_ms = self.now;
+        s.children = self
+            .sts
+            .values()
+            .map(|v| Object {
+                cluster: String::new(),
+                json: v.to_string(),
+            })
+            .collect();
+        for (name, p) in &self.pods {
+            s.related.push(Object {
+                cluster: String::new(),
+                json: self.pod_json(name, p).to_string(),
+            });
+        }
+        for pvc in &self.pvcs {
+            s.related.push(Object {
+                cluster: String::new(),
+                json: json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": pvc, "namespace": NS, "labels": {
+                        "cassandra.datastax.com/cluster": "demo",
+                        "cassandra.datastax.com/datacenter": "dc1"}},
+                    "spec": {"resources": {"requests": {"storage": "1Gi"}}}})
+                .to_string(),
+            });
+        }
+        let ring: Vec<Value> = self
+            .pods
+            .iter()
+            .filter(|(n, p)| {
+                matches!(
+                    p.state,
+                    St::Joining | St::Normal | St::Leaving | St::Starting
+                ) && self.data.contains_key(*n)
+            })
+            .map(|(n, p)| {
+                let status = match p.state {
+                    St::Joining => "BOOT,1",
+                    St::Leaving => "LEAVING,1",
+                    _ => "NORMAL,1",
+                };
+                json!({"ENDPOINT_IP": p.ip, "HOST_ID": self.data[n], "STATUS": status,
+                       "DC": "dc1", "RACK": p.rack, "LOAD": "1000.0"})
+            })
+            .collect();
+        let endpoints = json!({ "entity": ring }).to_string();
+        let mut first_ready = true;
+        for (name, p) in &self.pods {
+            let ready = p.state == St::Normal && !p.terminating;
+            let endpoints = (ready && first_ready).then(|| endpoints.clone());
+            first_ready &= !ready;
+            s.nodes.push(NodeState {
+                node: NodeRef {
+                    cluster: String::new(),
+                    namespace: NS.into(),
+                    pod: name.clone(),
+                },
+                address: Some(p.ip.clone()),
+                reachable: !p.terminating,
+                error: None,
+                alive: !p.terminating,
+                ready,
+                endpoints,
+            });
+        }
+        s.results = self.results.clone();
+        s
+    }
+
+    fn status(&self) -> Value {
+        self.dc.get("status").cloned().unwrap_or(Value::Null)
+    }
+
+    fn condition(&self, t: &str) -> Option<String> {
+        self.status()["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == t)
+            .map(|c| c["status"].as_str().unwrap_or_default().to_string())
+    }
+
+    fn plan(&self) -> Plan {
+        P::reconcile(self.snapshot()).expect("reconcile")
+    }
+
+    fn record(&mut self, id: &str, outcome: Outcome) {
+        self.results.retain(|r| r.id != id);
+        self.results.push(OperationResult {
+            id: id.into(),
+            outcome,
+            at_ms: self.now,
+        });
+    }
+
+    /// One reconcile and its execution.
+    fn step(&mut self) -> Plan {
+        self.now += 1000;
+        // Operations of the previous step complete now.
+        for (id, done) in std::mem::take(&mut self.pending) {
+            match done {
+                Done::Up(pod) => {
+                    if let Some(p) = self.pods.get_mut(&pod)
+                        && matches!(p.state, St::Joining | St::Starting)
+                    {
+                        p.state = St::Normal;
+                    }
+                }
+                Done::Left(pod) => {
+                    if let Some(p) = self.pods.get_mut(&pod) {
+                        p.state = St::Left;
+                    }
+                    self.data.remove(&pod);
+                }
+                Done::Ok => {}
+            }
+            self.record(&id, Outcome::Succeeded(String::new()));
+        }
+        // Terminating pods go away, as the kubelet would.
+        self.pods.retain(|_, p| !p.terminating);
+
+        let plan = self.plan();
+        self.execute(&plan);
+        self.plans.push(plan.clone());
+        plan
+    }
+
+    fn execute(&mut self, plan: &Plan) {
+        if let Some(s) = &plan.status {
+            self.dc["status"] = serde_json::from_str(s).unwrap();
+        }
+        for o in &plan.apply {
+            let v: Value = serde_json::from_str(&o.json).unwrap();
+            if v["kind"] == "StatefulSet" {
+                self.sts
+                    .insert(v["metadata"]["name"].as_str().unwrap().into(), v);
+            }
+        }
+        for d in &plan.delete {
+            self.deleted.push(format!("{}/{}", d.kind, d.name));
+            match d.kind.as_str() {
+                "Pod" => {
+                    if let Some(p) = self.pods.get_mut(&d.name) {
+                        p.terminating = true;
+                    }
+                }
+                "PersistentVolumeClaim" => {
+                    self.pvcs.remove(&d.name);
+                    if let Some(pod) = d.name.strip_prefix("server-data-") {
+                        self.data.remove(pod);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for op in &plan.operations {
+            if self.results.iter().any(|r| r.id == op.id) {
+                continue;
+            }
+            self.ops_seen.push((op.target.pod.clone(), op.kind.clone()));
+            let pod = op.target.pod.clone();
+            let done = match &op.kind {
+                OperationKind::Start(replace) => self.start(&pod, replace.clone()),
+                OperationKind::Decommission => {
+                    let p = self.pods.get_mut(&pod).unwrap();
+                    assert_eq!(p.state, St::Normal, "decommission of a node not NORMAL");
+                    p.state = St::Leaving;
+                    Done::Left(pod.clone())
+                }
+                _ => Done::Ok,
+            };
+            self.record(&op.id, Outcome::Running(String::new()));
+            self.pending.push((op.id.clone(), done));
+        }
+        self.materialize();
+    }
+
+    fn start(&mut self, pod: &str, replace: Option<String>) -> Done {
+        let others_moving = self
+            .pods
+            .iter()
+            .any(|(n, p)| n != pod && matches!(p.state, St::Joining | St::Leaving));
+        let seed_up = self
+            .pods
+            .iter()
+            .any(|(n, p)| n != pod && p.seed && p.state == St::Normal);
+        let p = self.pods.get(pod).cloned().unwrap();
+        assert!(!p.terminating, "start of a terminating pod {pod}");
+        if p.state != St::Down {
+            return Done::Ok;
+        }
+        if !p.seed && !seed_up {
+            self.violations.push(format!("no_seed: {pod}"));
+        }
+        let fresh = !self.data.contains_key(pod);
+        let bootstrap = fresh && (!p.seed || replace.is_some());
+        if bootstrap && others_moving {
+            self.violations.push(format!("concurrent_bootstrap: {pod}"));
+        }
+        if fresh {
+            self.serial += 1;
+            self.data
+                .insert(pod.into(), format!("host-{}", self.serial));
+        }
+        let p = self.pods.get_mut(pod).unwrap();
+        p.state = if bootstrap { St::Joining } else { St::Starting };
+        Done::Up(pod.into())
+    }
+
+    /// The StatefulSet controller: pods for ordinals below replicas, none above.
+    fn materialize(&mut self) {
+        for (name, sts) in self.sts.clone() {
+            let replicas = sts["spec"]["replicas"].as_u64().unwrap() as usize;
+            let tmeta = &sts["spec"]["template"]["metadata"];
+            for i in 0..replicas {
+                let pod = format!("{name}-{i}");
+                if self.pods.contains_key(&pod) {
+                    continue;
+                }
+                self.serial += 1;
+                self.pvcs.insert(format!("server-data-{pod}"));
+                self.pods.insert(
+                    pod,
+                    SimPod {
+                        rack: tmeta["labels"][RACK_LABEL].as_str().unwrap().into(),
+                        seed: tmeta["labels"][SEED_NODE_LABEL] == "true",
+                        uid: format!("uid-{}", self.serial),
+                        ip: format!("10.0.0.{}", self.serial),
+                        hash: tmeta["annotations"][TEMPLATE_HASH_ANNOTATION]
+                            .as_str()
+                            .unwrap()
+                            .into(),
+                        state: St::Down,
+                        terminating: false,
+                        created_ms: self.now,
+                    },
+                );
+            }
+            let prefix = format!("{name}-");
+            for (pod, p) in self.pods.iter_mut() {
+                let ord = pod
+                    .strip_prefix(&prefix)
+                    .and_then(|o| o.parse::<usize>().ok());
+                if ord.is_some_and(|o| o >= replicas) {
+                    p.terminating = true;
+                }
+            }
+        }
+    }
+
+    fn run_until_ready(&mut self, max: usize) -> usize {
+        for i in 0..max {
+            let plan = self.step();
+            let progress = self.status()["cassandraOperatorProgress"].clone();
+            if progress == "Ready" && plan.operations.is_empty() && plan.delete.is_empty() {
+                return i + 1;
+            }
+        }
+        panic!("not ready after {max} steps; status: {:#}", self.status());
+    }
+
+    fn ready_count(&self) -> usize {
+        self.pods.values().filter(|p| p.state == St::Normal).count()
+    }
+
+    fn starts(&self) -> Vec<(String, Option<String>)> {
+        self.ops_seen
+            .iter()
+            .filter_map(|(pod, k)| match k {
+                OperationKind::Start(r) => Some((pod.clone(), r.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn kinds(plan: &Plan) -> Vec<(String, String)> {
+    plan.apply
+        .iter()
+        .map(|o| (o.kind().unwrap_or_default(), o.name().unwrap_or_default()))
+        .collect()
+}
+
+fn sts_of(plan: &Plan, name: &str) -> Value {
+    plan.apply
+        .iter()
+        .find(|o| o.name().as_deref() == Some(name))
+        .map(|o| o.value().unwrap())
+        .unwrap()
+}
+
+#[test]
+fn describe_names_parent_children_and_reads() {
+    let info = P::describe();
+    assert_eq!(info.name, "cassandra-datacenter");
+    assert_eq!(info.parent.kind, "CassandraDatacenter");
+    let owns: Vec<_> = info.owns.iter().map(|k| k.kind.as_str()).collect();
+    assert_eq!(owns, ["StatefulSet", "Service", "PodDisruptionBudget"]);
+    assert!(info.reads.iter().all(|r| !r.selector.is_empty()));
+    assert_eq!(
+        info.observe_pods.as_deref(),
+        Some("cassandra.datastax.com/cluster")
+    );
+}
+
+#[test]
+fn empty_dc_gets_statefulsets_services_pdb_and_secret() {
+    let sim = Sim::new(dc_json(6, &["r1", "r2", "r3"]));
+    let plan = sim.plan();
+    let k = kinds(&plan);
+    assert_eq!(
+        k,
+        [
+            ("StatefulSet", "demo-dc1-r1-sts"),
+            ("StatefulSet", "demo-dc1-r2-sts"),
+            ("StatefulSet", "demo-dc1-r3-sts"),
+            ("Service", "demo-dc1-service"),
+            ("Service", "demo-seed-service"),
+            ("Service", "demo-dc1-all-pods-service"),
+            ("Service", "demo-dc1-additional-seed-service"),
+            ("PodDisruptionBudget", "dc1-pdb"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    // Pod 0 of each rack first, as a seed.
+    let sts = sts_of(&plan, "demo-dc1-r1-sts");
+    assert_eq!(sts["spec"]["replicas"], 1);
+    assert_eq!(
+        sts["spec"]["template"]["metadata"]["labels"][SEED_NODE_LABEL],
+        "true"
+    );
+    assert_eq!(sts["spec"]["podManagementPolicy"], "Parallel");
+    assert_eq!(sts["spec"]["updateStrategy"]["type"], "OnDelete");
+    assert_eq!(sts["spec"]["serviceName"], "demo-dc1-all-pods-service");
+    let pdb = sts_of(&plan, "dc1-pdb");
+    assert_eq!(pdb["spec"]["minAvailable"], 5);
+    assert_eq!(plan.secrets.len(), 1);
+    let secret = &plan.secrets[0];
+    assert_eq!(secret.name, "demo-superuser");
+    assert_eq!(
+        secret.fixed,
+        [("username".to_string(), "demo-superuser".to_string())]
+    );
+    assert_eq!(secret.random_keys, ["password"]);
+    assert_eq!(
+        plan.finalizers,
+        Some(vec!["finalizer.cassandra.datastax.com".into()])
+    );
+    assert!(plan.operations.is_empty());
+}
+
+#[test]
+fn racks_grow_to_their_share_once_the_seed_pod_exists() {
+    let mut sim = Sim::new(dc_json(7, &["r1", "r2", "r3"]));
+    sim.step();
+    assert_eq!(sim.pods.len(), 3);
+    assert!(sim.pods.values().all(|p| p.seed));
+    let plan = sim.step();
+    let replicas: Vec<_> = (1..=3)
+        .map(|i| sts_of(&plan, &format!("demo-dc1-r{i}-sts"))["spec"]["replicas"].clone())
+        .collect();
+    assert_eq!(replicas, [json!(3), json!(2), json!(2)]);
+    let sts = sts_of(&plan, "demo-dc1-r1-sts");
+    assert!(sts["spec"]["template"]["metadata"]["labels"][SEED_NODE_LABEL].is_null());
+    assert_eq!(sim.pods.len(), 7);
+    assert_eq!(sim.pods.values().filter(|p| p.seed).count(), 3);
+}
+
+#[test]
+fn nodes_start_one_at_a_time_seed_first() {
+    let mut sim = Sim::new(dc_json(6, &["r1", "r2", "r3"]));
+    sim.step();
+    sim.step();
+    assert_eq!(sim.pods.len(), 6);
+    // With six pods and none started, exactly one start: a seed.
+    let mut fresh = Sim::new(sim.dc.clone());
+    fresh.sts = sim.sts.clone();
+    fresh.pods = sim.pods.clone();
+    for p in fresh.pods.values_mut() {
+        p.state = St::Down;
+    }
+    let plan = fresh.plan();
+    assert_eq!(plan.operations.len(), 1);
+    let first = &plan.operations[0];
+    assert!(matches!(first.kind, OperationKind::Start(None)));
+    assert!(fresh.pods[&first.target.pod].seed);
+    assert_eq!(
+        first.id,
+        format!(
+            "start/{}/{}",
+            first.target.pod, fresh.pods[&first.target.pod].uid
+        )
+    );
+
+    let steps = sim.run_until_ready(40);
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+    assert_eq!(sim.ready_count(), 6);
+    let order: Vec<String> = sim.starts().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        order,
+        [
+            "demo-dc1-r1-sts-0",
+            "demo-dc1-r2-sts-0",
+            "demo-dc1-r3-sts-0",
+            "demo-dc1-r1-sts-1",
+            "demo-dc1-r2-sts-1",
+            "demo-dc1-r3-sts-1",
+        ]
+    );
+    // Never two starts in one plan, each start after the previous node is ready.
+    assert!(sim.plans.iter().all(|p| {
+        p.operations
+            .iter()
+            .filter(|o| matches!(o.kind, OperationKind::Start(_)))
+            .count()
+            <= 1
+    }));
+    assert!(steps < 30, "took {steps} steps");
+    assert_eq!(sim.condition("Ready").as_deref(), Some("True"));
+    assert_eq!(sim.condition("Initialized").as_deref(), Some("True"));
+    let status = sim.status();
+    assert_eq!(status["nodeStatuses"].as_object().unwrap().len(), 6);
+    assert!(status["nodeStatuses"]["demo-dc1-r1-sts-0"]["hostID"].is_string());
+    assert!(status["superUserUpserted"].is_string());
+    assert!(status["lastServerNodeStarted"].is_string());
+    assert_eq!(status["datacenterName"], "dc1");
+    assert_eq!(status["observedGeneration"], 1);
+}
+
+#[test]
+fn superuser_role_is_created_once_the_first_node_is_ready() {
+    let mut sim = Sim::new(dc_json(3, &["r1"]));
+    for _ in 0..5 {
+        sim.step();
+    }
+    let roles: Vec<_> = sim
+        .ops_seen
+        .iter()
+        .filter_map(|(_, k)| match k {
+            OperationKind::CreateRole(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(roles.len(), 1);
+    assert_eq!(roles[0].secret_name, "demo-superuser");
+    assert!(roles[0].superuser && roles[0].login);
+}
+
+#[test]
+fn steady_state_is_deterministic_and_quiet() {
+    let mut sim = Sim::new(dc_json(6, &["r1", "r2", "r3"]));
+    sim.run_until_ready(40);
+    let a = sim.plan();
+    let b = sim.plan();
+    assert_eq!(a, b);
+    assert!(a.operations.is_empty() && a.delete.is_empty());
+    assert_eq!(sim.status()["cassandraOperatorProgress"], "Ready");
+    // The status written last time is what we'd write again (later clock, same status).
+    sim.now += 60_000;
+    let c = sim.plan();
+    assert_eq!(c.status, a.status);
+    assert_eq!(c.apply, a.apply);
+}
+
+#[test]
+fn scale_up_starts_new_nodes_one_at_a_time_then_cleans_up() {
+    let mut sim = Sim::new(dc_json(6, &["r1", "r2", "r3"]));
+    sim.run_until_ready(40);
+    let before = sim.ops_seen.len();
+    sim.dc["spec"]["size"] = json!(9);
+    sim.dc["metadata"]["generation"] = json!(2);
+    let plan = sim.step();
+    assert_eq!(
+        sts_of(&plan, "demo-dc1-r1-sts")["spec"]["replicas"],
+        json!(3)
+    );
+    assert_eq!(sim.condition("ScalingUp").as_deref(), Some("True"));
+    sim.run_until_ready(40);
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+    assert_eq!(sim.ready_count(), 9);
+    let new_ops = &sim.ops_seen[before..];
+    let starts: Vec<_> = new_ops
+        .iter()
+        .filter(|(_, k)| matches!(k, OperationKind::Start(_)))
+        .map(|(p, _)| p.as_str())
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            "demo-dc1-r1-sts-2",
+            "demo-dc1-r2-sts-2",
+            "demo-dc1-r3-sts-2"
+        ]
+    );
+    let cleanups = new_ops
+        .iter()
+        .filter(|(_, k)| matches!(k, OperationKind::Cleanup(_)))
+        .count();
+    assert_eq!(cleanups, 9);
+    assert_eq!(sim.condition("ScalingUp").as_deref(), Some("False"));
+}
+
+#[test]
+fn no_cleanup_annotation_skips_cleanup() {
+    let mut sim = Sim::new(dc_json(3, &["r1"]));
+    sim.run_until_ready(30);
+    sim.dc["metadata"]["annotations"] = json!({"cassandra.datastax.com/no-cleanup": "true"});
+    sim.dc["spec"]["size"] = json!(4);
+    sim.run_until_ready(30);
+    assert!(
+        !sim.ops_seen
+            .iter()
+            .any(|(_, k)| matches!(k, OperationKind::Cleanup(_)))
+    );
+}
+
+#[test]
+fn scale_down_decommissions_highest_ordinal_then_shrinks() {
+    let mut sim = Sim::new(dc_json(9, &["r1", "r2", "r3"]));
+    sim.run_until_ready(60);
+    let before = sim.ops_seen.len();
+    sim.dc["spec"]["size"] = json!(6);
+    sim.dc["metadata"]["generation"] = json!(2);
+
+    // First decision: decommission one node (last rack on a tie, highest ordinal), the
+    // StatefulSet keeps its size until the node has left.
+    let plan = sim.step();
+    let decos: Vec<_> = plan
+        .operations
+        .iter()
+        .filter(|o| matches!(o.kind, OperationKind::Decommission))
+        .collect();
+    assert_eq!(decos.len(), 1);
+    assert_eq!(decos[0].target.pod, "demo-dc1-r3-sts-2");
+    assert_eq!(
+        sts_of(&plan, "demo-dc1-r3-sts")["spec"]["replicas"],
+        json!(3)
+    );
+    assert_eq!(sim.condition("ScalingDown").as_deref(), Some("True"));
+
+    // While it is leaving, nothing else happens and it is not decommissioned again.
+    let plan = sim.plan();
+    assert!(
+        plan.operations
+            .iter()
+            .all(|o| !matches!(o.kind, OperationKind::Decommission)
+                || sim.results.iter().any(|r| r.id == o.id))
+    );
+
+    sim.run_until_ready(60);
+    assert_eq!(sim.pods.len(), 6);
+    let decos: Vec<_> = sim.ops_seen[before..]
+        .iter()
+        .filter(|(_, k)| matches!(k, OperationKind::Decommission))
+        .map(|(p, _)| p.as_str())
+        .collect();
+    assert_eq!(
+        decos,
+        [
+            "demo-dc1-r3-sts-2",
+            "demo-dc1-r2-sts-2",
+            "demo-dc1-r1-sts-2"
+        ]
+    );
+    assert!(
+        sim.deleted
+            .contains(&"PersistentVolumeClaim/server-data-demo-dc1-r3-sts-2".into())
+    );
+    assert!(!sim.pvcs.contains("server-data-demo-dc1-r1-sts-2"));
+    assert_eq!(sim.condition("ScalingDown").as_deref(), Some("False"));
+    assert_eq!(sim.status()["nodeStatuses"].as_object().unwrap().len(), 6);
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+}
+
+#[test]
+fn a_leaving_node_is_not_decommissioned_again_after_a_restart() {
+    let mut sim = Sim::new(dc_json(4, &["r1"]));
+    sim.run_until_ready(40);
+    sim.dc["spec"]["size"] = json!(3);
+    sim.step();
+    // The operator restarts: results are lost, the node is LEAVING in the ring.
+    sim.results.clear();
+    assert_eq!(sim.pods["demo-dc1-r1-sts-3"].state, St::Leaving);
+    let plan = sim.plan();
+    assert!(
+        plan.operations
+            .iter()
+            .all(|o| !matches!(o.kind, OperationKind::Decommission))
+    );
+    assert_eq!(sim.condition("Decommission").as_deref(), Some("True"));
+}
+
+#[test]
+fn scale_down_is_refused_when_the_rest_cannot_hold_the_data() {
+    let mut sim = Sim::new(dc_json(3, &["r1"]));
+    sim.run_until_ready(30);
+    sim.dc["spec"]["size"] = json!(2);
+    // Volumes of 1500 bytes; each node holds 1000 bytes: two nodes can't take 3000.
+    sim.dc["spec"]["storageConfig"]["cassandraDataVolumeClaimSpec"]["resources"]["requests"]["storage"] =
+        json!("1500");
+    sim.pvcs.clear();
+    let plan = sim.plan();
+    assert!(
+        plan.operations
+            .iter()
+            .all(|o| !matches!(o.kind, OperationKind::Decommission))
+    );
+    let st: Value = serde_json::from_str(plan.status.as_ref().unwrap()).unwrap();
+    let sd = st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "ScalingDown")
+        .unwrap()
+        .clone();
+    assert_eq!(sd["reason"], "NotEnoughCapacity");
+}
+
+#[test]
+fn stopped_scales_to_zero_and_resumes_without_bootstraps() {
+    let mut sim = Sim::new(dc_json(6, &["r1", "r2", "r3"]));
+    sim.run_until_ready(40);
+    let pvcs = sim.pvcs.clone();
+    sim.dc["spec"]["stopped"] = json!(true);
+    let plan = sim.step();
+    for i in 1..=3 {
+        assert_eq!(
+            sts_of(&plan, &format!("demo-dc1-r{i}-sts"))["spec"]["replicas"],
+            json!(0)
+        );
+    }
+    assert!(
+        !plan
+            .delete
+            .iter()
+            .any(|d| d.kind == "PersistentVolumeClaim")
+    );
+    sim.step();
+    assert!(sim.pods.is_empty());
+    assert_eq!(sim.pvcs, pvcs);
+    assert_eq!(sim.condition("Stopped").as_deref(), Some("True"));
+    assert_eq!(sim.condition("Ready").as_deref(), Some("False"));
+
+    let before = sim.ops_seen.len();
+    sim.dc["spec"]["stopped"] = json!(false);
+    sim.step();
+    assert_eq!(sim.condition("Resuming").as_deref(), Some("True"));
+    assert_eq!(sim.condition("Stopped").as_deref(), Some("False"));
+    let steps = sim.run_until_ready(40);
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+    assert_eq!(sim.ready_count(), 6);
+    assert_eq!(sim.condition("Resuming").as_deref(), Some("False"));
+    // Nodes with data rejoin together once a seed is up: far fewer rounds than 6 serial
+    // bootstraps.
+    let starts = sim.ops_seen[before..]
+        .iter()
+        .filter(|(_, k)| matches!(k, OperationKind::Start(None)))
+        .count();
+    assert_eq!(starts, 6);
+    assert!(steps <= 8, "resume took {steps} steps");
+}
+
+#[test]
+fn rolling_restart_deletes_one_pod_at_a_time() {
+    let mut sim = Sim::new(dc_json(6, &["r1", "r2", "r3"]));
+    sim.run_until_ready(40);
+    sim.dc["spec"]["rollingRestartRequested"] = json!(true);
+    sim.dc["metadata"]["generation"] = json!(2);
+    let deleted_before = sim.deleted.len();
+    sim.run_until_ready(80);
+    let pods_deleted: Vec<_> = sim.deleted[deleted_before..]
+        .iter()
+        .filter(|d| d.starts_with("Pod/"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        pods_deleted,
+        [
+            "Pod/demo-dc1-r1-sts-1",
+            "Pod/demo-dc1-r1-sts-0",
+            "Pod/demo-dc1-r2-sts-1",
+            "Pod/demo-dc1-r2-sts-0",
+            "Pod/demo-dc1-r3-sts-1",
+            "Pod/demo-dc1-r3-sts-0",
+        ]
+    );
+    // Never more than one pod deleted per plan, and never while a node is down.
+    for p in &sim.plans {
+        assert!(p.delete.iter().filter(|d| d.kind == "Pod").count() <= 1);
+    }
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+    assert_eq!(sim.condition("RollingRestart").as_deref(), Some("False"));
+    assert!(sim.status()["lastRollingRestart"].is_string());
+    // Seeds stay seeds across the restart.
+    assert_eq!(sim.pods.values().filter(|p| p.seed).count(), 3);
+    // A later reconcile doesn't restart again.
+    let plan = sim.step();
+    assert!(plan.delete.is_empty());
+}
+
+#[test]
+fn config_change_rolls_out_and_waits_for_readiness() {
+    let mut sim = Sim::new(dc_json(3, &["r1"]));
+    sim.run_until_ready(30);
+    sim.dc["spec"]["config"] = json!({"cassandra-yaml": {"num_tokens": 8}});
+    sim.dc["metadata"]["generation"] = json!(2);
+    let plan = sim.step();
+    assert_eq!(
+        plan.delete
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect::<Vec<_>>(),
+        ["demo-dc1-r1-sts-2"]
+    );
+    assert_eq!(sim.condition("Updating").as_deref(), Some("True"));
+    // The deleted pod is being recreated: no second deletion until it's ready again.
+    let plan = sim.step();
+    assert!(plan.delete.is_empty());
+    sim.run_until_ready(30);
+    assert_eq!(sim.condition("Updating").as_deref(), Some("False"));
+    let env = &sts_of(sim.plans.last().unwrap(), "demo-dc1-r1-sts")["spec"]["template"]["spec"]["initContainers"]
+        [0]["env"];
+    let data = env
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "CONFIG_FILE_DATA")
+        .unwrap();
+    let cfg: Value = serde_json::from_str(data["value"].as_str().unwrap()).unwrap();
+    assert_eq!(cfg["cassandra-yaml"]["num_tokens"], 8);
+    assert_eq!(cfg["cluster-info"]["seeds"], "demo-seed-service");
+}
+
+#[test]
+fn replace_node_uses_the_old_ip() {
+    let mut sim = Sim::new(dc_json(3, &["r1"]));
+    sim.run_until_ready(30);
+    let old_ip = sim.pods["demo-dc1-r1-sts-1"].ip.clone();
+    sim.dc["spec"]["replaceNodes"] = json!(["demo-dc1-r1-sts-1"]);
+    sim.dc["metadata"]["generation"] = json!(2);
+    let plan = sim.step();
+    let deleted: Vec<_> = plan
+        .delete
+        .iter()
+        .map(|d| (d.kind.as_str(), d.name.as_str()))
+        .collect();
+    assert_eq!(
+        deleted,
+        [
+            ("PersistentVolumeClaim", "server-data-demo-dc1-r1-sts-1"),
+            ("Pod", "demo-dc1-r1-sts-1")
+        ]
+    );
+    assert_eq!(sim.condition("ReplacingNodes").as_deref(), Some("True"));
+    assert_eq!(
+        sim.status()["nodeReplacements"],
+        json!(["demo-dc1-r1-sts-1"])
+    );
+    let before = sim.ops_seen.len();
+    sim.run_until_ready(30);
+    let starts: Vec<_> = sim.ops_seen[before..]
+        .iter()
+        .filter_map(|(p, k)| match k {
+            OperationKind::Start(r) => Some((p.clone(), r.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts, [("demo-dc1-r1-sts-1".to_string(), Some(old_ip))]);
+    assert_eq!(sim.condition("ReplacingNodes").as_deref(), Some("False"));
+    // Still listed in the spec, but not replaced twice.
+    for _ in 0..3 {
+        let plan = sim.step();
+        assert!(plan.delete.is_empty());
+    }
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+}
+
+#[test]
+fn deletion_keeps_claims_unless_asked_and_releases_the_finalizer() {
+    let mut sim = Sim::new(dc_json(3, &["r1"]));
+    sim.run_until_ready(30);
+    sim.dc["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
+    let plan = sim.plan();
+    assert_eq!(plan.finalizers, Some(vec![]));
+    assert!(plan.delete.is_empty());
+    assert!(plan.status.is_none());
+
+    sim.dc["metadata"]["annotations"] = json!({"cassandra.datastax.com/delete-pvc": "true"});
+    let plan = sim.plan();
+    let pvcs: Vec<_> = plan.delete.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(pvcs.len(), 3);
+    assert!(
+        plan.delete
+            .iter()
+            .all(|d| d.kind == "PersistentVolumeClaim")
+    );
+    assert_eq!(plan.finalizers, Some(vec![]));
+}
+
+#[test]
+fn no_finalizer_annotation() {
+    let mut sim = Sim::new(dc_json(1, &[]));
+    sim.dc["metadata"]["annotations"] = json!({"cassandra.datastax.com/no-finalizer": "true"});
+    assert_eq!(sim.plan().finalizers, Some(vec![]));
+}
+
+#[test]
+fn invalid_spec_reports_and_keeps_children() {
+    let mut sim = Sim::new(dc_json(3, &["r1", "r2", "r3"]));
+    sim.step();
+    sim.dc["spec"]["size"] = json!(2);
+    let plan = sim.plan();
+    assert!(plan.operations.is_empty() && plan.delete.is_empty());
+    // Every live child listed (identity only), so nothing is pruned.
+    assert_eq!(plan.apply.len(), 3);
+    assert!(
+        plan.apply
+            .iter()
+            .all(|o| o.value().unwrap().get("spec").is_none())
+    );
+    let st: Value = serde_json::from_str(plan.status.as_ref().unwrap()).unwrap();
+    let valid = st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Valid")
+        .unwrap()
+        .clone();
+    assert_eq!(valid["status"], "False");
+    assert!(valid["message"].as_str().unwrap().contains("spec.size"));
+}
+
+#[test]
+fn validate_checks_versions_fields_and_updates() {
+    let field_of = |v: Vec<k8ssandra_policy_sdk::Violation>| {
+        v.into_iter().map(|v| v.field).collect::<Vec<_>>()
+    };
+    let mut dc = dc_json(3, &["r1"]);
+    assert!(P::validate(dc.to_string(), None).is_empty());
+    dc["spec"]["serverVersion"] = json!("6.8.50");
+    assert_eq!(
+        field_of(P::validate(dc.to_string(), None)),
+        ["spec.serverVersion"]
+    );
+    dc["spec"]["serverType"] = json!("dse");
+    assert!(P::validate(dc.to_string(), None).is_empty());
+    dc["spec"]["serverType"] = json!("cassandra");
+    dc["spec"]["serverVersion"] = json!("4.0.1");
+    dc["spec"]["dseWorkloads"] = json!({"searchEnabled": true});
+    dc["spec"]["config"] = json!({"jvm-options": {}, "dse-yaml": {}});
+    let f = field_of(P::validate(dc.to_string(), None));
+    assert!(f.contains(&"spec.dseWorkloads".to_string()));
+    assert!(f.contains(&"spec.config.jvm-options".to_string()));
+    assert!(f.contains(&"spec.config.dse-yaml".to_string()));
+
+    let old = dc_json(3, &["r1", "r2", "r3"]);
+    let mut new = old.clone();
+    new["spec"]["racks"] = json!([{"name": "r1"}, {"name": "r3"}, {"name": "r2"}]);
+    let f = field_of(P::validate(new.to_string(), Some(old.to_string())));
+    assert!(f.contains(&"spec.racks[1]".to_string()));
+    let mut old = old;
+    old["spec"]["racks"][0]["zone"] = json!("z1");
+    let mut new = old.clone();
+    new["spec"]["racks"][0]["zone"] = json!("z2");
+    new["spec"]["clusterName"] = json!("other");
+    let f = field_of(P::validate(new.to_string(), Some(old.to_string())));
+    assert!(f.contains(&"spec.racks[0].zone".to_string()));
+    assert!(f.contains(&"spec.clusterName".to_string()));
+    let mut new = old.clone();
+    new["spec"]["racks"] =
+        json!([{"name": "r1", "zone": "z1"}, {"name": "r2"}, {"name": "r3"}, {"name": "r4"}]);
+    new["spec"]["size"] = json!(3);
+    let f = field_of(P::validate(new.to_string(), Some(old.to_string())));
+    assert!(f.contains(&"spec.size".to_string()));
+}
+
+#[test]
+fn pod_template_has_the_upstream_shape() {
+    let mut dc = dc_json(3, &["r1"]);
+    dc["spec"]["racks"][0]["nodeAffinityLabels"] = json!({"topology.kubernetes.io/zone": "z1"});
+    dc["spec"]["podTemplateSpec"] = json!({"spec": {
+        "containers": [
+            {"name": "sidecar", "image": "busybox"},
+            {"name": "cassandra", "env": [{"name": "EXTRA", "value": "1"}]}
+        ],
+        "volumes": [{"name": "extra", "emptyDir": {}}]
+    }});
+    dc["spec"]["resources"] = json!({"requests": {"cpu": "1", "memory": "2Gi"}});
+    let plan = Sim::new(dc).plan();
+    let sts = sts_of(&plan, "demo-dc1-r1-sts");
+    let pod = &sts["spec"]["template"]["spec"];
+    let names: Vec<_> = pod["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sidecar", "cassandra", "server-system-logger"]);
+    let cass = &pod["containers"][1];
+    assert_eq!(cass["image"], "k8ssandra/cass-management-api:4.1.5");
+    assert_eq!(cass["env"][0]["name"], "EXTRA");
+    assert!(
+        cass["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "MGMT_API_EXPLICIT_START")
+    );
+    assert_eq!(
+        cass["readinessProbe"]["httpGet"]["path"],
+        "/api/v0/probes/readiness"
+    );
+    assert_eq!(cass["livenessProbe"]["httpGet"]["port"], 8080);
+    assert_eq!(cass["resources"]["requests"]["memory"], "2Gi");
+    let ports: Vec<_> = cass["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["containerPort"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ports, [9042, 9142, 7000, 7001, 7199, 8080, 9103, 9000]);
+    assert_eq!(pod["initContainers"][0]["name"], "server-config-init");
+    assert_eq!(
+        pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+            [0]["matchExpressions"][0]["key"],
+        "topology.kubernetes.io/zone"
+    );
+    assert_eq!(
+        pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]["topologyKey"],
+        "kubernetes.io/hostname"
+    );
+    let vols: Vec<_> = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        vols,
+        ["extra", "server-config", "server-logs", "vector-lib"]
+    );
+    assert_eq!(
+        sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"],
+        "server-data"
+    );
+}
+
+#[test]
+fn dse_gets_its_image_env_and_workloads() {
+    let mut dc = dc_json(1, &[]);
+    dc["spec"]["serverType"] = json!("dse");
+    dc["spec"]["serverVersion"] = json!("6.8.50");
+    dc["spec"]["dseWorkloads"] = json!({"searchEnabled": true});
+    let plan = Sim::new(dc).plan();
+    let sts = sts_of(&plan, "demo-dc1-default-sts");
+    let pod = &sts["spec"]["template"]["spec"];
+    let cass = pod["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "cassandra")
+        .unwrap();
+    assert_eq!(cass["image"], "datastax/dse-mgmtapi-6_8:6.8.50");
+    assert!(
+        cass["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "JVM_EXTRA_OPTS" && e["value"] == "-Dsearch-service=true")
+    );
+    let cfg_env = pod["initContainers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "CONFIG_FILE_DATA")
+        .unwrap()
+        .clone();
+    let cfg: Value = serde_json::from_str(cfg_env["value"].as_str().unwrap()).unwrap();
+    assert_eq!(cfg["datacenter-info"]["solr-enabled"], 1);
+    assert!(cfg["dse-yaml"].is_object());
+}
+
+/// Golden StatefulSet of a small datacenter; `UPDATE_GOLDEN=1` rewrites it.
+#[test]
+fn golden_statefulset() {
+    let mut dc = dc_json(3, &["r1"]);
+    dc["spec"]["config"] = json!({"jvm-server-options": {"max_heap_size": "512M"}});
+    let mut sim = Sim::new(dc);
+    sim.step();
+    let plan = sim.step();
+    let sts = sts_of(&plan, "demo-dc1-r1-sts");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/statefulset-small.json"
+    );
+    let actual = format!("{}\n", serde_json::to_string_pretty(&sts).unwrap());
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(std::path::Path::new(path).parent().unwrap()).unwrap();
+        std::fs::write(path, &actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(path)
+        .expect("golden file missing; run with UPDATE_GOLDEN=1 to create it");
+    assert_eq!(actual, expected, "StatefulSet differs from {path}");
+}

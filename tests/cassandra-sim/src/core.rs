@@ -650,9 +650,13 @@ impl World {
                 BootstrapScope::Cluster => true,
                 BootstrapScope::Datacenter => n.dc == dc,
             })
+            // A replacement takes over existing ranges: Cassandra does not count it as a
+            // bootstrap for consistent range movement.
             .find(|n| {
-                matches!(n.state, CassandraState::Joining | CassandraState::Leaving)
-                    && matches!(n.gossip, Some(Gossip::Boot) | Some(Gossip::Leaving))
+                (n.state == CassandraState::Joining
+                    && n.gossip == Some(Gossip::Boot)
+                    && n.replacing.is_none())
+                    || (n.state == CassandraState::Leaving && n.gossip == Some(Gossip::Leaving))
             })
             .map(|n| {
                 format!(
@@ -1179,10 +1183,21 @@ impl Core {
             let Some(c) = w.clusters.get(&at.cluster) else {
                 return json!({"entity": []});
             };
+            let hidden: BTreeSet<NodeId> = c
+                .nodes
+                .values()
+                .filter_map(|r| {
+                    let old = c.nodes.get(&r.replacing?)?;
+                    (r.ip.is_some() && r.ip == old.ip).then_some(old.id)
+                })
+                .collect();
             let entity: Vec<Value> = c
                 .nodes
                 .values()
                 .filter(|n| n.in_ring())
+                // Gossip holds one state per address: a same-address replacement hides the
+                // node it replaces.
+                .filter(|n| !hidden.contains(&n.id))
                 .map(|n| endpoint_state(w, c, n))
                 .collect();
             json!({ "entity": entity, "variant": {"language": null, "mediaType": {"type": "application", "subtype": "json", "parameters": {}, "wildcardType": false, "wildcardSubtype": false}, "encoding": null, "languageString": null}, "annotations": [], "mediaType": {"type": "application", "subtype": "json", "parameters": {}, "wildcardType": false, "wildcardSubtype": false}, "language": null, "encoding": null })
@@ -2148,7 +2163,9 @@ fn start_node(w: &mut World, fx: &mut Effects, key: &PodKey, replace_ip: Option<
     }
 
     let bootstrap = fresh && (!node.seed || replaced.is_some());
-    if bootstrap && let Some(moving) = w.range_movement_in_progress(&at.cluster, node.id, &node.dc)
+    if bootstrap
+        && replaced.is_none()
+        && let Some(moving) = w.range_movement_in_progress(&at.cluster, node.id, &node.dc)
     {
         return refuse(
             w,

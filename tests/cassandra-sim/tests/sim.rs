@@ -1076,3 +1076,48 @@ async fn tables_move_and_minor_endpoints() {
     );
     assert!(e.sim.history().iter().any(|h| h.action == "drain"));
 }
+
+#[tokio::test]
+async fn a_replacement_may_run_while_another_node_bootstraps() {
+    let e = env(156, fast()).await;
+    e.pod("k1", "n1", 1, "c1", "dc1", true).await;
+    e.pod("k1", "n2", 2, "c1", "dc1", false).await;
+    e.pod("k1", "n3", 3, "c1", "dc1", false).await;
+    e.start_ready(1).await;
+    e.start_ready(2).await;
+    e.sim
+        .set_fault(&FaultRequest {
+            target: FaultTarget::pod("n2"),
+            fault: None,
+            clear: false,
+            wipe: true,
+        })
+        .expect("wiped");
+    e.sim.update_config(&ConfigUpdate {
+        bootstrap_delay_ms: Some(3_600_000),
+        ..ConfigUpdate::default()
+    });
+    let (s, _) = e.ok("POST", 3, "/api/v0/lifecycle/start", None).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = e
+        .ok(
+            "POST",
+            2,
+            &format!("/api/v0/lifecycle/start?replace_ip={}", e.ip(2)),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let ring = e.json(1, "/api/v0/metadata/endpoints").await;
+    let statuses: Vec<&str> = ring["entity"]
+        .as_array()
+        .expect("entity")
+        .iter()
+        .filter_map(|n| n["STATUS"].as_str())
+        .collect();
+    assert!(
+        statuses.iter().any(|s| s.starts_with("BOOT_REPLACE")),
+        "{ring}"
+    );
+    assert!(e.sim.violations().is_empty(), "{:?}", e.sim.violations());
+}

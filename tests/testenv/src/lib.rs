@@ -61,6 +61,9 @@ pub use stages::{CASSANDRA_POD_LABEL, KWOK_NODE_ANNOTATION, KWOK_STAGES};
 
 use error::IoContext;
 
+/// Set (non-empty) to keep every TestEnv's directory, with the component logs, after the drop.
+pub const KEEP_ENV: &str = "TESTENV_KEEP";
+
 /// How many clusters to start and what they look like.
 #[derive(Debug, Clone)]
 pub struct TestEnvOptions {
@@ -76,8 +79,8 @@ pub struct TestEnvOptions {
     pub node_memory: String,
     /// Pod capacity of each node.
     pub node_max_pods: u32,
-    /// Where cluster directories go. `None`: a fresh temporary directory removed on drop.
-    /// A given directory is kept (useful to read the component logs afterwards).
+    /// Where cluster directories go. `None`: a fresh temporary directory, removed on drop
+    /// unless `$TESTENV_KEEP` is set. A given directory is kept.
     pub root_dir: Option<PathBuf>,
     /// Directory of the binaries. `None`: [`discover_bin_dir`].
     pub bin_dir: Option<PathBuf>,
@@ -153,12 +156,19 @@ impl TestEnv {
                 std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
                 Root::Kept(dir.clone())
             }
-            None => Root::Temp(
-                tempfile::Builder::new()
+            None => {
+                let temp = tempfile::Builder::new()
                     .prefix("k8ssandra-testenv-")
                     .tempdir()
-                    .ctx(|| "creating a temporary directory".into())?,
-            ),
+                    .ctx(|| "creating a temporary directory".into())?;
+                if std::env::var_os(KEEP_ENV).is_some_and(|v| !v.is_empty()) {
+                    let kept = temp.keep();
+                    tracing::info!(dir = %kept.display(), "{KEEP_ENV} set: keeping data and logs");
+                    Root::Kept(kept)
+                } else {
+                    Root::Temp(temp)
+                }
+            }
         };
         let starts = (0..options.clusters)
             .map(|i| Cluster::start(i, &options, &bin_dir, root.path()))

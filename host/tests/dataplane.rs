@@ -687,6 +687,33 @@ async fn observe_probes_at_most_the_configured_number_of_nodes_at_once() {
     assert_eq!(busy.requests("/api/v0/metadata/endpoints").len(), 1);
 }
 
+#[tokio::test]
+async fn forget_stops_following_and_a_new_generation_runs_the_id_again() {
+    let gate = Arc::new(Semaphore::new(0));
+    let slow = gated(
+        Behaviour::default(),
+        Some(("/api/v0/lifecycle/start", gate.clone())),
+    );
+    let fleet = fleet(21, vec![slow.clone()]).await;
+    let (exec, mut rx) = executor(&fleet);
+    let start = || vec![op("start/n0", "n0", OperationKind::Start(None))];
+
+    assert_eq!(exec.execute("dc1", start(), resolver(&fleet)), 1);
+    exec.forget("dc1");
+    assert!(exec.results("dc1").is_empty());
+    assert!(!exec.in_flight("dc1", "start/n0"));
+
+    // The parent's new generation knows nothing of the id, so it runs again, and the
+    // cancelled task of the old generation cannot overwrite its outcome.
+    assert_eq!(exec.execute("dc1", start(), resolver(&fleet)), 1);
+    gate.add_permits(2);
+    assert_eq!(
+        final_outcome(&exec, &mut rx, "dc1", "start/n0").await,
+        Outcome::Succeeded("OK".into())
+    );
+    assert_eq!(exec.results("dc1").len(), 1);
+}
+
 mod mutual_tls {
     //! The client against a management API that requires a client certificate, like
     //! cass-operator's mTLS set-up; the server certificate names a DNS name, not the IP.

@@ -26,17 +26,41 @@ struct Entry {
 pub struct ClusterRegistry {
     entries: Arc<RwLock<BTreeMap<String, Entry>>>,
     changes: Arc<watch::Sender<u64>>,
+    local_id: Arc<str>,
+}
+
+/// A stable identity of a Kubernetes cluster: the UID of its `kube-system` namespace
+/// (what most tools use), or, when that can't be read, a hash of the API server's URL.
+/// Children carry their parent's cluster identity, so an operator never mistakes another
+/// operator's children (same names, another cluster's parent) for orphans.
+pub async fn cluster_id(client: &Client, server_url: &str) -> String {
+    use k8s_openapi::api::core::v1::Namespace;
+    use sha2::{Digest, Sha256};
+    match kube::Api::<Namespace>::all(client.clone())
+        .get("kube-system")
+        .await
+    {
+        Ok(ns) if ns.metadata.uid.is_some() => ns.metadata.uid.unwrap_or_default(),
+        _ => hex::encode(&Sha256::digest(server_url.as_bytes())[..16]),
+    }
 }
 
 impl ClusterRegistry {
-    pub fn new(local: Client) -> Self {
+    /// `local_id` is the local cluster's [`cluster_id`].
+    pub fn new(local: Client, local_id: &str) -> Self {
         let (tx, _rx) = watch::channel(0);
         let registry = ClusterRegistry {
             entries: Arc::new(RwLock::new(BTreeMap::new())),
             changes: Arc::new(tx),
+            local_id: Arc::from(local_id),
         };
         registry.insert(LOCAL, local);
         registry
+    }
+
+    /// Identity of the cluster this operator's parents live in.
+    pub fn local_id(&self) -> &str {
+        &self.local_id
     }
 
     fn bump(&self) {

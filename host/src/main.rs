@@ -130,7 +130,10 @@ fn init_tracing(json: bool) {
     }
 }
 
-async fn client(kubeconfig: Option<&PathBuf>, context: Option<&String>) -> Result<kube::Client> {
+async fn client(
+    kubeconfig: Option<&PathBuf>,
+    context: Option<&String>,
+) -> Result<(kube::Client, String)> {
     let config = match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path)
@@ -147,7 +150,9 @@ async fn client(kubeconfig: Option<&PathBuf>, context: Option<&String>) -> Resul
             .await
             .context("no kubeconfig and not in a cluster")?,
     };
-    kube::Client::try_from(config).context("building the Kubernetes client")
+    let url = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
+    Ok((client, url))
 }
 
 fn print<T: serde::Serialize>(value: &T, output: Output) -> Result<()> {
@@ -199,7 +204,9 @@ async fn run(args: RunArgs) -> Result<()> {
         .with_context(|| format!("binding {}", args.metrics_addr))?;
     tracing::info!(%addr, "serving metrics and health");
 
-    let local = client(args.kubeconfig.as_ref(), args.context.as_ref()).await?;
+    let (local, server_url) = client(args.kubeconfig.as_ref(), args.context.as_ref()).await?;
+    let local_id = k8ssandra_host::clusters::cluster_id(&local, &server_url).await;
+    tracing::info!(cluster_id = %local_id, "local cluster identity");
 
     let elector = if args.leader_elect {
         let identity = std::env::var("POD_NAME")
@@ -237,7 +244,7 @@ async fn run(args: RunArgs) -> Result<()> {
     }
     let _watcher = runtime.spawn_watcher(args.plugin_dir.clone());
 
-    let clusters = ClusterRegistry::new(local.clone());
+    let clusters = ClusterRegistry::new(local.clone(), &local_id);
     // Only the control plane reaches other clusters; a data-plane operator manages the
     // datacenters of its own cluster.
     let _control_plane = args.control_plane.then(|| {

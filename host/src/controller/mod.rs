@@ -300,10 +300,14 @@ impl PolicyController {
             shared.clusters.clone(),
         )));
 
+        // Only this operator's children: another operator (a data plane) may run the same
+        // policy for parents of its own cluster.
         let owner_selector = format!(
-            "{}={}",
-            crate::controller::reconcile::POLICY_LABEL,
-            info.name
+            "{}={},{}={}",
+            reconcile::POLICY_LABEL,
+            info.name,
+            reconcile::PARENT_CLUSTER_LABEL,
+            shared.clusters.local_id()
         );
         let mut owned = Vec::new();
         for kind in &info.owns {
@@ -473,7 +477,11 @@ impl PolicyController {
             return vec![parent_key(obj)];
         }
         let labels = obj.metadata.labels.clone().unwrap_or_default();
-        if let Some(key) = reconcile::parent_from_labels(&labels, &self.parent.resource.kind) {
+        if let Some(key) = reconcile::parent_from_labels(
+            &labels,
+            &self.parent.resource.kind,
+            self.shared.clusters.local_id(),
+        ) {
             return vec![key];
         }
         // A shared read object (a ClientConfig, say) may concern every parent of its namespace.

@@ -20,12 +20,15 @@ pub const POLICY_LABEL: &str = "k8ssandra.io/policy";
 pub const PARENT_NAME_LABEL: &str = "k8ssandra.io/parent-name";
 pub const PARENT_NAMESPACE_LABEL: &str = "k8ssandra.io/parent-namespace";
 pub const PARENT_KIND_LABEL: &str = "k8ssandra.io/parent-kind";
+/// The identity (see `clusters::cluster_id`) of the cluster the parent lives in.
+pub const PARENT_CLUSTER_LABEL: &str = "k8ssandra.io/parent-cluster-id";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "k8ssandra-operator";
 
 /// The labels the host stamps on every owned object.
-pub const OWNERSHIP_LABELS: [&str; 5] = [
+pub const OWNERSHIP_LABELS: [&str; 6] = [
     POLICY_LABEL,
+    PARENT_CLUSTER_LABEL,
     PARENT_NAME_LABEL,
     PARENT_NAMESPACE_LABEL,
     PARENT_KIND_LABEL,
@@ -58,11 +61,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The parent an object belongs to, if its labels name one of `parent_kind` in the cluster
+/// `cluster_id`.
 pub fn parent_from_labels(
     labels: &BTreeMap<String, String>,
     parent_kind: &str,
+    cluster_id: &str,
 ) -> Option<ParentKey> {
-    if labels.get(PARENT_KIND_LABEL).map(String::as_str) != Some(parent_kind) {
+    if labels.get(PARENT_KIND_LABEL).map(String::as_str) != Some(parent_kind)
+        || labels.get(PARENT_CLUSTER_LABEL).map(String::as_str) != Some(cluster_id)
+    {
         return None;
     }
     Some((
@@ -113,7 +121,13 @@ impl PolicyController {
         obj.metadata
             .labels
             .as_ref()
-            .and_then(|l| parent_from_labels(l, &self.parent.resource.kind))
+            .and_then(|l| {
+                parent_from_labels(
+                    l,
+                    &self.parent.resource.kind,
+                    self.shared.clusters.local_id(),
+                )
+            })
             .is_some_and(|k| &k == key)
     }
 
@@ -440,6 +454,10 @@ impl PolicyController {
             });
         if let Some(Value::Object(labels)) = labels {
             labels.insert(POLICY_LABEL.into(), self.policy.info.name.clone().into());
+            labels.insert(
+                PARENT_CLUSTER_LABEL.into(),
+                self.shared.clusters.local_id().into(),
+            );
             labels.insert(PARENT_NAME_LABEL.into(), key.1.clone().into());
             labels.insert(PARENT_NAMESPACE_LABEL.into(), key.0.clone().into());
             labels.insert(
@@ -773,12 +791,15 @@ mod tests {
             (PARENT_KIND_LABEL.to_string(), "Echo".to_string()),
             (PARENT_NAMESPACE_LABEL.to_string(), "ns".to_string()),
             (PARENT_NAME_LABEL.to_string(), "a".to_string()),
+            (PARENT_CLUSTER_LABEL.to_string(), "c1".to_string()),
         ]
         .into();
         assert_eq!(
-            parent_from_labels(&labels, "Echo"),
+            parent_from_labels(&labels, "Echo", "c1"),
             Some(("ns".into(), "a".into()))
         );
-        assert_eq!(parent_from_labels(&labels, "Other"), None);
+        assert_eq!(parent_from_labels(&labels, "Other", "c1"), None);
+        // The same names under another cluster's parent are not ours.
+        assert_eq!(parent_from_labels(&labels, "Echo", "c2"), None);
     }
 }

@@ -4,7 +4,7 @@
 //! time (bootstrap, decommission, jobs) schedule a deferred action that checks the node's
 //! generation first, so a stop or a pod deletion in between cancels it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -347,6 +347,12 @@ pub(crate) struct World {
     pod_faults: HashMap<PodKey, Fault>,
     /// Identity each wiped pod lost, handed to the node its pod gets next.
     wiped_pods: HashMap<PodKey, (Uuid, Option<String>)>,
+    /// Pods whose readiness may have changed since the last pass.
+    dirty: HashSet<PodKey>,
+    /// Every pod's readiness may have changed (cluster-wide faults).
+    dirty_all: bool,
+    /// Pod addresses or deadness changed: the listener manager has work.
+    listeners_dirty: bool,
     next_node_id: NodeId,
     next_pid: u32,
 }
@@ -412,6 +418,9 @@ impl World {
             jobs: HashMap::new(),
             pod_faults: HashMap::new(),
             wiped_pods: HashMap::new(),
+            dirty: HashSet::new(),
+            dirty_all: false,
+            listeners_dirty: false,
             next_node_id: 1,
             next_pid: 1000,
         }
@@ -428,8 +437,17 @@ impl World {
         self.clusters.get(&at.cluster)?.nodes.get(&at.node)
     }
 
+    /// Every mutable access marks the node's pod for the next readiness pass.
     fn node_mut(&mut self, at: &At) -> Option<&mut Node> {
-        self.clusters.get_mut(&at.cluster)?.nodes.get_mut(&at.node)
+        let node = self
+            .clusters
+            .get_mut(&at.cluster)?
+            .nodes
+            .get_mut(&at.node)?;
+        if let Some(k) = &node.pod {
+            self.dirty.insert(k.clone());
+        }
+        Some(node)
     }
 
     fn cluster_mut(&mut self, name: &str) -> &mut Cluster {
@@ -553,11 +571,16 @@ impl World {
     }
 
     fn remove_node(&mut self, cluster: &str, id: NodeId) {
-        if let Some(c) = self.clusters.get_mut(cluster)
-            && let Some(node) = c.nodes.remove(&id)
-            && let Some(key) = node.pod
-            && self.node_index.get(&key).is_some_and(|(_, n)| *n == id)
-        {
+        let Some(node) = self
+            .clusters
+            .get_mut(cluster)
+            .and_then(|c| c.nodes.remove(&id))
+        else {
+            return;
+        };
+        let Some(key) = node.pod else { return };
+        self.dirty.insert(key.clone());
+        if self.node_index.get(&key).is_some_and(|(_, n)| *n == id) {
             self.node_index.remove(&key);
         }
     }
@@ -568,6 +591,7 @@ impl World {
         let version = self.version_for(info);
         let mut node = Node::fresh(id, info, version);
         node.wiped_from = self.wiped_pods.remove(&info.key);
+        self.dirty.insert(info.key.clone());
         self.cluster_mut(&info.cluster).nodes.insert(id, node);
         self.node_index
             .insert(info.key.clone(), (info.cluster.clone(), id));
@@ -706,20 +730,21 @@ impl Core {
     /// deferred actions.
     fn with<R>(self: &Arc<Self>, f: impl FnOnce(&mut World, &mut Effects) -> R) -> R {
         let mut fx = Effects::default();
-        let (result, patches) = {
+        let (result, patches, kick) = {
             let mut w = self.lock();
             let r = f(&mut w, &mut fx);
             let patches = self.collect_ready_patches(&mut w);
-            (r, patches)
+            (r, patches, std::mem::take(&mut w.listeners_dirty))
         };
-        self.finish(patches, fx);
+        self.finish(patches, kick, fx);
         result
     }
 
-    fn finish(self: &Arc<Self>, patches: Vec<ReadyPatch>, fx: Effects) {
+    fn finish(self: &Arc<Self>, patches: Vec<ReadyPatch>, kick: bool, fx: Effects) {
         self.send_patches(patches);
-        // The listener manager compares desired and bound listeners; a spurious kick is cheap.
-        let _ = self.listener_kick.send(());
+        if kick {
+            let _ = self.listener_kick.send(());
+        }
         for (delay, action) in fx.deferred {
             if delay.is_zero() {
                 self.run_deferred(action);
@@ -734,34 +759,38 @@ impl Core {
     }
 
     fn run_deferred(self: &Arc<Self>, action: Box<dyn FnOnce(&mut World) + Send>) {
-        let patches = {
+        let (patches, kick) = {
             let mut w = self.lock();
             action(&mut w);
-            self.collect_ready_patches(&mut w)
+            let patches = self.collect_ready_patches(&mut w);
+            (patches, std::mem::take(&mut w.listeners_dirty))
         };
-        self.finish(patches, Effects::default());
+        self.finish(patches, kick, Effects::default());
     }
 
     fn collect_ready_patches(&self, w: &mut World) -> Vec<ReadyPatch> {
-        let sinks: Vec<String> = self
-            .ready_sinks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect();
+        let keys: Vec<PodKey> = if w.dirty_all {
+            w.dirty.clear();
+            w.pods.keys().cloned().collect()
+        } else {
+            w.dirty.drain().collect()
+        };
+        w.dirty_all = false;
+        let sinks = self.ready_sinks.lock().unwrap_or_else(|e| e.into_inner());
         if sinks.is_empty() {
             return Vec::new();
         }
-        // Every pod is looked at on every change; keep it free of allocations.
-        let desired: Vec<bool> = w.pods.keys().map(|k| w.desired_ready(k)).collect();
         let mut patches = Vec::new();
-        for ((key, entry), desired) in w.pods.iter_mut().zip(desired) {
+        for key in keys {
+            let desired = w.desired_ready(&key);
+            let Some(entry) = w.pods.get_mut(&key) else {
+                continue;
+            };
             if entry.info.observed_ready == Some(desired) {
                 entry.pending_ready = None;
                 continue;
             }
-            if entry.pending_ready == Some(desired) || !sinks.contains(&key.context) {
+            if entry.pending_ready == Some(desired) || !sinks.contains_key(&key.context) {
                 continue;
             }
             // A pod without a Ready condition yet counts as not ready: nothing to do.
@@ -770,9 +799,9 @@ impl Core {
             }
             entry.pending_ready = Some(desired);
             patches.push(ReadyPatch {
-                key: key.clone(),
-                ready: desired,
                 container_statuses: entry.info.container_statuses.clone(),
+                key,
+                ready: desired,
             });
         }
         patches
@@ -795,6 +824,7 @@ impl Core {
         self.with(|w, _| {
             if let Some(p) = w.pods.get_mut(key) {
                 p.pending_ready = None;
+                w.dirty.insert(key.clone());
             }
         });
     }
@@ -867,6 +897,10 @@ impl Core {
                 None => {
                     w.new_node_for(&info);
                 }
+            }
+            w.dirty.insert(key.clone());
+            if w.pods.get(&key).is_none_or(|p| p.info.ip != info.ip) {
+                w.listeners_dirty = true;
             }
             let pending = w.pods.get(&key).and_then(|p| p.pending_ready);
             let listening = w.pods.get(&key).is_some_and(|p| p.listening);
@@ -1653,6 +1687,8 @@ impl Core {
     /// Applies a fault request; Err when the target names nothing known.
     pub(crate) fn set_fault(self: &Arc<Self>, req: &FaultRequest) -> Result<(), String> {
         self.with(|w, _| {
+            w.dirty_all = true;
+            w.listeners_dirty = true;
             match &req.target {
                 FaultTarget::Cluster(name) => {
                     let c = w.cluster_mut(name);
@@ -1832,6 +1868,8 @@ impl Core {
 
 fn drop_pod(w: &mut World, key: &PodKey) {
     w.pods.remove(key);
+    w.dirty.insert(key.clone());
+    w.listeners_dirty = true;
     if let Some(at) = w.at(key) {
         w.kill_process(&at);
         let forget = w

@@ -1,0 +1,75 @@
+//! The built-in `k8ssandra-cluster` policy: a K8ssandraCluster (`k8ssandra.io/v1alpha1`)
+//! becomes one CassandraDatacenter per `spec.cassandra.datacenters[]` entry, each in the
+//! Kubernetes cluster its `k8sContext` names, plus the superuser Secret replicated to those
+//! clusters, and the cluster-wide Cassandra work no single datacenter can do: system keyspace
+//! replication, joining a datacenter to a running cluster (replication + rebuild), and
+//! removing one (replication, then decommission of its nodes).
+//!
+//! Module map:
+//! - [`dc`]: the option merge and the generated CassandraDatacenter;
+//! - [`cluster`]: the reconcile (rollout order, seeds, secrets, status);
+//! - [`keyspaces`]: data-plane work (system replication, join, removal);
+//! - [`validate`]: admission rules naming the offending field;
+//! - [`util`]: time, hashing, operation retries, gossip parsing.
+
+pub mod cluster;
+pub mod dc;
+pub mod keyspaces;
+pub mod util;
+pub mod validate;
+
+use k8ssandra_api::labels::{CLUSTER_LABEL, K8SSANDRA_CLUSTER_NAME_LABEL};
+use k8ssandra_policy_sdk::{
+    KindRef, Plan, PluginInfo, Policy, PolicyError, ReadSpec, Snapshot, Violation, export_policy,
+};
+
+pub const NAME: &str = "k8ssandra-cluster";
+pub const PARENT_API_VERSION: &str = "k8ssandra.io/v1alpha1";
+pub const PARENT_KIND: &str = "K8ssandraCluster";
+
+pub struct K8ssandraClusterPolicy;
+
+impl Policy for K8ssandraClusterPolicy {
+    fn describe() -> PluginInfo {
+        let read = |api_version: &str, kind: &str, selector: &str, all: bool| ReadSpec {
+            kind: KindRef::new(api_version, kind),
+            selector: selector.to_string(),
+            per_parent: false,
+            all_clusters: all,
+        };
+        PluginInfo {
+            name: NAME.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            parent: KindRef::new(PARENT_API_VERSION, PARENT_KIND),
+            owns: vec![
+                KindRef::new("cassandra.datastax.com/v1beta1", "CassandraDatacenter"),
+                KindRef::new("replication.k8ssandra.io/v1alpha1", "ReplicatedSecret"),
+            ],
+            reads: vec![
+                // Cassandra pods everywhere: seeds for the other datacenters, and the nodes
+                // cluster-wide operations run on.
+                read("v1", "Pod", CLUSTER_LABEL, true),
+                // Keys only: tells whether the superuser Secret has reached a cluster.
+                read("v1", "Secret", K8SSANDRA_CLUSTER_NAME_LABEL, true),
+                read("config.k8ssandra.io/v1beta1", "ClientConfig", "", false),
+            ],
+            // Node readiness and one gossip view: which nodes are still in the ring while a
+            // removed datacenter is decommissioned.
+            observe_pods: Some(CLUSTER_LABEL.to_string()),
+            decorates: None,
+        }
+    }
+
+    fn reconcile(snapshot: Snapshot) -> Result<Plan, PolicyError> {
+        cluster::reconcile(&snapshot)
+    }
+
+    fn validate(object: String, old: Option<String>) -> Vec<Violation> {
+        validate::validate(&object, old.as_deref())
+    }
+}
+
+export_policy!(K8ssandraClusterPolicy);
+
+#[cfg(test)]
+mod tests;

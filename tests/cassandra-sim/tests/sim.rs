@@ -1121,3 +1121,29 @@ async fn a_replacement_may_run_while_another_node_bootstraps() {
     );
     assert!(e.sim.violations().is_empty(), "{:?}", e.sim.violations());
 }
+
+#[tokio::test]
+async fn a_few_hundred_pods_each_get_their_own_listener() {
+    let e = env(157, fast()).await;
+    let n: u8 = 200;
+    for host in 1..=n {
+        let key = PodKey::new("k1", "ns", format!("p{host}"));
+        e.sim
+            .upsert_pod(PodInfo::new(key, e.ip(host), "big", "dc1", "r1", host == 1));
+    }
+    for host in 1..=n {
+        wait_for("liveness", || async {
+            e.status("GET", host, "/api/v0/probes/liveness").await == Some(StatusCode::OK)
+        })
+        .await;
+        e.start_ready(host).await;
+    }
+    let ring = e.json(n, "/api/v0/metadata/endpoints").await;
+    assert_eq!(
+        ring["entity"].as_array().map(Vec::len),
+        Some(usize::from(n))
+    );
+    let state = e.sim.state();
+    assert!(state.pods.iter().all(|p| p.listening && p.desired_ready));
+    assert!(e.sim.violations().is_empty());
+}

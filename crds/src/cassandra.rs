@@ -988,9 +988,27 @@ impl CassandraDatacenter {
 
 // Bounds that keep the CEL rules below within the API server's cost budget; generous for
 // real datacenters.
-const MAX_RACKS: i64 = 64;
+const MAX_RACKS: i64 = 32;
+const MAX_NAME: i64 = 63;
 const MAX_CONDITIONS: i64 = 64;
 const MAX_SERVICE_TAGS: i64 = 128;
+
+/// CEL: the old racks are the first racks of the new list, in the same order. Nodes belong to
+/// racks by position, so this is what keeps them in place. Unrolled per index: CEL has no
+/// index iteration the API server can bound, and list comprehensions over both lists exceed
+/// its cost budget.
+fn racks_prefix_rule() -> String {
+    let mut rule = String::from(
+        "!has(oldSelf.racks) || (has(self.racks) && self.racks.size() >= oldSelf.racks.size()",
+    );
+    for i in 0..MAX_RACKS {
+        rule.push_str(&format!(
+            " && (oldSelf.racks.size() <= {i} || self.racks[{i}].name == oldSelf.racks[{i}].name)"
+        ));
+    }
+    rule.push(')');
+    rule
+}
 
 /// The CassandraDatacenter CRD with its validation rules (what cass-operator's webhook checks,
 /// expressed in CEL so the API server enforces it without a webhook).
@@ -1023,8 +1041,7 @@ pub fn cassandra_datacenter_crd() -> CustomResourceDefinition {
                 "spec.allowMultipleNodesPerWorker is immutable",
             ),
             Rule::transition(
-                "!has(oldSelf.racks) || (has(self.racks) && oldSelf.racks.all(o, \
-                 self.racks.map(n, n.name).indexOf(o.name) == oldSelf.racks.map(p, p.name).indexOf(o.name)))",
+                racks_prefix_rule(),
                 "spec.racks: racks cannot be removed, renamed or reordered; new racks go at the end",
             ),
             Rule::transition(
@@ -1075,8 +1092,17 @@ pub fn cassandra_datacenter_crd() -> CustomResourceDefinition {
             "spec.racks[].name must be unique",
         )],
     );
-    schema::max_length(&mut crd, "spec.racks[].name", 253);
-    schema::max_length(&mut crd, "spec.racks[].zone", 253);
+    schema::max_length(&mut crd, "spec.racks[].name", MAX_NAME);
+    schema::max_length(&mut crd, "spec.racks[].zone", MAX_NAME);
+    for field in [
+        "clusterName",
+        "datacenterName",
+        "superuserSecretName",
+        "serviceAccount",
+    ] {
+        schema::max_length(&mut crd, &format!("spec.{field}"), 253);
+    }
+    schema::bound_pvc(&mut crd, "spec.storageConfig.cassandraDataVolumeClaimSpec");
     schema::add_rules(
         &mut crd,
         "spec.storageConfig.cassandraDataVolumeClaimSpec",

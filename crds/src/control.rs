@@ -13,6 +13,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Desired state of a CassandraTask.
+// Several printer columns share `type_ = "date"`, which clippy takes for a repeated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "control.k8ssandra.io",
@@ -370,6 +372,8 @@ pub struct ScheduledTaskStatus {
 }
 
 /// Desired state of a K8ssandraTask.
+// Several printer columns share `type_ = "date"`, which clippy takes for a repeated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "control.k8ssandra.io",

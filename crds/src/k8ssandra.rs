@@ -1162,6 +1162,11 @@ pub fn k8ssandra_cluster_crd() -> CustomResourceDefinition {
     let c = "spec.cassandra";
     let dcs = "spec.cassandra.datacenters";
     let pvc = "storageConfig.cassandraDataVolumeClaimSpec";
+    for level in [c.to_string(), format!("{dcs}[]")] {
+        schema::bound_pvc(&mut crd, &format!("{level}.{pvc}"));
+        schema::max_length(&mut crd, &format!("{level}.datacenterName"), 253);
+    }
+    schema::max_length(&mut crd, &format!("{c}.clusterName"), 253);
 
     // Rack rules shared by the cluster level (racks inherited by datacenters without their own).
     schema::max_items(&mut crd, &format!("{c}.racks"), MAX_RACKS);
@@ -1256,7 +1261,9 @@ pub fn k8ssandra_cluster_crd() -> CustomResourceDefinition {
         ],
     );
     // Datacenters are matched by metadata.name between the old and the new object.
-    let same_dc = "o.metadata.name != d.metadata.name";
+    let per_dc = |body: String| {
+        format!("self.all(d, oldSelf.all(o, o.metadata.name != d.metadata.name || ({body})))")
+    };
     let d_pvc = format!("d.{pvc}");
     let o_pvc = format!("o.{pvc}");
     let both_pvc =
@@ -1275,34 +1282,31 @@ pub fn k8ssandra_cluster_crd() -> CustomResourceDefinition {
                 "spec.cassandra.datacenters: adding and removing datacenters in the same update is not allowed (renaming a datacenter removes one and adds another)",
             ),
             Rule::transition(
-                format!(
-                    "self.all(d, oldSelf.all(o, {same_dc} || {}))",
-                    schema::same_string("d", "o", "datacenterName")
-                ),
+                per_dc(schema::same_string("d", "o", "datacenterName")),
                 "spec.cassandra.datacenters[].datacenterName is immutable",
             ),
             Rule::transition(
-                format!(
-                    "self.all(d, oldSelf.all(o, {same_dc} || !({both_pvc}) || ({})))",
+                per_dc(format!(
+                    "!({both_pvc}) || ({})",
                     schema::storage_not_shrunk(&d_pvc, &o_pvc)
-                ),
+                )),
                 format!(
                     "spec.cassandra.datacenters[].{pvc}.resources.requests.storage cannot shrink"
                 ),
             ),
             Rule::transition(
-                format!(
-                    "self.all(d, oldSelf.all(o, {same_dc} || !({both_pvc}) || ({})))",
+                per_dc(format!(
+                    "!({both_pvc}) || ({})",
                     schema::pvc_unchanged_but_size(&d_pvc, &o_pvc)
-                ),
+                )),
                 format!(
                     "spec.cassandra.datacenters[].{pvc} is immutable, except for increasing the storage request"
                 ),
             ),
             Rule::transition(
-                format!(
-                    "self.all(d, oldSelf.all(o, {same_dc} || !has(o.racks) || \
-                     (has(d.racks) && o.racks.all(r, d.racks.exists(n, n.name == r.name)))))"
+                per_dc(
+                    "!has(o.racks) || (has(d.racks) && o.racks.all(r, d.racks.exists(n, n.name == r.name)))"
+                        .to_string(),
                 ),
                 "spec.cassandra.datacenters[].racks: racks cannot be removed or renamed",
             ),

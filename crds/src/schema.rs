@@ -84,14 +84,16 @@ pub fn storage_not_shrunk(new: &str, old: &str) -> String {
 }
 
 /// CEL: PVC specs `new` and `old` are equal except for `resources.requests` (the size).
+///
+/// Compares what decides the volume a node gets (access modes, storage class, volume mode,
+/// volume name and attributes class, limits). Selector and data sources are left out: they
+/// only matter when a volume is first provisioned, and comparing these open structures
+/// would exceed the API server's CEL cost budget.
 pub fn pvc_unchanged_but_size(new: &str, old: &str) -> String {
     let mut clauses: Vec<String> = [
         "accessModes",
         "storageClassName",
         "volumeMode",
-        "selector",
-        "dataSource",
-        "dataSourceRef",
         "volumeName",
         "volumeAttributesClassName",
     ]
@@ -102,6 +104,21 @@ pub fn pvc_unchanged_but_size(new: &str, old: &str) -> String {
         "((has({new}.resources) && has({new}.resources.limits)) == (has({old}.resources) && has({old}.resources.limits)) && (!(has({new}.resources) && has({new}.resources.limits)) || {new}.resources.limits == {old}.resources.limits))"
     ));
     clauses.join(" && ")
+}
+
+/// Bound the fields of the PersistentVolumeClaimSpec at `path` that the storage rules read,
+/// so the API server can estimate their cost. The bounds are far above real values.
+pub fn bound_pvc(crd: &mut CustomResourceDefinition, path: &str) {
+    max_items(crd, &format!("{path}.accessModes"), 4);
+    max_length(crd, &format!("{path}.accessModes[]"), 32);
+    max_length(crd, &format!("{path}.storageClassName"), 253);
+    max_length(crd, &format!("{path}.volumeMode"), 32);
+    max_length(crd, &format!("{path}.volumeName"), 253);
+    max_length(crd, &format!("{path}.volumeAttributesClassName"), 253);
+    for m in ["requests", "limits"] {
+        max_properties(crd, &format!("{path}.resources.{m}"), 16);
+        max_length(crd, &format!("{path}.resources.{m}{{}}"), 64);
+    }
 }
 
 /// The schema of the first version of a CRD (every CRD here has exactly one version).

@@ -157,7 +157,7 @@ fn invalid_manifests_name_a_rule_the_crds_have() {
     let crds = k8ssandra_api::all_crds();
     let messages: Vec<String> = crds
         .iter()
-        .flat_map(|crd| k8ssandra_api::schema::rules_of(crd))
+        .flat_map(k8ssandra_api::schema::rules_of)
         .filter_map(|(_, r)| r.message)
         .collect();
     let files = manifests("invalid");

@@ -66,10 +66,17 @@ mod tests {
             .args(["-c", "sleep 30", &marker])
             .spawn()
             .unwrap();
-        let found = processes_referencing(&marker);
+        // Until exec, the forked child still shows our own command line.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !processes_referencing(&marker)
+            .iter()
+            .any(|p| p.pid == child.id())
+        {
+            assert!(std::time::Instant::now() < deadline, "child never found");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         child.kill().unwrap();
         child.wait().unwrap();
-        assert!(found.iter().any(|p| p.pid == child.id()), "{found:?}");
         assert!(processes_referencing(&marker).is_empty());
     }
 }

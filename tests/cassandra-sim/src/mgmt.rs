@@ -138,6 +138,8 @@ fn router(ctx: NodeCtx) -> Router {
 
 /// Applies the node's injected latency and error rate before any handler runs.
 async fn faults(State(ctx): State<NodeCtx>, req: Request, next: Next) -> Response {
+    // The query is left out: role creation carries a password there.
+    tracing::debug!(pod = %ctx.key, method = %req.method(), path = %req.uri().path(), "management API request");
     let fault = ctx.core.fault_of(&ctx.key);
     if fault.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(fault.latency_ms)).await;

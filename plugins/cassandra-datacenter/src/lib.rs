@@ -48,6 +48,7 @@ impl Policy for CassandraDatacenterPolicy {
                 KindRef::new("apps/v1", "StatefulSet"),
                 KindRef::new("v1", "Service"),
                 KindRef::new("policy/v1", "PodDisruptionBudget"),
+                KindRef::new("discovery.k8s.io/v1", "EndpointSlice"),
             ],
             reads: vec![
                 // Every Cassandra pod of the namespace: this datacenter's, and the other

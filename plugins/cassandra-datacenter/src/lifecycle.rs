@@ -44,8 +44,9 @@ use crate::util::{quantity_bytes, rfc3339};
 use crate::validate;
 
 /// A started node that shows neither readiness nor a bootstrap in the ring after this long
-/// is considered failed: its pod is deleted so it comes back fresh.
-pub const START_TIMEOUT_MS: u64 = 15 * 60 * 1000;
+/// (or a node that ran and went down: its start is older than this) is started again.
+/// Starting a running node is harmless (the management API answers that it runs).
+pub const START_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 /// Longest wait between retries of a failed operation.
 const MAX_BACKOFF_MS: u64 = 64_000;
 /// Share of a data volume the remaining nodes may fill after a decommission.
@@ -60,7 +61,8 @@ enum Attempt {
     Backoff { until: u64, message: String },
 }
 
-fn attempt(obs: &Observed, base: &str, now: u64) -> Attempt {
+/// `stale_ms`: a success older than this counts as over, and a new attempt is due.
+fn attempt(obs: &Observed, base: &str, now: u64, stale_ms: Option<u64>) -> Attempt {
     let id_of = |k: u32| {
         if k == 0 {
             base.to_string()
@@ -74,7 +76,15 @@ fn attempt(obs: &Observed, base: &str, now: u64) -> Attempt {
         match obs.result(&id) {
             None => return Attempt::New(id),
             Some((Outcome::Running(_), _)) => return Attempt::Running,
-            Some((Outcome::Succeeded(_), at)) => return Attempt::Succeeded(*at),
+            Some((Outcome::Succeeded(_), at)) => {
+                if stale_ms.is_none_or(|s| now < at + s) {
+                    return Attempt::Succeeded(*at);
+                }
+                if obs.result(&id_of(k + 1)).is_none() {
+                    return Attempt::New(id_of(k + 1));
+                }
+                k += 1;
+            }
             Some((Outcome::Failed(msg), at)) => {
                 if obs.result(&id_of(k + 1)).is_none() {
                     let delay = (1000u64 << k.min(6)).min(MAX_BACKOFF_MS);
@@ -327,6 +337,9 @@ impl Decider<'_> {
         for svc in objects::services(self.dc) {
             push(self.plan, &svc);
         }
+        if let Some(slice) = objects::additional_seeds_slice(self.dc) {
+            push(self.plan, &slice);
+        }
         if !self.dc.annotation_true(DISABLE_PDB_ANNOTATION) {
             push(self.plan, &objects::pdb(self.dc));
         }
@@ -542,7 +555,6 @@ impl Decider<'_> {
         let mut with_data: Vec<(&PodObs, String)> = Vec::new();
         let mut requeue: Option<u64> = None;
         let mut failed: Vec<String> = Vec::new();
-        let mut restart_pods: Vec<String> = Vec::new();
         let replace_since = dc.prev_transition_ms(T::ReplacingNodes).unwrap_or(0);
 
         for p in obs.pods.iter().filter(|p| !p.terminating) {
@@ -560,27 +572,23 @@ impl Decider<'_> {
             } else {
                 format!("start/{}/{}", p.name, p.uid)
             };
-            match attempt(obs, &base, self.now) {
+            // A node still bootstrapping may take hours: never "time out" while the ring
+            // shows it joining.
+            let joining = obs
+                .ring_entry(p.ip.as_deref(), None)
+                .is_some_and(|e| e.moving());
+            let stale = (!joining).then_some(START_TIMEOUT_MS);
+            match attempt(obs, &base, self.now, stale) {
                 Attempt::Running => {
                     in_flight_any = true;
                     in_flight_fresh |= !data;
                 }
                 Attempt::Succeeded(at) => {
-                    let joining = obs
-                        .ring_entry(p.ip.as_deref(), None)
-                        .is_some_and(|e| e.moving());
-                    if joining || self.now < at + START_TIMEOUT_MS {
-                        in_flight_any = true;
-                        in_flight_fresh |= !data;
-                        if !joining {
-                            requeue =
-                                Some(requeue.map_or(at + START_TIMEOUT_MS, |r| {
-                                    r.min(at + START_TIMEOUT_MS)
-                                }));
-                        }
-                    } else {
-                        failed.push(p.name.clone());
-                        restart_pods.push(p.name.clone());
+                    in_flight_any = true;
+                    in_flight_fresh |= !data;
+                    if !joining {
+                        let due = at + START_TIMEOUT_MS;
+                        requeue = Some(requeue.map_or(due, |r| r.min(due)));
                     }
                 }
                 Attempt::Backoff { until, message } => {
@@ -650,20 +658,12 @@ impl Decider<'_> {
                 .event(EventType::Normal, "StartingCassandra", message);
             self.last_started = Some(rfc3339(self.now));
         }
-        for pod in &restart_pods {
-            self.plan.delete.push(key(dc, "v1", "Pod", pod));
-            self.plan.event(
-                EventType::Warning,
-                "StartTimedOut",
-                format!("{pod} did not become ready after its start; recreating the pod"),
-            );
-        }
         if let Some(at) = requeue {
             self.plan
                 .requeue_after(at.saturating_sub(self.now).max(1000));
         }
         self.failed_starts = failed;
-        let busy = in_flight_any || !ops.is_empty() || !restart_pods.is_empty();
+        let busy = in_flight_any || !ops.is_empty();
         if busy {
             self.pending = true;
         }
@@ -695,7 +695,7 @@ impl Decider<'_> {
         let mut users_done: Option<u64> = Some(0);
         for (secret, is_super) in roles {
             let base = format!("role/{secret}/{generation}");
-            let done = match attempt(self.obs, &base, self.now) {
+            let done = match attempt(self.obs, &base, self.now, None) {
                 Attempt::New(id) => {
                     self.plan.operate(
                         id,
@@ -796,7 +796,12 @@ impl Decider<'_> {
         if entry.status != "NORMAL" || !p.ready() || !others_ready {
             return true;
         }
-        match attempt(self.obs, &format!("decommission/{pod}/{}", p.uid), self.now) {
+        match attempt(
+            self.obs,
+            &format!("decommission/{pod}/{}", p.uid),
+            self.now,
+            None,
+        ) {
             Attempt::New(id) => {
                 if !quiet {
                     return true;
@@ -900,7 +905,12 @@ impl Decider<'_> {
                 .cloned()
                 .collect();
             for p in pods {
-                match attempt(self.obs, &format!("cleanup/{}/{since}", p.name), self.now) {
+                match attempt(
+                    self.obs,
+                    &format!("cleanup/{}/{since}", p.name),
+                    self.now,
+                    None,
+                ) {
                     Attempt::New(id) => {
                         self.plan.operate(
                             id,

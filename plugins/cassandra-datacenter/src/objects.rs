@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 use crate::TEMPLATE_HASH_ANNOTATION;
 use crate::config::config_file_data;
 use crate::model::{Dc, RackPlan};
-use crate::util::fnv_hex;
+use crate::util::{canonical_json, fnv_hex};
 
 pub const CASSANDRA_CONTAINER: &str = "cassandra";
 pub const LOGGER_CONTAINER: &str = "server-system-logger";
@@ -566,7 +566,7 @@ pub fn pod_template(dc: &Dc, rack: &RackPlan) -> Value {
     // The hash covers everything that should restart a pod when it changes. The seed label
     // is added afterwards: it only decides what the next *created* pod is (see
     // `statefulset`), and must not make running pods look outdated.
-    let hash = fnv_hex(&template.to_string());
+    let hash = fnv_hex(&canonical_json(&template));
     template["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION] = json!(hash);
     template
 }
@@ -767,6 +767,42 @@ pub fn services(dc: &Dc) -> Vec<Value> {
     );
     out.push(s);
     out
+}
+
+/// Addresses behind `<cluster>-<dc>-additional-seed-service`: the IPv4 entries of
+/// `spec.additionalSeeds` (that Service has no selector, so nothing else fills it). Host
+/// names cannot go into an EndpointSlice and are left out. None without such seeds.
+pub fn additional_seeds_slice(dc: &Dc) -> Option<Value> {
+    let ips: Vec<&String> = dc
+        .obj
+        .spec
+        .additional_seeds
+        .iter()
+        .flatten()
+        .filter(|s| s.parse::<std::net::Ipv4Addr>().is_ok())
+        .collect();
+    if ips.is_empty() {
+        return None;
+    }
+    let svc = names::additional_seed_service_name(&dc.cluster, dc.name());
+    let mut labels = common_labels(dc);
+    labels.insert("kubernetes.io/service-name".into(), json!(svc));
+    // Keeps the EndpointSlice controller's hands off (it manages only its own slices).
+    labels.insert(
+        "endpointslice.kubernetes.io/managed-by".into(),
+        json!("k8ssandra-operator"),
+    );
+    let endpoints: Vec<Value> = ips
+        .into_iter()
+        .map(|ip| json!({"addresses": [ip], "conditions": {"ready": true}}))
+        .collect();
+    Some(json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": metadata(dc, &svc, labels),
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+    }))
 }
 
 /// `<dc>-pdb`: at most one node of the datacenter voluntarily disrupted at a time.

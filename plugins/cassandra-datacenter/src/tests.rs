@@ -426,7 +426,15 @@ fn describe_names_parent_children_and_reads() {
     assert_eq!(info.name, "cassandra-datacenter");
     assert_eq!(info.parent.kind, "CassandraDatacenter");
     let owns: Vec<_> = info.owns.iter().map(|k| k.kind.as_str()).collect();
-    assert_eq!(owns, ["StatefulSet", "Service", "PodDisruptionBudget"]);
+    assert_eq!(
+        owns,
+        [
+            "StatefulSet",
+            "Service",
+            "PodDisruptionBudget",
+            "EndpointSlice"
+        ]
+    );
     assert!(info.reads.iter().all(|r| !r.selector.is_empty()));
     assert_eq!(
         info.observe_pods.as_deref(),
@@ -1132,4 +1140,54 @@ fn golden_statefulset() {
     let expected = std::fs::read_to_string(path)
         .expect("golden file missing; run with UPDATE_GOLDEN=1 to create it");
     assert_eq!(actual, expected, "StatefulSet differs from {path}");
+}
+
+#[test]
+fn additional_seeds_get_an_endpoint_slice_and_join_the_seed_list() {
+    let mut dc = dc_json(1, &[]);
+    dc["spec"]["additionalSeeds"] = json!(["192.168.1.10", "seed.example.com"]);
+    let plan = Sim::new(dc).plan();
+    let slice = plan
+        .apply
+        .iter()
+        .map(|o| o.value().unwrap())
+        .find(|v| v["kind"] == "EndpointSlice")
+        .unwrap();
+    assert_eq!(
+        slice["endpoints"],
+        json!([{"addresses": ["192.168.1.10"], "conditions": {"ready": true}}])
+    );
+    assert_eq!(
+        slice["metadata"]["labels"]["kubernetes.io/service-name"],
+        "demo-dc1-additional-seed-service"
+    );
+    let sts = sts_of(&plan, "demo-dc1-default-sts");
+    let env = sts["spec"]["template"]["spec"]["initContainers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "CONFIG_FILE_DATA")
+        .unwrap()
+        .clone();
+    let cfg: Value = serde_json::from_str(env["value"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        cfg["cluster-info"]["seeds"],
+        "demo-seed-service,demo-dc1-additional-seed-service"
+    );
+}
+
+#[test]
+fn a_node_that_went_down_is_started_again_after_the_timeout() {
+    let mut sim = Sim::new(dc_json(3, &["r1"]));
+    sim.run_until_ready(30);
+    sim.pods.get_mut("demo-dc1-r1-sts-2").unwrap().state = St::Down;
+    let uid = sim.pods["demo-dc1-r1-sts-2"].uid.clone();
+    // Soon after its start, a node that isn't ready yet is just waited for.
+    let plan = sim.plan();
+    assert!(plan.operations.is_empty());
+    assert!(plan.requeue_after_ms.is_some());
+    sim.now += crate::lifecycle::START_TIMEOUT_MS;
+    let plan = sim.plan();
+    let ids: Vec<_> = plan.operations.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(ids, [format!("start/demo-dc1-r1-sts-2/{uid}/1")]);
 }

@@ -74,6 +74,28 @@ pub fn fnv_hex(data: &str) -> String {
     format!("{h:016x}")
 }
 
+/// JSON text with object keys sorted at every level, whatever the map type: the input of
+/// hashes that must not depend on serde_json's `preserve_order` feature being on.
+pub fn canonical_json(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let items: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical_json(&m[k])))
+                .collect();
+            format!("{{{}}}", items.join(","))
+        }
+        Value::Array(a) => {
+            let items: Vec<String> = a.iter().map(canonical_json).collect();
+            format!("[{}]", items.join(","))
+        }
+        other => other.to_string(),
+    }
+}
+
 /// Bytes of a Kubernetes quantity (`100Gi`, `5G`, `512Mi`, `1e9`, `1500`); None when it
 /// does not parse. Precision is that of f64, plenty for a capacity estimate.
 pub fn quantity_bytes(q: &str) -> Option<f64> {
@@ -132,6 +154,12 @@ mod tests {
         assert_eq!(quantity_bytes("1500"), Some(1500.0));
         assert_eq!(quantity_bytes("1e3"), Some(1000.0));
         assert_eq!(quantity_bytes("x"), None);
+    }
+
+    #[test]
+    fn canonical_sorts_keys() {
+        let v = serde_json::json!({"b": [1, {"d": 1, "c": "x"}], "a": null});
+        assert_eq!(canonical_json(&v), r#"{"a":null,"b":[1,{"c":"x","d":1}]}"#);
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub enum ApplyError {
         #[source]
         source: kube::Error,
     },
-    #[error("{verb} {kind} {namespace}/{name} in cluster {cluster:?}: {source}")]
+    #[error("{verb} {kind} {namespace}/{name} in cluster {cluster:?}: {}", short(.source))]
     Api {
         verb: &'static str,
         cluster: String,
@@ -40,6 +40,14 @@ pub enum ApplyError {
         #[source]
         source: kube::Error,
     },
+}
+
+/// An API error in one line: the server's message, not the whole Status structure.
+pub fn short(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!("{} (HTTP {})", status.message, status.code),
+        other => other.to_string(),
+    }
 }
 
 /// A resolved kind: how to address it and whether it lives in namespaces.

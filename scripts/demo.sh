@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The one-command demo (README "Try it"): two local Kubernetes clusters, the Cassandra
+# simulator, the operator (control plane on cluster-0, data plane on cluster-1) with the
+# built-in policies, and examples/k8ssandra-cluster.yaml — then a live view until both
+# datacenters are Ready. Stays up afterwards; Ctrl-C stops everything.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root="$(pwd)"
+state="${DEMO_STATE_DIR:-${TMPDIR:-/tmp}/k8ssandra-demo}"
+mkdir -p "$state"
+ns=k8ssandra-operator
+pids=()
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+cleanup() {
+  trap - EXIT INT TERM
+  say "stopping"
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  [[ -n "${testenv_bin:-}" ]] && "$testenv_bin" down --state-dir "$state/testenv" >/dev/null 2>&1 || true
+  wait 2>/dev/null || true
+  say "stopped; logs were in $state"
+}
+trap cleanup EXIT INT TERM
+
+say "building (first run: the Kubernetes binaries take ~10 minutes, Rust ~10 more)"
+rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
+bin_dir="$(tests/testenv/build-binaries.sh | tail -n 1)"
+export TESTENV_BIN_DIR="$bin_dir" PATH="$bin_dir:$PATH"
+cargo build -q -p k8ssandra-host -p k8ssandra-testenv -p cassandra-sim
+cargo build -q --target wasm32-wasip2 --profile wasm -p cassandra-datacenter -p k8ssandra-cluster
+target="${CARGO_TARGET_DIR:-$root/target}"
+testenv_bin="$target/debug/testenv"
+mkdir -p "$state/plugins"
+cp "$target/wasm32-wasip2/wasm/cassandra_datacenter.wasm" "$target/wasm32-wasip2/wasm/k8ssandra_cluster.wasm" "$state/plugins/"
+
+say "starting 2 local Kubernetes clusters"
+kubeconfig="$state/kubeconfig"
+"$testenv_bin" down --state-dir "$state/testenv" >/dev/null 2>&1 || true
+"$testenv_bin" up --clusters 2 --state-dir "$state/testenv" --kubeconfig "$kubeconfig" >"$state/testenv.log" 2>&1 &
+pids+=($!)
+until grep -q '^ready' "$state/testenv.log" 2>/dev/null; do
+  kill -0 "${pids[-1]}" 2>/dev/null || { cat "$state/testenv.log" >&2; exit 1; }
+  sleep 1
+done
+export KUBECONFIG="$kubeconfig"
+k0() { kubectl --context cluster-0 "$@"; }
+k1() { kubectl --context cluster-1 "$@"; }
+
+say "installing the CRDs in both clusters"
+"$target/debug/k8ssandra-operator" crds >"$state/crds.yaml"
+for k in k0 k1; do
+  $k apply --server-side -f "$state/crds.yaml" >/dev/null
+  $k create namespace "$ns" --dry-run=client -o yaml | $k apply -f - >/dev/null
+done
+
+say "starting the Cassandra simulator"
+"$target/debug/cassandra-sim" --kubeconfig "$kubeconfig" --bootstrap-delay 1s >"$state/sim.out" 2>"$state/sim.log" &
+pids+=($!)
+
+say "registering cluster-1 with the control plane (ClientConfig)"
+kubectl config view --raw --minify --context cluster-1 >"$state/cluster-1.kubeconfig"
+k0 -n "$ns" create secret generic cluster-1-kubeconfig --from-file=kubeconfig="$state/cluster-1.kubeconfig" \
+  --dry-run=client -o yaml | k0 apply -f - >/dev/null
+cat <<YAML | k0 apply -f - >/dev/null
+apiVersion: config.k8ssandra.io/v1beta1
+kind: ClientConfig
+metadata:
+  name: cluster-1
+  namespace: $ns
+spec:
+  contextName: cluster-1
+  kubeConfigSecret:
+    name: cluster-1-kubeconfig
+YAML
+
+say "starting the operator: control plane on cluster-0, data plane on cluster-1"
+"$target/debug/k8ssandra-operator" run --context cluster-0 --plugin-dir "$state/plugins" \
+  --cache-dir "$state/cache" --metrics-addr 127.0.0.1:18080 >"$state/operator-0.log" 2>&1 &
+pids+=($!)
+"$target/debug/k8ssandra-operator" run --context cluster-1 --plugin-dir "$state/plugins" \
+  --cache-dir "$state/cache" --metrics-addr 127.0.0.1:18081 --control-plane=false >"$state/operator-1.log" 2>&1 &
+pids+=($!)
+
+say "applying examples/k8ssandra-cluster.yaml"
+k0 apply -f examples/k8ssandra-cluster.yaml >/dev/null
+
+dc_ready() { # context dc
+  kubectl --context "$1" -n "$ns" get cassdc "$2" \
+    -o jsonpath='{.status.cassandraOperatorProgress}{" "}{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null
+}
+start=$(date +%s)
+while true; do
+  view="$(
+    echo "K8ssandraCluster demo — $(( $(date +%s) - start ))s   (logs: $state)"
+    echo
+    k0 -n "$ns" get k8c 2>&1 | sed 's/^/  /'
+    for ctx in cluster-0 cluster-1; do
+      echo
+      echo "[$ctx]"
+      kubectl --context "$ctx" -n "$ns" get cassdc,statefulsets,pods -o wide 2>&1 | sed 's/^/  /'
+    done
+  )"
+  clear 2>/dev/null || true
+  echo "$view"
+  if [[ "$(dc_ready cluster-0 dc1)" == "Ready True" && "$(dc_ready cluster-1 dc2)" == "Ready True" ]]; then
+    break
+  fi
+  for pid in "${pids[@]}"; do
+    kill -0 "$pid" 2>/dev/null || { say "a component stopped; see $state/*.log"; exit 1; }
+  done
+  sleep 2
+done
+
+say "both datacenters are Ready after $(( $(date +%s) - start ))s"
+cat <<TXT
+
+Try it:
+  export KUBECONFIG=$kubeconfig
+  kubectl --context cluster-0 -n $ns get k8c demo -o yaml
+  kubectl --context cluster-1 -n $ns get cassdc dc2 -o yaml
+  kubectl --context cluster-0 -n $ns patch cassdc dc1 --type merge -p '{"spec":{"size":6}}'
+  curl -s http://127.0.0.1:18080/metrics | grep k8ssandra_
+
+Simulator control API: $(head -n 1 "$state/sim.out")
+Press Ctrl-C to stop everything.
+TXT
+wait

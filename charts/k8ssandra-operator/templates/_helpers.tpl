@@ -1,0 +1,175 @@
+{{- define "k8ssandra-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "k8ssandra-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "k8ssandra-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "k8ssandra-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "k8ssandra-operator.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "k8ssandra-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "k8ssandra-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "k8ssandra-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The namespace watched in namespace-scoped mode. */}}
+{{- define "k8ssandra-operator.watchNamespace" -}}
+{{- default .Release.Namespace .Values.watchNamespace }}
+{{- end }}
+
+{{- define "k8ssandra-operator.hasCustomPolicies" -}}
+{{- if or .Values.customPolicies.configMap .Values.customPolicies.volume }}true{{ end }}
+{{- end }}
+
+{{/*
+Rules of the operator's own work, the same in both modes. Each verb is one the host uses:
+parents are watched, patched (finalizers by server-side apply) and get status patches;
+owned children are server-side applied (create/patch), pruned (delete) and watched by
+label; Pods and PVCs are read and deleted only; Secrets are read by name, listed by label,
+generated (create) and replicated (patch).
+*/}}
+{{- define "k8ssandra-operator.rules" -}}
+- apiGroups:
+    - cassandra.datastax.com
+    - k8ssandra.io
+    - config.k8ssandra.io
+    - control.k8ssandra.io
+    - medusa.k8ssandra.io
+    - reaper.k8ssandra.io
+    - replication.k8ssandra.io
+    - stargate.k8ssandra.io
+  resources:
+    - cassandradatacenters
+    - k8ssandraclusters
+    - clientconfigs
+    - cassandratasks
+    - k8ssandratasks
+    - scheduledtasks
+    - medusabackupjobs
+    - medusabackups
+    - medusabackupschedules
+    - medusaconfigurations
+    - medusarestorejobs
+    - medusatasks
+    - reapers
+    - replicatedsecrets
+    - stargates
+  verbs: [get, list, watch, patch]
+# Custom resources that a built-in policy owns (K8ssandraCluster → CassandraDatacenter,
+# ReplicatedSecret, Stargate, Reaper): created by server-side apply and pruned.
+- apiGroups:
+    - cassandra.datastax.com
+    - replication.k8ssandra.io
+    - stargate.k8ssandra.io
+    - reaper.k8ssandra.io
+  resources:
+    - cassandradatacenters
+    - replicatedsecrets
+    - stargates
+    - reapers
+  verbs: [create, delete]
+- apiGroups:
+    - cassandra.datastax.com
+    - k8ssandra.io
+    - config.k8ssandra.io
+    - control.k8ssandra.io
+    - medusa.k8ssandra.io
+    - reaper.k8ssandra.io
+    - replication.k8ssandra.io
+    - stargate.k8ssandra.io
+  resources:
+    - cassandradatacenters/status
+    - k8ssandraclusters/status
+    - clientconfigs/status
+    - cassandratasks/status
+    - k8ssandratasks/status
+    - scheduledtasks/status
+    - medusabackupjobs/status
+    - medusabackups/status
+    - medusabackupschedules/status
+    - medusaconfigurations/status
+    - medusarestorejobs/status
+    - medusatasks/status
+    - reapers/status
+    - replicatedsecrets/status
+    - stargates/status
+  verbs: [patch]
+# ownerReferences with a controller pointing at a parent need update on its finalizers.
+- apiGroups:
+    - cassandra.datastax.com
+    - k8ssandra.io
+    - control.k8ssandra.io
+    - medusa.k8ssandra.io
+    - reaper.k8ssandra.io
+    - replication.k8ssandra.io
+    - stargate.k8ssandra.io
+  resources:
+    - cassandradatacenters/finalizers
+    - k8ssandraclusters/finalizers
+    - cassandratasks/finalizers
+    - k8ssandratasks/finalizers
+    - scheduledtasks/finalizers
+    - medusabackupjobs/finalizers
+    - medusabackupschedules/finalizers
+    - medusarestorejobs/finalizers
+    - medusatasks/finalizers
+    - reapers/finalizers
+    - replicatedsecrets/finalizers
+    - stargates/finalizers
+  verbs: [update]
+- apiGroups: [apps]
+  resources: [statefulsets]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [""]
+  resources: [services, configmaps]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list, watch, delete]
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [list, watch, delete]
+- apiGroups: [""]
+  resources: [secrets]
+{{- if .Values.controlPlane }}
+  # The K8ssandraCluster policy reads its Secrets through a label-selected watch.
+  verbs: [get, list, watch, create, patch]
+{{- else }}
+  verbs: [get, list, create, patch]
+{{- end }}
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+{{- with .Values.rbac.extraRules }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}

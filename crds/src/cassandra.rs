@@ -1164,3 +1164,81 @@ pub fn cassandra_datacenter_crd() -> CustomResourceDefinition {
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![cassandra_datacenter_crd()]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dc(spec: Value, status: Value) -> CassandraDatacenter {
+        serde_json::from_value(json!({
+            "apiVersion": "cassandra.datastax.com/v1beta1",
+            "kind": "CassandraDatacenter",
+            "metadata": {"name": "dc1", "annotations": {"cassandra.datastax.com/allow-storage-changes": "true"}},
+            "spec": spec,
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn base() -> Value {
+        json!({"clusterName": "My_Cluster", "serverType": "cassandra", "serverVersion": "4.1.5",
+               "size": 3, "storageConfig": {"cassandraDataVolumeClaimSpec":
+                   {"resources": {"requests": {"storage": "10Gi"}}}}})
+    }
+
+    #[test]
+    fn names_racks_and_conditions() {
+        let d = dc(
+            base(),
+            json!({"conditions": [{"type": "Ready", "status": "True", "reason": "", "message": ""}]}),
+        );
+        assert_eq!(d.datacenter_name(), "dc1");
+        assert_eq!(d.racks().len(), 1);
+        assert_eq!(d.racks()[0].name, "default");
+        assert_eq!(d.sts_name("default"), "my-cluster-dc1-default-sts");
+        assert_eq!(d.superuser_secret_name(), "my-cluster-superuser");
+        assert_eq!(d.spec.storage_config.data_volume_size(), Some("10Gi"));
+        assert!(d.annotation_is_true(crate::labels::ALLOW_STORAGE_CHANGES_ANNOTATION));
+        let status = d.status.as_ref().unwrap();
+        assert!(status.is_true(DatacenterConditionType::Ready));
+        assert!(!status.is_true(DatacenterConditionType::ScalingUp));
+        assert_eq!(
+            d.datacenter_labels()
+                .get(crate::labels::CLUSTER_LABEL)
+                .map(String::as_str),
+            Some("My_Cluster")
+        );
+
+        let mut spec = base();
+        spec["datacenterName"] = json!("East DC");
+        let d = dc(spec, json!({"datacenterName": "East DC"}));
+        assert_eq!(d.datacenter_name(), "East DC");
+        assert_eq!(d.label_resource_name(), "eastdc");
+    }
+
+    #[test]
+    fn unknown_spec_fields_are_kept() {
+        let mut spec = base();
+        spec["someFutureField"] = json!({"a": 1});
+        let d = dc(spec.clone(), json!({}));
+        assert_eq!(
+            d.spec.unknown_fields.get("someFutureField"),
+            Some(&json!({"a": 1}))
+        );
+        assert_eq!(serde_json::to_value(&d.spec).unwrap(), spec);
+    }
+
+    #[test]
+    fn volume_source_becomes_a_pod_volume() {
+        let src: VolumeSource =
+            serde_json::from_value(json!({"configMap": {"name": "extra"}})).unwrap();
+        let v = src.to_volume("extra-config").unwrap();
+        assert_eq!(v.name, "extra-config");
+        assert_eq!(v.config_map.unwrap().name, "extra");
+        assert_eq!(
+            NodeState::parse("Started-not-Ready"),
+            Some(NodeState::StartedNotReady)
+        );
+    }
+}

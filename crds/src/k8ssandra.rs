@@ -1331,3 +1331,89 @@ pub fn k8ssandra_cluster_crd() -> CustomResourceDefinition {
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![k8ssandra_cluster_crd()]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cluster(spec: Value) -> K8ssandraCluster {
+        serde_json::from_value(json!({
+            "apiVersion": "k8ssandra.io/v1alpha1",
+            "kind": "K8ssandraCluster",
+            "metadata": {"name": "demo"},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn names_and_defaults() {
+        let k = cluster(json!({"cassandra": {"datacenters": [
+            {"metadata": {"name": "dc1"}, "size": 3},
+            {"metadata": {"name": "dc2"}, "size": 3, "datacenterName": "East", "stopped": true}
+        ]}}));
+        assert_eq!(k.cass_cluster_name(), "demo");
+        assert!(k.is_auth_enabled());
+        assert!(!k.use_external_secrets());
+        assert_eq!(k.server_type(), ServerType::Cassandra);
+        assert_eq!(k.datacenters()[0].cass_dc_name(), "dc1");
+        assert_eq!(k.datacenters()[1].cass_dc_name(), "East");
+        assert!(k.has_stopped_datacenters());
+        assert!(!k.has_stargates());
+
+        let k = cluster(json!({"auth": false, "secretsProvider": "external",
+            "cassandra": {"clusterName": "Prod Cluster", "serverType": "dse"}}));
+        assert_eq!(k.cass_cluster_name(), "Prod Cluster");
+        assert_eq!(k.sanitized_name(), "prodcluster");
+        assert!(!k.is_auth_enabled());
+        assert!(k.use_external_secrets());
+        assert_eq!(k.server_type(), ServerType::Dse);
+    }
+
+    #[test]
+    fn datacenter_options_win_over_cluster_options() {
+        let k = cluster(json!({"cassandra": {
+            "serverVersion": "4.1.5",
+            "config": {"cassandraYaml": {"num_tokens": 16, "concurrent_reads": 32},
+                       "jvmOptions": {"heap_max_size": "4G"}},
+            "racks": [{"name": "r1"}, {"name": "r2"}],
+            "datacenters": [{"metadata": {"name": "dc1"}, "size": 3,
+                "serverVersion": "5.0.2",
+                "config": {"cassandraYaml": {"concurrent_reads": 64}},
+                "racks": [{"name": "a1"}]}]
+        }}));
+        let cass = k.spec.cassandra.as_ref();
+        let merged = k.datacenters()[0].merged_options(cass).unwrap();
+        assert_eq!(merged.server_version.as_deref(), Some("5.0.2"));
+        let config = merged.cassandra_config.unwrap();
+        assert_eq!(
+            config.cassandra_yaml.unwrap(),
+            json!({"num_tokens": 16, "concurrent_reads": 64})
+        );
+        assert_eq!(config.jvm_options.unwrap().max_heap_size.unwrap().0, "4G");
+        // Lists are replaced, not concatenated.
+        let racks: Vec<_> = merged.racks.unwrap().into_iter().map(|r| r.name).collect();
+        assert_eq!(racks, ["a1"]);
+    }
+
+    #[test]
+    fn crd_carries_the_update_rules() {
+        let crd = k8ssandra_cluster_crd();
+        assert_eq!(
+            crd.spec.names.short_names.as_deref(),
+            Some(&["k8c".to_string(), "k8cs".to_string()][..])
+        );
+        let messages: Vec<String> = schema::rules_of(&crd)
+            .into_iter()
+            .filter_map(|(_, r)| r.message)
+            .collect();
+        for expected in [
+            "spec.cassandra.clusterName is immutable",
+            "spec.cassandra.datacenters: adding and removing datacenters",
+            "must be a DNS-1035 label",
+        ] {
+            assert!(messages.iter().any(|m| m.contains(expected)), "{expected}");
+        }
+    }
+}

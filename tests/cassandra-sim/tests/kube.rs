@@ -215,8 +215,48 @@ async fn serves_pods_of_two_clusters_and_patches_readiness() -> anyhow::Result<(
     let state = sim.state();
     let gone = state
         .node_of_pod("shared-dc1-r1-sts-0")
+        .cloned()
         .expect("still in ring");
     assert!(!gone.alive && !gone.mgmt_api_up);
+
+    // Recreated under the same name (same volume): the same node restarts, wherever it lands.
+    wait_until("pod gone", || async {
+        east.get_opt("shared-dc1-r1-sts-0")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    east.create(
+        &PostParams::default(),
+        &cassandra_pod("shared-dc1-r1-sts-0", "dc1", true),
+    )
+    .await?;
+    let ip_again = pod_ip(&east, "shared-dc1-r1-sts-0").await;
+    wait_until("liveness after recreation", || async {
+        let r = http
+            .get(url(&ip_again, "/api/v0/probes/liveness"))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+    let r = http
+        .post(url(&ip_again, "/api/v0/lifecycle/start"))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    wait_condition(&east, "shared-dc1-r1-sts-0", "Ready", "True").await;
+    let back = sim
+        .state()
+        .node_of_pod("shared-dc1-r1-sts-0")
+        .cloned()
+        .expect("node");
+    assert_eq!(back.host_id, gone.host_id);
+    assert_eq!(back.tokens, gone.tokens);
+    assert_eq!(back.ip.as_deref(), Some(ip_again.as_str()));
     assert!(sim.violations().is_empty(), "{:?}", sim.violations());
 
     sim.shutdown().await;

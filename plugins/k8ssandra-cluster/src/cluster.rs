@@ -611,6 +611,18 @@ impl<'a> Ctx<'a> {
             if peers_unseen && let Some(c) = &child {
                 seed_list = c.obj.spec.additional_seeds.clone().unwrap_or_default();
             }
+            // A datacenter's config lists its additional-seed Service only while it has
+            // additional seeds, so emptying the list rolls every node of it. When the last
+            // peer goes (a removed datacenter), the old list stays: seeds that no longer
+            // answer are skipped by Cassandra, a restart of a whole datacenter is not free.
+            if seed_list.is_empty()
+                && let Some(live) = child
+                    .as_ref()
+                    .and_then(|c| c.obj.spec.additional_seeds.clone())
+                    .filter(|l| !l.is_empty())
+            {
+                seed_list = live;
+            }
 
             let mut extra = BTreeMap::new();
             if let Some(j) = &st.join {
@@ -661,7 +673,10 @@ impl<'a> Ctx<'a> {
                         }
                         f
                     } else {
-                        if differs || !is_subset(&desired["spec"], &live_spec) {
+                        // observedGeneration waits until the datacenters show this spec
+                        // (seeds aside, which follow pod IPs), so a spec change is never
+                        // mistaken for an operator default once the cache lags.
+                        if differs {
                             self.pending_apply = true;
                         }
                         desired

@@ -871,6 +871,16 @@ fn removing_a_datacenter_is_refused_while_a_user_keyspace_replicates_to_it() {
     let plan = w.plan();
     assert_eq!(dcs_in(&plan), [("A".to_string(), "dc1".to_string())]);
     assert!(status(&plan)["datacenters"].get("dc2").is_none());
+    // dc1 keeps a seed list rather than an empty one (which would roll its nodes).
+    assert_eq!(
+        dc_obj(&plan, "dc1")["spec"]["additionalSeeds"],
+        json!(["10.2.0.1"])
+    );
+    assert!(
+        plan.operations
+            .iter()
+            .all(|o| o.target.cluster != "A" || o.kind != OperationKind::Decommission)
+    );
 }
 
 #[test]
@@ -1053,4 +1063,73 @@ fn validate_refuses_adding_and_removing_in_one_update() {
     ]));
     let got = violations(&moved, Some(&old));
     assert_eq!(got[0].0, "spec.cassandra.datacenters[0].k8sContext");
+}
+
+#[test]
+fn seeds_moving_is_not_an_update_that_needs_permission() {
+    let mut w = both_ready();
+    settle(&mut w);
+    let plan = w.plan();
+    w.kc["status"] = status(&plan);
+    // dc2's seed pod got a new IP.
+    for r in &mut w.related {
+        r.json = r.json.replace("10.2.0.1", "10.2.0.9");
+    }
+    let plan = w.plan();
+    assert_eq!(condition(&plan, "RequiresUpdate").as_deref(), Some("False"));
+    assert_eq!(
+        dc_obj(&plan, "dc1")["spec"]["additionalSeeds"],
+        json!(["10.2.0.9"])
+    );
+    assert_eq!(status(&plan)["observedGeneration"], 1);
+}
+
+#[test]
+fn a_changed_context_keeps_the_running_datacenter() {
+    let mut w = both_ready();
+    settle(&mut w);
+    w.kc["metadata"]["generation"] = json!(2);
+    w.kc["spec"]["cassandra"]["datacenters"][1]["k8sContext"] = json!("A");
+    let plan = w.plan();
+    assert!(dcs_in(&plan).contains(&("B".to_string(), "dc2".to_string())));
+    assert!(!dcs_in(&plan).contains(&("A".to_string(), "dc2".to_string())));
+    assert!(
+        plan.operations.iter().all(
+            |o| o.kind != OperationKind::Decommission && o.kind != OperationKind::ListKeyspaces
+        )
+    );
+    let err = status(&plan)["error"].as_str().unwrap().to_string();
+    assert!(
+        err.contains("spec.cassandra.datacenters[1].k8sContext"),
+        "{err}"
+    );
+}
+
+#[test]
+fn stopped_and_namespaced_datacenters() {
+    let v = kc(
+        json!([{"metadata": {"name": "dc1", "namespace": "other"}, "k8sContext": "A", "size": 3, "stopped": true}]),
+    );
+    let mut w = World::new(v);
+    w.secret("");
+    w.related.push(Object {
+        cluster: "A".into(),
+        json: json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "demo-superuser", "namespace": "other"}})
+        .to_string(),
+    });
+    let plan = w.plan();
+    let dc = dc_obj(&plan, "dc1");
+    assert_eq!(dc["metadata"]["namespace"], "other");
+    assert_eq!(dc["spec"]["stopped"], true);
+    let rs = plan
+        .apply
+        .iter()
+        .find(|o| o.kind().as_deref() == Some("ReplicatedSecret"))
+        .unwrap();
+    let rs = rs.value().unwrap();
+    assert_eq!(
+        rs["spec"]["replicationTargets"],
+        json!([{"k8sContextName": "A", "namespace": "other"}])
+    );
 }

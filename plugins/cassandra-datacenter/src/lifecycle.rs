@@ -317,8 +317,11 @@ impl Decider<'_> {
             } else if live_replicas.is_some_and(|l| l > rack.desired) {
                 // Another rack is being scaled down first; this one waits its turn.
                 live_replicas.unwrap_or(rack.desired)
-            } else if rack_pods.is_empty() {
+            } else if rack_pods.is_empty() && live_replicas.is_none_or(|l| l <= 1) {
                 // Pod 0 first, created as the rack's seed (see `objects::statefulset`).
+                // Only when the rack is being created from nothing: a StatefulSet that
+                // already runs more pods than we can see (a pod cache still syncing) is
+                // never shrunk on that account.
                 rack.desired.min(1)
             } else {
                 rack.desired
@@ -948,7 +951,9 @@ impl Decider<'_> {
                 .pods
                 .iter()
                 .filter(|p| p.rack == rack.label && !p.terminating)
-                .filter(|p| p.template_hash.as_deref() != Some(hash.as_str()))
+                // Pods without the annotation were made by another operator (a migration
+                // from cass-operator): adopted as they are rather than all restarted.
+                .filter(|p| p.template_hash.as_deref().is_some_and(|h| h != hash))
                 .collect();
             pods.sort_by_key(|p| std::cmp::Reverse(p.ordinal));
             count += pods.len();

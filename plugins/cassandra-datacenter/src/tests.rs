@@ -1191,3 +1191,42 @@ fn a_node_that_went_down_is_started_again_after_the_timeout() {
     let ids: Vec<_> = plan.operations.iter().map(|o| o.id.as_str()).collect();
     assert_eq!(ids, [format!("start/demo-dc1-r1-sts-2/{uid}/1")]);
 }
+
+#[test]
+fn statefulsets_never_shrink_because_pods_are_not_visible() {
+    let mut sim = Sim::new(dc_json(6, &["r1", "r2", "r3"]));
+    sim.run_until_ready(40);
+    // An operator restart whose pod cache is still empty.
+    let pods = std::mem::take(&mut sim.pods);
+    let plan = sim.plan();
+    for i in 1..=3 {
+        assert_eq!(
+            sts_of(&plan, &format!("demo-dc1-r{i}-sts"))["spec"]["replicas"],
+            json!(2)
+        );
+    }
+    assert!(plan.delete.is_empty() && plan.operations.is_empty());
+    let st: Value = serde_json::from_str(plan.status.as_ref().unwrap()).unwrap();
+    assert_eq!(st["nodeStatuses"].as_object().unwrap().len(), 6);
+    sim.pods = pods;
+}
+
+#[test]
+fn pods_of_another_operator_are_adopted_without_restart() {
+    let mut sim = Sim::new(dc_json(3, &["r1"]));
+    sim.run_until_ready(30);
+    for p in sim.pods.values_mut() {
+        p.hash = String::new();
+    }
+    // An empty hash stands for "no annotation" in the simulated pod JSON.
+    let mut snap = sim.snapshot();
+    for o in &mut snap.related {
+        let mut v: Value = serde_json::from_str(&o.json).unwrap();
+        if v["kind"] == "Pod" {
+            v["metadata"]["annotations"] = json!({});
+            o.json = v.to_string();
+        }
+    }
+    let plan = P::reconcile(snap).unwrap();
+    assert!(plan.delete.is_empty());
+}

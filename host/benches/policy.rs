@@ -102,75 +102,111 @@ fn fixture() -> Fixture {
     }
 }
 
-/// Times `SAMPLES` iterations one by one and prints median and p99.
-fn percentiles(label: &str, mut f: impl FnMut()) -> (Duration, Duration) {
-    for _ in 0..SAMPLES / 10 {
-        f();
-    }
-    let mut samples: Vec<Duration> = (0..SAMPLES)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .collect();
+/// Median and p99 of a sorted sample.
+fn stats(samples: &mut [Duration]) -> (Duration, Duration) {
     samples.sort();
-    let median = samples[SAMPLES / 2];
-    let p99 = samples[SAMPLES * 99 / 100];
-    println!(
-        "{label:<44} median {:>9.2} µs   p99 {:>9.2} µs",
-        micros(median),
-        micros(p99)
-    );
-    (median, p99)
+    (
+        samples[samples.len() / 2],
+        samples[samples.len() * 99 / 100],
+    )
 }
 
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
+/// Times `SAMPLES` iterations of every variant, one of each in turn, so a burst of load
+/// from elsewhere on the machine hits all variants alike, and prints median and p99.
 fn custom_measurement(fx: &Fixture) {
-    println!("\npolicy runtime: echo reconcile, {SAMPLES} timed iterations each");
-    let (native, native_p99) = percentiles("native reconcile", || {
-        black_box(echo_policy::EchoPolicy::reconcile(black_box(fx.guest_snapshot.clone())).ok());
-    });
-    let (wasm, wasm_p99) = percentiles("wasm instantiate+reconcile (blocking)", || {
-        black_box(
-            fx.runtime
-                .reconcile_blocking(&fx.policy, black_box(&fx.host_snapshot))
-                .ok(),
+    const BATCH: usize = 100;
+    let variants: Vec<(&str, Box<dyn Fn() + '_>)> = vec![
+        (
+            "native reconcile",
+            Box::new(|| {
+                black_box(
+                    echo_policy::EchoPolicy::reconcile(black_box(fx.guest_snapshot.clone())).ok(),
+                );
+            }),
+        ),
+        (
+            "wasm instantiate+reconcile (blocking)",
+            Box::new(|| {
+                black_box(
+                    fx.runtime
+                        .reconcile_blocking(&fx.policy, black_box(&fx.host_snapshot))
+                        .ok(),
+                );
+            }),
+        ),
+        (
+            "wasm reconcile, async API (spawn_blocking)",
+            Box::new(|| {
+                black_box(
+                    fx.tokio
+                        .block_on(fx.runtime.reconcile(&fx.policy, fx.host_snapshot.clone()))
+                        .ok(),
+                );
+            }),
+        ),
+        (
+            "  breakdown: instantiate+drop only",
+            Box::new(|| {
+                black_box(fx.runtime.instantiate_blocking(&fx.policy).ok());
+            }),
+        ),
+    ];
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(SAMPLES); variants.len()];
+    for round in 0..SAMPLES + SAMPLES / 10 {
+        for (i, (_, f)) in variants.iter().enumerate() {
+            let start = Instant::now();
+            f();
+            // The first tenth warms caches and the pool up.
+            if round >= SAMPLES / 10 {
+                samples[i].push(start.elapsed());
+            }
+        }
+    }
+    // The call alone: one instance, BATCH calls; per-call time is the batch's divided.
+    let mut batched: Vec<Duration> = (0..SAMPLES / BATCH)
+        .map(|_| {
+            let start = Instant::now();
+            black_box(
+                fx.runtime
+                    .reconcile_reusing_instance_blocking(&fx.policy, &fx.host_snapshot, BATCH)
+                    .ok(),
+            );
+            start.elapsed() / BATCH as u32
+        })
+        .collect();
+
+    println!("\npolicy runtime: echo reconcile, {SAMPLES} timed iterations each (round-robin)");
+    let mut medians = Vec::new();
+    for ((label, _), samples) in variants.iter().zip(samples.iter_mut()) {
+        let (median, p99) = stats(samples);
+        medians.push((median, p99));
+        println!(
+            "{label:<46} median {:>9.2} µs   p99 {:>9.2} µs",
+            micros(median),
+            micros(p99)
         );
-    });
-    let (full, full_p99) = percentiles("wasm reconcile via async API (spawn_blocking)", || {
-        black_box(
-            fx.tokio
-                .block_on(fx.runtime.reconcile(&fx.policy, fx.host_snapshot.clone()))
-                .ok(),
-        );
-    });
-    percentiles("  of which: instantiate only", || {
-        black_box(fx.runtime.instantiate_blocking(&fx.policy).ok());
-    });
-    // The call alone: one instance, many calls; per-call time is the total divided.
-    let batch = 100;
-    let (batched, _) = percentiles("  of which: 100 calls in one instance", || {
-        black_box(
-            fx.runtime
-                .reconcile_reusing_instance_blocking(&fx.policy, &fx.host_snapshot, batch)
-                .ok(),
-        );
-    });
+    }
+    let (call_median, call_p99) = stats(&mut batched);
     println!(
-        "{:<44} {:>16.2} µs",
-        "  => one call without instantiation",
-        micros(batched) / batch as f64
+        "{:<46} median {:>9.2} µs   p99 {:>9.2} µs",
+        "  breakdown: call alone in a reused instance",
+        micros(call_median),
+        micros(call_p99)
     );
+    let ratio = |i: usize| {
+        (
+            micros(medians[i].0) / micros(medians[0].0),
+            micros(medians[i].1) / micros(medians[0].1),
+        )
+    };
+    let (blocking, blocking_p99) = ratio(1);
+    let (full, full_p99) = ratio(2);
     println!(
-        "ratio wasm/native: median {:.2}x, p99 {:.2}x (blocking); median {:.2}x, p99 {:.2}x (async API)\n",
-        micros(wasm) / micros(native),
-        micros(wasm_p99) / micros(native_p99),
-        micros(full) / micros(native),
-        micros(full_p99) / micros(native_p99),
+        "ratio wasm/native: median {blocking:.2}x, p99 {blocking_p99:.2}x (blocking); median {full:.2}x, p99 {full_p99:.2}x (async API)\n"
     );
 }
 

@@ -312,6 +312,25 @@ async fn policies_cannot_reach_files_environment_or_network() {
 }
 
 #[tokio::test]
+async fn every_call_gets_a_fresh_instance() {
+    // One slot, so every call reuses the same (reset) memory.
+    let rt = PolicyRuntime::new(RuntimeConfig {
+        max_instances: 1,
+        ..config()
+    })
+    .unwrap();
+    let policy = misbehave(&rt).await;
+    for _ in 0..5 {
+        let plan = rt
+            .reconcile(&policy, misbehave_snapshot("count"))
+            .await
+            .expect("sandbox ok")
+            .expect("policy ok");
+        assert_eq!(plan.events[0].message, "call 1");
+    }
+}
+
+#[tokio::test]
 async fn concurrent_calls_beyond_the_pool_wait_for_a_slot() {
     let rt = PolicyRuntime::new(RuntimeConfig {
         max_instances: 2,

@@ -612,9 +612,11 @@ fn engine_config(cfg: &RuntimeConfig) -> Config {
     pool.max_memory_size(cfg.memory_limit.next_multiple_of(64 << 10));
     // When a slot is reused, zero up to this much of the previous call's memory in place
     // instead of returning it to the kernel: the next call then touches resident pages
-    // rather than faulting each one in again. Policies' heaps are small.
+    // rather than faulting each one in again. Policies' heaps are small. Where the kernel
+    // has PAGEMAP_SCAN (Linux 6.7+), only the pages the call dirtied are reset.
     pool.linear_memory_keep_resident(KEEP_RESIDENT);
     pool.table_keep_resident(64 << 10);
+    pool.pagemap_scan(wasmtime::Enabled::Auto);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
 }

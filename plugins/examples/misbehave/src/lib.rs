@@ -9,6 +9,7 @@
 //!   at once and freezes time).
 //! - `escape`: tries the file system, the environment and a TCP connection to
 //!   `spec.address`, and reports each outcome as an event (the host must deny them all).
+//! - `count`: bumps a global counter and reports it; every call must see a fresh instance.
 //! - anything else: returns a `PolicyError` (a clean refusal, not a crash).
 //!
 //! `validate` refuses objects whose `spec.behaviour` is missing.
@@ -90,6 +91,15 @@ impl Policy for Misbehave {
                 }
             }
             Some("trap") => panic!("misbehave was asked to trap"),
+            Some("count") => {
+                static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                // A heap allocation too, so reused memory would show in the count's text.
+                let seen = Box::new(format!("call {n}"));
+                let mut plan = Plan::default();
+                plan.event(EventType::Normal, "Counted", *seen);
+                Ok(plan)
+            }
             Some("sleep") => {
                 let started = std::time::Instant::now();
                 std::thread::sleep(std::time::Duration::from_secs(3600));

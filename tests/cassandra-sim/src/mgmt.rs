@@ -447,6 +447,13 @@ struct Bound {
     task: JoinHandle<()>,
 }
 
+impl Drop for Bound {
+    // Also when the manager itself is aborted: no listener may outlive the simulator.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Keeps one listener per pod address that should answer, level-triggered on every kick.
 pub(crate) async fn run_listeners(
     core: Arc<Core>,
@@ -469,10 +476,10 @@ pub(crate) async fn run_listeners(
             .map(|(k, _)| k.clone())
             .collect();
         for key in stale {
-            if let Some(b) = bound.remove(&key) {
+            if let Some(mut b) = bound.remove(&key) {
                 b.task.abort();
                 // Wait for the socket to be closed so a new pod on the same IP can bind.
-                let _ = b.task.await;
+                let _ = (&mut b.task).await;
                 core.set_listening(&key, false);
                 tracing::info!(pod = %key, addr = %b.addr, "management API listener closed");
             }
@@ -507,9 +514,9 @@ pub(crate) async fn run_listeners(
             });
         }
     }
-    for (_, b) in bound.drain() {
+    for (_, mut b) in bound.drain() {
         b.task.abort();
-        let _ = b.task.await;
+        let _ = (&mut b.task).await;
     }
 }
 

@@ -754,6 +754,32 @@ async fn faults_inject_errors_and_death_until_cleared() {
         Some(StatusCode::OK)
     );
 
+    // Latency: an answer that takes an hour is no answer for a client with a timeout.
+    client
+        .set_fault(&FaultRequest {
+            target: FaultTarget::Ip(e.ip(1)),
+            fault: Some(Fault {
+                latency_ms: 3_600_000,
+                ..Fault::default()
+            }),
+            clear: false,
+            wipe: false,
+        })
+        .await
+        .expect("fault set");
+    let slow = e
+        .http
+        .get(e.url(1, "/api/v0/probes/liveness"))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(slow.is_err_and(|err| err.is_timeout()));
+    client.set_fault(&clear).await.expect("fault cleared");
+    assert_eq!(
+        e.status("GET", 1, "/api/v0/probes/liveness").await,
+        Some(StatusCode::OK)
+    );
+
     // Death: nothing answers, and Cassandra is down once it comes back.
     e.sim
         .set_fault(&FaultRequest {

@@ -102,6 +102,9 @@ fn fixture() -> Fixture {
     }
 }
 
+/// One timed operation of the benchmark.
+type Variant<'a> = Box<dyn Fn() + 'a>;
+
 /// Median and p99 of a sorted sample.
 fn stats(samples: &mut [Duration]) -> (Duration, Duration) {
     samples.sort();
@@ -119,7 +122,7 @@ fn micros(d: Duration) -> f64 {
 /// from elsewhere on the machine hits all variants alike, and prints median and p99.
 fn custom_measurement(fx: &Fixture) {
     const BATCH: usize = 100;
-    let variants: Vec<(&str, Box<dyn Fn() + '_>)> = vec![
+    let variants: Vec<(&str, Variant<'_>)> = vec![
         (
             "native reconcile",
             Box::new(|| {

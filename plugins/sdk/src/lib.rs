@@ -26,12 +26,12 @@ pub mod bindings {
     });
 }
 
+pub use bindings::k8ssandra::policy::types::Event;
 pub use bindings::k8ssandra::policy::types::{
     ClusterState, EventType, GeneratedSecret, KindRef, Level, NodeRef, NodeState, Object,
     ObjectKey, Operation, OperationKind, OperationResult, Outcome, Plan, PluginInfo, PolicyError,
     ReadSpec, Replication, Role, Snapshot, TableScope, Violation,
 };
-pub use bindings::k8ssandra::policy::types::Event;
 
 /// Re-exported so policies use the same versions as the SDK.
 pub use k8s_openapi;

@@ -46,6 +46,9 @@ pub const JOIN_DONE: &str = "done";
 pub const VALID: &str = "Valid";
 pub const REMOVAL_BLOCKED: &str = "DatacenterRemovalBlocked";
 
+/// Requeue while waiting for something that should announce itself anyway.
+const WAIT_MS: u64 = 15_000;
+
 /// One Cassandra pod of this cluster, in any Kubernetes cluster.
 #[derive(Clone, Debug)]
 pub struct PodInfo {
@@ -249,7 +252,19 @@ impl<'a> Ctx<'a> {
             .filter(|o| o.kind().as_deref() == Some("CassandraDatacenter"))
             .filter_map(|o| {
                 let raw = o.value().ok()?;
-                let obj: CassandraDatacenter = serde_json::from_value(raw.clone()).ok()?;
+                // A datacenter whose spec does not parse (edited by hand, newer fields) is
+                // still ours: dropping it here would get it pruned without a decommission.
+                let obj: CassandraDatacenter =
+                    serde_json::from_value(raw.clone()).unwrap_or_else(|_| CassandraDatacenter {
+                        metadata: raw
+                            .get("metadata")
+                            .and_then(|m| serde_json::from_value(m.clone()).ok())
+                            .unwrap_or_default(),
+                        spec: Default::default(),
+                        status: raw
+                            .get("status")
+                            .and_then(|m| serde_json::from_value(m.clone()).ok()),
+                    });
                 Some(ChildDc {
                     cluster: o.cluster.clone(),
                     obj,
@@ -583,10 +598,18 @@ impl<'a> Ctx<'a> {
                     continue;
                 }
                 if !self.secret_present(&ctx, &ns) {
+                    // The Secret's arrival is an event, but a slow replication must not be
+                    // waited for forever if one is missed.
+                    self.plan.requeue_after(WAIT_MS);
                     gate = false;
                     self.dcs.push(st);
                     continue;
                 }
+                self.plan.event(
+                    EventType::Normal,
+                    "CreatingDatacenter",
+                    format!("creating datacenter {name} in context {ctx:?}"),
+                );
                 // A datacenter created next to existing ones joins a cluster that may hold
                 // data: its keyspaces and its nodes' data come from the others.
                 if any_existing || i > 0 {

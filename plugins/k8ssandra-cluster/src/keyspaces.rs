@@ -448,5 +448,23 @@ fn decommission_nodes(cx: &mut Ctx, c: &ChildDc) -> bool {
         drive(cx, &base, Some(p.node()), OperationKind::Decommission);
         return false;
     }
+    // Nodes of that datacenter the ring still knows but no pod runs (a stopped datacenter,
+    // a lost pod) cannot be decommissioned: the datacenter stays until they are removed.
+    let cass = c.obj.datacenter_name().to_string();
+    if let Some(r) = &ring {
+        let orphans: Vec<&str> = r
+            .values()
+            .filter(|e| e.dc == cass && e.status != "LEFT")
+            .map(|e| e.ip.as_str())
+            .collect();
+        if !orphans.is_empty() {
+            cx.errors.push(format!(
+                "datacenter {cass}: nodes {} are in the ring without a running pod; start them or remove them (nodetool removenode) to finish the removal",
+                orphans.join(", ")
+            ));
+            cx.plan.requeue_after(POLL_MS * 3);
+            return false;
+        }
+    }
     true
 }

@@ -1133,3 +1133,51 @@ fn stopped_and_namespaced_datacenters() {
         json!([{"k8sContextName": "A", "namespace": "other"}])
     );
 }
+
+#[test]
+fn ring_nodes_without_a_pod_hold_the_removal_back() {
+    let mut w = both_ready();
+    settle(&mut w);
+    let plan = w.plan();
+    let mut st = status(&plan);
+    st["datacenters"]["dc2"]["decommissionProgress"] = json!("Decommissioning");
+    w.kc["status"] = st;
+    w.kc["metadata"]["generation"] = json!(2);
+    w.kc["spec"]["cassandra"]["datacenters"]
+        .as_array_mut()
+        .unwrap()
+        .pop();
+    // dc2's pods are gone, but gossip still has one of its nodes.
+    w.related
+        .retain(|r| r.cluster != "B" || !r.json.contains("\"Pod\""));
+    w.nodes.push(NodeState {
+        node: k8ssandra_policy_sdk::NodeRef {
+            cluster: "A".into(),
+            namespace: NS.into(),
+            pod: "demo-dc1-default-sts-0".into(),
+        },
+        address: Some("10.1.0.1".into()),
+        reachable: true,
+        error: None,
+        alive: true,
+        ready: true,
+        endpoints: Some(
+            json!({"entity": [
+                {"ENDPOINT_IP": "10.1.0.1", "DC": "dc1", "STATUS": "NORMAL,1"},
+                {"ENDPOINT_IP": "10.2.0.2", "DC": "dc2", "STATUS": "NORMAL,3"},
+            ]})
+            .to_string(),
+        ),
+    });
+    let plan = w.plan();
+    assert!(dcs_in(&plan).contains(&("B".to_string(), "dc2".to_string())));
+    let err = status(&plan)["error"].as_str().unwrap().to_string();
+    assert!(err.contains("10.2.0.2"), "{err}");
+    // Once gossip forgets it, the datacenter goes.
+    w.nodes[0].endpoints = Some(
+        json!({"entity": [{"ENDPOINT_IP": "10.1.0.1", "DC": "dc1", "STATUS": "NORMAL,1"}]})
+            .to_string(),
+    );
+    let plan = w.plan();
+    assert_eq!(dcs_in(&plan), [("A".to_string(), "dc1".to_string())]);
+}

@@ -21,6 +21,8 @@
 //! - [`telemetry`]: `TelemetrySpec` (Prometheus, MCAC, Vector, Cassandra agent).
 //! - [`schema`]: helpers for schemars (open objects, CEL rules, quantities, durations).
 //! - [`labels`]: well-known label, annotation and finalizer names; [`names`]: name helpers.
+//! - [`policies`]: ValidatingAdmissionPolicies for the rules a CRD schema cannot hold
+//!   (annotations, free-form configuration), written to `crds/policies/`.
 //!
 //! CRD generation: every module with kinds exposes `pub fn crds() -> Vec<CustomResourceDefinition>`;
 //! [`all_crds`] collects them. Each CRD is written to `crds/bases/<group>_<plural>.yaml`
@@ -37,6 +39,7 @@ pub mod labels;
 pub mod medusa;
 pub mod meta;
 pub mod names;
+pub mod policies;
 pub mod reaper;
 pub mod replication;
 pub mod schema;

@@ -92,6 +92,53 @@ async fn explain(cluster: &Cluster, path: &str) -> String {
     panic!("kubectl explain {path} kept failing: {last}");
 }
 
+/// Policies are loaded asynchronously: wait until one of them rejects a bad object, and
+/// check that none of them reports a type-checking problem.
+async fn wait_for_policies(cluster: &Cluster, dir: &Path) {
+    let probe = serde_json::json!({
+        "apiVersion": "cassandra.datastax.com/v1beta1",
+        "kind": "CassandraDatacenter",
+        "metadata": {"name": "probe", "annotations": {"cassandra.datastax.com/autoupdate-spec": "never"}},
+        "spec": {"clusterName": "probe", "serverType": "cassandra", "serverVersion": "4.1.5",
+                 "size": 1, "storageConfig": {}},
+    });
+    let mut enforced = false;
+    for _ in 0..120 {
+        let out = apply(cluster, dir, "default", &probe);
+        if !out.status.success() && text(&out).contains("must be once or always") {
+            enforced = true;
+            break;
+        }
+        kubectl(
+            cluster,
+            &[
+                "delete",
+                "cassdc",
+                "probe",
+                "-n",
+                "default",
+                "--ignore-not-found",
+            ],
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(enforced, "the admission policies are not enforced");
+    let out = kubectl(
+        cluster,
+        &[
+            "get",
+            "validatingadmissionpolicies",
+            "-o",
+            "jsonpath={.items[*].status.typeChecking}",
+        ],
+    );
+    let checks = text(&out);
+    assert!(
+        !checks.contains("warning"),
+        "admission policies do not type-check: {checks}"
+    );
+}
+
 fn create_namespace(cluster: &Cluster, name: &str) {
     let out = kubectl(cluster, &["create", "namespace", name]);
     assert!(out.status.success(), "namespace {name}: {}", text(&out));
@@ -141,6 +188,20 @@ async fn crds_install_explain_and_validate() {
         established.is_empty(),
         "CRDs not established:\n{established}"
     );
+
+    // The admission policies for what CRD rules cannot check (annotations, free-form config).
+    let policies = work.path().join("policies.yaml");
+    std::fs::write(
+        &policies,
+        k8ssandra_api::policies::admission_policies_yaml(),
+    )
+    .unwrap();
+    let out = kubectl(
+        cluster,
+        &["apply", "--server-side", "-f", policies.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "policies rejected:\n{}", text(&out));
+    wait_for_policies(cluster, work.path()).await;
 
     // 2. `kubectl explain` shows our descriptions (once discovery and OpenAPI publish them).
     let explained = explain(cluster, "k8c.spec.cassandra.datacenters").await;

@@ -10,6 +10,10 @@ fn bases_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bases")
 }
 
+fn policies_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
 fn expected_files() -> BTreeMap<String, String> {
     let mut files: BTreeMap<String, String> = k8ssandra_api::all_crds()
         .iter()
@@ -29,8 +33,21 @@ fn expected_files() -> BTreeMap<String, String> {
 
 #[test]
 fn committed_crds_match_the_code() {
-    let dir = bases_dir();
-    let expected = expected_files();
+    check_dir(bases_dir(), expected_files(), "crds/bases");
+}
+
+#[test]
+fn committed_policies_match_the_code() {
+    check_dir(
+        policies_dir(),
+        k8ssandra_api::policies::policy_files()
+            .into_iter()
+            .collect(),
+        "crds/policies",
+    );
+}
+
+fn check_dir(dir: PathBuf, expected: BTreeMap<String, String>, label: &str) {
     if std::env::var_os("UPDATE_CRDS").is_some() {
         std::fs::create_dir_all(&dir).unwrap();
         // Remove files of CRDs that no longer exist, then write the current ones.
@@ -53,8 +70,8 @@ fn committed_crds_match_the_code() {
     for (name, content) in &expected {
         match std::fs::read_to_string(dir.join(name)) {
             Ok(actual) if &actual == content => {}
-            Ok(_) => problems.push(format!("crds/bases/{name} is stale")),
-            Err(_) => problems.push(format!("crds/bases/{name} is missing")),
+            Ok(_) => problems.push(format!("{label}/{name} is stale")),
+            Err(_) => problems.push(format!("{label}/{name} is missing")),
         }
     }
     for entry in std::fs::read_dir(&dir).into_iter().flatten() {

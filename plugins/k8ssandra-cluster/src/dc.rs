@@ -607,7 +607,7 @@ pub fn render_config(
     if cassandra && major >= 4 {
         let opt = json!("-Dcassandra.allow_alter_rf_during_range_movement=true");
         if !env_opts.contains(&opt) {
-            env_opts.push(opt);
+            env_opts.insert(0, opt);
         }
     }
     if !env_opts.is_empty() {

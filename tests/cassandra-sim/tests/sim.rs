@@ -1173,3 +1173,35 @@ async fn a_few_hundred_pods_each_get_their_own_listener() {
     assert!(state.pods.iter().all(|p| p.listening && p.desired_ready));
     assert!(e.sim.violations().is_empty());
 }
+
+#[tokio::test]
+async fn datacenter_scope_lets_datacenters_bootstrap_in_parallel() {
+    let e = env(158, fast()).await;
+    e.pod("k1", "a-seed", 1, "c1", "dc1", true).await;
+    e.pod("k2", "b-seed", 2, "c1", "dc2", true).await;
+    e.pod("k1", "a-1", 3, "c1", "dc1", false).await;
+    e.pod("k2", "b-1", 4, "c1", "dc2", false).await;
+    e.pod("k2", "b-2", 5, "c1", "dc2", false).await;
+    e.start_ready(1).await;
+    e.start_ready(2).await;
+    e.sim.update_config(&ConfigUpdate {
+        bootstrap_delay_ms: Some(3_600_000),
+        bootstrap_scope: Some(BootstrapScope::Datacenter),
+        ..ConfigUpdate::default()
+    });
+    assert_eq!(
+        e.ok("POST", 3, "/api/v0/lifecycle/start", None).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        e.ok("POST", 4, "/api/v0/lifecycle/start", None).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        e.status("POST", 5, "/api/v0/lifecycle/start").await,
+        Some(StatusCode::INTERNAL_SERVER_ERROR)
+    );
+    let v = e.sim.violations();
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].pod.as_ref().map(|p| p.name.as_str()), Some("b-2"));
+}

@@ -1313,6 +1313,26 @@ pub fn k8ssandra_cluster_crd() -> CustomResourceDefinition {
         ],
     );
 
+    // Pod names derive from the StatefulSet names `<cluster>-<dc>-<rack>-sts`; longer ones
+    // break Kubernetes name limits. Raw lengths are used (names are cleaned afterwards, which
+    // only shortens them).
+    let cluster_len = "(has(self.spec.cassandra.clusterName) && self.spec.cassandra.clusterName != '' ? \
+                       size(self.spec.cassandra.clusterName) : size(self.metadata.name))";
+    schema::add_rules(
+        &mut crd,
+        "",
+        &[Rule::new(
+            format!(
+                "!has(self.spec.cassandra) || !has(self.spec.cassandra.datacenters) || \
+                 self.spec.cassandra.datacenters.all(d, has(d.racks) && d.racks.size() > 0 ? \
+                 d.racks.all(r, {cluster_len} + size(d.metadata.name) + size(r.name) + 6 <= {max}) : \
+                 {cluster_len} + size(d.metadata.name) + 13 <= {max})",
+                max = names::MAX_STS_NAME_LEN,
+            ),
+            "StatefulSet names <cluster>-<datacenter>-<rack>-sts must not exceed 60 characters: shorten the cluster (metadata.name or spec.cassandra.clusterName), datacenter or rack name",
+        )],
+    );
+
     // Reaper keeps its state in this keyspace; moving it would lose the repair history.
     if schema::has_path(&mut crd, "spec.reaper.keyspace") {
         schema::add_rules(

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use k8ssandra_api::cassandra::DatacenterConditionType as T;
 use k8ssandra_api::labels::{
     DELETE_PVC_ANNOTATION, DISABLE_PDB_ANNOTATION, FINALIZER, NO_AUTOMATED_CLEANUP_ANNOTATION,
-    NO_FINALIZER_ANNOTATION, SKIP_USER_CREATION_ANNOTATION,
+    NO_FINALIZER_ANNOTATION, SEED_NODE_LABEL, SKIP_USER_CREATION_ANNOTATION,
 };
 use k8ssandra_api::names;
 use k8ssandra_policy_sdk::{
@@ -180,6 +180,7 @@ pub fn reconcile(snapshot: &Snapshot) -> Result<Plan, PolicyError> {
         node_statuses: BTreeMap::new(),
         last_started: None,
         failed_starts: Vec::new(),
+        deleting: Vec::new(),
     }
     .run()?;
     Ok(plan)
@@ -265,6 +266,8 @@ struct Decider<'a> {
     node_statuses: BTreeMap<String, Value>,
     last_started: Option<String>,
     failed_starts: Vec<String>,
+    /// Pods this plan deletes (their StatefulSet recreates them).
+    deleting: Vec<String>,
 }
 
 /// What the scale-down step decided for one rack.
@@ -274,6 +277,26 @@ struct ScaleDown {
 }
 
 impl Decider<'_> {
+    /// Deletes a pod so its StatefulSet recreates it. Pod 0 of a rack is its seed: the
+    /// rack's template gets the seed label in the same plan (applied before the deletion),
+    /// so the StatefulSet controller recreates it as a seed.
+    fn delete_pod(&mut self, pod: &str) {
+        self.plan.delete.push(key(self.dc, "v1", "Pod", pod));
+        self.deleting.push(pod.to_string());
+        let Some(rack) = self.dc.racks.iter().find(|r| pod == format!("{}-0", r.sts)) else {
+            return;
+        };
+        for obj in &mut self.plan.apply {
+            if obj.kind().as_deref() == Some("StatefulSet")
+                && obj.name().as_deref() == Some(&rack.sts)
+                && let Ok(mut v) = obj.value()
+            {
+                v["spec"]["template"]["metadata"]["labels"][SEED_NODE_LABEL] = json!("true");
+                obj.json = v.to_string();
+            }
+        }
+    }
+
     fn run(&mut self) -> Result<(), PolicyError> {
         let stopped = self.dc.stopped();
         self.rolling_restart_request();
@@ -303,7 +326,9 @@ impl Decider<'_> {
                 .iter()
                 .filter(|p| p.rack == rack.label && !p.terminating)
                 .collect();
-            let pod0 = rack_pods.iter().any(|p| p.ordinal == 0);
+            let pod0 = rack_pods
+                .iter()
+                .any(|p| p.ordinal == 0 && !self.deleting.contains(&p.name));
             let live_replicas = live.map(|l| l.replicas);
             let replicas = if stopped {
                 0
@@ -467,7 +492,7 @@ impl Decider<'_> {
                             .delete
                             .push(key(self.dc, "v1", "PersistentVolumeClaim", &claim));
                     }
-                    self.plan.delete.push(key(self.dc, "v1", "Pod", pod));
+                    self.delete_pod(pod);
                     recorded.push(pod.clone());
                     self.conds
                         .set(T::ReplacingNodes, true, "ReplacingNode", pod.clone());
@@ -987,7 +1012,7 @@ impl Decider<'_> {
             .all(PodObs::ready)
             && self.obs.pods.iter().all(|p| !p.terminating);
         if quiet && all_ready {
-            self.plan.delete.push(key(self.dc, "v1", "Pod", &pod));
+            self.delete_pod(&pod);
             self.plan.event(
                 EventType::Normal,
                 "RestartingPod",

@@ -830,8 +830,18 @@ fn rolling_restart_deletes_one_pod_at_a_time() {
     assert!(sim.violations.is_empty(), "{:?}", sim.violations);
     assert_eq!(sim.condition("RollingRestart").as_deref(), Some("False"));
     assert!(sim.status()["lastRollingRestart"].is_string());
-    // Seeds stay seeds across the restart.
+    // Seeds stay seeds across the restart: the plan deleting a pod 0 also puts the seed
+    // label into its rack's template.
     assert_eq!(sim.pods.values().filter(|p| p.seed).count(), 3);
+    for p in &sim.plans {
+        if let Some(d) = p.delete.iter().find(|d| d.name.ends_with("-0")) {
+            let sts = sts_of(p, d.name.trim_end_matches("-0"));
+            assert_eq!(
+                sts["spec"]["template"]["metadata"]["labels"][SEED_NODE_LABEL],
+                "true"
+            );
+        }
+    }
     // A later reconcile doesn't restart again.
     let plan = sim.step();
     assert!(plan.delete.is_empty());

@@ -405,6 +405,16 @@ impl<'a> Ctx<'a> {
         self.plan.apply("", &rs)
     }
 
+    /// Whether a ClientConfig of the namespace declares the context `ctx`.
+    fn client_config_exists(&self, ctx: &str) -> bool {
+        self.s
+            .related
+            .iter()
+            .filter(|o| o.kind().as_deref() == Some("ClientConfig"))
+            .filter_map(|o| o.parse::<k8ssandra_api::config::ClientConfig>().ok())
+            .any(|c| c.context_name() == ctx)
+    }
+
     /// Whether the superuser Secret can be seen in `namespace` of cluster `ctx`.
     fn secret_present(&self, ctx: &str, namespace: &str) -> bool {
         let Some(name) = self.superuser_secret() else {
@@ -560,8 +570,13 @@ impl<'a> Ctx<'a> {
                 continue;
             }
             if !st.known_context {
+                let why = if self.client_config_exists(&ctx) {
+                    "a ClientConfig names it, but the operator has no client for it yet (check the ClientConfig's kubeconfig Secret)"
+                } else {
+                    "no ClientConfig provides it"
+                };
                 self.errors.push(format!(
-                    "spec.cassandra.datacenters[{i}].k8sContext: no ClientConfig provides the context {ctx:?}"
+                    "spec.cassandra.datacenters[{i}].k8sContext: unknown context {ctx:?}: {why}"
                 ));
                 self.conditions.insert(VALID.into(), false);
                 gate = false;

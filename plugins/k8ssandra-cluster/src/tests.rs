@@ -508,7 +508,20 @@ fn unknown_context_is_reported_and_its_datacenter_untouched() {
         err.contains("spec.cassandra.datacenters[1].k8sContext"),
         "{err}"
     );
-    assert!(err.contains("nowhere"), "{err}");
+    assert!(
+        err.contains("nowhere") && err.contains("no ClientConfig"),
+        "{err}"
+    );
+    // A ClientConfig without a client yet is told apart.
+    w.related.push(Object {
+        cluster: String::new(),
+        json: json!({"apiVersion": "config.k8ssandra.io/v1beta1", "kind": "ClientConfig",
+            "metadata": {"name": "nowhere", "namespace": NS},
+            "spec": {"kubeConfigSecret": {"name": "kc"}}})
+        .to_string(),
+    });
+    let err = status(&w.plan())["error"].as_str().unwrap().to_string();
+    assert!(err.contains("no client for it yet"), "{err}");
     assert_eq!(condition(&plan, "Valid").as_deref(), Some("False"));
     // Not named as a replication target either.
     let rs = plan

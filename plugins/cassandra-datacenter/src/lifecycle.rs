@@ -181,6 +181,7 @@ pub fn reconcile(snapshot: &Snapshot) -> Result<Plan, PolicyError> {
         last_started: None,
         failed_starts: Vec::new(),
         deleting: Vec::new(),
+        keep: BTreeMap::new(),
     }
     .run()?;
     Ok(plan)
@@ -268,6 +269,8 @@ struct Decider<'a> {
     failed_starts: Vec<String>,
     /// Pods this plan deletes (their StatefulSet recreates them).
     deleting: Vec<String>,
+    /// Per rack label: pods with a lower ordinal are meant to stay.
+    keep: BTreeMap<String, usize>,
 }
 
 /// What the scale-down step decided for one rack.
@@ -354,6 +357,12 @@ impl Decider<'_> {
             if live_replicas != Some(replicas) {
                 any_resize = true;
             }
+            // Pods at or above this ordinal are on their way out (a shrink just decided or
+            // not yet carried out): never started or restarted.
+            self.keep.insert(
+                rack.label.clone(),
+                replicas.min(live_replicas.unwrap_or(replicas)),
+            );
             let seed_template = !stopped && !pod0;
             let sts = objects::statefulset(self.dc, &rack, replicas, seed_template);
             hashes.push(objects::template_hash(&sts["spec"]["template"]));
@@ -559,6 +568,12 @@ impl Decider<'_> {
         })
     }
 
+    fn kept(&self, p: &PodObs) -> bool {
+        self.keep
+            .get(&p.rack)
+            .is_none_or(|n| (p.ordinal as usize) < *n)
+    }
+
     fn has_data(&self, p: &PodObs, replacing: &[String]) -> bool {
         !replacing.contains(&p.name)
             && self
@@ -586,7 +601,7 @@ impl Decider<'_> {
         let replace_since = dc.prev_transition_ms(T::ReplacingNodes).unwrap_or(0);
 
         for p in obs.pods.iter().filter(|p| !p.terminating) {
-            if p.ready() || skip.as_deref() == Some(p.name.as_str()) {
+            if p.ready() || skip.as_deref() == Some(p.name.as_str()) || !self.kept(p) {
                 continue;
             }
             let is_replace = replacing.contains(&p.name);
@@ -975,7 +990,7 @@ impl Decider<'_> {
                 .obs
                 .pods
                 .iter()
-                .filter(|p| p.rack == rack.label && !p.terminating)
+                .filter(|p| p.rack == rack.label && !p.terminating && self.kept(p))
                 // Pods without the annotation were made by another operator (a migration
                 // from cass-operator): adopted as they are rather than all restarted.
                 .filter(|p| p.template_hash.as_deref().is_some_and(|h| h != hash))

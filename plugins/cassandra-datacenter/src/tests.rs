@@ -1240,3 +1240,33 @@ fn pods_of_another_operator_are_adopted_without_restart() {
     let plan = P::reconcile(snap).unwrap();
     assert!(plan.delete.is_empty());
 }
+
+#[test]
+fn a_decommissioned_pod_is_never_started_again() {
+    let mut sim = Sim::new(dc_json(4, &["r1"]));
+    sim.run_until_ready(40);
+    sim.dc["spec"]["size"] = json!(3);
+    sim.run_until_ready(40);
+    // The shrunk StatefulSet is live but the decommissioned pod hasn't terminated yet.
+    let mut snap_sim = Sim::new(sim.dc.clone());
+    snap_sim.sts = sim.sts.clone();
+    snap_sim.pods = sim.pods.clone();
+    snap_sim.data = sim.data.clone();
+    snap_sim.pods.insert(
+        "demo-dc1-r1-sts-3".into(),
+        SimPod {
+            rack: "r1".into(),
+            seed: false,
+            uid: "uid-old".into(),
+            ip: "10.9.9.9".into(),
+            hash: String::new(),
+            state: St::Left,
+            terminating: false,
+            created_ms: 0,
+        },
+    );
+    snap_sim.results = sim.results.clone();
+    let plan = snap_sim.plan();
+    assert!(plan.operations.is_empty(), "{:?}", plan.operations);
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+}

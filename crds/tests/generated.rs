@@ -98,3 +98,74 @@ fn all_crds_yaml_is_one_stream_of_every_crd() {
 }
 
 use serde::Deserialize;
+
+#[test]
+fn crd_names_columns_and_subresources_match_upstream() {
+    let crds = k8ssandra_api::all_crds();
+    let find = |plural: &str, group: &str| {
+        crds.iter()
+            .find(|c| c.spec.names.plural == plural && c.spec.group == group)
+            .unwrap_or_else(|| panic!("{plural}.{group} missing"))
+    };
+    let short = |c: &k8ssandra_api::CustomResourceDefinition| {
+        c.spec.names.short_names.clone().unwrap_or_default()
+    };
+    let columns = |c: &k8ssandra_api::CustomResourceDefinition| -> Vec<(String, String)> {
+        c.spec.versions[0]
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|p| (p.name.clone(), p.json_path.clone()))
+            .collect()
+    };
+    let has_status = |c: &k8ssandra_api::CustomResourceDefinition| {
+        c.spec.versions[0]
+            .subresources
+            .as_ref()
+            .is_some_and(|s| s.status.is_some())
+    };
+
+    let k8c = find("k8ssandraclusters", "k8ssandra.io");
+    assert_eq!(k8c.spec.versions[0].name, "v1alpha1");
+    assert_eq!(short(k8c), ["k8c", "k8cs"]);
+    assert_eq!(
+        columns(k8c),
+        [("Error".to_string(), ".status.error".to_string())]
+    );
+    assert!(has_status(k8c));
+
+    let dc = find("cassandradatacenters", "cassandra.datastax.com");
+    assert_eq!(dc.spec.versions[0].name, "v1beta1");
+    assert_eq!(short(dc), ["cassdc", "cassdcs"]);
+    assert!(columns(dc).is_empty());
+    assert!(has_status(dc));
+
+    let cc = find("clientconfigs", "config.k8ssandra.io");
+    assert_eq!(cc.spec.versions[0].name, "v1beta1");
+    assert!(!has_status(cc));
+    assert!(has_status(find(
+        "replicatedsecrets",
+        "replication.k8ssandra.io"
+    )));
+
+    let task = find("cassandratasks", "control.k8ssandra.io");
+    let names: Vec<String> = columns(task).into_iter().map(|c| c.0).collect();
+    assert_eq!(
+        names,
+        ["Datacenter", "Job", "Scheduled", "Started", "Completed"]
+    );
+    assert!(has_status(task));
+    let ktask = find("k8ssandratasks", "control.k8ssandra.io");
+    assert_eq!(
+        columns(ktask)[0],
+        (
+            "Job".to_string(),
+            ".spec.template.jobs[0].command".to_string()
+        )
+    );
+    assert!(has_status(find("scheduledtasks", "control.k8ssandra.io")));
+    for crd in &crds {
+        assert_eq!(crd.spec.scope, "Namespaced", "{}", crd.spec.names.kind);
+        assert_eq!(crd.spec.versions.len(), 1);
+    }
+}

@@ -57,6 +57,9 @@ fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
             }
         }
         _ if a == b => {}
+        // Quantities (int-or-string) are kept as strings: `cpu: 2` comes back as `cpu: "2"`,
+        // the same quantity for Kubernetes.
+        (Value::Number(n), Value::String(s)) if n.to_string() == *s => {}
         _ => out.push(format!("{path}: {a} became {b}")),
     }
 }

@@ -11,6 +11,17 @@
 //! - [`keyspaces`]: data-plane work (system replication, join, removal);
 //! - [`validate`]: admission rules naming the offending field;
 //! - [`util`]: time, hashing, operation retries, gossip parsing.
+//!
+//! Progress lives where it survives a restart without widening the CRD's status schema
+//! (whose unknown fields the API server prunes): replication is re-read (`GetReplication`)
+//! rather than remembered, a joining datacenter carries `k8ssandra.io/join-state` on its
+//! CassandraDatacenter, a removal its `status.datacenters[].decommissionProgress`, and the
+//! gossip view tells which nodes already left.
+//!
+//! Not covered here: Reaper, Medusa, Stargate and Vector settings injected into the
+//! datacenters (their own policies), encryption stores and per-node ConfigMaps, and the
+//! `once` value of `k8ssandra.io/autoupdate-spec` behaves like `always` (a plan cannot
+//! remove the parent's annotation).
 
 pub mod cluster;
 pub mod dc;

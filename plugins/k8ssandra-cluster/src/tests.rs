@@ -1194,3 +1194,50 @@ fn ring_nodes_without_a_pod_hold_the_removal_back() {
     let plan = w.plan();
     assert_eq!(dcs_in(&plan), [("A".to_string(), "dc1".to_string())]);
 }
+
+#[test]
+fn containers_merge_by_name_and_env_values_replace_references() {
+    let mut v = kc(json!([{"metadata": {"name": "dc1"}, "size": 1,
+        "containers": [
+            {"name": "cassandra", "env": [{"name": "A", "value": "dc"}]},
+            {"name": "sidecar", "image": "dc-image"}
+        ],
+        "mgmtAPIHeap": "64Mi",
+        "extraVolumes": {"volumes": [{"name": "v", "emptyDir": {}}]}
+    }]));
+    v["spec"]["cassandra"]["containers"] = json!([
+        {"name": "sidecar", "image": "cluster-image", "args": ["x"]},
+        {"name": "cassandra", "env": [
+            {"name": "A", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+            {"name": "B", "value": "cluster"}
+        ]}
+    ]);
+    v["spec"]["cassandra"]["extraVolumes"] =
+        json!({"volumes": [{"name": "v", "configMap": {"name": "cm"}}]});
+    let mut w = World::new(v);
+    w.secret("");
+    let spec = dc_obj(&w.plan(), "dc1")["spec"].clone();
+    let containers = spec["podTemplateSpec"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let names: Vec<_> = containers
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sidecar", "cassandra"]);
+    assert_eq!(containers[0]["image"], "dc-image");
+    assert_eq!(containers[0]["args"], json!(["x"]));
+    let env = containers[1]["env"].as_array().unwrap();
+    assert_eq!(env[0], json!({"name": "A", "value": "dc"}));
+    assert_eq!(env[1], json!({"name": "B", "value": "cluster"}));
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "MANAGEMENT_API_HEAP_SIZE" && e["value"] == "67108864")
+    );
+    // A volume's source is replaced whole, never mixed.
+    assert_eq!(
+        spec["podTemplateSpec"]["spec"]["volumes"],
+        json!([{"name": "v", "emptyDir": {}}])
+    );
+}

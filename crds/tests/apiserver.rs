@@ -230,6 +230,23 @@ async fn crds_install_explain_and_validate() {
         }
     }
 
+    // Allowed updates are accepted (the update rules must not refuse legitimate changes).
+    for (i, file) in manifests("valid-updates").iter().enumerate() {
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        let ns = format!("update-{i}");
+        create_namespace(cluster, &ns);
+        for (step, doc) in documents(file).iter().enumerate() {
+            let out = apply(cluster, work.path(), &ns, doc);
+            if !out.status.success() {
+                failures.push(format!(
+                    "{name}: step {step} rejected: {}",
+                    text(&out).trim()
+                ));
+                break;
+            }
+        }
+    }
+
     // 4. Invalid manifests are rejected, with the expected message.
     for (i, file) in manifests("invalid").iter().enumerate() {
         let name = file.file_name().unwrap().to_string_lossy().to_string();

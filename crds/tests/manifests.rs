@@ -120,7 +120,8 @@ fn round_trip(doc: &Value) -> Result<Value, String> {
 
 #[test]
 fn valid_manifests_round_trip_without_losing_fields() {
-    let files = manifests("valid");
+    let mut files = manifests("valid");
+    files.extend(manifests("valid-updates"));
     assert!(!files.is_empty());
     let mut failures = Vec::new();
     for file in &files {

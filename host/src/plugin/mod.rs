@@ -205,7 +205,8 @@ impl PolicyRuntime {
     }
 
     /// Loads every `*.wasm` file of `dir` and unloads policies of `dir` whose file is gone.
-    /// One bad file is reported and does not stop the others; a file that fails to load
+    /// One bad file is reported (not logged: the caller decides) and does not stop the
+    /// others; a file that fails to load
     /// while an older version of it is loaded leaves the older version serving.
     pub async fn load_dir(&self, dir: &Path) -> Vec<LoadReport> {
         let dir = absolute(dir);
@@ -230,9 +231,6 @@ impl PolicyRuntime {
         let mut reports = Vec::with_capacity(files.len());
         for path in files {
             let result = self.load_file(&path).await;
-            if let Err(error) = &result {
-                tracing::error!(file = %path.display(), %error, "policy not loaded");
-            }
             reports.push(LoadReport { path, result });
         }
         reports

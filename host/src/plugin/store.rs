@@ -19,6 +19,8 @@ use super::bindings::{self, Level};
 /// Longest log line (bytes) accepted from a policy; longer ones are cut, so a policy cannot
 /// flood the operator's log.
 pub(crate) const MAX_LOG_LINE: usize = 4096;
+/// Log lines accepted from one call; a policy logging in a loop is cut off after this.
+const MAX_LOG_LINES: u32 = 256;
 /// How much of a policy's stderr is kept per call (enough for a panic message).
 const STDERR_CAPACITY: usize = 8192;
 /// The bytes a policy's random source repeats.
@@ -33,6 +35,7 @@ pub(crate) struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: CallLimiter,
+    log_lines: u32,
     /// Rust's std writes panic messages to stderr; keeping it lets a trap say why.
     pub(crate) stderr: MemoryOutputPipe,
 }
@@ -63,6 +66,7 @@ impl CallState {
             wasi,
             table: ResourceTable::new(),
             limiter: CallLimiter::new(memory_limit),
+            log_lines: 0,
             stderr,
         }
     }
@@ -143,8 +147,19 @@ impl HasData for PolicyHost {
 
 impl bindings::PolicyImports for CallState {
     fn log(&mut self, level: Level, message: String) {
-        let message = truncate(message, MAX_LOG_LINE);
+        self.log_lines = self.log_lines.saturating_add(1);
         let policy: &str = &self.policy;
+        if self.log_lines > MAX_LOG_LINES {
+            if self.log_lines == MAX_LOG_LINES + 1 {
+                tracing::warn!(
+                    policy,
+                    limit = MAX_LOG_LINES,
+                    "policy logs too much; dropping its further lines for this call"
+                );
+            }
+            return;
+        }
+        let message = truncate(message, MAX_LOG_LINE);
         match level {
             Level::Trace => tracing::trace!(policy, "{message}"),
             Level::Debug => tracing::debug!(policy, "{message}"),

@@ -51,13 +51,15 @@ pub(crate) async fn run(runtime: PolicyRuntime, dir: PathBuf) {
 async fn sync(runtime: &PolicyRuntime, dir: &std::path::Path) {
     for report in runtime.load_dir(dir).await {
         if let Err(error) = report.result {
-            // load_dir already logged it; say what happens next.
             let kept = runtime
                 .policies()
                 .into_iter()
                 .find(|p| p.path == report.path);
-            if let Some(kept) = kept {
-                tracing::warn!(file = %report.path.display(), policy = %kept.info.name, %error, "new version refused; the previous version keeps serving");
+            match kept {
+                Some(kept) => {
+                    tracing::error!(file = %report.path.display(), policy = %kept.info.name, %error, "new version refused; the previous version keeps serving")
+                }
+                None => tracing::error!(file = %report.path.display(), %error, "policy refused"),
             }
         }
     }

@@ -371,7 +371,16 @@ impl Decider<'_> {
         if any_resize {
             self.pending = true;
         }
+        // `<cluster>-seed-service` is one object for the whole cluster. When several
+        // datacenters of the cluster share this namespace, the one with the smallest name
+        // among those with pods keeps it; two owners would rewrite it back and forth.
+        let seed_svc = names::seed_service_name(&self.dc.cluster);
+        let own_label = k8ssandra_api::names::clean_label_value(self.dc.name());
+        let seed_elsewhere = self.obs.other_dcs.iter().any(|d| *d < own_label);
         for svc in objects::services(self.dc) {
+            if seed_elsewhere && svc["metadata"]["name"] == seed_svc.as_str() {
+                continue;
+            }
             push(self.plan, &svc);
         }
         if let Some(slice) = objects::additional_seeds_slice(self.dc) {

@@ -249,6 +249,8 @@ pub struct Observed {
     pub cluster_any_ready: bool,
     pub cluster_seed_ready: bool,
     pub cluster_has_seed_pod: bool,
+    /// Other datacenters (label values) of the same cluster with pods in this namespace.
+    pub other_dcs: Vec<String>,
     /// The ring as seen by one ready node of the cluster; None when no node could tell.
     pub ring: Option<Vec<Endpoint>>,
     pub sts: BTreeMap<String, StsObs>,
@@ -273,6 +275,7 @@ impl Observed {
         let mut cluster_any_ready = false;
         let mut cluster_seed_ready = false;
         let mut cluster_has_seed_pod = false;
+        let mut other_dcs: Vec<String> = Vec::new();
         let mut ring_sources: Vec<(&str, &str)> = Vec::new();
         for (_, pod) in snapshot.related_of::<Pod>() {
             let meta = &pod.metadata;
@@ -297,6 +300,11 @@ impl Observed {
                 ring_sources.push((n.node.pod.as_str(), e));
             }
             if labels.get(DATACENTER_LABEL) != Some(&dc_label) {
+                if let Some(other) = labels.get(DATACENTER_LABEL)
+                    && !other_dcs.contains(other)
+                {
+                    other_dcs.push(other.clone());
+                }
                 continue;
             }
             let ordinal = name
@@ -405,6 +413,10 @@ impl Observed {
             cluster_any_ready,
             cluster_seed_ready,
             cluster_has_seed_pod,
+            other_dcs: {
+                other_dcs.sort();
+                other_dcs
+            },
             ring,
             sts,
             pvcs,

@@ -1270,3 +1270,27 @@ fn a_decommissioned_pod_is_never_started_again() {
     assert!(plan.operations.is_empty(), "{:?}", plan.operations);
     assert!(sim.violations.is_empty(), "{:?}", sim.violations);
 }
+
+#[test]
+fn the_seed_service_has_one_owner_per_namespace() {
+    let mut dc2 = dc_json(1, &[]);
+    dc2["metadata"]["name"] = json!("dc2");
+    let sim = Sim::new(dc2);
+    let mut snap = sim.snapshot();
+    let other = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "demo-dc1-default-sts-0", "namespace": NS, "uid": "u",
+            "labels": {"cassandra.datastax.com/cluster": "demo",
+                       "cassandra.datastax.com/datacenter": "dc1",
+                       "cassandra.datastax.com/rack": "default"}}});
+    let names =
+        |plan: &Plan| -> Vec<String> { plan.apply.iter().filter_map(|o| o.name()).collect() };
+    let alone = P::reconcile(snap.clone()).unwrap();
+    assert!(names(&alone).contains(&"demo-seed-service".to_string()));
+    snap.related.push(Object {
+        cluster: String::new(),
+        json: other.to_string(),
+    });
+    let shared = P::reconcile(snap).unwrap();
+    assert!(!names(&shared).contains(&"demo-seed-service".to_string()));
+    assert!(names(&shared).contains(&"demo-dc2-service".to_string()));
+}

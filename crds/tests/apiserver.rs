@@ -287,5 +287,41 @@ async fn crds_install_explain_and_validate() {
         }
     }
 
+    // 5. A rule reading the status: the size cannot change while the datacenter is scaling.
+    create_namespace(cluster, "scaling");
+    let dc = serde_json::json!({
+        "apiVersion": "cassandra.datastax.com/v1beta1",
+        "kind": "CassandraDatacenter",
+        "metadata": {"name": "dc1"},
+        "spec": {"clusterName": "c1", "serverType": "cassandra", "serverVersion": "4.1.5",
+                 "size": 3, "storageConfig": {}},
+    });
+    let out = apply(cluster, work.path(), "scaling", &dc);
+    assert!(out.status.success(), "{}", text(&out));
+    let status = r#"{"status":{"conditions":[{"type":"ScalingUp","status":"True","reason":"","message":""}]}}"#;
+    let out = kubectl(
+        cluster,
+        &[
+            "patch",
+            "cassdc",
+            "dc1",
+            "-n",
+            "scaling",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            status,
+        ],
+    );
+    assert!(out.status.success(), "status patch: {}", text(&out));
+    let mut resized = dc.clone();
+    resized["spec"]["size"] = 4.into();
+    let out = apply(cluster, work.path(), "scaling", &resized);
+    if out.status.success()
+        || !text(&out).contains("spec.size cannot change while the datacenter is still scaling")
+    {
+        failures.push(format!("resize while scaling: {}", text(&out).trim()));
+    }
+
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

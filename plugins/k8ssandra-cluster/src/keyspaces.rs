@@ -421,7 +421,11 @@ fn decommission_nodes(cx: &mut Ctx, c: &ChildDc) -> bool {
     if cx.dcs.iter().any(|d| d.exists && !d.ready) {
         return false;
     }
-    let ring = util::ring(cx.s);
+    let ring = util::ring(cx.s, |n| {
+        cx.pods
+            .iter()
+            .any(|p| p.cluster == n.cluster && p.namespace == n.namespace && p.name == n.pod)
+    });
     let mut pods = cx.pods_of(&c.cluster, c.namespace(), c.name());
     pods.sort_by(|a, b| b.name.cmp(&a.name));
     for p in &pods {

@@ -104,9 +104,17 @@ pub struct Endpoint {
     pub status: String,
 }
 
-/// The ring as seen by a ready node: IP → endpoint. None when no node told us.
-pub fn ring(s: &Snapshot) -> Option<BTreeMap<String, Endpoint>> {
-    let json = s.nodes.iter().find_map(|n| n.endpoints.as_ref())?;
+/// The ring as seen by a ready node that `ours` accepts (other Cassandra clusters may share
+/// the namespace, and their nodes are observed too): IP → endpoint. None when no node told us.
+pub fn ring(
+    s: &Snapshot,
+    ours: impl Fn(&k8ssandra_policy_sdk::NodeRef) -> bool,
+) -> Option<BTreeMap<String, Endpoint>> {
+    let json = s
+        .nodes
+        .iter()
+        .filter(|n| ours(&n.node))
+        .find_map(|n| n.endpoints.as_ref())?;
     let v: Value = serde_json::from_str(json).ok()?;
     let list = v.get("entity").and_then(Value::as_array)?;
     let mut out = BTreeMap::new();

@@ -610,7 +610,11 @@ impl Decider<'_> {
         let replace_since = dc.prev_transition_ms(T::ReplacingNodes).unwrap_or(0);
 
         for p in obs.pods.iter().filter(|p| !p.terminating) {
-            if p.ready() || skip.as_deref() == Some(p.name.as_str()) || !self.kept(p) {
+            if p.ready()
+                || skip.as_deref() == Some(p.name.as_str())
+                || !self.kept(p)
+                || self.deleting.contains(&p.name)
+            {
                 continue;
             }
             let is_replace = replacing.contains(&p.name);

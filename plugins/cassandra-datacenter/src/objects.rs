@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 use crate::TEMPLATE_HASH_ANNOTATION;
 use crate::config::config_file_data;
 use crate::model::{Dc, RackPlan};
-use crate::util::{canonical_json, fnv_hex};
+use crate::util::{canonical_json, canonicalize_resources, fnv_hex};
 
 pub const CASSANDRA_CONTAINER: &str = "cassandra";
 pub const LOGGER_CONTAINER: &str = "server-system-logger";
@@ -563,6 +563,7 @@ pub fn pod_template(dc: &Dc, rack: &RackPlan) -> Value {
     pod["containers"] = Value::Array(containers);
 
     let mut template = json!({ "metadata": meta, "spec": pod });
+    canonicalize_resources(&mut template);
     // The hash covers everything that should restart a pod when it changes. The seed label
     // is added afterwards: it only decides what the next *created* pod is (see
     // `statefulset`), and must not make running pods look outdated.
@@ -633,12 +634,15 @@ pub fn statefulset(dc: &Dc, rack: &RackPlan, replicas: usize, seed_template: boo
     if let Some(s) = spec.min_ready_seconds {
         sts_spec["minReadySeconds"] = json!(s);
     }
-    json!({
+    let mut sts = json!({
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
         "metadata": metadata(dc, &rack.sts, labels),
         "spec": sts_spec,
-    })
+    });
+    // The claim templates' sizes, as the API server will store them.
+    canonicalize_resources(&mut sts);
+    sts
 }
 
 fn service_tags(

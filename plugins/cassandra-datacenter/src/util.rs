@@ -125,8 +125,119 @@ pub fn quantity_bytes(q: &str) -> Option<f64> {
     Some(n * mult)
 }
 
+/// A quantity in the canonical form the API server stores (`1024Mi` → `1Gi`, `1000m` → `1`,
+/// `0.5` → `500m`, `1500M` stays), so desired objects compare equal to live ones and an
+/// unchanged plan writes nothing. None when the input is not understood (kept as is).
+pub fn canonical_quantity(q: &str) -> Option<String> {
+    let q = q.trim();
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(q.len());
+    let (num, suffix) = q.split_at(split);
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if int.is_empty() && frac.is_empty() || frac.len() > 18 || int.len() > 18 {
+        return None;
+    }
+    let numerator: i128 = format!("{int}{frac}").parse().ok()?;
+    let denominator: i128 = 10i128.pow(frac.len() as u32);
+    let binary = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    if let Some(k) = binary.iter().position(|b| *b == suffix) {
+        let scaled = numerator * 1024i128.pow(k as u32 + 1);
+        if scaled % denominator == 0 {
+            let bytes = scaled / denominator;
+            if bytes >= 1024 {
+                let mut k = 0;
+                while k < binary.len() && bytes % 1024i128.pow(k as u32 + 1) == 0 {
+                    k += 1;
+                }
+                let unit = if k == 0 { "" } else { binary[k - 1] };
+                return Some(format!("{}{unit}", bytes / 1024i128.pow(k as u32)));
+            }
+        }
+        return decimal_milli(scaled, denominator);
+    }
+    let exp = match suffix {
+        "m" => 0,
+        "" => 3,
+        "k" => 6,
+        "M" => 9,
+        "G" => 12,
+        "T" => 15,
+        "P" => 18,
+        "E" => 21,
+        _ => return None,
+    };
+    decimal_milli(numerator * 10i128.pow(exp), denominator)
+}
+
+/// `numerator / denominator` milli-units, rounded up to a whole milli, in decimal SI form.
+fn decimal_milli(numerator: i128, denominator: i128) -> Option<String> {
+    let milli = (numerator + denominator - 1).checked_div(denominator)?;
+    if milli % 1000 != 0 {
+        return Some(format!("{milli}m"));
+    }
+    let mut v = milli / 1000;
+    if v == 0 {
+        return Some("0".into());
+    }
+    let units = ["", "k", "M", "G", "T", "P", "E"];
+    let mut i = 0;
+    while i + 1 < units.len() && v % 1000 == 0 {
+        v /= 1000;
+        i += 1;
+    }
+    Some(format!("{v}{}", units[i]))
+}
+
+/// Rewrites every `resources.requests` / `resources.limits` quantity under `v` in
+/// canonical form.
+pub fn canonicalize_resources(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m.iter_mut() {
+                if k == "resources"
+                    && let Value::Object(r) = child
+                {
+                    for part in ["requests", "limits"] {
+                        if let Some(Value::Object(q)) = r.get_mut(part) {
+                            for val in q.values_mut() {
+                                if let Some(c) = val.as_str().and_then(canonical_quantity) {
+                                    *val = Value::String(c);
+                                }
+                            }
+                        }
+                    }
+                }
+                canonicalize_resources(child);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(canonicalize_resources),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn canonical_quantities() {
+        let c = |s: &str| canonical_quantity(s).unwrap();
+        assert_eq!(c("1Gi"), "1Gi");
+        assert_eq!(c("1024Mi"), "1Gi");
+        assert_eq!(c("1536Mi"), "1536Mi");
+        assert_eq!(c("0.5Gi"), "512Mi");
+        assert_eq!(c("1000m"), "1");
+        assert_eq!(c("0.5"), "500m");
+        assert_eq!(c("100m"), "100m");
+        assert_eq!(c("1000M"), "1G");
+        assert_eq!(c("1500M"), "1500M");
+        assert_eq!(c("256M"), "256M");
+        assert_eq!(c("2"), "2");
+        assert_eq!(c("2000"), "2k");
+        assert_eq!(c("0"), "0");
+        assert_eq!(canonical_quantity("1e3"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -169,3 +169,61 @@ fn crd_names_columns_and_subresources_match_upstream() {
         assert_eq!(crd.spec.versions.len(), 1);
     }
 }
+
+/// `kubectl explain` must teach every field: each property of the core kinds has a description.
+#[test]
+fn every_field_of_the_core_kinds_is_described() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+        JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+    };
+    fn walk(s: &JSONSchemaProps, path: &str, out: &mut Vec<String>) {
+        for (name, p) in s.properties.iter().flatten() {
+            let child = format!("{path}.{name}");
+            if p.description.as_deref().is_none_or(str::is_empty) {
+                out.push(child.clone());
+            }
+            walk(p, &child, out);
+        }
+        if let Some(JSONSchemaPropsOrArray::Schema(i)) = &s.items {
+            walk(i, &format!("{path}[]"), out);
+        }
+        if let Some(JSONSchemaPropsOrBool::Schema(a)) = &s.additional_properties {
+            walk(a, &format!("{path}{{}}"), out);
+        }
+    }
+    let core = [
+        "K8ssandraCluster",
+        "CassandraDatacenter",
+        "ClientConfig",
+        "ReplicatedSecret",
+        "CassandraTask",
+        "ScheduledTask",
+        "K8ssandraTask",
+    ];
+    let mut missing = Vec::new();
+    for crd in k8ssandra_api::all_crds() {
+        let kind = crd.spec.names.kind.clone();
+        if !core.contains(&kind.as_str()) {
+            continue;
+        }
+        let root = crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .unwrap();
+        // Fields of the Reaper/Stargate/Medusa templates are documented by their module.
+        let mut found = Vec::new();
+        walk(root, &kind, &mut found);
+        missing.extend(found.into_iter().filter(|p| {
+            !p.contains(".spec.reaper")
+                && !p.contains(".spec.medusa")
+                && !p.contains(".stargate")
+                && !p.contains("status.datacenters{}.reaper")
+        }));
+    }
+    assert!(
+        missing.is_empty(),
+        "fields without a description:\n{}",
+        missing.join("\n")
+    );
+}

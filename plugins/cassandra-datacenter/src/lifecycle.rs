@@ -27,8 +27,9 @@ use std::collections::BTreeMap;
 
 use k8ssandra_api::cassandra::DatacenterConditionType as T;
 use k8ssandra_api::labels::{
-    DELETE_PVC_ANNOTATION, DISABLE_PDB_ANNOTATION, FINALIZER, NO_AUTOMATED_CLEANUP_ANNOTATION,
-    NO_FINALIZER_ANNOTATION, SEED_NODE_LABEL, SKIP_USER_CREATION_ANNOTATION,
+    DECOMMISSION_ON_DELETE_ANNOTATION, DELETE_PVC_ANNOTATION, DISABLE_PDB_ANNOTATION, FINALIZER,
+    NO_AUTOMATED_CLEANUP_ANNOTATION, NO_FINALIZER_ANNOTATION, SEED_NODE_LABEL,
+    SKIP_USER_CREATION_ANNOTATION,
 };
 use k8ssandra_api::names;
 use k8ssandra_policy_sdk::{
@@ -152,10 +153,18 @@ pub fn reconcile(snapshot: &Snapshot) -> Result<Plan, PolicyError> {
     let now = snapshot.now_ms;
     let mut plan = Plan::default();
 
-    if dc.deleting() {
+    let removing = dc.deleting() && decommission_on_delete(&dc, &obs);
+    if dc.deleting() && !removing {
         return Ok(deletion(&dc, &obs));
     }
-    let hold = !dc.annotation_true(NO_FINALIZER_ANNOTATION);
+    if removing {
+        // Every node leaves the ring (one at a time, through the scale-down path) before
+        // the finalizer goes.
+        for rack in &mut dc.racks {
+            rack.desired = 0;
+        }
+    }
+    let hold = removing || !dc.annotation_true(NO_FINALIZER_ANNOTATION);
     plan.finalizers = Some(if hold {
         vec![FINALIZER.to_string()]
     } else {
@@ -182,6 +191,7 @@ pub fn reconcile(snapshot: &Snapshot) -> Result<Plan, PolicyError> {
         failed_starts: Vec::new(),
         deleting: Vec::new(),
         keep: BTreeMap::new(),
+        removing,
     }
     .run()?;
     Ok(plan)
@@ -237,6 +247,29 @@ fn invalid(
     Ok(())
 }
 
+/// Whether a deletion must first decommission the nodes: asked by annotation, with the
+/// finalizer still held, nodes still there, and another datacenter in the ring to take the
+/// data (decommissioning the last datacenter of a cluster makes no sense).
+fn decommission_on_delete(dc: &Dc, obs: &Observed) -> bool {
+    let held = dc
+        .obj
+        .metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|f| f == FINALIZER));
+    let nodes_left = obs.sts.values().any(|s| s.replicas > 0);
+    let other_dc = obs
+        .ring
+        .iter()
+        .flatten()
+        .any(|e| e.dc != dc.dc_name() && !e.dc.is_empty());
+    // Once started, the removal goes on even when no ring view is at hand for a moment.
+    let started = dc.prev_true(T::ScalingDown) || dc.prev_true(T::Decommission);
+    held && dc.annotation_true(DECOMMISSION_ON_DELETE_ANNOTATION)
+        && nodes_left
+        && (other_dc || started)
+}
+
 /// Deletion: release the finalizer, deleting the claims first only when asked to.
 fn deletion(dc: &Dc, obs: &Observed) -> Plan {
     let mut plan = Plan::default();
@@ -271,6 +304,8 @@ struct Decider<'a> {
     deleting: Vec<String>,
     /// Per rack label: pods with a lower ordinal are meant to stay.
     keep: BTreeMap<String, usize>,
+    /// The datacenter is being deleted with `decommission-on-delete`: its nodes leave.
+    removing: bool,
 }
 
 /// What the scale-down step decided for one rack.
@@ -563,7 +598,20 @@ impl Decider<'_> {
             rec.and_then(|r| r.host_id.as_deref()),
         );
         let never_joined = rec.is_none_or(|r| r.host_id.is_none()) && p.is_none_or(|p| !p.ready());
-        let shrink = entry.is_none() && (self.obs.ring.is_some() || never_joined);
+        // The last node of a datacenter may leave with no other node to show the ring:
+        // its finished decommission is the evidence then.
+        let decommissioned = p.is_some_and(|p| {
+            matches!(
+                attempt(
+                    self.obs,
+                    &format!("decommission/{pod}/{}", p.uid),
+                    self.now,
+                    None
+                ),
+                Attempt::Succeeded(_)
+            )
+        });
+        let shrink = entry.is_none() && (self.obs.ring.is_some() || never_joined || decommissioned);
         Some(ScaleDown { rack, shrink })
     }
 
@@ -728,7 +776,7 @@ impl Decider<'_> {
 
     /// Superuser and `spec.users` roles, once a node of the datacenter is ready.
     fn roles(&mut self) {
-        if self.dc.annotation_true(SKIP_USER_CREATION_ANNOTATION) {
+        if self.removing || self.dc.annotation_true(SKIP_USER_CREATION_ANNOTATION) {
             return;
         }
         let Some(target) = self
@@ -862,7 +910,13 @@ impl Decider<'_> {
                 if !quiet {
                     return true;
                 }
-                if let Some(reason) = self.capacity_refusal() {
+                // A datacenter being removed hands its data to the other datacenters.
+                let refusal = if self.removing {
+                    None
+                } else {
+                    self.capacity_refusal()
+                };
+                if let Some(reason) = refusal {
                     self.conds
                         .set(T::ScalingDown, true, "NotEnoughCapacity", reason.clone());
                     self.plan
@@ -940,8 +994,9 @@ impl Decider<'_> {
         });
         // Resuming from `stopped` regrows every rack; that is no scale-up.
         let resuming = self.dc.prev_true(T::Stopped) || self.dc.prev_true(T::Resuming);
-        let active = self.dc.prev_true(T::ScalingUp)
-            || (self.dc.prev_true(T::Initialized) && growing && !resuming);
+        let active = !self.removing
+            && (self.dc.prev_true(T::ScalingUp)
+                || (self.dc.prev_true(T::Initialized) && growing && !resuming));
         if !active {
             self.conds.set(T::ScalingUp, false, "", "");
             return false;
@@ -996,6 +1051,9 @@ impl Decider<'_> {
     /// Restarts outdated pods (template hash differs) rack by rack, the highest ordinal
     /// first, one pod at a time and only when every node is ready.
     fn rolling_update(&mut self, hashes: &[String], quiet: bool) {
+        if self.removing {
+            return;
+        }
         let mut outdated: Option<String> = None;
         let mut count = 0;
         for (rack, hash) in self.dc.racks.iter().zip(hashes) {

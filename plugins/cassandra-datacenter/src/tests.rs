@@ -1294,3 +1294,71 @@ fn the_seed_service_has_one_owner_per_namespace() {
     assert!(!names(&shared).contains(&"demo-seed-service".to_string()));
     assert!(names(&shared).contains(&"demo-dc2-service".to_string()));
 }
+
+#[test]
+fn decommission_on_delete_removes_nodes_before_releasing_the_finalizer() {
+    let mut sim = Sim::new(dc_json(2, &["r1"]));
+    sim.run_until_ready(30);
+    sim.dc["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
+    sim.dc["metadata"]["annotations"] =
+        json!({"cassandra.datastax.com/decommission-on-delete": "true"});
+    // Without another datacenter in the ring there is nowhere to move the data: the
+    // deletion just releases the finalizer.
+    let plan = sim.plan();
+    assert_eq!(plan.finalizers, Some(vec![]));
+
+    // With another datacenter in the ring, nodes leave one at a time first.
+    let other = SimPod {
+        rack: "r1".into(),
+        seed: true,
+        uid: "uid-dc2".into(),
+        ip: "10.1.0.1".into(),
+        hash: String::new(),
+        state: St::Normal,
+        terminating: false,
+        created_ms: 0,
+    };
+    let with_dc2 = |sim: &Sim| {
+        let mut snap = sim.snapshot();
+        for n in &mut snap.nodes {
+            if let Some(e) = &n.endpoints {
+                let mut v: Value = serde_json::from_str(e).unwrap();
+                v["entity"].as_array_mut().unwrap().push(json!({
+                    "ENDPOINT_IP": other.ip, "HOST_ID": "dc2-host", "STATUS": "NORMAL,1",
+                    "DC": "dc2", "RACK": "r1", "LOAD": "1000.0"}));
+                n.endpoints = Some(v.to_string());
+            }
+        }
+        snap
+    };
+    let mut released = false;
+    for _ in 0..20 {
+        sim.now += 1000;
+        for (id, done) in std::mem::take(&mut sim.pending) {
+            if let Done::Left(pod) = &done {
+                sim.pods.get_mut(pod).unwrap().state = St::Left;
+                sim.data.remove(pod);
+            }
+            sim.record(&id, Outcome::Succeeded(String::new()));
+        }
+        sim.pods.retain(|_, p| !p.terminating);
+        let plan = P::reconcile(with_dc2(&sim)).unwrap();
+        if plan.finalizers == Some(vec![]) {
+            released = true;
+            break;
+        }
+        assert_eq!(
+            plan.finalizers,
+            Some(vec!["finalizer.cassandra.datastax.com".into()])
+        );
+        sim.execute(&plan);
+    }
+    assert!(released, "finalizer never released: {:#}", sim.status());
+    let decos: Vec<_> = sim
+        .ops_seen
+        .iter()
+        .filter(|(_, k)| matches!(k, OperationKind::Decommission))
+        .map(|(p, _)| p.as_str())
+        .collect();
+    assert_eq!(decos, ["demo-dc1-r1-sts-1", "demo-dc1-r1-sts-0"]);
+}

@@ -321,7 +321,10 @@ impl Decider<'_> {
     fn delete_pod(&mut self, pod: &str) {
         self.plan.delete.push(key(self.dc, "v1", "Pod", pod));
         self.deleting.push(pod.to_string());
-        let Some(rack) = self.dc.racks.iter().find(|r| pod == format!("{}-0", r.sts)) else {
+        let Some(p) = self.obs.pod(pod).filter(|p| p.seed) else {
+            return;
+        };
+        let Some(rack) = self.dc.racks.iter().find(|r| r.label == p.rack) else {
             return;
         };
         for obj in &mut self.plan.apply {
@@ -364,9 +367,13 @@ impl Decider<'_> {
                 .iter()
                 .filter(|p| p.rack == rack.label && !p.terminating)
                 .collect();
-            let pod0 = rack_pods
-                .iter()
-                .any(|p| p.ordinal == 0 && !self.deleting.contains(&p.name));
+            // Seed ordinals without a live pod: the next pods created must be seeds.
+            let seed_missing = (0..rack.seeds.max(1).min(rack.desired.max(1))).any(|o| {
+                !rack_pods
+                    .iter()
+                    .any(|p| p.ordinal as usize == o && !self.deleting.contains(&p.name))
+            });
+            let seed_count = rack.seeds.max(1).min(rack.desired.max(1));
             let live_replicas = live.map(|l| l.replicas);
             let replicas = if stopped {
                 0
@@ -380,12 +387,14 @@ impl Decider<'_> {
             } else if live_replicas.is_some_and(|l| l > rack.desired) {
                 // Another rack is being scaled down first; this one waits its turn.
                 live_replicas.unwrap_or(rack.desired)
-            } else if rack_pods.is_empty() && live_replicas.is_none_or(|l| l <= 1) {
-                // Pod 0 first, created as the rack's seed (see `objects::statefulset`).
-                // Only when the rack is being created from nothing: a StatefulSet that
-                // already runs more pods than we can see (a pod cache still syncing) is
-                // never shrunk on that account.
-                rack.desired.min(1)
+            } else if seed_missing
+                && live_replicas.is_none_or(|l| l <= seed_count)
+                && rack_pods.len() < seed_count
+            {
+                // The seed pods first (see `objects::statefulset`). Only while the rack
+                // has no more than them: a StatefulSet that already runs more pods than
+                // we can see (a pod cache still syncing) is never shrunk on that account.
+                rack.desired.min(seed_count)
             } else {
                 rack.desired
             };
@@ -398,7 +407,7 @@ impl Decider<'_> {
                 rack.label.clone(),
                 replicas.min(live_replicas.unwrap_or(replicas)),
             );
-            let seed_template = !stopped && !pod0;
+            let seed_template = !stopped && seed_missing && rack.desired > 0;
             let sts = objects::statefulset(self.dc, &rack, replicas, seed_template);
             hashes.push(objects::template_hash(&sts["spec"]["template"]));
             push(self.plan, &sts);

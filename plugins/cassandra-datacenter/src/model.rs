@@ -26,6 +26,34 @@ pub struct RackPlan {
     pub sts: String,
     /// Nodes the spec wants in this rack.
     pub desired: usize,
+    /// Its first `seeds` pods (by ordinal) are seeds.
+    pub seeds: usize,
+}
+
+/// Seeds of each rack, as upstream counts them: three per datacenter (every node when there
+/// are fewer), spread over the racks; one per rack when there are more than three racks.
+pub fn seeds_per_rack(sizes: &[usize]) -> Vec<usize> {
+    let mut seeds = vec![0; sizes.len()];
+    if sizes.len() > 3 {
+        for (s, size) in seeds.iter_mut().zip(sizes) {
+            *s = (*size).min(1);
+        }
+        return seeds;
+    }
+    let mut left = sizes.iter().sum::<usize>().min(3);
+    while left > 0 {
+        let before = left;
+        for (s, size) in seeds.iter_mut().zip(sizes) {
+            if left > 0 && *s < *size {
+                *s += 1;
+                left -= 1;
+            }
+        }
+        if left == before {
+            break;
+        }
+    }
+    seeds
 }
 
 /// The parent datacenter with everything derived from it.
@@ -51,16 +79,19 @@ impl Dc {
         let racks = obj.racks();
         let size = usize::try_from(obj.spec.size.max(0)).unwrap_or_default();
         let split = names::split_racks(size, racks.len());
+        let seeds = seeds_per_rack(&split);
         let racks = racks
             .into_iter()
             .zip(split)
+            .zip(seeds)
             .enumerate()
-            .map(|(index, (rack, desired))| RackPlan {
+            .map(|(index, ((rack, desired), seeds))| RackPlan {
                 index,
                 label: clean_label_value(&rack.name),
                 sts: obj.sts_name(&rack.name),
                 rack,
                 desired,
+                seeds,
             })
             .collect();
         Ok(Dc {

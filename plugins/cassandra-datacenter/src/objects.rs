@@ -593,11 +593,12 @@ fn claim_template(dc: &Dc, rack: &RackPlan, name: &str, spec: Value) -> Value {
 /// `seed_template`: the pod template carries `cassandra.datastax.com/seed-node: "true"`.
 /// Pods are not ours to label (they belong to the StatefulSet, and applying them would
 /// fight its controller), yet Cassandra and the simulator find seeds by that label. So the
-/// label is put in the template exactly while the rack's ordinal-0 pod is missing: the
-/// StatefulSet first runs with one replica (pod 0 is created as a seed), and once pod 0
-/// exists the label goes away and the rack grows to its size. With `OnDelete` updates a
-/// pod keeps the labels it was created with, so pod 0 of each rack stays the seed, also
-/// when it is recreated (the label returns while it is missing).
+/// label is put in the template exactly while one of the rack's seed pods (its first
+/// ordinals) is missing: the StatefulSet first runs with only those replicas (created as
+/// seeds), and once they exist the label goes away and the rack grows to its size. With
+/// `OnDelete` updates a pod keeps the labels it was created with, so seeds stay seeds,
+/// also when recreated (the label returns while one is missing, and a plan deleting a
+/// seed pod puts it back in the same plan).
 pub fn statefulset(dc: &Dc, rack: &RackPlan, replicas: usize, seed_template: bool) -> Value {
     let mut template = pod_template(dc, rack);
     if seed_template {

@@ -1362,3 +1362,34 @@ fn decommission_on_delete_removes_nodes_before_releasing_the_finalizer() {
         .collect();
     assert_eq!(decos, ["demo-dc1-r1-sts-1", "demo-dc1-r1-sts-0"]);
 }
+
+#[test]
+fn seeds_are_three_per_datacenter_or_one_per_rack() {
+    use crate::model::seeds_per_rack;
+    assert_eq!(seeds_per_rack(&[3]), [3]);
+    assert_eq!(seeds_per_rack(&[1]), [1]);
+    assert_eq!(seeds_per_rack(&[2, 2]), [2, 1]);
+    assert_eq!(seeds_per_rack(&[1, 1]), [1, 1]);
+    assert_eq!(seeds_per_rack(&[2, 2, 2]), [1, 1, 1]);
+    assert_eq!(seeds_per_rack(&[1, 1, 1, 1]), [1, 1, 1, 1]);
+
+    let mut sim = Sim::new(dc_json(5, &["r1"]));
+    let plan = sim.step();
+    assert_eq!(sts_of(&plan, "demo-dc1-r1-sts")["spec"]["replicas"], 3);
+    sim.run_until_ready(40);
+    let seeds: BTreeSet<_> = sim
+        .pods
+        .iter()
+        .filter(|(_, p)| p.seed)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(
+        seeds,
+        BTreeSet::from([
+            "demo-dc1-r1-sts-0",
+            "demo-dc1-r1-sts-1",
+            "demo-dc1-r1-sts-2"
+        ])
+    );
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+}

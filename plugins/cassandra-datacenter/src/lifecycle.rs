@@ -315,9 +315,9 @@ struct ScaleDown {
 }
 
 impl Decider<'_> {
-    /// Deletes a pod so its StatefulSet recreates it. Pod 0 of a rack is its seed: the
-    /// rack's template gets the seed label in the same plan (applied before the deletion),
-    /// so the StatefulSet controller recreates it as a seed.
+    /// Deletes a pod so its StatefulSet recreates it. A seed pod gets the seed label back
+    /// in its rack's template in the same plan (applied before the deletion), so the
+    /// StatefulSet controller recreates it as a seed.
     fn delete_pod(&mut self, pod: &str) {
         self.plan.delete.push(key(self.dc, "v1", "Pod", pod));
         self.deleting.push(pod.to_string());

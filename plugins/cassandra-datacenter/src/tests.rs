@@ -461,7 +461,7 @@ fn empty_dc_gets_statefulsets_services_pdb_and_secret() {
         ]
         .map(|(a, b)| (a.to_string(), b.to_string()))
     );
-    // Pod 0 of each rack first, as a seed.
+    // The seed pods first (one per rack with three racks).
     let sts = sts_of(&plan, "demo-dc1-r1-sts");
     assert_eq!(sts["spec"]["replicas"], 1);
     assert_eq!(
@@ -830,7 +830,7 @@ fn rolling_restart_deletes_one_pod_at_a_time() {
     assert!(sim.violations.is_empty(), "{:?}", sim.violations);
     assert_eq!(sim.condition("RollingRestart").as_deref(), Some("False"));
     assert!(sim.status()["lastRollingRestart"].is_string());
-    // Seeds stay seeds across the restart: the plan deleting a pod 0 also puts the seed
+    // Seeds stay seeds across the restart: the plan deleting a seed pod also puts the seed
     // label into its rack's template.
     assert_eq!(sim.pods.values().filter(|p| p.seed).count(), 3);
     for p in &sim.plans {

@@ -22,23 +22,23 @@ pub enum ApplyError {
     UnknownCluster { cluster: String },
     #[error("object in plan is not valid: {reason}")]
     InvalidObject { reason: String },
-    #[error("kind {api_version}/{kind} is not served by cluster {cluster:?}: {source}")]
+    #[error("kind {api_version}/{kind} is not served by cluster {cluster:?}: {message}")]
     Discovery {
         cluster: String,
         api_version: String,
         kind: String,
-        #[source]
-        source: kube::Error,
+        /// The server's message in one line (see [`short`]).
+        message: String,
     },
-    #[error("{verb} {kind} {namespace}/{name} in cluster {cluster:?}: {}", short(.source))]
+    #[error("{verb} {kind} {object} in cluster {cluster:?}: {message}")]
     Api {
         verb: &'static str,
         cluster: String,
         kind: String,
-        namespace: String,
-        name: String,
-        #[source]
-        source: kube::Error,
+        /// `namespace/name`.
+        object: String,
+        /// The server's message in one line (see [`short`]).
+        message: String,
     },
 }
 
@@ -57,11 +57,14 @@ pub struct Resolved {
     pub namespaced: bool,
 }
 
+/// (cluster, apiVersion, kind).
+type KindKey = (String, String, String);
+
 /// Discovery results per (cluster, apiVersion, kind); discovery is one round trip per kind,
 /// so it is worth remembering.
 #[derive(Clone, Default)]
 pub struct Discovery {
-    cache: Arc<Mutex<HashMap<(String, String, String), Resolved>>>,
+    cache: Arc<Mutex<HashMap<KindKey, Resolved>>>,
 }
 
 impl Discovery {
@@ -97,7 +100,7 @@ impl Discovery {
                     cluster: cluster.to_string(),
                     api_version: api_version.to_string(),
                     kind: kind.to_string(),
-                    source,
+                    message: short(&source),
                 })?;
         let resolved = Resolved {
             resource,
@@ -196,9 +199,8 @@ impl Writer {
                 verb: "apply",
                 cluster: cluster.to_string(),
                 kind,
-                namespace,
-                name,
-                source,
+                object: format!("{namespace}/{name}"),
+                message: short(&source),
             })
     }
 
@@ -227,21 +229,21 @@ impl Writer {
                 verb: "delete",
                 cluster: cluster.to_string(),
                 kind: kind.to_string(),
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-                source,
+                object: format!("{namespace}/{name}"),
+                message: short(&source),
             }),
         }
     }
 
-    /// Applies the parent's status through the status subresource.
+    /// Applies the parent's status through the status subresource; returns the status the
+    /// API server stored (after its schema pruned what it doesn't know).
     pub async fn patch_status(
         &self,
         client: &Client,
         parent: &Resolved,
         parent_obj: &DynamicObject,
         status: Value,
-    ) -> Result<(), ApplyError> {
+    ) -> Result<Value, ApplyError> {
         let namespace = parent_obj.metadata.namespace.clone().unwrap_or_default();
         let name = parent_obj.metadata.name.clone().unwrap_or_default();
         let api = Self::api(client.clone(), parent, &namespace);
@@ -254,14 +256,13 @@ impl Writer {
         self.metrics.record_write(&self.policy, "status", "");
         api.patch_status(&name, &params, &Patch::Apply(&body))
             .await
-            .map(|_| ())
+            .map(|o| o.data.get("status").cloned().unwrap_or(Value::Null))
             .map_err(|source| ApplyError::Api {
                 verb: "patch status",
                 cluster: String::new(),
                 kind: parent.resource.kind.clone(),
-                namespace,
-                name,
-                source,
+                object: format!("{namespace}/{name}"),
+                message: short(&source),
             })
     }
 
@@ -303,9 +304,8 @@ impl Writer {
                 verb: "patch status",
                 cluster: String::new(),
                 kind: parent.resource.kind.clone(),
-                namespace,
-                name,
-                source,
+                object: format!("{namespace}/{name}"),
+                message: short(&source),
             })
     }
 
@@ -335,9 +335,8 @@ impl Writer {
                 verb: "set finalizers",
                 cluster: String::new(),
                 kind: parent.resource.kind.clone(),
-                namespace,
-                name,
-                source,
+                object: format!("{namespace}/{name}"),
+                message: short(&source),
             }),
         }
     }
@@ -346,23 +345,24 @@ impl Writer {
     /// that changed under a running cluster would lock the operator out.
     pub async fn ensure_secret(
         &self,
-        cluster: &str,
         client: &Client,
-        namespace: &str,
-        name: &str,
-        fixed: &[(String, String)],
-        random_keys: &[String],
+        secret: &crate::plugin::bindings::GeneratedSecret,
         labels: BTreeMap<String, String>,
     ) -> Result<bool, ApplyError> {
+        let (cluster, namespace, name) = (
+            secret.cluster.as_str(),
+            secret.namespace.as_str(),
+            secret.name.as_str(),
+        );
+        let (fixed, random_keys) = (&secret.fixed, &secret.random_keys);
         use k8s_openapi::api::core::v1::Secret;
         let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-        let err = |verb: &'static str, source| ApplyError::Api {
+        let err = |verb: &'static str, source: kube::Error| ApplyError::Api {
             verb,
             cluster: cluster.to_string(),
             kind: "Secret".into(),
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-            source,
+            object: format!("{namespace}/{name}"),
+            message: short(&source),
         };
         if api
             .get_opt(name)
@@ -459,9 +459,12 @@ impl Writer {
                 verb: "create",
                 cluster: cluster.to_string(),
                 kind: "Event".into(),
-                namespace,
-                name: regarding.name.clone().unwrap_or_default(),
-                source,
+                object: format!(
+                    "{}/{}",
+                    namespace,
+                    regarding.name.clone().unwrap_or_default()
+                ),
+                message: short(&source),
             })
     }
 }

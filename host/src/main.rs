@@ -36,7 +36,8 @@ struct Cli {
 enum Command {
     /// Run the operator.
     Run(Box<RunArgs>),
-    /// Print the CustomResourceDefinitions as YAML (what `kubectl apply -f` takes).
+    /// Print the CustomResourceDefinitions and their admission policies as YAML (what
+    /// `kubectl apply --server-side -f -` takes).
     Crds,
     /// Work with policy components.
     #[command(subcommand)]
@@ -169,7 +170,11 @@ async fn main() -> Result<()> {
     init_tracing(cli.json_logs);
     match cli.command {
         Command::Crds => {
+            // The admission policies carry the rules a CRD's own CEL can't express (they
+            // read annotations); they belong with the CRDs.
             print!("{}", k8ssandra_api::all_crds_yaml());
+            println!("---");
+            print!("{}", k8ssandra_api::policies::admission_policies_yaml());
             Ok(())
         }
         Command::Plugin(PluginCommand::Inspect { file, output }) => {

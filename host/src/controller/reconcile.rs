@@ -41,6 +41,9 @@ pub const POLICY_FAILED: &str = "PolicyFailed";
 /// Identity of an object across clusters.
 type ObjKey = (String, String, String, String, String);
 
+/// When each (reason, message) was last recorded for a parent.
+type EventLog = HashMap<(String, String), Instant>;
+
 /// What the host remembers between reconciles. Losing it (a restart) costs at most one
 /// redundant write per object; correctness never depends on it.
 #[derive(Default)]
@@ -48,9 +51,11 @@ pub struct Memory {
     /// Hash of the last desired object applied, and the resourceVersion the apply returned.
     applied: Mutex<HashMap<ObjKey, (u64, String)>>,
     /// Events recorded per parent, to record each distinct event once per hour.
-    events: Mutex<HashMap<ParentKey, HashMap<(String, String), Instant>>>,
+    events: Mutex<HashMap<ParentKey, EventLog>>,
     /// Secrets known to exist.
     secrets: Mutex<HashSet<(String, String, String)>>,
+    /// Per parent: hash of the last desired status written, and of what the server stored.
+    status: Mutex<HashMap<ParentKey, (u64, u64)>>,
     /// Finalizers this policy has ever asked for.
     finalizers: Mutex<HashSet<String>>,
 }
@@ -190,6 +195,7 @@ impl PolicyController {
         }
         self.shared.dataplane.forget(&self.parent_id(key));
         lock(&self.memory.events).remove(key);
+        lock(&self.memory.status).remove(key);
         After::Idle
     }
 
@@ -651,19 +657,7 @@ impl PolicyController {
             };
             let mut labels: BTreeMap<String, String> = secret.labels.iter().cloned().collect();
             labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
-            match self
-                .writer
-                .ensure_secret(
-                    &secret.cluster,
-                    &client,
-                    &secret.namespace,
-                    &secret.name,
-                    &secret.fixed,
-                    &secret.random_keys,
-                    labels,
-                )
-                .await
-            {
+            match self.writer.ensure_secret(&client, secret, labels).await {
                 Ok(_) => {
                     lock(&self.memory.secrets).insert(skey);
                 }
@@ -688,13 +682,26 @@ impl PolicyController {
             })?;
             let live = parent.data.get("status").cloned().unwrap_or(Value::Null);
             let differs = !is_subset(&desired, &live) || has_extra_conditions(&desired, &live);
-            if differs
-                && let Err(e) = self
+            // A status with fields the CRD's schema prunes never equals the stored one; what
+            // the server stored for this same desired status the last time is the reference.
+            let desired_hash = hash_value(&desired);
+            let stored_same = lock(&self.memory.status)
+                .get(key)
+                .is_some_and(|(d, l)| *d == desired_hash && *l == hash_value(&live));
+            if differs && !stored_same {
+                match self
                     .writer
                     .patch_status(client, &self.parent, parent, desired)
                     .await
-            {
-                first_error.get_or_insert(e);
+                {
+                    Ok(stored) => {
+                        lock(&self.memory.status)
+                            .insert(key.clone(), (desired_hash, hash_value(&stored)));
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
             }
         }
 

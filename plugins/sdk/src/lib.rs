@@ -239,6 +239,9 @@ where
         .collect()
 }
 
+// Deriving is not possible: the type is generated, and `additional_derives` would ask
+// `Default` of every generated type, enums included.
+#[allow(clippy::derivable_impls)]
 impl Default for Plan {
     fn default() -> Self {
         Plan {

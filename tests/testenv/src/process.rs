@@ -327,10 +327,7 @@ mod tests {
     }
 
     fn alive(pid: u32) -> bool {
-        // Zombies keep their /proc entry but have no cmdline.
-        std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|c| !c.is_empty())
-            .unwrap_or(false)
+        crate::procscan::is_running(pid)
     }
 
     #[test]
@@ -353,7 +350,8 @@ mod tests {
             assert!(Instant::now() < deadline, "grandchild never started");
             std::thread::sleep(Duration::from_millis(20));
         };
-        assert!(alive(pid) && alive(grandchild));
+        assert!(alive(pid), "child {pid} not running");
+        assert!(alive(grandchild), "grandchild {grandchild} not running");
         drop(p);
         assert!(!alive(pid), "child survived drop");
         // The grandchild was reparented away from us, so wait for init to reap it.

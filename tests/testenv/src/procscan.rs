@@ -39,6 +39,18 @@ pub fn processes() -> Vec<ProcessInfo> {
         .collect()
 }
 
+/// Whether `pid` exists and is not a zombie (read from `/proc/<pid>/stat`, which, unlike the
+/// command line, stays readable while a process is in the middle of `exec`).
+pub fn is_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses and may contain anything.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|state| state != "Z" && state != "X")
+}
+
 /// Processes whose command line mentions `needle` (say, a TestEnv's root directory).
 pub fn processes_referencing(needle: &str) -> Vec<ProcessInfo> {
     processes()
@@ -58,12 +70,35 @@ pub fn processes_from_dir(dir: &Path) -> Vec<ProcessInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::CommandExt;
+
+    #[test]
+    fn running_until_reaped_as_zombie() {
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", "exec sleep 30"])
+            .spawn()
+            .unwrap();
+        assert!(is_running(child.id()));
+        assert!(is_running(std::process::id()));
+        child.kill().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        // Killed but not yet reaped: a zombie, which does not count.
+        while is_running(child.id()) {
+            assert!(std::time::Instant::now() < deadline, "still running");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        child.wait().unwrap();
+        assert!(!is_running(child.id()));
+    }
 
     #[test]
     fn finds_a_child_by_its_arguments() {
         let marker = format!("procscan-marker-{}", std::process::id());
         let mut child = std::process::Command::new("/bin/sh")
-            .args(["-c", "sleep 30", &marker])
+            .args(["-c", "sleep 30; true", &marker])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
             .spawn()
             .unwrap();
         // Until exec, the forked child still shows our own command line.
@@ -75,8 +110,13 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "child never found");
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        child.kill().unwrap();
+        // SAFETY: kill(2) on the group we just created; takes the sleep along.
+        unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
         child.wait().unwrap();
-        assert!(processes_referencing(&marker).is_empty());
+        // The group's other member (sh's fork for `sleep`) dies asynchronously.
+        while !processes_referencing(&marker).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "child still listed");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }

@@ -78,8 +78,7 @@ fn state_file(state_dir: &Path) -> PathBuf {
 }
 
 fn alive(pid: u32) -> bool {
-    // Zombies keep a /proc entry but an empty command line.
-    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+    k8ssandra_testenv::procscan::is_running(pid)
 }
 
 fn read_state(path: &Path) -> Result<Option<State>> {

@@ -445,7 +445,8 @@ impl Decider<'_> {
             self.roles();
             let scaling_down = self.scale_down_step(scale_down.as_ref(), quiet);
             let scaling_up = self.scale_up(quiet && !scaling_down);
-            self.rolling_update(&hashes, quiet && !scaling_down && !scaling_up);
+            let calm = !busy && replacing.is_empty() && !scaling_down;
+            self.rolling_update(&hashes, quiet && !scaling_down && !scaling_up, calm);
             self.readiness();
         }
         self.write_status();
@@ -1059,11 +1060,18 @@ impl Decider<'_> {
 
     /// Restarts outdated pods (template hash differs) rack by rack, the highest ordinal
     /// first, one pod at a time and only when every node is ready.
-    fn rolling_update(&mut self, hashes: &[String], quiet: bool) {
+    ///
+    /// `calm`: nothing in flight (no start, scale-down or replacement), though some node
+    /// may be down. An outdated node that is down and cannot start (a bad configuration,
+    /// say) would block the update for ever; as it is down already, recreating it with
+    /// the fixed template costs no availability, so it goes first, also while not every
+    /// node is ready.
+    fn rolling_update(&mut self, hashes: &[String], quiet: bool, calm: bool) {
         if self.removing {
             return;
         }
         let mut outdated: Option<String> = None;
+        let mut outdated_all: Vec<String> = Vec::new();
         let mut count = 0;
         for (rack, hash) in self.dc.racks.iter().zip(hashes) {
             let mut pods: Vec<&PodObs> = self
@@ -1077,6 +1085,7 @@ impl Decider<'_> {
                 .collect();
             pods.sort_by_key(|p| std::cmp::Reverse(p.ordinal));
             count += pods.len();
+            outdated_all.extend(pods.iter().map(|p| p.name.clone()));
             if outdated.is_none() {
                 outdated = pods.first().map(|p| p.name.clone());
             }
@@ -1112,6 +1121,28 @@ impl Decider<'_> {
                 EventType::Normal,
                 "RestartingPod",
                 format!("recreating {pod} with the current pod template"),
+            );
+            return;
+        }
+        let down: Vec<String> = self
+            .obs
+            .pods
+            .iter()
+            .filter(|p| !p.terminating && self.kept(p) && !p.ready())
+            .map(|p| p.name.clone())
+            .collect();
+        let none_terminating = self.obs.pods.iter().all(|p| !p.terminating);
+        if calm
+            && none_terminating
+            && !down.is_empty()
+            && down.iter().all(|d| outdated_all.contains(d))
+        {
+            let pod = down[0].clone();
+            self.delete_pod(&pod);
+            self.plan.event(
+                EventType::Warning,
+                "RecreatingDownPod",
+                format!("{pod} is down with an outdated pod template; recreating it"),
             );
         }
     }

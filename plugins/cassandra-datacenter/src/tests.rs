@@ -1393,3 +1393,28 @@ fn seeds_are_three_per_datacenter_or_one_per_rack() {
     );
     assert!(sim.violations.is_empty(), "{:?}", sim.violations);
 }
+
+#[test]
+fn an_outdated_node_that_cannot_start_is_recreated_first() {
+    let mut sim = Sim::new(dc_json(3, &["r1"]));
+    sim.run_until_ready(30);
+    // A bad configuration broke node 1, then the user fixes the configuration.
+    let uid = sim.pods["demo-dc1-r1-sts-1"].uid.clone();
+    sim.pods.get_mut("demo-dc1-r1-sts-1").unwrap().state = St::Down;
+    sim.now += crate::lifecycle::START_TIMEOUT_MS;
+    sim.record(
+        &format!("start/demo-dc1-r1-sts-1/{uid}/1"),
+        Outcome::Failed("Cassandra exited".into()),
+    );
+    sim.dc["spec"]["config"] = json!({"cassandra-yaml": {"num_tokens": 8}});
+    sim.dc["metadata"]["generation"] = json!(2);
+    let plan = sim.plan();
+    let deleted: Vec<_> = plan.delete.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(deleted, ["demo-dc1-r1-sts-1"]);
+    // While healthy outdated nodes wait for everyone to be ready.
+    sim.pods.get_mut("demo-dc1-r1-sts-1").unwrap().state = St::Normal;
+    sim.pods.get_mut("demo-dc1-r1-sts-0").unwrap().state = St::Down;
+    sim.pods.get_mut("demo-dc1-r1-sts-0").unwrap().hash = "current".into();
+    let plan = sim.plan();
+    assert!(plan.delete.is_empty(), "{:?}", plan.delete);
+}

@@ -33,6 +33,9 @@
 //! - Dropping the [`TestEnv`] (also while panicking) stops every process; children also die
 //!   with the test process (`PR_SET_PDEATHSIG`). Missing binaries are an error, never a skip.
 //!
+//! - [`procscan`] finds processes through `/proc`, to assert that nothing was left running.
+//! - `TESTENV_KEEP=1` keeps each env's directory (data, `cluster-<i>/logs/*.log`) after the drop.
+//!
 //! Binaries come from `$TESTENV_BIN_DIR` or from `tests/testenv/build-binaries.sh`, which builds
 //! them from pinned Go modules into a cache outside the repository (see `docs/testing.md`).
 //! The `testenv` binary (`testenv up` / `testenv down`) runs the same clusters for humans.

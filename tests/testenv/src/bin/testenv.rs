@@ -32,7 +32,7 @@ enum Command {
         /// Where the state file and cluster data go.
         #[arg(long, env = "TESTENV_STATE_DIR")]
         state_dir: Option<PathBuf>,
-        /// Where to write the kubeconfig (default: <state-dir>/kubeconfig).
+        /// Where to write the kubeconfig (default: `<state-dir>/kubeconfig`).
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
     },

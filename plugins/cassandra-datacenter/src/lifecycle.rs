@@ -1092,11 +1092,54 @@ impl Decider<'_> {
         }
         let restart_requested =
             self.dc.prev_true(T::RollingRestart) || self.conds.get(T::RollingRestart) == Some(true);
-        let Some(pod) = outdated else {
+        let Some(mut pod) = outdated else {
             self.conds.set(T::Updating, false, "", "");
             self.conds.set(T::RollingRestart, false, "", "");
             return;
         };
+        // canaryUpgrade: only the first rack, up to canaryUpgradeCount of its pods; the
+        // rest waits until the user turns the canary off.
+        if self.dc.obj.spec.canary_upgrade == Some(true)
+            && let Some(first) = self.dc.racks.first()
+        {
+            let hash = hashes.first().map(String::as_str).unwrap_or_default();
+            let in_rack = |p: &&PodObs| p.rack == first.label && !p.terminating && self.kept(p);
+            let updated = self
+                .obs
+                .pods
+                .iter()
+                .filter(in_rack)
+                .filter(|p| p.template_hash.as_deref() == Some(hash))
+                .count();
+            let limit = match self.dc.obj.spec.canary_upgrade_count {
+                Some(n) if n > 0 && (n as usize) < first.desired => n as usize,
+                _ => first.desired,
+            };
+            let next = self
+                .obs
+                .pods
+                .iter()
+                .filter(in_rack)
+                .filter(|p| outdated_all.contains(&p.name))
+                .max_by_key(|p| p.ordinal)
+                .map(|p| p.name.clone());
+            self.pending = true;
+            match next.filter(|_| updated < limit) {
+                Some(n) => pod = n,
+                None => {
+                    self.conds.set(
+                        T::Updating,
+                        true,
+                        "CanaryUpgrade",
+                        format!(
+                            "canary done ({updated} pod(s)); set canaryUpgrade to false to go on"
+                        ),
+                    );
+                    return;
+                }
+            }
+            outdated_all.retain(|o| *o == pod);
+        }
         self.pending = true;
         self.conds.set(
             T::Updating,

@@ -1418,3 +1418,36 @@ fn an_outdated_node_that_cannot_start_is_recreated_first() {
     let plan = sim.plan();
     assert!(plan.delete.is_empty(), "{:?}", plan.delete);
 }
+
+#[test]
+fn canary_upgrade_updates_part_of_the_first_rack_only() {
+    let mut sim = Sim::new(dc_json(6, &["r1", "r2", "r3"]));
+    sim.run_until_ready(40);
+    sim.dc["spec"]["canaryUpgrade"] = json!(true);
+    sim.dc["spec"]["canaryUpgradeCount"] = json!(1);
+    sim.dc["spec"]["config"] = json!({"cassandra-yaml": {"num_tokens": 8}});
+    sim.dc["metadata"]["generation"] = json!(2);
+    let before = sim.deleted.len();
+    for _ in 0..15 {
+        sim.step();
+    }
+    let deleted: Vec<_> = sim.deleted[before..].to_vec();
+    assert_eq!(deleted, ["Pod/demo-dc1-r1-sts-1"]);
+    let updating = sim.status()["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Updating")
+        .unwrap()
+        .clone();
+    assert_eq!(updating["reason"], "CanaryUpgrade");
+    // Canary off: the rest follows.
+    sim.dc["spec"]["canaryUpgrade"] = json!(false);
+    sim.dc["metadata"]["generation"] = json!(3);
+    sim.run_until_ready(60);
+    let pods = sim.deleted[before..]
+        .iter()
+        .filter(|d| d.starts_with("Pod/"))
+        .count();
+    assert_eq!(pods, 6);
+}

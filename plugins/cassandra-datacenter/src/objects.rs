@@ -776,7 +776,9 @@ pub fn services(dc: &Dc) -> Vec<Value> {
 
 /// Addresses behind `<cluster>-<dc>-additional-seed-service`: the IPv4 entries of
 /// `spec.additionalSeeds` (that Service has no selector, so nothing else fills it). Host
-/// names cannot go into an EndpointSlice and are left out. None without such seeds.
+/// names cannot go into an EndpointSlice and are left out, and so are loopback addresses,
+/// which the API server refuses in any EndpointSlice (they only occur on test clusters,
+/// where Cassandra still gets its seeds from the configuration). None without such seeds.
 pub fn additional_seeds_slice(dc: &Dc) -> Option<Value> {
     let ips: Vec<&String> = dc
         .obj
@@ -784,7 +786,10 @@ pub fn additional_seeds_slice(dc: &Dc) -> Option<Value> {
         .additional_seeds
         .iter()
         .flatten()
-        .filter(|s| s.parse::<std::net::Ipv4Addr>().is_ok())
+        .filter(|s| {
+            s.parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| !ip.is_loopback())
+        })
         .collect();
     if ips.is_empty() {
         return None;

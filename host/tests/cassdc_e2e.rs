@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use anyhow::Result;
-use cassandra_sim::{CassandraState, SimHandle, SimOptions, Simulator};
+use cassandra_sim::{CassandraState, FaultRequest, FaultTarget, SimHandle, SimOptions, Simulator};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
 use kube::api::{DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
@@ -268,6 +268,178 @@ async fn datacenter_of_three_racks_becomes_ready_and_scales() -> Result<()> {
             "PVC {name} was recreated"
         );
     }
+    assert!(
+        sim.violations().is_empty(),
+        "violations: {:?}",
+        sim.violations()
+    );
+    Ok(())
+}
+
+fn not_normal(sim: &SimHandle) -> usize {
+    sim.state()
+        .cluster("demo")
+        .map(|c| {
+            c.nodes
+                .iter()
+                .filter(|n| n.cassandra != CassandraState::Normal)
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn starts(sim: &SimHandle) -> Vec<cassandra_sim::HistoryEntry> {
+    sim.history()
+        .into_iter()
+        .filter(|h| h.action == "start")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_config_change_stop_resume_and_replace() -> Result<()> {
+    let env = TestEnv::start(TestEnvOptions {
+        clusters: 1,
+        nodes_per_cluster: 6,
+        ..Default::default()
+    })
+    .await?;
+    let tmp = tempfile::tempdir()?;
+    let (client, sim, op, dcs) = setup(&env, tmp.path()).await?;
+    apply_yaml(&client, &dc_manifest(3), NS).await?;
+    wait_for(
+        "dc1 Ready with 3 nodes",
+        Duration::from_secs(180),
+        || async {
+            (ready_condition(&dcs).await == Some(true) && normal_nodes(&sim) == 3).then_some(())
+        },
+    )
+    .await
+    .map_err(|e| e.context(tail(&op.log_text())))?;
+    assert_eq!(starts(&sim).len(), 3);
+
+    // A config change rolls through every node, never more than one down at a time.
+    dcs.patch(
+        "dc1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"config": {"cassandra-yaml": {"concurrent_reads": 64}}}})),
+    )
+    .await?;
+    let mut max_down = 0;
+    wait_for(
+        "every node restarted with the new config",
+        Duration::from_secs(240),
+        || {
+            let down = not_normal(&sim);
+            max_down = max_down.max(down);
+            let sim = &sim;
+            let dcs = &dcs;
+            async move {
+                (starts(sim).len() >= 6
+                    && normal_nodes(sim) == 3
+                    && ready_condition(dcs).await == Some(true))
+                .then_some(())
+            }
+        },
+    )
+    .await
+    .map_err(|e| e.context(tail(&op.log_text())))?;
+    assert!(
+        max_down <= 1,
+        "{max_down} nodes were down at once during the rollout"
+    );
+    assert_eq!(starts(&sim).len(), 6, "each node restarted exactly once");
+    let restarted: std::collections::BTreeSet<String> = starts(&sim)[3..]
+        .iter()
+        .filter_map(|h| h.pod.as_ref().map(|p| p.name.clone()))
+        .collect();
+    assert_eq!(restarted.len(), 3, "every pod restarted: {restarted:?}");
+
+    // stopped: no pods, PVCs kept; resumed: Ready again.
+    dcs.patch(
+        "dc1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"stopped": true}})),
+    )
+    .await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);
+    wait_for(
+        "no pods while stopped",
+        Duration::from_secs(120),
+        || async {
+            pods.list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await?;
+    assert_eq!(
+        pvcs.list(&ListParams::default()).await?.items.len(),
+        3,
+        "PVCs kept while stopped"
+    );
+    dcs.patch(
+        "dc1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"stopped": false}})),
+    )
+    .await?;
+    wait_for(
+        "Ready again after resuming",
+        Duration::from_secs(180),
+        || async {
+            (normal_nodes(&sim) == 3 && ready_condition(&dcs).await == Some(true)).then_some(())
+        },
+    )
+    .await
+    .map_err(|e| e.context(tail(&op.log_text())))?;
+
+    // A node that lost its data is replaced: started with the old address as replace_ip.
+    let victim = "demo-dc1-r1-sts-0";
+    let old_ip = pods
+        .get(victim)
+        .await?
+        .status
+        .and_then(|s| s.pod_ip)
+        .expect("pod IP");
+    sim.set_fault(&FaultRequest {
+        target: FaultTarget::Pod {
+            name: victim.into(),
+            namespace: None,
+            context: None,
+        },
+        fault: None,
+        clear: false,
+        wipe: true,
+    })?;
+    dcs.patch(
+        "dc1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replaceNodes": [victim]}})),
+    )
+    .await?;
+    wait_for(
+        "replacement start with replace_ip, then Ready",
+        Duration::from_secs(180),
+        || async {
+            let replaced = starts(&sim)
+                .iter()
+                .any(|h| h.replace_ip.as_deref() == Some(old_ip.as_str()));
+            (replaced && normal_nodes(&sim) == 3 && ready_condition(&dcs).await == Some(true))
+                .then_some(())
+        },
+    )
+    .await
+    .map_err(|e| {
+        e.context(format!(
+            "history: {:?}\n{}",
+            starts(&sim),
+            tail(&op.log_text())
+        ))
+    })?;
     assert!(
         sim.violations().is_empty(),
         "violations: {:?}",

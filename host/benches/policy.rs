@@ -152,6 +152,15 @@ fn custom_measurement(fx: &Fixture) {
             }),
         ),
         (
+            "  breakdown: spawn_blocking hand-off only",
+            Box::new(|| {
+                black_box(
+                    fx.tokio
+                        .block_on(async { tokio::task::spawn_blocking(|| 1).await.ok() }),
+                );
+            }),
+        ),
+        (
             "  breakdown: instantiate+drop only",
             Box::new(|| {
                 black_box(fx.runtime.instantiate_blocking(&fx.policy).ok());

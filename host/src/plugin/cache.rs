@@ -71,14 +71,14 @@ impl Compiler {
             .map(|dir| dir.join(format!("{hash}-{}.cwasm", self.compat)))
     }
 
-    /// Returns the compiled component, from the cache when possible. Blocking: compiling
-    /// is CPU-bound, so callers run this off the async workers.
+    /// Returns the compiled component and whether it came from the cache. Blocking:
+    /// compiling is CPU-bound, so callers run this off the async workers.
     pub(crate) fn compile(
         &self,
         file: &Path,
         bytes: &[u8],
         hash: &str,
-    ) -> Result<Component, PluginError> {
+    ) -> Result<(Component, bool), PluginError> {
         let artifact = self.artifact_path(hash);
         if let Some(artifact) = artifact.as_deref().filter(|a| a.is_file()) {
             // SAFETY: `deserialize_file` maps the artifact and runs its machine code without
@@ -94,7 +94,7 @@ impl Compiler {
                 Ok(component) => {
                     self.cache_hits.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(file = %file.display(), artifact = %artifact.display(), "loaded precompiled policy");
-                    return Ok(component);
+                    return Ok((component, true));
                 }
                 Err(error) => {
                     tracing::warn!(file = %file.display(), artifact = %artifact.display(), error = %format!("{error:#}"), "discarding unusable precompiled artifact");
@@ -116,7 +116,7 @@ impl Compiler {
                 tracing::warn!(file = %file.display(), artifact = %artifact.display(), %error, "cannot cache precompiled policy");
             }
         }
-        Ok(component)
+        Ok((component, false))
     }
 }
 

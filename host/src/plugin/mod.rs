@@ -509,12 +509,10 @@ impl PolicyRuntime {
         let rt = self.clone();
         let (compiled_path, compiled_hash) = (path.clone(), hash.clone());
         let compiled = tokio::task::spawn_blocking(move || {
-            let hits = rt.inner.compiler.cache_hits();
-            let component = rt
-                .inner
-                .compiler
-                .compile(&compiled_path, &bytes, &compiled_hash)?;
-            let from_cache = rt.inner.compiler.cache_hits() > hits;
+            let (component, from_cache) =
+                rt.inner
+                    .compiler
+                    .compile(&compiled_path, &bytes, &compiled_hash)?;
             world::check_world(&compiled_path, &rt.inner.engine, &component)?;
             let pre = rt.pre_instantiate(&compiled_path, &component)?;
             Ok::<_, PluginError>((pre, from_cache))

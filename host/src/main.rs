@@ -190,7 +190,7 @@ async fn main() -> Result<()> {
                 .with_context(|| format!("reading {}", snapshot.display()))?;
             let outcome = k8ssandra_host::plugin::test_file(&file, &text).await?;
             match outcome {
-                Ok(plan) => print(&plan, output),
+                Ok(plan) => print(&k8ssandra_host::plugin::plan_to_json(&plan), output),
                 Err(e) => {
                     print(&e, output)?;
                     anyhow::bail!("the policy refused to plan: {}", e.message)

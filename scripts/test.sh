@@ -22,6 +22,9 @@ TESTENV_BIN_DIR="$(tests/testenv/build-binaries.sh | tail -n 1)"
 export TESTENV_BIN_DIR
 echo "binaries in $TESTENV_BIN_DIR" >&2
 
+step "cargo-component (the other way users build policies; a test builds with it)"
+./scripts/install-cargo-component.sh
+
 step "Policies as WebAssembly components"
 policies=()
 for manifest in plugins/*/Cargo.toml plugins/examples/*/Cargo.toml; do

@@ -84,14 +84,13 @@ pub fn merge(base: &mut Value, over: &Value) {
 /// The `CONFIG_FILE_DATA` document.
 pub fn config_file_data(dc: &Dc) -> Value {
     let spec = &dc.obj.spec;
-    let mut seeds = vec![seed_service_name(&dc.cluster)];
-    if spec
-        .additional_seeds
-        .as_ref()
-        .is_some_and(|s| !s.is_empty())
-    {
-        seeds.push(additional_seed_service_name(&dc.cluster, dc.name()));
-    }
+    // Both seed Services always, as cass-operator does: the config (and so the pod
+    // template hash) must not change when another datacenter's seeds first appear, or every
+    // node of this datacenter would restart when a datacenter is added.
+    let seeds = [
+        seed_service_name(&dc.cluster),
+        additional_seed_service_name(&dc.cluster, dc.name()),
+    ];
     let workload = |f: fn(&k8ssandra_api::cassandra::DseWorkloads) -> Option<bool>| {
         let on = dc.server_type() == ServerType::Dse
             && spec.dse_workloads.as_ref().and_then(f) == Some(true);

@@ -877,7 +877,12 @@ fn config_change_rolls_out_and_waits_for_readiness() {
         .unwrap();
     let cfg: Value = serde_json::from_str(data["value"].as_str().unwrap()).unwrap();
     assert_eq!(cfg["cassandra-yaml"]["num_tokens"], 8);
-    assert_eq!(cfg["cluster-info"]["seeds"], "demo-seed-service");
+    // The additional-seed Service is listed even with no additional seeds yet, so seeds
+    // appearing later don't change the pod template.
+    assert_eq!(
+        cfg["cluster-info"]["seeds"],
+        "demo-seed-service,demo-dc1-additional-seed-service"
+    );
 }
 
 #[test]

@@ -118,7 +118,8 @@ Try it:
   export KUBECONFIG=$kubeconfig
   kubectl --context cluster-0 -n $ns get k8c demo -o yaml
   kubectl --context cluster-1 -n $ns get cassdc dc2 -o yaml
-  kubectl --context cluster-0 -n $ns patch cassdc dc1 --type merge -p '{"spec":{"size":6}}'
+  kubectl --context cluster-0 -n $ns patch k8c demo --type json \\
+    -p '[{"op":"replace","path":"/spec/cassandra/datacenters/0/size","value":6}]'
   curl -s http://127.0.0.1:18080/metrics | grep k8ssandra_
 
 Simulator control API: $(head -n 1 "$state/sim.out")

@@ -159,7 +159,8 @@ impl Metrics {
     }
 }
 
-/// Readiness: set once every controller has started and its caches synced.
+/// Readiness: set once the controllers of the policies loaded at start-up are started
+/// (their caches fill in the background).
 #[derive(Clone, Default)]
 pub struct Health {
     ready: Arc<AtomicBool>,

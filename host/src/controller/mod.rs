@@ -23,8 +23,6 @@ use crate::plugin::{LoadedPolicy, PolicyRuntime};
 use queue::ParentKey;
 use store::{Store, Touched};
 
-pub use reconcile::OWNERSHIP_LABELS;
-
 /// What the controller needs from the data plane (the Cassandra management API). A trait,
 /// so controller tests can run without Cassandra.
 pub trait DataPlane: Send + Sync {
@@ -37,33 +35,6 @@ pub trait DataPlane: Send + Sync {
     fn results(&self, parent: &str) -> Vec<OperationResult>;
     /// Forgets a parent that is gone.
     fn forget(&self, parent: &str);
-}
-
-/// A data plane that observes nothing and runs nothing, for policies that need neither.
-pub struct NoDataPlane;
-
-impl DataPlane for NoDataPlane {
-    fn observe(&self, nodes: Vec<(NodeRef, Option<String>)>) -> BoxFuture<'static, Vec<NodeState>> {
-        Box::pin(async move {
-            nodes
-                .into_iter()
-                .map(|(node, address)| NodeState {
-                    node,
-                    address,
-                    reachable: false,
-                    error: Some("no data plane configured".into()),
-                    alive: false,
-                    ready: false,
-                    endpoints: None,
-                })
-                .collect()
-        })
-    }
-    fn execute(&self, _: &str, _: Vec<Operation>, _: HashMap<String, String>) {}
-    fn results(&self, _: &str) -> Vec<OperationResult> {
-        Vec::new()
-    }
-    fn forget(&self, _: &str) {}
 }
 
 /// Settings shared by every controller.

@@ -25,16 +25,6 @@ pub const PARENT_CLUSTER_LABEL: &str = "k8ssandra.io/parent-cluster-id";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "k8ssandra-operator";
 
-/// The labels the host stamps on every owned object.
-pub const OWNERSHIP_LABELS: [&str; 6] = [
-    POLICY_LABEL,
-    PARENT_CLUSTER_LABEL,
-    PARENT_NAME_LABEL,
-    PARENT_NAMESPACE_LABEL,
-    PARENT_KIND_LABEL,
-    MANAGED_BY_LABEL,
-];
-
 /// The condition type the host sets on a parent whose policy failed.
 pub const POLICY_FAILED: &str = "PolicyFailed";
 

@@ -79,17 +79,21 @@ generated (create) and replicated (patch).
     - stargates
   verbs: [get, list, watch, patch]
 # Custom resources that a built-in policy owns (K8ssandraCluster → CassandraDatacenter,
-# ReplicatedSecret, Stargate, Reaper): created by server-side apply and pruned.
+# ReplicatedSecret, Stargate, Reaper; K8ssandraTask → CassandraTask): created by
+# server-side apply and pruned. Finished tasks are also deleted when their TTL ends.
 - apiGroups:
     - cassandra.datastax.com
     - replication.k8ssandra.io
     - stargate.k8ssandra.io
     - reaper.k8ssandra.io
+    - control.k8ssandra.io
   resources:
     - cassandradatacenters
     - replicatedsecrets
     - stargates
     - reapers
+    - cassandratasks
+    - k8ssandratasks
   verbs: [create, delete]
 - apiGroups:
     - cassandra.datastax.com

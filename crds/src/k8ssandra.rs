@@ -1022,6 +1022,15 @@ pub struct K8ssandraClusterCondition {
     /// When the status last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
+
+    /// Why the condition has its status, in one word (`UnknownContext`, `ContextUnreachable`,
+    /// `KeyspacesReplicate`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+
+    /// Details for humans: the datacenter, context or keyspaces concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// State of one datacenter of a K8ssandraCluster and of its components.

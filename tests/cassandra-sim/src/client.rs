@@ -70,6 +70,10 @@ impl SimClient {
         self.get("/sim/violations").await
     }
 
+    pub async fn requests(&self) -> Result<Vec<RequestEntry>, SimError> {
+        self.get("/sim/requests").await
+    }
+
     pub async fn set_fault(&self, req: &FaultRequest) -> Result<(), SimError> {
         let _: serde_json::Value = self.post("/sim/faults", req).await?;
         Ok(())

@@ -17,6 +17,7 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         .route("/sim/state", get(state))
         .route("/sim/history", get(history))
         .route("/sim/violations", get(violations))
+        .route("/sim/requests", get(requests))
         .route("/sim/faults", post(faults))
         .route("/sim/keyspaces", post(keyspaces))
         .route("/sim/config", get(config).post(set_config))
@@ -34,6 +35,10 @@ async fn history(State(core): State<Arc<Core>>) -> Response {
 
 async fn violations(State(core): State<Arc<Core>>) -> Response {
     Json(core.violations()).into_response()
+}
+
+async fn requests(State(core): State<Arc<Core>>) -> Response {
+    Json(core.requests()).into_response()
 }
 
 async fn faults(State(core): State<Arc<Core>>, Json(req): Json<FaultRequest>) -> Response {

@@ -697,6 +697,18 @@ pub(crate) struct Core {
     pub(crate) mgmt_port: u16,
     listener_kick: mpsc::UnboundedSender<()>,
     ready_sinks: Mutex<HashMap<String, mpsc::UnboundedSender<ReadyPatch>>>,
+    /// The last [`REQUEST_LOG_LIMIT`] management-API requests; apart from the world so
+    /// logging a request never waits for a long world operation.
+    requests: Mutex<RequestLog>,
+}
+
+/// Requests kept in the log; older ones are dropped.
+pub(crate) const REQUEST_LOG_LIMIT: usize = 50_000;
+
+#[derive(Default)]
+struct RequestLog {
+    next_seq: u64,
+    entries: std::collections::VecDeque<RequestEntry>,
 }
 
 impl Core {
@@ -710,7 +722,49 @@ impl Core {
             mgmt_port,
             listener_kick,
             ready_sinks: Mutex::new(HashMap::new()),
+            requests: Mutex::new(RequestLog::default()),
         })
+    }
+
+    /// Logs a request on arrival; returns its sequence number for [`Core::answered`].
+    pub(crate) fn log_request(&self, pod: &PodKey, method: &str, path: &str) -> u64 {
+        let mut log = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        log.next_seq += 1;
+        let seq = log.next_seq;
+        if log.entries.len() >= REQUEST_LOG_LIMIT {
+            log.entries.pop_front();
+        }
+        log.entries.push_back(RequestEntry {
+            seq,
+            at_ms: now_ms(),
+            pod: pod.clone(),
+            method: method.to_string(),
+            path: path.to_string(),
+            status: 0,
+            faulted: false,
+        });
+        seq
+    }
+
+    /// Records the answer of a logged request.
+    pub(crate) fn answered(&self, seq: u64, status: u16, faulted: bool) {
+        let mut log = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        // Sequence numbers are consecutive, so the entry's index follows from the first one's.
+        let Some(first) = log.entries.front().map(|e| e.seq) else {
+            return;
+        };
+        let Some(idx) = seq.checked_sub(first).and_then(|i| usize::try_from(i).ok()) else {
+            return;
+        };
+        if let Some(e) = log.entries.get_mut(idx) {
+            e.status = status;
+            e.faulted = faulted;
+        }
+    }
+
+    pub(crate) fn requests(&self) -> Vec<RequestEntry> {
+        let log = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        log.entries.iter().cloned().collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, World> {

@@ -5,8 +5,9 @@
 //! labelled `cassandra.datastax.com/cluster`, keeps one ring per Cassandra cluster name across
 //! all Kubernetes clusters, sets the pods' readiness like a kubelet would, records what the
 //! operator asked for ([`SimHandle::history`]) and which of Cassandra's rules it broke
-//! ([`SimHandle::violations`]), and takes faults. A control API ([`SimClient`]) shows and
-//! steers the same from another process.
+//! ([`SimHandle::violations`]), logs every management-API request ([`SimHandle::requests`]),
+//! and takes faults. A control API ([`SimClient`]) shows and steers the same from another
+//! process.
 //!
 //! Pods come from Kubernetes watches (the clients given to [`Simulator::start`]) and/or from
 //! the caller ([`SimHandle::upsert_pod`]), which is how the tests run without Kubernetes.
@@ -173,6 +174,11 @@ impl SimHandle {
 
     pub fn violations(&self) -> Vec<Violation> {
         self.core.violations()
+    }
+
+    /// The latest management-API requests, oldest first (see [`RequestEntry`]).
+    pub fn requests(&self) -> Vec<RequestEntry> {
+        self.core.requests()
     }
 
     /// Sets, clears faults or wipes a node; see [`FaultRequest`].

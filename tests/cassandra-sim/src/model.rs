@@ -380,6 +380,23 @@ pub struct HistoryEntry {
     pub end_time: Option<String>,
 }
 
+/// One management-API request as it arrived (`GET /sim/requests`), so a test can see how
+/// often and how far apart an operator calls a node. The query string is left out: role
+/// creation carries a password there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestEntry {
+    pub seq: u64,
+    /// Arrival, in Unix milliseconds.
+    pub at_ms: i64,
+    pub pod: PodKey,
+    pub method: String,
+    pub path: String,
+    /// The status answered; 0 when the client went away before the answer (it timed out).
+    pub status: u16,
+    /// The answer was an injected fault (error or latency).
+    pub faulted: bool,
+}
+
 /// A request Cassandra would have refused or that breaks an operational rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Violation {

@@ -753,6 +753,23 @@ async fn faults_inject_errors_and_death_until_cleared() {
         e.status("GET", 1, "/api/v0/probes/readiness").await,
         Some(StatusCode::OK)
     );
+    // Every request is logged with its answer, faulted ones marked.
+    let log = client.requests().await.expect("request log");
+    let liveness: Vec<_> = log
+        .iter()
+        .filter(|r| r.path == "/api/v0/probes/liveness" && r.pod == PodKey::new("k1", "ns", "n1"))
+        .collect();
+    assert!(liveness.len() >= 6, "{liveness:?}");
+    let faulted = liveness
+        .iter()
+        .filter(|r| r.faulted && r.status == 500)
+        .count();
+    assert_eq!(faulted, 5, "{liveness:?}");
+    assert!(
+        log.windows(2)
+            .all(|w| w[0].seq < w[1].seq && w[0].at_ms <= w[1].at_ms)
+    );
+    assert_eq!(e.sim.requests().len(), log.len());
 
     // Latency: an answer that takes an hour is no answer for a client with a timeout.
     client

@@ -45,6 +45,9 @@ pub const JOIN_DONE: &str = "done";
 /// Condition types this policy sets besides KO's.
 pub const VALID: &str = "Valid";
 pub const REMOVAL_BLOCKED: &str = "DatacenterRemovalBlocked";
+/// True while the Kubernetes cluster of a spec datacenter does not answer: that
+/// datacenter keeps its last known status and nothing in its cluster is written.
+pub const UNREACHABLE: &str = "DatacenterUnreachable";
 
 /// Requeue while waiting for something that should announce itself anyway.
 const WAIT_MS: u64 = 15_000;
@@ -145,6 +148,8 @@ pub struct Ctx<'a> {
     pub plan: Plan,
     pub errors: Vec<String>,
     pub conditions: BTreeMap<String, bool>,
+    /// Reason and message of a condition, for the conditions that have them.
+    pub details: BTreeMap<String, (String, String)>,
     pub pods: Vec<PodInfo>,
     pub children: Vec<ChildDc>,
     pub dcs: Vec<DcState>,
@@ -285,6 +290,7 @@ impl<'a> Ctx<'a> {
             plan: Plan::default(),
             errors: Vec::new(),
             conditions: BTreeMap::new(),
+            details: BTreeMap::new(),
             pods,
             children,
             dcs: Vec::new(),
@@ -293,6 +299,25 @@ impl<'a> Ctx<'a> {
             dc_status: BTreeMap::new(),
             pending_apply: false,
         })
+    }
+
+    /// Sets condition `t` and explains it; a second explanation of the same condition is
+    /// appended, so a message names every datacenter concerned.
+    pub fn condition(&mut self, t: &str, status: bool, reason: &str, message: String) {
+        self.conditions.insert(t.to_string(), status);
+        self.details
+            .entry(t.to_string())
+            .and_modify(|(_, m)| {
+                m.push_str("; ");
+                m.push_str(&message);
+            })
+            .or_insert_with(|| (reason.to_string(), message));
+    }
+
+    /// Records an invalid part of the spec: the error and the Valid condition's message.
+    fn invalid(&mut self, reason: &str, message: String) {
+        self.errors.push(message.clone());
+        self.condition(VALID, false, reason, message);
     }
 
     fn annotation(&self, key: &str) -> Option<&str> {
@@ -519,12 +544,14 @@ impl<'a> Ctx<'a> {
             }
         }
         for (i, c) in &moved {
-            self.errors.push(format!(
-                "spec.cassandra.datacenters[{i}].k8sContext: datacenter {} already exists in context {:?}; the context of an existing datacenter cannot change",
-                c.name(),
-                c.cluster
-            ));
-            self.conditions.insert(VALID.into(), false);
+            self.invalid(
+                "ContextChanged",
+                format!(
+                    "spec.cassandra.datacenters[{i}].k8sContext: datacenter {} already exists in context {:?}; the context of an existing datacenter cannot change",
+                    c.name(),
+                    c.cluster
+                ),
+            );
             self.plan.apply.push(k8ssandra_policy_sdk::Object {
                 cluster: c.cluster.clone(),
                 json: frozen(c, None).to_string(),
@@ -575,13 +602,33 @@ impl<'a> Ctx<'a> {
                 } else {
                     "no ClientConfig provides it"
                 };
-                self.errors.push(format!(
-                    "spec.cassandra.datacenters[{i}].k8sContext: unknown context {ctx:?}: {why}"
-                ));
-                self.conditions.insert(VALID.into(), false);
+                self.invalid(
+                    "UnknownContext",
+                    format!(
+                        "spec.cassandra.datacenters[{i}].k8sContext: unknown context {ctx:?}: {why}"
+                    ),
+                );
                 gate = false;
                 self.dcs.push(st);
                 continue;
+            }
+            if !st.reachable {
+                let detail = self
+                    .s
+                    .clusters
+                    .iter()
+                    .find(|c| c.name == ctx)
+                    .and_then(|c| c.message.clone())
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default();
+                self.condition(
+                    UNREACHABLE,
+                    true,
+                    "ContextUnreachable",
+                    format!(
+                        "datacenter {name}: the Kubernetes cluster of context {ctx:?} is unreachable{detail}; its last known status is kept and nothing in that cluster is changed or deleted until it answers"
+                    ),
+                );
             }
             let prev_entry = self
                 .prev
@@ -676,8 +723,7 @@ impl<'a> Ctx<'a> {
             let desired = match dc::desired_datacenter(&self.kc, i, t, &inputs) {
                 Ok(d) => d,
                 Err(e) => {
-                    self.errors.push(e);
-                    self.conditions.insert(VALID.into(), false);
+                    self.invalid("InvalidDatacenter", e);
                     if let Some(c) = &child {
                         // Incomplete spec: keep what runs, change nothing.
                         self.plan.apply.push(k8ssandra_policy_sdk::Object {
@@ -813,6 +859,10 @@ impl<'a> Ctx<'a> {
             .entry(condition::REQUIRES_UPDATE.into())
             .or_insert(false);
         self.conditions.entry(VALID.into()).or_insert(true);
+        // Shown False once the clusters answer again, so the recovery is visible.
+        if self.prev_condition(UNREACHABLE).is_some() {
+            self.conditions.entry(UNREACHABLE.into()).or_insert(false);
+        }
         let now = util::rfc3339(self.s.now_ms);
         let mut conditions = Vec::new();
         for (t, v) in &self.conditions {
@@ -821,7 +871,12 @@ impl<'a> Ctx<'a> {
                 Some((s, Some(time))) if s == status => time,
                 _ => json!(now),
             };
-            conditions.push(json!({"type": t, "status": status, "lastTransitionTime": time}));
+            let mut c = json!({"type": t, "status": status, "lastTransitionTime": time});
+            if let Some((reason, message)) = self.details.get(t) {
+                c["reason"] = json!(reason);
+                c["message"] = json!(message);
+            }
+            conditions.push(c);
         }
         let observed = if self.pending_apply {
             self.prev.observed_generation

@@ -360,12 +360,13 @@ fn removal_checks(cx: &mut Ctx) -> BTreeSet<String> {
             cleared.insert(c.name().to_string());
         }
         Some(ks) => {
-            cx.conditions.insert(REMOVAL_BLOCKED.into(), true);
-            cx.errors.push(format!(
+            let message = format!(
                 "cannot remove datacenter {}: keyspaces {} still replicate to it; alter their replication first",
                 c.obj.datacenter_name(),
                 ks.join(", ")
-            ));
+            );
+            cx.condition(REMOVAL_BLOCKED, true, "KeyspacesReplicate", message.clone());
+            cx.errors.push(message);
         }
         None => {}
     }

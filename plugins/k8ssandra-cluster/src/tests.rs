@@ -218,6 +218,20 @@ fn status(plan: &Plan) -> Value {
     serde_json::from_str(plan.status.as_ref().expect("status")).unwrap()
 }
 
+/// (reason, message) of a condition.
+fn condition_detail(plan: &Plan, t: &str) -> Option<(String, String)> {
+    status(plan)["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == t)
+        .map(|c| {
+            (
+                c["reason"].as_str().unwrap_or_default().to_string(),
+                c["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+}
+
 fn condition(plan: &Plan, t: &str) -> Option<String> {
     status(plan)["conditions"]
         .as_array()?
@@ -523,6 +537,9 @@ fn unknown_context_is_reported_and_its_datacenter_untouched() {
     let err = status(&w.plan())["error"].as_str().unwrap().to_string();
     assert!(err.contains("no client for it yet"), "{err}");
     assert_eq!(condition(&plan, "Valid").as_deref(), Some("False"));
+    let (reason, message) = condition_detail(&plan, "Valid").unwrap();
+    assert_eq!(reason, "UnknownContext");
+    assert!(message.contains("\"nowhere\""), "{message}");
     // Not named as a replication target either.
     let rs = plan
         .apply
@@ -538,6 +555,7 @@ fn an_unreachable_cluster_keeps_its_datacenter_listed_and_its_status() {
     let plan = w.plan();
     // Record the status the host would have written.
     w.kc["status"] = status(&plan);
+    assert_eq!(condition(&plan, "DatacenterUnreachable"), None);
     // B goes dark: its objects vanish from the snapshot.
     w.clusters[2].1 = false;
     w.children.retain(|c| c.cluster != "B");
@@ -545,6 +563,28 @@ fn an_unreachable_cluster_keeps_its_datacenter_listed_and_its_status() {
     let plan = w.plan();
     assert!(dcs_in(&plan).contains(&("B".to_string(), "dc2".to_string())));
     assert!(plan.delete.is_empty());
+    assert_eq!(
+        condition(&plan, "DatacenterUnreachable").as_deref(),
+        Some("True")
+    );
+    let (reason, message) = condition_detail(&plan, "DatacenterUnreachable").unwrap();
+    assert_eq!(reason, "ContextUnreachable");
+    assert!(
+        message.contains("dc2") && message.contains("\"B\"") && !message.contains("dc1"),
+        "{message}"
+    );
+    // Back: the condition turns False, so the recovery is visible.
+    let mut back = both_ready();
+    back.kc["status"] = status(&plan);
+    let later = back.plan();
+    assert_eq!(
+        condition(&later, "DatacenterUnreachable").as_deref(),
+        Some("False")
+    );
+    assert_eq!(
+        condition_detail(&later, "DatacenterUnreachable").unwrap().1,
+        ""
+    );
     let st = status(&plan);
     assert_eq!(
         st["datacenters"]["dc2"]["cassandra"]["cassandraOperatorProgress"],
@@ -816,6 +856,12 @@ fn removing_a_datacenter_is_refused_while_a_user_keyspace_replicates_to_it() {
     assert_eq!(
         condition(&plan, "DatacenterRemovalBlocked").as_deref(),
         Some("True")
+    );
+    let (reason, message) = condition_detail(&plan, "DatacenterRemovalBlocked").unwrap();
+    assert_eq!(reason, "KeyspacesReplicate");
+    assert!(
+        message.contains("shop") && !message.contains("logs"),
+        "{message}"
     );
     assert!(plan.requeue_after_ms.is_some());
 

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::{CustomResource, CustomResourceExt};
+use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -1013,7 +1013,7 @@ fn racks_prefix_rule() -> String {
 /// The CassandraDatacenter CRD with its validation rules (what cass-operator's webhook checks,
 /// expressed in CEL so the API server enforces it without a webhook).
 pub fn cassandra_datacenter_crd() -> CustomResourceDefinition {
-    let mut crd = CassandraDatacenter::crd();
+    let mut crd = crate::schema::crd::<CassandraDatacenter>();
     let old_racks_or_default =
         "(has(oldSelf.racks) && oldSelf.racks.size() > 0 ? oldSelf.racks.size() : 1)";
     schema::add_rules(

@@ -2,7 +2,7 @@
 
 use k8s_openapi::api::core::v1::LocalObjectReference;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::{CustomResource, CustomResourceExt};
+use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -52,5 +52,5 @@ impl ClientConfig {
 
 /// Every CRD of this module.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![ClientConfig::crd()]
+    vec![crate::schema::crd::<ClientConfig>()]
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::{CustomResource, CustomResourceExt};
+use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -449,8 +449,8 @@ pub struct K8ssandraTaskStatus {
 /// Every CRD of this module.
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![
-        CassandraTask::crd(),
-        ScheduledTask::crd(),
-        K8ssandraTask::crd(),
+        crate::schema::crd::<CassandraTask>(),
+        crate::schema::crd::<ScheduledTask>(),
+        crate::schema::crd::<K8ssandraTask>(),
     ]
 }

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::{CustomResource, CustomResourceExt};
+use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -1167,7 +1167,7 @@ const MAX_NAME: i64 = 63;
 /// The K8ssandraCluster CRD with its validation rules (what k8ssandra-operator's webhook and
 /// cass-operator's checks enforce, in CEL).
 pub fn k8ssandra_cluster_crd() -> CustomResourceDefinition {
-    let mut crd = K8ssandraCluster::crd();
+    let mut crd = crate::schema::crd::<K8ssandraCluster>();
     let c = "spec.cassandra";
     let dcs = "spec.cassandra.datacenters";
     let pvc = "storageConfig.cassandraDataVolumeClaimSpec";

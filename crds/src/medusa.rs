@@ -23,7 +23,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -856,18 +856,19 @@ pub struct MedusaConfigurationStatus {
 /// Every CRD defined in this module.
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![
-        MedusaBackupJob::crd(),
-        MedusaBackup::crd(),
-        MedusaBackupSchedule::crd(),
-        MedusaRestoreJob::crd(),
-        MedusaTask::crd(),
-        MedusaConfiguration::crd(),
+        crate::schema::crd::<MedusaBackupJob>(),
+        crate::schema::crd::<MedusaBackup>(),
+        crate::schema::crd::<MedusaBackupSchedule>(),
+        crate::schema::crd::<MedusaRestoreJob>(),
+        crate::schema::crd::<MedusaTask>(),
+        crate::schema::crd::<MedusaConfiguration>(),
     ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::CustomResourceExt;
     use serde_json::{Value, json};
 
     fn schema_of(crd: &CustomResourceDefinition) -> Value {

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -521,12 +521,13 @@ impl ReaperStatus {
 
 /// Every CRD defined in this module.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Reaper::crd()]
+    vec![crate::schema::crd::<Reaper>()]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::CustomResourceExt;
     use serde_json::{Value, json};
 
     fn template_schema<T: JsonSchema>() -> Value {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
-use kube::{CustomResource, CustomResourceExt};
+use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -93,5 +93,5 @@ pub struct ReplicationCondition {
 
 /// Every CRD of this module.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![ReplicatedSecret::crd()]
+    vec![crate::schema::crd::<ReplicatedSecret>()]
 }

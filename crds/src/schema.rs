@@ -250,3 +250,184 @@ pub fn rules_of(crd: &CustomResourceDefinition) -> Vec<(String, ValidationRule)>
 pub fn has_path(crd: &mut CustomResourceDefinition, path: &str) -> bool {
     try_at(root_schema(crd), path).is_ok()
 }
+
+/// Our types whose schema is a Kubernetes type's (copied from k8s-openapi, not derived), so
+/// they are treated like the Kubernetes types themselves.
+const KUBERNETES_SHAPED: &[&str] = &["VolumeSource"];
+
+/// Whether a schemars definition name is a Kubernetes API type (k8s-openapi names its
+/// schemas after the OpenAPI definitions: `io.k8s.api.core.v1.Container`, ...).
+fn is_kubernetes_type(name: &str) -> bool {
+    name.starts_with("io.k8s.") || KUBERNETES_SHAPED.contains(&name)
+}
+
+/// A place where a kind's schema embeds a Kubernetes API type.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EmbeddedType {
+    /// Path of the embedded schema, in the syntax of [`at`] (`spec.podTemplateSpec`,
+    /// `spec.racks[].affinity`, `spec.resources.requests{}`).
+    pub path: String,
+    /// The schema name of the Kubernetes type (`io.k8s.api.core.v1.PodTemplateSpec`).
+    pub type_name: String,
+    /// Whether our field documents itself (a doc comment on the field embedding the type);
+    /// false for list items and map values, whose field is documented one level up.
+    pub described_by_us: bool,
+}
+
+/// Every place where the schema of `K` embeds a Kubernetes API type, outermost only (what a
+/// Kubernetes type embeds is part of it).
+///
+/// The schema is generated with definitions kept apart (not inlined, unlike the CRD), so each
+/// `$ref` names the type behind it; the walk follows our own types and stops at Kubernetes
+/// ones. Paths are those of the inlined CRD schema, where kube's structural rewriting keeps
+/// property names, list items and map values where they were.
+pub fn embedded_kubernetes_types<K: schemars::JsonSchema>() -> Vec<EmbeddedType> {
+    use serde_json::Value;
+    use std::collections::BTreeSet;
+
+    let generator = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| s.meta_schema = None)
+        .into_generator();
+    let root = generator.into_root_schema_for::<K>().to_value();
+    let empty = serde_json::Map::new();
+    let defs = root
+        .get("$defs")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+
+    fn ref_name(schema: &Value) -> Option<&str> {
+        schema
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("#/$defs/"))
+    }
+
+    /// The Kubernetes type this node is: a `$ref` to it, or a wrapper (`Option`'s `anyOf`
+    /// with null) around such a `$ref`.
+    fn kubernetes_ref(node: &Value) -> Option<String> {
+        let decoded = |n: &str| n.replace("~1", "/").replace("~0", "~");
+        if let Some(name) = ref_name(node).map(decoded) {
+            return is_kubernetes_type(&name).then_some(name);
+        }
+        for key in ["allOf", "anyOf", "oneOf"] {
+            for branch in node
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(name) = kubernetes_ref(branch) {
+                    return Some(name);
+                }
+            }
+        }
+        None
+    }
+
+    fn walk(
+        defs: &serde_json::Map<String, Value>,
+        node: &Value,
+        path: &str,
+        property: bool,
+        out: &mut BTreeSet<EmbeddedType>,
+    ) {
+        if !path.is_empty()
+            && let Some(type_name) = kubernetes_ref(node)
+        {
+            out.insert(EmbeddedType {
+                path: path.to_string(),
+                type_name,
+                // A description next to the `$ref` is the field's own (the referenced
+                // type's lives in its definition).
+                described_by_us: property && node.get("description").is_some(),
+            });
+            return;
+        }
+        if let Some(def) = ref_name(node).and_then(|n| defs.get(n)) {
+            walk(defs, def, path, property, out);
+        }
+        for key in ["allOf", "anyOf", "oneOf"] {
+            for branch in node
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                walk(defs, branch, path, property, out);
+            }
+        }
+        for (name, p) in node
+            .get("properties")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let child = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}.{name}")
+            };
+            walk(defs, p, &child, true, out);
+        }
+        if let Some(items) = node.get("items").filter(|i| i.is_object()) {
+            walk(defs, items, &format!("{path}[]"), false, out);
+        }
+        if let Some(values) = node.get("additionalProperties").filter(|v| v.is_object()) {
+            walk(defs, values, &format!("{path}{{}}"), false, out);
+        }
+    }
+
+    let mut out = BTreeSet::new();
+    walk(defs, &root, "", false, &mut out);
+    out.into_iter().collect()
+}
+
+/// Removes every `description` at and below `schema`.
+fn strip_descriptions(schema: &mut JSONSchemaProps) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+        JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+    };
+    schema.description = None;
+    for p in schema.properties.iter_mut().flat_map(|m| m.values_mut()) {
+        strip_descriptions(p);
+    }
+    match schema.items.as_mut() {
+        Some(JSONSchemaPropsOrArray::Schema(s)) => strip_descriptions(s),
+        Some(JSONSchemaPropsOrArray::Schemas(list)) => list.iter_mut().for_each(strip_descriptions),
+        None => {}
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(s)) = schema.additional_properties.as_mut() {
+        strip_descriptions(s);
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(s)) = schema.additional_items.as_mut() {
+        strip_descriptions(s);
+    }
+    for list in [&mut schema.all_of, &mut schema.any_of, &mut schema.one_of] {
+        list.iter_mut().flatten().for_each(strip_descriptions);
+    }
+    if let Some(not) = schema.not.as_mut() {
+        strip_descriptions(not);
+    }
+}
+
+/// The CRD of `K`, without the descriptions of the Kubernetes API types it embeds.
+///
+/// Those descriptions (pod templates, containers, affinity, volumes, ...) made up most of the
+/// generated YAML: with them the K8ssandraCluster CRD alone was 2.1 MB and the chart's Helm
+/// release did not fit the 1 MiB of a Secret. They document Kubernetes, not this API; the
+/// fields our types define keep theirs, and so does each of our fields that embeds a
+/// Kubernetes type. Only `description` is removed: types, validations and `x-kubernetes-*`
+/// markers stay as generated.
+pub fn crd<K>() -> CustomResourceDefinition
+where
+    K: kube::CustomResourceExt + schemars::JsonSchema,
+{
+    let mut crd = K::crd();
+    for embedded in embedded_kubernetes_types::<K>() {
+        let node = at(&mut crd, &embedded.path);
+        let own = node.description.take().filter(|_| embedded.described_by_us);
+        strip_descriptions(node);
+        node.description = own;
+    }
+    crd
+}

@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::{CustomResource, CustomResourceExt};
+use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -421,12 +421,13 @@ impl StargateStatus {
 
 /// Every CRD defined in this module.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Stargate::crd()]
+    vec![crate::schema::crd::<Stargate>()]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::CustomResourceExt;
     use serde_json::{Value, json};
 
     fn crd_schema() -> Value {

@@ -6,6 +6,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+};
+use k8ssandra_api::schema::EmbeddedType;
+
 fn bases_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bases")
 }
@@ -170,60 +175,160 @@ fn crd_names_columns_and_subresources_match_upstream() {
     }
 }
 
-/// `kubectl explain` must teach every field: each property of the core kinds has a description.
-#[test]
-fn every_field_of_the_core_kinds_is_described() {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-        JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
-    };
-    fn walk(s: &JSONSchemaProps, path: &str, out: &mut Vec<String>) {
-        for (name, p) in s.properties.iter().flatten() {
-            let child = format!("{path}.{name}");
-            if p.description.as_deref().is_none_or(str::is_empty) {
-                out.push(child.clone());
-            }
-            walk(p, &child, out);
-        }
-        if let Some(JSONSchemaPropsOrArray::Schema(i)) = &s.items {
-            walk(i, &format!("{path}[]"), out);
-        }
-        if let Some(JSONSchemaPropsOrBool::Schema(a)) = &s.additional_properties {
-            walk(a, &format!("{path}{{}}"), out);
-        }
+/// Where each kind embeds Kubernetes API types; `None` for a kind this test does not know.
+fn embedded_types(kind: &str) -> Option<Vec<EmbeddedType>> {
+    use k8ssandra_api::{cassandra, config, control, k8ssandra, medusa, reaper, replication};
+    use k8ssandra_api::{schema::embedded_kubernetes_types as of, stargate};
+    Some(match kind {
+        "K8ssandraCluster" => of::<k8ssandra::K8ssandraCluster>(),
+        "CassandraDatacenter" => of::<cassandra::CassandraDatacenter>(),
+        "ClientConfig" => of::<config::ClientConfig>(),
+        "ReplicatedSecret" => of::<replication::ReplicatedSecret>(),
+        "CassandraTask" => of::<control::CassandraTask>(),
+        "ScheduledTask" => of::<control::ScheduledTask>(),
+        "K8ssandraTask" => of::<control::K8ssandraTask>(),
+        "Reaper" => of::<reaper::Reaper>(),
+        "Stargate" => of::<stargate::Stargate>(),
+        "MedusaBackupJob" => of::<medusa::MedusaBackupJob>(),
+        "MedusaBackup" => of::<medusa::MedusaBackup>(),
+        "MedusaBackupSchedule" => of::<medusa::MedusaBackupSchedule>(),
+        "MedusaRestoreJob" => of::<medusa::MedusaRestoreJob>(),
+        "MedusaTask" => of::<medusa::MedusaTask>(),
+        "MedusaConfiguration" => of::<medusa::MedusaConfiguration>(),
+        _ => return None,
+    })
+}
+
+/// Paths (as in `schema::at`) of every described node at or below `s`.
+fn described(s: &JSONSchemaProps, path: &str, out: &mut Vec<String>) {
+    if s.description.is_some() {
+        out.push(path.to_string());
     }
-    let core = [
-        "K8ssandraCluster",
-        "CassandraDatacenter",
-        "ClientConfig",
-        "ReplicatedSecret",
-        "CassandraTask",
-        "ScheduledTask",
-        "K8ssandraTask",
-    ];
+    children(s, path, &mut |child, p| described(p, child, out));
+}
+
+/// Calls `f` with each property, the list items and the map values of `s`, and their paths.
+fn children(s: &JSONSchemaProps, path: &str, f: &mut dyn FnMut(&str, &JSONSchemaProps)) {
+    let join = |name: &str| {
+        if path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    for (name, p) in s.properties.iter().flatten() {
+        f(&join(name), p);
+    }
+    if let Some(JSONSchemaPropsOrArray::Schema(i)) = &s.items {
+        f(&format!("{path}[]"), i);
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(a)) = &s.additional_properties {
+        f(&format!("{path}{{}}"), a);
+    }
+}
+
+fn root(crd: &k8ssandra_api::CustomResourceDefinition) -> &JSONSchemaProps {
+    crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .expect("every generated CRD has a schema")
+}
+
+/// `kubectl explain` must teach every field of ours: each property our types define has a
+/// description, including the fields that embed a Kubernetes type (pod template, affinity,
+/// ...). Inside those embedded types nothing is described: their documentation is
+/// Kubernetes', and carrying it made the CRDs too large for a Helm release.
+#[test]
+fn every_field_of_ours_is_described_and_embedded_kubernetes_types_are_not() {
+    fn walk(
+        s: &JSONSchemaProps,
+        path: &str,
+        embedded: &BTreeMap<String, &EmbeddedType>,
+        missing: &mut Vec<String>,
+        leftover: &mut Vec<String>,
+    ) {
+        children(s, path, &mut |child, p| {
+            // A property is a field of ours (the Kubernetes types' own are below `embedded`
+            // paths and never reached); list items and map values belong to their field.
+            let property = !child.ends_with("[]") && !child.ends_with("{}");
+            if property && p.description.as_deref().is_none_or(str::is_empty) {
+                missing.push(child.to_string());
+            }
+            if embedded.contains_key(child) {
+                let mut below = Vec::new();
+                children(p, child, &mut |c, q| described(q, c, &mut below));
+                if !property && p.description.is_some() {
+                    below.push(child.to_string());
+                }
+                leftover.extend(below);
+            } else {
+                walk(p, child, embedded, missing, leftover);
+            }
+        });
+    }
+
     let mut missing = Vec::new();
+    let mut leftover = Vec::new();
+    let mut embedding = 0;
     for crd in k8ssandra_api::all_crds() {
         let kind = crd.spec.names.kind.clone();
-        if !core.contains(&kind.as_str()) {
-            continue;
-        }
-        let root = crd.spec.versions[0]
-            .schema
-            .as_ref()
-            .and_then(|s| s.open_api_v3_schema.as_ref())
-            .unwrap();
-        // Fields of the Reaper/Stargate/Medusa templates are documented by their module.
-        let mut found = Vec::new();
-        walk(root, &kind, &mut found);
-        missing.extend(found.into_iter().filter(|p| {
-            !p.contains(".spec.reaper")
-                && !p.contains(".spec.medusa")
-                && !p.contains(".stargate")
-                && !p.contains("status.datacenters{}.reaper")
-        }));
+        let types = embedded_types(&kind)
+            .unwrap_or_else(|| panic!("{kind}: add it to embedded_types in this test"));
+        embedding += types.len();
+        let by_path: BTreeMap<String, &EmbeddedType> =
+            types.iter().map(|t| (t.path.clone(), t)).collect();
+        let (mut m, mut l) = (Vec::new(), Vec::new());
+        walk(root(&crd), "", &by_path, &mut m, &mut l);
+        missing.extend(m.into_iter().map(|p| format!("{kind}.{p}")));
+        leftover.extend(l.into_iter().map(|p| format!("{kind}.{p}")));
     }
+    // The walk really met Kubernetes types (a broken detector would find none and pass).
+    assert!(
+        embedding > 50,
+        "only {embedding} embedded Kubernetes types found"
+    );
     assert!(
         missing.is_empty(),
-        "fields without a description:\n{}",
+        "fields of ours without a description:\n{}",
         missing.join("\n")
+    );
+    assert!(
+        leftover.is_empty(),
+        "descriptions left inside embedded Kubernetes types:\n{}",
+        leftover.join("\n")
+    );
+}
+
+#[test]
+fn embedded_kubernetes_types_are_found_where_the_api_embeds_them() {
+    let find = |kind: &str, path: &str| {
+        embedded_types(kind)
+            .unwrap()
+            .into_iter()
+            .find(|t| t.path == path)
+            .unwrap_or_else(|| panic!("{kind}.{path} not found as an embedded Kubernetes type"))
+    };
+    let t = find("CassandraDatacenter", "spec.podTemplateSpec");
+    assert_eq!(t.type_name, "io.k8s.api.core.v1.PodTemplateSpec");
+    assert!(t.described_by_us);
+    let t = find(
+        "K8ssandraCluster",
+        "spec.cassandra.datacenters[].racks[].affinity",
+    );
+    assert_eq!(t.type_name, "io.k8s.api.core.v1.Affinity");
+    let t = find("K8ssandraCluster", "spec.cassandra.containers[]");
+    assert_eq!(t.type_name, "io.k8s.api.core.v1.Container");
+    assert!(
+        !t.described_by_us,
+        "list items are described by their field"
+    );
+    // Our own types are walked through, not taken for Kubernetes ones.
+    let k8c = embedded_types("K8ssandraCluster").unwrap();
+    assert!(
+        k8c.iter().all(|t| t.path != "spec.cassandra"
+            && t.path != "spec.cassandra.datacenters[]"
+            && t.path != "spec.cassandra.datacenters[].racks[]"),
+        "{k8c:?}"
     );
 }

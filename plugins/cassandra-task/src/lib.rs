@@ -1,2 +1,103 @@
 //! The built-in `cassandra-task` policy: a CassandraTask (`control.k8ssandra.io/v1alpha1`)
 //! runs its jobs on the pods of one CassandraDatacenter and records per-pod progress.
+//!
+//! Module map:
+//! - [`model`]: what one reconcile knows (the task, its datacenter, that datacenter's pods
+//!   and node states, the other tasks of the datacenter) and RFC 3339 time helpers;
+//! - [`decide`]: the decisions (when the task may start, which pod is next, retries,
+//!   restarts, replacements, the status and the TTL deletion);
+//! - [`validate`]: rules beyond the schema, for admission and for a task that cannot run.
+//!
+//! How commands run:
+//! - `cleanup`, `upgradesstables`, `compact`, `flush`, `scrub`, `garbagecollect` and
+//!   `rebuild` are management-API operations run by the host. Operation ids are
+//!   `task/<task uid>/<job index>/<pod>/<attempt>`, the attempt being the pod's retry count,
+//!   so a repeated plan never starts a pod twice. A job id the host reported is kept in
+//!   `podStatuses[pod].jobId`; after an operator restart (the host forgot its outcomes) the
+//!   job is followed with `job-status` operations (`<id>/poll/<n>`) instead of started again.
+//! - `restart` deletes pods (their StatefulSet recreates them, the cassandra-datacenter
+//!   policy starts Cassandra): rack by rack in the datacenter's rack order, one pod at a time
+//!   and only while every node of the datacenter is ready, so never more than one node is
+//!   down. With `args.fast`, up to `maxConcurrentPods` pods (the whole rack when unset) of the
+//!   current rack go at once while the other racks are ready. A pod counts as restarted when
+//!   its live pod was created after the task (or its `scheduledTime`) and is ready; this is
+//!   observed, not remembered, so a stale status never restarts a pod twice.
+//! - `replacenode` deletes the pod named by `args.pod_name` together with its data claim
+//!   `server-data-<pod>`: the task is the user's explicit request to drop that node's data.
+//!   The recreated pod comes back with an empty volume; the cassandra-datacenter policy
+//!   starts it as a replacement of the node's recorded address (`replace_ip`).
+//! - `move`, `refresh` and `tsreload` have no operation kind in the policy contract: such a
+//!   job fails with a message naming the command, and `validate` refuses it up front.
+//!
+//! Jobs run in order; the index of the job in progress is kept in the `Running` condition's
+//! message (`job <i>/<n>: <name>`), and `podStatuses` and the `active`/`succeeded`/`failed`
+//! counts describe the job in progress (the last job once the task finished).
+//!
+//! Not covered: datacenters in another namespace than the task (the host reads related
+//! objects in the parent's namespace only; such a task fails), `concurrencyPolicy: Replace`
+//! (treated as `Forbid`), the `DatacenterUpdated` condition (restarts go pod by pod, never
+//! through the datacenter's spec), `args.new_tokens`, scrub/compact flags beyond the table
+//! scope (`no_validate`, `no_snapshot`, `skip_corrupted`, `split_output`, token ranges are
+//! not in the operation contract), additional claim-backed volumes of a replaced node (only
+//! `server-data` is deleted), and a timeout for a restarted pod that never becomes ready.
+
+pub mod decide;
+pub mod model;
+pub mod validate;
+
+use k8ssandra_api::control::CassandraTask;
+use k8ssandra_api::labels::DATACENTER_LABEL;
+use k8ssandra_policy_sdk::{
+    KindRef, Plan, PluginInfo, Policy, PolicyError, ReadSpec, Snapshot, Violation, export_policy,
+    violation,
+};
+
+pub const NAME: &str = "cassandra-task";
+pub const PARENT_API_VERSION: &str = "control.k8ssandra.io/v1alpha1";
+pub const PARENT_KIND: &str = "CassandraTask";
+pub const DATACENTER_API_VERSION: &str = "cassandra.datastax.com/v1beta1";
+pub const DATACENTER_KIND: &str = "CassandraDatacenter";
+
+pub struct CassandraTaskPolicy;
+
+impl Policy for CassandraTaskPolicy {
+    fn describe() -> PluginInfo {
+        let read = |api_version: &str, kind: &str, selector: &str| ReadSpec {
+            kind: KindRef::new(api_version, kind),
+            selector: selector.to_string(),
+            per_parent: false,
+            all_clusters: false,
+        };
+        PluginInfo {
+            name: NAME.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            parent: KindRef::new(PARENT_API_VERSION, PARENT_KIND),
+            owns: vec![],
+            reads: vec![
+                read(DATACENTER_API_VERSION, DATACENTER_KIND, ""),
+                // Cassandra pods only (the host refuses an unselected Pod watch).
+                read("v1", "Pod", DATACENTER_LABEL),
+                // The other tasks, for concurrencyPolicy.
+                read(PARENT_API_VERSION, PARENT_KIND, ""),
+            ],
+            observe_pods: Some(DATACENTER_LABEL.to_string()),
+            decorates: None,
+        }
+    }
+
+    fn reconcile(snapshot: Snapshot) -> Result<Plan, PolicyError> {
+        decide::reconcile(&snapshot)
+    }
+
+    fn validate(object: String, _old: Option<String>) -> Vec<Violation> {
+        match serde_json::from_str::<CassandraTask>(&object) {
+            Ok(task) => validate::check_spec(&task),
+            Err(e) => vec![violation("spec", format!("does not parse: {e}"))],
+        }
+    }
+}
+
+export_policy!(CassandraTaskPolicy);
+
+#[cfg(test)]
+mod tests;

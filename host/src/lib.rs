@@ -67,6 +67,17 @@ impl ManagementDataPlane {
         );
         Ok(ManagementDataPlane { executor })
     }
+
+    /// Counters of every management-API call so far (probes and operations).
+    pub fn stats(&self) -> dataplane::DataplaneStats {
+        self.executor.api().stats()
+    }
+
+    /// Makes `/metrics` export the management-API counters of this data plane.
+    pub fn export_metrics(&self, metrics: &observe::Metrics) {
+        let api = self.executor.api().clone();
+        metrics.export_dataplane(move || api.stats());
+    }
 }
 
 impl DataPlane for ManagementDataPlane {

@@ -276,6 +276,7 @@ async fn run(args: RunArgs) -> Result<()> {
         completions_tx,
         clusters.clone(),
     )?;
+    dataplane.export_metrics(&metrics);
     let shared = Shared {
         runtime,
         clusters,

@@ -10,13 +10,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+
+use crate::dataplane::{CallOutcome, DataplaneStats, EndpointStats};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PolicyLabels {
@@ -36,6 +39,97 @@ pub struct ErrorLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MgmtCallLabels {
+    endpoint: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MgmtEndpointLabels {
+    endpoint: &'static str,
+}
+
+/// Where the data-plane counters come from at scrape time.
+type StatsSource = Box<dyn Fn() -> DataplaneStats + Send + Sync>;
+
+/// Exports the management-API client's counters ([`DataplaneStats`]) on each scrape. The
+/// client keeps its own atomics; copying them into registered families would need a
+/// second set of counters kept in step.
+#[derive(Default)]
+struct DataplaneCollector {
+    source: std::sync::RwLock<Option<StatsSource>>,
+}
+
+impl std::fmt::Debug for DataplaneCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataplaneCollector").finish_non_exhaustive()
+    }
+}
+
+impl Collector for DataplaneCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = {
+            let source = self.source.read().unwrap_or_else(|e| e.into_inner());
+            match source.as_ref() {
+                Some(f) => f(),
+                None => return Ok(()),
+            }
+        };
+        // Series appear once they count something: 27 endpoints × 6 outcomes of zeros
+        // would drown the few that matter.
+        let used: Vec<&EndpointStats> = stats.endpoints.iter().filter(|e| e.calls > 0).collect();
+        let counter = ConstCounter::new(0u64);
+        let mut calls = encoder.encode_descriptor(
+            "mgmt_api_requests",
+            "Management API requests (attempts, retries included), per endpoint and outcome",
+            None,
+            counter.metric_type(),
+        )?;
+        for e in &used {
+            for outcome in CallOutcome::ALL {
+                let n = e.outcome(outcome);
+                if n == 0 {
+                    continue;
+                }
+                let labels = MgmtCallLabels {
+                    endpoint: e.name,
+                    outcome: outcome.name(),
+                };
+                ConstCounter::new(n).encode(calls.encode_family(&labels)?)?;
+            }
+        }
+        let mut errors = encoder.encode_descriptor(
+            "mgmt_api_errors",
+            "Management API requests without a 2xx answer, per endpoint",
+            None,
+            counter.metric_type(),
+        )?;
+        for e in &used {
+            let labels = MgmtEndpointLabels { endpoint: e.name };
+            ConstCounter::new(e.errors).encode(errors.encode_family(&labels)?)?;
+        }
+        let mut retries = encoder.encode_descriptor(
+            "mgmt_api_retries",
+            "Management API requests that retried a failed one, per endpoint",
+            None,
+            counter.metric_type(),
+        )?;
+        for e in &used {
+            let labels = MgmtEndpointLabels { endpoint: e.name };
+            ConstCounter::new(e.retries).encode(retries.encode_family(&labels)?)?;
+        }
+        let deferred = encoder.encode_descriptor(
+            "mgmt_api_probes_deferred",
+            "Node probes not sent because the node's management API failed recently (backoff)",
+            None,
+            counter.metric_type(),
+        )?;
+        ConstCounter::new(stats.probes_deferred).encode(deferred)?;
+        Ok(())
+    }
+}
+
 /// Every metric the host exports. Cheap to clone: the families are reference-counted.
 #[derive(Clone)]
 pub struct Metrics {
@@ -46,6 +140,7 @@ pub struct Metrics {
     pub api_writes: Family<WriteLabels, Counter>,
     /// Total API writes, also kept unlabelled so tests and the demo can read one number.
     pub api_writes_total: Arc<AtomicU64>,
+    dataplane: Arc<DataplaneCollector>,
     registry: Arc<Registry>,
 }
 
@@ -95,6 +190,8 @@ impl Metrics {
             "Write requests sent to Kubernetes API servers",
             api_writes.clone(),
         );
+        let dataplane = Arc::new(DataplaneCollector::default());
+        registry.register_collector(Box::new(dataplane.clone()));
         Metrics {
             reconciles,
             reconcile_errors,
@@ -102,8 +199,19 @@ impl Metrics {
             policy_call_duration,
             api_writes,
             api_writes_total: Arc::new(AtomicU64::new(0)),
+            dataplane,
             registry: Arc::new(registry),
         }
+    }
+
+    /// Exports the counters of the management-API client: `source` is read on each scrape
+    /// (see [`crate::ManagementDataPlane::stats`]).
+    pub fn export_dataplane(&self, source: impl Fn() -> DataplaneStats + Send + Sync + 'static) {
+        *self
+            .dataplane
+            .source
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Box::new(source));
     }
 
     pub fn record_write(&self, policy: &str, verb: &str, cluster: &str) {
@@ -159,8 +267,9 @@ impl Metrics {
     }
 }
 
-/// Readiness: set once the controllers of the policies loaded at start-up are started
-/// (their caches fill in the background).
+/// Readiness: set once every controller of the policies loaded at start-up has the first
+/// full list of its local watches (see `controller::Manager`), so a ready operator acts on
+/// complete caches. A controller whose kind is not served yet does not hold it back.
 #[derive(Clone, Default)]
 pub struct Health {
     ready: Arc<AtomicBool>,
@@ -239,5 +348,50 @@ mod tests {
         let text = m.encode();
         assert!(text.contains("k8ssandra_api_writes_all_total 2"), "{text}");
         assert!(text.contains("verb=\"delete\""), "{text}");
+    }
+
+    #[test]
+    fn dataplane_counters_are_exported_per_endpoint_and_outcome() {
+        let m = Metrics::new();
+        assert!(
+            !m.encode().contains("mgmt_api"),
+            "nothing before a source is set"
+        );
+        let api = crate::dataplane::ManagementApi::new(Default::default());
+        let api = match api {
+            Ok(a) => a,
+            Err(e) => panic!("{e}"),
+        };
+        let stats = api.stats();
+        let mut fake = stats.clone();
+        for e in &mut fake.endpoints {
+            if e.name == "liveness" {
+                e.calls = 5;
+                e.errors = 3;
+                e.retries = 0;
+                e.outcomes[CallOutcome::Success as usize] = 2;
+                e.outcomes[CallOutcome::Http5xx as usize] = 3;
+            }
+        }
+        fake.probes_deferred = 7;
+        m.export_dataplane(move || fake.clone());
+        let text = m.encode();
+        assert!(
+            text.contains(
+                "k8ssandra_mgmt_api_requests_total{endpoint=\"liveness\",outcome=\"http_5xx\"} 3"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("k8ssandra_mgmt_api_errors_total{endpoint=\"liveness\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("k8ssandra_mgmt_api_probes_deferred_total 7"),
+            "{text}"
+        );
+        // Endpoints never called have no series; no label names a pod or an address.
+        assert!(!text.contains("endpoint=\"drain\""), "{text}");
+        assert!(!text.contains("pod="), "{text}");
     }
 }

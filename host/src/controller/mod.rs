@@ -160,6 +160,7 @@ impl Manager {
                     )
             })
         });
+        let mut initial = Vec::new();
         for (name, policy) in wanted {
             if running.contains_key(&name) {
                 continue;
@@ -170,11 +171,25 @@ impl Manager {
                 decorator_hash.get(&name).cloned().unwrap_or_default()
             );
             tracing::info!(policy = %name, parent = %policy.info.parent.kind, "starting controller");
-            let (trigger, tasks) = PolicyController::start(self.shared.clone(), policy).await;
+            let (trigger, tasks, synced) =
+                PolicyController::start(self.shared.clone(), policy).await;
+            initial.push(synced);
             running.insert(name, (Running { hash, tasks }, trigger));
         }
         if first {
-            self.health.set_ready(true);
+            // Ready once every controller started at start-up has filled its caches: before
+            // that a reconcile would see no children and a rollout would route to a
+            // replica that cannot act yet.
+            let health = self.health.clone();
+            tokio::spawn(async move {
+                for mut synced in initial {
+                    // An Err means the controller is gone (a reload replaced it): nothing
+                    // to wait for.
+                    let _ = synced.wait_for(|s| *s).await;
+                }
+                tracing::info!("initial cache sync done; ready");
+                health.set_ready(true);
+            });
         }
     }
 }
@@ -206,27 +221,54 @@ pub(crate) struct PolicyController {
 impl PolicyController {
     /// Starts the watches and the queue of one policy. Never fails: a kind that cannot be
     /// resolved yet (its CRD not installed) is retried in the background.
+    ///
+    /// The receiver turns true once the caches of the local cluster have their first full
+    /// list, or when the controller cannot start at its first attempt: readiness must not
+    /// wait for a CRD that may never be installed. Remote clusters are not waited for: an
+    /// unreachable one must not keep the operator unready.
     async fn start(
         shared: Shared,
         policy: Arc<LoadedPolicy>,
-    ) -> (queue::Trigger, Vec<JoinHandle<()>>) {
+    ) -> (
+        queue::Trigger,
+        Vec<JoinHandle<()>>,
+        tokio::sync::watch::Receiver<bool>,
+    ) {
         let (trigger, rx) = queue::channel();
+        let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
         let t = trigger.clone();
         let handle = tokio::spawn(async move {
             let mut delay = Duration::from_millis(200);
-            let (controller, events, tasks) = loop {
+            let (controller, events, mut tasks) = loop {
                 match Self::build(shared.clone(), policy.clone(), t.clone()).await {
                     Ok(c) => break c,
                     Err(error) => {
                         tracing::warn!(policy = %policy.info.name, %error, "controller cannot start yet; retrying");
+                        synced_tx.send_replace(true);
                         tokio::time::sleep(delay).await;
                         delay = (delay * 2).min(Duration::from_secs(30));
                     }
                 }
             };
+            let local: Vec<Arc<Store>> = std::iter::once(controller.parents.clone())
+                .chain(
+                    controller
+                        .owned
+                        .iter()
+                        .chain(&controller.reads)
+                        .filter_map(|w| w.stores.get(LOCAL).map(|(s, _)| s.clone())),
+                )
+                .collect();
+            tasks.push(tokio::spawn(async move {
+                // Stores have no sync notification; this runs once, at start-up.
+                while !local.iter().all(|s| s.is_synced()) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                synced_tx.send_replace(true);
+            }));
             controller.run_inner(rx, events, tasks).await;
         });
-        (trigger, vec![handle])
+        (trigger, vec![handle], synced_rx)
     }
 
     async fn build(

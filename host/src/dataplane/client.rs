@@ -14,7 +14,8 @@ use serde_json::json;
 use tracing::debug;
 
 use super::error::{DataplaneError, excerpt};
-use super::stats::{DataplaneStats, Endpoint, Recorder};
+use super::observe::ProbeHolds;
+use super::stats::{CallOutcome, DataplaneStats, Endpoint, Recorder};
 use crate::plugin::bindings::{Replication, TableScope};
 
 /// The port the management API listens on in every Cassandra pod.
@@ -37,6 +38,12 @@ pub struct ManagementApiConfig {
     pub backoff_max: Duration,
     /// Nodes probed at once by [`ManagementApi::observe`].
     pub observe_concurrency: usize,
+    /// A node whose management API answered an error or timed out is probed again only
+    /// after this delay, doubling with each further failure up to `probe_backoff_max`
+    /// (with jitter); meanwhile observations report its last error. A refused connection
+    /// (a pod whose API is not up yet) does not count: it costs nothing to ask again.
+    pub probe_backoff_base: Duration,
+    pub probe_backoff_max: Duration,
     /// HTTPS with these certificates; plain HTTP when None.
     pub tls: Option<TlsConfig>,
 }
@@ -51,6 +58,8 @@ impl Default for ManagementApiConfig {
             backoff_base: Duration::from_millis(200),
             backoff_max: Duration::from_secs(2),
             observe_concurrency: 32,
+            probe_backoff_base: Duration::from_secs(1),
+            probe_backoff_max: Duration::from_secs(30),
             tls: None,
         }
     }
@@ -254,7 +263,8 @@ pub struct ManagementApi {
     http: reqwest::Client,
     scheme: &'static str,
     config: Arc<ManagementApiConfig>,
-    stats: Arc<Recorder>,
+    pub(crate) stats: Arc<Recorder>,
+    pub(crate) holds: Arc<ProbeHolds>,
 }
 
 impl fmt::Debug for ManagementApi {
@@ -291,6 +301,7 @@ impl ManagementApi {
             scheme,
             config: Arc::new(config),
             stats: Arc::new(Recorder::default()),
+            holds: Arc::new(ProbeHolds::default()),
         })
     }
 
@@ -611,28 +622,21 @@ impl ManagementApi {
             connect: e.is_connect(),
             reason: error_chain(&e),
         };
-        let response = match request.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                self.stats.error(endpoint);
-                return Err(transport(e));
-            }
+        let failed = |e: reqwest::Error| {
+            self.stats.outcome(endpoint, transport_outcome(&e));
+            transport(e)
         };
+        let response = request.send().await.map_err(failed)?;
         let status = response.status();
-        let body = match response.text().await {
-            Ok(b) => b,
-            Err(e) => {
-                self.stats.error(endpoint);
-                return Err(transport(e));
-            }
-        };
+        let body = response.text().await.map_err(failed)?;
+        self.stats
+            .outcome(endpoint, CallOutcome::of_status(status.as_u16()));
         if status.is_success() {
             Ok(Answer {
                 status: status.as_u16(),
                 body,
             })
         } else {
-            self.stats.error(endpoint);
             Err(DataplaneError::Status {
                 method: endpoint.method(),
                 endpoint: endpoint.path(),
@@ -679,6 +683,16 @@ pub(crate) fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
         rand::rng().random_range(0..=jitter_ms)
     };
     half + Duration::from_millis(extra)
+}
+
+fn transport_outcome(e: &reqwest::Error) -> CallOutcome {
+    if e.is_timeout() {
+        CallOutcome::Timeout
+    } else if e.is_connect() {
+        CallOutcome::Connect
+    } else {
+        CallOutcome::Other
+    }
 }
 
 /// The error and its sources, without the URL: a URL may carry a password in its query.

@@ -23,4 +23,4 @@ pub use error::{DataplaneError, SecretError};
 pub use executor::{
     ExecutorConfig, OperationExecutor, SecretData, SecretFuture, SecretReader, kind_name,
 };
-pub use stats::{DataplaneStats, Endpoint, EndpointStats};
+pub use stats::{CallOutcome, DataplaneStats, Endpoint, EndpointStats};

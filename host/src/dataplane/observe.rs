@@ -1,10 +1,109 @@
 //! Observation of Cassandra nodes for a policy's snapshot.
+//!
+//! A node whose management API answers errors or hangs is not asked again on every
+//! reconcile: after each failed probe it is held back for a growing, jittered delay
+//! ([`ProbeHolds`]) and observations report its last error meanwhile. Reconciles of the
+//! datacenter come from many events (other nodes starting, status writes), so without this
+//! a broken node would be hit at their rate, and a hanging one would stall every
+//! observation for the client timeout. The policy asks for a requeue while a node fails,
+//! which is when the next real probe happens once the hold ran out.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use super::client::ManagementApi;
+use super::client::{ManagementApi, backoff};
+use super::error::DataplaneError;
 use crate::plugin::bindings::{NodeRef, NodeState};
+
+/// Holds kept at most; beyond it, the expired ones are dropped (pods come and go, and a
+/// held pod that disappeared is never probed again to clear its entry).
+const MAX_HOLDS: usize = 4096;
+
+/// A node held back after failed probes.
+struct Hold {
+    failures: u32,
+    until: Instant,
+    /// The last probe's error, reported unchanged while held so that the snapshot, and
+    /// the status a policy derives from it, stay the same.
+    error: String,
+}
+
+/// Per node (pod and address: a recreated pod on a reused address starts afresh), the
+/// backoff of its failing probes.
+#[derive(Default)]
+pub(crate) struct ProbeHolds {
+    holds: Mutex<HashMap<(String, String, String, String), Hold>>,
+}
+
+fn hold_key(node: &NodeRef, address: &str) -> (String, String, String, String) {
+    (
+        node.cluster.clone(),
+        node.namespace.clone(),
+        node.pod.clone(),
+        address.to_string(),
+    )
+}
+
+impl ProbeHolds {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String, String, String), Hold>> {
+        // Every update is a single insert or remove: a poisoned map is still consistent.
+        self.holds.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The error to report instead of probing, while the node is held.
+    fn held(&self, node: &NodeRef, address: &str) -> Option<String> {
+        let holds = self.lock();
+        let hold = holds.get(&hold_key(node, address))?;
+        (Instant::now() < hold.until).then(|| hold.error.clone())
+    }
+
+    /// Records a failed probe; returns the number of failures in a row and the delay
+    /// before the next probe.
+    fn failed(
+        &self,
+        node: &NodeRef,
+        address: &str,
+        error: String,
+        base: Duration,
+        max: Duration,
+    ) -> (u32, Duration) {
+        let mut holds = self.lock();
+        let now = Instant::now();
+        if holds.len() >= MAX_HOLDS {
+            holds.retain(|_, h| h.until + max > now);
+        }
+        let key = hold_key(node, address);
+        let failures = holds.get(&key).map_or(0, |h| h.failures) + 1;
+        let delay = backoff(base, max, failures);
+        holds.insert(
+            key,
+            Hold {
+                failures,
+                until: now + delay,
+                error,
+            },
+        );
+        (failures, delay)
+    }
+
+    /// Forgets the node's failures; true when it had any.
+    fn succeeded(&self, node: &NodeRef, address: &str) -> bool {
+        self.lock().remove(&hold_key(node, address)).is_some()
+    }
+}
+
+/// Whether a failed probe means the management API is broken (it answered an error, or
+/// took longer than the timeout) rather than not running yet (connection refused).
+fn counts_as_failure(e: &DataplaneError) -> bool {
+    match e {
+        DataplaneError::Transport { connect, .. } => !connect,
+        _ => true,
+    }
+}
 
 /// Ready nodes asked for the gossip view, in order, before giving up for this cycle:
 /// one is enough, a couple more cover a node that became unready between the probes
@@ -73,8 +172,14 @@ impl ManagementApi {
             state.error = Some("the pod has no IP address".to_string());
             return state;
         };
+        if let Some(error) = self.holds.held(&state.node, &address) {
+            self.stats.probe_deferred();
+            state.error = Some(error);
+            return state;
+        }
         if let Err(e) = self.liveness(&address).await {
             debug!(pod = %state.node.pod, address = %address, error = %e, "liveness probe failed");
+            self.probe_failed(&state.node, &address, &e);
             state.error = Some(e.to_string());
             return state;
         }
@@ -83,12 +188,36 @@ impl ManagementApi {
             Ok(ready) => {
                 state.reachable = true;
                 state.ready = ready;
+                if self.holds.succeeded(&state.node, &address) {
+                    info!(namespace = %state.node.namespace, pod = %state.node.pod, address = %address,
+                        "management API answers again");
+                }
             }
             Err(e) => {
                 debug!(pod = %state.node.pod, address = %address, error = %e, "readiness probe failed");
+                self.probe_failed(&state.node, &address, &e);
                 state.error = Some(e.to_string());
             }
         }
         state
+    }
+
+    fn probe_failed(&self, node: &NodeRef, address: &str, e: &DataplaneError) {
+        if !counts_as_failure(e) {
+            // Not up (yet): nothing to back off from, but an older hold is stale now.
+            self.holds.succeeded(node, address);
+            return;
+        }
+        let config = self.config();
+        let (failures, delay) = self.holds.failed(
+            node,
+            address,
+            e.to_string(),
+            config.probe_backoff_base,
+            config.probe_backoff_max,
+        );
+        warn!(namespace = %node.namespace, pod = %node.pod, address, failures,
+            next_probe_ms = delay.as_millis() as u64, error = %e,
+            "management API fails; backing off its probes");
     }
 }

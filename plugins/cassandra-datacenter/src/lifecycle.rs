@@ -50,6 +50,12 @@ use crate::validate;
 pub const START_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 /// Longest wait between retries of a failed operation.
 const MAX_BACKOFF_MS: u64 = 64_000;
+/// Reason of `Ready=False` while some node's management API answers errors or hangs.
+pub const MANAGEMENT_API_FAILED: &str = "ManagementApiFailed";
+/// How often the datacenter is looked at again while a management API fails. The host
+/// holds back the probes of a failing node on its own growing backoff; this only makes
+/// sure a reconcile comes by once that ran out, even when nothing else changes.
+const MANAGEMENT_API_RECHECK_MS: u64 = 5_000;
 /// Share of a data volume the remaining nodes may fill after a decommission.
 const MAX_FILL_AFTER_DECOMMISSION: f64 = 0.9;
 
@@ -441,6 +447,7 @@ impl Decider<'_> {
         } else {
             self.conds.set(T::Stopped, false, "", "");
             let busy = self.starts(&replacing, scale_down.as_ref());
+            self.management_api_failures();
             let quiet = !busy && !self.pending_pods() && replacing.is_empty();
             self.roles();
             let scaling_down = self.scale_down_step(scale_down.as_ref(), quiet);
@@ -782,6 +789,39 @@ impl Decider<'_> {
             self.pending = true;
         }
         busy
+    }
+
+    /// Nodes whose management API answers errors or does not answer in time: `Ready=False`
+    /// naming them and the error, a Warning event, and a requeue so the node is probed
+    /// again. Never a pod deletion: a recreated pod would not fix an API that fails, and
+    /// it costs the node its place while the cause is elsewhere (upstream KO #1627).
+    fn management_api_failures(&mut self) {
+        let failing: Vec<(String, String)> = self
+            .obs
+            .pods
+            .iter()
+            .filter(|p| !p.terminating && self.kept(p) && !self.deleting.contains(&p.name))
+            .filter_map(|p| {
+                let node = p.node.as_ref()?;
+                let error = node.error.as_deref()?;
+                (!node.reachable && management_api_broken(error))
+                    .then(|| (p.name.clone(), error.to_string()))
+            })
+            .collect();
+        if failing.is_empty() {
+            return;
+        }
+        let message = failing
+            .iter()
+            .map(|(pod, error)| format!("management API of {pod} fails: {error}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        self.conds
+            .set(T::Ready, false, MANAGEMENT_API_FAILED, message.clone());
+        self.plan
+            .event(EventType::Warning, MANAGEMENT_API_FAILED, message);
+        self.plan.requeue_after(MANAGEMENT_API_RECHECK_MS);
+        self.pending = true;
     }
 
     /// Superuser and `spec.users` roles, once a node of the datacenter is ready.
@@ -1327,6 +1367,13 @@ impl Decider<'_> {
         }
         self.plan.status = Some(status.to_string());
     }
+}
+
+/// Whether an observation error (the host's wording, `wit/policy.wit` `node-state`) means
+/// the management API runs but is broken: it answered an HTTP error or timed out. A
+/// refused connection is a pod whose API is not up yet, which is the normal start-up.
+fn management_api_broken(error: &str) -> bool {
+    error.contains(" answered HTTP ") || error.contains(": timed out")
 }
 
 fn sdk_log_warn(message: &str) {

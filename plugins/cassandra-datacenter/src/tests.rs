@@ -1457,3 +1457,67 @@ fn canary_upgrade_updates_part_of_the_first_rack_only() {
         .count();
     assert_eq!(pods, 6);
 }
+
+#[test]
+fn a_failing_management_api_is_reported_and_rechecked_never_recreated() {
+    let mut sim = Sim::new(dc_json(3, &["r1"]));
+    sim.run_until_ready(30);
+    let victim = "demo-dc1-r1-sts-1";
+    sim.pods.get_mut(victim).unwrap().state = St::Down;
+    let fail = |sim: &Sim, error: &str| {
+        let mut s = sim.snapshot();
+        for n in s.nodes.iter_mut().filter(|n| n.node.pod == victim) {
+            n.reachable = false;
+            n.alive = false;
+            n.ready = false;
+            n.error = Some(error.to_string());
+        }
+        P::reconcile(s).expect("reconcile")
+    };
+    for error in [
+        "GET /api/v0/probes/liveness on 10.0.0.2 answered HTTP 500: Simulated fault",
+        "GET /api/v0/probes/liveness on 10.0.0.2: timed out: operation timed out",
+    ] {
+        let plan = fail(&sim, error);
+        let status: Value = serde_json::from_str(plan.status.as_deref().unwrap()).unwrap();
+        let ready = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap()
+            .clone();
+        assert_eq!(ready["status"], "False");
+        assert_eq!(ready["reason"], crate::lifecycle::MANAGEMENT_API_FAILED);
+        let message = ready["message"].as_str().unwrap();
+        assert!(
+            message.contains(victim) && message.contains(error),
+            "{message}"
+        );
+        assert!(
+            plan.events.iter().any(
+                |e| e.reason == crate::lifecycle::MANAGEMENT_API_FAILED && e.message == message
+            ),
+            "{:?}",
+            plan.events
+        );
+        assert!(plan.requeue_after_ms.is_some());
+        assert!(plan.delete.is_empty(), "{:?}", plan.delete);
+        assert!(plan.operations.is_empty(), "{:?}", plan.operations);
+    }
+    // A pod whose API is not up yet (connection refused) is the normal start-up.
+    let plan = fail(
+        &sim,
+        "GET /api/v0/probes/liveness on 10.0.0.2: connection failed: Connection refused",
+    );
+    assert!(
+        plan.events
+            .iter()
+            .all(|e| e.reason != crate::lifecycle::MANAGEMENT_API_FAILED)
+    );
+    // Answering again: started (its earlier start is old by now), and the condition goes
+    // with it.
+    sim.now += crate::lifecycle::START_TIMEOUT_MS;
+    sim.run_until_ready(30);
+    assert_eq!(sim.condition("Ready").as_deref(), Some("True"));
+}

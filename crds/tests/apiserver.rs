@@ -214,6 +214,18 @@ async fn crds_install_explain_and_validate() {
         explained.contains("failure domains"),
         "explain cassdc.spec.racks:\n{explained}"
     );
+    // Our field embedding a Kubernetes type keeps its description; the type's fields are
+    // still listed, without Kubernetes' own descriptions (left out of the CRDs for size).
+    let explained = explain(cluster, "cassdc.spec.podTemplateSpec").await;
+    assert!(
+        explained.contains("FIELDS:") && explained.contains("spec\t<Object>"),
+        "explain cassdc.spec.podTemplateSpec:\n{explained}"
+    );
+    let explained = explain(cluster, "k8c.spec.cassandra.datacenters.racks.affinity").await;
+    assert!(
+        explained.contains("nodeAffinity") && explained.contains("podAntiAffinity"),
+        "explain k8c.spec.cassandra.datacenters.racks.affinity:\n{explained}"
+    );
 
     let mut failures = Vec::new();
 

@@ -1,6 +1,7 @@
 //! The Helm chart (`charts/k8ssandra-operator`): its CRDs are the generated ones, it lints,
-//! renders in namespace and cluster mode, installs into a real API server, and the RBAC it
-//! grants is enough for the real operator binary to reconcile a CassandraDatacenter.
+//! renders in namespace and cluster mode, installs (CRDs included, with Helm's default
+//! Secret storage), upgrades and uninstalls on a real API server, and the RBAC it grants is
+//! enough for the real operator binary to reconcile a CassandraDatacenter.
 
 mod support;
 
@@ -10,8 +11,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{DynamicObject, GroupVersionKind, ListParams};
 use kube::discovery::pinned_kind;
@@ -44,6 +46,8 @@ fn run_with(tool: &str, args: &[&str], home: &Path, env: &[(&str, &str)]) -> Res
     let out = Command::new(bin(tool))
         .args(args)
         .envs(env.iter().copied())
+        // Helm's default storage (a Secret per release revision), whatever the caller's shell says.
+        .env_remove("HELM_DRIVER")
         .env("HOME", home)
         .env("HELM_CACHE_HOME", home.join("cache"))
         .env("HELM_CONFIG_HOME", home.join("config"))
@@ -347,24 +351,6 @@ fn chart_renders_cluster_scoped_with_custom_policies() -> Result<()> {
     Ok(())
 }
 
-/// Copies a directory tree, leaving out the top-level entries named in `skip`.
-fn copy_dir(from: &Path, to: &Path, skip: &[&str]) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if skip.iter().any(|s| name == **s) {
-            continue;
-        }
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &to.join(&name), &[])?;
-        } else {
-            std::fs::copy(entry.path(), to.join(&name))?;
-        }
-    }
-    Ok(())
-}
-
 /// A kubeconfig for the testenv cluster that authenticates with a bearer token.
 fn token_kubeconfig(admin_yaml: &str, token: &str) -> Result<String> {
     let admin: Value = serde_yaml::from_str(admin_yaml)?;
@@ -409,6 +395,174 @@ spec:
           storage: 1Gi
 "#;
 
+/// Names of the CustomResourceDefinitions served and `Established`.
+async fn established_crds(crds: &Api<CustomResourceDefinition>) -> Result<Vec<String>> {
+    let mut names: Vec<String> = crds
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|crd| {
+            crd.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                })
+        })
+        .filter_map(|crd| crd.metadata.name)
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// The release's revisions as Helm's default storage keeps them: one Secret each.
+async fn release_secrets(secrets: &Api<Secret>) -> Result<Vec<Secret>> {
+    Ok(secrets
+        .list(&ListParams::default().labels(&format!("owner=helm,name={RELEASE}")))
+        .await?
+        .items)
+}
+
+/// The chart as shipped, CRDs included, through Helm's default storage driver: each release
+/// revision (the chart, its CRD files included) is kept in a Secret, which the API server
+/// caps at 1 MiB. Install, upgrade, uninstall; the CRDs stay after the uninstall (Helm never
+/// deletes what `crds/` installed, as that would delete every custom resource with them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chart_with_its_crds_installs_upgrades_and_uninstalls_with_helms_default_storage()
+-> Result<()> {
+    let env = TestEnv::start(TestEnvOptions {
+        clusters: 1,
+        ..Default::default()
+    })
+    .await?;
+    let home = tempfile::tempdir()?;
+    let kc = env.cluster(0).kubeconfig_path().to_path_buf();
+    let kc = kc.to_str().context("kubeconfig path")?;
+    let chart = chart_dir();
+    let chart = chart.to_str().context("chart path")?;
+    let client = env.cluster(0).client();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let mut ours: Vec<String> = k8ssandra_api::all_crds()
+        .into_iter()
+        .filter_map(|crd| crd.metadata.name)
+        .collect();
+    ours.sort();
+    assert!(
+        established_crds(&crds).await?.is_empty(),
+        "a fresh cluster has no CRDs"
+    );
+
+    let installed = run(
+        "helm",
+        &[
+            "install",
+            RELEASE,
+            chart,
+            "--kubeconfig",
+            kc,
+            "--namespace",
+            NS,
+            "--create-namespace",
+            "-o",
+            "json",
+        ],
+        home.path(),
+    )?;
+    let status: Value = serde_json::from_str(&installed)?;
+    assert_eq!(status["info"]["status"], "deployed", "{status}");
+    assert_eq!(status["version"], 1);
+    let stored = release_secrets(&secrets).await?;
+    assert_eq!(stored.len(), 1, "one release Secret after the install");
+    let size = stored[0]
+        .data
+        .as_ref()
+        .and_then(|d| d.get("release"))
+        .map(|b| b.0.len())
+        .context("the release Secret holds the release")?;
+    assert!(size < 1 << 20, "release Secret of {size} bytes");
+    // Helm waits for its CRDs to be established before installing the templates; check it.
+    wait_for(
+        "every CRD of the chart established",
+        Duration::from_secs(60),
+        || async { (established_crds(&crds).await.ok()? == ours).then_some(()) },
+    )
+    .await?;
+    let name = format!("{RELEASE}-k8ssandra-operator");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    deployments
+        .get(&name)
+        .await
+        .context("Deployment installed")?;
+
+    // An upgrade of the same release, with a changed value.
+    let upgraded = run(
+        "helm",
+        &[
+            "upgrade",
+            RELEASE,
+            chart,
+            "--kubeconfig",
+            kc,
+            "--namespace",
+            NS,
+            "--set",
+            "metrics.port=9090",
+            "-o",
+            "json",
+        ],
+        home.path(),
+    )?;
+    let status: Value = serde_json::from_str(&upgraded)?;
+    assert_eq!(status["info"]["status"], "deployed", "{status}");
+    assert_eq!(status["version"], 2);
+    let svc = Api::<Service>::namespaced(client.clone(), NS)
+        .get(&format!("{name}-metrics"))
+        .await?;
+    let port = svc
+        .spec
+        .and_then(|s| s.ports)
+        .and_then(|p| p.first().map(|p| p.port));
+    assert_eq!(port, Some(9090), "the upgrade applied the new value");
+    assert_eq!(
+        release_secrets(&secrets).await?.len(),
+        2,
+        "one per revision"
+    );
+
+    // Uninstall: the release and its objects go, the CRDs stay.
+    run(
+        "helm",
+        &["uninstall", RELEASE, "--kubeconfig", kc, "--namespace", NS],
+        home.path(),
+    )?;
+    wait_for(
+        "the Deployment deleted",
+        Duration::from_secs(30),
+        || async {
+            deployments
+                .get_opt(&name)
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await?;
+    assert!(
+        release_secrets(&secrets).await?.is_empty(),
+        "helm uninstall removes the release Secrets"
+    );
+    assert_eq!(
+        established_crds(&crds).await?,
+        ours,
+        "helm uninstall keeps the CRDs installed from crds/"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chart_installs_and_its_rbac_is_enough_for_the_operator() -> Result<()> {
     let env = TestEnv::start(TestEnvOptions {
@@ -420,14 +574,10 @@ async fn chart_installs_and_its_rbac_is_enough_for_the_operator() -> Result<()> 
     let home = tmp.path().join("home");
     let admin_kubeconfig = env.cluster(0).kubeconfig_path().to_path_buf();
     let kc = admin_kubeconfig.to_str().context("kubeconfig path")?;
-    // The CRDs with the admin client, then a real `helm install` of the chart's templates
-    // (a copy without crds/: with them the release exceeds the 1 MiB of a Helm release
-    // Secret today — the generated CRDs must shrink first; see docs/plugins.md).
+    // A real `helm install` of the chart, its CRDs included.
     let client = env.cluster(0).client();
-    apply_yaml(&client, &k8ssandra_api::all_crds_yaml(), "default").await?;
-    let chart_copy = tmp.path().join("chart");
-    copy_dir(&chart_dir(), &chart_copy, &["crds"])?;
-    let chart = chart_copy.to_str().context("chart path")?;
+    let chart = chart_dir();
+    let chart = chart.to_str().context("chart path")?;
     let installed = run(
         "helm",
         &[

@@ -1,0 +1,444 @@
+//! The cassandra-task policy end to end: the real operator binary with the
+//! cassandra-datacenter and cassandra-task policies, a testenv cluster and the Cassandra
+//! simulator. A three-rack datacenter gets a rolling restart, a cleanup queued behind it
+//! (concurrencyPolicy Forbid), and a rebuild that fails on every node.
+
+mod support;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use cassandra_sim::{CassandraState, HistoryEntry, SimHandle, SimOptions, Simulator};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{DynamicObject, GroupVersionKind, ListParams, PostParams};
+use kube::discovery::pinned_kind;
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+use k8ssandra_testenv::{TestEnv, TestEnvOptions};
+use support::{Operator, apply_yaml, policy_wasm, wait_crd, wait_for};
+
+const NS: &str = "tasks";
+const PODS: [&str; 3] = [
+    "demo-dc1-r1-sts-0",
+    "demo-dc1-r2-sts-0",
+    "demo-dc1-r3-sts-0",
+];
+
+const DC: &str = r#"
+apiVersion: cassandra.datastax.com/v1beta1
+kind: CassandraDatacenter
+metadata:
+  name: dc1
+spec:
+  clusterName: demo
+  serverType: cassandra
+  serverVersion: "4.1.5"
+  size: 3
+  racks:
+    - name: r1
+      zone: zone-a
+    - name: r2
+      zone: zone-b
+    - name: r3
+      zone: zone-c
+  storageConfig:
+    cassandraDataVolumeClaimSpec:
+      storageClassName: standard
+      accessModes: [ReadWriteOnce]
+      resources:
+        requests:
+          storage: 1Gi
+"#;
+
+fn task(name: &str, ttl: u32, extra: &str, jobs: &str) -> String {
+    format!(
+        r#"
+apiVersion: control.k8ssandra.io/v1alpha1
+kind: CassandraTask
+metadata:
+  name: {name}
+spec:
+  datacenter:
+    name: dc1
+  ttlSecondsAfterFinished: {ttl}
+{extra}
+  jobs:
+{jobs}
+"#
+    )
+}
+
+async fn dc_ready(dcs: &Api<DynamicObject>) -> bool {
+    let Ok(dc) = dcs.get("dc1").await else {
+        return false;
+    };
+    let ready = dc
+        .data
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        });
+    ready && dc.data.pointer("/status/cassandraOperatorProgress") == Some(&json!("Ready"))
+}
+
+fn normal_nodes(sim: &SimHandle) -> usize {
+    sim.state()
+        .cluster("demo")
+        .map(|c| {
+            c.nodes
+                .iter()
+                .filter(|n| n.cassandra == CassandraState::Normal)
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+async fn status(tasks: &Api<DynamicObject>, name: &str) -> Option<Value> {
+    tasks
+        .get(name)
+        .await
+        .ok()
+        .and_then(|t| t.data.get("status").cloned())
+}
+
+fn condition(status: &Value, t: &str) -> bool {
+    status["conditions"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["type"] == t && c["status"] == "True"))
+}
+
+fn pod_of(h: &HistoryEntry) -> Option<String> {
+    h.pod.as_ref().map(|p| p.name.clone())
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+async fn uids(pods: &Api<Pod>) -> Result<BTreeMap<String, String>> {
+    Ok(pods
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|p| Some((p.metadata.name?, p.metadata.uid?)))
+        .collect())
+}
+
+async fn setup(
+    env: &TestEnv,
+    tmp: &std::path::Path,
+) -> Result<(
+    Client,
+    SimHandle,
+    Operator,
+    Api<DynamicObject>,
+    Api<DynamicObject>,
+)> {
+    let client = env.cluster(0).client();
+    apply_yaml(&client, &k8ssandra_api::all_crds_yaml(), "default").await?;
+    wait_crd(
+        &client,
+        "cassandra.datastax.com",
+        "v1beta1",
+        "CassandraDatacenter",
+    )
+    .await?;
+    wait_crd(&client, "control.k8ssandra.io", "v1alpha1", "CassandraTask").await?;
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
+        )
+        .await?;
+    let mut opts = SimOptions::default();
+    opts.config.bootstrap_delay = Duration::from_millis(300);
+    opts.config.job_duration = Duration::from_millis(200);
+    let sim = Simulator::start(
+        opts,
+        vec![(env.cluster(0).context_name().to_string(), client.clone())],
+    )
+    .await?;
+    let kubeconfig = tmp.join("kubeconfig");
+    std::fs::write(&kubeconfig, env.cluster(0).kubeconfig_yaml())?;
+    let plugins = tmp.join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    for policy in ["cassandra-datacenter", "cassandra-task"] {
+        std::fs::copy(policy_wasm(policy), plugins.join(format!("{policy}.wasm")))?;
+    }
+    let op = Operator::start(&kubeconfig, &plugins, &["--resync-seconds", "5"])?;
+    op.wait_ready(Duration::from_secs(60)).await?;
+    let api = |group: &str, version: &str, kind: &str| {
+        let client = client.clone();
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        async move {
+            let (ar, _) = pinned_kind(&client, &gvk).await?;
+            anyhow::Ok(Api::<DynamicObject>::namespaced_with(client, NS, &ar))
+        }
+    };
+    let dcs = api("cassandra.datastax.com", "v1beta1", "CassandraDatacenter").await?;
+    let tasks = api("control.k8ssandra.io", "v1alpha1", "CassandraTask").await?;
+    Ok((client, sim, op, dcs, tasks))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
+    let env = TestEnv::start(TestEnvOptions {
+        clusters: 1,
+        nodes_per_cluster: 6,
+        ..Default::default()
+    })
+    .await?;
+    let tmp = tempfile::tempdir()?;
+    let (client, sim, op, dcs, tasks) = setup(&env, tmp.path()).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+
+    apply_yaml(&client, DC, NS).await?;
+    wait_for(
+        "dc1 Ready with 3 nodes",
+        Duration::from_secs(180),
+        || async { (dc_ready(&dcs).await && normal_nodes(&sim) == 3).then_some(()) },
+    )
+    .await
+    .map_err(|e| e.context(tail(&op.log_text())))?;
+    let before = uids(&pods).await?;
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        PODS.iter().collect::<Vec<_>>()
+    );
+    let mark = sim.history().last().map_or(0, |h| h.seq);
+
+    // A restart, and a cleanup created while it runs: Forbid makes the cleanup wait.
+    apply_yaml(
+        &client,
+        &task(
+            "restart",
+            0,
+            "",
+            "    - name: restart-all\n      command: restart",
+        ),
+        NS,
+    )
+    .await?;
+    wait_for("restart task started", Duration::from_secs(60), || async {
+        status(&tasks, "restart")
+            .await?
+            .get("startTime")
+            .map(|_| ())
+    })
+    .await
+    .map_err(|e| e.context(tail(&op.log_text())))?;
+    apply_yaml(
+        &client,
+        &task(
+            "cleanup",
+            3,
+            "",
+            "    - name: cleanup-all\n      command: cleanup\n      args:\n        keyspace_name: system_distributed",
+        ),
+        NS,
+    )
+    .await?;
+    let mut max_down = 0;
+    // Every uid each pod name had, sampled; the original ones first.
+    let seen_uids: RefCell<BTreeMap<String, BTreeSet<String>>> = RefCell::new(
+        before
+            .iter()
+            .map(|(n, u)| (n.clone(), BTreeSet::from([u.clone()])))
+            .collect(),
+    );
+    let cleanup_status: RefCell<Option<Value>> = RefCell::default();
+    let restart = wait_for("restart task Complete", Duration::from_secs(240), || {
+        max_down = max_down.max(3 - normal_nodes(&sim).min(3));
+        let (tasks, pods, seen, cleanup_status) = (&tasks, &pods, &seen_uids, &cleanup_status);
+        async move {
+            if let Ok(u) = uids(pods).await {
+                for (name, uid) in u {
+                    seen.borrow_mut().entry(name).or_default().insert(uid);
+                }
+            }
+            if let Some(s) = status(tasks, "cleanup").await {
+                cleanup_status.borrow_mut().get_or_insert(s);
+            }
+            let s = status(tasks, "restart").await?;
+            condition(&s, "Complete").then_some(s)
+        }
+    })
+    .await
+    .map_err(|e| {
+        e.context(format!(
+            "violations: {:?}\nlog: {}",
+            sim.violations(),
+            tail(&op.log_text())
+        ))
+    })?;
+    assert!(max_down <= 1, "{max_down} nodes were down at once");
+    assert_eq!(restart["succeeded"], 3, "{restart}");
+    for pod in PODS {
+        assert_eq!(
+            restart["podStatuses"][pod]["status"], "COMPLETED",
+            "{restart}"
+        );
+    }
+    let after = uids(&pods).await?;
+    let seen_uids = seen_uids.into_inner();
+    for pod in PODS {
+        assert_ne!(before[pod], after[pod], "{pod} was not recreated");
+        assert_eq!(
+            seen_uids[pod].len(),
+            2,
+            "{pod} had uids {:?}: recreated more than once",
+            seen_uids[pod]
+        );
+    }
+    // The simulator's history: each pod went away once and its new pod started once, one
+    // node at a time (a pod is removed only after the previous one started again).
+    let history: Vec<HistoryEntry> = sim.history().into_iter().filter(|h| h.seq > mark).collect();
+    let mut order: Vec<(String, String)> = Vec::new();
+    for h in &history {
+        if (h.action == "pod_removed" || (h.action == "start" && h.outcome == "accepted"))
+            && let Some(p) = pod_of(h)
+        {
+            order.push((h.action.clone(), p));
+        }
+    }
+    let removed: Vec<&String> = order
+        .iter()
+        .filter(|(a, _)| a == "pod_removed")
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(removed, PODS.iter().collect::<Vec<_>>(), "{order:?}");
+    for pod in PODS {
+        let starts = order
+            .iter()
+            .filter(|(a, p)| a == "start" && p == pod)
+            .count();
+        assert_eq!(starts, 1, "{pod} started {starts} times: {order:?}");
+    }
+    let mut down: Option<&String> = None;
+    for (action, pod) in &order {
+        if action == "pod_removed" {
+            assert!(
+                down.is_none(),
+                "{pod} went down while {down:?} was: {order:?}"
+            );
+            down = Some(pod);
+        } else if down == Some(pod) {
+            down = None;
+        }
+    }
+    // The cleanup never ran beside the restart.
+    let waiting = cleanup_status
+        .into_inner()
+        .context("the cleanup task got a status while waiting")?;
+    assert_eq!(
+        waiting["conditions"][0]["reason"], "WaitingForTask",
+        "{waiting}"
+    );
+    let cleanup = wait_for(
+        "cleanup task Complete",
+        Duration::from_secs(120),
+        || async {
+            let s = status(&tasks, "cleanup").await?;
+            condition(&s, "Complete").then_some(s)
+        },
+    )
+    .await
+    .map_err(|e| e.context(tail(&op.log_text())))?;
+    assert_eq!(cleanup["succeeded"], 3, "{cleanup}");
+    for pod in PODS {
+        assert_eq!(
+            cleanup["podStatuses"][pod]["status"], "COMPLETED",
+            "{cleanup}"
+        );
+    }
+    let restart_done = restart["completionTime"].as_str().unwrap_or_default();
+    let cleanup_start = cleanup["startTime"].as_str().unwrap_or_default();
+    assert!(
+        cleanup_start >= restart_done,
+        "cleanup started at {cleanup_start}, before the restart ended at {restart_done}"
+    );
+    let cleanups: BTreeSet<String> = sim
+        .history()
+        .into_iter()
+        .filter(|h| h.seq > mark && h.action == "job")
+        .filter(|h| {
+            h.job_type
+                .as_deref()
+                .is_some_and(|t| t.eq_ignore_ascii_case("cleanup"))
+        })
+        .filter(|h| h.outcome == "completed")
+        .filter_map(|h| pod_of(&h))
+        .collect();
+    assert_eq!(cleanups, PODS.iter().map(|p| p.to_string()).collect());
+    // ttlSecondsAfterFinished: 3 → the finished cleanup task is deleted; ttl 0 keeps one.
+    wait_for(
+        "the cleanup task deleted after its TTL",
+        Duration::from_secs(60),
+        || async { tasks.get_opt("cleanup").await.ok()?.is_none().then_some(()) },
+    )
+    .await?;
+    assert!(tasks.get_opt("restart").await?.is_some(), "ttl 0 keeps it");
+
+    // A rebuild from a datacenter that does not exist fails on each node, is retried once
+    // (retries: 1), and fails the task.
+    let mark = sim.history().last().map_or(0, |h| h.seq);
+    apply_yaml(
+        &client,
+        &task(
+            "rebuild",
+            0,
+            "  retries: 1",
+            "    - name: rebuild\n      command: rebuild\n      args:\n        source_datacenter: nowhere",
+        ),
+        NS,
+    )
+    .await?;
+    let failed = wait_for("rebuild task Failed", Duration::from_secs(120), || async {
+        let s = status(&tasks, "rebuild").await?;
+        condition(&s, "Failed").then_some(s)
+    })
+    .await
+    .map_err(|e| e.context(tail(&op.log_text())))?;
+    let errored: Vec<&str> = PODS
+        .iter()
+        .copied()
+        .filter(|p| failed["podStatuses"][*p]["status"] == "ERROR")
+        .collect();
+    assert!(!errored.is_empty(), "{failed}");
+    for pod in &errored {
+        let st = &failed["podStatuses"][*pod];
+        assert_eq!(st["retries"], 1, "{failed}");
+        assert!(
+            st["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not a valid datacenter")),
+            "{failed}"
+        );
+        let attempts = sim
+            .history()
+            .into_iter()
+            .filter(|h| h.seq > mark && h.action == "job")
+            .filter(|h| {
+                h.job_type
+                    .as_deref()
+                    .is_some_and(|t| t.eq_ignore_ascii_case("rebuild"))
+            })
+            .filter(|h| pod_of(h).as_deref() == Some(*pod))
+            .count();
+        assert_eq!(attempts, 2, "{pod}: one attempt and one retry");
+    }
+    assert!(!condition(&failed, "Complete"));
+    assert!(
+        sim.violations().is_empty(),
+        "violations: {:?}",
+        sim.violations()
+    );
+    Ok(())
+}

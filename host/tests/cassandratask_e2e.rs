@@ -297,6 +297,17 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
             seen_uids[pod]
         );
     }
+    // Recreated pods are seeds again (three nodes: every node is a seed), so the next
+    // restart still finds a seed up.
+    for p in pods.list(&ListParams::default()).await?.items {
+        let labels = p.metadata.labels.unwrap_or_default();
+        assert_eq!(
+            labels.get("cassandra.datastax.com/seed-node").map(String::as_str),
+            Some("true"),
+            "{:?} lost its seed label",
+            p.metadata.name
+        );
+    }
     // The simulator's history: each pod went away once and its new pod started once, one
     // node at a time (a pod is removed only after the previous one started again).
     let history: Vec<HistoryEntry> = sim.history().into_iter().filter(|h| h.seq > mark).collect();

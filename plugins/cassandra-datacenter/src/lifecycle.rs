@@ -511,7 +511,12 @@ impl Decider<'_> {
     /// Pods being replaced (their claim and pod are deleted, then they start with the old
     /// address as `replace_ip`). Returns those still in progress.
     fn replacements(&mut self) -> Vec<String> {
-        let requested: Vec<String> = self.dc.obj.spec.replace_nodes.clone().unwrap_or_default();
+        let mut requested: Vec<String> = self.dc.obj.spec.replace_nodes.clone().unwrap_or_default();
+        for pod in &self.obs.task_replacements {
+            if !requested.contains(pod) {
+                requested.push(pod.clone());
+            }
+        }
         let mut recorded: Vec<String> = self
             .dc
             .replacements()

@@ -207,6 +207,74 @@ impl PodObs {
     }
 }
 
+/// Pods named by the `replacenode` job a CassandraTask of this datacenter is running: the
+/// task is started and unfinished, its current job (`job <i>/<n>` in its Running
+/// condition, as the cassandra-task policy writes it) is that replacenode, and the pod's
+/// status there is RUNNING. Such a request is handled like one in `spec.replaceNodes`.
+fn task_replacements(snapshot: &Snapshot, dc: &Dc) -> Vec<String> {
+    use k8ssandra_api::control::{CassandraCommand, CassandraTask, PodProcessingPhase};
+    let mut out = Vec::new();
+    for obj in snapshot
+        .related
+        .iter()
+        .filter(|o| o.cluster.is_empty() && o.kind().as_deref() == Some("CassandraTask"))
+    {
+        let Ok(task) = obj.parse::<CassandraTask>() else {
+            continue;
+        };
+        let ns = task.metadata.namespace.clone().unwrap_or_default();
+        let Some(target) = task.spec.datacenter.as_ref() else {
+            continue;
+        };
+        let target_ns = target.namespace.clone().filter(|n| !n.is_empty());
+        if ns != dc.namespace
+            || target.name.as_deref() != Some(dc.name())
+            || target_ns.is_some_and(|n| n != dc.namespace)
+        {
+            continue;
+        }
+        let Some(status) = task.status.as_ref() else {
+            continue;
+        };
+        let conditions = status.conditions.as_deref().unwrap_or_default();
+        let is_true = |t: &str| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == t && c.status == "True")
+        };
+        if status.start_time.is_none() || is_true("Complete") || is_true("Failed") {
+            continue;
+        }
+        let current = conditions
+            .iter()
+            .find(|c| c.type_ == "Running" && c.status == "True")
+            .and_then(|c| c.message.strip_prefix("job "))
+            .and_then(|m| m.split('/').next())
+            .and_then(|i| i.parse::<usize>().ok())
+            .and_then(|i| i.checked_sub(1));
+        let jobs = task.spec.template.jobs.as_deref().unwrap_or_default();
+        let Some(job) = current.and_then(|i| jobs.get(i)) else {
+            continue;
+        };
+        if job.command != CassandraCommand::Replacenode {
+            continue;
+        }
+        let Some(pod) = job.args.as_ref().and_then(|a| a.pod_name.clone()) else {
+            continue;
+        };
+        let running = status
+            .pod_statuses
+            .as_ref()
+            .and_then(|p| p.get(&pod))
+            .is_some_and(|p| p.status == PodProcessingPhase::Running);
+        if running && !out.contains(&pod) {
+            out.push(pod);
+        }
+    }
+    out.sort();
+    out
+}
+
 /// One entry of the management API's `metadata/endpoints` answer.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Endpoint {
@@ -290,6 +358,8 @@ pub struct Observed {
     /// Requested size of each claim, by name.
     pub pvc_sizes: BTreeMap<String, f64>,
     pub results: BTreeMap<String, (Outcome, u64)>,
+    /// Pods whose node a running CassandraTask `replacenode` job asks to replace.
+    pub task_replacements: Vec<String>,
 }
 
 impl Observed {
@@ -453,6 +523,7 @@ impl Observed {
             pvcs,
             pvc_sizes,
             results,
+            task_replacements: task_replacements(snapshot, dc),
         }
     }
 

@@ -435,7 +435,12 @@ fn describe_names_parent_children_and_reads() {
             "EndpointSlice"
         ]
     );
-    assert!(info.reads.iter().all(|r| !r.selector.is_empty()));
+    // Pods and claims by label; CassandraTasks (replacenode requests) carry none.
+    assert!(
+        info.reads
+            .iter()
+            .all(|r| r.kind.kind == "CassandraTask" || !r.selector.is_empty())
+    );
     assert_eq!(
         info.observe_pods.as_deref(),
         Some("cassandra.datastax.com/cluster")
@@ -882,6 +887,45 @@ fn config_change_rolls_out_and_waits_for_readiness() {
     assert_eq!(
         cfg["cluster-info"]["seeds"],
         "demo-seed-service,demo-dc1-additional-seed-service"
+    );
+}
+
+#[test]
+fn a_running_replacenode_task_is_a_replacement_request() {
+    let mut sim = Sim::new(dc_json(3, &["r1"]));
+    sim.run_until_ready(30);
+    let pod = "demo-dc1-r1-sts-1";
+    let task = |current: &str, phase: &str| Object {
+        cluster: String::new(),
+        json: json!({
+            "apiVersion": "control.k8ssandra.io/v1alpha1", "kind": "CassandraTask",
+            "metadata": {"name": "t", "namespace": NS},
+            "spec": {"datacenter": {"name": "dc1"}, "jobs": [
+                {"name": "f", "command": "flush"},
+                {"name": "x", "command": "replacenode", "args": {"pod_name": pod}}]},
+            "status": {"startTime": "2023-01-01T00:00:00Z",
+                "conditions": [{"type": "Running", "status": "True", "reason": "JobRunning",
+                    "message": current, "lastTransitionTime": "2023-01-01T00:00:00Z"}],
+                "podStatuses": {pod: {"status": phase}}},
+        })
+        .to_string(),
+    };
+    let deleted = |t: Object| {
+        let mut s = sim.snapshot();
+        s.related.push(t);
+        P::reconcile(s)
+            .unwrap()
+            .delete
+            .into_iter()
+            .map(|d| d.name)
+            .collect::<Vec<_>>()
+    };
+    // Another job of the task, or the pod still waiting: nothing.
+    assert!(deleted(task("job 1/2: f", "RUNNING")).is_empty());
+    assert!(deleted(task("job 2/2: x", "WAITING")).is_empty());
+    assert_eq!(
+        deleted(task("job 2/2: x", "RUNNING")),
+        [format!("server-data-{pod}"), pod.to_string()]
     );
 }
 

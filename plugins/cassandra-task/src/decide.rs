@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8ssandra_api::cassandra::DatacenterConditionType;
 use k8ssandra_api::control::{
     CassandraCommand, CassandraJob, CassandraTask, CassandraTaskStatus,
     PodProcessingPhase as Phase, PodProcessingStatus, condition,
@@ -32,8 +33,6 @@ pub const REDELETE_AFTER_MS: u64 = 60_000;
 /// Re-check of a task that waits for its datacenter or for another task; their changes
 /// trigger it anyway, this is a safety net.
 pub const WAIT_REQUEUE_MS: u64 = 30_000;
-/// Volume claim of a node's data (the StatefulSet's volumeClaimTemplate `server-data`).
-pub const DATA_CLAIM_PREFIX: &str = "server-data-";
 
 /// Operation id of attempt `attempt` of job `job` on `pod`: deterministic, so a repeated
 /// plan asks for the same operation and the host runs it once.
@@ -625,8 +624,10 @@ impl Runner<'_> {
         }
     }
 
-    /// `restart` and `replacenode`: delete pods and wait for their recreated successors to
-    /// be ready, rack by rack, never taking down a node while another one is down (unless
+    /// `restart` and `replacenode`: pods go (restart: deleted here; replacenode: the
+    /// cassandra-datacenter policy deletes the pod and its claims when it sees the pod
+    /// RUNNING in this task) and the task waits for their recreated successors to be ready,
+    /// rack by rack, never taking down a node while another one is down (unless
     /// `args.fast`).
     fn recreate(
         &self,
@@ -655,11 +656,17 @@ impl Runner<'_> {
             } else if fresh || live.is_none() {
                 st.status = Phase::Running;
                 st.start_time = st.start_time.or_else(|| time(self.now));
+            } else if st.status == Phase::Running && replace {
+                if let Some(message) = self.replacement_refused(pod) {
+                    st.status = Phase::Error;
+                    st.error = Some(message);
+                    st.completion_time = time(self.now);
+                }
             } else if st.status == Phase::Running {
                 // Our delete is not visible yet; try again only if it seems lost.
                 let since = st.start_time.as_ref().and_then(time_ms).unwrap_or(self.now);
                 if self.now >= since + REDELETE_AFTER_MS {
-                    self.delete(pod, replace, plan);
+                    self.delete(pod, plan);
                 } else {
                     plan.requeue_after(since + REDELETE_AFTER_MS - self.now);
                 }
@@ -715,13 +722,17 @@ impl Runner<'_> {
             deleting.push(pod.clone());
         }
         for pod in deleting {
-            self.delete(&pod, replace, plan);
+            if !replace {
+                self.delete(&pod, plan);
+            }
             if let Some(st) = out.get_mut(&pod) {
                 st.status = Phase::Running;
                 st.start_time = time(self.now);
             }
             let message = if replace {
-                format!("replacing the node of {pod}: deleting its pod and data volume")
+                format!(
+                    "replacing the node of {pod}: the datacenter recreates its pod and data volume"
+                )
             } else {
                 format!("restarting {pod}")
             };
@@ -739,16 +750,20 @@ impl Runner<'_> {
         p.created_ms.is_some_and(|c| c >= self.reference_ms)
     }
 
-    fn delete(&self, pod: &str, replace: bool, plan: &mut Plan) {
-        if replace {
-            // The claim first: it goes once the pod no longer uses it, so the StatefulSet
-            // recreates the pod with a new, empty volume.
-            plan.delete.push(self.key(
-                "PersistentVolumeClaim",
-                &format!("{DATA_CLAIM_PREFIX}{pod}"),
-            ));
-        }
+    fn delete(&self, pod: &str, plan: &mut Plan) {
         plan.delete.push(self.key("Pod", pod));
+    }
+
+    /// The datacenter policy refused to replace `pod` (it has no recorded address for it).
+    fn replacement_refused(&self, pod: &str) -> Option<String> {
+        let c = self
+            .dc
+            .obj
+            .status
+            .as_ref()?
+            .condition(DatacenterConditionType::ReplacingNodes)?;
+        (c.status == "False" && c.reason == "UnknownNode" && c.message.contains(pod))
+            .then(|| format!("the datacenter cannot replace {pod}: {}", c.message))
     }
 }
 

@@ -22,10 +22,14 @@
 //!   current rack go at once while the other racks are ready. A pod counts as restarted when
 //!   its live pod was created after the task (or its `scheduledTime`) and is ready; this is
 //!   observed, not remembered, so a stale status never restarts a pod twice.
-//! - `replacenode` deletes the pod named by `args.pod_name` together with its data claim
-//!   `server-data-<pod>`: the task is the user's explicit request to drop that node's data.
-//!   The recreated pod comes back with an empty volume; the cassandra-datacenter policy
-//!   starts it as a replacement of the node's recorded address (`replace_ip`).
+//! - `replacenode` (`args.pod_name`): the task is the user's explicit request to drop that
+//!   node's data. When its turn comes (every other node ready) the pod is marked RUNNING;
+//!   the cassandra-datacenter policy reads the running tasks of its datacenter, takes that
+//!   as a replacement request like one in `spec.replaceNodes`, deletes the pod and its data
+//!   claims (it knows the claim-backed volumes and the seed labels of its StatefulSets) and
+//!   starts the recreated, empty node with `replace_ip` set to the node's recorded address.
+//!   The task completes when the recreated pod is ready, and fails the pod when the
+//!   datacenter refuses (no recorded address: `ReplacingNodes=False`, `UnknownNode`).
 //! - `move`, `refresh` and `tsreload` have no operation kind in the policy contract: such a
 //!   job fails with a message naming the command, and `validate` refuses it up front.
 //!
@@ -38,8 +42,9 @@
 //! (treated as `Forbid`), the `DatacenterUpdated` condition (restarts go pod by pod, never
 //! through the datacenter's spec), `args.new_tokens`, scrub/compact flags beyond the table
 //! scope (`no_validate`, `no_snapshot`, `skip_corrupted`, `split_output`, token ranges are
-//! not in the operation contract), additional claim-backed volumes of a replaced node (only
-//! `server-data` is deleted), and a timeout for a restarted pod that never becomes ready.
+//! not in the operation contract), a timeout for a restarted pod that never becomes ready,
+//! and a delete precondition on the pod's uid (the plan has none): a restart decided from a
+//! stale task status *and* a stale pod cache could delete a pod twice.
 
 pub mod decide;
 pub mod model;

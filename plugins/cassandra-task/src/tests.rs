@@ -26,6 +26,7 @@ struct World {
     others: Vec<Value>,
     now: u64,
     dc: bool,
+    dc_status: Option<Value>,
 }
 
 fn pod_name(rack: usize, ordinal: usize) -> String {
@@ -55,6 +56,7 @@ impl World {
             others: Vec::new(),
             now: T0 + 1_000,
             dc: true,
+            dc_status: None,
         }
     }
 
@@ -62,14 +64,18 @@ impl World {
         let racks: Vec<Value> = (0..self.racks)
             .map(|r| json!({"name": format!("r{}", r + 1)}))
             .collect();
-        json!({
+        let mut dc = json!({
             "apiVersion": "cassandra.datastax.com/v1beta1",
             "kind": "CassandraDatacenter",
             "metadata": {"name": "dc1", "namespace": NS},
             "spec": {"clusterName": "demo", "serverType": "cassandra", "serverVersion": "4.1.5",
                      "size": self.racks * self.per_rack, "racks": racks,
                      "storageConfig": {}},
-        })
+        });
+        if let Some(s) = &self.dc_status {
+            dc["status"] = s.clone();
+        }
+        dc
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -475,29 +481,49 @@ fn restart_limited_to_a_rack_and_fast_takes_the_rack_at_once() {
 }
 
 #[test]
-fn replacenode_deletes_the_pod_and_its_data_claim() {
+fn replacenode_asks_the_datacenter_and_waits_for_the_new_node() {
     let pod = pod_name(0, 1);
     let mut w = World::new(
         1,
         2,
-        json!([{"name": "x", "command": "replacenode",
-        "args": {"pod_name": pod}}]),
+        json!([{"name": "x", "command": "replacenode", "args": {"pod_name": pod}}]),
     );
-    // The node to replace is down; the others are up: it goes.
+    // The node to replace is down; the others are up: its turn comes at once. The
+    // cassandra-datacenter policy does the deleting; the task deletes nothing.
     w.pods.get_mut(&pod).unwrap().1 = false;
     let plan = w.run();
-    assert_eq!(
-        deleted(&plan, "PersistentVolumeClaim"),
-        [format!("server-data-{pod}")]
-    );
-    assert_eq!(deleted(&plan, "Pod"), std::slice::from_ref(&pod));
+    assert!(plan.delete.is_empty());
+    assert_eq!(w.phase(&pod), Some(Phase::Running));
+    assert!(w.cond("Running").unwrap().2.starts_with("job 1/1"));
+    assert!(plan.events.iter().any(|e| e.reason == "ReplacingNode"));
     w.now += 1000;
     w.recreate(&pod);
     assert!(w.run().delete.is_empty());
+    assert_eq!(w.phase(&pod), Some(Phase::Running));
     w.pods.get_mut(&pod).unwrap().1 = true;
     w.run();
     assert_eq!(w.phase(&pod), Some(Phase::Completed));
     assert_eq!(w.cond("Complete").unwrap().0, "True");
+}
+
+#[test]
+fn replacenode_refused_by_the_datacenter_fails() {
+    let pod = pod_name(0, 0);
+    let mut w = World::new(
+        1,
+        1,
+        json!([{"name": "x", "command": "replacenode", "args": {"pod_name": pod}}]),
+    );
+    w.run();
+    assert_eq!(w.phase(&pod), Some(Phase::Running));
+    w.dc_status = Some(
+        json!({"conditions": [{"type": "ReplacingNodes", "status": "False",
+        "reason": "UnknownNode", "message": format!("{pod} is not a known node of this datacenter"),
+        "lastTransitionTime": rfc3339(T0)}]}),
+    );
+    w.run();
+    assert_eq!(w.phase(&pod), Some(Phase::Error));
+    assert_eq!(w.cond("Failed").unwrap().0, "True");
 }
 
 #[test]

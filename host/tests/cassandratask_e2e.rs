@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cassandra_sim::{CassandraState, HistoryEntry, SimHandle, SimOptions, Simulator};
+use cassandra_sim::{
+    CassandraState, FaultRequest, FaultTarget, HistoryEntry, SimHandle, SimOptions, Simulator,
+};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{DynamicObject, GroupVersionKind, ListParams, PostParams};
 use kube::discovery::pinned_kind;
@@ -302,7 +304,9 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
     for p in pods.list(&ListParams::default()).await?.items {
         let labels = p.metadata.labels.unwrap_or_default();
         assert_eq!(
-            labels.get("cassandra.datastax.com/seed-node").map(String::as_str),
+            labels
+                .get("cassandra.datastax.com/seed-node")
+                .map(String::as_str),
             Some("true"),
             "{:?} lost its seed label",
             p.metadata.name
@@ -396,6 +400,73 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
     )
     .await?;
     assert!(tasks.get_opt("restart").await?.is_some(), "ttl 0 keeps it");
+
+    // A node loses its data; a replacenode task has the datacenter policy recreate its pod
+    // and volume and start it with the old address as replace_ip.
+    let victim = PODS[1];
+    let old_ip = pods
+        .get(victim)
+        .await?
+        .status
+        .and_then(|s| s.pod_ip)
+        .context("victim pod IP")?;
+    let mark = sim.history().last().map_or(0, |h| h.seq);
+    sim.set_fault(&FaultRequest {
+        target: FaultTarget::pod(victim),
+        fault: None,
+        clear: false,
+        wipe: true,
+    })?;
+    apply_yaml(
+        &client,
+        &task(
+            "replace",
+            0,
+            "",
+            &format!(
+                "    - name: replace\n      command: replacenode\n      args:\n        pod_name: {victim}"
+            ),
+        ),
+        NS,
+    )
+    .await?;
+    let replaced = wait_for(
+        "replacenode task Complete",
+        Duration::from_secs(180),
+        || async {
+            let s = status(&tasks, "replace").await?;
+            condition(&s, "Complete").then_some(s)
+        },
+    )
+    .await
+    .map_err(|e| {
+        e.context(format!(
+            "violations: {:?}\nlog: {}",
+            sim.violations(),
+            tail(&op.log_text())
+        ))
+    })?;
+    assert_eq!(
+        replaced["podStatuses"][victim]["status"], "COMPLETED",
+        "{replaced}"
+    );
+    let replace_starts: Vec<HistoryEntry> = sim
+        .history()
+        .into_iter()
+        .filter(|h| h.seq > mark && h.action == "start" && h.outcome == "accepted")
+        .collect();
+    assert_eq!(replace_starts.len(), 1, "{replace_starts:?}");
+    assert_eq!(pod_of(&replace_starts[0]).as_deref(), Some(victim));
+    assert_eq!(
+        replace_starts[0].replace_ip.as_deref(),
+        Some(old_ip.as_str())
+    );
+    wait_for(
+        "dc1 Ready after the replacement",
+        Duration::from_secs(60),
+        || async { (dc_ready(&dcs).await && normal_nodes(&sim) == 3).then_some(()) },
+    )
+    .await?;
 
     // A rebuild from a datacenter that does not exist fails on each node, is retried once
     // (retries: 1), and fails the task.

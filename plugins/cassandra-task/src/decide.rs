@@ -33,11 +33,18 @@ pub const REDELETE_AFTER_MS: u64 = 60_000;
 /// Re-check of a task that waits for its datacenter or for another task; their changes
 /// trigger it anyway, this is a safety net.
 pub const WAIT_REQUEUE_MS: u64 = 30_000;
+/// Re-check of a job that cannot start because no pod of the datacenter is visible.
+pub const NO_PODS_REQUEUE_MS: u64 = 5_000;
 
 /// Operation id of attempt `attempt` of job `job` on `pod`: deterministic, so a repeated
 /// plan asks for the same operation and the host runs it once.
 pub fn operation_id(uid: &str, job: usize, pod: &str, attempt: u32) -> String {
     format!("task/{uid}/{job}/{pod}/{attempt}")
+}
+
+/// Id of the drain that goes with a restart's pod deletion.
+pub fn restart_marker(uid: &str, job: usize, pod: &str) -> String {
+    format!("task/{uid}/{job}/{pod}/restart")
 }
 
 fn poll_id(op: &str, n: u32) -> String {
@@ -95,11 +102,10 @@ pub fn reconcile(snapshot: &Snapshot) -> Result<Plan, PolicyError> {
     }
     let Some(dc) = Datacenter::find(snapshot, &dc_ns, &dc_name) else {
         if started {
-            out.fail(
-                &mut plan,
-                "DatacenterNotFound",
-                format!("CassandraDatacenter {dc_ns}/{dc_name} is gone"),
-            );
+            // Not seen is not gone: a restarted operator may reconcile before its caches
+            // hold the datacenter. The task keeps its progress and looks again.
+            plan.requeue_after(WAIT_REQUEUE_MS);
+            return Ok(plan);
         } else {
             out.set(
                 condition::RUNNING,
@@ -171,6 +177,12 @@ pub fn reconcile(snapshot: &Snapshot) -> Result<Plan, PolicyError> {
             return out.write(&mut plan);
         }
         let prev_pods = out.status.pod_statuses.clone().unwrap_or_default();
+        if prev_pods.is_empty() && dc.pods.is_empty() && dc.size() > 0 {
+            // No pod of the datacenter is visible (caches syncing, or the datacenter is
+            // stopped): a job started now would find nothing to do and end at once.
+            plan.requeue_after(NO_PODS_REQUEUE_MS);
+            break;
+        }
         let pods = runner.job(job_index, job, &prev_pods, &mut plan);
         let done = pods.values().all(|p| p.status == Phase::Completed);
         let errors: Vec<String> = pods
@@ -399,7 +411,7 @@ impl Runner<'_> {
         };
         match job.command {
             CassandraCommand::Restart | CassandraCommand::Replacenode => {
-                self.recreate(job, &targets, prev, plan)
+                self.recreate(index, job, &targets, prev, plan)
             }
             _ => self.operations(index, job, &targets, prev, plan),
         }
@@ -631,6 +643,7 @@ impl Runner<'_> {
     /// `args.fast`).
     fn recreate(
         &self,
+        index: usize,
         job: &CassandraJob,
         targets: &[String],
         prev: &BTreeMap<String, PodProcessingStatus>,
@@ -647,6 +660,9 @@ impl Runner<'_> {
                 out.insert(pod.clone(), st);
                 continue;
             }
+            // The drain that went with the delete: its outcome is known to the host at once,
+            // unlike our status write, which may not be in the next snapshot yet.
+            let decided = self.result(&restart_marker(self.uid, index, pod));
             let live = self.dc.live(pod);
             let fresh = live.is_some_and(|p| self.fresh(p));
             if fresh && live.is_some_and(|p| p.ready) {
@@ -662,9 +678,16 @@ impl Runner<'_> {
                     st.error = Some(message);
                     st.completion_time = time(self.now);
                 }
-            } else if st.status == Phase::Running {
+            } else if st.status == Phase::Running || decided.is_some() {
                 // Our delete is not visible yet; try again only if it seems lost.
-                let since = st.start_time.as_ref().and_then(time_ms).unwrap_or(self.now);
+                st.status = Phase::Running;
+                let since = st
+                    .start_time
+                    .as_ref()
+                    .and_then(time_ms)
+                    .or(decided.map(|(_, at)| at))
+                    .unwrap_or(self.now);
+                st.start_time = st.start_time.or_else(|| time(since));
                 if self.now >= since + REDELETE_AFTER_MS {
                     self.delete(pod, plan);
                 } else {
@@ -724,6 +747,13 @@ impl Runner<'_> {
         for pod in deleting {
             if !replace {
                 self.delete(&pod, plan);
+                // What a preStop hook does before a pod stops; here it is also the record
+                // that this pod's restart is decided (see `decided` above).
+                plan.operate(
+                    restart_marker(self.uid, index, &pod),
+                    self.node(&pod),
+                    OperationKind::Drain,
+                );
             }
             if let Some(st) = out.get_mut(&pod) {
                 st.status = Phase::Running;

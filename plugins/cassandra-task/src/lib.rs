@@ -20,8 +20,11 @@
 //!   and only while every node of the datacenter is ready, so never more than one node is
 //!   down. With `args.fast`, up to `maxConcurrentPods` pods (the whole rack when unset) of the
 //!   current rack go at once while the other racks are ready. A pod counts as restarted when
-//!   its live pod was created after the task (or its `scheduledTime`) and is ready; this is
-//!   observed, not remembered, so a stale status never restarts a pod twice.
+//!   its live pod was created after the task (or its `scheduledTime`) and is ready. The
+//!   delete goes with a drain operation `task/<uid>/<job>/<pod>/restart` (what the preStop
+//!   hook does anyway): the host knows its outcome at once, so the next reconcile, whose
+//!   copy of the task's status and pods may still be the old one, does not delete the new
+//!   pod again.
 //! - `replacenode` (`args.pod_name`): the task is the user's explicit request to drop that
 //!   node's data. When its turn comes (every other node ready) the pod is marked RUNNING;
 //!   the cassandra-datacenter policy reads the running tasks of its datacenter, takes that
@@ -43,8 +46,9 @@
 //! through the datacenter's spec), `args.new_tokens`, scrub/compact flags beyond the table
 //! scope (`no_validate`, `no_snapshot`, `skip_corrupted`, `split_output`, token ranges are
 //! not in the operation contract), a timeout for a restarted pod that never becomes ready,
-//! and a delete precondition on the pod's uid (the plan has none): a restart decided from a
-//! stale task status *and* a stale pod cache could delete a pod twice.
+//! and a delete precondition on the pod's uid (the plan has none; right after an operator
+//! restart, a stale task status and a stale pod cache together could still delete a pod
+//! twice).
 
 pub mod decide;
 pub mod model;

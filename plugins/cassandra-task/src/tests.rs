@@ -420,6 +420,7 @@ fn restart_goes_rack_by_rack_pod_by_pod_with_all_others_ready() {
         pod_name(1, 1),
     ];
     for pod in &order {
+        let before = w.task["status"].clone();
         let plan = w.run();
         assert_eq!(
             deleted(&plan, "Pod"),
@@ -427,9 +428,26 @@ fn restart_goes_rack_by_rack_pod_by_pod_with_all_others_ready() {
             "next is {pod}"
         );
         assert_eq!(w.phase(pod), Some(Phase::Running));
+        assert_eq!(
+            op_ids(&plan),
+            [crate::decide::restart_marker(UID, 0, pod)],
+            "a drain goes with the delete"
+        );
         // The same status again: the deleted pod is still visible; no second delete.
         let plan = w.run();
         assert!(deleted(&plan, "Pod").is_empty());
+        // Nor with the status before the delete (a stale copy of the task): the drain's
+        // outcome says the restart is decided.
+        let fresh_status = w.task["status"].clone();
+        w.task["status"] = before.clone();
+        w.outcome(
+            &crate::decide::restart_marker(UID, 0, pod),
+            Outcome::Running(String::new()),
+        );
+        let plan = w.run();
+        assert!(deleted(&plan, "Pod").is_empty(), "deleted twice");
+        assert_eq!(w.phase(pod), Some(Phase::Running));
+        w.task["status"] = fresh_status;
         // Gone, then recreated but not ready: nothing else goes down.
         w.now += 500;
         w.pods.remove(pod);
@@ -558,6 +576,27 @@ fn missing_datacenter_waits() {
     assert_eq!(w.cond("Running").unwrap().1, "DatacenterNotFound");
     assert!(w.status().start_time.is_none());
     w.dc = true;
+    assert_eq!(w.run().operations.len(), 1);
+}
+
+#[test]
+fn a_started_task_keeps_its_progress_while_the_datacenter_or_its_pods_are_not_visible() {
+    let mut w = World::new(1, 1, cleanup());
+    w.run();
+    let before = w.task["status"].clone();
+    w.dc = false;
+    let plan = w.run();
+    assert!(plan.status.is_none() && plan.operations.is_empty());
+    assert_eq!(plan.requeue_after_ms, Some(30_000));
+    assert_eq!(w.task["status"], before);
+    // A job does not start on a datacenter whose pods are not visible yet.
+    let mut w = World::new(1, 2, cleanup());
+    let pods = std::mem::take(&mut w.pods);
+    let plan = w.run();
+    assert!(plan.operations.is_empty());
+    assert!(w.status().pod_statuses.is_none());
+    assert!(w.cond("Complete").is_none());
+    w.pods = pods;
     assert_eq!(w.run().operations.len(), 1);
 }
 

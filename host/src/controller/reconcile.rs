@@ -130,6 +130,10 @@ impl PolicyController {
         let started = Instant::now();
         let name = self.policy.info.name.clone();
         let after = match self.parents.get(&key.0, &key.1) {
+            // A plan made from half-filled caches is a wrong plan: a StatefulSet not yet
+            // listed would be applied as new (at its initial size, shrinking a live one),
+            // pods not yet listed would look absent. Wait for the first full list.
+            Some(_) if !self.local_caches_synced() => After::Requeue(Duration::from_millis(200)),
             Some(parent) => self.reconcile_parent(&key, parent).await,
             None => {
                 if self.parents.is_synced() {
@@ -143,6 +147,15 @@ impl PolicyController {
             .metrics
             .observe_reconcile(&name, started.elapsed());
         after
+    }
+
+    /// Whether every watch of the local cluster has delivered its first full list.
+    fn local_caches_synced(&self) -> bool {
+        self.owned
+            .iter()
+            .chain(&self.reads)
+            .filter_map(|w| w.stores.get(LOCAL))
+            .all(|(store, _)| store.is_synced())
     }
 
     /// The parent is gone: delete what it owned (never PVCs), forget its state.

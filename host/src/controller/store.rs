@@ -122,7 +122,7 @@ pub async fn run_watch(
         match event {
             Event::Init => buffer = Some(HashMap::new()),
             Event::InitApply(obj) => {
-                let obj = Arc::new(strip(obj));
+                let obj = Arc::new(strip(obj, &resource));
                 if let Some(b) = buffer.as_mut() {
                     b.insert(Store::key(&obj), obj);
                 }
@@ -143,14 +143,14 @@ pub async fn run_watch(
                 }
             }
             Event::Apply(obj) => {
-                let object = store.put(strip(obj));
+                let object = store.put(strip(obj, &resource));
                 let _ = events.send(Touched {
                     cluster: cluster.clone(),
                     object,
                 });
             }
             Event::Delete(obj) => {
-                let obj = strip(obj);
+                let obj = strip(obj, &resource);
                 store.remove(&obj);
                 let _ = events.send(Touched {
                     cluster: cluster.clone(),
@@ -161,7 +161,16 @@ pub async fn run_watch(
     }
 }
 
-fn strip(mut obj: DynamicObject) -> DynamicObject {
+/// Drops `managedFields` and fills in `apiVersion`/`kind`: the items of the initial list
+/// come without them (only watch events carry them), and policies find objects by kind,
+/// so an object listed at start-up and never changed since would stay invisible to them.
+fn strip(mut obj: DynamicObject, resource: &ApiResource) -> DynamicObject {
     obj.metadata.managed_fields = None;
+    if obj.types.as_ref().is_none_or(|t| t.kind.is_empty()) {
+        obj.types = Some(kube::api::TypeMeta {
+            api_version: resource.api_version.clone(),
+            kind: resource.kind.clone(),
+        });
+    }
     obj
 }

@@ -726,8 +726,9 @@ impl Core {
         })
     }
 
-    /// Logs a request on arrival; returns its sequence number for [`Core::answered`].
-    pub(crate) fn log_request(&self, pod: &PodKey, method: &str, path: &str) -> u64 {
+    /// Logs a request on arrival, `faulted` when a fault applies to its node; returns its
+    /// sequence number for [`Core::answered`].
+    pub(crate) fn log_request(&self, pod: &PodKey, method: &str, path: &str, faulted: bool) -> u64 {
         let mut log = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         log.next_seq += 1;
         let seq = log.next_seq;
@@ -741,13 +742,13 @@ impl Core {
             method: method.to_string(),
             path: path.to_string(),
             status: 0,
-            faulted: false,
+            faulted,
         });
         seq
     }
 
     /// Records the answer of a logged request.
-    pub(crate) fn answered(&self, seq: u64, status: u16, faulted: bool) {
+    pub(crate) fn answered(&self, seq: u64, status: u16) {
         let mut log = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         // Sequence numbers are consecutive, so the entry's index follows from the first one's.
         let Some(first) = log.entries.front().map(|e| e.seq) else {
@@ -758,7 +759,6 @@ impl Core {
         };
         if let Some(e) = log.entries.get_mut(idx) {
             e.status = status;
-            e.faulted = faulted;
         }
     }
 

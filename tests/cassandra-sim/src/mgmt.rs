@@ -140,22 +140,24 @@ fn router(ctx: NodeCtx) -> Router {
 async fn faults(State(ctx): State<NodeCtx>, req: Request, next: Next) -> Response {
     // The query is left out: role creation carries a password there.
     tracing::debug!(pod = %ctx.key, method = %req.method(), path = %req.uri().path(), "management API request");
-    let seq = ctx
-        .core
-        .log_request(&ctx.key, req.method().as_str(), req.uri().path());
     let fault = ctx.core.fault_of(&ctx.key);
+    let seq = ctx.core.log_request(
+        &ctx.key,
+        req.method().as_str(),
+        req.uri().path(),
+        !fault.is_none(),
+    );
     if fault.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(fault.latency_ms)).await;
     }
     if fault.error_rate > 0.0 && rand::rng().random::<f64>() < fault.error_rate {
         tracing::debug!(pod = %ctx.key, path = %req.uri().path(), "injected error");
         ctx.core
-            .answered(seq, StatusCode::INTERNAL_SERVER_ERROR.as_u16(), true);
+            .answered(seq, StatusCode::INTERNAL_SERVER_ERROR.as_u16());
         return (StatusCode::INTERNAL_SERVER_ERROR, "Simulated fault").into_response();
     }
     let response = next.run(req).await;
-    ctx.core
-        .answered(seq, response.status().as_u16(), fault.latency_ms > 0);
+    ctx.core.answered(seq, response.status().as_u16());
     response
 }
 

@@ -393,7 +393,7 @@ pub struct RequestEntry {
     pub path: String,
     /// The status answered; 0 when the client went away before the answer (it timed out).
     pub status: u16,
-    /// The answer was an injected fault (error or latency).
+    /// A fault (error rate or latency) applied to the node when the request arrived.
     pub faulted: bool,
 }
 

@@ -121,7 +121,10 @@ pub fn reconcile(snapshot: &Snapshot) -> Result<Plan, PolicyError> {
     let jobs: Vec<CassandraJob> = task.spec.template.jobs.clone().unwrap_or_default();
     let mut job_index = 0;
     if !started {
-        let pod_names: Vec<String> = dc.pods.iter().map(|p| p.name.clone()).collect();
+        // The pods the datacenter's StatefulSets should have, not the ones seen right now:
+        // a pod being recreated, or a cache still filling, must not fail the task.
+        let mut pod_names: Vec<String> = dc.expected_pods();
+        pod_names.extend(dc.pods.iter().map(|p| p.name.clone()));
         let violations = validate::check_against_datacenter(&task, &dc.obj, &pod_names);
         if !violations.is_empty() {
             out.fail(&mut plan, "InvalidSpec", joined(&violations));
@@ -180,6 +183,18 @@ pub fn reconcile(snapshot: &Snapshot) -> Result<Plan, PolicyError> {
         if prev_pods.is_empty() && dc.pods.is_empty() && dc.size() > 0 {
             // No pod of the datacenter is visible (caches syncing, or the datacenter is
             // stopped): a job started now would find nothing to do and end at once.
+            let pods_seen = snapshot
+                .related
+                .iter()
+                .filter(|o| o.kind().as_deref() == Some("Pod"))
+                .count();
+            k8ssandra_policy_sdk::log(
+                k8ssandra_policy_sdk::Level::Info,
+                &format!(
+                    "job {} waits: no pod of datacenter {dc_name} visible ({pods_seen} Cassandra pods in the namespace)",
+                    job.name
+                ),
+            );
             plan.requeue_after(NO_PODS_REQUEUE_MS);
             break;
         }

@@ -196,6 +196,21 @@ impl Datacenter {
         self.pods.iter().find(|p| p.name == name && !p.terminating)
     }
 
+    /// Names of the pods the datacenter's StatefulSets should have (its size split over
+    /// its racks, ordinals from 0).
+    pub fn expected_pods(&self) -> Vec<String> {
+        let racks = self.obj.racks();
+        let split = k8ssandra_api::names::split_racks(self.size(), racks.len());
+        racks
+            .iter()
+            .zip(split)
+            .flat_map(|(r, n)| {
+                let sts = self.obj.sts_name(&r.name);
+                (0..n).map(move |i| format!("{sts}-{i}"))
+            })
+            .collect()
+    }
+
     pub fn size(&self) -> usize {
         usize::try_from(self.obj.spec.size.max(0)).unwrap_or_default()
     }

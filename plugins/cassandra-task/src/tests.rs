@@ -559,6 +559,31 @@ fn unknown_rack_or_pod_fails_naming_the_field() {
 }
 
 #[test]
+fn replacenode_of_a_pod_not_visible_right_now_is_not_refused() {
+    let pod = pod_name(0, 1);
+    let mut w = World::new(
+        1,
+        2,
+        json!([{"name": "x", "command": "replacenode", "args": {"pod_name": pod}}]),
+    );
+    w.pods.remove(&pod);
+    w.run();
+    assert!(w.cond("Failed").is_none(), "{:?}", w.cond("Failed"));
+    let mut w = World::new(
+        1,
+        2,
+        json!([{"name": "x", "command": "replacenode", "args": {"pod_name": "demo-dc1-r1-sts-7"}}]),
+    );
+    w.run();
+    assert!(
+        w.cond("Failed")
+            .unwrap()
+            .2
+            .contains("spec.jobs[0].args.pod_name")
+    );
+}
+
+#[test]
 fn unsupported_command_fails_naming_it() {
     let mut w = World::new(1, 1, json!([{"name": "m", "command": "refresh"}]));
     w.run();

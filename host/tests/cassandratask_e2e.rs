@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cassandra_sim::{
-    CassandraState, FaultRequest, FaultTarget, HistoryEntry, SimHandle, SimOptions, Simulator,
+    CassandraState, ConfigUpdate, FaultRequest, FaultTarget, HistoryEntry, SimHandle, SimOptions,
+    Simulator,
 };
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{DynamicObject, GroupVersionKind, ListParams, PostParams};
@@ -198,7 +199,7 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
     })
     .await?;
     let tmp = tempfile::tempdir()?;
-    let (client, sim, op, dcs, tasks) = setup(&env, tmp.path()).await?;
+    let (client, sim, mut op, dcs, tasks) = setup(&env, tmp.path()).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
 
     apply_yaml(&client, DC, NS).await?;
@@ -438,14 +439,22 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
             condition(&s, "Complete").then_some(s)
         },
     )
-    .await
-    .map_err(|e| {
-        e.context(format!(
-            "violations: {:?}\nlog: {}",
-            sim.violations(),
-            tail(&op.log_text())
-        ))
-    })?;
+    .await;
+    let replaced = match replaced {
+        Ok(s) => s,
+        Err(e) => {
+            let st = status(&tasks, "replace").await;
+            let dc = dcs.get("dc1").await.ok().map(|d| d.data["status"].clone());
+            let _ = std::fs::write(
+                std::env::temp_dir().join("ct-op-replace.log"),
+                op.log_text(),
+            );
+            return Err(e.context(format!(
+                "task: {st:?}\ndc: {dc:?}\nviolations: {:?}",
+                sim.violations()
+            )));
+        }
+    };
     assert_eq!(
         replaced["podStatuses"][victim]["status"], "COMPLETED",
         "{replaced}"
@@ -468,6 +477,83 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
     )
     .await?;
 
+    // The operator restarts while cleanups run: the new one follows the jobs recorded in
+    // the task's status instead of starting them again.
+    sim.update_config(&ConfigUpdate {
+        job_duration_ms: Some(4000),
+        ..Default::default()
+    });
+    let mark = sim.history().last().map_or(0, |h| h.seq);
+    apply_yaml(
+        &client,
+        &task(
+            "cleanup-again",
+            0,
+            "",
+            "    - name: cleanup-all\n      command: cleanup",
+        ),
+        NS,
+    )
+    .await?;
+    wait_for(
+        "a job id recorded for every pod",
+        Duration::from_secs(60),
+        || async {
+            let s = status(&tasks, "cleanup-again").await?;
+            PODS.iter()
+                .all(|p| s["podStatuses"][*p]["jobId"].is_string())
+                .then_some(())
+        },
+    )
+    .await
+    .map_err(|e| e.context(tail(&op.log_text())))?;
+    drop(op);
+    op = Operator::start(
+        &tmp.path().join("kubeconfig"),
+        &tmp.path().join("plugins"),
+        &["--resync-seconds", "5"],
+    )?;
+    op.wait_ready(Duration::from_secs(60)).await?;
+    let again = wait_for(
+        "cleanup-again Complete after the operator restart",
+        Duration::from_secs(60),
+        || async {
+            let s = status(&tasks, "cleanup-again").await?;
+            condition(&s, "Complete").then_some(s)
+        },
+    )
+    .await;
+    let again = match again {
+        Ok(s) => s,
+        Err(e) => {
+            let st = status(&tasks, "cleanup-again").await;
+            let _ = std::fs::write(std::env::temp_dir().join("ct-op2.log"), op.log_text());
+            return Err(e.context(format!("status: {st:?}\nlog: {}", tail(&op.log_text()))));
+        }
+    };
+    assert_eq!(again["succeeded"], 3, "{again}");
+    let jobs: Vec<String> = sim
+        .history()
+        .into_iter()
+        .filter(|h| h.seq > mark && h.action == "job")
+        .filter(|h| {
+            h.job_type
+                .as_deref()
+                .is_some_and(|t| t.eq_ignore_ascii_case("cleanup"))
+        })
+        .filter_map(|h| pod_of(&h))
+        .collect();
+    let mut sorted = jobs.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted, PODS,
+        "one cleanup job per pod, none run twice: {jobs:?}"
+    );
+    sim.update_config(&ConfigUpdate {
+        job_duration_ms: Some(200),
+        ..Default::default()
+    });
+
     // A rebuild from a datacenter that does not exist fails on each node, is retried once
     // (retries: 1), and fails the task.
     let mark = sim.history().last().map_or(0, |h| h.seq);
@@ -486,8 +572,26 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
         let s = status(&tasks, "rebuild").await?;
         condition(&s, "Failed").then_some(s)
     })
-    .await
-    .map_err(|e| e.context(tail(&op.log_text())))?;
+    .await;
+    let failed = match failed {
+        Ok(s) => s,
+        Err(e) => {
+            let st = status(&tasks, "rebuild").await;
+            let _ = std::fs::write(
+                std::env::temp_dir().join("ct-op-rebuild.log"),
+                op.log_text(),
+            );
+            let labels: Vec<_> = pods
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .map(|p| (p.metadata.name, p.metadata.labels))
+                .collect();
+            let dc = dcs.get("dc1").await.ok().map(|d| d.data);
+            return Err(e.context(format!("task: {st:?}\npods: {labels:?}\ndc: {dc:?}")));
+        }
+    };
     let errored: Vec<&str> = PODS
         .iter()
         .copied()

@@ -1,5 +1,6 @@
-//! Policy runtime: the echo policy's reconcile in wasm (fresh store per call, as in
-//! production) against the same reconcile compiled natively.
+//! Policy runtime: the echo policy's reconcile in wasm (`PolicyRuntime::reconcile`, the
+//! call production makes: slot, fresh store, instance, call) against the same reconcile
+//! compiled natively.
 //!
 //! `cargo bench -p k8ssandra-host --bench policy`. Besides criterion's estimates it prints
 //! its own median and p99 over 10,000 timed iterations of each variant, and a breakdown of
@@ -25,8 +26,12 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The echo component, built for wasm32-wasip2 when missing.
+/// The echo component, built for wasm32-wasip2 when missing. `POLICY_BENCH_WASM` names
+/// another build of it (e.g. with a different optimisation level) to compare.
 fn echo_wasm() -> PathBuf {
+    if let Some(file) = std::env::var_os("POLICY_BENCH_WASM") {
+        return PathBuf::from(file);
+    }
     let ws = workspace();
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -83,8 +88,8 @@ fn fixture() -> Fixture {
         "host and guest snapshots differ in serde shape"
     );
     // Both sides must compute the same plan, or the comparison is meaningless.
-    let wasm_plan = runtime
-        .reconcile_blocking(&policy, &host_snapshot)
+    let wasm_plan = tokio
+        .block_on(runtime.reconcile(&policy, host_snapshot.clone()))
         .expect("wasm call")
         .expect("wasm plan");
     let native_plan = echo_policy::EchoPolicy::reconcile(guest_snapshot.clone()).expect("native");
@@ -132,17 +137,7 @@ fn custom_measurement(fx: &Fixture) {
             }),
         ),
         (
-            "wasm instantiate+reconcile (blocking)",
-            Box::new(|| {
-                black_box(
-                    fx.runtime
-                        .reconcile_blocking(&fx.policy, black_box(&fx.host_snapshot))
-                        .ok(),
-                );
-            }),
-        ),
-        (
-            "wasm reconcile, async API (spawn_blocking)",
+            "wasm reconcile (the production call)",
             Box::new(|| {
                 black_box(
                     fx.tokio
@@ -152,18 +147,22 @@ fn custom_measurement(fx: &Fixture) {
             }),
         ),
         (
-            "  breakdown: spawn_blocking hand-off only",
+            "  breakdown: instantiate+drop only",
+            Box::new(|| {
+                black_box(
+                    fx.tokio
+                        .block_on(fx.runtime.instantiate_only(&fx.policy))
+                        .ok(),
+                );
+            }),
+        ),
+        (
+            "  reference: spawn_blocking hand-off only",
             Box::new(|| {
                 black_box(
                     fx.tokio
                         .block_on(async { tokio::task::spawn_blocking(|| 1).await.ok() }),
                 );
-            }),
-        ),
-        (
-            "  breakdown: instantiate+drop only",
-            Box::new(|| {
-                black_box(fx.runtime.instantiate_blocking(&fx.policy).ok());
             }),
         ),
     ];
@@ -183,8 +182,12 @@ fn custom_measurement(fx: &Fixture) {
         .map(|_| {
             let start = Instant::now();
             black_box(
-                fx.runtime
-                    .reconcile_reusing_instance_blocking(&fx.policy, &fx.host_snapshot, BATCH)
+                fx.tokio
+                    .block_on(fx.runtime.reconcile_reusing_instance(
+                        &fx.policy,
+                        &fx.host_snapshot,
+                        BATCH,
+                    ))
                     .ok(),
             );
             start.elapsed() / BATCH as u32
@@ -209,17 +212,11 @@ fn custom_measurement(fx: &Fixture) {
         micros(call_median),
         micros(call_p99)
     );
-    let ratio = |i: usize| {
-        (
-            micros(medians[i].0) / micros(medians[0].0),
-            micros(medians[i].1) / micros(medians[0].1),
-        )
-    };
-    let (blocking, blocking_p99) = ratio(1);
-    let (full, full_p99) = ratio(2);
-    println!(
-        "ratio wasm/native: median {blocking:.2}x, p99 {blocking_p99:.2}x (blocking); median {full:.2}x, p99 {full_p99:.2}x (async API)\n"
+    let (median, p99) = (
+        micros(medians[1].0) / micros(medians[0].0),
+        micros(medians[1].1) / micros(medians[0].1),
     );
+    println!("ratio wasm/native: median {median:.2}x, p99 {p99:.2}x\n");
 }
 
 fn criterion_benches(c: &mut Criterion, fx: &Fixture) {
@@ -227,20 +224,14 @@ fn criterion_benches(c: &mut Criterion, fx: &Fixture) {
     group.bench_function("native", |b| {
         b.iter(|| echo_policy::EchoPolicy::reconcile(black_box(fx.guest_snapshot.clone())))
     });
-    group.bench_function("wasm_fresh_store", |b| {
-        b.iter(|| {
-            fx.runtime
-                .reconcile_blocking(&fx.policy, black_box(&fx.host_snapshot))
-        })
-    });
-    group.bench_function("wasm_async_api", |b| {
+    group.bench_function("wasm", |b| {
         b.iter(|| {
             fx.tokio
                 .block_on(fx.runtime.reconcile(&fx.policy, fx.host_snapshot.clone()))
         })
     });
     group.bench_function("wasm_instantiate_only", |b| {
-        b.iter(|| fx.runtime.instantiate_blocking(&fx.policy))
+        b.iter(|| fx.tokio.block_on(fx.runtime.instantiate_only(&fx.policy)))
     });
     group.finish();
 }

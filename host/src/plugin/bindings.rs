@@ -3,6 +3,9 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "policy",
+    // Exports are called on a fiber so a call can yield to tokio at every epoch tick; the
+    // `log` import stays synchronous.
+    exports: { default: async },
     additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
 });
 

@@ -27,7 +27,7 @@ pub enum CallError {
     /// the host).
     #[error("policy {policy} could not be instantiated: {message}")]
     Instantiate { policy: String, message: String },
-    /// The blocking task running the call was lost (the runtime is shutting down).
+    /// The call was abandoned by the runtime (it is shutting down).
     #[error("policy {policy} call was abandoned: {message}")]
     Aborted { policy: String, message: String },
 }

@@ -3,8 +3,9 @@
 //! One [`PolicyRuntime`] per process owns the wasmtime `Engine` (pooling allocator with
 //! copy-on-write memory images, epoch interruption), the compiled-artifact cache and the
 //! set of loaded policies. Every call gets a fresh `Store` with an empty WASI context, a
-//! memory cap and an epoch deadline, and runs on tokio's blocking pool, so a looping,
-//! trapping or over-allocating policy fails that one call and nothing else.
+//! memory cap and an epoch deadline, and runs on a fiber of the calling task that yields to
+//! tokio at every epoch tick, so a looping, trapping or over-allocating policy fails that
+//! one call and nothing else, without holding an async worker.
 //!
 //! Policies are loaded from a directory ([`PolicyRuntime::load_dir`]) and reloaded when a
 //! file changes ([`PolicyRuntime::spawn_watcher`]); [`PolicyRuntime::subscribe`] tells the
@@ -21,11 +22,16 @@ mod world;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 use wasmtime::component::Component;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
 
 pub use bindings::{Plan, PluginInfo, PolicyError, Snapshot, Violation};
 pub use error::{CallError, PluginError, ToolError};
@@ -97,7 +103,7 @@ impl std::fmt::Debug for LoadedPolicy {
     }
 }
 
-/// What a call needs, cheap to clone into a blocking task.
+/// What a call needs.
 #[derive(Clone)]
 struct Callable {
     /// The name used in logs and errors: the file name until `describe` answered.
@@ -123,7 +129,6 @@ struct Inner {
     linker: wasmtime::component::Linker<CallState>,
     compiler: Compiler,
     cfg: RuntimeConfig,
-    deadline_ticks: u64,
     permits: Arc<Semaphore>,
     policies: RwLock<BTreeMap<PathBuf, Arc<LoadedPolicy>>>,
     version: tokio::sync::watch::Sender<u64>,
@@ -146,8 +151,6 @@ impl PolicyRuntime {
         }
         let engine = Engine::new(&engine_config(&cfg)).map_err(engine_err)?;
         let linker = store::linker(&engine).map_err(engine_err)?;
-        let deadline_ticks = cfg.deadline.as_nanos().div_ceil(cfg.epoch_tick.as_nanos());
-        let deadline_ticks = u64::try_from(deadline_ticks).unwrap_or(u64::MAX);
         spawn_epoch_ticker(&engine, cfg.epoch_tick)?;
         let permits = Arc::new(Semaphore::new(cfg.max_instances as usize));
         let (version, _) = tokio::sync::watch::channel(0);
@@ -157,7 +160,6 @@ impl PolicyRuntime {
                 engine,
                 linker,
                 cfg,
-                deadline_ticks,
                 permits,
                 policies: RwLock::new(BTreeMap::new()),
                 version,
@@ -318,8 +320,8 @@ impl PolicyRuntime {
         policy: &LoadedPolicy,
         snapshot: Snapshot,
     ) -> Result<Result<Plan, PolicyError>, CallError> {
-        self.call(&policy.callable, move |rt, callable| {
-            rt.call_blocking(callable, |p, store| p.call_reconcile(store, &snapshot))
+        self.call(&policy.callable, move |p, store| {
+            Box::pin(async move { p.call_reconcile(store, &snapshot).await })
         })
         .await
     }
@@ -331,60 +333,55 @@ impl PolicyRuntime {
         object: String,
         old: Option<String>,
     ) -> Result<Vec<Violation>, CallError> {
-        self.call(&policy.callable, move |rt, callable| {
-            rt.call_blocking(callable, |p, store| {
-                p.call_validate(store, &object, old.as_deref())
-            })
+        self.call(&policy.callable, move |p, store| {
+            Box::pin(async move { p.call_validate(store, &object, old.as_deref()).await })
         })
         .await
     }
 
-    /// `reconcile` on the current thread, without the semaphore. For benchmarks and
-    /// synchronous tools: never call it on an async worker, it blocks up to the deadline.
-    pub fn reconcile_blocking(
-        &self,
-        policy: &LoadedPolicy,
-        snapshot: &Snapshot,
-    ) -> Result<Result<Plan, PolicyError>, CallError> {
-        self.call_blocking(&policy.callable, |p, store| {
-            p.call_reconcile(store, snapshot)
-        })
-    }
-
     /// Instantiates the policy in a fresh store and drops it: the fixed cost of every call.
-    /// For the benchmark's breakdown.
+    /// For the benchmark's breakdown (no slot is waited for).
     #[doc(hidden)]
-    pub fn instantiate_blocking(&self, policy: &LoadedPolicy) -> Result<(), CallError> {
-        self.call_blocking(&policy.callable, |_, _| Ok(()))
+    pub async fn instantiate_only(&self, policy: &LoadedPolicy) -> Result<(), CallError> {
+        self.run(&policy.callable, |_, _| Box::pin(async { Ok(()) }))
+            .await
     }
 
     /// Runs `reconcile` `n` times in one instance: the cost of the call alone (lowering the
     /// snapshot, the guest's work, lifting the plan), without instantiation. For the
     /// benchmark's breakdown; production never reuses an instance.
     #[doc(hidden)]
-    pub fn reconcile_reusing_instance_blocking(
+    pub async fn reconcile_reusing_instance(
         &self,
         policy: &LoadedPolicy,
         snapshot: &Snapshot,
         n: usize,
     ) -> Result<Vec<Result<Plan, PolicyError>>, CallError> {
-        self.call_blocking(&policy.callable, |p, store| {
-            (0..n)
-                .map(|_| p.call_reconcile(&mut *store, snapshot))
-                .collect()
+        let snapshot = snapshot.clone();
+        self.run(&policy.callable, move |p, store| {
+            Box::pin(async move {
+                let mut plans = Vec::with_capacity(n);
+                for _ in 0..n {
+                    plans.push(p.call_reconcile(&mut *store, &snapshot).await?);
+                }
+                Ok(plans)
+            })
         })
+        .await
     }
 
-    /// Waits for an instance slot, then runs `f` on tokio's blocking pool. The permit moves
-    /// into the blocking task, so a caller that gives up does not free a slot that is still
-    /// in use.
-    async fn call<R: Send + 'static>(
+    /// Waits for an instance slot, then runs the call on the current task. The permit
+    /// lives as long as the call's store: a caller that gives up drops both together.
+    async fn call<R>(
         &self,
         callable: &Callable,
-        f: impl FnOnce(&PolicyRuntime, &Callable) -> Result<R, CallError> + Send + 'static,
+        f: impl for<'a> FnOnce(
+            &'a bindings::Policy,
+            &'a mut Store<CallState>,
+        ) -> BoxFuture<'a, wasmtime::Result<R>>,
     ) -> Result<R, CallError> {
         let waited = self.inner.cfg.deadline;
-        let permit =
+        let _permit =
             match tokio::time::timeout(waited, self.inner.permits.clone().acquire_owned()).await {
                 Ok(Ok(permit)) => permit,
                 Ok(Err(_closed)) => {
@@ -401,28 +398,25 @@ impl PolicyRuntime {
                     });
                 }
             };
-        let rt = self.clone();
-        let task_callable = callable.clone();
         let span = tracing::debug_span!("policy_call", policy = %callable.name);
-        let joined = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            span.in_scope(|| f(&rt, &task_callable))
-        })
-        .await;
-        joined.unwrap_or_else(|join| {
-            Err(CallError::Aborted {
-                policy: callable.name.to_string(),
-                message: join.to_string(),
-            })
-        })
+        self.run(callable, f).instrument(span).await
     }
 
     /// Instantiates the policy in a fresh store and runs `f`, mapping every failure to the
     /// reason a user can act on.
-    fn call_blocking<R>(
+    ///
+    /// The guest runs on a fiber of the calling task rather than on tokio's blocking pool
+    /// (the hand-off cost more than instantiating). It cannot hold the async worker: every
+    /// epoch tick it yields to the executor, and once the deadline has passed the next
+    /// tick traps instead. The deadline is wall-clock from the store's creation, whether
+    /// the call was running or waiting to be polled.
+    async fn run<R>(
         &self,
         callable: &Callable,
-        f: impl FnOnce(&bindings::Policy, &mut Store<CallState>) -> wasmtime::Result<R>,
+        f: impl for<'a> FnOnce(
+            &'a bindings::Policy,
+            &'a mut Store<CallState>,
+        ) -> BoxFuture<'a, wasmtime::Result<R>>,
     ) -> Result<R, CallError> {
         let inner = &self.inner;
         let mut store = Store::new(
@@ -430,9 +424,17 @@ impl PolicyRuntime {
             CallState::new(callable.name.clone(), inner.cfg.memory_limit),
         );
         store.limiter(|state| &mut state.limiter);
-        store.set_epoch_deadline(inner.deadline_ticks);
-        let result = match callable.pre.instantiate(&mut store) {
-            Ok(instance) => f(&instance, &mut store),
+        let deadline = Instant::now() + inner.cfg.deadline;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+        let result = match callable.pre.instantiate_async(&mut store).await {
+            Ok(instance) => f(&instance, &mut store).await,
             Err(error) if error.downcast_ref::<Trap>().is_none() => {
                 let policy = callable.name.to_string();
                 if store.data().limiter.refused_memory {
@@ -532,8 +534,8 @@ impl PolicyRuntime {
             pre,
         };
         let info = self
-            .call(&callable, |rt, callable| {
-                rt.call_blocking(callable, |p, store| p.call_describe(store))
+            .call(&callable, |p, store| {
+                Box::pin(async move { p.call_describe(store).await })
             })
             .await
             .map_err(|source| PluginError::Describe {
@@ -612,6 +614,10 @@ fn engine_config(cfg: &RuntimeConfig) -> Config {
     // has PAGEMAP_SCAN (Linux 6.7+), only the pages the call dirtied are reset.
     pool.linear_memory_keep_resident(KEEP_RESIDENT);
     pool.table_keep_resident(64 << 10);
+    // One fiber stack per running call. Stacks are not zeroed between calls: they hold
+    // host and compiled-code frames only, which a guest cannot read (its data lives in its
+    // linear memory, which is reset).
+    pool.total_stacks(n);
     pool.pagemap_scan(wasmtime::Enabled::Auto);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config

@@ -179,7 +179,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<CallS
     // Rust's std on wasm32-wasip2 imports WASI interfaces even when a policy never uses
     // them; linking them keeps ordinary policies loadable, and the context above grants
     // nothing.
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     shadow_clock_waits(&mut linker)?;
     bindings::Policy::add_to_linker::<CallState, PolicyHost>(&mut linker, |state| state)?;
     Ok(linker)

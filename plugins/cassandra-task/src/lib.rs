@@ -38,7 +38,9 @@
 //!
 //! Jobs run in order; the index of the job in progress is kept in the `Running` condition's
 //! message (`job <i>/<n>: <name>`), and `podStatuses` and the `active`/`succeeded`/`failed`
-//! counts describe the job in progress (the last job once the task finished).
+//! counts describe the job in progress (the last job once the task finished). A job starts
+//! only once pods of the datacenter are visible (a stopped datacenter makes it wait), and a
+//! started task whose datacenter is momentarily not in the snapshot keeps its progress.
 //!
 //! Not covered: datacenters in another namespace than the task (the host reads related
 //! objects in the parent's namespace only; such a task fails), `concurrencyPolicy: Replace`

@@ -1287,3 +1287,30 @@ fn containers_merge_by_name_and_env_values_replace_references() {
         json!([{"name": "v", "emptyDir": {}}])
     );
 }
+
+#[test]
+fn a_datacenter_added_next_to_settled_ones_is_created() {
+    let mut w = both_ready();
+    // dc2 finished joining.
+    for c in &mut w.children {
+        let mut v = c.value().unwrap();
+        if v["metadata"]["annotations"]["k8ssandra.io/join-state"] == "pending" {
+            v["metadata"]["annotations"]["k8ssandra.io/join-state"] = json!("done");
+        }
+        c.json = v.to_string();
+    }
+    let plan = w.plan();
+    w.kc["status"] = status(&plan);
+    w.kc["spec"]["cassandra"]["datacenters"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"metadata": {"name": "dc3"}, "k8sContext": "A", "size": 3}));
+    w.kc["metadata"]["generation"] = json!(2);
+    let plan = w.plan();
+    assert!(
+        dcs_in(&plan).contains(&("A".to_string(), "dc3".to_string())),
+        "{:?} status {}",
+        dcs_in(&plan),
+        status(&plan)
+    );
+}

@@ -124,7 +124,10 @@ fn system_replication(cx: &mut Ctx, cleared: &BTreeSet<String>) -> bool {
     if target.is_none() {
         return false;
     }
-    let key = hash(&format!("{want:?}"));
+    // Outcomes are kept by id: a desired replication seen before (datacenters added, then
+    // one removed again) would find the old read and alter and never run them again. The
+    // generation makes every spec change read afresh.
+    let key = hash(&format!("{:?}/{want:?}", cx.kc.metadata.generation));
     let mut done = true;
     for ks in system_keyspaces(cx.kc.server_type()) {
         let base = format!("system-replication/{ks}/{key}");

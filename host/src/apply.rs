@@ -151,6 +151,27 @@ pub fn redact_secret(obj: &mut DynamicObject) {
     }
 }
 
+/// How an object listed in a plan's `delete` is deleted. A StatefulSet is deleted
+/// orphaning its pods: a policy lists one to recreate it with a field Kubernetes does not
+/// let change (`volumeClaimTemplates`), and its running pods must survive that (the new
+/// StatefulSet adopts them). Everything else, and every prune, propagates in the
+/// background.
+pub fn explicit_delete_params(api_version: &str, kind: &str) -> DeleteParams {
+    if api_version == "apps/v1" && kind == "StatefulSet" {
+        DeleteParams::orphan()
+    } else {
+        DeleteParams::background()
+    }
+}
+
+/// Whether the host adopts an object a plan applies (ownership labels, ownerReference).
+/// PersistentVolumeClaims are not adopted: a policy patches them (a larger size) but they
+/// belong to their StatefulSet's pods, and an ownerReference to the parent would let the
+/// garbage collector delete the data with the parent.
+pub fn adopts(api_version: &str, kind: &str) -> bool {
+    !(api_version == "v1" && kind == "PersistentVolumeClaim")
+}
+
 /// Performs and counts writes on behalf of one policy.
 #[derive(Clone)]
 pub struct Writer {
@@ -214,15 +235,32 @@ impl Writer {
         namespace: &str,
         name: &str,
     ) -> Result<(), ApplyError> {
+        // Background propagation: a StatefulSet's pods go with it, its PVCs never do
+        // (Kubernetes keeps them unless the StatefulSet's retention policy says otherwise).
+        let params = DeleteParams::background();
+        self.delete_with(cluster, client, api_version, kind, namespace, name, &params)
+            .await
+    }
+
+    /// Deletes one object with the given propagation; an object already gone is success.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn delete_with(
+        &self,
+        cluster: &str,
+        client: &Client,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        params: &DeleteParams,
+    ) -> Result<(), ApplyError> {
         let resolved = self
             .discovery
             .resolve(cluster, client, api_version, kind)
             .await?;
         let api = Self::api(client.clone(), &resolved, namespace);
         self.metrics.record_write(&self.policy, "delete", cluster);
-        // Background propagation: a StatefulSet's pods go with it, its PVCs never do
-        // (Kubernetes keeps them unless the StatefulSet's retention policy says otherwise).
-        match api.delete(name, &DeleteParams::background()).await {
+        match api.delete(name, params).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
             Err(source) => Err(ApplyError::Api {
@@ -521,6 +559,34 @@ mod tests {
         ));
         assert!(is_subset(&json!({"spec": {"replicas": 3.0}}), &live));
         assert!(!is_subset(&json!({"spec": {"missing": "x"}}), &live));
+    }
+
+    #[test]
+    fn explicit_statefulset_deletes_orphan_the_pods() {
+        use kube::api::PropagationPolicy;
+        let sts = explicit_delete_params("apps/v1", "StatefulSet");
+        assert!(matches!(
+            sts.propagation_policy,
+            Some(PropagationPolicy::Orphan)
+        ));
+        for (api_version, kind) in [
+            ("v1", "Pod"),
+            ("v1", "PersistentVolumeClaim"),
+            ("v1", "Service"),
+        ] {
+            let p = explicit_delete_params(api_version, kind);
+            assert!(matches!(
+                p.propagation_policy,
+                Some(PropagationPolicy::Background)
+            ));
+        }
+    }
+
+    #[test]
+    fn claims_are_patched_not_adopted() {
+        assert!(!adopts("v1", "PersistentVolumeClaim"));
+        assert!(adopts("apps/v1", "StatefulSet"));
+        assert!(adopts("v1", "Service"));
     }
 
     #[test]

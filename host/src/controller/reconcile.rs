@@ -547,7 +547,9 @@ impl PolicyController {
                 });
                 continue;
             };
-            self.stamp(key, &obj.cluster, parent, &mut value);
+            if crate::apply::adopts(&api_version, &kind) {
+                self.stamp(key, &obj.cluster, parent, &mut value);
+            }
             let hash = hash_value(&value);
             let live = self.live(&obj.cluster, &api_version, &kind, &ns, &name);
             if let Some(live) = &live {
@@ -628,15 +630,17 @@ impl PolicyController {
             let Some(client) = self.shared.clusters.client(&del.cluster) else {
                 continue;
             };
+            let params = crate::apply::explicit_delete_params(&del.api_version, &del.kind);
             if let Err(e) = self
                 .writer
-                .delete(
+                .delete_with(
                     &del.cluster,
                     &client,
                     &del.api_version,
                     &del.kind,
                     &del.namespace,
                     &del.name,
+                    &params,
                 )
                 .await
             {

@@ -55,6 +55,13 @@ impl Policy for CassandraDatacenterPolicy {
                 // datacenters' of the same cluster (a ready seed anywhere lets ours join).
                 read("v1", "Pod"),
                 read("v1", "PersistentVolumeClaim"),
+                // Whether the data volumes' class allows expansion (cluster-scoped, few).
+                ReadSpec {
+                    kind: KindRef::new("storage.k8s.io/v1", "StorageClass"),
+                    selector: String::new(),
+                    per_parent: false,
+                    all_clusters: false,
+                },
                 // CassandraTasks whose replacenode job asks for a replacement.
                 ReadSpec {
                     kind: KindRef::new("control.k8ssandra.io/v1alpha1", "CassandraTask"),

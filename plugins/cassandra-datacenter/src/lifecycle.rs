@@ -27,9 +27,9 @@ use std::collections::BTreeMap;
 
 use k8ssandra_api::cassandra::DatacenterConditionType as T;
 use k8ssandra_api::labels::{
-    DECOMMISSION_ON_DELETE_ANNOTATION, DELETE_PVC_ANNOTATION, DISABLE_PDB_ANNOTATION, FINALIZER,
-    NO_AUTOMATED_CLEANUP_ANNOTATION, NO_FINALIZER_ANNOTATION, SEED_NODE_LABEL,
-    SKIP_USER_CREATION_ANNOTATION,
+    ALLOW_STORAGE_CHANGES_ANNOTATION, DECOMMISSION_ON_DELETE_ANNOTATION, DELETE_PVC_ANNOTATION,
+    DISABLE_PDB_ANNOTATION, FINALIZER, NO_AUTOMATED_CLEANUP_ANNOTATION, NO_FINALIZER_ANNOTATION,
+    SEED_NODE_LABEL, SKIP_USER_CREATION_ANNOTATION,
 };
 use k8ssandra_api::names;
 use k8ssandra_policy_sdk::{
@@ -58,6 +58,21 @@ pub const MANAGEMENT_API_FAILED: &str = "ManagementApiFailed";
 const MANAGEMENT_API_RECHECK_MS: u64 = 5_000;
 /// Share of a data volume the remaining nodes may fill after a decommission.
 const MAX_FILL_AFTER_DECOMMISSION: f64 = 0.9;
+/// On a rack's StatefulSet: the generation in which `spec.forceUpgradeRacks` first listed
+/// the rack. The policy cannot clear the spec field as upstream does, so the request is
+/// honoured only in that generation; a later spec change rolls out one pod at a time
+/// again even if the user left the rack listed. Kept on the StatefulSet (an object the
+/// policy owns) because the datacenter's status schema has no field for it.
+pub const FORCE_UPGRADE_ANNOTATION: &str = "k8ssandra.io/force-upgrade-generation";
+
+/// How a rack's StatefulSet is written while its claim template may not change in place.
+#[derive(Clone, Debug, PartialEq)]
+enum StsWrite {
+    /// The desired StatefulSet with the live `volumeClaimTemplates` (immutable).
+    KeepClaims,
+    /// Only its identity: being recreated, nothing may change (nor be pruned).
+    IdentityOnly,
+}
 
 /// State of the current attempt of an operation whose retries get ids `<base>`, `<base>/1`,
 /// `<base>/2`, ... (the host runs an id once, so a retry needs a new one).
@@ -198,6 +213,7 @@ pub fn reconcile(snapshot: &Snapshot) -> Result<Plan, PolicyError> {
         deleting: Vec::new(),
         keep: BTreeMap::new(),
         removing,
+        recreating: false,
     }
     .run()?;
     Ok(plan)
@@ -312,6 +328,9 @@ struct Decider<'a> {
     keep: BTreeMap<String, usize>,
     /// The datacenter is being deleted with `decommission-on-delete`: its nodes leave.
     removing: bool,
+    /// Some rack's StatefulSet is being recreated for a larger claim template: pods are
+    /// not restarted meanwhile (there may be no StatefulSet to recreate them).
+    recreating: bool,
 }
 
 /// What the scale-down step decided for one rack.
@@ -337,6 +356,7 @@ impl Decider<'_> {
             if obj.kind().as_deref() == Some("StatefulSet")
                 && obj.name().as_deref() == Some(&rack.sts)
                 && let Ok(mut v) = obj.value()
+                && v.get("spec").is_some()
             {
                 v["spec"]["template"]["metadata"]["labels"][SEED_NODE_LABEL] = json!("true");
                 obj.json = v.to_string();
@@ -360,6 +380,12 @@ impl Decider<'_> {
             None
         } else {
             self.scale_down_target()
+        };
+
+        let writes = if stopped || self.removing {
+            self.keep_claim_templates()
+        } else {
+            self.volume_expansion()
         };
 
         // StatefulSets.
@@ -414,8 +440,27 @@ impl Decider<'_> {
                 replicas.min(live_replicas.unwrap_or(replicas)),
             );
             let seed_template = !stopped && seed_missing && rack.desired > 0;
-            let sts = objects::statefulset(self.dc, &rack, replicas, seed_template);
+            let mut sts = objects::statefulset(self.dc, &rack, replicas, seed_template);
             hashes.push(objects::template_hash(&sts["spec"]["template"]));
+            if self.force_listed(&rack.rack.name) {
+                let since = live
+                    .and_then(|l| l.annotations.get(FORCE_UPGRADE_ANNOTATION).cloned())
+                    .unwrap_or_else(|| self.dc.generation.to_string());
+                sts["metadata"]["annotations"][FORCE_UPGRADE_ANNOTATION] = json!(since);
+            }
+            match (writes.get(&rack.sts), live) {
+                (Some(StsWrite::IdentityOnly), _) => {
+                    sts = json!({
+                        "apiVersion": sts["apiVersion"],
+                        "kind": sts["kind"],
+                        "metadata": {"name": rack.sts, "namespace": self.dc.namespace},
+                    });
+                }
+                (Some(StsWrite::KeepClaims), Some(live)) => {
+                    sts["spec"]["volumeClaimTemplates"] = live.claim_templates.clone();
+                }
+                _ => {}
+            }
             push(self.plan, &sts);
         }
         if any_resize {
@@ -458,6 +503,239 @@ impl Decider<'_> {
         }
         self.write_status();
         Ok(())
+    }
+
+    /// Whether `spec.forceUpgradeRacks` lists this rack.
+    fn force_listed(&self, rack: &str) -> bool {
+        self.dc
+            .obj
+            .spec
+            .force_upgrade_racks
+            .as_ref()
+            .is_some_and(|l| l.iter().any(|r| r == rack))
+    }
+
+    /// Racks whose live data claim template differs in size from the spec keep it: claim
+    /// templates are immutable, and an apply that changed them would fail as a whole.
+    fn keep_claim_templates(&self) -> BTreeMap<String, StsWrite> {
+        let desired = self
+            .dc
+            .obj
+            .spec
+            .storage_config
+            .data_volume_size()
+            .and_then(quantity_bytes);
+        let mut out = BTreeMap::new();
+        for rack in &self.dc.racks {
+            let Some(live) = self.obs.sts.get(&rack.sts) else {
+                continue;
+            };
+            if live.deleting {
+                out.insert(rack.sts.clone(), StsWrite::IdentityOnly);
+            } else if live.data_claim_bytes.is_some() && live.data_claim_bytes != desired {
+                out.insert(rack.sts.clone(), StsWrite::KeepClaims);
+            }
+        }
+        out
+    }
+
+    /// Volume expansion (`allow-storage-changes`): a larger data volume request is written
+    /// into the rack's existing claims first; once every claim asks for the new size the
+    /// StatefulSet, whose claim template cannot change, is deleted orphaning its pods and
+    /// recreated with the new template on the next reconcile (it adopts the running pods,
+    /// which keep running: `OnDelete`, and an unchanged pod template). Racks go together;
+    /// `ResizingVolumes` stays true until no claim reports a resize in progress.
+    fn volume_expansion(&mut self) -> BTreeMap<String, StsWrite> {
+        let mut writes = self.keep_claim_templates();
+        if writes.values().any(|w| *w == StsWrite::IdentityOnly) {
+            self.recreating = true;
+            self.pending = true;
+        }
+        let spec_claim = self
+            .dc
+            .obj
+            .spec
+            .storage_config
+            .cassandra_data_volume_claim_spec
+            .clone();
+        let desired_q = self
+            .dc
+            .obj
+            .spec
+            .storage_config
+            .data_volume_size()
+            .map(str::to_string);
+        let desired = desired_q.as_deref().and_then(quantity_bytes);
+        let field = "spec.storageConfig.cassandraDataVolumeClaimSpec.resources.requests.storage";
+        let mut growing = Vec::new();
+        for rack in &self.dc.racks {
+            let Some(live) = self.obs.sts.get(&rack.sts).filter(|l| !l.deleting) else {
+                continue;
+            };
+            match (live.data_claim_bytes, desired) {
+                (Some(l), Some(d)) if d > l => growing.push(rack.sts.clone()),
+                (Some(l), Some(d)) if d < l => {
+                    let message = format!(
+                        "{field}: shrinking the data volumes of {} is not supported",
+                        rack.sts
+                    );
+                    self.conds.set(
+                        T::Valid,
+                        false,
+                        "shrinkingDataVolumeNotSupported",
+                        message.clone(),
+                    );
+                    self.plan
+                        .event(EventType::Warning, "InvalidDatacenterSpec", message);
+                }
+                _ => {}
+            }
+        }
+        let (Some(desired), Some(desired_q)) = (desired, desired_q) else {
+            return writes;
+        };
+        if growing.is_empty() {
+            if self.recreating {
+                self.conds.set(
+                    T::ResizingVolumes,
+                    true,
+                    "ResizingPVC",
+                    "recreating StatefulSets",
+                );
+            } else if self.obs.pvc_resizing.is_empty() {
+                self.conds.set(T::ResizingVolumes, false, "", "");
+            } else {
+                self.pending = true;
+                self.conds.set(
+                    T::ResizingVolumes,
+                    true,
+                    "ResizingPVC",
+                    format!("waiting for {}", self.obs.pvc_resizing.join(",")),
+                );
+            }
+            return writes;
+        }
+        self.pending = true;
+        if !self.dc.annotation_true(ALLOW_STORAGE_CHANGES_ANNOTATION) {
+            let message = format!(
+                "{field}: PVC resize requested, but the annotation {ALLOW_STORAGE_CHANGES_ANNOTATION} is not set to \"true\""
+            );
+            self.conds.set(
+                T::ResizingVolumes,
+                false,
+                "StorageChangesNotAllowed",
+                message.clone(),
+            );
+            self.plan
+                .event(EventType::Warning, "InvalidDatacenterSpec", message);
+            return writes;
+        }
+        let class_name = spec_claim
+            .as_ref()
+            .and_then(|c| c.storage_class_name.clone())
+            .filter(|c| !c.is_empty())
+            .or_else(|| {
+                self.obs
+                    .storage_classes
+                    .iter()
+                    .find(|(_, c)| c.default)
+                    .map(|(n, _)| n.clone())
+            });
+        let expandable = class_name
+            .as_ref()
+            .and_then(|n| self.obs.storage_classes.get(n))
+            .is_some_and(|c| c.allow_expansion);
+        if !expandable {
+            let message = match &class_name {
+                Some(n) => format!(
+                    "{field}: PVC resize requested, but StorageClass {n} does not support expansion (allowVolumeExpansion)"
+                ),
+                None => format!(
+                    "{field}: PVC resize requested, but the claims name no StorageClass and there is no default one"
+                ),
+            };
+            self.conds.set(
+                T::Valid,
+                false,
+                "storageClassDoesNotSupportExpansion",
+                message.clone(),
+            );
+            self.conds.set(
+                T::ResizingVolumes,
+                false,
+                "storageClassDoesNotSupportExpansion",
+                message.clone(),
+            );
+            self.plan
+                .event(EventType::Warning, "InvalidDatacenterSpec", message);
+            return writes;
+        }
+        let scaling = self.dc.prev_true(T::ScalingUp)
+            || self.dc.prev_true(T::ScalingDown)
+            || self.dc.racks.iter().any(|r| {
+                self.obs
+                    .sts
+                    .get(&r.sts)
+                    .is_some_and(|l| l.replicas != r.desired)
+            });
+        if scaling {
+            self.conds.set(
+                T::ResizingVolumes,
+                false,
+                "WaitingForScaling",
+                "the volumes grow once scaling is over",
+            );
+            return writes;
+        }
+        self.conds
+            .set(T::ResizingVolumes, true, "ResizingPVC", growing.join(","));
+        for sts in growing {
+            let prefix = format!("{}-{sts}-", objects::DATA_VOLUME);
+            let small: Vec<String> = self
+                .obs
+                .pvcs
+                .iter()
+                .filter(|n| n.starts_with(&prefix))
+                .filter(|n| self.obs.pvc_requests.get(*n).is_none_or(|r| *r < desired))
+                .cloned()
+                .collect();
+            if small.is_empty() {
+                // Every claim asks for the new size: the StatefulSet goes (its pods stay,
+                // the host deletes StatefulSets it is told to with orphan propagation) and
+                // comes back with the new claim template.
+                self.plan
+                    .delete
+                    .push(key(self.dc, "apps/v1", "StatefulSet", &sts));
+                writes.insert(sts.clone(), StsWrite::IdentityOnly);
+                self.recreating = true;
+                self.plan.event(
+                    EventType::Normal,
+                    "RecreatingStatefulSet",
+                    format!("recreating {sts} with {desired_q} volumes; its pods keep running"),
+                );
+                continue;
+            }
+            for claim in &small {
+                push(
+                    self.plan,
+                    &json!({
+                        "apiVersion": "v1",
+                        "kind": "PersistentVolumeClaim",
+                        "metadata": {"name": claim, "namespace": self.dc.namespace},
+                        "spec": {"resources": {"requests": {"storage": desired_q}}},
+                    }),
+                );
+            }
+            self.plan.event(
+                EventType::Normal,
+                "ResizingPVC",
+                format!(
+                    "Resizing PVCs for {sts} to {desired_q}: {}",
+                    small.join(",")
+                ),
+            );
+        }
+        writes
     }
 
     /// `spec.rollingRestartRequested`: stamp the time into the status; the pod templates
@@ -1103,6 +1381,63 @@ impl Decider<'_> {
         false
     }
 
+    /// `spec.forceUpgradeRacks`: every outdated pod of a listed rack is recreated at once,
+    /// without waiting for readiness, in the generation the rack was first listed (see
+    /// [`FORCE_UPGRADE_ANNOTATION`]). Returns whether pods were deleted.
+    fn force_upgrade(&mut self, hashes: &[String]) -> bool {
+        let mut forced = Vec::new();
+        for (rack, hash) in self.dc.racks.clone().iter().zip(hashes) {
+            if !self.force_listed(&rack.rack.name) {
+                continue;
+            }
+            let since = self
+                .obs
+                .sts
+                .get(&rack.sts)
+                .and_then(|l| l.annotations.get(FORCE_UPGRADE_ANNOTATION))
+                .and_then(|g| g.parse::<i64>().ok());
+            if since.is_some_and(|g| g != self.dc.generation) {
+                continue;
+            }
+            let pods: Vec<String> = self
+                .obs
+                .pods
+                .iter()
+                .filter(|p| p.rack == rack.label && !p.terminating && self.kept(p))
+                .filter(|p| !self.deleting.contains(&p.name))
+                .filter(|p| p.template_hash.as_deref().is_some_and(|h| h != hash))
+                .map(|p| p.name.clone())
+                .collect();
+            if pods.is_empty() {
+                continue;
+            }
+            for pod in &pods {
+                self.delete_pod(pod);
+            }
+            self.plan.event(
+                EventType::Normal,
+                "ForceUpgrade",
+                format!(
+                    "rack {}: recreating {} at once with the current pod template (spec.forceUpgradeRacks)",
+                    rack.rack.name,
+                    pods.join(",")
+                ),
+            );
+            forced.push(rack.rack.name.clone());
+        }
+        if forced.is_empty() {
+            return false;
+        }
+        self.pending = true;
+        self.conds.set(
+            T::Updating,
+            true,
+            "ForceUpgrade",
+            format!("racks {} updated at once", forced.join(",")),
+        );
+        true
+    }
+
     /// Restarts outdated pods (template hash differs) rack by rack, the highest ordinal
     /// first, one pod at a time and only when every node is ready.
     ///
@@ -1113,6 +1448,13 @@ impl Decider<'_> {
     /// node is ready.
     fn rolling_update(&mut self, hashes: &[String], quiet: bool, calm: bool) {
         if self.removing {
+            return;
+        }
+        if self.recreating {
+            self.pending = true;
+            return;
+        }
+        if self.force_upgrade(hashes) {
             return;
         }
         let mut outdated: Option<String> = None;

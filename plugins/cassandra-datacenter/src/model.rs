@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8ssandra_api::cassandra::{
     CassandraDatacenter, CassandraDatacenterStatus, DatacenterConditionType, Rack, ServerType,
 };
@@ -14,6 +15,9 @@ use k8ssandra_policy_sdk::{NodeState, Outcome, PolicyError, Snapshot, error};
 use serde_json::Value;
 
 use crate::TEMPLATE_HASH_ANNOTATION;
+
+/// Marks the StorageClass used by claims that name none.
+pub const DEFAULT_STORAGE_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
 use crate::util::parse_rfc3339;
 
 /// One rack with its share of the nodes.
@@ -337,6 +341,21 @@ pub fn parse_endpoints(json: &str) -> Option<Vec<Endpoint>> {
 pub struct StsObs {
     pub replicas: usize,
     pub template_seed: bool,
+    /// `spec.volumeClaimTemplates` as stored: immutable, so a plan that must not change
+    /// them yet repeats them.
+    pub claim_templates: Value,
+    /// Requested size of the data volume claim template, in bytes.
+    pub data_claim_bytes: Option<f64>,
+    /// Deleted, waiting for the garbage collector (orphaning its pods).
+    pub deleting: bool,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A StorageClass, as far as volume expansion goes.
+#[derive(Clone, Debug, Default)]
+pub struct StorageClassObs {
+    pub allow_expansion: bool,
+    pub default: bool,
 }
 
 /// Everything observed about this datacenter.
@@ -355,8 +374,14 @@ pub struct Observed {
     pub sts: BTreeMap<String, StsObs>,
     /// Names of the claims of this datacenter.
     pub pvcs: Vec<String>,
-    /// Requested size of each claim, by name.
+    /// Size of each claim, by name (its capacity, else its request).
     pub pvc_sizes: BTreeMap<String, f64>,
+    /// `spec.resources.requests.storage` of each claim, in bytes.
+    pub pvc_requests: BTreeMap<String, f64>,
+    /// Claims whose volume is being expanded (`Resizing` or `FileSystemResizePending`).
+    pub pvc_resizing: Vec<String>,
+    /// StorageClasses by name.
+    pub storage_classes: BTreeMap<String, StorageClassObs>,
     pub results: BTreeMap<String, (Outcome, u64)>,
     /// Pods whose node a running CassandraTask `replacenode` job asks to replace.
     pub task_replacements: Vec<String>,
@@ -440,6 +465,16 @@ impl Observed {
         ring_sources.sort();
         let ring = ring_sources.iter().find_map(|(_, e)| parse_endpoints(e));
 
+        // Claim templates as stored, not through the typed model (which would add fields).
+        let raw_claims: BTreeMap<String, Value> = snapshot
+            .children
+            .iter()
+            .filter(|c| c.kind().as_deref() == Some("StatefulSet"))
+            .filter_map(|c| {
+                let v = c.value().ok()?;
+                Some((c.name()?, v.pointer("/spec/volumeClaimTemplates")?.clone()))
+            })
+            .collect();
         let sts = snapshot
             .children_of::<StatefulSet>()
             .into_iter()
@@ -453,11 +488,24 @@ impl Observed {
                     .and_then(|m| m.labels.as_ref())
                     .and_then(|l| l.get(SEED_NODE_LABEL))
                     .is_some_and(|v| v == "true");
+                let claim_templates = raw_claims.get(&name).cloned().unwrap_or(Value::Null);
+                let data_claim_bytes = spec
+                    .volume_claim_templates
+                    .iter()
+                    .flatten()
+                    .find(|c| c.metadata.name.as_deref() == Some(crate::objects::DATA_VOLUME))
+                    .and_then(|c| c.spec.as_ref()?.resources.as_ref()?.requests.as_ref())
+                    .and_then(|r| r.get("storage"))
+                    .and_then(|q| crate::util::quantity_bytes(&q.0));
                 Some((
                     name,
                     StsObs {
                         replicas: spec.replicas.unwrap_or(1).max(0) as usize,
                         template_seed,
+                        claim_templates,
+                        data_claim_bytes,
+                        deleting: s.metadata.deletion_timestamp.is_some(),
+                        annotations: s.metadata.annotations.clone().unwrap_or_default(),
                     },
                 ))
             })
@@ -465,6 +513,8 @@ impl Observed {
 
         let mut pvcs = Vec::new();
         let mut pvc_sizes = BTreeMap::new();
+        let mut pvc_requests = BTreeMap::new();
+        let mut pvc_resizing = Vec::new();
         for (_, pvc) in snapshot.related_of::<PersistentVolumeClaim>() {
             let meta = &pvc.metadata;
             if meta.namespace.as_deref().is_some_and(|n| n != dc.namespace) {
@@ -495,9 +545,52 @@ impl Observed {
             if let Some(size) = size {
                 pvc_sizes.insert(name.clone(), size);
             }
+            let requested = pvc
+                .spec
+                .as_ref()
+                .and_then(|s| s.resources.as_ref())
+                .and_then(|r| r.requests.as_ref())
+                .and_then(|r| r.get("storage"))
+                .and_then(|q| crate::util::quantity_bytes(&q.0));
+            if let Some(r) = requested {
+                pvc_requests.insert(name.clone(), r);
+            }
+            let resizing = pvc
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        (c.type_ == "Resizing" || c.type_ == "FileSystemResizePending")
+                            && c.status == "True"
+                    })
+                });
+            if resizing {
+                pvc_resizing.push(name.clone());
+            }
             pvcs.push(name);
         }
         pvcs.sort();
+
+        let storage_classes = snapshot
+            .related_of::<StorageClass>()
+            .into_iter()
+            .filter_map(|(_, sc)| {
+                let default = sc
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(DEFAULT_STORAGE_CLASS_ANNOTATION))
+                    .is_some_and(|v| v == "true");
+                Some((
+                    sc.metadata.name.clone()?,
+                    StorageClassObs {
+                        allow_expansion: sc.allow_volume_expansion == Some(true),
+                        default,
+                    },
+                ))
+            })
+            .collect();
 
         let mut results = BTreeMap::new();
         for r in &snapshot.results {
@@ -522,6 +615,9 @@ impl Observed {
             sts,
             pvcs,
             pvc_sizes,
+            pvc_requests,
+            pvc_resizing,
+            storage_classes,
             results,
             task_replacements: task_replacements(snapshot, dc),
         }

@@ -684,7 +684,7 @@ fn svc_port(name: &str, port: i32) -> Value {
     json!({"name": name, "port": port, "targetPort": port})
 }
 
-/// The four Services of a datacenter, in a fixed order.
+/// The Services of a datacenter, in a fixed order (the NodePort one only when asked for).
 pub fn services(dc: &Dc) -> Vec<Value> {
     let dc_sel: Map<String, Value> = dc
         .dc_labels()
@@ -771,6 +771,44 @@ pub fn services(dc: &Dc) -> Vec<Value> {
         &mut s["metadata"],
     );
     out.push(s);
+
+    // Clients outside Kubernetes reach each node on its worker's address
+    // (`spec.networking.nodePort`; the config builder announces the host IP then). The
+    // Service port, node port and container port are one number, which is also what the
+    // node listens on (`config::config_file_data` writes it into cassandra.yaml).
+    if let Some(np) = dc
+        .obj
+        .spec
+        .networking
+        .as_ref()
+        .and_then(|n| n.node_port.as_ref())
+    {
+        // Unset ports keep Cassandra's (9042, 7000) and let Kubernetes pick the node port:
+        // upstream asks for node port 9042 then, which lies outside the API server's
+        // default node port range and is refused.
+        let port = |name: &str, p: Option<i32>, default: i32| match p.filter(|p| *p > 0) {
+            Some(p) => json!({"name": name, "port": p, "nodePort": p, "targetPort": p}),
+            None => json!({"name": name, "port": default, "targetPort": default}),
+        };
+        let mut s = service(
+            dc,
+            &names::node_port_service_name(&dc.cluster, dc.name()),
+            Map::new(),
+            json!({
+                "type": "NodePort",
+                // Keeps the clients' source addresses, and a node port leads to the node
+                // of that worker only.
+                "externalTrafficPolicy": "Local",
+                "selector": dc_sel,
+                "ports": [
+                    port("internode", np.internode, 7000),
+                    port("native", np.native, 9042),
+                ],
+            }),
+        );
+        service_tags(dc, |c| c.node_port_service.as_ref(), &mut s["metadata"]);
+        out.push(s);
+    }
     out
 }
 

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::util::rfc3339;
 
 /// The conditions this policy maintains, in the order they are written.
-pub const MANAGED: [T; 11] = [
+pub const MANAGED: [T; 12] = [
     T::Valid,
     T::Initialized,
     T::Ready,
@@ -20,6 +20,7 @@ pub const MANAGED: [T; 11] = [
     T::RollingRestart,
     T::ReplacingNodes,
     T::Decommission,
+    T::ResizingVolumes,
 ];
 
 #[derive(Clone, Debug)]

@@ -74,6 +74,9 @@ struct Sim {
     /// Host id of the data on each pod's volume (keyed by pod name, like a PVC).
     data: BTreeMap<String, String>,
     pvcs: BTreeSet<String>,
+    /// `spec.resources.requests.storage` of claims patched by a plan (others ask for 1Gi).
+    pvc_requests: BTreeMap<String, String>,
+    storage_classes: Vec<Value>,
     results: Vec<OperationResult>,
     pending: Vec<(String, Done)>,
     now: u64,
@@ -92,6 +95,12 @@ impl Sim {
             pods: BTreeMap::new(),
             data: BTreeMap::new(),
             pvcs: BTreeSet::new(),
+            pvc_requests: BTreeMap::new(),
+            storage_classes: vec![
+                json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                "metadata": {"name": "standard"}, "provisioner": "x",
+                "allowVolumeExpansion": true}),
+            ],
             results: Vec::new(),
             pending: Vec::new(),
             now: 1_700_000_000_000,
@@ -152,8 +161,15 @@ impl Sim {
                     "metadata": {"name": pvc, "namespace": NS, "labels": {
                         "cassandra.datastax.com/cluster": "demo",
                         "cassandra.datastax.com/datacenter": "dc1"}},
-                    "spec": {"resources": {"requests": {"storage": "1Gi"}}}})
+                    "spec": {"resources": {"requests": {"storage":
+                        self.pvc_requests.get(pvc).map_or("1Gi", String::as_str)}}}})
                 .to_string(),
+            });
+        }
+        for sc in &self.storage_classes {
+            s.related.push(Object {
+                cluster: String::new(),
+                json: sc.to_string(),
             });
         }
         let ring: Vec<Value> = self
@@ -262,7 +278,22 @@ impl Sim {
         }
         for o in &plan.apply {
             let v: Value = serde_json::from_str(&o.json).unwrap();
-            if v["kind"] == "StatefulSet" {
+            if v["kind"] == "PersistentVolumeClaim" {
+                let name = v["metadata"]["name"].as_str().unwrap().to_string();
+                assert!(self.pvcs.contains(&name), "patch of a missing claim {name}");
+                let size = v["spec"]["resources"]["requests"]["storage"]
+                    .as_str()
+                    .unwrap();
+                self.pvc_requests.insert(name, size.into());
+            }
+            // Identity only: a subset of the live object, which the host leaves alone.
+            if v["kind"] == "StatefulSet" && v.get("spec").is_some() {
+                if let Some(live) = self.sts.get(v["metadata"]["name"].as_str().unwrap()) {
+                    assert_eq!(
+                        live["spec"]["volumeClaimTemplates"], v["spec"]["volumeClaimTemplates"],
+                        "claim templates are immutable"
+                    );
+                }
                 self.sts
                     .insert(v["metadata"]["name"].as_str().unwrap().into(), v);
             }
@@ -274,6 +305,10 @@ impl Sim {
                     if let Some(p) = self.pods.get_mut(&d.name) {
                         p.terminating = true;
                     }
+                }
+                // Deleted orphaning its pods (the host's rule for explicit deletes).
+                "StatefulSet" => {
+                    self.sts.remove(&d.name);
                 }
                 "PersistentVolumeClaim" => {
                     self.pvcs.remove(&d.name);
@@ -435,12 +470,11 @@ fn describe_names_parent_children_and_reads() {
             "EndpointSlice"
         ]
     );
-    // Pods and claims by label; CassandraTasks (replacenode requests) carry none.
-    assert!(
-        info.reads
-            .iter()
-            .all(|r| r.kind.kind == "CassandraTask" || !r.selector.is_empty())
-    );
+    // Pods and claims by label; CassandraTasks (replacenode requests) and StorageClasses
+    // (cluster-scoped) carry none.
+    assert!(info.reads.iter().all(|r| r.kind.kind == "CassandraTask"
+        || r.kind.kind == "StorageClass"
+        || !r.selector.is_empty()));
     assert_eq!(
         info.observe_pods.as_deref(),
         Some("cassandra.datastax.com/cluster")
@@ -1564,4 +1598,321 @@ fn a_failing_management_api_is_reported_and_rechecked_never_recreated() {
     sim.now += crate::lifecycle::START_TIMEOUT_MS;
     sim.run_until_ready(30);
     assert_eq!(sim.condition("Ready").as_deref(), Some("True"));
+}
+
+fn condition_of(status: &Value, t: &str) -> Value {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == t)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn claim_size(sts: &Value) -> Value {
+    sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"].clone()
+}
+
+fn grow_storage(sim: &mut Sim, size: &str) {
+    sim.dc["spec"]["storageConfig"]["cassandraDataVolumeClaimSpec"]["resources"]["requests"]["storage"] =
+        json!(size);
+    sim.dc["metadata"]["generation"] = json!(2);
+}
+
+#[test]
+fn storage_expansion_patches_claims_then_recreates_statefulsets_keeping_pods() {
+    let mut sim = Sim::new(dc_json(4, &["r1", "r2"]));
+    sim.run_until_ready(40);
+    let uids: Vec<String> = sim.pods.values().map(|p| p.uid.clone()).collect();
+    sim.dc["metadata"]["annotations"] =
+        json!({"cassandra.datastax.com/allow-storage-changes": "true"});
+    grow_storage(&mut sim, "2Gi");
+
+    // First the claims ask for the new size; the StatefulSets keep their claim templates.
+    let plan = sim.step();
+    let claims: Vec<(String, String)> = plan
+        .apply
+        .iter()
+        .filter(|o| o.kind().as_deref() == Some("PersistentVolumeClaim"))
+        .map(|o| {
+            let v = o.value().unwrap();
+            (
+                v["metadata"]["name"].as_str().unwrap().to_string(),
+                v["spec"]["resources"]["requests"]["storage"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(claims.len(), 4, "{claims:?}");
+    assert!(
+        claims
+            .iter()
+            .all(|(n, s)| n.starts_with("server-data-demo-dc1-r") && s == "2Gi")
+    );
+    assert_eq!(claim_size(&sts_of(&plan, "demo-dc1-r1-sts")), "1Gi");
+    assert!(plan.delete.is_empty(), "{:?}", plan.delete);
+    let status: Value = serde_json::from_str(plan.status.as_deref().unwrap()).unwrap();
+    assert_eq!(condition_of(&status, "ResizingVolumes")["status"], "True");
+    assert!(plan.events.iter().any(|e| e.reason == "ResizingPVC"));
+
+    // Then the StatefulSets go (orphaning their pods), listed by identity only so nothing
+    // prunes them meanwhile.
+    let plan = sim.step();
+    let deleted: Vec<_> = plan
+        .delete
+        .iter()
+        .map(|d| (d.kind.as_str(), d.name.as_str()))
+        .collect();
+    assert_eq!(
+        deleted,
+        [
+            ("StatefulSet", "demo-dc1-r1-sts"),
+            ("StatefulSet", "demo-dc1-r2-sts")
+        ]
+    );
+    assert!(sts_of(&plan, "demo-dc1-r1-sts").get("spec").is_none());
+    assert!(sim.sts.is_empty());
+
+    // And come back with the new claim template; the pods never restarted.
+    let plan = sim.step();
+    assert_eq!(claim_size(&sts_of(&plan, "demo-dc1-r1-sts")), "2Gi");
+    assert_eq!(sts_of(&plan, "demo-dc1-r2-sts")["spec"]["replicas"], 2);
+    sim.run_until_ready(20);
+    assert!(
+        !sim.deleted.iter().any(|d| d.starts_with("Pod/")),
+        "{:?}",
+        sim.deleted
+    );
+    let after: Vec<String> = sim.pods.values().map(|p| p.uid.clone()).collect();
+    assert_eq!(uids, after);
+    assert_eq!(sim.condition("ResizingVolumes").as_deref(), Some("False"));
+    assert_eq!(sim.condition("Valid").as_deref(), Some("True"));
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+}
+
+#[test]
+fn storage_expansion_needs_an_expandable_class_and_the_annotation() {
+    let mut sim = Sim::new(dc_json(3, &["r1"]));
+    sim.run_until_ready(30);
+    grow_storage(&mut sim, "2Gi");
+    let no_claims = |plan: &Plan| {
+        !plan
+            .apply
+            .iter()
+            .any(|o| o.kind().as_deref() == Some("PersistentVolumeClaim"))
+            && plan.delete.is_empty()
+    };
+
+    // Without the annotation: refused, naming it.
+    let plan = sim.step();
+    assert!(no_claims(&plan));
+    assert_eq!(claim_size(&sts_of(&plan, "demo-dc1-r1-sts")), "1Gi");
+    let event = plan
+        .events
+        .iter()
+        .find(|e| e.reason == "InvalidDatacenterSpec")
+        .unwrap();
+    assert!(
+        event.message.contains("allow-storage-changes"),
+        "{}",
+        event.message
+    );
+
+    // With it, on a class that cannot expand: Valid=False naming the class.
+    sim.dc["metadata"]["annotations"] =
+        json!({"cassandra.datastax.com/allow-storage-changes": "true"});
+    sim.storage_classes[0]["allowVolumeExpansion"] = json!(false);
+    let plan = sim.step();
+    assert!(no_claims(&plan));
+    let status: Value = serde_json::from_str(plan.status.as_deref().unwrap()).unwrap();
+    let valid = condition_of(&status, "Valid");
+    assert_eq!(valid["status"], "False");
+    assert_eq!(valid["reason"], "storageClassDoesNotSupportExpansion");
+    assert!(
+        valid["message"]
+            .as_str()
+            .unwrap()
+            .contains("StorageClass standard")
+    );
+    assert!(
+        plan.events
+            .iter()
+            .any(|e| e.event_type == k8ssandra_policy_sdk::EventType::Warning
+                && e.message.contains("StorageClass standard"))
+    );
+
+    // A claim without a class uses the default one.
+    sim.dc["spec"]["storageConfig"]["cassandraDataVolumeClaimSpec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("storageClassName");
+    sim.storage_classes.push(
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "fast", "annotations": {
+            "storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "x", "allowVolumeExpansion": true}),
+    );
+    let plan = sim.plan();
+    assert!(
+        plan.apply
+            .iter()
+            .any(|o| o.kind().as_deref() == Some("PersistentVolumeClaim"))
+    );
+}
+
+#[test]
+fn storage_does_not_grow_while_scaling() {
+    let mut sim = Sim::new(dc_json(3, &["r1"]));
+    sim.run_until_ready(30);
+    sim.dc["metadata"]["annotations"] =
+        json!({"cassandra.datastax.com/allow-storage-changes": "true"});
+    grow_storage(&mut sim, "2Gi");
+    sim.dc["spec"]["size"] = json!(4);
+    let plan = sim.step();
+    assert!(
+        !plan
+            .apply
+            .iter()
+            .any(|o| o.kind().as_deref() == Some("PersistentVolumeClaim"))
+    );
+    let status: Value = serde_json::from_str(plan.status.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        condition_of(&status, "ResizingVolumes")["reason"],
+        "WaitingForScaling"
+    );
+    // Once the new node runs, the volumes (the new node's too) grow.
+    sim.run_until_ready(60);
+    assert_eq!(sim.pvc_requests.len(), 4, "{:?}", sim.pvc_requests);
+    assert_eq!(claim_size(&sim.sts["demo-dc1-r1-sts"]), "2Gi");
+}
+
+#[test]
+fn validate_refuses_other_claim_changes_and_unannounced_growth() {
+    let field_of = |v: Vec<k8ssandra_policy_sdk::Violation>| {
+        v.into_iter().map(|v| v.field).collect::<Vec<_>>()
+    };
+    const STORAGE: &str =
+        "spec.storageConfig.cassandraDataVolumeClaimSpec.resources.requests.storage";
+    let old = dc_json(3, &["r1"]);
+    fn claim(v: &mut Value) -> &mut Value {
+        &mut v["spec"]["storageConfig"]["cassandraDataVolumeClaimSpec"]
+    }
+    let mut new = old.clone();
+    claim(&mut new)["resources"]["requests"]["storage"] = json!("512Mi");
+    assert_eq!(
+        field_of(P::validate(new.to_string(), Some(old.to_string()))),
+        [STORAGE]
+    );
+    claim(&mut new)["resources"]["requests"]["storage"] = json!("2Gi");
+    assert_eq!(
+        field_of(P::validate(new.to_string(), Some(old.to_string()))),
+        [STORAGE]
+    );
+    new["metadata"]["annotations"] =
+        json!({"cassandra.datastax.com/allow-storage-changes": "true"});
+    assert!(P::validate(new.to_string(), Some(old.to_string())).is_empty());
+    claim(&mut new)["storageClassName"] = json!("fast");
+    claim(&mut new)["accessModes"] = json!(["ReadWriteMany"]);
+    assert_eq!(
+        field_of(P::validate(new.to_string(), Some(old.to_string()))),
+        [
+            "spec.storageConfig.cassandraDataVolumeClaimSpec.accessModes",
+            "spec.storageConfig.cassandraDataVolumeClaimSpec.storageClassName"
+        ]
+    );
+    // No growth while scaling.
+    let mut scaling = old.clone();
+    scaling["status"] = json!({"conditions": [{"type": "ScalingUp", "status": "True",
+        "reason": "", "message": "", "lastTransitionTime": "2024-01-01T00:00:00Z"}]});
+    let mut new = scaling.clone();
+    new["metadata"]["annotations"] =
+        json!({"cassandra.datastax.com/allow-storage-changes": "true"});
+    claim(&mut new)["resources"]["requests"]["storage"] = json!("2Gi");
+    assert_eq!(
+        field_of(P::validate(new.to_string(), Some(scaling.to_string()))),
+        [STORAGE]
+    );
+}
+
+#[test]
+fn force_upgrade_racks_restarts_the_listed_rack_at_once_in_its_generation_only() {
+    let mut sim = Sim::new(dc_json(6, &["r1", "r2", "r3"]));
+    sim.run_until_ready(40);
+    sim.dc["spec"]["forceUpgradeRacks"] = json!(["r2"]);
+    sim.dc["spec"]["config"] = json!({"cassandra-yaml": {"num_tokens": 8}});
+    sim.dc["metadata"]["generation"] = json!(2);
+    let plan = sim.step();
+    let deleted: Vec<_> = plan.delete.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(deleted, ["demo-dc1-r2-sts-0", "demo-dc1-r2-sts-1"]);
+    assert_eq!(
+        sts_of(&plan, "demo-dc1-r2-sts")["metadata"]["annotations"]
+            [crate::lifecycle::FORCE_UPGRADE_ANNOTATION],
+        "2"
+    );
+    let status: Value = serde_json::from_str(plan.status.as_deref().unwrap()).unwrap();
+    assert_eq!(condition_of(&status, "Updating")["reason"], "ForceUpgrade");
+    // The other racks follow one pod at a time.
+    let before = sim.deleted.len();
+    sim.run_until_ready(80);
+    assert_eq!(sim.deleted.len() - before, 4);
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+
+    // A later change, with the rack still listed: the request was honoured already.
+    sim.dc["spec"]["config"] = json!({"cassandra-yaml": {"num_tokens": 16}});
+    sim.dc["metadata"]["generation"] = json!(3);
+    let plan = sim.step();
+    assert_eq!(plan.delete.len(), 1, "{:?}", plan.delete);
+    assert_eq!(
+        sts_of(&plan, "demo-dc1-r2-sts")["metadata"]["annotations"]
+            [crate::lifecycle::FORCE_UPGRADE_ANNOTATION],
+        "2"
+    );
+}
+
+#[test]
+fn node_port_service_and_broadcast_address_agree() {
+    let mut dc = dc_json(3, &["r1"]);
+    let sim = Sim::new(dc.clone());
+    let plan = sim.plan();
+    assert!(
+        !kinds(&plan)
+            .iter()
+            .any(|(_, n)| n == "demo-dc1-node-port-service")
+    );
+    dc["spec"]["networking"] = json!({"nodePort": {"native": 30042}});
+    let sim = Sim::new(dc);
+    let plan = sim.plan();
+    let svc = sts_of(&plan, "demo-dc1-node-port-service");
+    assert_eq!(svc["kind"], "Service");
+    assert_eq!(svc["spec"]["type"], "NodePort");
+    assert_eq!(svc["spec"]["externalTrafficPolicy"], "Local");
+    assert_eq!(
+        svc["spec"]["selector"],
+        json!({"cassandra.datastax.com/cluster": "demo", "cassandra.datastax.com/datacenter": "dc1"})
+    );
+    assert_eq!(
+        svc["spec"]["ports"],
+        json!([
+            {"name": "internode", "port": 7000, "targetPort": 7000},
+            {"name": "native", "port": 30042, "nodePort": 30042, "targetPort": 30042},
+        ])
+    );
+    // The node broadcasts its worker's address and listens on the node port.
+    let sts = sts_of(&plan, "demo-dc1-r1-sts");
+    let init = &sts["spec"]["template"]["spec"]["initContainers"][0];
+    let env = |name: &str| {
+        init["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap()["value"]
+            .clone()
+    };
+    assert_eq!(env("USE_HOST_IP_FOR_BROADCAST"), "true");
+    let config: Value = serde_json::from_str(env("CONFIG_FILE_DATA").as_str().unwrap()).unwrap();
+    assert_eq!(config["cassandra-yaml"]["native_transport_port"], 30042);
 }

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use k8ssandra_api::cassandra::{CassandraDatacenter, DatacenterConditionType, ServerType};
+use k8ssandra_api::labels::ALLOW_STORAGE_CHANGES_ANNOTATION;
 use k8ssandra_api::names::MAX_STS_NAME_LEN;
 use k8ssandra_policy_sdk::{Violation, violation};
 use serde_json::Value;
@@ -234,18 +235,36 @@ pub fn check_update(new: &CassandraDatacenter, old: &CassandraDatacenter) -> Vec
         .storage_config
         .data_volume_size()
         .and_then(crate::util::quantity_bytes);
-    if let (Some(a), Some(b)) = (old_size, new_size)
-        && b < a
-    {
-        out.push(violation(
-            "spec.storageConfig.cassandraDataVolumeClaimSpec.resources.requests.storage",
-            "cannot shrink",
-        ));
-    }
     let scaling = old.status.as_ref().is_some_and(|s| {
         s.is_true(DatacenterConditionType::ScalingUp)
             || s.is_true(DatacenterConditionType::ScalingDown)
     });
+    const STORAGE: &str =
+        "spec.storageConfig.cassandraDataVolumeClaimSpec.resources.requests.storage";
+    if let (Some(a), Some(b)) = (old_size, new_size) {
+        if b < a {
+            out.push(violation(STORAGE, "cannot shrink"));
+        } else if b > a {
+            if !new.annotation_is_true(ALLOW_STORAGE_CHANGES_ANNOTATION) {
+                out.push(violation(
+                    STORAGE,
+                    format!(
+                        "can only grow with the annotation {ALLOW_STORAGE_CHANGES_ANNOTATION}: \"true\""
+                    ),
+                ));
+            }
+            if scaling {
+                out.push(violation(
+                    STORAGE,
+                    "cannot change while the datacenter is still scaling up or down",
+                ));
+            }
+        }
+    }
+    out.extend(claim_changes(
+        n.storage_config.cassandra_data_volume_claim_spec.as_ref(),
+        o.storage_config.cassandra_data_volume_claim_spec.as_ref(),
+    ));
     if scaling && n.size != o.size {
         out.push(violation(
             "spec.size",
@@ -253,4 +272,41 @@ pub fn check_update(new: &CassandraDatacenter, old: &CassandraDatacenter) -> Vec
         ));
     }
     out
+}
+
+/// Changes of the data volume claim other than its storage request: claims exist already
+/// and Kubernetes lets only their size change.
+fn claim_changes<T: serde::Serialize>(new: Option<&T>, old: Option<&T>) -> Vec<Violation> {
+    let (Some(new), Some(old)) = (new, old) else {
+        return Vec::new();
+    };
+    let as_map = |c: &T| match serde_json::to_value(c) {
+        Ok(Value::Object(mut m)) => {
+            if let Some(Value::Object(r)) = m.get_mut("resources") {
+                if let Some(Value::Object(req)) = r.get_mut("requests") {
+                    req.remove("storage");
+                    if req.is_empty() {
+                        r.remove("requests");
+                    }
+                }
+                if r.is_empty() {
+                    m.remove("resources");
+                }
+            }
+            m.retain(|_, v| !v.is_null());
+            m
+        }
+        _ => Default::default(),
+    };
+    let (n, o) = (as_map(new), as_map(old));
+    let keys: BTreeSet<&String> = n.keys().chain(o.keys()).collect();
+    keys.into_iter()
+        .filter(|k| n.get(*k) != o.get(*k))
+        .map(|k| {
+            violation(
+                &format!("spec.storageConfig.cassandraDataVolumeClaimSpec.{k}"),
+                "is immutable: only resources.requests.storage may grow",
+            )
+        })
+        .collect()
 }

@@ -647,8 +647,12 @@ impl Decider<'_> {
             .is_some_and(|c| c.allow_expansion);
         if !expandable {
             let message = match &class_name {
-                Some(n) => format!(
+                Some(n) if self.obs.storage_classes.contains_key(n) => format!(
                     "{field}: PVC resize requested, but StorageClass {n} does not support expansion (allowVolumeExpansion)"
+                ),
+                // Under a namespaced Role the operator cannot read StorageClasses.
+                Some(n) => format!(
+                    "{field}: PVC resize requested, but StorageClass {n} is not visible to the operator (missing, or no list/watch permission on storageclasses)"
                 ),
                 None => format!(
                     "{field}: PVC resize requested, but the claims name no StorageClass and there is no default one"

@@ -1916,3 +1916,31 @@ fn node_port_service_and_broadcast_address_agree() {
     let config: Value = serde_json::from_str(env("CONFIG_FILE_DATA").as_str().unwrap()).unwrap();
     assert_eq!(config["cassandra-yaml"]["native_transport_port"], 30042);
 }
+
+#[test]
+fn storage_expansion_is_refused_when_the_class_cannot_be_read() {
+    let mut sim = Sim::new(dc_json(3, &["r1"]));
+    sim.run_until_ready(30);
+    sim.dc["metadata"]["annotations"] =
+        json!({"cassandra.datastax.com/allow-storage-changes": "true"});
+    grow_storage(&mut sim, "2Gi");
+    // No StorageClass in the snapshot: a namespaced install cannot list them.
+    sim.storage_classes.clear();
+    let plan = sim.step();
+    assert!(plan.delete.is_empty());
+    assert!(
+        !plan
+            .apply
+            .iter()
+            .any(|o| o.kind().as_deref() == Some("PersistentVolumeClaim"))
+    );
+    let status: Value = serde_json::from_str(plan.status.as_deref().unwrap()).unwrap();
+    let message = condition_of(&status, "Valid")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("StorageClass standard is not visible"),
+        "{message}"
+    );
+}

@@ -108,6 +108,18 @@ pub async fn run_watch(
     while let Some(event) = stream.next().await {
         let event = match event {
             Ok(e) => e,
+            Err(error) if forbidden(&error) => {
+                // The cluster answers; the operator may just not read this kind. Count it
+                // as an empty, synced kind rather than an unreachable cluster, which would
+                // stop every reconcile there (policies treat what they cannot see as
+                // absent).
+                if !store.is_synced() {
+                    tracing::warn!(cluster = %cluster, kind = %resource.kind, error = %error,
+                        "watch forbidden; the kind stays empty");
+                    store.replace(HashMap::new());
+                }
+                continue;
+            }
             Err(error) => {
                 let message = error.to_string();
                 if registry.set_reachable(&cluster, false, Some(message.clone())) {
@@ -173,4 +185,40 @@ fn strip(mut obj: DynamicObject, resource: &ApiResource) -> DynamicObject {
         });
     }
     obj
+}
+
+/// Whether a watch failed because the operator's RBAC does not allow it.
+fn forbidden(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status.code == 403,
+        watcher::Error::WatchError(status) => status.code == 403,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16) -> Box<kube::core::Status> {
+        Box::new(
+            serde_json::from_value(serde_json::json!({"status": "Failure", "code": code,
+                "reason": "Forbidden", "message": "m"}))
+            .expect("a Status"),
+        )
+    }
+
+    #[test]
+    fn only_forbidden_watches_count_as_forbidden() {
+        assert!(forbidden(&watcher::Error::InitialListFailed(
+            kube::Error::Api(status(403))
+        )));
+        assert!(forbidden(&watcher::Error::WatchError(status(403))));
+        assert!(!forbidden(&watcher::Error::InitialListFailed(
+            kube::Error::Api(status(500))
+        )));
+        assert!(!forbidden(&watcher::Error::NoResourceVersion));
+    }
 }

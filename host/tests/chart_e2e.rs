@@ -243,7 +243,7 @@ fn chart_renders_namespace_scoped_by_default() -> Result<()> {
     );
     assert_eq!(
         verbs(role, "", "persistentvolumeclaims"),
-        sorted(&["list", "watch", "delete"])
+        sorted(&["list", "watch", "patch", "delete"])
     );
     assert_eq!(verbs(role, "", "events"), sorted(&["create", "patch"]));
     assert!(verbs(role, "", "namespaces").is_empty());

@@ -161,7 +161,14 @@ generated (create) and replicated (patch).
   verbs: [list, watch, delete]
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
-  verbs: [list, watch, delete]
+  # patch: volume expansion writes the larger size into existing claims.
+  verbs: [list, watch, patch, delete]
+# Whether a StorageClass allows volume expansion. Cluster-scoped: only effective in the
+# ClusterRole (clusterScoped); under a Role the operator sees no StorageClass and refuses
+# expansions, naming the class.
+- apiGroups: [storage.k8s.io]
+  resources: [storageclasses]
+  verbs: [list, watch]
 - apiGroups: [""]
   resources: [secrets]
 {{- if .Values.controlPlane }}

@@ -163,12 +163,14 @@ generated (create) and replicated (patch).
   resources: [persistentvolumeclaims]
   # patch: volume expansion writes the larger size into existing claims.
   verbs: [list, watch, patch, delete]
-# Whether a StorageClass allows volume expansion. Cluster-scoped: only effective in the
-# ClusterRole (clusterScoped); under a Role the operator sees no StorageClass and refuses
-# expansions, naming the class.
+{{- if .Values.global.clusterScoped }}
+# Whether a StorageClass allows volume expansion. Cluster-scoped, so only with the
+# ClusterRole; a namespace-scoped operator does not read them and leaves that check to
+# the API server's resize admission.
 - apiGroups: [storage.k8s.io]
   resources: [storageclasses]
   verbs: [list, watch]
+{{- end }}
 - apiGroups: [""]
   resources: [secrets]
 {{- if .Values.controlPlane }}

@@ -386,6 +386,14 @@ impl PolicyController {
                 else {
                     continue;
                 };
+                if !resolved.namespaced && namespace.is_some() {
+                    // A namespace-scoped operator has no permission on cluster-scoped
+                    // kinds (its chart installs a Role only): the policy sees none.
+                    tracing::info!(policy = %info.name, kind = %spec.kind.kind,
+                        "cluster-scoped read skipped by a namespace-scoped operator");
+                    stores.insert(cluster, (Arc::new(Store::synced_empty()), resolved));
+                    continue;
+                }
                 let store = Arc::new(Store::default());
                 tasks.push(tokio::spawn(store::run_watch(
                     cluster.clone(),

@@ -641,19 +641,22 @@ impl Decider<'_> {
                     .find(|(_, c)| c.default)
                     .map(|(n, _)| n.clone())
             });
-        let expandable = class_name
-            .as_ref()
-            .and_then(|n| self.obs.storage_classes.get(n))
-            .is_some_and(|c| c.allow_expansion);
+        // No StorageClass at all: a namespace-scoped operator cannot read them. The API
+        // server's own admission (PersistentVolumeClaimResize) refuses claims of a class
+        // that cannot expand, so the claims are patched and it decides.
+        let expandable = self.obs.storage_classes.is_empty()
+            || class_name
+                .as_ref()
+                .and_then(|n| self.obs.storage_classes.get(n))
+                .is_some_and(|c| c.allow_expansion);
         if !expandable {
             let message = match &class_name {
                 Some(n) if self.obs.storage_classes.contains_key(n) => format!(
                     "{field}: PVC resize requested, but StorageClass {n} does not support expansion (allowVolumeExpansion)"
                 ),
-                // Under a namespaced Role the operator cannot read StorageClasses.
-                Some(n) => format!(
-                    "{field}: PVC resize requested, but StorageClass {n} is not visible to the operator (missing, or no list/watch permission on storageclasses)"
-                ),
+                Some(n) => {
+                    format!("{field}: PVC resize requested, but StorageClass {n} does not exist")
+                }
                 None => format!(
                     "{field}: PVC resize requested, but the claims name no StorageClass and there is no default one"
                 ),

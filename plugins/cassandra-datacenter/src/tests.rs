@@ -1918,29 +1918,34 @@ fn node_port_service_and_broadcast_address_agree() {
 }
 
 #[test]
-fn storage_expansion_is_refused_when_the_class_cannot_be_read() {
+fn storage_classes_out_of_sight_leave_the_check_to_the_api_server() {
     let mut sim = Sim::new(dc_json(3, &["r1"]));
     sim.run_until_ready(30);
     sim.dc["metadata"]["annotations"] =
         json!({"cassandra.datastax.com/allow-storage-changes": "true"});
     grow_storage(&mut sim, "2Gi");
-    // No StorageClass in the snapshot: a namespaced install cannot list them.
-    sim.storage_classes.clear();
-    let plan = sim.step();
-    assert!(plan.delete.is_empty());
-    assert!(
-        !plan
-            .apply
-            .iter()
-            .any(|o| o.kind().as_deref() == Some("PersistentVolumeClaim"))
-    );
+    // A class that does not exist among those visible: refused, naming it.
+    sim.storage_classes[0]["metadata"]["name"] = json!("other");
+    let plan = sim.plan();
     let status: Value = serde_json::from_str(plan.status.as_deref().unwrap()).unwrap();
     let message = condition_of(&status, "Valid")["message"]
         .as_str()
         .unwrap()
         .to_string();
     assert!(
-        message.contains("StorageClass standard is not visible"),
+        message.contains("StorageClass standard does not exist"),
         "{message}"
+    );
+    assert!(plan.delete.is_empty());
+    // None visible (a namespace-scoped operator): the claims are patched, and the API
+    // server's resize admission has the last word.
+    sim.storage_classes.clear();
+    let plan = sim.plan();
+    assert_eq!(
+        plan.apply
+            .iter()
+            .filter(|o| o.kind().as_deref() == Some("PersistentVolumeClaim"))
+            .count(),
+        3
     );
 }

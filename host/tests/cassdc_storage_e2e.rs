@@ -202,6 +202,13 @@ async fn data_volumes_grow_without_restarting_nodes() -> Result<()> {
     assert_eq!(before, after, "pods were recreated");
     let starts = sim.history().iter().filter(|h| h.action == "start").count();
     assert_eq!(starts, starts_before, "Cassandra restarted");
+    // A StatefulSet coming back is no scale-up: no cleanup.
+    let cleanups = sim
+        .history()
+        .iter()
+        .filter(|h| h.action == "job" && format!("{h:?}").to_lowercase().contains("cleanup"))
+        .count();
+    assert_eq!(cleanups, 0, "cleanup after a volume expansion");
     for claim in pvcs.list(&ListParams::default()).await?.items {
         assert!(
             claim

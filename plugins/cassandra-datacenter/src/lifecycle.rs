@@ -1326,12 +1326,23 @@ impl Decider<'_> {
     /// ScalingUp from the moment an initialized datacenter grows until every new node runs
     /// and the old ones are cleaned up (one node at a time, unless `no-cleanup`).
     fn scale_up(&mut self, quiet: bool) -> bool {
-        let growing = self.dc.racks.iter().any(|r| {
-            self.obs
-                .sts
-                .get(&r.sts)
-                .is_none_or(|l| l.replicas < r.desired)
-        });
+        // A rack without a StatefulSet but with its pods is one being recreated (volume
+        // expansion), not one growing.
+        let growing = self
+            .dc
+            .racks
+            .iter()
+            .any(|r| match self.obs.sts.get(&r.sts) {
+                Some(l) => l.replicas < r.desired,
+                None => {
+                    self.obs
+                        .pods
+                        .iter()
+                        .filter(|p| p.rack == r.label && !p.terminating)
+                        .count()
+                        < r.desired
+                }
+            });
         // Resuming from `stopped` regrows every rack; that is no scale-up.
         let resuming = self.dc.prev_true(T::Stopped) || self.dc.prev_true(T::Resuming);
         let active = !self.removing

@@ -1688,6 +1688,14 @@ fn storage_expansion_patches_claims_then_recreates_statefulsets_keeping_pods() {
     );
     let after: Vec<String> = sim.pods.values().map(|p| p.uid.clone()).collect();
     assert_eq!(uids, after);
+    // A StatefulSet coming back is no scale-up: no cleanup.
+    assert!(
+        !sim.ops_seen
+            .iter()
+            .any(|(_, k)| matches!(k, OperationKind::Cleanup(_))),
+        "{:?}",
+        sim.ops_seen
+    );
     assert_eq!(sim.condition("ResizingVolumes").as_deref(), Some("False"));
     assert_eq!(sim.condition("Valid").as_deref(), Some("True"));
     assert!(sim.violations.is_empty(), "{:?}", sim.violations);

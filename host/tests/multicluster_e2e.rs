@@ -192,5 +192,82 @@ async fn clientconfig_at_run_time_and_a_lost_cluster() -> Result<()> {
     )
     .await?;
     assert_eq!(op.pid(), pid);
+
+    // A second context naming the control plane itself (a ClientConfig users create by
+    // mistake or for symmetry): moving the local echo to it is a move to the same cluster.
+    // Its ConfigMaps must survive: never pruned because they are also seen under "".
+    let cms: Api<ConfigMap> = Api::namespaced(control.clone(), ns);
+    let uids = |list: Vec<ConfigMap>| -> BTreeMap<String, String> {
+        list.into_iter()
+            .filter_map(|c| Some((c.metadata.name?, c.metadata.uid?)))
+            .filter(|(n, _)| n.starts_with("local-echo"))
+            .collect()
+    };
+    let before = uids(cms.list(&Default::default()).await?.items);
+    assert_eq!(before.len(), 2);
+    secrets
+        .create(
+            &PostParams::default(),
+            &Secret {
+                metadata: kube::api::ObjectMeta {
+                    name: Some("self-kubeconfig".into()),
+                    ..Default::default()
+                },
+                data: Some(BTreeMap::from([(
+                    "kubeconfig".to_string(),
+                    ByteString(env.cluster(0).kubeconfig_yaml().as_bytes().to_vec()),
+                )])),
+                ..Default::default()
+            },
+        )
+        .await?;
+    apply_yaml(
+        &control,
+        &format!(
+            "apiVersion: config.k8ssandra.io/v1beta1\nkind: ClientConfig\nmetadata:\n  name: self-alias\n  namespace: {ns}\nspec:\n  contextName: self-alias\n  kubeConfigSecret:\n    name: self-kubeconfig\n"
+        ),
+        ns,
+    )
+    .await?;
+    wait_for(
+        "the alias context configured",
+        Duration::from_secs(60),
+        || async {
+            op.log_text()
+                .lines()
+                .any(|l| l.contains("cluster client configured") && l.contains("self-alias"))
+                .then_some(())
+        },
+    )
+    .await
+    .map_err(|e| {
+        let log = op.log_text();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("ClientConfig") || l.contains("cluster client"))
+            .collect();
+        e.context(lines.join("\n"))
+    })?;
+    echoes
+        .patch(
+            "local",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"cluster": "self-alias"}})),
+        )
+        .await?;
+    // Several reconciles (resync, watch events of both contexts) go by.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let after = uids(cms.list(&Default::default()).await?.items);
+    assert_eq!(
+        after, before,
+        "the same objects, never deleted and recreated"
+    );
+    assert!(
+        !op.log_text()
+            .lines()
+            .any(|l| l.contains("pruning") && l.contains("local-echo")),
+        "no prune of an object that is also the desired one under another context"
+    );
+    assert_eq!(op.pid(), pid);
     Ok(())
 }

@@ -515,6 +515,9 @@ impl PolicyController {
         addresses: HashMap<String, String>,
     ) -> Result<After, crate::apply::ApplyError> {
         let mut desired: HashSet<ObjKey> = HashSet::new();
+        // Two contexts may name the same Kubernetes cluster: an object listed under one is
+        // then also seen under the other, and must not be pruned there. UIDs tell.
+        let mut desired_uids: HashSet<String> = HashSet::new();
         let mut first_error = None;
 
         for obj in &plan.apply {
@@ -552,6 +555,9 @@ impl PolicyController {
             }
             let hash = hash_value(&value);
             let live = self.live(&obj.cluster, &api_version, &kind, &ns, &name);
+            if let Some(uid) = live.as_ref().and_then(|l| l.metadata.uid.clone()) {
+                desired_uids.insert(uid);
+            }
             if let Some(live) = &live {
                 let live_value = serde_json::to_value(&**live).unwrap_or_default();
                 if is_subset(&value, &live_value) {
@@ -566,6 +572,9 @@ impl PolicyController {
             }
             match self.writer.apply(&obj.cluster, &client, &value).await {
                 Ok(applied) => {
+                    if let Some(uid) = applied.metadata.uid.clone() {
+                        desired_uids.insert(uid);
+                    }
                     lock(&self.memory.applied).insert(
                         okey,
                         (hash, applied.metadata.resource_version.unwrap_or_default()),
@@ -578,8 +587,11 @@ impl PolicyController {
             }
         }
 
-        // Prune owned objects the plan no longer lists, only where we can see them.
-        for watched in &self.owned {
+        // Prune owned objects the plan no longer lists, only where we can see them, and only
+        // after every apply succeeded: an object meant to replace one elsewhere (a context
+        // not configured yet, a failed create) must exist before its predecessor goes.
+        let prune = first_error.is_none();
+        for watched in self.owned.iter().filter(|_| prune) {
             if watched.kind.kind == "PersistentVolumeClaim" {
                 continue;
             }
@@ -600,7 +612,14 @@ impl PolicyController {
                         ns.clone(),
                         name.clone(),
                     );
-                    if desired.contains(&okey) || obj.metadata.deletion_timestamp.is_some() {
+                    if desired.contains(&okey)
+                        || obj.metadata.deletion_timestamp.is_some()
+                        || obj
+                            .metadata
+                            .uid
+                            .as_ref()
+                            .is_some_and(|u| desired_uids.contains(u))
+                    {
                         continue;
                     }
                     tracing::info!(policy = %self.policy.info.name, cluster = %cluster, kind = %watched.kind.kind, namespace = %ns, name = %name, "pruning");

@@ -23,14 +23,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use cassandra_sim::{CassandraState, SimOptions, Simulator};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use kube::discovery::pinned_kind;
 use kube::{Api, Client};
 use serde_json::json;
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
-use support::{Operator, apply_yaml, policy_wasm, wait_crd, wait_for};
+use support::{
+    Operator, apply_yaml, create_namespace, install_crds, plugin_dir, wait_crd, wait_for,
+    write_kubeconfig,
+};
 
 const OP_NS: &str = "k8ssandra-operator";
 
@@ -129,20 +132,8 @@ async fn main() -> Result<()> {
         env.cluster(2).client(),
     );
     for c in [&cp, &a, &b] {
-        apply_yaml(c, &k8ssandra_api::all_crds_yaml(), "default").await?;
-        wait_crd(
-            c,
-            "cassandra.datastax.com",
-            "v1beta1",
-            "CassandraDatacenter",
-        )
-        .await?;
-        Api::<Namespace>::all(c.clone())
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": OP_NS}}))?,
-            )
-            .await?;
+        install_crds(c, &k8ssandra_api::all_crds_yaml()).await?;
+        create_namespace(c, OP_NS).await?;
     }
     wait_crd(&cp, "k8ssandra.io", "v1alpha1", "K8ssandraCluster").await?;
     wait_crd(&cp, "config.k8ssandra.io", "v1beta1", "ClientConfig").await?;
@@ -193,11 +184,8 @@ async fn main() -> Result<()> {
         (2, "cassandra-datacenter", vec!["--control-plane=false"]),
     ] {
         let dir = tmp.path().join(format!("op{i}"));
-        let plugins = dir.join("plugins");
-        std::fs::create_dir_all(&plugins)?;
-        std::fs::copy(policy_wasm(policy), plugins.join(format!("{policy}.wasm")))?;
-        let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(&kubeconfig, env.cluster(i).kubeconfig_yaml())?;
+        let plugins = plugin_dir(&dir.join("plugins"), &[policy])?;
+        let kubeconfig = write_kubeconfig(&dir, env.cluster(i))?;
         let op = Operator::start(&kubeconfig, &plugins, &extra)?;
         op.wait_ready(Duration::from_secs(120)).await?;
         operators.push(op);
@@ -233,12 +221,7 @@ async fn main() -> Result<()> {
             let ns = format!("mbench-{run_id}");
             let name = format!("m{run_id}");
             for c in [&cp, &a, &b] {
-                Api::<Namespace>::all(c.clone())
-                    .create(
-                        &PostParams::default(),
-                        &serde_json::from_value(json!({"metadata": {"name": ns}}))?,
-                    )
-                    .await?;
+                create_namespace(c, &ns).await?;
             }
             let started = Instant::now();
             apply_yaml(&cp, &manifest(&ns, &name), &ns).await?;

@@ -14,14 +14,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use cassandra_sim::{CassandraState, SimOptions, Simulator};
-use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
-use kube::api::{DeleteParams, DynamicObject, GroupVersionKind, PostParams};
+use kube::api::{DeleteParams, DynamicObject, GroupVersionKind};
 use kube::discovery::pinned_kind;
 use serde_json::json;
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
-use support::{Operator, apply_yaml, policy_wasm, wait_crd, wait_for};
+use support::{
+    Operator, apply_yaml, create_namespace, install_crds, plugin_dir, wait_for, write_kubeconfig,
+};
 
 fn manifest(ns: &str, name: &str) -> String {
     format!(
@@ -75,23 +76,10 @@ async fn main() -> Result<()> {
     })
     .await?;
     let client = env.cluster(0).client();
-    apply_yaml(&client, &k8ssandra_api::all_crds_yaml(), "default").await?;
-    wait_crd(
-        &client,
-        "cassandra.datastax.com",
-        "v1beta1",
-        "CassandraDatacenter",
-    )
-    .await?;
+    install_crds(&client, &k8ssandra_api::all_crds_yaml()).await?;
     let tmp = tempfile::tempdir()?;
-    let kubeconfig = tmp.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, env.cluster(0).kubeconfig_yaml())?;
-    let plugins = tmp.path().join("plugins");
-    std::fs::create_dir_all(&plugins)?;
-    std::fs::copy(
-        policy_wasm("cassandra-datacenter"),
-        plugins.join("cassandra-datacenter.wasm"),
-    )?;
+    let kubeconfig = write_kubeconfig(tmp.path(), env.cluster(0))?;
+    let plugins = plugin_dir(&tmp.path().join("plugins"), &["cassandra-datacenter"])?;
     let mut sim_opts = SimOptions::default();
     sim_opts.config.bootstrap_delay = Duration::ZERO;
     let sim = Simulator::start(
@@ -117,12 +105,7 @@ async fn main() -> Result<()> {
             run_id += 1;
             let ns = format!("bench-{run_id}");
             let name = format!("b{run_id}");
-            Api::<Namespace>::all(client.clone())
-                .create(
-                    &PostParams::default(),
-                    &serde_json::from_value(json!({"metadata": {"name": ns}}))?,
-                )
-                .await?;
+            create_namespace(&client, &ns).await?;
             let dcs: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
             let started = Instant::now();
             apply_yaml(&client, &manifest(&ns, &name), &ns).await?;

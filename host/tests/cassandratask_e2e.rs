@@ -14,14 +14,17 @@ use cassandra_sim::{
     CassandraState, ConfigUpdate, FaultRequest, FaultTarget, HistoryEntry, SimHandle, SimOptions,
     Simulator,
 };
-use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{DynamicObject, GroupVersionKind, ListParams, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DynamicObject, GroupVersionKind, ListParams};
 use kube::discovery::pinned_kind;
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
-use support::{Operator, apply_yaml, policy_wasm, wait_crd, wait_for};
+use support::{
+    Operator, apply_yaml, create_namespace, install_crds, plugin_dir, tail, uids, wait_crd,
+    wait_for, write_kubeconfig,
+};
 
 const NS: &str = "tasks";
 const PODS: [&str; 3] = [
@@ -119,21 +122,6 @@ fn pod_of(h: &HistoryEntry) -> Option<String> {
     h.pod.as_ref().map(|p| p.name.clone())
 }
 
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(60)..].join("\n")
-}
-
-async fn uids(pods: &Api<Pod>) -> Result<BTreeMap<String, String>> {
-    Ok(pods
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|p| Some((p.metadata.name?, p.metadata.uid?)))
-        .collect())
-}
-
 async fn setup(
     env: &TestEnv,
     tmp: &std::path::Path,
@@ -145,21 +133,9 @@ async fn setup(
     Api<DynamicObject>,
 )> {
     let client = env.cluster(0).client();
-    apply_yaml(&client, &k8ssandra_api::all_crds_yaml(), "default").await?;
-    wait_crd(
-        &client,
-        "cassandra.datastax.com",
-        "v1beta1",
-        "CassandraDatacenter",
-    )
-    .await?;
+    install_crds(&client, &k8ssandra_api::all_crds_yaml()).await?;
     wait_crd(&client, "control.k8ssandra.io", "v1alpha1", "CassandraTask").await?;
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
-        )
-        .await?;
+    create_namespace(&client, NS).await?;
     let mut opts = SimOptions::default();
     opts.config.bootstrap_delay = Duration::from_millis(300);
     opts.config.job_duration = Duration::from_millis(200);
@@ -168,13 +144,11 @@ async fn setup(
         vec![(env.cluster(0).context_name().to_string(), client.clone())],
     )
     .await?;
-    let kubeconfig = tmp.join("kubeconfig");
-    std::fs::write(&kubeconfig, env.cluster(0).kubeconfig_yaml())?;
-    let plugins = tmp.join("plugins");
-    std::fs::create_dir_all(&plugins)?;
-    for policy in ["cassandra-datacenter", "cassandra-task"] {
-        std::fs::copy(policy_wasm(policy), plugins.join(format!("{policy}.wasm")))?;
-    }
+    let kubeconfig = write_kubeconfig(tmp, env.cluster(0))?;
+    let plugins = plugin_dir(
+        &tmp.join("plugins"),
+        &["cassandra-datacenter", "cassandra-task"],
+    )?;
     let op = Operator::start(&kubeconfig, &plugins, &["--resync-seconds", "5"])?;
     op.wait_ready(Duration::from_secs(60)).await?;
     let api = |group: &str, version: &str, kind: &str| {
@@ -209,7 +183,7 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
         || async { (dc_ready(&dcs).await && normal_nodes(&sim) == 3).then_some(()) },
     )
     .await
-    .map_err(|e| e.context(tail(&op.log_text())))?;
+    .map_err(|e| e.context(tail(&op.log_text(), 60)))?;
     let before = uids(&pods).await?;
     assert_eq!(
         before.keys().collect::<Vec<_>>(),
@@ -236,7 +210,7 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
             .map(|_| ())
     })
     .await
-    .map_err(|e| e.context(tail(&op.log_text())))?;
+    .map_err(|e| e.context(tail(&op.log_text(), 60)))?;
     apply_yaml(
         &client,
         &task(
@@ -278,7 +252,7 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
         e.context(format!(
             "violations: {:?}\nlog: {}",
             sim.violations(),
-            tail(&op.log_text())
+            tail(&op.log_text(), 60)
         ))
     })?;
     assert!(max_down <= 1, "{max_down} nodes were down at once");
@@ -366,7 +340,7 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
         },
     )
     .await
-    .map_err(|e| e.context(tail(&op.log_text())))?;
+    .map_err(|e| e.context(tail(&op.log_text(), 60)))?;
     assert_eq!(cleanup["succeeded"], 3, "{cleanup}");
     for pod in PODS {
         assert_eq!(
@@ -506,7 +480,7 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
         },
     )
     .await
-    .map_err(|e| e.context(tail(&op.log_text())))?;
+    .map_err(|e| e.context(tail(&op.log_text(), 60)))?;
     drop(op);
     op = Operator::start(
         &tmp.path().join("kubeconfig"),
@@ -528,7 +502,7 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
         Err(e) => {
             let st = status(&tasks, "cleanup-again").await;
             let _ = std::fs::write(std::env::temp_dir().join("ct-op2.log"), op.log_text());
-            return Err(e.context(format!("status: {st:?}\nlog: {}", tail(&op.log_text()))));
+            return Err(e.context(format!("status: {st:?}\nlog: {}", tail(&op.log_text(), 60))));
         }
     };
     assert_eq!(again["succeeded"], 3, "{again}");

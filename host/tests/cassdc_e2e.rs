@@ -8,14 +8,16 @@ use std::time::Duration;
 use anyhow::Result;
 use cassandra_sim::{CassandraState, FaultRequest, FaultTarget, SimHandle, SimOptions, Simulator};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
-use kube::api::{DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
-use kube::discovery::pinned_kind;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
-use support::{Operator, apply_yaml, policy_wasm, wait_crd, wait_for};
+use support::{
+    Operator, apply_yaml, create_namespace, datacenters, install_crds, plugin_dir, tail, wait_for,
+    write_kubeconfig,
+};
 
 const NS: &str = "cass";
 
@@ -79,20 +81,8 @@ async fn setup(
     tmp: &std::path::Path,
 ) -> Result<(Client, SimHandle, Operator, Api<DynamicObject>)> {
     let client = env.cluster(0).client();
-    apply_yaml(&client, &k8ssandra_api::all_crds_yaml(), "default").await?;
-    wait_crd(
-        &client,
-        "cassandra.datastax.com",
-        "v1beta1",
-        "CassandraDatacenter",
-    )
-    .await?;
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
-        )
-        .await?;
+    install_crds(&client, &k8ssandra_api::all_crds_yaml()).await?;
+    create_namespace(&client, NS).await?;
     let mut opts = SimOptions::default();
     opts.config.bootstrap_delay = Duration::from_millis(300);
     opts.config.decommission_delay = Duration::from_millis(300);
@@ -102,19 +92,11 @@ async fn setup(
         vec![(env.cluster(0).context_name().to_string(), client.clone())],
     )
     .await?;
-    let kubeconfig = tmp.join("kubeconfig");
-    std::fs::write(&kubeconfig, env.cluster(0).kubeconfig_yaml())?;
-    let plugins = tmp.join("plugins");
-    std::fs::create_dir_all(&plugins)?;
-    std::fs::copy(
-        policy_wasm("cassandra-datacenter"),
-        plugins.join("cassandra-datacenter.wasm"),
-    )?;
+    let kubeconfig = write_kubeconfig(tmp, env.cluster(0))?;
+    let plugins = plugin_dir(&tmp.join("plugins"), &["cassandra-datacenter"])?;
     let op = Operator::start(&kubeconfig, &plugins, &["--resync-seconds", "2"])?;
     op.wait_ready(Duration::from_secs(60)).await?;
-    let gvk = GroupVersionKind::gvk("cassandra.datastax.com", "v1beta1", "CassandraDatacenter");
-    let (ar, _) = pinned_kind(&client, &gvk).await?;
-    let dcs: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &ar);
+    let dcs = datacenters(&client, NS).await?;
     Ok((client, sim, op, dcs))
 }
 
@@ -154,7 +136,7 @@ async fn datacenter_of_three_racks_becomes_ready_and_scales() -> Result<()> {
         e.context(format!(
             "sim: {:?}\nlog tail: {}",
             sim.violations(),
-            tail(&op.log_text())
+            tail(&op.log_text(), 40)
         ))
     })?;
     assert!(
@@ -213,7 +195,7 @@ async fn datacenter_of_three_racks_becomes_ready_and_scales() -> Result<()> {
         },
     )
     .await
-    .map_err(|e| e.context(tail(&op.log_text())))?;
+    .map_err(|e| e.context(tail(&op.log_text(), 40)))?;
     wait_for(
         "cleanup on the original nodes",
         Duration::from_secs(60),
@@ -249,7 +231,7 @@ async fn datacenter_of_three_racks_becomes_ready_and_scales() -> Result<()> {
             .then_some(())
     })
     .await
-    .map_err(|e| e.context(tail(&op.log_text())))?;
+    .map_err(|e| e.context(tail(&op.log_text(), 40)))?;
     let decommissions = sim
         .history()
         .iter()
@@ -314,7 +296,7 @@ async fn rolling_config_change_stop_resume_and_replace() -> Result<()> {
         },
     )
     .await
-    .map_err(|e| e.context(tail(&op.log_text())))?;
+    .map_err(|e| e.context(tail(&op.log_text(), 40)))?;
     assert_eq!(starts(&sim).len(), 3);
 
     // A config change rolls through every node, never more than one down at a time.
@@ -342,7 +324,7 @@ async fn rolling_config_change_stop_resume_and_replace() -> Result<()> {
         },
     )
     .await
-    .map_err(|e| e.context(tail(&op.log_text())))?;
+    .map_err(|e| e.context(tail(&op.log_text(), 40)))?;
     assert!(
         max_down <= 1,
         "{max_down} nodes were down at once during the rollout"
@@ -395,7 +377,7 @@ async fn rolling_config_change_stop_resume_and_replace() -> Result<()> {
         },
     )
     .await
-    .map_err(|e| e.context(tail(&op.log_text())))?;
+    .map_err(|e| e.context(tail(&op.log_text(), 40)))?;
 
     // A node that lost its data is replaced: started with the old address as replace_ip.
     let victim = "demo-dc1-r1-sts-0";
@@ -437,7 +419,7 @@ async fn rolling_config_change_stop_resume_and_replace() -> Result<()> {
         e.context(format!(
             "history: {:?}\n{}",
             starts(&sim),
-            tail(&op.log_text())
+            tail(&op.log_text(), 40)
         ))
     })?;
     assert!(
@@ -446,9 +428,4 @@ async fn rolling_config_change_stop_resume_and_replace() -> Result<()> {
         sim.violations()
     );
     Ok(())
-}
-
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
 }

@@ -9,7 +9,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -18,14 +17,16 @@ use cassandra_sim::{
     SimOptions, Simulator,
 };
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Event, Namespace, PersistentVolumeClaim, Pod};
-use kube::api::{DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
-use kube::discovery::pinned_kind;
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
-use support::{Operator, apply_yaml, policy_wasm, wait_crd, wait_for};
+use support::{
+    Operator, apply_yaml, create_namespace, datacenters, install_crds, plugin_dir, tail, uids,
+    wait_for, write_kubeconfig,
+};
 
 const NS: &str = "faults";
 const REASON: &str = "ManagementApiFailed";
@@ -67,20 +68,8 @@ struct Setup {
 
 async fn setup(env: &TestEnv, tmp: &std::path::Path, bootstrap: Duration) -> Result<Setup> {
     let client = env.cluster(0).client();
-    apply_yaml(&client, &k8ssandra_api::all_crds_yaml(), "default").await?;
-    wait_crd(
-        &client,
-        "cassandra.datastax.com",
-        "v1beta1",
-        "CassandraDatacenter",
-    )
-    .await?;
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
-        )
-        .await?;
+    install_crds(&client, &k8ssandra_api::all_crds_yaml()).await?;
+    create_namespace(&client, NS).await?;
     let mut opts = SimOptions::default();
     opts.config.bootstrap_delay = bootstrap;
     opts.config.decommission_delay = Duration::from_millis(300);
@@ -90,17 +79,9 @@ async fn setup(env: &TestEnv, tmp: &std::path::Path, bootstrap: Duration) -> Res
         vec![(env.cluster(0).context_name().to_string(), client.clone())],
     )
     .await?;
-    let kubeconfig = tmp.join("kubeconfig");
-    std::fs::write(&kubeconfig, env.cluster(0).kubeconfig_yaml())?;
-    let plugins = tmp.join("plugins");
-    std::fs::create_dir_all(&plugins)?;
-    std::fs::copy(
-        policy_wasm("cassandra-datacenter"),
-        plugins.join("cassandra-datacenter.wasm"),
-    )?;
-    let gvk = GroupVersionKind::gvk("cassandra.datastax.com", "v1beta1", "CassandraDatacenter");
-    let (ar, _) = pinned_kind(&client, &gvk).await?;
-    let dcs: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &ar);
+    let kubeconfig = write_kubeconfig(tmp, env.cluster(0))?;
+    let plugins = plugin_dir(&tmp.join("plugins"), &["cassandra-datacenter"])?;
+    let dcs = datacenters(&client, NS).await?;
     Ok(Setup {
         client,
         sim,
@@ -160,25 +141,6 @@ fn starts_of(sim: &SimHandle, pod: &str) -> usize {
         .count()
 }
 
-async fn uids<K>(api: &Api<K>) -> Result<BTreeMap<String, String>>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    Ok(api
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .map(|o| {
-            let m = o.meta();
-            (
-                m.name.clone().unwrap_or_default(),
-                m.uid.clone().unwrap_or_default(),
-            )
-        })
-        .collect())
-}
-
 /// The liveness probes of `pod` that arrived while a fault shaped the answers, from `from`
 /// (a sequence number of the simulator's request log) on.
 fn faulted_probes(sim: &SimHandle, pod: &str, from: u64) -> Vec<RequestEntry> {
@@ -233,11 +195,6 @@ async fn diagnosis(sim: &SimHandle, dcs: &Api<DynamicObject>) -> String {
         .and_then(|d| d.data.get("status").cloned())
         .unwrap_or_default();
     format!("nodes: {nodes:#?}\nstatus: {status:#}")
-}
-
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,7 +256,7 @@ async fn a_failing_management_api_is_backed_off_reported_and_survived() -> Resul
         },
     )
     .await
-    .map_err(|e| e.context(tail(&op.log_text())))?;
+    .map_err(|e| e.context(tail(&op.log_text(), 40)))?;
     wait_for(
         "a Warning event with the same message",
         Duration::from_secs(30),
@@ -359,7 +316,7 @@ async fn a_failing_management_api_is_backed_off_reported_and_survived() -> Resul
         },
     )
     .await
-    .map_err(|e| e.context(tail(&op.log_text())))?;
+    .map_err(|e| e.context(tail(&op.log_text(), 40)))?;
     wait_for(
         "a Warning event for the timeout",
         Duration::from_secs(30),
@@ -448,7 +405,7 @@ async fn a_failing_management_api_is_backed_off_reported_and_survived() -> Resul
         },
     )
     .await
-    .map_err(|e| e.context(tail(&op.log_text())))?;
+    .map_err(|e| e.context(tail(&op.log_text(), 40)))?;
     assert_eq!(starts_of(sim, victim), 1, "the victim started once");
     assert_eq!(
         uids(&pods).await?,
@@ -482,7 +439,7 @@ async fn an_operator_killed_mid_decommission_finishes_the_scale_down_once() -> R
         || async { (dc_ready(dcs).await && normal_nodes(sim) == 3).then_some(()) },
     )
     .await
-    .map_err(|e| e.context(tail(&op.log_text())))?;
+    .map_err(|e| e.context(tail(&op.log_text(), 40)))?;
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);
     let mut kept = uids(&pvcs).await?;
     let leaving = "demo-dc1-r1-sts-2";
@@ -511,7 +468,7 @@ async fn an_operator_killed_mid_decommission_finishes_the_scale_down_once() -> R
         },
     )
     .await
-    .map_err(|e| e.context(tail(&op.log_text())))?;
+    .map_err(|e| e.context(tail(&op.log_text(), 40)))?;
 
     let pid = op.pid();
     let killed = std::process::Command::new("kill")
@@ -561,8 +518,8 @@ async fn an_operator_killed_mid_decommission_finishes_the_scale_down_once() -> R
             .and_then(|s| s.replicas);
         return Err(e.context(format!(
             "{diag}\npods: {pod_names:?} replicas: {replicas:?}\nmetrics: {metrics:#?}\nfirst operator:\n{}\nsecond operator:\n{}",
-            tail(&first_log),
-            tail(&op.log_text())
+            tail(&first_log, 40),
+            tail(&op.log_text(), 40)
         )));
     }
 

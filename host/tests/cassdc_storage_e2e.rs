@@ -11,14 +11,16 @@ use std::time::Duration;
 use anyhow::Result;
 use cassandra_sim::{CassandraState, SimHandle, SimOptions, Simulator};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
-use kube::api::{DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
-use kube::discovery::pinned_kind;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
-use support::{Operator, apply_yaml, policy_wasm, wait_crd, wait_for};
+use support::{
+    Operator, apply_yaml, create_namespace, datacenters, install_crds, plugin_dir, tail, wait_for,
+    write_kubeconfig,
+};
 
 const NS: &str = "cass";
 
@@ -73,11 +75,6 @@ fn normal_nodes(sim: &SimHandle) -> usize {
     })
 }
 
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
 fn requested(p: &PersistentVolumeClaim) -> Option<String> {
     p.spec
         .as_ref()?
@@ -99,20 +96,8 @@ async fn data_volumes_grow_without_restarting_nodes() -> Result<()> {
     .await?;
     let tmp = tempfile::tempdir()?;
     let client: Client = env.cluster(0).client();
-    apply_yaml(&client, &k8ssandra_api::all_crds_yaml(), "default").await?;
-    wait_crd(
-        &client,
-        "cassandra.datastax.com",
-        "v1beta1",
-        "CassandraDatacenter",
-    )
-    .await?;
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
-        )
-        .await?;
+    install_crds(&client, &k8ssandra_api::all_crds_yaml()).await?;
+    create_namespace(&client, NS).await?;
     let mut opts = SimOptions::default();
     opts.config.bootstrap_delay = Duration::from_millis(300);
     let sim = Simulator::start(
@@ -120,19 +105,11 @@ async fn data_volumes_grow_without_restarting_nodes() -> Result<()> {
         vec![(env.cluster(0).context_name().to_string(), client.clone())],
     )
     .await?;
-    let kubeconfig = tmp.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, env.cluster(0).kubeconfig_yaml())?;
-    let plugins = tmp.path().join("plugins");
-    std::fs::create_dir_all(&plugins)?;
-    std::fs::copy(
-        policy_wasm("cassandra-datacenter"),
-        plugins.join("cassandra-datacenter.wasm"),
-    )?;
+    let kubeconfig = write_kubeconfig(tmp.path(), env.cluster(0))?;
+    let plugins = plugin_dir(&tmp.path().join("plugins"), &["cassandra-datacenter"])?;
     let op = Operator::start(&kubeconfig, &plugins, &["--resync-seconds", "2"])?;
     op.wait_ready(Duration::from_secs(60)).await?;
-    let gvk = GroupVersionKind::gvk("cassandra.datastax.com", "v1beta1", "CassandraDatacenter");
-    let (ar, _) = pinned_kind(&client, &gvk).await?;
-    let dcs: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &ar);
+    let dcs = datacenters(&client, NS).await?;
 
     apply_yaml(&client, DC, NS).await?;
     wait_for(
@@ -141,7 +118,7 @@ async fn data_volumes_grow_without_restarting_nodes() -> Result<()> {
         || async { (ready(&dcs).await && normal_nodes(&sim) == 3).then_some(()) },
     )
     .await
-    .map_err(|e| e.context(tail(&op.log_text())))?;
+    .map_err(|e| e.context(tail(&op.log_text(), 40)))?;
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let uids = |list: Vec<Pod>| -> BTreeMap<String, String> {
@@ -195,7 +172,7 @@ async fn data_volumes_grow_without_restarting_nodes() -> Result<()> {
         },
     )
     .await
-    .map_err(|e| e.context(tail(&op.log_text())))?;
+    .map_err(|e| e.context(tail(&op.log_text(), 40)))?;
 
     // The same pods, never restarted, and the claims belong to no one but their pods.
     let after = uids(pods.list(&ListParams::default()).await?.items);

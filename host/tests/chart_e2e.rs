@@ -15,12 +15,11 @@ use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
-use kube::api::{DynamicObject, GroupVersionKind, ListParams};
-use kube::discovery::pinned_kind;
+use kube::api::ListParams;
 use serde_json::Value;
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
-use support::{Operator, apply_yaml, policy_wasm, wait_crd, wait_for, workspace_root};
+use support::{Operator, apply_yaml, datacenters, plugin_dir, wait_crd, wait_for, workspace_root};
 
 const NS: &str = "ops";
 const RELEASE: &str = "k8o";
@@ -647,12 +646,7 @@ async fn chart_installs_and_its_rbac_is_enough_for_the_operator() -> Result<()> 
         &sa_kubeconfig,
         token_kubeconfig(env.cluster(0).kubeconfig_yaml(), token.trim())?,
     )?;
-    let plugins = tmp.path().join("plugins");
-    std::fs::create_dir_all(&plugins)?;
-    std::fs::copy(
-        policy_wasm("cassandra-datacenter"),
-        plugins.join("cassandra-datacenter.wasm"),
-    )?;
+    let plugins = plugin_dir(&tmp.path().join("plugins"), &["cassandra-datacenter"])?;
     let op = Operator::start(
         &sa_kubeconfig,
         &plugins,
@@ -693,9 +687,7 @@ async fn chart_installs_and_its_rbac_is_enough_for_the_operator() -> Result<()> 
     )
     .await
     .map_err(|e| e.context(op.log_text()))?;
-    let gvk = GroupVersionKind::gvk("cassandra.datastax.com", "v1beta1", "CassandraDatacenter");
-    let (ar, _) = pinned_kind(&client, &gvk).await?;
-    let dcs: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &ar);
+    let dcs = datacenters(&client, NS).await?;
     wait_for("status written", Duration::from_secs(30), || async {
         let dc = dcs.get("dc1").await.ok()?;
         dc.data

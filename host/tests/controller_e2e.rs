@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use anyhow::Result;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace};
+use k8s_openapi::api::core::v1::{ConfigMap, Event};
 use kube::api::{
     DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
 };
@@ -15,7 +15,7 @@ use kube::{Api, Client};
 use serde_json::json;
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
-use support::{Operator, apply_yaml, policy_wasm, wait_crd, wait_for};
+use support::{Operator, apply_yaml, create_namespace, policy_wasm, wait_crd, wait_for};
 
 const MISBEHAVE_CRD: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
@@ -89,12 +89,7 @@ async fn echo_policy_lifecycle_against_a_real_apiserver() -> Result<()> {
     wait_crd(&client, "examples.k8ssandra.io", "v1alpha1", "Echo").await?;
     wait_crd(&client, "examples.k8ssandra.io", "v1alpha1", "Misbehave").await?;
     let ns = "e2e";
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns}}))?,
-        )
-        .await?;
+    create_namespace(&client, ns).await?;
 
     let plugins = tmp.path().join("plugins");
     std::fs::create_dir_all(&plugins)?;

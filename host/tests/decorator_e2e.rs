@@ -13,13 +13,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
-use kube::api::{ListParams, PostParams};
-use serde_json::json;
+use kube::api::ListParams;
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
-use support::{Operator, apply_yaml, policy_wasm, wait_crd, wait_for, workspace_root};
+use support::{
+    Operator, apply_yaml, create_namespace, install_crds, plugin_dir, policy_wasm, wait_for,
+    workspace_root, write_kubeconfig,
+};
 
 const NS: &str = "deco";
 const TEAM: &str = "example.com/team";
@@ -102,28 +103,10 @@ async fn decorator_labels_come_and_go_without_a_restart() -> Result<()> {
     .await?;
     let tmp = tempfile::tempdir()?;
     let client = env.cluster(0).client();
-    apply_yaml(&client, &k8ssandra_api::all_crds_yaml(), "default").await?;
-    wait_crd(
-        &client,
-        "cassandra.datastax.com",
-        "v1beta1",
-        "CassandraDatacenter",
-    )
-    .await?;
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
-        )
-        .await?;
-    let kubeconfig = tmp.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, env.cluster(0).kubeconfig_yaml())?;
-    let plugins = tmp.path().join("plugins");
-    std::fs::create_dir_all(&plugins)?;
-    std::fs::copy(
-        policy_wasm("cassandra-datacenter"),
-        plugins.join("cassandra-datacenter.wasm"),
-    )?;
+    install_crds(&client, &k8ssandra_api::all_crds_yaml()).await?;
+    create_namespace(&client, NS).await?;
+    let kubeconfig = write_kubeconfig(tmp.path(), env.cluster(0))?;
+    let plugins = plugin_dir(&tmp.path().join("plugins"), &["cassandra-datacenter"])?;
     let decorator = policy_wasm("org-labels-policy");
     let mut op = Operator::start(&kubeconfig, &plugins, &["--resync-seconds", "2"])?;
     op.wait_ready(Duration::from_secs(60)).await?;

@@ -28,14 +28,17 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use cassandra_sim::{CassandraState, KeyspaceRequest, SimHandle, SimOptions, Simulator};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{DynamicObject, GroupVersionKind, ListParams, PostParams};
 use kube::discovery::pinned_kind;
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
-use support::{Operator, apply_yaml, policy_wasm, wait_crd, wait_for};
+use support::{
+    Operator, apply_yaml, create_namespace, install_crds, operator_crds, plugin_dir, wait_crd,
+    wait_for, write_kubeconfig,
+};
 
 const NS: &str = "k8ssandra-operator";
 const CLUSTER: &str = "demo";
@@ -240,27 +243,10 @@ impl Scenario {
             env.cluster(1).client(),
             env.cluster(2).client(),
         );
-        let crds = {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_k8ssandra-operator"))
-                .arg("crds")
-                .output()?;
-            String::from_utf8(out.stdout)?
-        };
+        let crds = operator_crds()?;
         for c in [&cp, &a, &b] {
-            apply_yaml(c, &crds, "default").await?;
-            wait_crd(
-                c,
-                "cassandra.datastax.com",
-                "v1beta1",
-                "CassandraDatacenter",
-            )
-            .await?;
-            Api::<Namespace>::all(c.clone())
-                .create(
-                    &PostParams::default(),
-                    &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
-                )
-                .await?;
+            install_crds(c, &crds).await?;
+            create_namespace(c, NS).await?;
         }
         wait_crd(&cp, "k8ssandra.io", "v1alpha1", "K8ssandraCluster").await?;
         wait_crd(&cp, "config.k8ssandra.io", "v1beta1", "ClientConfig").await?;
@@ -291,11 +277,8 @@ impl Scenario {
             (2, "cassandra-datacenter", vec!["--control-plane=false"]),
         ] {
             let dir = tmp.path().join(format!("op{i}"));
-            let plugins = dir.join("plugins");
-            std::fs::create_dir_all(&plugins)?;
-            std::fs::copy(policy_wasm(policy), plugins.join(format!("{policy}.wasm")))?;
-            let kubeconfig = dir.join("kubeconfig");
-            std::fs::write(&kubeconfig, env.cluster(i).kubeconfig_yaml())?;
+            let plugins = plugin_dir(&dir.join("plugins"), &[policy])?;
+            let kubeconfig = write_kubeconfig(&dir, env.cluster(i))?;
             let mut args = vec!["--resync-seconds", "5"];
             args.extend(extra);
             let op = Operator::start(&kubeconfig, &plugins, &args)?;

@@ -12,14 +12,17 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use cassandra_sim::{HistoryEntry, SimHandle, SimOptions, Simulator};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use kube::discovery::pinned_kind;
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
-use support::{Operator, apply_yaml, policy_wasm, wait_crd, wait_for};
+use support::{
+    Operator, apply_yaml, create_namespace, install_crds, operator_crds, plugin_dir, wait_crd,
+    wait_for, write_kubeconfig,
+};
 
 const NS: &str = "k8ssandra-operator";
 const TASK: &str = "flush-all";
@@ -149,28 +152,11 @@ async fn flush_runs_datacenter_by_datacenter() -> Result<()> {
     })
     .await?;
     let (a, b) = (env.cluster(0).client(), env.cluster(1).client());
-    let crds = {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_k8ssandra-operator"))
-            .arg("crds")
-            .output()?;
-        String::from_utf8(out.stdout)?
-    };
+    let crds = operator_crds()?;
     for c in [&a, &b] {
-        apply_yaml(c, &crds, "default").await?;
-        wait_crd(
-            c,
-            "cassandra.datastax.com",
-            "v1beta1",
-            "CassandraDatacenter",
-        )
-        .await?;
+        install_crds(c, &crds).await?;
         wait_crd(c, "control.k8ssandra.io", "v1alpha1", "CassandraTask").await?;
-        Api::<Namespace>::all(c.clone())
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
-            )
-            .await?;
+        create_namespace(c, NS).await?;
     }
     wait_crd(&a, "k8ssandra.io", "v1alpha1", "K8ssandraCluster").await?;
     wait_crd(&a, "control.k8ssandra.io", "v1alpha1", "K8ssandraTask").await?;
@@ -228,13 +214,8 @@ async fn flush_runs_datacenter_by_datacenter() -> Result<()> {
         (1, &data[..], vec!["--control-plane=false"]),
     ] {
         let dir = tmp.path().join(format!("op{i}"));
-        let plugins = dir.join("plugins");
-        std::fs::create_dir_all(&plugins)?;
-        for p in policies {
-            std::fs::copy(policy_wasm(p), plugins.join(format!("{p}.wasm")))?;
-        }
-        let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(&kubeconfig, env.cluster(i).kubeconfig_yaml())?;
+        let plugins = plugin_dir(&dir.join("plugins"), policies)?;
+        let kubeconfig = write_kubeconfig(&dir, env.cluster(i))?;
         let mut args = vec!["--resync-seconds", "5"];
         args.extend(extra);
         let op = Operator::start(&kubeconfig, &plugins, &args)?;

@@ -8,14 +8,16 @@ use std::time::Duration;
 
 use anyhow::Result;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::pinned_kind;
 use kube::{Api, Client};
 use serde_json::json;
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
-use support::{Operator, apply_yaml, policy_wasm, wait_crd, wait_for};
+use support::{
+    Operator, apply_yaml, create_namespace, policy_wasm, wait_crd, wait_for, write_kubeconfig,
+};
 
 async fn echo_names(client: &Client, ns: &str) -> Vec<String> {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
@@ -31,16 +33,6 @@ async fn echo_names(client: &Client, ns: &str) -> Vec<String> {
     names
 }
 
-async fn create_ns(client: &Client, ns: &str) -> Result<()> {
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns}}))?,
-        )
-        .await?;
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clientconfig_at_run_time_and_a_lost_cluster() -> Result<()> {
     let echo = policy_wasm("echo-policy");
@@ -53,8 +45,7 @@ async fn clientconfig_at_run_time_and_a_lost_cluster() -> Result<()> {
     let control = env.cluster(0).client();
     let remote = env.cluster(1).client();
     let tmp = tempfile::tempdir()?;
-    let kubeconfig = tmp.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, env.cluster(0).kubeconfig_yaml())?;
+    let kubeconfig = write_kubeconfig(tmp.path(), env.cluster(0))?;
 
     for yaml in [
         std::fs::read_to_string(support::workspace_root().join("plugins/examples/echo/crd.yaml"))?,
@@ -76,8 +67,8 @@ async fn clientconfig_at_run_time_and_a_lost_cluster() -> Result<()> {
     wait_crd(&control, "examples.k8ssandra.io", "v1alpha1", "Echo").await?;
     wait_crd(&control, "config.k8ssandra.io", "v1beta1", "ClientConfig").await?;
     let ns = "multi";
-    create_ns(&control, ns).await?;
-    create_ns(&remote, ns).await?;
+    create_namespace(&control, ns).await?;
+    create_namespace(&remote, ns).await?;
 
     let plugins = tmp.path().join("plugins");
     std::fs::create_dir_all(&plugins)?;

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use kube::api::{DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use kube::discovery::pinned_kind;
 use kube::{Api, Client};
 
@@ -217,4 +217,102 @@ pub async fn wait_crd(client: &Client, group: &str, version: &str, kind: &str) -
         || async { pinned_kind(client, &gvk).await.ok().map(|_| ()) },
     )
     .await
+}
+
+/// The CRDs as the operator binary itself prints them (`k8ssandra-operator crds`), for tests
+/// that install what a user would install from the binary.
+pub fn operator_crds() -> Result<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_k8ssandra-operator"))
+        .arg("crds")
+        .output()?;
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// Applies a CRD bundle and waits until CassandraDatacenter is served: every bundle holds it,
+/// and it is the kind all the datacenter tests need first.
+pub async fn install_crds(client: &Client, crds: &str) -> Result<()> {
+    apply_yaml(client, crds, "default").await?;
+    wait_crd(
+        client,
+        "cassandra.datastax.com",
+        "v1beta1",
+        "CassandraDatacenter",
+    )
+    .await
+}
+
+pub async fn create_namespace(client: &Client, name: &str) -> Result<()> {
+    let ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))?;
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+    Ok(())
+}
+
+/// Writes `cluster`'s admin kubeconfig as `dir/kubeconfig` and returns its path.
+pub fn write_kubeconfig(dir: &Path, cluster: &k8ssandra_testenv::Cluster) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, cluster.kubeconfig_yaml())?;
+    Ok(path)
+}
+
+/// Creates the plugin directory `dir` holding the freshly built components of `policies`.
+pub fn plugin_dir(dir: &Path, policies: &[&str]) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    for policy in policies {
+        std::fs::copy(policy_wasm(policy), dir.join(format!("{policy}.wasm")))?;
+    }
+    Ok(dir.to_path_buf())
+}
+
+/// An API for a dynamic kind, namespaced, resolved against what the server serves.
+pub async fn dynamic_api(
+    client: &Client,
+    namespace: &str,
+    group: &str,
+    version: &str,
+    kind: &str,
+) -> Result<Api<DynamicObject>> {
+    let (ar, _) = pinned_kind(client, &GroupVersionKind::gvk(group, version, kind)).await?;
+    Ok(Api::namespaced_with(client.clone(), namespace, &ar))
+}
+
+/// CassandraDatacenters in `namespace`.
+pub async fn datacenters(client: &Client, namespace: &str) -> Result<Api<DynamicObject>> {
+    dynamic_api(
+        client,
+        namespace,
+        "cassandra.datastax.com",
+        "v1beta1",
+        "CassandraDatacenter",
+    )
+    .await
+}
+
+/// name → uid of every listed object: a changed uid means the object was recreated.
+pub async fn uids<K>(api: &Api<K>) -> Result<std::collections::BTreeMap<String, String>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    Ok(api
+        .list(&kube::api::ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|o| {
+            let m = o.meta();
+            (
+                m.name.clone().unwrap_or_default(),
+                m.uid.clone().unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+/// The last `n` lines of a log, for failure messages.
+pub fn tail(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cassandra_sim::{
-    CassandraState, ConfigUpdate, FaultRequest, FaultTarget, HistoryEntry, SimHandle, SimOptions,
-    Simulator,
+    ConfigUpdate, FaultRequest, FaultTarget, HistoryEntry, SimHandle, SimOptions, Simulator,
 };
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DynamicObject, GroupVersionKind, ListParams};
@@ -22,8 +21,8 @@ use serde_json::{Value, json};
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
 use support::{
-    Operator, apply_yaml, create_namespace, install_crds, plugin_dir, tail, uids, wait_crd,
-    wait_for, write_kubeconfig,
+    Operator, apply_yaml, create_namespace, install_crds, normal_nodes, plugin_dir, tail, uids,
+    wait_crd, wait_for, write_kubeconfig,
 };
 
 const NS: &str = "tasks";
@@ -90,18 +89,6 @@ async fn dc_ready(dcs: &Api<DynamicObject>) -> bool {
                 .any(|c| c["type"] == "Ready" && c["status"] == "True")
         });
     ready && dc.data.pointer("/status/cassandraOperatorProgress") == Some(&json!("Ready"))
-}
-
-fn normal_nodes(sim: &SimHandle) -> usize {
-    sim.state()
-        .cluster("demo")
-        .map(|c| {
-            c.nodes
-                .iter()
-                .filter(|n| n.cassandra == CassandraState::Normal)
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 async fn status(tasks: &Api<DynamicObject>, name: &str) -> Option<Value> {
@@ -180,7 +167,7 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
     wait_for(
         "dc1 Ready with 3 nodes",
         Duration::from_secs(180),
-        || async { (dc_ready(&dcs).await && normal_nodes(&sim) == 3).then_some(()) },
+        || async { (dc_ready(&dcs).await && normal_nodes(&sim, "demo") == 3).then_some(()) },
     )
     .await
     .map_err(|e| e.context(tail(&op.log_text(), 60)))?;
@@ -232,7 +219,7 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
     );
     let cleanup_status: RefCell<Option<Value>> = RefCell::default();
     let restart = wait_for("restart task Complete", Duration::from_secs(240), || {
-        max_down = max_down.max(3 - normal_nodes(&sim).min(3));
+        max_down = max_down.max(3 - normal_nodes(&sim, "demo").min(3));
         let (tasks, pods, seen, cleanup_status) = (&tasks, &pods, &seen_uids, &cleanup_status);
         async move {
             if let Ok(u) = uids(pods).await {
@@ -447,7 +434,7 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
     wait_for(
         "dc1 Ready after the replacement",
         Duration::from_secs(60),
-        || async { (dc_ready(&dcs).await && normal_nodes(&sim) == 3).then_some(()) },
+        || async { (dc_ready(&dcs).await && normal_nodes(&sim, "demo") == 3).then_some(()) },
     )
     .await?;
 

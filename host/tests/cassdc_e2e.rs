@@ -15,8 +15,8 @@ use serde_json::json;
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
 use support::{
-    Operator, apply_yaml, create_namespace, datacenters, install_crds, plugin_dir, tail, wait_for,
-    write_kubeconfig,
+    Operator, apply_yaml, create_namespace, datacenters, install_crds, normal_nodes, plugin_dir,
+    tail, wait_for, write_kubeconfig,
 };
 
 const NS: &str = "cass";
@@ -62,18 +62,6 @@ async fn ready_condition(dcs: &Api<DynamicObject>) -> Option<bool> {
         .as_str()?
         .to_string();
     Some(ready["status"] == "True" && progress == "Ready")
-}
-
-fn normal_nodes(sim: &SimHandle) -> usize {
-    sim.state()
-        .cluster("demo")
-        .map(|c| {
-            c.nodes
-                .iter()
-                .filter(|n| n.cassandra == CassandraState::Normal)
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 async fn setup(
@@ -128,7 +116,8 @@ async fn datacenter_of_three_racks_becomes_ready_and_scales() -> Result<()> {
         "dc1 Ready with 6 nodes",
         Duration::from_secs(240),
         || async {
-            (ready_condition(&dcs).await == Some(true) && normal_nodes(&sim) == 6).then_some(())
+            (ready_condition(&dcs).await == Some(true) && normal_nodes(&sim, "demo") == 6)
+                .then_some(())
         },
     )
     .await
@@ -191,7 +180,8 @@ async fn datacenter_of_three_racks_becomes_ready_and_scales() -> Result<()> {
         "dc1 Ready with 9 nodes",
         Duration::from_secs(240),
         || async {
-            (normal_nodes(&sim) == 9 && ready_condition(&dcs).await == Some(true)).then_some(())
+            (normal_nodes(&sim, "demo") == 9 && ready_condition(&dcs).await == Some(true))
+                .then_some(())
         },
     )
     .await
@@ -227,7 +217,7 @@ async fn datacenter_of_three_racks_becomes_ready_and_scales() -> Result<()> {
     wait_for("dc1 back to 6 nodes", Duration::from_secs(240), || async {
         let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
         let n = pods.list(&ListParams::default()).await.ok()?.items.len();
-        (n == 6 && normal_nodes(&sim) == 6 && ready_condition(&dcs).await == Some(true))
+        (n == 6 && normal_nodes(&sim, "demo") == 6 && ready_condition(&dcs).await == Some(true))
             .then_some(())
     })
     .await
@@ -292,7 +282,8 @@ async fn rolling_config_change_stop_resume_and_replace() -> Result<()> {
         "dc1 Ready with 3 nodes",
         Duration::from_secs(180),
         || async {
-            (ready_condition(&dcs).await == Some(true) && normal_nodes(&sim) == 3).then_some(())
+            (ready_condition(&dcs).await == Some(true) && normal_nodes(&sim, "demo") == 3)
+                .then_some(())
         },
     )
     .await
@@ -317,7 +308,7 @@ async fn rolling_config_change_stop_resume_and_replace() -> Result<()> {
             let dcs = &dcs;
             async move {
                 (starts(sim).len() >= 6
-                    && normal_nodes(sim) == 3
+                    && normal_nodes(sim, "demo") == 3
                     && ready_condition(dcs).await == Some(true))
                 .then_some(())
             }
@@ -373,7 +364,8 @@ async fn rolling_config_change_stop_resume_and_replace() -> Result<()> {
         "Ready again after resuming",
         Duration::from_secs(180),
         || async {
-            (normal_nodes(&sim) == 3 && ready_condition(&dcs).await == Some(true)).then_some(())
+            (normal_nodes(&sim, "demo") == 3 && ready_condition(&dcs).await == Some(true))
+                .then_some(())
         },
     )
     .await
@@ -410,8 +402,10 @@ async fn rolling_config_change_stop_resume_and_replace() -> Result<()> {
             let replaced = starts(&sim)
                 .iter()
                 .any(|h| h.replace_ip.as_deref() == Some(old_ip.as_str()));
-            (replaced && normal_nodes(&sim) == 3 && ready_condition(&dcs).await == Some(true))
-                .then_some(())
+            (replaced
+                && normal_nodes(&sim, "demo") == 3
+                && ready_condition(&dcs).await == Some(true))
+            .then_some(())
         },
     )
     .await

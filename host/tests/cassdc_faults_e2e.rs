@@ -24,8 +24,8 @@ use serde_json::{Value, json};
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
 use support::{
-    Operator, apply_yaml, create_namespace, datacenters, install_crds, plugin_dir, tail, uids,
-    wait_for, write_kubeconfig,
+    Operator, apply_yaml, create_namespace, datacenters, install_crds, normal_nodes, plugin_dir,
+    tail, uids, wait_for, write_kubeconfig,
 };
 
 const NS: &str = "faults";
@@ -120,18 +120,6 @@ async fn dc_ready(dcs: &Api<DynamicObject>) -> bool {
         Err(_) => None,
     };
     ready.is_some_and(|c| c["status"] == "True") && progress.as_deref() == Some("Ready")
-}
-
-fn normal_nodes(sim: &SimHandle) -> usize {
-    sim.state()
-        .cluster("demo")
-        .map(|c| {
-            c.nodes
-                .iter()
-                .filter(|n| n.cassandra == CassandraState::Normal)
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 fn starts_of(sim: &SimHandle, pod: &str) -> usize {
@@ -251,7 +239,7 @@ async fn a_failing_management_api_is_backed_off_reported_and_survived() -> Resul
                 && c["reason"] == REASON
                 && message.contains(victim)
                 && message.contains("HTTP 500")
-                && normal_nodes(sim) == 2)
+                && normal_nodes(sim, "demo") == 2)
                 .then_some(message)
         },
     )
@@ -400,7 +388,7 @@ async fn a_failing_management_api_is_backed_off_reported_and_survived() -> Resul
         Duration::from_secs(180),
         || async {
             let ready = condition(dcs, "Ready").await?;
-            (dc_ready(dcs).await && normal_nodes(sim) == 3 && ready["reason"] != REASON)
+            (dc_ready(dcs).await && normal_nodes(sim, "demo") == 3 && ready["reason"] != REASON)
                 .then_some(())
         },
     )
@@ -436,7 +424,7 @@ async fn an_operator_killed_mid_decommission_finishes_the_scale_down_once() -> R
     wait_for(
         "dc1 Ready with three nodes",
         Duration::from_secs(180),
-        || async { (dc_ready(dcs).await && normal_nodes(sim) == 3).then_some(()) },
+        || async { (dc_ready(dcs).await && normal_nodes(sim, "demo") == 3).then_some(()) },
     )
     .await
     .map_err(|e| e.context(tail(&op.log_text(), 40)))?;
@@ -493,7 +481,8 @@ async fn an_operator_killed_mid_decommission_finishes_the_scale_down_once() -> R
         || async {
             let replicas = stss.get("demo-dc1-r1-sts").await.ok()?.spec?.replicas?;
             let n = pods.list(&ListParams::default()).await.ok()?.items.len();
-            (replicas == 2 && n == 2 && normal_nodes(sim) == 2 && dc_ready(dcs).await).then_some(())
+            (replicas == 2 && n == 2 && normal_nodes(sim, "demo") == 2 && dc_ready(dcs).await)
+                .then_some(())
         },
     )
     .await;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Result;
-use cassandra_sim::{CassandraState, SimHandle, SimOptions, Simulator};
+use cassandra_sim::{SimOptions, Simulator};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
@@ -18,8 +18,8 @@ use serde_json::json;
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
 use support::{
-    Operator, apply_yaml, create_namespace, datacenters, install_crds, plugin_dir, tail, wait_for,
-    write_kubeconfig,
+    Operator, apply_yaml, create_namespace, datacenters, install_crds, normal_nodes, plugin_dir,
+    tail, wait_for, write_kubeconfig,
 };
 
 const NS: &str = "cass";
@@ -66,15 +66,6 @@ async fn ready(dcs: &Api<DynamicObject>) -> bool {
         && dc.data.pointer("/status/cassandraOperatorProgress") == Some(&json!("Ready"))
 }
 
-fn normal_nodes(sim: &SimHandle) -> usize {
-    sim.state().cluster("demo").map_or(0, |c| {
-        c.nodes
-            .iter()
-            .filter(|n| n.cassandra == CassandraState::Normal)
-            .count()
-    })
-}
-
 fn requested(p: &PersistentVolumeClaim) -> Option<String> {
     p.spec
         .as_ref()?
@@ -115,7 +106,7 @@ async fn data_volumes_grow_without_restarting_nodes() -> Result<()> {
     wait_for(
         "dc1 Ready with 3 nodes",
         Duration::from_secs(240),
-        || async { (ready(&dcs).await && normal_nodes(&sim) == 3).then_some(()) },
+        || async { (ready(&dcs).await && normal_nodes(&sim, "demo") == 3).then_some(()) },
     )
     .await
     .map_err(|e| e.context(tail(&op.log_text(), 40)))?;

@@ -316,3 +316,13 @@ pub fn tail(log: &str, n: usize) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// How many nodes of the simulated Cassandra cluster `cluster` are up and Normal.
+pub fn normal_nodes(sim: &cassandra_sim::SimHandle, cluster: &str) -> usize {
+    sim.state().cluster(cluster).map_or(0, |c| {
+        c.nodes
+            .iter()
+            .filter(|n| n.cassandra == cassandra_sim::CassandraState::Normal)
+            .count()
+    })
+}

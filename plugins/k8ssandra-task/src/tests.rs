@@ -74,6 +74,24 @@ fn complete(start: &str, end: &str, pods: i64) -> Value {
            "podStatuses": {"p-0": {"status": "COMPLETED"}}})
 }
 
+/// dc1 here (1 pod, done at 22:01) and dc2 in cluster B (2 pods, done at 22:02), both Complete.
+fn both_complete() -> Vec<Object> {
+    vec![
+        child(
+            "",
+            NS,
+            "dc1",
+            complete("2023-11-14T22:00:00Z", "2023-11-14T22:01:00Z", 1),
+        ),
+        child(
+            "B",
+            "other",
+            "dc2",
+            complete("2023-11-14T22:01:05Z", "2023-11-14T22:02:00Z", 2),
+        ),
+    ]
+}
+
 fn failed(start: &str, end: &str) -> Value {
     json!({"conditions": [cond("Running", false, end), cond("Complete", true, end), cond("Failed", true, end)],
            "startTime": start, "completionTime": end, "failed": 1, "succeeded": 0})
@@ -391,20 +409,7 @@ fn listed_datacenters_run_in_their_listed_order() {
 #[test]
 fn complete_sums_the_datacenters() {
     let mut w = World::new(task(json!({})));
-    w.children = vec![
-        child(
-            "",
-            NS,
-            "dc1",
-            complete("2023-11-14T22:00:00Z", "2023-11-14T22:01:00Z", 1),
-        ),
-        child(
-            "B",
-            "other",
-            "dc2",
-            complete("2023-11-14T22:01:05Z", "2023-11-14T22:02:00Z", 2),
-        ),
-    ];
+    w.children = both_complete();
     let plan = w.run();
     let st = status(&plan);
     assert!(is(&st, "Complete") && !is(&st, "Running") && !is(&st, "Failed"));
@@ -619,20 +624,7 @@ fn existing_tasks_are_never_changed() {
 #[test]
 fn ttl_deletes_the_finished_task_when_due() {
     let mut w = World::new(task(json!({})));
-    w.children = vec![
-        child(
-            "",
-            NS,
-            "dc1",
-            complete("2023-11-14T22:00:00Z", "2023-11-14T22:01:00Z", 1),
-        ),
-        child(
-            "B",
-            "other",
-            "dc2",
-            complete("2023-11-14T22:01:05Z", "2023-11-14T22:02:00Z", 2),
-        ),
-    ];
+    w.children = both_complete();
     w.step();
     w.now = 1_699_999_320_000 + 86_400_000;
     let plan = w.run();
@@ -662,20 +654,7 @@ fn ttl_zero_keeps_the_task_and_a_custom_ttl_is_used() {
     let mut t = task(json!({}));
     t["spec"]["template"]["ttlSecondsAfterFinished"] = json!(0);
     let mut w = World::new(t);
-    w.children = vec![
-        child(
-            "",
-            NS,
-            "dc1",
-            complete("2023-11-14T22:00:00Z", "2023-11-14T22:01:00Z", 1),
-        ),
-        child(
-            "B",
-            "other",
-            "dc2",
-            complete("2023-11-14T22:01:05Z", "2023-11-14T22:02:00Z", 2),
-        ),
-    ];
+    w.children = both_complete();
     w.step();
     w.now += 10 * 86_400_000;
     let plan = w.run();
@@ -692,20 +671,7 @@ fn ttl_zero_keeps_the_task_and_a_custom_ttl_is_used() {
 #[test]
 fn a_finished_task_is_not_re_evaluated() {
     let mut w = World::new(task(json!({})));
-    w.children = vec![
-        child(
-            "",
-            NS,
-            "dc1",
-            complete("2023-11-14T22:00:00Z", "2023-11-14T22:01:00Z", 1),
-        ),
-        child(
-            "B",
-            "other",
-            "dc2",
-            complete("2023-11-14T22:01:05Z", "2023-11-14T22:02:00Z", 2),
-        ),
-    ];
+    w.children = both_complete();
     w.step();
     w.kc = None;
     let plan = w.run();

@@ -17,22 +17,18 @@
 mod support;
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use cassandra_sim::{CassandraState, SimOptions, Simulator};
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DeleteParams, DynamicObject, GroupVersionKind, PostParams};
+use kube::api::{DeleteParams, DynamicObject, GroupVersionKind};
 use kube::discovery::pinned_kind;
 use kube::{Api, Client};
 use serde_json::json;
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
 use support::{
-    Operator, apply_yaml, create_namespace, install_crds, plugin_dir, wait_crd, wait_for,
-    write_kubeconfig,
+    Operator, add_client_config, apply_yaml, create_namespace, install_crds, wait_crd, wait_for,
 };
 
 const OP_NS: &str = "k8ssandra-operator";
@@ -139,28 +135,12 @@ async fn main() -> Result<()> {
     wait_crd(&cp, "config.k8ssandra.io", "v1beta1", "ClientConfig").await?;
     for i in [1usize, 2] {
         let ctx = env.cluster(i).context_name().to_string();
-        Api::<Secret>::namespaced(cp.clone(), OP_NS)
-            .create(
-                &PostParams::default(),
-                &Secret {
-                    metadata: kube::api::ObjectMeta {
-                        name: Some(format!("{ctx}-kubeconfig")),
-                        ..Default::default()
-                    },
-                    data: Some(BTreeMap::from([(
-                        "kubeconfig".to_string(),
-                        ByteString(env.cluster(i).kubeconfig_yaml().as_bytes().to_vec()),
-                    )])),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        apply_yaml(
+        add_client_config(
             &cp,
-            &format!(
-                "apiVersion: config.k8ssandra.io/v1beta1\nkind: ClientConfig\nmetadata:\n  name: {ctx}\n  namespace: {OP_NS}\nspec:\n  contextName: {ctx}\n  kubeConfigSecret:\n    name: {ctx}-kubeconfig\n"
-            ),
             OP_NS,
+            &ctx,
+            &format!("{ctx}-kubeconfig"),
+            env.cluster(i).kubeconfig_yaml(),
         )
         .await?;
     }
@@ -183,10 +163,12 @@ async fn main() -> Result<()> {
         (1, "cassandra-datacenter", vec!["--control-plane=false"]),
         (2, "cassandra-datacenter", vec!["--control-plane=false"]),
     ] {
-        let dir = tmp.path().join(format!("op{i}"));
-        let plugins = plugin_dir(&dir.join("plugins"), &[policy])?;
-        let kubeconfig = write_kubeconfig(&dir, env.cluster(i))?;
-        let op = Operator::start(&kubeconfig, &plugins, &extra)?;
+        let op = Operator::start_for(
+            &tmp.path().join(format!("op{i}")),
+            env.cluster(i),
+            &[policy],
+            &extra,
+        )?;
         op.wait_ready(Duration::from_secs(120)).await?;
         operators.push(op);
     }

@@ -27,17 +27,16 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cassandra_sim::{CassandraState, KeyspaceRequest, SimHandle, SimOptions, Simulator};
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{DynamicObject, GroupVersionKind, ListParams, PostParams};
+use kube::api::{DynamicObject, GroupVersionKind, ListParams};
 use kube::discovery::pinned_kind;
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
 use support::{
-    Operator, apply_yaml, create_namespace, install_crds, operator_crds, plugin_dir, wait_crd,
-    wait_for, write_kubeconfig,
+    Operator, add_client_config, apply_yaml, create_namespace, install_crds, operator_crds,
+    wait_crd, wait_for,
 };
 
 const NS: &str = "k8ssandra-operator";
@@ -276,12 +275,14 @@ impl Scenario {
             (1, "cassandra-datacenter", vec!["--control-plane=false"]),
             (2, "cassandra-datacenter", vec!["--control-plane=false"]),
         ] {
-            let dir = tmp.path().join(format!("op{i}"));
-            let plugins = plugin_dir(&dir.join("plugins"), &[policy])?;
-            let kubeconfig = write_kubeconfig(&dir, env.cluster(i))?;
             let mut args = vec!["--resync-seconds", "5"];
             args.extend(extra);
-            let op = Operator::start(&kubeconfig, &plugins, &args)?;
+            let op = Operator::start_for(
+                &tmp.path().join(format!("op{i}")),
+                env.cluster(i),
+                &[policy],
+                &args,
+            )?;
             op.wait_ready(Duration::from_secs(120)).await?;
             operators.push(op);
         }
@@ -299,28 +300,12 @@ impl Scenario {
     /// Registers data plane `i` with the control plane: its kubeconfig Secret and ClientConfig.
     async fn add_client_config(&self, i: usize) -> Result<()> {
         let ctx = self.env.cluster(i).context_name().to_string();
-        Api::<Secret>::namespaced(self.cp.clone(), NS)
-            .create(
-                &PostParams::default(),
-                &Secret {
-                    metadata: kube::api::ObjectMeta {
-                        name: Some(format!("{ctx}-kubeconfig")),
-                        ..Default::default()
-                    },
-                    data: Some(BTreeMap::from([(
-                        "kubeconfig".to_string(),
-                        ByteString(self.env.cluster(i).kubeconfig_yaml().as_bytes().to_vec()),
-                    )])),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        apply_yaml(
+        add_client_config(
             &self.cp,
-            &format!(
-                "apiVersion: config.k8ssandra.io/v1beta1\nkind: ClientConfig\nmetadata:\n  name: {ctx}\n  namespace: {NS}\nspec:\n  contextName: {ctx}\n  kubeConfigSecret:\n    name: {ctx}-kubeconfig\n"
-            ),
             NS,
+            &ctx,
+            &format!("{ctx}-kubeconfig"),
+            self.env.cluster(i).kubeconfig_yaml(),
         )
         .await
     }

@@ -11,17 +11,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use cassandra_sim::{HistoryEntry, SimHandle, SimOptions, Simulator};
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::api::{DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::discovery::pinned_kind;
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
 use support::{
-    Operator, apply_yaml, create_namespace, install_crds, operator_crds, plugin_dir, wait_crd,
-    wait_for, write_kubeconfig,
+    Operator, add_client_config, apply_yaml, create_namespace, install_crds, operator_crds,
+    wait_crd, wait_for,
 };
 
 const NS: &str = "k8ssandra-operator";
@@ -175,28 +173,12 @@ async fn flush_runs_datacenter_by_datacenter() -> Result<()> {
     .await?;
 
     // cluster-1 registered with the control plane.
-    Api::<Secret>::namespaced(a.clone(), NS)
-        .create(
-            &PostParams::default(),
-            &Secret {
-                metadata: kube::api::ObjectMeta {
-                    name: Some("cluster-1-kubeconfig".into()),
-                    ..Default::default()
-                },
-                data: Some(BTreeMap::from([(
-                    "kubeconfig".to_string(),
-                    ByteString(env.cluster(1).kubeconfig_yaml().as_bytes().to_vec()),
-                )])),
-                ..Default::default()
-            },
-        )
-        .await?;
-    apply_yaml(
+    add_client_config(
         &a,
-        &format!(
-            "apiVersion: config.k8ssandra.io/v1beta1\nkind: ClientConfig\nmetadata:\n  name: cluster-1\n  namespace: {NS}\nspec:\n  contextName: cluster-1\n  kubeConfigSecret:\n    name: cluster-1-kubeconfig\n"
-        ),
         NS,
+        "cluster-1",
+        "cluster-1-kubeconfig",
+        env.cluster(1).kubeconfig_yaml(),
     )
     .await?;
 
@@ -213,12 +195,14 @@ async fn flush_runs_datacenter_by_datacenter() -> Result<()> {
         (0usize, &control[..], vec![]),
         (1, &data[..], vec!["--control-plane=false"]),
     ] {
-        let dir = tmp.path().join(format!("op{i}"));
-        let plugins = plugin_dir(&dir.join("plugins"), policies)?;
-        let kubeconfig = write_kubeconfig(&dir, env.cluster(i))?;
         let mut args = vec!["--resync-seconds", "5"];
         args.extend(extra);
-        let op = Operator::start(&kubeconfig, &plugins, &args)?;
+        let op = Operator::start_for(
+            &tmp.path().join(format!("op{i}")),
+            env.cluster(i),
+            policies,
+            &args,
+        )?;
         op.wait_ready(Duration::from_secs(120)).await?;
         operators.push(op);
     }

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Result;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::pinned_kind;
@@ -16,7 +15,8 @@ use serde_json::json;
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
 use support::{
-    Operator, apply_yaml, create_namespace, policy_wasm, wait_crd, wait_for, write_kubeconfig,
+    Operator, add_client_config, apply_yaml, create_namespace, policy_wasm, wait_crd, wait_for,
+    write_kubeconfig,
 };
 
 async fn echo_names(client: &Client, ns: &str) -> Vec<String> {
@@ -100,31 +100,15 @@ async fn clientconfig_at_run_time_and_a_lost_cluster() -> Result<()> {
     assert!(echo_names(&remote, ns).await.is_empty());
 
     // A ClientConfig added at run time: the remote cluster gets its ConfigMap, same process.
-    let secrets: Api<Secret> = Api::namespaced(control.clone(), ns);
+    let _secrets: Api<Secret> = Api::namespaced(control.clone(), ns);
     // contextName "remote-a" is not a context of this kubeconfig: its current context is used.
     let remote_kubeconfig = env.cluster(1).kubeconfig_yaml().to_string();
-    secrets
-        .create(
-            &PostParams::default(),
-            &Secret {
-                metadata: kube::api::ObjectMeta {
-                    name: Some("remote-a-kubeconfig".into()),
-                    ..Default::default()
-                },
-                data: Some(BTreeMap::from([(
-                    "kubeconfig".to_string(),
-                    ByteString(remote_kubeconfig.into_bytes()),
-                )])),
-                ..Default::default()
-            },
-        )
-        .await?;
-    apply_yaml(
+    add_client_config(
         &control,
-        &format!(
-            "apiVersion: config.k8ssandra.io/v1beta1\nkind: ClientConfig\nmetadata:\n  name: remote-a\n  namespace: {ns}\nspec:\n  contextName: remote-a\n  kubeConfigSecret:\n    name: remote-a-kubeconfig\n"
-        ),
         ns,
+        "remote-a",
+        "remote-a-kubeconfig",
+        &remote_kubeconfig,
     )
     .await?;
     wait_for(
@@ -196,28 +180,12 @@ async fn clientconfig_at_run_time_and_a_lost_cluster() -> Result<()> {
     };
     let before = uids(cms.list(&Default::default()).await?.items);
     assert_eq!(before.len(), 2);
-    secrets
-        .create(
-            &PostParams::default(),
-            &Secret {
-                metadata: kube::api::ObjectMeta {
-                    name: Some("self-kubeconfig".into()),
-                    ..Default::default()
-                },
-                data: Some(BTreeMap::from([(
-                    "kubeconfig".to_string(),
-                    ByteString(env.cluster(0).kubeconfig_yaml().as_bytes().to_vec()),
-                )])),
-                ..Default::default()
-            },
-        )
-        .await?;
-    apply_yaml(
+    add_client_config(
         &control,
-        &format!(
-            "apiVersion: config.k8ssandra.io/v1beta1\nkind: ClientConfig\nmetadata:\n  name: self-alias\n  namespace: {ns}\nspec:\n  contextName: self-alias\n  kubeConfigSecret:\n    name: self-kubeconfig\n"
-        ),
         ns,
+        "self-alias",
+        "self-kubeconfig",
+        env.cluster(0).kubeconfig_yaml(),
     )
     .await?;
     wait_for(

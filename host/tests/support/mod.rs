@@ -90,6 +90,19 @@ impl Operator {
         })
     }
 
+    /// Starts an operator of its own for `cluster`: kubeconfig, plugins (`policies`), cache
+    /// and log all under `dir`, as each cluster's install would have them.
+    pub fn start_for(
+        dir: &Path,
+        cluster: &k8ssandra_testenv::Cluster,
+        policies: &[&str],
+        extra: &[&str],
+    ) -> Result<Operator> {
+        let plugins = plugin_dir(&dir.join("plugins"), policies)?;
+        let kubeconfig = write_kubeconfig(dir, cluster)?;
+        Operator::start(&kubeconfig, &plugins, extra)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -325,4 +338,41 @@ pub fn normal_nodes(sim: &cassandra_sim::SimHandle, cluster: &str) -> usize {
             .filter(|n| n.cassandra == cassandra_sim::CassandraState::Normal)
             .count()
     })
+}
+
+/// Registers a cluster with the control plane as a user would: its kubeconfig in Secret
+/// `secret`, and a ClientConfig named after `context` that points to it.
+pub async fn add_client_config(
+    control: &Client,
+    namespace: &str,
+    context: &str,
+    secret: &str,
+    kubeconfig: &str,
+) -> Result<()> {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    Api::<Secret>::namespaced(control.clone(), namespace)
+        .create(
+            &PostParams::default(),
+            &Secret {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(secret.to_string()),
+                    ..Default::default()
+                },
+                data: Some(std::collections::BTreeMap::from([(
+                    "kubeconfig".to_string(),
+                    ByteString(kubeconfig.as_bytes().to_vec()),
+                )])),
+                ..Default::default()
+            },
+        )
+        .await?;
+    apply_yaml(
+        control,
+        &format!(
+            "apiVersion: config.k8ssandra.io/v1beta1\nkind: ClientConfig\nmetadata:\n  name: {context}\n  namespace: {namespace}\nspec:\n  contextName: {context}\n  kubeConfigSecret:\n    name: {secret}\n"
+        ),
+        namespace,
+    )
+    .await
 }

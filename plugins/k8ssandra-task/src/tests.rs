@@ -74,22 +74,29 @@ fn complete(start: &str, end: &str, pods: i64) -> Value {
            "podStatuses": {"p-0": {"status": "COMPLETED"}}})
 }
 
-/// dc1 here (1 pod, done at 22:01) and dc2 in cluster B (2 pods, done at 22:02), both Complete.
+/// dc1's CassandraTask here, Complete at 22:01 on its 1 pod.
+fn dc1_complete() -> Object {
+    child(
+        "",
+        NS,
+        "dc1",
+        complete("2023-11-14T22:00:00Z", "2023-11-14T22:01:00Z", 1),
+    )
+}
+
+/// dc2's CassandraTask in cluster B, Complete at 22:02 on its 2 pods.
+fn dc2_complete() -> Object {
+    child(
+        "B",
+        "other",
+        "dc2",
+        complete("2023-11-14T22:01:05Z", "2023-11-14T22:02:00Z", 2),
+    )
+}
+
+/// Both datacenters done.
 fn both_complete() -> Vec<Object> {
-    vec![
-        child(
-            "",
-            NS,
-            "dc1",
-            complete("2023-11-14T22:00:00Z", "2023-11-14T22:01:00Z", 1),
-        ),
-        child(
-            "B",
-            "other",
-            "dc2",
-            complete("2023-11-14T22:01:05Z", "2023-11-14T22:02:00Z", 2),
-        ),
-    ]
+    vec![dc1_complete(), dc2_complete()]
 }
 
 fn failed(start: &str, end: &str) -> Value {
@@ -282,12 +289,7 @@ fn forbid_waits_while_the_previous_datacenter_runs() {
 #[test]
 fn forbid_creates_the_next_datacenter_once_the_previous_is_complete() {
     let mut w = World::new(task(json!({})));
-    w.children = vec![child(
-        "",
-        NS,
-        "dc1",
-        complete("2023-11-14T22:00:00Z", "2023-11-14T22:01:00Z", 1),
-    )];
+    w.children = vec![dc1_complete()];
     let plan = w.run();
     assert_eq!(applied_names(&plan), vec!["/ns/t-dc1", "B/other/t-dc2"]);
     let (cluster, obj) = &applied(&plan)[1];
@@ -508,12 +510,7 @@ fn invalid_keeps_existing_tasks() {
 #[test]
 fn unreachable_datacenter_waits_and_deletes_nothing() {
     let mut w = World::new(task(json!({})));
-    w.children = vec![child(
-        "",
-        NS,
-        "dc1",
-        complete("2023-11-14T22:00:00Z", "2023-11-14T22:01:00Z", 1),
-    )];
+    w.children = vec![dc1_complete()];
     w.set_unreachable("B");
     let plan = w.run();
     assert_eq!(
@@ -535,12 +532,7 @@ fn unreachable_datacenter_waits_and_deletes_nothing() {
 fn unknown_context_waits_too() {
     let mut w = World::new(task(json!({})));
     w.clusters.retain(|c| c.0 != "B");
-    w.children = vec![child(
-        "",
-        NS,
-        "dc1",
-        complete("2023-11-14T22:00:00Z", "2023-11-14T22:01:00Z", 1),
-    )];
+    w.children = vec![dc1_complete()];
     let plan = w.run();
     assert_eq!(applied_names(&plan), vec!["/ns/t-dc1"]);
     let c = condition(&status(&plan), "DatacenterUnreachable").unwrap();
@@ -584,12 +576,7 @@ fn allow_runs_the_reachable_datacenters_and_keeps_the_last_known_status_of_the_o
 #[test]
 fn a_finished_datacenter_is_not_run_again_when_its_task_disappears() {
     let mut w = World::new(task(json!({})));
-    w.children = vec![child(
-        "",
-        NS,
-        "dc1",
-        complete("2023-11-14T22:00:00Z", "2023-11-14T22:01:00Z", 1),
-    )];
+    w.children = vec![dc1_complete()];
     w.step();
     // Someone deleted t-dc1; dc2 is running.
     w.children = vec![child("B", "other", "dc2", running("2023-11-14T22:01:10Z"))];

@@ -105,6 +105,22 @@ fn condition(status: &Value, t: &str) -> bool {
         .is_some_and(|c| c.iter().any(|c| c["type"] == t && c["status"] == "True"))
 }
 
+/// Waits until task `name` has condition `t` True; returns its status. `what` names the wait
+/// in the timeout error.
+async fn task_condition(
+    tasks: &Api<DynamicObject>,
+    name: &str,
+    t: &str,
+    what: &str,
+    timeout: Duration,
+) -> Result<Value> {
+    wait_for(what, timeout, || async {
+        let s = status(tasks, name).await?;
+        condition(&s, t).then_some(s)
+    })
+    .await
+}
+
 fn pod_of(h: &HistoryEntry) -> Option<String> {
     h.pod.as_ref().map(|p| p.name.clone())
 }
@@ -318,13 +334,12 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
         waiting["conditions"][0]["reason"], "WaitingForTask",
         "{waiting}"
     );
-    let cleanup = wait_for(
+    let cleanup = task_condition(
+        &tasks,
+        "cleanup",
+        "Complete",
         "cleanup task Complete",
         Duration::from_secs(120),
-        || async {
-            let s = status(&tasks, "cleanup").await?;
-            condition(&s, "Complete").then_some(s)
-        },
     )
     .await
     .map_err(|e| e.context(tail(&op.log_text(), 60)))?;
@@ -392,13 +407,12 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
         NS,
     )
     .await?;
-    let replaced = wait_for(
+    let replaced = task_condition(
+        &tasks,
+        "replace",
+        "Complete",
         "replacenode task Complete",
         Duration::from_secs(180),
-        || async {
-            let s = status(&tasks, "replace").await?;
-            condition(&s, "Complete").then_some(s)
-        },
     )
     .await;
     let replaced = match replaced {
@@ -475,13 +489,12 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
         &["--resync-seconds", "5"],
     )?;
     op.wait_ready(Duration::from_secs(60)).await?;
-    let again = wait_for(
+    let again = task_condition(
+        &tasks,
+        "cleanup-again",
+        "Complete",
         "cleanup-again Complete after the operator restart",
         Duration::from_secs(60),
-        || async {
-            let s = status(&tasks, "cleanup-again").await?;
-            condition(&s, "Complete").then_some(s)
-        },
     )
     .await;
     let again = match again {
@@ -529,10 +542,13 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
         NS,
     )
     .await?;
-    let failed = wait_for("rebuild task Failed", Duration::from_secs(120), || async {
-        let s = status(&tasks, "rebuild").await?;
-        condition(&s, "Failed").then_some(s)
-    })
+    let failed = task_condition(
+        &tasks,
+        "rebuild",
+        "Failed",
+        "rebuild task Failed",
+        Duration::from_secs(120),
+    )
     .await;
     let failed = match failed {
         Ok(s) => s,

@@ -156,6 +156,9 @@ pub fn redact_secret(obj: &mut DynamicObject) {
 /// let change (`volumeClaimTemplates`), and its running pods must survive that (the new
 /// StatefulSet adopts them). Everything else, and every prune, propagates in the
 /// background.
+/// Prefix of the server-side-apply field manager of every policy (`k8ssandra-policy-<name>`).
+pub const FIELD_MANAGER_PREFIX: &str = "k8ssandra-policy-";
+
 pub fn explicit_delete_params(api_version: &str, kind: &str) -> DeleteParams {
     if api_version == "apps/v1" && kind == "StatefulSet" {
         DeleteParams::orphan()
@@ -185,7 +188,7 @@ impl Writer {
     pub fn new(policy: &str, metrics: Metrics, discovery: Discovery) -> Self {
         Writer {
             policy: policy.to_string(),
-            field_manager: format!("k8ssandra-policy-{policy}"),
+            field_manager: format!("{FIELD_MANAGER_PREFIX}{policy}"),
             metrics,
             discovery,
         }

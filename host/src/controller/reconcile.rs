@@ -113,6 +113,11 @@ impl PolicyController {
     }
 
     fn belongs(&self, obj: &DynamicObject, key: &ParentKey) -> bool {
+        // Another controller's object that copied our labels (the EndpointSlices Kubernetes
+        // makes for a Service carry the Service's labels) is not ours to prune or to show.
+        if controlled_by_another(obj, &self.parent.resource.kind) {
+            return false;
+        }
         obj.metadata
             .labels
             .as_ref()
@@ -560,7 +565,9 @@ impl PolicyController {
             }
             if let Some(live) = &live {
                 let live_value = serde_json::to_value(&**live).unwrap_or_default();
-                if is_subset(&value, &live_value) {
+                if is_subset(&value, &live_value)
+                    && !owns_extra_fields(live, &self.writer.field_manager, &value)
+                {
                     continue;
                 }
                 let remembered = lock(&self.memory.applied).get(&okey).cloned();
@@ -792,6 +799,67 @@ impl PolicyController {
     }
 }
 
+/// Whether an ownerReference with `controller: true` names something other than a parent
+/// of this kind: the object is that controller's (our own children point at the parent).
+fn controlled_by_another(obj: &DynamicObject, parent_kind: &str) -> bool {
+    obj.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && o.kind != parent_kind)
+}
+
+/// Whether `manager`'s server-side-apply entry on `live` holds a field `desired` no longer
+/// has: a field the policy (or its decorator) set earlier and dropped since. Only applying
+/// again removes it; the subset check alone would call the object up to date. List items
+/// are matched leniently (key fields the desired item leaves out match anything), so a
+/// defaulted key never turns into a write at every resync.
+pub(crate) fn owns_extra_fields(live: &DynamicObject, manager: &str, desired: &Value) -> bool {
+    live.metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|e| {
+            e.manager.as_deref() == Some(manager) && e.operation.as_deref() == Some("Apply")
+        })
+        .filter_map(|e| e.fields_v1.as_ref())
+        .any(|f| extra_fields(&f.0, desired))
+}
+
+fn extra_fields(fields: &Value, desired: &Value) -> bool {
+    let Value::Object(map) = fields else {
+        return false;
+    };
+    map.iter().any(|(key, sub)| {
+        if let Some(name) = key.strip_prefix("f:") {
+            match desired.get(name) {
+                None => true,
+                Some(d) => extra_fields(sub, d),
+            }
+        } else if let Some(item) = key.strip_prefix("k:") {
+            let (Ok(Value::Object(want)), Value::Array(items)) =
+                (serde_json::from_str::<Value>(item), desired)
+            else {
+                return false;
+            };
+            match items.iter().find(|i| {
+                want.iter()
+                    .all(|(k, v)| i.get(k).is_none_or(|have| have == v))
+            }) {
+                None => true,
+                Some(i) => extra_fields(sub, i),
+            }
+        } else if let Some(item) = key.strip_prefix("v:") {
+            match (serde_json::from_str::<Value>(item), desired) {
+                (Ok(v), Value::Array(items)) => !items.contains(&v),
+                _ => false,
+            }
+        } else {
+            false
+        }
+    })
+}
+
 /// A live condition the desired status doesn't mention (such as the host's PolicyFailed)
 /// makes the status differ even when every desired field matches.
 fn has_extra_conditions(desired: &Value, live: &Value) -> bool {
@@ -802,6 +870,66 @@ fn has_extra_conditions(desired: &Value, live: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_managed(fields: Value, manager: &str) -> DynamicObject {
+        let mut obj: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "n", "managedFields": [{
+                "manager": manager, "operation": "Apply", "apiVersion": "v1",
+                "fieldsType": "FieldsV1", "fieldsV1": fields,
+            }]},
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        obj.metadata.name = Some("c".into());
+        obj
+    }
+
+    #[test]
+    fn fields_applied_earlier_and_dropped_since_need_an_apply() {
+        let fields = serde_json::json!({
+            "f:metadata": {"f:labels": {".": {}, "f:app": {}, "f:org": {}}},
+            "f:spec": {"f:ports": {"k:{\"port\":9042,\"protocol\":\"TCP\"}": {".": {}, "f:port": {}}}},
+            "f:finalizers": {"v:\"a\"": {}},
+        });
+        let live = with_managed(fields, "k8ssandra-policy-x");
+        let full = serde_json::json!({
+            "metadata": {"labels": {"app": "c", "org": "o"}},
+            "spec": {"ports": [{"port": 9042}]},
+            "finalizers": ["a"],
+        });
+        assert!(!owns_extra_fields(&live, "k8ssandra-policy-x", &full));
+        // Another manager's entry says nothing about this policy's fields.
+        let mut label_gone = full.clone();
+        label_gone["metadata"]["labels"]
+            .as_object_mut()
+            .map(|m| m.remove("org"));
+        assert!(owns_extra_fields(&live, "k8ssandra-policy-x", &label_gone));
+        assert!(!owns_extra_fields(&live, "k8ssandra-policy-y", &label_gone));
+        let mut port_gone = full.clone();
+        port_gone["spec"]["ports"] = serde_json::json!([{"port": 7000}]);
+        assert!(owns_extra_fields(&live, "k8ssandra-policy-x", &port_gone));
+        let mut finalizer_gone = full;
+        finalizer_gone["finalizers"] = serde_json::json!(["b"]);
+        assert!(owns_extra_fields(
+            &live,
+            "k8ssandra-policy-x",
+            &finalizer_gone
+        ));
+    }
+
+    #[test]
+    fn objects_controlled_by_another_controller_are_not_children() {
+        let slice: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "svc-abcde", "ownerReferences": [{
+                "apiVersion": "v1", "kind": "Service", "name": "svc", "uid": "u",
+                "controller": true, "blockOwnerDeletion": true,
+            }]},
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(controlled_by_another(&slice, "CassandraDatacenter"));
+        assert!(!controlled_by_another(&slice, "Service"));
+    }
 
     #[test]
     fn selectors() {

@@ -180,11 +180,24 @@ pub async fn run_watch(
     }
 }
 
-/// Drops `managedFields` and fills in `apiVersion`/`kind`: the items of the initial list
-/// come without them (only watch events carry them), and policies find objects by kind,
-/// so an object listed at start-up and never changed since would stay invisible to them.
+/// Drops the `managedFields` of other managers and fills in `apiVersion`/`kind`: the items
+/// of the initial list come without them (only watch events carry them), and policies find
+/// objects by kind, so an object listed at start-up and never changed since would stay
+/// invisible to them. The policies' own server-side-apply entries stay: they tell which
+/// fields a policy set earlier and no longer wants (see `reconcile::owns_extra_fields`).
 fn strip(mut obj: DynamicObject, resource: &ApiResource) -> DynamicObject {
-    obj.metadata.managed_fields = None;
+    obj.metadata.managed_fields = obj.metadata.managed_fields.take().and_then(|entries| {
+        let ours: Vec<_> = entries
+            .into_iter()
+            .filter(|e| {
+                e.operation.as_deref() == Some("Apply")
+                    && e.manager
+                        .as_deref()
+                        .is_some_and(|m| m.starts_with(crate::apply::FIELD_MANAGER_PREFIX))
+            })
+            .collect();
+        (!ours.is_empty()).then_some(ours)
+    });
     if obj.types.as_ref().is_none_or(|t| t.kind.is_empty()) {
         obj.types = Some(kube::api::TypeMeta {
             api_version: resource.api_version.clone(),

@@ -155,6 +155,15 @@ async fn datacenter_of_three_racks_becomes_ready_and_scales() -> Result<()> {
         before,
         "zero writes after Ready"
     );
+    // The EndpointSlices Kubernetes makes for the Services copy their labels; they are
+    // the EndpointSlice controller's, never pruned by the operator.
+    let pruned_slices: Vec<String> = op
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("pruning") && l.contains("EndpointSlice"))
+        .map(str::to_string)
+        .collect();
+    assert!(pruned_slices.is_empty(), "{pruned_slices:#?}");
 
     // Scale up 6 → 9: new nodes join, cleanup runs on the original ones.
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);

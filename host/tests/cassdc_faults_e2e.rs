@@ -200,15 +200,22 @@ async fn a_failing_management_api_is_backed_off_reported_and_survived() -> Resul
     let victim = "demo-dc1-r1-sts-2";
 
     apply_yaml(client, &dc_manifest(3), NS).await?;
-    wait_for(
-        "the simulator plays all three pods",
-        Duration::from_secs(120),
-        || async {
-            let st = sim.state();
-            (st.pods.iter().filter(|p| p.ip.is_some()).count() == 3).then_some(())
-        },
-    )
-    .await?;
+    // The victim's fault goes in as soon as the simulator knows its pod: under load the
+    // third pod can get its address late, after the first two nodes already joined. A
+    // tight poll, since the operator may start it moments after its API comes up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !sim
+        .state()
+        .pods
+        .iter()
+        .any(|p| p.key.name == victim && p.ip.is_some())
+    {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the simulator never saw {victim}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let first_seq = sim.requests().last().map_or(0, |r| r.seq);
     sim.set_fault(&FaultRequest {
         target: FaultTarget::pod(victim),

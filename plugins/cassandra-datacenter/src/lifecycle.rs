@@ -439,7 +439,11 @@ impl Decider<'_> {
                 rack.label.clone(),
                 replicas.min(live_replicas.unwrap_or(replicas)),
             );
-            let seed_template = !stopped && seed_missing && rack.desired > 0;
+            // A rack whose every pod is a seed keeps the label for good: a seed pod deleted
+            // by someone else (a CassandraTask restart) is recreated by the StatefulSet
+            // controller before this policy could put the label back.
+            let seed_template =
+                !stopped && rack.desired > 0 && (seed_missing || rack.desired <= seed_count);
             let mut sts = objects::statefulset(self.dc, &rack, replicas, seed_template);
             hashes.push(objects::template_hash(&sts["spec"]["template"]));
             if self.force_listed(&rack.rack.name) {

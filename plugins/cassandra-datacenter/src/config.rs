@@ -1,14 +1,15 @@
 //! The node configuration handed to the config builder init container as the
 //! `CONFIG_FILE_DATA` JSON: `cluster-info` and `datacenter-info` (what the builder needs to
 //! fill in seeds, names and DSE workloads), then one object per configuration file
-//! (`cassandra-yaml`, `jvm-server-options`, `dse-yaml`, ...), defaults first and the user's
-//! `spec.config` merged over them.
+//! (`cassandra-yaml`, `jvm-server-options`, `dse-yaml`, ...), with the user's `spec.config`
+//! merged over them.
 
 use k8ssandra_api::cassandra::ServerType;
 use k8ssandra_api::names::{additional_seed_service_name, seed_service_name};
 use serde_json::{Map, Value, json};
 
 use crate::model::Dc;
+use crate::util::canonical_json;
 
 /// `(major, minor)` of a version such as `4.1.5`.
 pub fn major_minor(version: &str) -> Option<(u32, u32)> {
@@ -24,27 +25,19 @@ pub fn major_minor(version: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-/// Defaults per server type and version. The config builder carries each version's own
-/// cassandra.yaml; what we add is what the operator depends on: authentication (the
-/// superuser role is created through it) and, for Cassandra 4.0+, 16 vnodes with the token
-/// allocator, as k8ssandra does.
-pub fn defaults(server_type: ServerType, version: &str) -> Value {
-    let mm = major_minor(version).unwrap_or((4, 0));
+/// Authentication, authorization and role management, on unless the user's configuration
+/// says otherwise. cass-operator adds nothing here: its users (and k8ssandra-operator) put
+/// these keys into `spec.config`, and without them the images' own cassandra.yaml runs with
+/// `AllowAllAuthenticator`. We keep them as defaults on purpose (docs/compatibility.md): the
+/// superuser the operator creates would otherwise guard nothing, and a datacenter created by
+/// an earlier version of this operator must not lose authentication on upgrade.
+pub fn auth_defaults(server_type: ServerType) -> Value {
     match server_type {
-        ServerType::Cassandra if mm.0 < 4 => json!({
-            "cassandra-yaml": {
-                "authenticator": "PasswordAuthenticator",
-                "authorizer": "CassandraAuthorizer",
-                "role_manager": "CassandraRoleManager",
-            }
-        }),
         ServerType::Cassandra => json!({
             "cassandra-yaml": {
                 "authenticator": "PasswordAuthenticator",
                 "authorizer": "CassandraAuthorizer",
                 "role_manager": "CassandraRoleManager",
-                "num_tokens": 16,
-                "allocate_tokens_for_local_replication_factor": 3,
             }
         }),
         ServerType::Dse | ServerType::Hcd => json!({
@@ -52,8 +45,6 @@ pub fn defaults(server_type: ServerType, version: &str) -> Value {
                 "authenticator": "com.datastax.bdp.cassandra.auth.DseAuthenticator",
                 "authorizer": "com.datastax.bdp.cassandra.auth.DseAuthorizer",
                 "role_manager": "com.datastax.bdp.cassandra.auth.DseRoleManager",
-                "num_tokens": 16,
-                "allocate_tokens_for_local_replication_factor": 3,
             },
             "dse-yaml": {
                 "authentication_options": {"enabled": true},
@@ -81,7 +72,10 @@ pub fn merge(base: &mut Value, over: &Value) {
     }
 }
 
-/// The `CONFIG_FILE_DATA` document.
+/// The `CONFIG_FILE_DATA` document: upstream's model values (cluster and datacenter info,
+/// the node ports), our authentication defaults, then the user's `spec.config` over them.
+/// Everything else (num_tokens, token allocation, ...) is left to the config builder's
+/// defaults for the server version, as upstream does.
 pub fn config_file_data(dc: &Dc) -> Value {
     let spec = &dc.obj.spec;
     // Both seed Services always, as cass-operator does: the config (and so the pod
@@ -96,6 +90,21 @@ pub fn config_file_data(dc: &Dc) -> Value {
             && spec.dse_workloads.as_ref().and_then(f) == Some(true);
         i32::from(on)
     };
+    // Node ports change the ports Cassandra listens on; the TLS one wins when both are set.
+    let mut yaml = Map::new();
+    if let Some(np) = spec.networking.as_ref().and_then(|n| n.node_port.as_ref()) {
+        let set = |p: Option<i32>| p.filter(|p| *p != 0);
+        if let Some(p) = set(np.native_ssl) {
+            yaml.insert("native_transport_port_ssl".into(), json!(p));
+        } else if let Some(p) = set(np.native) {
+            yaml.insert("native_transport_port".into(), json!(p));
+        }
+        if let Some(p) = set(np.internode_ssl) {
+            yaml.insert("ssl_storage_port".into(), json!(p));
+        } else if let Some(p) = set(np.internode) {
+            yaml.insert("storage_port".into(), json!(p));
+        }
+    }
     let mut doc = json!({
         "cluster-info": {
             "name": dc.cluster,
@@ -107,25 +116,25 @@ pub fn config_file_data(dc: &Dc) -> Value {
             "solr-enabled": workload(|w| w.search_enabled),
             "spark-enabled": workload(|w| w.analytics_enabled),
         },
+        "cassandra-yaml": yaml,
     });
-    merge(&mut doc, &defaults(dc.server_type(), &spec.server_version));
+    merge(&mut doc, &auth_defaults(dc.server_type()));
     if let Some(user) = spec.config.as_ref().filter(|c| c.is_object()) {
         merge(&mut doc, user);
     }
-    // Node ports change the ports Cassandra announces; the builder reads them here.
-    if let Some(np) = spec.networking.as_ref().and_then(|n| n.node_port.as_ref()) {
-        let mut yaml = Map::new();
-        if let Some(p) = np.native.filter(|p| *p > 0) {
-            yaml.insert("native_transport_port".into(), json!(p));
-        }
-        if let Some(p) = np.internode.filter(|p| *p > 0) {
-            yaml.insert("storage_port".into(), json!(p));
-        }
-        if !yaml.is_empty() {
-            merge(&mut doc, &json!({ "cassandra-yaml": yaml }));
-        }
-    }
     doc
+}
+
+/// `CONFIG_FILE_DATA` as text, byte for byte what cass-operator writes for the same
+/// document: compact JSON with the keys of every object sorted, and `<`, `>`, `&`, U+2028,
+/// U+2029 escaped as Go's encoder does. These characters can only occur inside strings.
+pub fn config_file_data_text(dc: &Dc) -> String {
+    canonical_json(&config_file_data(dc))
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
 }
 
 #[cfg(test)]
@@ -142,20 +151,20 @@ mod tests {
 
     #[test]
     fn user_config_wins_and_merges_deeply() {
-        let mut base = defaults(ServerType::Cassandra, "4.1.5");
+        let mut base = auth_defaults(ServerType::Cassandra);
         merge(
             &mut base,
-            &json!({"cassandra-yaml": {"num_tokens": 8}, "jvm-server-options": {"max_heap_size": "1G"}}),
+            &json!({"cassandra-yaml": {"authenticator": "AllowAllAuthenticator"}, "jvm-server-options": {"max_heap_size": "1G"}}),
         );
-        assert_eq!(base["cassandra-yaml"]["num_tokens"], 8);
         assert_eq!(
             base["cassandra-yaml"]["authenticator"],
-            "PasswordAuthenticator"
+            "AllowAllAuthenticator"
         );
+        assert_eq!(base["cassandra-yaml"]["authorizer"], "CassandraAuthorizer");
         assert_eq!(base["jvm-server-options"]["max_heap_size"], "1G");
-        let dse = defaults(ServerType::Dse, "6.8.50");
+        let dse = auth_defaults(ServerType::Dse);
         assert_eq!(dse["dse-yaml"]["authentication_options"]["enabled"], true);
-        let old = defaults(ServerType::Cassandra, "3.11.17");
-        assert!(old["cassandra-yaml"].get("num_tokens").is_none());
+        // Token settings are the config builder's, per version.
+        assert!(dse["cassandra-yaml"].get("num_tokens").is_none());
     }
 }

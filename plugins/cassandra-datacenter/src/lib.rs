@@ -4,15 +4,19 @@
 //! Module map:
 //! - [`model`]: the parsed datacenter and what is observed (pods, claims, nodes, ring);
 //! - [`objects`]: StatefulSets, Services and the PodDisruptionBudget as JSON;
-//! - [`config`]: the config builder's `CONFIG_FILE_DATA`, with per-version defaults;
+//! - [`pod`]: the pod template of a rack, as cass-operator renders it;
+//! - [`images`]: default container images and their overrides;
+//! - [`config`]: the config builder's `CONFIG_FILE_DATA`;
 //! - [`lifecycle`]: the decisions (starts, scaling, restarts, replacements, deletion);
 //! - [`status`]: conditions with stable transition times;
 //! - [`validate`]: rules beyond the schema, for admission and for `Valid=False`.
 
 pub mod config;
+pub mod images;
 pub mod lifecycle;
 pub mod model;
 pub mod objects;
+pub mod pod;
 pub mod status;
 pub mod util;
 pub mod validate;

@@ -37,6 +37,17 @@ fn dc_json(size: i32, racks: &[&str]) -> Value {
     })
 }
 
+/// The `server-config-init` container of a pod spec (which init container comes first
+/// depends on the config builder).
+fn config_init(pod_spec: &Value) -> &Value {
+    pod_spec["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "server-config-init")
+        .unwrap()
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum St {
     Down,
@@ -906,8 +917,8 @@ fn config_change_rolls_out_and_waits_for_readiness() {
     assert!(plan.delete.is_empty());
     sim.run_until_ready(30);
     assert_eq!(sim.condition("Updating").as_deref(), Some("False"));
-    let env = &sts_of(sim.plans.last().unwrap(), "demo-dc1-r1-sts")["spec"]["template"]["spec"]["initContainers"]
-        [0]["env"];
+    let sts = sts_of(sim.plans.last().unwrap(), "demo-dc1-r1-sts");
+    let env = &config_init(&sts["spec"]["template"]["spec"])["env"];
     let data = env
         .as_array()
         .unwrap()
@@ -1129,7 +1140,10 @@ fn pod_template_has_the_upstream_shape() {
         .collect();
     assert_eq!(names, ["sidecar", "cassandra", "server-system-logger"]);
     let cass = &pod["containers"][1];
-    assert_eq!(cass["image"], "k8ssandra/cass-management-api:4.1.5");
+    assert_eq!(
+        cass["image"],
+        "docker.io/k8ssandra/cass-management-api:4.1.5-ubi"
+    );
     assert_eq!(cass["env"][0]["name"], "EXTRA");
     assert!(
         cass["env"]
@@ -1151,7 +1165,9 @@ fn pod_template_has_the_upstream_shape() {
         .map(|p| p["containerPort"].as_i64().unwrap())
         .collect();
     assert_eq!(ports, [9042, 9142, 7000, 7001, 7199, 8080, 9103, 9000]);
-    assert_eq!(pod["initContainers"][0]["name"], "server-config-init");
+    // Cassandra 4.1: k8ssandra-client builds the configuration from the image's own.
+    assert_eq!(pod["initContainers"][0]["name"], "server-config-init-base");
+    assert_eq!(pod["initContainers"][1]["name"], "server-config-init");
     assert_eq!(
         pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
             [0]["matchExpressions"][0]["key"],
@@ -1169,7 +1185,15 @@ fn pod_template_has_the_upstream_shape() {
         .collect();
     assert_eq!(
         vols,
-        ["extra", "server-config", "server-logs", "vector-lib"]
+        [
+            "extra",
+            "server-config",
+            "server-logs",
+            "tmp",
+            "etc-cassandra",
+            "server-config-base",
+            "vector-lib"
+        ]
     );
     assert_eq!(
         sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"],
@@ -1192,7 +1216,10 @@ fn dse_gets_its_image_env_and_workloads() {
         .iter()
         .find(|c| c["name"] == "cassandra")
         .unwrap();
-    assert_eq!(cass["image"], "datastax/dse-mgmtapi-6_8:6.8.50");
+    assert_eq!(
+        cass["image"],
+        "docker.io/datastax/dse-mgmtapi-6_8:6.8.50-ubi"
+    );
     assert!(
         cass["env"]
             .as_array()
@@ -1200,7 +1227,7 @@ fn dse_gets_its_image_env_and_workloads() {
             .iter()
             .any(|e| e["name"] == "JVM_EXTRA_OPTS" && e["value"] == "-Dsearch-service=true")
     );
-    let cfg_env = pod["initContainers"][0]["env"]
+    let cfg_env = config_init(pod)["env"]
         .as_array()
         .unwrap()
         .iter()
@@ -1256,7 +1283,7 @@ fn additional_seeds_get_an_endpoint_slice_and_join_the_seed_list() {
         "demo-dc1-additional-seed-service"
     );
     let sts = sts_of(&plan, "demo-dc1-default-sts");
-    let env = sts["spec"]["template"]["spec"]["initContainers"][0]["env"]
+    let env = config_init(&sts["spec"]["template"]["spec"])["env"]
         .as_array()
         .unwrap()
         .iter()
@@ -1910,7 +1937,7 @@ fn node_port_service_and_broadcast_address_agree() {
     );
     // The node broadcasts its worker's address and listens on the node port.
     let sts = sts_of(&plan, "demo-dc1-r1-sts");
-    let init = &sts["spec"]["template"]["spec"]["initContainers"][0];
+    let init = config_init(&sts["spec"]["template"]["spec"]);
     let env = |name: &str| {
         init["env"]
             .as_array()

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use http::StatusCode;
@@ -70,7 +70,62 @@ impl Reply {
 pub(crate) struct ReadyPatch {
     pub key: PodKey,
     pub ready: bool,
-    pub container_statuses: Vec<String>,
+    pub containers: Vec<ContainerPatch>,
+}
+
+/// One container status to set: its readiness, and whether it must be marked running.
+#[derive(Debug, Clone)]
+pub(crate) struct ContainerPatch {
+    pub name: String,
+    pub ready: bool,
+    pub set_running: bool,
+}
+
+/// The readiness a container should show: the `cassandra` container follows the node, the
+/// others (the system logger) are ready once running. Without a `cassandra` container every
+/// container follows the node.
+fn container_ready(name: &str, ready: bool, has_cassandra: bool) -> bool {
+    !has_cassandra || name != "cassandra" || ready
+}
+
+fn needs_patch(entry: &PodEntry, ready: bool) -> bool {
+    let info = &entry.info;
+    let condition =
+        // A pod with no Ready condition yet counts as not ready.
+        (ready || info.observed_ready.is_some()) && info.observed_ready != Some(ready);
+    let has_cassandra = info.containers.iter().any(|c| c.name == "cassandra");
+    let containers = info.containers.iter().any(|c| {
+        c.ready != container_ready(&c.name, ready, has_cassandra) || !c.started || !c.running
+    });
+    condition || containers
+}
+
+fn ready_patch(info: &PodInfo, ready: bool) -> ReadyPatch {
+    let has_cassandra = info.containers.iter().any(|c| c.name == "cassandra");
+    let containers = if info.containers.is_empty() {
+        info.container_statuses
+            .iter()
+            .map(|name| ContainerPatch {
+                name: name.clone(),
+                ready,
+                set_running: false,
+            })
+            .collect()
+    } else {
+        info.containers
+            .iter()
+            .map(|c| ContainerPatch {
+                name: c.name.clone(),
+                ready: container_ready(&c.name, ready, has_cassandra),
+                set_running: !c.running,
+            })
+            .collect()
+    };
+    ReadyPatch {
+        key: info.key.clone(),
+        ready,
+        containers,
+    }
 }
 
 /// Asynchronous operations the management API can run as jobs.
@@ -221,6 +276,18 @@ struct Node {
     wiped_from: Option<(Uuid, Option<String>)>,
     decommissioned: bool,
     full_query_logging: bool,
+    /// cluster_name saved on disk at the first start (Cassandra's system.local).
+    saved_cluster_name: Option<String>,
+    /// cluster_name of the running process (its configuration, else the pod's label).
+    cluster_name: String,
+    /// Seed addresses resolved at the last start or seeds reload.
+    resolved_seeds: Vec<String>,
+    /// The previous gossip status and when it changed: others see a change only after the
+    /// gossip delay.
+    gossip_prev: Option<Gossip>,
+    gossip_since: Instant,
+    /// A move job runs: a range movement.
+    moving: bool,
 }
 
 impl Node {
@@ -244,6 +311,23 @@ impl Node {
             wiped_from: None,
             decommissioned: false,
             full_query_logging: false,
+            saved_cluster_name: None,
+            cluster_name: info
+                .config
+                .as_ref()
+                .map_or_else(|| info.cluster.clone(), |c| c.cluster_name.clone()),
+            resolved_seeds: Vec::new(),
+            gossip_prev: None,
+            gossip_since: Instant::now(),
+            moving: false,
+        }
+    }
+
+    fn set_gossip(&mut self, g: Option<Gossip>) {
+        if self.gossip != g {
+            self.gossip_prev = self.gossip;
+            self.gossip = g;
+            self.gossip_since = Instant::now();
         }
     }
 
@@ -262,8 +346,12 @@ impl Node {
     }
 
     fn gossip_text(&self) -> Option<String> {
+        self.status_text(self.gossip)
+    }
+
+    fn status_text(&self, gossip: Option<Gossip>) -> Option<String> {
         let token = self.tokens.first().copied().unwrap_or(0);
-        self.gossip.map(|g| match g {
+        gossip.map(|g| match g {
             Gossip::Boot if self.replacing.is_some() => format!("BOOT_REPLACE,{token}"),
             Gossip::Boot => format!("BOOT,{token}"),
             Gossip::Normal => format!("NORMAL,{token}"),
@@ -332,8 +420,14 @@ impl Cluster {
 #[derive(Debug)]
 struct PodEntry {
     info: PodInfo,
+    /// Readiness of the last patch sent and not yet observed.
     pending_ready: Option<bool>,
     listening: bool,
+    /// When the pod got its current IP: its containers started then.
+    ip_since: Instant,
+    /// What the last simulated readiness probe found, and when it ran.
+    probed_ready: Option<bool>,
+    last_probe: Option<Instant>,
 }
 
 pub(crate) struct World {
@@ -349,6 +443,11 @@ pub(crate) struct World {
     wiped_pods: HashMap<PodKey, (Uuid, Option<String>)>,
     /// Pods whose readiness may have changed since the last pass.
     dirty: HashSet<PodKey>,
+    /// Pods the prober must look at on their next probe tick.
+    probe_pending: HashSet<PodKey>,
+    /// Addresses of `<cluster>-<dc>-additional-seed-service` Services, keyed by (context,
+    /// namespace, Service name): a CassandraDatacenter's `spec.additionalSeeds`.
+    additional_seeds: HashMap<(String, String, String), Vec<String>>,
     /// Every pod's readiness may have changed (cluster-wide faults).
     dirty_all: bool,
     /// Pod addresses or deadness changed: the listener manager has work.
@@ -419,6 +518,8 @@ impl World {
             pod_faults: HashMap::new(),
             wiped_pods: HashMap::new(),
             dirty: HashSet::new(),
+            probe_pending: HashSet::new(),
+            additional_seeds: HashMap::new(),
             dirty_all: false,
             listeners_dirty: false,
             next_node_id: 1,
@@ -469,8 +570,52 @@ impl World {
 
     fn mgmt_up(&self, node: &Node) -> bool {
         node.pod.as_ref().is_some_and(|k| {
-            self.pods.get(k).is_some_and(|p| p.info.ip.is_some()) && !self.effective_fault(k).dead
+            self.pods
+                .get(k)
+                .is_some_and(|p| self.mgmt_started(p).is_ok())
+                && !self.effective_fault(k).dead
         })
+    }
+
+    fn mgmt_delay(&self, info: &PodInfo) -> Duration {
+        info.mgmt_api_start_delay_ms
+            .map_or(self.cfg.mgmt_api_start_delay, Duration::from_millis)
+    }
+
+    /// Ok when the pod's management API process is up; Err(time left) while it starts,
+    /// Err(None) without an IP.
+    fn mgmt_started(&self, p: &PodEntry) -> Result<(), Option<Duration>> {
+        p.info.ip.as_ref().ok_or(None)?;
+        let due = p.ip_since + self.mgmt_delay(&p.info);
+        let now = Instant::now();
+        if now >= due {
+            Ok(())
+        } else {
+            Err(Some(due - now))
+        }
+    }
+
+    /// First probe delay and period of a pod's readiness probe.
+    fn probe_timing(&self, info: &PodInfo) -> (Duration, Duration) {
+        let fixed = (Duration::ZERO, self.cfg.probe_period);
+        let (initial, period) = match (self.cfg.probe_timing, info.readiness_probe) {
+            (ProbeTiming::PodSpec, Some(p)) => (
+                Duration::from_millis(p.initial_delay_ms),
+                Duration::from_millis(p.period_ms),
+            ),
+            _ => fixed,
+        };
+        (initial, period.max(Duration::from_millis(1)))
+    }
+
+    /// The gossip status other nodes see of `n`: a change reaches them after the gossip
+    /// delay.
+    fn seen_gossip(&self, n: &Node) -> Option<Gossip> {
+        if n.gossip_since.elapsed() >= self.cfg.gossip_delay {
+            n.gossip
+        } else {
+            n.gossip_prev
+        }
     }
 
     fn alive(&self, node: &Node) -> bool {
@@ -527,8 +672,10 @@ impl World {
     }
 
     fn version_for(&self, info: &PodInfo) -> String {
-        info.server_version
-            .clone()
+        info.config
+            .as_ref()
+            .and_then(|c| c.server_version.clone())
+            .or_else(|| info.server_version.clone())
             .unwrap_or_else(|| self.cfg.default_server_version.clone())
     }
 
@@ -547,15 +694,16 @@ impl World {
         node.state = CassandraState::Down;
         node.generation += 1;
         node.pid = 0;
+        node.moving = false;
         match was {
             CassandraState::Joining if node.gossip == Some(Gossip::Boot) => {
                 // An interrupted bootstrap leaves no usable identity behind.
                 node.host_id = None;
                 node.tokens.clear();
-                node.gossip = None;
+                node.set_gossip(None);
                 node.replacing = None;
             }
-            CassandraState::Leaving => node.gossip = Some(Gossip::Normal),
+            CassandraState::Leaving => node.set_gossip(Some(Gossip::Normal)),
             _ => {}
         }
         let node_id = node.id;
@@ -590,6 +738,7 @@ impl World {
         self.next_node_id += 1;
         let version = self.version_for(info);
         let mut node = Node::fresh(id, info, version);
+        (node.dc, node.rack) = dc_rack(info);
         node.wiped_from = self.wiped_pods.remove(&info.key);
         self.dirty.insert(info.key.clone());
         self.cluster_mut(&info.cluster).nodes.insert(id, node);
@@ -674,21 +823,102 @@ impl World {
                 BootstrapScope::Cluster => true,
                 BootstrapScope::Datacenter => n.dc == dc,
             })
-            // A replacement takes over existing ranges: Cassandra does not count it as a
-            // bootstrap for consistent range movement.
+            // Bootstraps and replacements (BOOT, BOOT_REPLACE: pending tokens), decommissions
+            // (LEAVING) and moves all count, as in StorageService.joinTokenRing.
             .find(|n| {
-                (n.state == CassandraState::Joining
-                    && n.gossip == Some(Gossip::Boot)
-                    && n.replacing.is_none())
+                (n.state == CassandraState::Joining && n.gossip == Some(Gossip::Boot))
                     || (n.state == CassandraState::Leaving && n.gossip == Some(Gossip::Leaving))
+                    || (n.moving && n.cql_up())
             })
             .map(|n| {
-                format!(
-                    "{} ({:?})",
-                    n.ip.clone().unwrap_or_else(|| "?".into()),
-                    n.state
-                )
+                let what = if n.moving {
+                    "MOVING".to_string()
+                } else if n.replacing.is_some() {
+                    "REPLACING".to_string()
+                } else {
+                    format!("{:?}", n.state).to_uppercase()
+                };
+                format!("{} ({what})", n.ip.clone().unwrap_or_else(|| "?".into()))
             })
+    }
+
+    /// A node of the datacenter holding tokens (NORMAL or LEAVING in gossip) that is down,
+    /// other than `except`: with vnodes every such node holds replicas of the ranges a
+    /// bootstrap or a decommission moves in that datacenter.
+    fn replica_down(&self, cluster: &str, dc: &str, except: &[NodeId]) -> Option<String> {
+        let c = self.clusters.get(cluster)?;
+        c.nodes
+            .values()
+            .filter(|n| !except.contains(&n.id) && n.dc == dc && n.in_ring())
+            .filter(|n| !n.tokens.is_empty())
+            .filter(|n| matches!(n.gossip, Some(Gossip::Normal) | Some(Gossip::Leaving)))
+            .find(|n| !self.alive(n))
+            .map(|n| n.ip.clone().unwrap_or_else(|| "?".into()))
+    }
+
+    /// Resolves a node's seed list as its seed provider would, at this moment: addresses
+    /// stay themselves; `<cluster>-seed-service` is the seed-labelled pods of that cluster
+    /// label in the pod's context and namespace (not-ready ones too);
+    /// `<cluster>-<dc>-additional-seed-service` is that datacenter's `additionalSeeds`.
+    /// Without a configuration, the seed-labelled pods of the pod's cluster label.
+    fn resolve_seeds(&self, info: &PodInfo) -> Vec<String> {
+        let Some(cfg) = &info.config else {
+            return self
+                .pods
+                .values()
+                .filter(|p| p.info.cluster == info.cluster && p.info.seed)
+                .filter_map(|p| p.info.ip.clone())
+                .collect();
+        };
+        let mut out: Vec<String> = Vec::new();
+        for name in &cfg.seeds {
+            if name.parse::<IpAddr>().is_ok() {
+                out.push(name.clone());
+                continue;
+            }
+            let mut labels = name.split('.');
+            let service = labels.next().unwrap_or_default().to_ascii_lowercase();
+            let namespace = labels
+                .next()
+                .filter(|ns| !ns.is_empty() && *ns != "svc")
+                .unwrap_or(&info.key.namespace)
+                .to_string();
+            if service.ends_with("-additional-seed-service") {
+                let key = (info.key.context.clone(), namespace, service);
+                out.extend(self.additional_seeds.get(&key).cloned().unwrap_or_default());
+            } else if let Some(cluster) = service.strip_suffix("-seed-service") {
+                out.extend(
+                    self.pods
+                        .iter()
+                        .filter(|(k, p)| {
+                            k.context == info.key.context
+                                && k.namespace == namespace
+                                && p.info.seed
+                                && (p.info.cluster == cluster
+                                    || clean_name(&p.info.cluster) == cluster)
+                        })
+                        .filter_map(|(_, p)| p.info.ip.clone()),
+                );
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// The kubelet-like prober: probes pods on their ticks until cancelled.
+pub(crate) async fn run_prober(core: Arc<Core>, cancel: tokio_util::sync::CancellationToken) {
+    loop {
+        let next = core.probe_pass();
+        let wait = next
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_secs(60));
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = core.probe_notify.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
     }
 }
 
@@ -697,6 +927,8 @@ pub(crate) struct Core {
     pub(crate) mgmt_port: u16,
     listener_kick: mpsc::UnboundedSender<()>,
     ready_sinks: Mutex<HashMap<String, mpsc::UnboundedSender<ReadyPatch>>>,
+    /// Wakes the prober when pods may need a probe.
+    pub(crate) probe_notify: tokio::sync::Notify,
     /// The last [`REQUEST_LOG_LIMIT`] management-API requests; apart from the world so
     /// logging a request never waits for a long world operation.
     requests: Mutex<RequestLog>,
@@ -722,6 +954,7 @@ impl Core {
             mgmt_port,
             listener_kick,
             ready_sinks: Mutex::new(HashMap::new()),
+            probe_notify: tokio::sync::Notify::new(),
             requests: Mutex::new(RequestLog::default()),
         })
     }
@@ -822,6 +1055,7 @@ impl Core {
         self.finish(patches, kick, Effects::default());
     }
 
+    /// Hands the pods whose readiness may have changed to the prober.
     fn collect_ready_patches(&self, w: &mut World) -> Vec<ReadyPatch> {
         let keys: Vec<PodKey> = if w.dirty_all {
             w.dirty.clear();
@@ -830,35 +1064,83 @@ impl Core {
             w.dirty.drain().collect()
         };
         w.dirty_all = false;
-        let sinks = self.ready_sinks.lock().unwrap_or_else(|e| e.into_inner());
-        if sinks.is_empty() {
-            return Vec::new();
+        if !keys.is_empty() {
+            w.probe_pending.extend(keys);
+            self.probe_notify.notify_one();
         }
+        Vec::new()
+    }
+
+    /// One pass of the kubelet-like prober: every pending pod whose probe tick has come is
+    /// probed (its readiness taken from the node) and, when Kubernetes shows something else,
+    /// patched. Returns when the next pending tick is due.
+    pub(crate) fn probe_pass(&self) -> Option<Instant> {
+        let sinks: HashSet<String> = self
+            .ready_sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
         let mut patches = Vec::new();
-        for key in keys {
-            let desired = w.desired_ready(&key);
-            let Some(entry) = w.pods.get_mut(&key) else {
-                continue;
-            };
-            if entry.info.observed_ready == Some(desired) {
-                entry.pending_ready = None;
-                continue;
+        let mut next: Option<Instant> = None;
+        {
+            let mut w = self.lock();
+            let now = Instant::now();
+            let keys: Vec<PodKey> = w.probe_pending.iter().cloned().collect();
+            let mut done = Vec::new();
+            for key in keys {
+                let desired = w.desired_ready(&key);
+                let (first, period) = match w.pods.get(&key) {
+                    Some(p) if p.info.ip.is_some() => {
+                        let (initial, period) = w.probe_timing(&p.info);
+                        (p.ip_since + initial, period)
+                    }
+                    _ => {
+                        w.probe_pending.remove(&key);
+                        continue;
+                    }
+                };
+                let Some(entry) = w.pods.get_mut(&key) else {
+                    continue;
+                };
+                let has_sink = sinks.contains(&key.context);
+                if entry.probed_ready == Some(desired) && !(has_sink && needs_patch(entry, desired))
+                {
+                    entry.pending_ready = None;
+                    done.push(key);
+                    continue;
+                }
+                let due = match entry.last_probe {
+                    None => first,
+                    Some(last) => last + period,
+                };
+                if due > now {
+                    next = Some(next.map_or(due, |n: Instant| n.min(due)));
+                    continue;
+                }
+                // The latest tick not after now: ticks stay aligned to the container start.
+                let periods = (now - first).as_nanos() / period.as_nanos().max(1);
+                let tick = first + period * u32::try_from(periods).unwrap_or(u32::MAX);
+                entry.last_probe = Some(tick);
+                entry.probed_ready = Some(desired);
+                done.push(key.clone());
+                if !has_sink || !needs_patch(entry, desired) {
+                    entry.pending_ready = None;
+                    continue;
+                }
+                if entry.pending_ready == Some(desired) {
+                    continue;
+                }
+                entry.pending_ready = Some(desired);
+                patches.push(ready_patch(&entry.info, desired));
             }
-            if entry.pending_ready == Some(desired) || !sinks.contains_key(&key.context) {
-                continue;
+            for key in done {
+                w.probe_pending.remove(&key);
             }
-            // A pod without a Ready condition yet counts as not ready: nothing to do.
-            if entry.info.observed_ready.is_none() && !desired {
-                continue;
-            }
-            entry.pending_ready = Some(desired);
-            patches.push(ReadyPatch {
-                container_statuses: entry.info.container_statuses.clone(),
-                key,
-                ready: desired,
-            });
         }
-        patches
+        self.send_patches(patches);
+        next
     }
 
     fn send_patches(&self, patches: Vec<ReadyPatch>) {
@@ -873,11 +1155,12 @@ impl Core {
         }
     }
 
-    /// A readiness patch failed: forget it was sent so the next change retries it.
+    /// A readiness patch failed: forget it was sent so the next probe retries it.
     pub(crate) fn ready_patch_failed(self: &Arc<Self>, key: &PodKey) {
         self.with(|w, _| {
             if let Some(p) = w.pods.get_mut(key) {
                 p.pending_ready = None;
+                p.probed_ready = None;
                 w.dirty.insert(key.clone());
             }
         });
@@ -889,6 +1172,27 @@ impl Core {
 
     pub(crate) fn update_config(self: &Arc<Self>, u: &ConfigUpdate) -> SimConfig {
         self.with(|w, _| {
+            if let Some(p) = u.preset {
+                w.cfg.apply_preset(p);
+            }
+            if let Some(v) = u.mgmt_api_start_delay_ms {
+                w.cfg.mgmt_api_start_delay = Duration::from_millis(v);
+            }
+            if let Some(v) = u.probe_period_ms {
+                w.cfg.probe_period = Duration::from_millis(v);
+            }
+            if let Some(v) = u.probe_timing {
+                w.cfg.probe_timing = v;
+            }
+            if let Some(v) = u.gossip_delay_ms {
+                w.cfg.gossip_delay = Duration::from_millis(v);
+            }
+            if let Some(v) = u.ring_delay_ms {
+                w.cfg.ring_delay = Duration::from_millis(v);
+            }
+            // Probe ticks and listener start times follow the new timing.
+            w.dirty_all = true;
+            w.listeners_dirty = true;
             if let Some(v) = u.bootstrap_delay_ms {
                 w.cfg.bootstrap_delay = Duration::from_millis(v);
             }
@@ -909,6 +1213,28 @@ impl Core {
             }
             w.cfg.clone()
         })
+    }
+
+    /// Sets the addresses `<cluster>-<dc>-additional-seed-service` resolves to in a
+    /// namespace of a context (a CassandraDatacenter's `spec.additionalSeeds`).
+    pub(crate) fn set_additional_seeds(
+        &self,
+        context: &str,
+        namespace: &str,
+        service: &str,
+        ips: Vec<String>,
+    ) {
+        let key = (
+            context.to_string(),
+            namespace.to_string(),
+            service.to_string(),
+        );
+        let mut w = self.lock();
+        if ips.is_empty() {
+            w.additional_seeds.remove(&key);
+        } else {
+            w.additional_seeds.insert(key, ips);
+        }
     }
 
     // ----- pods -------------------------------------------------------------------------
@@ -934,10 +1260,13 @@ impl Core {
             match w.at(&key) {
                 Some(at) if at.cluster == info.cluster => {
                     let version = w.version_for(&info);
+                    let (dc, rack) = dc_rack(&info);
                     if let Some(node) = w.node_mut(&at) {
-                        node.dc = info.datacenter.clone();
-                        node.rack = info.rack.clone();
-                        node.seed = info.seed;
+                        node.dc = dc;
+                        node.rack = rack;
+                        if info.config.is_none() {
+                            node.seed = info.seed;
+                        }
                         node.server_version = version;
                         if node.pod.is_none() {
                             node.pod = Some(key.clone());
@@ -953,19 +1282,30 @@ impl Core {
                 }
             }
             w.dirty.insert(key.clone());
-            if w.pods.get(&key).is_none_or(|p| p.info.ip != info.ip) {
+            if w.pods.get(&key).is_none_or(|p| {
+                p.info.ip != info.ip || p.info.mgmt_api_start_delay_ms != info.mgmt_api_start_delay_ms
+            }) {
                 w.listeners_dirty = true;
             }
-            let pending = w.pods.get(&key).and_then(|p| p.pending_ready);
-            let listening = w.pods.get(&key).is_some_and(|p| p.listening);
-            w.pods.insert(
-                key.clone(),
-                PodEntry {
+            let prev = w.pods.remove(&key);
+            let same_ip = prev.as_ref().is_some_and(|p| p.info.ip == info.ip);
+            let entry = match prev {
+                Some(p) if same_ip => PodEntry {
                     info: info.clone(),
-                    pending_ready: pending,
-                    listening,
+                    ..p
                 },
-            );
+                // A new IP is a new sandbox: its containers (and the management API) start
+                // over, and the prober with them.
+                p => PodEntry {
+                    info: info.clone(),
+                    pending_ready: p.as_ref().and_then(|p| p.pending_ready),
+                    listening: p.as_ref().is_some_and(|p| p.listening),
+                    ip_since: Instant::now(),
+                    probed_ready: None,
+                    last_probe: None,
+                },
+            };
+            w.pods.insert(key.clone(), entry);
             if is_new {
                 tracing::info!(pod = %key, ip = ?info.ip, cluster = %info.cluster, dc = %info.datacenter, "pod added");
                 let at = w.at(&key);
@@ -989,22 +1329,38 @@ impl Core {
     }
 
     pub(crate) fn set_listening(&self, key: &PodKey, listening: bool) {
-        if let Some(p) = self.lock().pods.get_mut(key) {
+        let mut w = self.lock();
+        if let Some(p) = w.pods.get_mut(key) {
             p.listening = listening;
+            // The node's readiness depends on its management API being up.
+            w.probe_pending.insert(key.clone());
+            self.probe_notify.notify_one();
         }
     }
 
-    /// Where a management API listener should be bound right now.
-    pub(crate) fn desired_listeners(&self) -> HashMap<PodKey, SocketAddr> {
+    /// Where a management API listener should be bound right now, and when the next pod's
+    /// management API finishes starting.
+    pub(crate) fn desired_listeners(&self) -> (HashMap<PodKey, SocketAddr>, Option<Duration>) {
         let w = self.lock();
-        w.pods
+        let mut next: Option<Duration> = None;
+        let desired = w
+            .pods
             .iter()
             .filter(|(k, _)| !w.effective_fault(k).dead)
+            .filter(|(_, p)| match w.mgmt_started(p) {
+                Ok(()) => true,
+                Err(Some(left)) => {
+                    next = Some(next.map_or(left, |n| n.min(left)));
+                    false
+                }
+                Err(None) => false,
+            })
             .filter_map(|(k, p)| {
                 let ip: IpAddr = p.info.ip.as_deref()?.parse().ok()?;
                 Some((k.clone(), SocketAddr::new(ip, self.mgmt_port)))
             })
-            .collect()
+            .collect();
+        (desired, next)
     }
 
     pub(crate) fn fault_of(&self, key: &PodKey) -> Fault {
@@ -1107,15 +1463,30 @@ impl Core {
                 w.finish_job(&job, Some(msg));
                 return Ok(job);
             }
+            // Its ranges stream to the nodes that take them over; a down one fails the
+            // stream (the real node fails after RING_DELAY, the simulator at once).
+            if let Some(down) = w.replica_down(&at.cluster, &node.dc, &[node.id]) {
+                let msg = format!(
+                    "Stream failed: a node receiving this node's ranges is down (/{down}); unable to decommission"
+                );
+                w.violate(
+                    "decommission_replica_down",
+                    &at.cluster,
+                    node.pod.clone(),
+                    &msg,
+                );
+                w.finish_job(&job, Some(msg));
+                return Ok(job);
+            }
             let Some(n) = w.node_mut(&at) else {
                 return Err(not_running());
             };
             n.state = CassandraState::Leaving;
-            n.gossip = Some(Gossip::Leaving);
+            n.set_gossip(Some(Gossip::Leaving));
             n.generation += 1;
             let generation = n.generation;
             tracing::info!(pod = %key, "decommission started");
-            let delay = w.cfg.decommission_delay;
+            let delay = w.cfg.ring_delay + w.cfg.decommission_delay;
             let job_id = job.clone();
             fx.after(delay, move |w| {
                 let Some(n) = w.node_mut(&at) else { return };
@@ -1123,7 +1494,7 @@ impl Core {
                     return;
                 }
                 n.state = CassandraState::Left;
-                n.gossip = None;
+                n.set_gossip(None);
                 n.decommissioned = true;
                 n.generation += 1;
                 tracing::info!(pod = ?n.pod, "decommission completed");
@@ -1200,10 +1571,17 @@ impl Core {
             }
             let generation = node.generation;
             let job_id = job.clone();
+            let moving = matches!(kind, JobKind::Move { .. });
+            if moving && let Some(n) = w.node_mut(&at) {
+                n.moving = true;
+            }
             fx.after(w.cfg.job_duration, move |w| {
                 let still_up = w
                     .node(&at)
                     .is_some_and(|n| n.generation == generation && n.cql_up());
+                if moving && let Some(n) = w.node_mut(&at) {
+                    n.moving = false;
+                }
                 let err = (!still_up).then(|| "Cassandra process stopped".to_string());
                 w.finish_job(&job_id, err);
             });
@@ -1286,7 +1664,7 @@ impl Core {
                 // Gossip holds one state per address: a same-address replacement hides the
                 // node it replaces.
                 .filter(|n| !hidden.contains(&n.id))
-                .map(|n| endpoint_state(w, c, n))
+                .map(|n| endpoint_state(w, c, n, at.node))
                 .collect();
             json!({ "entity": entity, "variant": {"language": null, "mediaType": {"type": "application", "subtype": "json", "parameters": {}, "wildcardType": false, "wildcardSubtype": false}, "encoding": null, "languageString": null}, "annotations": [], "mediaType": {"type": "application", "subtype": "json", "parameters": {}, "wildcardType": false, "wildcardSubtype": false}, "language": null, "encoding": null })
         });
@@ -1351,6 +1729,7 @@ impl Core {
         }
     }
 
+    /// Re-resolves the node's seed list, as `ops/seeds/reload` makes the seed provider do.
     pub(crate) fn reload_seeds(self: &Arc<Self>, key: &PodKey) -> Reply {
         self.with(|w, _| {
             let Some(at) = w.at(key) else {
@@ -1359,22 +1738,18 @@ impl Core {
             if !w.node(&at).is_some_and(|n| n.cql_up()) {
                 return not_running();
             }
-            let seeds: Vec<String> = w
-                .clusters
-                .get(&at.cluster)
-                .map(|c| {
-                    c.nodes
-                        .values()
-                        .filter(|n| n.seed && n.pod.is_some())
-                        .filter_map(|n| n.pod.as_ref().and_then(|k| w.pods.get(k)))
-                        .filter_map(|p| p.info.ip.clone())
-                        .map(|ip| format!("/{ip}"))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let e = w.entry("seeds_reload", &at.cluster, Some(&at), "ok");
+            let Some(info) = w.pods.get(key).map(|p| p.info.clone()) else {
+                return not_running();
+            };
+            let seeds = w.resolve_seeds(&info);
+            if let Some(n) = w.node_mut(&at) {
+                n.resolved_seeds = seeds.clone();
+            }
+            let mut e = w.entry("seeds_reload", &at.cluster, Some(&at), "ok");
+            e.detail = Some(format!("{seeds:?}"));
             w.record(e);
-            Reply::json(StatusCode::OK, json!(seeds))
+            let answer: Vec<String> = seeds.iter().map(|ip| format!("/{ip}")).collect();
+            Reply::json(StatusCode::OK, json!(answer))
         })
     }
 
@@ -1848,6 +2223,8 @@ impl Core {
                         schema_version: c.schema_version.to_string(),
                         server_version: n.server_version.clone(),
                         ready: n.state == CassandraState::Normal && w.mgmt_up(n),
+                        cluster_name: n.cluster_name.clone(),
+                        resolved_seeds: n.resolved_seeds.clone(),
                         wiped: n.pod.is_none(),
                         decommissioned: n.decommissioned,
                         fault: n
@@ -1909,7 +2286,10 @@ impl Core {
                 seed: p.info.seed,
                 observed_ready: p.info.observed_ready,
                 desired_ready: w.desired_ready(k),
+                probed_ready: p.probed_ready,
                 listening: p.listening,
+                config: p.info.config.clone(),
+                config_error: p.info.config_error.clone(),
             })
             .collect();
         SimState {
@@ -1918,6 +2298,17 @@ impl Core {
             pods,
         }
     }
+}
+
+/// Datacenter and rack the node reports: its configuration's, else its pod's labels.
+fn dc_rack(info: &PodInfo) -> (String, String) {
+    let c = info.config.as_ref();
+    (
+        c.and_then(|c| c.datacenter.clone())
+            .unwrap_or_else(|| info.datacenter.clone()),
+        c.and_then(|c| c.rack.clone())
+            .unwrap_or_else(|| info.rack.clone()),
+    )
 }
 
 fn drop_pod(w: &mut World, key: &PodKey) {
@@ -2094,14 +2485,28 @@ fn consistency_problems(
     Ok(problems)
 }
 
-fn endpoint_state(w: &World, c: &Cluster, n: &Node) -> Value {
+/// One node's gossip state as `local` (the answering node) sees it.
+fn endpoint_state(w: &World, c: &Cluster, n: &Node, local: NodeId) -> Value {
     let ip = n.ip.clone().unwrap_or_default();
+    let is_local = n.id == local;
     let mut m = serde_json::Map::new();
     m.insert("ENDPOINT_IP".into(), json!(ip));
     if let Some(h) = n.host_id {
         m.insert("HOST_ID".into(), json!(h.to_string()));
     }
-    if let Some(s) = n.gossip_text() {
+    // A node knows its own state at once; the others learn it through gossip.
+    let status = if is_local {
+        n.gossip_text()
+    } else {
+        n.status_text(w.seen_gossip(n))
+    };
+    m.insert("IS_LOCAL".into(), json!(is_local.to_string()));
+    m.insert("CLUSTER_NAME".into(), json!(n.cluster_name));
+    m.insert(
+        "PARTITIONER".into(),
+        json!("org.apache.cassandra.dht.Murmur3Partitioner"),
+    );
+    if let Some(s) = status {
         m.insert("STATUS".into(), json!(s));
         m.insert("STATUS_WITH_PORT".into(), json!(s));
     }
@@ -2133,6 +2538,44 @@ fn endpoint_state(w: &World, c: &Cluster, n: &Node) -> Value {
 
 fn is_ipv4(s: &str) -> bool {
     s.parse::<Ipv4Addr>().is_ok()
+}
+
+/// A cluster label as cass-operator turns it into a Service name prefix: lower case,
+/// `_` to `-`, other characters outside `[a-z0-9-]` dropped.
+pub(crate) fn clean_name(s: &str) -> String {
+    s.to_ascii_lowercase()
+        .replace('_', "-")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect::<String>()
+        .trim_matches('-')
+        .to_string()
+}
+
+/// The effective settings a start runs with: the pod's configuration, else its labels and
+/// the simulator's defaults.
+struct StartSettings {
+    cluster_name: String,
+    num_tokens: usize,
+    consistent: bool,
+    replace_first_boot: Option<String>,
+}
+
+fn start_settings(w: &World, pod: &PodInfo) -> StartSettings {
+    match &pod.config {
+        Some(c) => StartSettings {
+            cluster_name: c.cluster_name.clone(),
+            num_tokens: c.num_tokens,
+            consistent: c.consistent_rangemovement,
+            replace_first_boot: c.replace_address_first_boot.clone(),
+        },
+        None => StartSettings {
+            cluster_name: pod.cluster.clone(),
+            num_tokens: w.cfg.num_tokens,
+            consistent: true,
+            replace_first_boot: None,
+        },
+    }
 }
 
 fn start_node(w: &mut World, fx: &mut Effects, key: &PodKey, replace_ip: Option<String>) -> Reply {
@@ -2167,6 +2610,14 @@ fn start_node(w: &mut World, fx: &mut Effects, key: &PodKey, replace_ip: Option<
         });
     }
 
+    if let Some(err) = &pod.config_error {
+        let msg = format!("cannot read the node's configuration: {err}");
+        entry.outcome = "refused".into();
+        entry.detail = Some(msg.clone());
+        w.record(entry);
+        return Reply::error(msg);
+    }
+
     let refuse = |w: &mut World, mut entry: HistoryEntry, rule: &str, msg: String| {
         w.violate(rule, &at.cluster, Some(key.clone()), &msg);
         entry.outcome = "refused".into();
@@ -2175,6 +2626,9 @@ fn start_node(w: &mut World, fx: &mut Effects, key: &PodKey, replace_ip: Option<
         Reply::error(msg)
     };
 
+    let settings = start_settings(w, &pod);
+    // The operator's replace_ip, else the JVM option the pod was rendered with.
+    let replace_ip = replace_ip.or(settings.replace_first_boot.clone());
     if let Some(ip) = &replace_ip
         && !is_ipv4(ip)
     {
@@ -2192,6 +2646,87 @@ fn start_node(w: &mut World, fx: &mut Effects, key: &PodKey, replace_ip: Option<
     }
 
     let fresh = node.host_id.is_none();
+    // What the node has on disk is checked before it talks to anyone.
+    if !fresh {
+        if let Some(saved) = &node.saved_cluster_name
+            && saved != &settings.cluster_name
+        {
+            return refuse(
+                w,
+                entry,
+                "cluster_name_mismatch",
+                format!(
+                    "Saved cluster name {saved} != configured name {}",
+                    settings.cluster_name
+                ),
+            );
+        }
+        if node.tokens.len() != settings.num_tokens {
+            return refuse(
+                w,
+                entry,
+                "num_tokens_changed",
+                format!(
+                    "Cannot change the number of tokens from {} to {}",
+                    node.tokens.len(),
+                    settings.num_tokens
+                ),
+            );
+        }
+    }
+
+    // Seeds are resolved now, as the seed provider does at start.
+    let seeds = w.resolve_seeds(&pod);
+    let is_seed = match &pod.config {
+        Some(_) => pod.ip.as_ref().is_some_and(|ip| seeds.contains(ip)),
+        None => pod.seed,
+    };
+    // Seeds it can gossip with: another node on a seed address, running with a gossip state.
+    let live_seeds: Vec<(String, String)> = w
+        .clusters
+        .values()
+        .flat_map(|c| c.nodes.values())
+        .filter(|n| n.id != node.id && n.gossip.is_some() && w.alive(n))
+        .filter_map(|n| {
+            let ip = n
+                .pod
+                .as_ref()
+                .and_then(|k| w.pods.get(k))
+                .and_then(|p| p.info.ip.clone())?;
+            seeds.contains(&ip).then(|| (ip, n.cluster_name.clone()))
+        })
+        .collect();
+    if let Some((ip, theirs)) = live_seeds
+        .iter()
+        .find(|(_, name)| name != &settings.cluster_name)
+    {
+        // Gossip drops messages of another cluster: no shadow round answer from that seed.
+        return refuse(
+            w,
+            entry,
+            "cluster_name_mismatch",
+            format!(
+                "ClusterName mismatch from /{ip} {theirs}!={}: this node does not join that ring",
+                settings.cluster_name
+            ),
+        );
+    }
+    if !is_seed && live_seeds.is_empty() {
+        return refuse(
+            w,
+            entry,
+            "no_live_seed",
+            format!(
+                "Unable to contact any seeds: {:?} resolve to {:?}, none of them a live node",
+                pod.config
+                    .as_ref()
+                    .map(|c| c.seeds.clone())
+                    .unwrap_or_default(),
+                seeds
+            ),
+        );
+    }
+
     // replace_address_first_boot is ignored once the node has data of its own.
     let replace_ip = if fresh { replace_ip } else { None };
     let mut replaced: Option<Node> = None;
@@ -2239,49 +2774,81 @@ fn start_node(w: &mut World, fx: &mut Effects, key: &PodKey, replace_ip: Option<
         }
     }
 
-    let seed_ok = node.seed
-        || w.clusters.get(&at.cluster).is_some_and(|c| {
-            c.nodes.values().any(|n| {
-                n.id != node.id && n.seed && n.state == CassandraState::Normal && w.alive(n)
+    if fresh && is_seed && replaced.is_none() {
+        let holders: Vec<String> = w
+            .clusters
+            .get(&at.cluster)
+            .map(|c| {
+                c.nodes
+                    .values()
+                    .filter(|n| n.id != node.id && n.in_ring() && !n.tokens.is_empty())
+                    .map(|n| n.ip.clone().unwrap_or_else(|| "?".into()))
+                    .collect()
             })
-        });
-    if !seed_ok {
-        return refuse(
-            w,
-            entry,
-            "no_seed",
-            "Unable to contact any seeds: no seed node of the cluster is up and NORMAL".into(),
-        );
+            .unwrap_or_default();
+        if !holders.is_empty() {
+            return refuse(
+                w,
+                entry,
+                "seed_bootstrap_into_data",
+                format!(
+                    "A new node started as a seed (its address is in its own seed list) skips bootstrap and would own token ranges without their data; the ring already holds data on {holders:?}"
+                ),
+            );
+        }
     }
 
-    let bootstrap = fresh && (!node.seed || replaced.is_some());
-    if bootstrap
-        && replaced.is_none()
-        && let Some(moving) = w.range_movement_in_progress(&at.cluster, node.id, &node.dc)
-    {
-        return refuse(
-            w,
-            entry,
-            "concurrent_bootstrap",
-            format!(
-                "Other bootstrapping/leaving/moving nodes detected, cannot bootstrap while cassandra.consistent.rangemovement is true: {moving}"
-            ),
-        );
+    let bootstrap = fresh && (!is_seed || replaced.is_some());
+    if bootstrap && settings.consistent {
+        if let Some(moving) = w.range_movement_in_progress(&at.cluster, node.id, &node.dc) {
+            let rule = if replaced.is_some() {
+                "concurrent_range_movement"
+            } else {
+                "concurrent_bootstrap"
+            };
+            return refuse(
+                w,
+                entry,
+                rule,
+                format!(
+                    "Other bootstrapping/leaving/moving nodes detected, cannot bootstrap while cassandra.consistent.rangemovement is true: {moving}"
+                ),
+            );
+        }
+        let mut except = vec![node.id];
+        except.extend(replaced.as_ref().map(|r| r.id));
+        if let Some(down) = w.replica_down(&at.cluster, &node.dc, &except) {
+            return refuse(
+                w,
+                entry,
+                "bootstrap_replica_down",
+                format!(
+                    "A node required to move the data consistently is down (/{down}). If you wish to move the data from a potentially inconsistent replica, restart the node with -Dcassandra.consistent.rangemovement=false"
+                ),
+            );
+        }
     }
 
-    let num_tokens = w.cfg.num_tokens;
-    let delay = w.cfg.bootstrap_delay;
+    let num_tokens = settings.num_tokens;
+    let delay = if bootstrap {
+        w.cfg.ring_delay + w.cfg.bootstrap_delay
+    } else {
+        w.cfg.bootstrap_delay
+    };
     w.next_pid += 1;
     let pid = w.next_pid;
     let Some(n) = w.node_mut(&at) else {
         return Reply::error("node vanished");
     };
     n.ip = pod.ip.clone();
-    n.seed = pod.seed;
+    n.seed = is_seed;
+    n.resolved_seeds = seeds;
+    n.cluster_name = settings.cluster_name.clone();
     n.pid = pid;
     n.generation += 1;
     if fresh {
         n.host_id = Some(Uuid::new_v4());
+        n.saved_cluster_name = Some(settings.cluster_name.clone());
         n.tokens = match &replaced {
             Some(r) => r.tokens.clone(),
             None => random_tokens(num_tokens),
@@ -2291,13 +2858,13 @@ fn start_node(w: &mut World, fx: &mut Effects, key: &PodKey, replace_ip: Option<
     }
     if bootstrap {
         n.state = CassandraState::Joining;
-        n.gossip = Some(Gossip::Boot);
+        n.set_gossip(Some(Gossip::Boot));
     } else {
         n.state = CassandraState::Starting;
     }
     let generation = n.generation;
     entry.host_id = n.host_id.map(|h| h.to_string());
-    tracing::info!(pod = %key, bootstrap, replace_ip = ?replace_ip, "cassandra starting");
+    tracing::info!(pod = %key, bootstrap, seed = is_seed, replace_ip = ?replace_ip, "cassandra starting");
     w.record(entry);
 
     fx.after(delay, move |w| {
@@ -2308,7 +2875,7 @@ fn start_node(w: &mut World, fx: &mut Effects, key: &PodKey, replace_ip: Option<
             return;
         }
         n.state = CassandraState::Normal;
-        n.gossip = Some(Gossip::Normal);
+        n.set_gossip(Some(Gossip::Normal));
         n.load_bytes = n.load_bytes.max(rand::rng().random_range(50_000..200_000));
         let replacing = n.replacing.take();
         tracing::info!(pod = ?n.pod, "cassandra NORMAL");

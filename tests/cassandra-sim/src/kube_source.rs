@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, Pod, Secret};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -21,8 +21,124 @@ use crate::model::*;
 /// Field manager of the readiness patches, distinct from the fake kubelet's.
 pub const FIELD_MANAGER: &str = "cassandra-sim";
 
-/// What the simulator sees of a Kubernetes pod; None when it is no Cassandra pod.
+/// Name of the config builder init container whose env carries the node's configuration.
+pub const CONFIG_CONTAINER: &str = "server-config-init";
+
+fn image_version(c: &Container) -> Option<String> {
+    let image = c.image.as_deref()?;
+    let tag = image.rsplit_once(':')?.1;
+    let version: String = tag
+        .chars()
+        .take_while(|ch| ch.is_ascii_digit() || *ch == '.')
+        .collect();
+    (version.split('.').count() == 3 && version.split('.').all(|p| !p.is_empty()))
+        .then_some(version)
+}
+
+/// A plain env value, or a label of the pod when the env refers to one
+/// (`fieldRef: metadata.labels['…']`).
+fn env_value(pod: &Pod, c: &Container, name: &str) -> Option<String> {
+    let e = c.env.as_ref()?.iter().find(|e| e.name == name)?;
+    if let Some(v) = &e.value {
+        return Some(v.clone());
+    }
+    let path = &e.value_from.as_ref()?.field_ref.as_ref()?.field_path;
+    let label = path.strip_prefix("metadata.labels['")?.strip_suffix("']")?;
+    pod.labels().get(label).cloned()
+}
+
+/// The Secret (name, key) `CONFIG_FILE_DATA` comes from, when it comes from one.
+pub fn config_secret_ref(pod: &Pod) -> Option<(String, String)> {
+    let spec = pod.spec.as_ref()?;
+    let init = spec
+        .init_containers
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == CONFIG_CONTAINER)?;
+    let e = init
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == "CONFIG_FILE_DATA")?;
+    let r = e.value_from.as_ref()?.secret_key_ref.as_ref()?;
+    Some((r.name.clone(), r.key.clone()))
+}
+
+/// The node's configuration from the pod: `Ok(None)` for a pod without a config builder
+/// init container (or without `CONFIG_FILE_DATA`), `Err` when it cannot be read.
+/// `secret_config` is the Secret's `config` text when `CONFIG_FILE_DATA` comes from a Secret.
+fn node_config(pod: &Pod, secret_config: Option<&str>) -> Result<Option<NodeConfig>, String> {
+    let Some(spec) = pod.spec.as_ref() else {
+        return Ok(None);
+    };
+    let Some(init) = spec
+        .init_containers
+        .as_ref()
+        .and_then(|cs| cs.iter().find(|c| c.name == CONFIG_CONTAINER))
+    else {
+        return Ok(None);
+    };
+    let data = match (
+        env_value(pod, init, "CONFIG_FILE_DATA"),
+        config_secret_ref(pod),
+    ) {
+        (Some(v), _) => v,
+        (None, Some((name, key))) => match secret_config {
+            Some(v) => v.to_string(),
+            None => {
+                return Err(format!(
+                    "CONFIG_FILE_DATA comes from key {key} of Secret {name}, which could not be read"
+                ));
+            }
+        },
+        (None, None) => return Ok(None),
+    };
+    let cassandra = spec.containers.iter().find(|c| c.name == "cassandra");
+    let jvm = cassandra.and_then(|c| env_value(pod, c, "JVM_EXTRA_OPTS"));
+    let image = cassandra.and_then(image_version);
+    NodeConfig::from_rendered(
+        &data,
+        env_value(pod, init, "PRODUCT_NAME").as_deref(),
+        env_value(pod, init, "PRODUCT_VERSION").as_deref(),
+        image.as_deref(),
+        env_value(pod, init, "RACK_NAME").as_deref(),
+        jvm.as_deref(),
+    )
+    .map(Some)
+}
+
+/// What the simulator sees of a Kubernetes pod; None when it is no Cassandra pod. A
+/// configuration held in a Secret is not read here (see [`pod_info_with_client`]): the pod
+/// gets a `config_error` saying so.
 pub fn pod_info(context: &str, pod: &Pod) -> Option<PodInfo> {
+    pod_info_with_secret(context, pod, None)
+}
+
+/// [`pod_info`], reading a configuration held in a Secret through `client`.
+pub async fn pod_info_with_client(context: &str, pod: &Pod, client: &Client) -> Option<PodInfo> {
+    let secret = match config_secret_ref(pod) {
+        None => None,
+        Some((name, key)) => {
+            let ns = pod.namespace().unwrap_or_default();
+            let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+            match api.get_opt(&name).await {
+                Ok(Some(s)) => s
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(&key))
+                    .and_then(|b| String::from_utf8(b.0.clone()).ok()),
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!(secret = %name, namespace = %ns, error = %e, "cannot read the configuration Secret");
+                    None
+                }
+            }
+        }
+    };
+    pod_info_with_secret(context, pod, secret.as_deref())
+}
+
+fn pod_info_with_secret(context: &str, pod: &Pod, secret: Option<&str>) -> Option<PodInfo> {
     let labels = pod.labels();
     let cluster = labels.get(LABEL_CLUSTER)?.clone();
     let status = pod.status.as_ref();
@@ -39,25 +155,42 @@ pub fn pod_info(context: &str, pod: &Pod) -> Option<PodInfo> {
         .and_then(|s| s.conditions.as_ref())
         .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
         .map(|c| c.status == "True");
-    let container_statuses = status
-        .and_then(|s| s.container_statuses.as_ref())
-        .map(|cs| cs.iter().map(|c| c.name.clone()).collect())
+    let statuses = status
+        .and_then(|s| s.container_statuses.clone())
         .unwrap_or_default();
-    let server_version = pod.spec.as_ref().and_then(|spec| {
-        let c = spec
-            .containers
+    let container_statuses = statuses.iter().map(|c| c.name.clone()).collect();
+    let containers = statuses
+        .iter()
+        .map(|c| ContainerInfo {
+            name: c.name.clone(),
+            ready: c.ready,
+            started: c.started == Some(true),
+            running: c.state.as_ref().is_some_and(|s| s.running.is_some()),
+        })
+        .collect();
+    let cassandra = pod.spec.as_ref().and_then(|spec| {
+        spec.containers
             .iter()
             .find(|c| c.name == "cassandra")
-            .or_else(|| spec.containers.first())?;
-        let image = c.image.as_deref()?;
-        let tag = image.rsplit_once(':')?.1;
-        let version: String = tag
-            .chars()
-            .take_while(|ch| ch.is_ascii_digit() || *ch == '.')
-            .collect();
-        (version.split('.').count() == 3 && version.split('.').all(|p| !p.is_empty()))
-            .then_some(version)
+            .or_else(|| spec.containers.first())
     });
+    let server_version = cassandra.and_then(image_version);
+    let readiness_probe = cassandra
+        .and_then(|c| c.readiness_probe.as_ref())
+        .map(|p| ProbeSpec {
+            initial_delay_ms: u64::try_from(p.initial_delay_seconds.unwrap_or(0)).unwrap_or(0)
+                * 1000,
+            // Kubernetes' default period.
+            period_ms: u64::try_from(p.period_seconds.unwrap_or(10)).unwrap_or(10) * 1000,
+        });
+    let mgmt_api_start_delay_ms = pod
+        .annotations()
+        .get(ANNOTATION_MGMT_API_START_DELAY)
+        .and_then(|v| v.trim().parse().ok());
+    let (config, config_error) = match node_config(pod, secret) {
+        Ok(c) => (c, None),
+        Err(e) => (None, Some(e)),
+    };
     Some(PodInfo {
         key: PodKey::new(context, pod.namespace().unwrap_or_default(), pod.name_any()),
         uid: pod.uid().unwrap_or_default(),
@@ -69,6 +202,11 @@ pub fn pod_info(context: &str, pod: &Pod) -> Option<PodInfo> {
         server_version,
         observed_ready,
         container_statuses,
+        containers,
+        config,
+        config_error,
+        mgmt_api_start_delay_ms,
+        readiness_probe,
     })
 }
 
@@ -79,7 +217,7 @@ pub(crate) async fn watch_pods(
     client: Client,
     cancel: CancellationToken,
 ) {
-    let api: Api<Pod> = Api::all(client);
+    let api: Api<Pod> = Api::all(client.clone());
     let cfg = watcher::Config::default().labels(LABEL_CLUSTER);
     let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
     // Pods seen during a (re)list, to forget those deleted while the watch was down.
@@ -97,7 +235,7 @@ pub(crate) async fn watch_pods(
         match ev {
             Ok(Event::Init) => relist = Some(HashSet::new()),
             Ok(Event::InitApply(pod)) | Ok(Event::Apply(pod)) => {
-                if let Some(info) = pod_info(&context, &pod) {
+                if let Some(info) = pod_info_with_client(&context, &pod, &client).await {
                     if let Some(seen) = relist.as_mut() {
                         seen.insert(info.key.clone());
                     }
@@ -147,9 +285,16 @@ pub(crate) async fn patch_readiness(
         let status = if p.ready { "True" } else { "False" };
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let container_statuses: Vec<_> = p
-            .container_statuses
+            .containers
             .iter()
-            .map(|name| json!({"name": name, "ready": p.ready}))
+            .map(|c| {
+                let mut v = json!({"name": c.name, "ready": c.ready, "started": true});
+                if c.set_running {
+                    v["state"] =
+                        json!({"running": {"startedAt": now}, "waiting": null, "terminated": null});
+                }
+                v
+            })
             .collect();
         // Null removes the fake kubelet's "probe pending" reason once the node is ready.
         let (reason, message) = if p.ready {
@@ -231,4 +376,70 @@ pub async fn clients_from_kubeconfig(
         out.push((name, client));
     }
     Ok(out)
+}
+
+/// Watches CassandraDatacenters of one context for `spec.additionalSeeds`: what
+/// `<cluster>-<dc>-additional-seed-service` resolves to. Without the CRD the watch keeps
+/// retrying quietly and such Services resolve to nothing.
+pub(crate) async fn watch_datacenters(
+    core: Arc<Core>,
+    context: String,
+    client: Client,
+    cancel: CancellationToken,
+) {
+    use kube::api::{ApiResource, DynamicObject};
+    use kube::core::GroupVersionKind;
+    let gvk = GroupVersionKind::gvk("cassandra.datastax.com", "v1beta1", "CassandraDatacenter");
+    let ar = ApiResource::from_gvk_with_plural(&gvk, "cassandradatacenters");
+    let api: Api<DynamicObject> = Api::all_with(client, &ar);
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let service = |dc: &DynamicObject| -> Option<(String, String)> {
+        let cluster = dc.data.pointer("/spec/clusterName")?.as_str()?;
+        let ns = dc.namespace()?;
+        Some((
+            ns,
+            format!(
+                "{}-{}-additional-seed-service",
+                crate::core::clean_name(cluster),
+                crate::core::clean_name(&dc.name_any())
+            ),
+        ))
+    };
+    loop {
+        let ev = tokio::select! {
+            _ = cancel.cancelled() => return,
+            ev = stream.next() => ev,
+        };
+        let Some(ev) = ev else { return };
+        match ev {
+            Ok(Event::InitApply(dc)) | Ok(Event::Apply(dc)) => {
+                if let Some((ns, svc)) = service(&dc) {
+                    let seeds: Vec<String> = dc
+                        .data
+                        .pointer("/spec/additionalSeeds")
+                        .and_then(|v| v.as_array())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|s| s.as_str())
+                                .filter(|s| s.parse::<std::net::IpAddr>().is_ok())
+                                .map(str::to_string)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    core.set_additional_seeds(&context, &ns, &svc, seeds);
+                }
+            }
+            Ok(Event::Delete(dc)) => {
+                if let Some((ns, svc)) = service(&dc) {
+                    core.set_additional_seeds(&context, &ns, &svc, Vec::new());
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(context = %context, error = %e, "CassandraDatacenter watch error; retrying");
+            }
+        }
+    }
 }

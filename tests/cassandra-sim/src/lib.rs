@@ -30,7 +30,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use client::SimClient;
 pub use error::SimError;
-pub use kube_source::{FIELD_MANAGER, clients_from_kubeconfig, pod_info};
+pub use kube_source::{
+    CONFIG_CONTAINER, FIELD_MANAGER, clients_from_kubeconfig, config_secret_ref, pod_info,
+    pod_info_with_client,
+};
 pub use model::*;
 
 use crate::core::Core;
@@ -77,6 +80,11 @@ impl Simulator {
             cancel.clone(),
         )));
 
+        tasks.push(tokio::spawn(core::run_prober(
+            Arc::clone(&core),
+            cancel.clone(),
+        )));
+
         let mut control_addr = None;
         if let Some(addr) = opts.control_addr {
             let listener = TcpListener::bind(addr)
@@ -105,6 +113,12 @@ impl Simulator {
                 Arc::clone(&core),
                 client.clone(),
                 rx,
+                cancel.clone(),
+            )));
+            tasks.push(tokio::spawn(kube_source::watch_datacenters(
+                Arc::clone(&core),
+                context.clone(),
+                client.clone(),
                 cancel.clone(),
             )));
             tasks.push(tokio::spawn(kube_source::watch_pods(
@@ -184,6 +198,19 @@ impl SimHandle {
     /// Sets, clears faults or wipes a node; see [`FaultRequest`].
     pub fn set_fault(&self, req: &FaultRequest) -> Result<(), SimError> {
         self.core.set_fault(req).map_err(SimError::FaultTarget)
+    }
+
+    /// Sets what `<cluster>-<dc>-additional-seed-service` resolves to in a namespace of a
+    /// context, as a CassandraDatacenter's `spec.additionalSeeds` would.
+    pub fn set_additional_seeds(
+        &self,
+        context: &str,
+        namespace: &str,
+        service: &str,
+        ips: Vec<String>,
+    ) {
+        self.core
+            .set_additional_seeds(context, namespace, service, ips);
     }
 
     /// Creates a user keyspace as a test would through cqlsh.

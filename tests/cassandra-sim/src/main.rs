@@ -36,6 +36,22 @@ struct Args {
     /// Management API port on every pod address.
     #[arg(long, default_value_t = 8080)]
     mgmt_port: u16,
+    /// Real pods' timing (management API start-up, the pods' own readiness probes, gossip,
+    /// RING_DELAY of 30 s, slower bootstraps); the delay flags above are ignored then.
+    #[arg(long)]
+    realistic: bool,
+    /// Time from a pod getting its IP to its management API listening.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    mgmt_api_start_delay: Duration,
+    /// Period of the simulated kubelet readiness probe.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    probe_period: Duration,
+    /// Time until other nodes see a node's gossip state change.
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    gossip_delay: Duration,
+    /// RING_DELAY: the wait before a bootstrap streams and after a decommission announce.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    ring_delay: Duration,
     /// Logs as JSON lines.
     #[arg(long)]
     json_logs: bool,
@@ -65,11 +81,19 @@ async fn main() -> anyhow::Result<()> {
     let opts = SimOptions {
         mgmt_port: args.mgmt_port,
         control_addr: Some(args.control_addr),
-        config: SimConfig {
-            bootstrap_delay: args.bootstrap_delay,
-            decommission_delay: args.decommission_delay,
-            job_duration: args.job_duration,
-            ..SimConfig::default()
+        config: if args.realistic {
+            SimConfig::realistic()
+        } else {
+            SimConfig {
+                bootstrap_delay: args.bootstrap_delay,
+                decommission_delay: args.decommission_delay,
+                job_duration: args.job_duration,
+                mgmt_api_start_delay: args.mgmt_api_start_delay,
+                probe_period: args.probe_period,
+                gossip_delay: args.gossip_delay,
+                ring_delay: args.ring_delay,
+                ..SimConfig::default()
+            }
         },
     };
     let handle = Simulator::start(opts, clients).await?;

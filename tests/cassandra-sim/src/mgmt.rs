@@ -479,7 +479,15 @@ pub(crate) async fn run_listeners(
         }
         // Coalesce a burst of kicks into one pass.
         while kick.try_recv().is_ok() {}
-        let desired = core.desired_listeners();
+        let (desired, next_start) = core.desired_listeners();
+        if let Some(delay) = next_start {
+            // A management API still starting: look again when it is up.
+            let tx = kick_tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = tx.send(());
+            });
+        }
         let stale: Vec<PodKey> = bound
             .iter()
             .filter(|(k, b)| desired.get(*k) != Some(&b.addr))

@@ -50,6 +50,10 @@ fn fast() -> SimConfig {
         bootstrap_delay: Duration::ZERO,
         decommission_delay: Duration::from_millis(100),
         job_duration: Duration::from_millis(50),
+        mgmt_api_start_delay: Duration::ZERO,
+        probe_period: Duration::from_millis(50),
+        gossip_delay: Duration::ZERO,
+        ring_delay: Duration::ZERO,
         ..SimConfig::default()
     }
 }
@@ -298,7 +302,7 @@ async fn non_seed_start_without_a_normal_seed_is_refused() {
     assert!(body.contains("seed"), "{body}");
     let v = e.sim.violations();
     assert_eq!(v.len(), 1);
-    assert_eq!(v[0].rule, "no_seed");
+    assert_eq!(v[0].rule, "no_live_seed");
 
     e.start_ready(1).await;
     e.start_ready(2).await;
@@ -1121,11 +1125,45 @@ async fn tables_move_and_minor_endpoints() {
 }
 
 #[tokio::test]
-async fn a_replacement_may_run_while_another_node_bootstraps() {
+async fn a_replacement_waits_for_another_bootstrap() {
     let e = env(156, fast()).await;
     e.pod("k1", "n1", 1, "c1", "dc1", true).await;
     e.pod("k1", "n2", 2, "c1", "dc1", false).await;
     e.pod("k1", "n3", 3, "c1", "dc1", false).await;
+    e.start_ready(1).await;
+    e.start_ready(2).await;
+    e.sim.update_config(&ConfigUpdate {
+        bootstrap_delay_ms: Some(3_600_000),
+        ..ConfigUpdate::default()
+    });
+    // n3 bootstraps (it started while every replica was up), then n2 loses its disk.
+    let (s, _) = e.ok("POST", 3, "/api/v0/lifecycle/start", None).await;
+    assert_eq!(s, StatusCode::CREATED);
+    e.sim
+        .set_fault(&FaultRequest {
+            target: FaultTarget::pod("n2"),
+            fault: None,
+            clear: false,
+            wipe: true,
+        })
+        .expect("wiped");
+    let replace = format!("/api/v0/lifecycle/start?replace_ip={}", e.ip(2));
+    assert_eq!(
+        e.status("POST", 2, &replace).await,
+        Some(StatusCode::INTERNAL_SERVER_ERROR)
+    );
+    let v = e.sim.violations();
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0].rule, "concurrent_range_movement");
+    assert_eq!(v[0].pod.as_ref().map(|p| p.name.as_str()), Some("n2"));
+    assert!(v[0].message.contains("REPLACING") || v[0].message.contains("JOINING"));
+}
+
+#[tokio::test]
+async fn a_replacement_runs_once_no_other_range_moves() {
+    let e = env(159, fast()).await;
+    e.pod("k1", "n1", 1, "c1", "dc1", true).await;
+    e.pod("k1", "n2", 2, "c1", "dc1", false).await;
     e.start_ready(1).await;
     e.start_ready(2).await;
     e.sim
@@ -1140,8 +1178,6 @@ async fn a_replacement_may_run_while_another_node_bootstraps() {
         bootstrap_delay_ms: Some(3_600_000),
         ..ConfigUpdate::default()
     });
-    let (s, _) = e.ok("POST", 3, "/api/v0/lifecycle/start", None).await;
-    assert_eq!(s, StatusCode::CREATED);
     let (s, _) = e
         .ok(
             "POST",
@@ -1195,7 +1231,8 @@ async fn a_few_hundred_pods_each_get_their_own_listener() {
 async fn datacenter_scope_lets_datacenters_bootstrap_in_parallel() {
     let e = env(158, fast()).await;
     e.pod("k1", "a-seed", 1, "c1", "dc1", true).await;
-    e.pod("k2", "b-seed", 2, "c1", "dc2", true).await;
+    // The second datacenter's first node bootstraps: a new seed would join without data.
+    e.pod("k2", "b-first", 2, "c1", "dc2", false).await;
     e.pod("k1", "a-1", 3, "c1", "dc1", false).await;
     e.pod("k2", "b-1", 4, "c1", "dc2", false).await;
     e.pod("k2", "b-2", 5, "c1", "dc2", false).await;
@@ -1221,4 +1258,587 @@ async fn datacenter_scope_lets_datacenters_bootstrap_in_parallel() {
     let v = e.sim.violations();
     assert_eq!(v.len(), 1);
     assert_eq!(v[0].pod.as_ref().map(|p| p.name.as_str()), Some("b-2"));
+}
+
+// ----- rules read from the rendered configuration --------------------------------------------
+
+impl Env {
+    /// Adds a pod with a rendered configuration (labels: cluster c1, dc1) and waits for its
+    /// management API.
+    async fn pod_cfg(&self, name: &str, host: u8, seed_label: bool, cfg: NodeConfig) -> PodKey {
+        let key = PodKey::new("k1", "ns", name);
+        self.sim.upsert_pod(
+            PodInfo::new(key.clone(), self.ip(host), "c1", "dc1", "r1", seed_label)
+                .with_config(cfg),
+        );
+        wait_for("liveness", || async {
+            self.status("GET", host, "/api/v0/probes/liveness").await == Some(StatusCode::OK)
+        })
+        .await;
+        key
+    }
+
+    fn rules(&self) -> Vec<String> {
+        self.sim.violations().into_iter().map(|v| v.rule).collect()
+    }
+}
+
+fn cfg(cluster: &str) -> NodeConfig {
+    NodeConfig {
+        datacenter: Some("dc1".into()),
+        ..NodeConfig::new(
+            cluster,
+            &["c1-seed-service", "c1-dc1-additional-seed-service"],
+        )
+    }
+}
+
+#[test]
+fn rendered_configuration_is_read_like_the_config_builder() {
+    let data = json!({
+        "cluster-info": {"name": "Prod Cluster", "seeds": "prod-cluster-seed-service, prod-cluster-dc1-additional-seed-service"},
+        "datacenter-info": {"name": "dc1"},
+        "cassandra-yaml": {"authenticator": "PasswordAuthenticator"}
+    })
+    .to_string();
+    let c = NodeConfig::from_rendered(
+        &data,
+        Some("cassandra"),
+        Some("3.11.17"),
+        None,
+        Some("r2"),
+        Some("-Xss256k -Dcassandra.replace_address_first_boot=10.0.0.7 -Dcassandra.consistent.rangemovement=false"),
+    )
+    .expect("parsed");
+    assert_eq!(c.cluster_name, "Prod Cluster");
+    assert_eq!(
+        c.seeds,
+        vec![
+            "prod-cluster-seed-service".to_string(),
+            "prod-cluster-dc1-additional-seed-service".to_string()
+        ]
+    );
+    assert_eq!(c.num_tokens, 256, "3.11's cassandra.yaml default");
+    assert_eq!(c.rack.as_deref(), Some("r2"));
+    assert_eq!(c.replace_address_first_boot.as_deref(), Some("10.0.0.7"));
+    assert!(!c.consistent_rangemovement);
+
+    let v4 = NodeConfig::from_rendered(&data, None, None, Some("4.1.5"), None, None).expect("4.1");
+    assert_eq!(v4.num_tokens, 16);
+    assert_eq!(v4.server_version.as_deref(), Some("4.1.5"));
+    assert!(v4.consistent_rangemovement);
+    let own =
+        json!({"cluster-info": {"name": "c"}, "cassandra-yaml": {"num_tokens": 8}}).to_string();
+    let c8 = NodeConfig::from_rendered(&own, Some("dse"), Some("6.8.50"), None, None, None)
+        .expect("dse");
+    assert_eq!(c8.num_tokens, 8);
+    assert_eq!(default_num_tokens("dse", Some("6.8.50")), 1);
+    assert_eq!(default_num_tokens("hcd", Some("1.0.0")), 16);
+    assert!(NodeConfig::from_rendered("{}", None, None, None, None, None).is_err());
+    assert!(NodeConfig::from_rendered("not json", None, None, None, None, None).is_err());
+}
+
+#[tokio::test]
+async fn seeds_resolve_from_the_seed_labelled_pods_and_seeds_do_not_bootstrap() {
+    let e = env(
+        160,
+        SimConfig {
+            bootstrap_delay: Duration::from_millis(300),
+            ..fast()
+        },
+    )
+    .await;
+    e.pod_cfg("c1-dc1-r1-sts-0", 1, true, cfg("c1")).await;
+    e.pod_cfg("c1-dc1-r1-sts-1", 2, false, cfg("c1")).await;
+    // Another namespace's seed pod of the same label is not behind this namespace's Service.
+    e.sim.upsert_pod(PodInfo::new(
+        PodKey::new("k1", "other", "c1-dc1-r1-sts-0"),
+        e.ip(9),
+        "c1",
+        "dc1",
+        "r1",
+        true,
+    ));
+    let (s, _) = e.ok("POST", 1, "/api/v0/lifecycle/start", None).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let first = e
+        .sim
+        .state()
+        .node_of_pod("c1-dc1-r1-sts-0")
+        .cloned()
+        .expect("node");
+    assert!(first.seed, "its own address is in its seed list");
+    assert_eq!(first.resolved_seeds, vec![e.ip(1)]);
+    assert_eq!(
+        first.cassandra,
+        CassandraState::Starting,
+        "a seed does not bootstrap"
+    );
+    e.wait_ready(1).await;
+    let (s, _) = e.ok("POST", 2, "/api/v0/lifecycle/start", None).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let second = e
+        .sim
+        .state()
+        .node_of_pod("c1-dc1-r1-sts-1")
+        .cloned()
+        .expect("node");
+    assert!(!second.seed);
+    assert_eq!(
+        second.cassandra,
+        CassandraState::Joining,
+        "a non-seed bootstraps"
+    );
+    e.wait_ready(2).await;
+    // A seed label set later reaches the seed list at the next reload.
+    e.sim.upsert_pod(
+        PodInfo::new(
+            PodKey::new("k1", "ns", "c1-dc1-r1-sts-1"),
+            e.ip(2),
+            "c1",
+            "dc1",
+            "r1",
+            true,
+        )
+        .with_config(cfg("c1")),
+    );
+    let (_, body) = e.ok("POST", 1, "/api/v0/ops/seeds/reload", None).await;
+    let seeds: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        seeds,
+        json!([format!("/{}", e.ip(1)), format!("/{}", e.ip(2))])
+    );
+    assert!(e.sim.violations().is_empty(), "{:?}", e.sim.violations());
+}
+
+#[tokio::test]
+async fn a_new_seed_joining_a_ring_with_data_is_refused() {
+    let e = env(161, fast()).await;
+    e.pod_cfg("n1", 1, true, cfg("c1")).await;
+    e.pod_cfg("n2", 2, false, cfg("c1")).await;
+    e.pod_cfg("n3", 3, true, cfg("c1")).await;
+    e.start_ready(1).await;
+    e.start_ready(2).await;
+    assert_eq!(
+        e.status("POST", 3, "/api/v0/lifecycle/start").await,
+        Some(StatusCode::INTERNAL_SERVER_ERROR)
+    );
+    assert_eq!(e.rules(), vec!["seed_bootstrap_into_data"]);
+    let n3 = e.sim.state().node_of_pod("n3").cloned().expect("node");
+    assert_eq!(n3.cassandra, CassandraState::Down);
+    assert!(n3.tokens.is_empty());
+}
+
+#[tokio::test]
+async fn a_non_seed_whose_seeds_resolve_to_no_live_node_does_not_join() {
+    let e = env(162, fast()).await;
+    // The seed pod exists but Cassandra does not run there yet.
+    e.pod_cfg("n1", 1, true, cfg("c1")).await;
+    e.pod_cfg("n2", 2, false, cfg("c1")).await;
+    e.pod_cfg(
+        "n3",
+        3,
+        false,
+        NodeConfig::new("c1", &["nothing-seed-service", "127.162.0.99"]),
+    )
+    .await;
+    assert_eq!(
+        e.status("POST", 2, "/api/v0/lifecycle/start").await,
+        Some(StatusCode::INTERNAL_SERVER_ERROR)
+    );
+    e.start_ready(1).await;
+    // Seeds that resolve to nothing alive, even with a live seed elsewhere.
+    assert_eq!(
+        e.status("POST", 3, "/api/v0/lifecycle/start").await,
+        Some(StatusCode::INTERNAL_SERVER_ERROR)
+    );
+    assert_eq!(e.rules(), vec!["no_live_seed", "no_live_seed"]);
+    // Following the rule: once the seed runs, the node joins.
+    e.start_ready(2).await;
+    assert_eq!(e.rules().len(), 2);
+}
+
+#[tokio::test]
+async fn a_node_of_another_cluster_name_does_not_join() {
+    let e = env(163, fast()).await;
+    e.pod_cfg("n1", 1, true, cfg("c1")).await;
+    e.pod_cfg("n2", 2, false, cfg("Other Cluster")).await;
+    e.pod_cfg("n3", 3, false, cfg("c1")).await;
+    e.start_ready(1).await;
+    assert_eq!(
+        e.status("POST", 2, "/api/v0/lifecycle/start").await,
+        Some(StatusCode::INTERNAL_SERVER_ERROR)
+    );
+    assert_eq!(e.rules(), vec!["cluster_name_mismatch"]);
+    e.start_ready(3).await;
+    // A node with data started under another name refuses too (system.local keeps it).
+    e.ok("POST", 3, "/api/v0/lifecycle/stop", None).await;
+    e.sim.upsert_pod(
+        PodInfo::new(
+            PodKey::new("k1", "ns", "n3"),
+            e.ip(3),
+            "c1",
+            "dc1",
+            "r1",
+            false,
+        )
+        .with_config(cfg("renamed")),
+    );
+    assert_eq!(
+        e.status("POST", 3, "/api/v0/lifecycle/start").await,
+        Some(StatusCode::INTERNAL_SERVER_ERROR)
+    );
+    let v = e.sim.violations();
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[1].rule, "cluster_name_mismatch");
+    assert!(
+        v[1].message.contains("Saved cluster name c1"),
+        "{}",
+        v[1].message
+    );
+}
+
+#[tokio::test]
+async fn num_tokens_cannot_change_once_a_node_has_data() {
+    let e = env(164, fast()).await;
+    e.pod_cfg("n1", 1, true, cfg("c1")).await;
+    e.pod_cfg(
+        "n2",
+        2,
+        false,
+        NodeConfig {
+            num_tokens: 8,
+            ..cfg("c1")
+        },
+    )
+    .await;
+    e.start_ready(1).await;
+    e.start_ready(2).await;
+    let state = e.sim.state();
+    assert_eq!(state.node_of_pod("n1").expect("n1").tokens.len(), 16);
+    assert_eq!(
+        state.node_of_pod("n2").expect("n2").tokens.len(),
+        8,
+        "a new node gets num_tokens"
+    );
+    e.ok("POST", 1, "/api/v0/lifecycle/stop", None).await;
+    e.sim.upsert_pod(
+        PodInfo::new(
+            PodKey::new("k1", "ns", "n1"),
+            e.ip(1),
+            "c1",
+            "dc1",
+            "r1",
+            true,
+        )
+        .with_config(NodeConfig {
+            num_tokens: 32,
+            ..cfg("c1")
+        }),
+    );
+    let (s, body) = e
+        .call("POST", 1, "/api/v0/lifecycle/start", None)
+        .await
+        .expect("answer");
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        body.contains("Cannot change the number of tokens from 16 to 32"),
+        "{body}"
+    );
+    assert_eq!(e.rules(), vec!["num_tokens_changed"]);
+    // Back to its own count, it starts.
+    e.sim.upsert_pod(
+        PodInfo::new(
+            PodKey::new("k1", "ns", "n1"),
+            e.ip(1),
+            "c1",
+            "dc1",
+            "r1",
+            true,
+        )
+        .with_config(cfg("c1")),
+    );
+    e.start_ready(1).await;
+    assert_eq!(e.rules().len(), 1);
+}
+
+#[tokio::test]
+async fn no_bootstrap_while_a_replica_is_down_unless_consistency_is_off() {
+    let e = env(165, fast()).await;
+    e.pod_cfg("n1", 1, true, cfg("c1")).await;
+    e.pod_cfg("n2", 2, false, cfg("c1")).await;
+    e.pod_cfg("n3", 3, false, cfg("c1")).await;
+    e.start_ready(1).await;
+    e.start_ready(2).await;
+    e.ok("POST", 2, "/api/v0/lifecycle/stop", None).await;
+    assert_eq!(
+        e.status("POST", 3, "/api/v0/lifecycle/start").await,
+        Some(StatusCode::INTERNAL_SERVER_ERROR)
+    );
+    assert_eq!(e.rules(), vec!["bootstrap_replica_down"]);
+    // -Dcassandra.consistent.rangemovement=false lets it stream from what is left.
+    e.sim.upsert_pod(
+        PodInfo::new(
+            PodKey::new("k1", "ns", "n3"),
+            e.ip(3),
+            "c1",
+            "dc1",
+            "r1",
+            false,
+        )
+        .with_config(NodeConfig {
+            consistent_rangemovement: false,
+            ..cfg("c1")
+        }),
+    );
+    e.start_ready(3).await;
+    assert_eq!(e.rules().len(), 1);
+}
+
+#[tokio::test]
+async fn no_decommission_while_a_replica_is_down() {
+    let e = env(166, fast()).await;
+    for (name, host, seed) in [("n1", 1, true), ("n2", 2, false), ("n3", 3, false)] {
+        e.pod_cfg(name, host, seed, cfg("c1")).await;
+        e.start_ready(host).await;
+    }
+    e.ok("POST", 3, "/api/v0/lifecycle/stop", None).await;
+    let (_, job) = e
+        .ok("POST", 2, "/api/v1/ops/node/decommission?force=true", None)
+        .await;
+    let v = e.wait_job(2, &job).await;
+    assert_eq!(v["status"], "ERROR", "{v}");
+    assert_eq!(e.rules(), vec!["decommission_replica_down"]);
+    assert_eq!(
+        e.sim.state().node_of_pod("n2").expect("n2").cassandra,
+        CassandraState::Normal
+    );
+    // With every replica up it leaves.
+    e.start_ready(3).await;
+    let (_, job) = e
+        .ok("POST", 2, "/api/v1/ops/node/decommission?force=true", None)
+        .await;
+    assert_eq!(e.wait_job(2, &job).await["status"], "COMPLETED");
+    assert_eq!(e.rules().len(), 1);
+}
+
+#[tokio::test]
+async fn replace_address_first_boot_from_jvm_options_is_a_replacement() {
+    let e = env(167, fast()).await;
+    e.pod_cfg("n1", 1, true, cfg("c1")).await;
+    e.pod_cfg("n2", 2, false, cfg("c1")).await;
+    e.start_ready(1).await;
+    e.start_ready(2).await;
+    let old = e.sim.state().node_of_pod("n2").cloned().expect("n2");
+    e.sim
+        .set_fault(&FaultRequest {
+            target: FaultTarget::pod("n2"),
+            fault: None,
+            clear: false,
+            wipe: true,
+        })
+        .expect("wiped");
+    e.sim.upsert_pod(
+        PodInfo::new(
+            PodKey::new("k1", "ns", "n2"),
+            e.ip(2),
+            "c1",
+            "dc1",
+            "r1",
+            false,
+        )
+        .with_config(NodeConfig {
+            replace_address_first_boot: Some(e.ip(2)),
+            ..cfg("c1")
+        }),
+    );
+    e.start_ready(2).await;
+    let new = e.sim.state().node_of_pod("n2").cloned().expect("n2");
+    assert_ne!(new.host_id, old.host_id);
+    assert_eq!(
+        new.tokens, old.tokens,
+        "a replacement takes the dead node's tokens"
+    );
+    assert!(e.sim.violations().is_empty(), "{:?}", e.sim.violations());
+}
+
+#[tokio::test]
+async fn unreadable_configuration_refuses_the_start() {
+    let e = env(168, fast()).await;
+    let mut info = PodInfo::new(
+        PodKey::new("k1", "ns", "n1"),
+        e.ip(1),
+        "c1",
+        "dc1",
+        "r1",
+        true,
+    );
+    info.config_error =
+        Some("CONFIG_FILE_DATA comes from key config of Secret s, which could not be read".into());
+    e.sim.upsert_pod(info);
+    wait_for("liveness", || async {
+        e.status("GET", 1, "/api/v0/probes/liveness").await == Some(StatusCode::OK)
+    })
+    .await;
+    let (s, body) = e
+        .call("POST", 1, "/api/v0/lifecycle/start", None)
+        .await
+        .expect("answer");
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body.contains("Secret s"), "{body}");
+    let state = e.sim.state();
+    assert!(state.pods[0].config_error.is_some());
+    assert_eq!(
+        state.node_of_pod("n1").expect("n1").cassandra,
+        CassandraState::Down
+    );
+}
+
+#[tokio::test]
+async fn endpoints_mark_the_answering_node_local() {
+    let e = env(169, fast()).await;
+    e.pod_cfg("n1", 1, true, cfg("c1")).await;
+    e.pod_cfg("n2", 2, false, cfg("c1")).await;
+    e.start_ready(1).await;
+    e.start_ready(2).await;
+    for host in [1u8, 2] {
+        let ring = e.json(host, "/api/v0/metadata/endpoints").await;
+        let entity = ring["entity"].as_array().expect("entity");
+        assert_eq!(entity.len(), 2);
+        for n in entity {
+            let me = n["ENDPOINT_IP"] == e.ip(host);
+            assert_eq!(n["IS_LOCAL"], if me { "true" } else { "false" }, "{n}");
+            assert_eq!(n["CLUSTER_NAME"], "c1");
+        }
+    }
+}
+
+#[tokio::test]
+async fn others_see_a_state_change_after_the_gossip_delay() {
+    let e = env(
+        170,
+        SimConfig {
+            gossip_delay: Duration::from_secs(3600),
+            ..fast()
+        },
+    )
+    .await;
+    e.pod("k1", "n1", 1, "c1", "dc1", true).await;
+    e.pod("k1", "n2", 2, "c1", "dc1", false).await;
+    e.start_ready(1).await;
+    e.start_ready(2).await;
+    let status_of = |ring: &Value, ip: &str| {
+        ring["entity"]
+            .as_array()
+            .expect("entity")
+            .iter()
+            .find(|n| n["ENDPOINT_IP"] == ip)
+            .and_then(|n| n["STATUS"].as_str().map(str::to_string))
+    };
+    let own = e.json(2, "/api/v0/metadata/endpoints").await;
+    assert!(status_of(&own, &e.ip(2)).is_some_and(|s| s.starts_with("NORMAL")));
+    assert_eq!(
+        status_of(&own, &e.ip(1)),
+        None,
+        "n1's NORMAL has not reached n2 yet"
+    );
+    e.sim.update_config(&ConfigUpdate {
+        gossip_delay_ms: Some(0),
+        ..ConfigUpdate::default()
+    });
+    let later = e.json(2, "/api/v0/metadata/endpoints").await;
+    assert!(status_of(&later, &e.ip(1)).is_some_and(|s| s.starts_with("NORMAL")));
+}
+
+// ----- timing ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_management_api_listens_only_after_its_start_delay() {
+    let e = env(
+        171,
+        SimConfig {
+            mgmt_api_start_delay: Duration::from_secs(3600),
+            ..fast()
+        },
+    )
+    .await;
+    let mut info = PodInfo::new(
+        PodKey::new("k1", "ns", "n1"),
+        e.ip(1),
+        "c1",
+        "dc1",
+        "r1",
+        true,
+    );
+    e.sim.upsert_pod(info.clone());
+    // Give the listener manager a chance to act: it must not bind yet.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        e.status("GET", 1, "/api/v0/probes/liveness").await,
+        None,
+        "connection refused"
+    );
+    assert!(!e.sim.state().pods[0].listening);
+    // The pod's annotation overrides the global delay.
+    info.mgmt_api_start_delay_ms = Some(200);
+    e.sim.upsert_pod(info);
+    wait_for("liveness", || async {
+        e.status("GET", 1, "/api/v0/probes/liveness").await == Some(StatusCode::OK)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn readiness_is_probed_on_probe_ticks_only() {
+    let e = env(
+        172,
+        SimConfig {
+            probe_period: Duration::from_secs(3600),
+            ..fast()
+        },
+    )
+    .await;
+    e.pod("k1", "n1", 1, "c1", "dc1", true).await;
+    wait_for("first probe at container start", || async {
+        e.sim.state().pods[0].probed_ready == Some(false)
+    })
+    .await;
+    e.start_ready(1).await;
+    assert!(e.sim.state().pods[0].desired_ready);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        e.sim.state().pods[0].probed_ready,
+        Some(false),
+        "no probe tick yet: the kubelet has not seen the node ready"
+    );
+    e.sim.update_config(&ConfigUpdate {
+        probe_period_ms: Some(100),
+        ..ConfigUpdate::default()
+    });
+    wait_for("probe tick", || async {
+        e.sim.state().pods[0].probed_ready == Some(true)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn realistic_preset_sets_real_timing() {
+    let e = env(173, fast()).await;
+    let c = e.sim.update_config(&ConfigUpdate {
+        preset: Some(Preset::Realistic),
+        ..ConfigUpdate::default()
+    });
+    assert_eq!(c.ring_delay, Duration::from_secs(30));
+    assert_eq!(c.probe_timing, ProbeTiming::PodSpec);
+    assert!(c.mgmt_api_start_delay >= Duration::from_secs(2));
+    let client = e.sim.client().expect("control API");
+    let c: SimConfig = client
+        .update_config(
+            &serde_json::from_value(json!({"preset": "default", "ring_delay_ms": 7}))
+                .expect("update"),
+        )
+        .await
+        .expect("posted");
+    assert_eq!(c.ring_delay, Duration::from_millis(7));
+    assert_eq!(c.probe_timing, ProbeTiming::Fixed);
 }

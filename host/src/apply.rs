@@ -228,6 +228,50 @@ impl Writer {
             })
     }
 
+    /// Server-side applies fields of an object this policy does not own (labels on a pod
+    /// of its StatefulSet, say). `object` carries the live `metadata.uid`: the API server
+    /// then refuses to create it when it is gone (409) and to touch a namesake that
+    /// replaced it. Either answer, and a 404, is `None`: nothing to patch.
+    pub async fn patch_existing(
+        &self,
+        cluster: &str,
+        client: &Client,
+        object: &Value,
+    ) -> Result<Option<DynamicObject>, ApplyError> {
+        let (api_version, kind, namespace, name) = identity(object)?;
+        if object
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .is_none()
+        {
+            return Err(ApplyError::InvalidObject {
+                reason: format!("a patch of {kind} {namespace}/{name} needs its metadata.uid"),
+            });
+        }
+        let resolved = self
+            .discovery
+            .resolve(cluster, client, &api_version, &kind)
+            .await?;
+        let api = Self::api(client.clone(), &resolved, &namespace);
+        let params = PatchParams::apply(&self.field_manager).force();
+        self.metrics.record_write(&self.policy, "apply", cluster);
+        match api.patch(&name, &params, &Patch::Apply(object)).await {
+            Ok(o) => Ok(Some(o)),
+            Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409) => {
+                tracing::debug!(%kind, %namespace, %name, message = %e.message,
+                    "object gone or replaced; not patched");
+                Ok(None)
+            }
+            Err(source) => Err(ApplyError::Api {
+                verb: "apply",
+                cluster: cluster.to_string(),
+                kind,
+                object: format!("{namespace}/{name}"),
+                message: short(&source),
+            }),
+        }
+    }
+
     /// Deletes one object; an object already gone is success.
     pub async fn delete(
         &self,

@@ -158,7 +158,8 @@ generated (create) and replicated (patch).
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list, watch, delete]
+  # patch: the seed label on Cassandra pods (cass-operator labels running nodes as seeds).
+  verbs: [list, watch, delete, patch]
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
   # patch: volume expansion writes the larger size into existing claims.

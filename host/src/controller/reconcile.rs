@@ -512,6 +512,28 @@ impl PolicyController {
             .find_map(|w| w.stores.get(cluster).and_then(|(s, _)| s.get(ns, name)))
     }
 
+    /// Whether the policy owns this kind (declared in `owns`).
+    fn owns(&self, api_version: &str, kind: &str) -> bool {
+        self.owned
+            .iter()
+            .any(|w| w.kind.kind == kind && w.kind.api_version == api_version)
+    }
+
+    /// An object of a kind the policy reads, as its watch caches it.
+    fn read_live(
+        &self,
+        cluster: &str,
+        api_version: &str,
+        kind: &str,
+        ns: &str,
+        name: &str,
+    ) -> Option<Arc<DynamicObject>> {
+        self.reads
+            .iter()
+            .filter(|w| w.kind.kind == kind && w.kind.api_version == api_version)
+            .find_map(|w| w.stores.get(cluster).and_then(|(s, _)| s.get(ns, name)))
+    }
+
     async fn execute(
         &self,
         key: &ParentKey,
@@ -555,11 +577,29 @@ impl PolicyController {
                 });
                 continue;
             };
-            if crate::apply::adopts(&api_version, &kind) {
+            let owned = self.owns(&api_version, &kind);
+            let live = if owned {
+                self.live(&obj.cluster, &api_version, &kind, &ns, &name)
+            } else {
+                // A kind the policy only reads (labels on its StatefulSets' pods, a larger
+                // size on a claim): patched where it exists, never created, adopted or
+                // pruned. The live UID goes into the patch, so an object deleted since the
+                // cache saw it is refused by the API server instead of being recreated.
+                let Some(live) = self.read_live(&obj.cluster, &api_version, &kind, &ns, &name)
+                else {
+                    tracing::debug!(policy = %self.policy.info.name, kind = %kind, namespace = %ns, name = %name,
+                        "not patching an object the policy does not own and the cache does not hold");
+                    continue;
+                };
+                if let Some(Value::Object(meta)) = value.pointer_mut("/metadata") {
+                    meta.insert("uid".into(), live.metadata.uid.clone().into());
+                }
+                Some(live)
+            };
+            if owned && crate::apply::adopts(&api_version, &kind) {
                 self.stamp(key, &obj.cluster, parent, &mut value);
             }
             let hash = hash_value(&value);
-            let live = self.live(&obj.cluster, &api_version, &kind, &ns, &name);
             if let Some(uid) = live.as_ref().and_then(|l| l.metadata.uid.clone()) {
                 desired_uids.insert(uid);
             }
@@ -577,8 +617,20 @@ impl PolicyController {
                     continue;
                 }
             }
-            match self.writer.apply(&obj.cluster, &client, &value).await {
-                Ok(applied) => {
+            let result = if owned {
+                self.writer
+                    .apply(&obj.cluster, &client, &value)
+                    .await
+                    .map(Some)
+            } else {
+                self.writer
+                    .patch_existing(&obj.cluster, &client, &value)
+                    .await
+            };
+            match result {
+                // Gone since the cache saw it: its deletion event brings a new reconcile.
+                Ok(None) => {}
+                Ok(Some(applied)) => {
                     if let Some(uid) = applied.metadata.uid.clone() {
                         desired_uids.insert(uid);
                     }

@@ -214,6 +214,9 @@ pub fn reconcile(snapshot: &Snapshot) -> Result<Plan, PolicyError> {
         keep: BTreeMap::new(),
         removing,
         recreating: false,
+        starting: Vec::new(),
+        seed_first: None,
+        waits: Vec::new(),
     }
     .run()?;
     Ok(plan)
@@ -331,6 +334,13 @@ struct Decider<'a> {
     /// Some rack's StatefulSet is being recreated for a larger claim template: pods are
     /// not restarted meanwhile (there may be no StatefulSet to recreate them).
     recreating: bool,
+    /// Pods whose Cassandra is being started (in flight or by this plan): they keep the
+    /// seed label they have.
+    starting: Vec<String>,
+    /// The first node of a cluster with nothing running: labelled seed before its start.
+    seed_first: Option<String>,
+    /// Why nodes wait, for the status (`Ready=False` message).
+    waits: Vec<String>,
 }
 
 /// What the scale-down step decided for one rack.
@@ -340,28 +350,11 @@ struct ScaleDown {
 }
 
 impl Decider<'_> {
-    /// Deletes a pod so its StatefulSet recreates it. A seed pod gets the seed label back
-    /// in its rack's template in the same plan (applied before the deletion), so the
-    /// StatefulSet controller recreates it as a seed.
+    /// Deletes a pod so its StatefulSet recreates it. The new pod comes without the seed
+    /// label: it becomes a seed again once it runs (see [`Decider::seed_labels`]).
     fn delete_pod(&mut self, pod: &str) {
         self.plan.delete.push(key(self.dc, "v1", "Pod", pod));
         self.deleting.push(pod.to_string());
-        let Some(p) = self.obs.pod(pod).filter(|p| p.seed) else {
-            return;
-        };
-        let Some(rack) = self.dc.racks.iter().find(|r| r.label == p.rack) else {
-            return;
-        };
-        for obj in &mut self.plan.apply {
-            if obj.kind().as_deref() == Some("StatefulSet")
-                && obj.name().as_deref() == Some(&rack.sts)
-                && let Ok(mut v) = obj.value()
-                && v.get("spec").is_some()
-            {
-                v["spec"]["template"]["metadata"]["labels"][SEED_NODE_LABEL] = json!("true");
-                obj.json = v.to_string();
-            }
-        }
     }
 
     fn run(&mut self) -> Result<(), PolicyError> {
@@ -393,19 +386,6 @@ impl Decider<'_> {
         let mut any_resize = false;
         for rack in self.dc.racks.clone() {
             let live = self.obs.sts.get(&rack.sts);
-            let rack_pods: Vec<&PodObs> = self
-                .obs
-                .pods
-                .iter()
-                .filter(|p| p.rack == rack.label && !p.terminating)
-                .collect();
-            // Seed ordinals without a live pod: the next pods created must be seeds.
-            let seed_missing = (0..rack.seeds.max(1).min(rack.desired.max(1))).any(|o| {
-                !rack_pods
-                    .iter()
-                    .any(|p| p.ordinal as usize == o && !self.deleting.contains(&p.name))
-            });
-            let seed_count = rack.seeds.max(1).min(rack.desired.max(1));
             let live_replicas = live.map(|l| l.replicas);
             let replicas = if stopped {
                 0
@@ -419,14 +399,6 @@ impl Decider<'_> {
             } else if live_replicas.is_some_and(|l| l > rack.desired) {
                 // Another rack is being scaled down first; this one waits its turn.
                 live_replicas.unwrap_or(rack.desired)
-            } else if seed_missing
-                && live_replicas.is_none_or(|l| l <= seed_count)
-                && rack_pods.len() < seed_count
-            {
-                // The seed pods first (see `objects::statefulset`). Only while the rack
-                // has no more than them: a StatefulSet that already runs more pods than
-                // we can see (a pod cache still syncing) is never shrunk on that account.
-                rack.desired.min(seed_count)
             } else {
                 rack.desired
             };
@@ -439,12 +411,10 @@ impl Decider<'_> {
                 rack.label.clone(),
                 replicas.min(live_replicas.unwrap_or(replicas)),
             );
-            // A rack whose every pod is a seed keeps the label for good: a seed pod deleted
-            // by someone else (a CassandraTask restart) is recreated by the StatefulSet
-            // controller before this policy could put the label back.
-            let seed_template =
-                !stopped && rack.desired > 0 && (seed_missing || rack.desired <= seed_count);
-            let mut sts = objects::statefulset(self.dc, &rack, replicas, seed_template);
+            // The template never carries the seed label: a pod created from it (a scale-up,
+            // a recreated seed) would join a ring holding data as a seed, which skips
+            // bootstrap. Seeds are labelled on the running pods instead (`seed_labels`).
+            let mut sts = objects::statefulset(self.dc, &rack, replicas, false);
             hashes.push(objects::template_hash(&sts["spec"]["template"]));
             if self.force_listed(&rack.rack.name) {
                 let since = live
@@ -496,6 +466,7 @@ impl Decider<'_> {
         } else {
             self.conds.set(T::Stopped, false, "", "");
             let busy = self.starts(&replacing, scale_down.as_ref());
+            self.seed_labels();
             self.management_api_failures();
             let quiet = !busy && !self.pending_pods() && replacing.is_empty();
             self.roles();
@@ -966,6 +937,7 @@ impl Decider<'_> {
         let mut with_data: Vec<(&PodObs, String)> = Vec::new();
         let mut requeue: Option<u64> = None;
         let mut failed: Vec<String> = Vec::new();
+        let mut mgmt_waits: Vec<String> = Vec::new();
         let replace_since = dc.prev_transition_ms(T::ReplacingNodes).unwrap_or(0);
 
         for p in obs.pods.iter().filter(|p| !p.terminating) {
@@ -997,10 +969,12 @@ impl Decider<'_> {
                 Attempt::Running => {
                     in_flight_any = true;
                     in_flight_fresh |= !data;
+                    self.starting.push(p.name.clone());
                 }
                 Attempt::Succeeded(at) => {
                     in_flight_any = true;
                     in_flight_fresh |= !data;
+                    self.starting.push(p.name.clone());
                     if !joining {
                         let due = at + START_TIMEOUT_MS;
                         requeue = Some(requeue.map_or(due, |r| r.min(due)));
@@ -1018,6 +992,17 @@ impl Decider<'_> {
                 }
                 Attempt::New(id) => {
                     if !p.mgmt_up() {
+                        // A refused connection is the API still starting (the host probes
+                        // it again and reconciles once it answers); an API that answers
+                        // errors is reported by `management_api_failures`.
+                        let broken = p
+                            .node
+                            .as_ref()
+                            .and_then(|n| n.error.as_deref())
+                            .is_some_and(management_api_broken);
+                        if !broken {
+                            mgmt_waits.push(p.name.clone());
+                        }
                         continue;
                     }
                     if data {
@@ -1039,25 +1024,101 @@ impl Decider<'_> {
                 .position(|r| r.label == p.rack)
                 .unwrap_or(usize::MAX)
         };
-        // A seed must be up before anything else; with no seed pod anywhere (pods created
-        // by something else), fall back to starting one node so the cluster can form.
-        let seed_ok = |p: &PodObs| {
-            p.seed || obs.cluster_seed_ready || (!obs.cluster_has_seed_pod && !in_flight_any)
-        };
+        // Seeds are running nodes (see `seed_labels`). A node starts once it can reach one:
+        // a ready seed of the cluster in this namespace, or an additional seed elsewhere.
+        // With neither and nothing of the cluster running, the first node is labelled seed
+        // before it starts: its own address in its seed list makes it form the ring.
+        // A fresh pod still labelled seed while not ready (made from an older template)
+        // waits for the label to go: a new node that is its own seed skips bootstrap and
+        // would own ranges whose data is elsewhere.
+        let additional = dc
+            .obj
+            .spec
+            .additional_seeds
+            .as_ref()
+            .is_some_and(|s| !s.is_empty());
+        let lone = !obs.cluster_any_ready && !additional;
+        let contact = obs.cluster_seed_ready || additional;
+        let ring_moving: Vec<String> = obs
+            .ring
+            .iter()
+            .flatten()
+            .filter(|e| e.moving())
+            .map(|e| format!("{} {}", e.ip, e.status))
+            .collect();
         let mut ops: Vec<(String, String, Option<String>)> = Vec::new();
-        if !in_flight_fresh {
-            for (p, id) in &with_data {
-                if seed_ok(p) {
-                    ops.push((p.name.clone(), id.clone(), None));
+        if !mgmt_waits.is_empty() {
+            self.waits.push(format!(
+                "waiting for the management API of {}",
+                mgmt_waits.join(",")
+            ));
+        }
+        if lone {
+            if !in_flight_any {
+                // Data decides who forms the ring: a node that has some, when any has.
+                let data_exists = obs
+                    .pods
+                    .iter()
+                    .any(|p| !p.terminating && self.has_data(p, replacing));
+                let mut candidates: Vec<(&PodObs, &String)> = if data_exists {
+                    with_data.iter().map(|(p, id)| (*p, id)).collect()
+                } else {
+                    fresh
+                        .iter()
+                        .filter(|(_, _, replace)| replace.is_none())
+                        .map(|(p, id, _)| (*p, id))
+                        .collect()
+                };
+                candidates.sort_by_key(|(p, _)| (!p.seed, p.ordinal, rack_index(p)));
+                match candidates.first() {
+                    Some((p, id)) if p.seed => ops.push((p.name.clone(), (*id).clone(), None)),
+                    Some((p, _)) => {
+                        self.seed_first = Some(p.name.clone());
+                        self.pending = true;
+                    }
+                    None => {}
                 }
             }
-            let ring_moving = obs.ring.iter().flatten().any(|e| e.moving());
-            if ops.is_empty() && !in_flight_any && !ring_moving {
-                fresh.sort_by_key(|(p, _, replace)| {
-                    (replace.is_none(), !p.seed, p.ordinal, rack_index(p))
-                });
-                if let Some((p, id, replace_ip)) = fresh.iter().find(|(p, _, _)| seed_ok(p)) {
-                    ops.push((p.name.clone(), id.clone(), replace_ip.clone()));
+        } else if !contact {
+            if !with_data.is_empty() || !fresh.is_empty() {
+                self.waits.push("waiting for a ready seed".into());
+            }
+        } else if !in_flight_fresh {
+            // A node with data rejoins without bootstrap, seed label or not (it keeps
+            // the label while it starts).
+            for (p, id) in &with_data {
+                ops.push((p.name.clone(), id.clone(), None));
+            }
+            if ops.is_empty() && !in_flight_any {
+                fresh.sort_by_key(|(p, _, replace)| (replace.is_none(), p.ordinal, rack_index(p)));
+                if let Some((p, id, replace_ip)) = fresh.iter().find(|(p, _, _)| !p.seed) {
+                    // A bootstrap or a replacement is a range movement: Cassandra refuses
+                    // it while another one runs anywhere in the cluster, or while a token
+                    // owner of this datacenter is down (other than the one replaced).
+                    let down: Vec<String> = obs
+                        .ring
+                        .iter()
+                        .flatten()
+                        .filter(|e| e.dc == dc.dc_name() && e.down_replica())
+                        .filter(|e| replace_ip.as_deref() != Some(e.ip.as_str()))
+                        .map(|e| e.ip.clone())
+                        .collect();
+                    if !ring_moving.is_empty() {
+                        self.waits.push(format!(
+                            "{} waits for the range movement of {}",
+                            p.name,
+                            ring_moving.join(",")
+                        ));
+                    } else if !down.is_empty() {
+                        self.waits.push(format!(
+                            "{} waits: node {} of datacenter {} is down",
+                            p.name,
+                            down.join(","),
+                            dc.dc_name()
+                        ));
+                    } else {
+                        ops.push((p.name.clone(), id.clone(), replace_ip.clone()));
+                    }
                 }
             }
         }
@@ -1072,6 +1133,7 @@ impl Decider<'_> {
             self.plan
                 .event(EventType::Normal, "StartingCassandra", message);
             self.last_started = Some(rfc3339(self.now));
+            self.starting.push(pod.clone());
         }
         if let Some(at) = requeue {
             self.plan
@@ -1083,6 +1145,82 @@ impl Decider<'_> {
             self.pending = true;
         }
         busy
+    }
+
+    /// The seed label on this datacenter's pods, as cass-operator keeps it: in each rack the
+    /// first ready pods (by ordinal) up to the rack's seed count are seeds; a pod that is
+    /// not ready loses the label unless its Cassandra is starting; the first node of a
+    /// cluster with nothing running is labelled before it starts (`seed_first`).
+    ///
+    /// The pods are the StatefulSets', so the plan lists only their identity and this one
+    /// label, and only for pods that are to carry it or carry it now: the host patches
+    /// existing pods it does not own and never creates, adopts or prunes them. The value
+    /// is written explicitly (`"false"` rather than removing the label) because the label
+    /// may have been set by another field manager (the StatefulSet controller, for pods
+    /// created by an older version from a template that carried it).
+    fn seed_labels(&mut self) {
+        if self.dc.stopped() {
+            return;
+        }
+        let mut labelled = Vec::new();
+        let mut unlabelled = Vec::new();
+        for rack in self.dc.racks.clone() {
+            let mut pods: Vec<&PodObs> = self
+                .obs
+                .pods
+                .iter()
+                .filter(|p| p.rack == rack.label && !p.terminating)
+                .filter(|p| !self.deleting.contains(&p.name))
+                .collect();
+            pods.sort_by_key(|p| p.ordinal);
+            let mut count = 0;
+            for p in pods {
+                let is_seed = p.ready() && count < rack.seeds;
+                if is_seed {
+                    count += 1;
+                }
+                let keep = p.seed && self.starting.contains(&p.name);
+                let first = self.seed_first.as_deref() == Some(p.name.as_str());
+                let seed = is_seed || keep || first;
+                if !seed && !p.seed_labelled {
+                    continue;
+                }
+                if seed && !p.seed {
+                    labelled.push(p.name.clone());
+                } else if !seed && p.seed {
+                    unlabelled.push(p.name.clone());
+                }
+                push(
+                    self.plan,
+                    &json!({
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "metadata": {
+                            "name": p.name,
+                            "namespace": self.dc.namespace,
+                            "labels": {SEED_NODE_LABEL: if seed { "true" } else { "false" }},
+                        },
+                    }),
+                );
+            }
+        }
+        if !labelled.is_empty() {
+            self.plan.event(
+                EventType::Normal,
+                "LabeledPodAsSeed",
+                format!("labelled as seed node: {}", labelled.join(",")),
+            );
+        }
+        if !unlabelled.is_empty() {
+            self.plan.event(
+                EventType::Normal,
+                "UnlabeledPodAsSeed",
+                format!("no longer a seed node: {}", unlabelled.join(",")),
+            );
+        }
+        if !labelled.is_empty() || !unlabelled.is_empty() {
+            self.pending = true;
+        }
     }
 
     /// Nodes whose management API answers errors or does not answer in time: `Ready=False`
@@ -1638,12 +1776,12 @@ impl Decider<'_> {
             self.conds.set(T::Resuming, false, "", "");
         } else {
             if self.conds.get(T::Ready).is_none() {
-                self.conds.set(
-                    T::Ready,
-                    false,
-                    "NodesNotReady",
-                    format!("{ready} of {expected} nodes ready"),
-                );
+                let mut message = format!("{ready} of {expected} nodes ready");
+                for w in &self.waits {
+                    message.push_str("; ");
+                    message.push_str(w);
+                }
+                self.conds.set(T::Ready, false, "NodesNotReady", message);
             }
             self.pending = true;
             if self.dc.prev_true(T::Initialized) {

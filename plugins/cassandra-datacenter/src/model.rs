@@ -192,7 +192,11 @@ pub struct PodObs {
     pub ordinal: u32,
     pub uid: String,
     pub ip: Option<String>,
+    /// Labelled `seed-node: "true"`: the seed Service (and so every node's seed list)
+    /// includes it.
     pub seed: bool,
+    /// Whether the pod carries the seed label at all (any value).
+    pub seed_labelled: bool,
     pub terminating: bool,
     pub created_ms: Option<u64>,
     pub template_hash: Option<String>,
@@ -289,6 +293,9 @@ pub struct Endpoint {
     pub dc: String,
     pub rack: String,
     pub load: f64,
+    /// Gossip's failure detector says the node is up (`IS_ALIVE`; taken as up when the
+    /// answer does not say).
+    pub alive: bool,
 }
 
 impl Endpoint {
@@ -299,6 +306,13 @@ impl Endpoint {
             self.status.as_str(),
             "BOOT" | "BOOT_REPLACE" | "JOINING" | "LEAVING" | "MOVING"
         )
+    }
+
+    /// A token owner that gossip reports down: Cassandra refuses to bootstrap, replace or
+    /// decommission a node of its datacenter while such a replica is missing (the data
+    /// could not be moved consistently).
+    pub fn down_replica(&self) -> bool {
+        !self.alive && matches!(self.status.as_str(), "NORMAL" | "LEAVING")
     }
 }
 
@@ -330,6 +344,11 @@ pub fn parse_endpoints(json: &str) -> Option<Vec<Endpoint>> {
                     dc: s(e, "DC").unwrap_or_default(),
                     rack: s(e, "RACK").unwrap_or_default(),
                     load,
+                    alive: match e.get("IS_ALIVE") {
+                        Some(Value::String(a)) => a != "false",
+                        Some(Value::Bool(a)) => *a,
+                        _ => true,
+                    },
                 })
             })
             .collect(),
@@ -447,6 +466,7 @@ impl Observed {
                     .and_then(|s| s.pod_ip.clone())
                     .filter(|ip| !ip.is_empty()),
                 seed,
+                seed_labelled: labels.contains_key(SEED_NODE_LABEL),
                 terminating: meta.deletion_timestamp.is_some(),
                 created_ms: meta
                     .creation_timestamp

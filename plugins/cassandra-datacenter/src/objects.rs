@@ -72,14 +72,10 @@ fn claim_template(dc: &Dc, rack: &RackPlan, name: &str, spec: Value) -> Value {
 /// A rack's StatefulSet.
 ///
 /// `seed_template`: the pod template carries `cassandra.datastax.com/seed-node: "true"`.
-/// Pods are not ours to label (they belong to the StatefulSet, and applying them would
-/// fight its controller), yet Cassandra and the simulator find seeds by that label. So the
-/// label is put in the template exactly while one of the rack's seed pods (its first
-/// ordinals) is missing: the StatefulSet first runs with only those replicas (created as
-/// seeds), and once they exist the label goes away and the rack grows to its size. With
-/// `OnDelete` updates a pod keeps the labels it was created with, so seeds stay seeds,
-/// also when recreated (the label returns while one is missing, and a plan deleting a
-/// seed pod puts it back in the same plan).
+/// The lifecycle always passes false: a pod created from such a template later (a
+/// scale-up, a recreated seed) would start as a seed, and a new seed skips bootstrap.
+/// Seeds are labelled on the running pods instead (`lifecycle`'s `seed_labels`), as
+/// cass-operator does.
 pub fn statefulset(dc: &Dc, rack: &RackPlan, replicas: usize, seed_template: bool) -> Value {
     let mut template = pod_template(dc, rack);
     if seed_template {

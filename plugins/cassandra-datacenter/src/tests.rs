@@ -62,6 +62,8 @@ enum St {
 struct SimPod {
     rack: String,
     seed: bool,
+    /// The seed label is there at all (`"true"` or `"false"`).
+    seed_labelled: bool,
     uid: String,
     ip: String,
     hash: String,
@@ -129,8 +131,8 @@ impl Sim {
             "cassandra.datastax.com/datacenter": "dc1",
             "cassandra.datastax.com/rack": p.rack,
         });
-        if p.seed {
-            labels[SEED_NODE_LABEL] = json!("true");
+        if p.seed_labelled {
+            labels[SEED_NODE_LABEL] = json!(if p.seed { "true" } else { "false" });
         }
         let mut pod = json!({
             "apiVersion": "v1", "kind": "Pod",
@@ -297,6 +299,23 @@ impl Sim {
                     .unwrap();
                 self.pvc_requests.insert(name, size.into());
             }
+            // Pods are the StatefulSets': the host only patches the seed label of pods that
+            // exist, never creates one.
+            if v["kind"] == "Pod" {
+                let name = v["metadata"]["name"].as_str().unwrap().to_string();
+                let meta = v["metadata"].as_object().unwrap();
+                let keys: Vec<&String> = meta.keys().collect();
+                assert_eq!(keys, ["labels", "name", "namespace"], "{v}");
+                let labels = meta["labels"].as_object().unwrap();
+                assert_eq!(labels.len(), 1, "only the seed label: {v}");
+                assert!(v.get("spec").is_none() && v.get("status").is_none(), "{v}");
+                let p = self.pods.get_mut(&name);
+                assert!(p.is_some(), "label of a missing pod {name}");
+                if let Some(p) = p {
+                    p.seed = labels[SEED_NODE_LABEL] == "true";
+                    p.seed_labelled = true;
+                }
+            }
             // Identity only: a subset of the live object, which the host leaves alone.
             if v["kind"] == "StatefulSet" && v.get("spec").is_some() {
                 if let Some(live) = self.sts.get(v["metadata"]["name"].as_str().unwrap()) {
@@ -374,6 +393,24 @@ impl Sim {
         if bootstrap && others_moving {
             self.violations.push(format!("concurrent_bootstrap: {pod}"));
         }
+        // A seed skips bootstrap: a new one would own ranges whose data is elsewhere.
+        let ring_has_data = self.data.keys().any(|n| n != pod);
+        if fresh && p.seed && replace.is_none() && ring_has_data {
+            self.violations
+                .push(format!("seed_bootstrap_into_data: {pod}"));
+        }
+        // Streaming needs every other token owner up.
+        let replaced_ip = replace.clone();
+        let owner_down = self.pods.iter().any(|(n, o)| {
+            n != pod
+                && self.data.contains_key(n)
+                && !matches!(o.state, St::Normal | St::Leaving | St::Joining)
+                && replaced_ip.as_deref() != Some(o.ip.as_str())
+        });
+        if bootstrap && owner_down {
+            self.violations
+                .push(format!("bootstrap_replica_down: {pod}"));
+        }
         if fresh {
             self.serial += 1;
             self.data
@@ -401,6 +438,7 @@ impl Sim {
                     SimPod {
                         rack: tmeta["labels"][RACK_LABEL].as_str().unwrap().into(),
                         seed: tmeta["labels"][SEED_NODE_LABEL] == "true",
+                        seed_labelled: !tmeta["labels"][SEED_NODE_LABEL].is_null(),
                         uid: format!("uid-{}", self.serial),
                         ip: format!("10.0.0.{}", self.serial),
                         hash: tmeta["annotations"][TEMPLATE_HASH_ANNOTATION]
@@ -511,13 +549,10 @@ fn empty_dc_gets_statefulsets_services_pdb_and_secret() {
         ]
         .map(|(a, b)| (a.to_string(), b.to_string()))
     );
-    // The seed pods first (one per rack with three racks).
+    // Every pod at once; the template never makes a pod a seed.
     let sts = sts_of(&plan, "demo-dc1-r1-sts");
-    assert_eq!(sts["spec"]["replicas"], 1);
-    assert_eq!(
-        sts["spec"]["template"]["metadata"]["labels"][SEED_NODE_LABEL],
-        "true"
-    );
+    assert_eq!(sts["spec"]["replicas"], 2);
+    assert!(sts["spec"]["template"]["metadata"]["labels"][SEED_NODE_LABEL].is_null());
     assert_eq!(sts["spec"]["podManagementPolicy"], "Parallel");
     assert_eq!(sts["spec"]["updateStrategy"]["type"], "OnDelete");
     assert_eq!(sts["spec"]["serviceName"], "demo-dc1-all-pods-service");
@@ -539,20 +574,165 @@ fn empty_dc_gets_statefulsets_services_pdb_and_secret() {
 }
 
 #[test]
-fn racks_grow_to_their_share_once_the_seed_pod_exists() {
+fn seeds_are_running_nodes_labelled_on_their_pods() {
     let mut sim = Sim::new(dc_json(7, &["r1", "r2", "r3"]));
-    sim.step();
-    assert_eq!(sim.pods.len(), 3);
-    assert!(sim.pods.values().all(|p| p.seed));
     let plan = sim.step();
     let replicas: Vec<_> = (1..=3)
         .map(|i| sts_of(&plan, &format!("demo-dc1-r{i}-sts"))["spec"]["replicas"].clone())
         .collect();
     assert_eq!(replicas, [json!(3), json!(2), json!(2)]);
-    let sts = sts_of(&plan, "demo-dc1-r1-sts");
-    assert!(sts["spec"]["template"]["metadata"]["labels"][SEED_NODE_LABEL].is_null());
     assert_eq!(sim.pods.len(), 7);
-    assert_eq!(sim.pods.values().filter(|p| p.seed).count(), 3);
+    assert!(sim.pods.values().all(|p| !p.seed && !p.seed_labelled));
+    // Nothing runs anywhere: the first node is labelled seed, and started only once the
+    // label is there (its own address in its seed list makes it form the ring).
+    let plan = sim.step();
+    assert!(plan.operations.is_empty(), "{:?}", plan.operations);
+    let labelled: Vec<_> = sim
+        .pods
+        .iter()
+        .filter(|(_, p)| p.seed)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(labelled, ["demo-dc1-r1-sts-0"]);
+    let plan = sim.step();
+    let started: Vec<_> = plan
+        .operations
+        .iter()
+        .map(|o| o.target.pod.as_str())
+        .collect();
+    assert_eq!(started, ["demo-dc1-r1-sts-0"]);
+
+    sim.run_until_ready(60);
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+    // Seeds: the first ready pod of each rack (one per rack with three racks), no other
+    // pod was ever a seed, and the other six bootstrapped as non-seeds.
+    let seeds: BTreeSet<_> = sim
+        .pods
+        .iter()
+        .filter(|(_, p)| p.seed)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(
+        seeds,
+        BTreeSet::from([
+            "demo-dc1-r1-sts-0",
+            "demo-dc1-r2-sts-0",
+            "demo-dc1-r3-sts-0"
+        ])
+    );
+    for plan in &sim.plans {
+        for o in plan
+            .apply
+            .iter()
+            .filter(|o| o.kind().as_deref() == Some("StatefulSet"))
+        {
+            let v = o.value().unwrap();
+            assert!(v["spec"]["template"]["metadata"]["labels"][SEED_NODE_LABEL].is_null());
+        }
+    }
+    // Steady state: the labels are listed unchanged, nothing else about pods.
+    let plan = sim.step();
+    let pods: Vec<_> = plan
+        .apply
+        .iter()
+        .filter(|o| o.kind().as_deref() == Some("Pod"))
+        .collect();
+    assert_eq!(pods.len(), 3);
+    assert!(plan.events.iter().all(|e| !e.reason.contains("Seed")));
+}
+
+#[test]
+fn a_pod_that_is_not_ready_loses_the_seed_label_and_a_ready_one_takes_its_place() {
+    let mut sim = Sim::new(dc_json(4, &["r1"]));
+    sim.run_until_ready(60);
+    let seeds = |sim: &Sim| -> Vec<String> {
+        sim.pods
+            .iter()
+            .filter(|(_, p)| p.seed)
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    assert_eq!(
+        seeds(&sim),
+        [
+            "demo-dc1-r1-sts-0",
+            "demo-dc1-r1-sts-1",
+            "demo-dc1-r1-sts-2"
+        ]
+    );
+    // Node 1 goes down and its restart fails (waiting for a retry): no longer a seed, and
+    // node 3 becomes one.
+    sim.pods.get_mut("demo-dc1-r1-sts-1").unwrap().state = St::Down;
+    sim.now += crate::lifecycle::START_TIMEOUT_MS;
+    let uid = sim.pods["demo-dc1-r1-sts-1"].uid.clone();
+    sim.record(
+        &format!("start/demo-dc1-r1-sts-1/{uid}/1"),
+        Outcome::Failed("Cassandra exited".into()),
+    );
+    let plan = sim.plan();
+    sim.execute(&plan);
+    assert_eq!(
+        seeds(&sim),
+        [
+            "demo-dc1-r1-sts-0",
+            "demo-dc1-r1-sts-2",
+            "demo-dc1-r1-sts-3"
+        ]
+    );
+    assert!(plan.events.iter().any(|e| e.reason == "UnlabeledPodAsSeed"));
+    assert!(plan.events.iter().any(|e| e.reason == "LabeledPodAsSeed"));
+    // Labels are set explicitly, also to false (another manager may have set "true").
+    let label_of = |plan: &Plan, pod: &str| {
+        plan.apply
+            .iter()
+            .find(|o| o.kind().as_deref() == Some("Pod") && o.name().as_deref() == Some(pod))
+            .map(|o| o.value().unwrap()["metadata"]["labels"][SEED_NODE_LABEL].clone())
+    };
+    assert_eq!(label_of(&plan, "demo-dc1-r1-sts-1"), Some(json!("false")));
+    assert_eq!(label_of(&plan, "demo-dc1-r1-sts-3"), Some(json!("true")));
+}
+
+#[test]
+fn a_scale_up_pod_and_a_recreated_seed_never_start_as_seeds() {
+    // A datacenter below three nodes: every node is a seed.
+    let mut sim = Sim::new(dc_json(2, &["r1"]));
+    sim.run_until_ready(40);
+    assert!(sim.pods.values().all(|p| p.seed));
+    // Scale-up: the new pod bootstraps as a non-seed, then becomes the third seed.
+    sim.dc["spec"]["size"] = json!(3);
+    sim.dc["metadata"]["generation"] = json!(2);
+    sim.run_until_ready(60);
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+    assert!(sim.pods.values().all(|p| p.seed));
+    // A pod made by an older version from a template with the seed label, with no data
+    // (a replacement of a lost volume, say): it loses the label before it starts.
+    sim.pods.remove("demo-dc1-r1-sts-2");
+    sim.data.remove("demo-dc1-r1-sts-2");
+    sim.pods.insert(
+        "demo-dc1-r1-sts-2".into(),
+        SimPod {
+            rack: "r1".into(),
+            seed: true,
+            seed_labelled: true,
+            uid: "uid-old-template".into(),
+            ip: "10.9.0.1".into(),
+            hash: String::new(),
+            state: St::Down,
+            terminating: false,
+            created_ms: sim.now,
+        },
+    );
+    let mut status = sim.status();
+    status["nodeStatuses"]
+        .as_object_mut()
+        .unwrap()
+        .remove("demo-dc1-r1-sts-2");
+    sim.dc["status"] = status;
+    let plan = sim.step();
+    assert!(plan.operations.is_empty(), "{:?}", plan.operations);
+    assert!(!sim.pods["demo-dc1-r1-sts-2"].seed);
+    sim.run_until_ready(40);
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
 }
 
 #[test]
@@ -880,18 +1060,9 @@ fn rolling_restart_deletes_one_pod_at_a_time() {
     assert!(sim.violations.is_empty(), "{:?}", sim.violations);
     assert_eq!(sim.condition("RollingRestart").as_deref(), Some("False"));
     assert!(sim.status()["lastRollingRestart"].is_string());
-    // Seeds stay seeds across the restart: the plan deleting a seed pod also puts the seed
-    // label into its rack's template.
+    // Recreated seed pods come back without the label (they rejoin with their data
+    // through the other seeds) and are seeds again once ready.
     assert_eq!(sim.pods.values().filter(|p| p.seed).count(), 3);
-    for p in &sim.plans {
-        if let Some(d) = p.delete.iter().find(|d| d.name.ends_with("-0")) {
-            let sts = sts_of(p, d.name.trim_end_matches("-0"));
-            assert_eq!(
-                sts["spec"]["template"]["metadata"]["labels"][SEED_NODE_LABEL],
-                "true"
-            );
-        }
-    }
     // A later reconcile doesn't restart again.
     let plan = sim.step();
     assert!(plan.delete.is_empty());
@@ -1368,6 +1539,7 @@ fn a_decommissioned_pod_is_never_started_again() {
         SimPod {
             rack: "r1".into(),
             seed: false,
+            seed_labelled: false,
             uid: "uid-old".into(),
             ip: "10.9.9.9".into(),
             hash: String::new(),
@@ -1422,6 +1594,7 @@ fn decommission_on_delete_removes_nodes_before_releasing_the_finalizer() {
     let other = SimPod {
         rack: "r1".into(),
         seed: true,
+        seed_labelled: true,
         uid: "uid-dc2".into(),
         ip: "10.1.0.1".into(),
         hash: String::new(),
@@ -1486,7 +1659,7 @@ fn seeds_are_three_per_datacenter_or_one_per_rack() {
 
     let mut sim = Sim::new(dc_json(5, &["r1"]));
     let plan = sim.step();
-    assert_eq!(sts_of(&plan, "demo-dc1-r1-sts")["spec"]["replicas"], 3);
+    assert_eq!(sts_of(&plan, "demo-dc1-r1-sts")["spec"]["replicas"], 5);
     sim.run_until_ready(40);
     let seeds: BTreeSet<_> = sim
         .pods

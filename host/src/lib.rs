@@ -24,17 +24,20 @@ use plugin::bindings::{NodeRef, NodeState, Operation, OperationResult};
 /// The controller's view of the management API: observation and the operation executor.
 pub struct ManagementDataPlane {
     executor: OperationExecutor,
+    follower: dataplane::NodeFollower,
 }
 
 impl ManagementDataPlane {
     /// `completions` receives "policy|namespace/name" whenever an operation of that parent
-    /// changes outcome, so the parent is reconciled at once instead of on a timer.
+    /// changes outcome, or a node its snapshot found unreachable changes state, so the
+    /// parent is reconciled at once instead of on a timer.
     pub fn new(
         config: ManagementApiConfig,
         completions: tokio::sync::mpsc::UnboundedSender<String>,
         clusters: clusters::ClusterRegistry,
     ) -> Result<Self, dataplane::DataplaneError> {
         let api = ManagementApi::new(config)?;
+        let follower = dataplane::NodeFollower::new(api.clone(), completions.clone());
         let reader = move |cluster: String, namespace: String, name: String| {
             let clusters = clusters.clone();
             async move {
@@ -65,7 +68,7 @@ impl ManagementDataPlane {
             completions,
             ExecutorConfig::default(),
         );
-        Ok(ManagementDataPlane { executor })
+        Ok(ManagementDataPlane { executor, follower })
     }
 
     /// Counters of every management-API call so far (probes and operations).
@@ -81,9 +84,19 @@ impl ManagementDataPlane {
 }
 
 impl DataPlane for ManagementDataPlane {
-    fn observe(&self, nodes: Vec<(NodeRef, Option<String>)>) -> BoxFuture<'static, Vec<NodeState>> {
+    fn observe(
+        &self,
+        parent: &str,
+        nodes: Vec<(NodeRef, Option<String>)>,
+    ) -> BoxFuture<'static, Vec<NodeState>> {
         let api = self.executor.api().clone();
-        Box::pin(async move { api.observe(nodes).await })
+        let follower = self.follower.clone();
+        let parent = parent.to_string();
+        Box::pin(async move {
+            let states = api.observe(nodes).await;
+            follower.follow(&parent, &states);
+            states
+        })
     }
 
     fn execute(
@@ -105,5 +118,6 @@ impl DataPlane for ManagementDataPlane {
 
     fn forget(&self, parent: &str) {
         self.executor.forget(parent);
+        self.follower.forget(parent);
     }
 }

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri};
 use k8ssandra_host::dataplane::{
-    DataplaneError, Endpoint, ExecutorConfig, ManagementApi, ManagementApiConfig,
+    DataplaneError, Endpoint, ExecutorConfig, ManagementApi, ManagementApiConfig, NodeFollower,
     OperationExecutor, SecretData, SecretError, SecretReader,
 };
 use k8ssandra_host::plugin::bindings::{
@@ -46,6 +46,8 @@ struct Behaviour {
     job_fails: bool,
     /// Answer 500 with the password echoed to role creation.
     role_echo_error: bool,
+    /// Answer 500 to liveness probes (an API that runs but is broken).
+    liveness_500: bool,
 }
 
 struct FakeNode {
@@ -91,6 +93,14 @@ async fn handle(
     }
     if path == "/api/v0/lifecycle/start" {
         return (StatusCode::CREATED, "OK".into());
+    }
+    let broken = node
+        .behaviour
+        .lock()
+        .map(|b| b.liveness_500)
+        .unwrap_or(false);
+    if path == "/api/v0/probes/liveness" && broken {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "broken".into());
     }
     if path == "/api/v0/probes/liveness" {
         let now = node.probes_now.fetch_add(1, Ordering::SeqCst) + 1;
@@ -355,6 +365,102 @@ async fn observe_reports_ready_unready_and_unreachable() {
     let stats = api.stats();
     assert_eq!(stats.get(Endpoint::Liveness).map(|e| e.calls), Some(4));
     assert_eq!(stats.get(Endpoint::Liveness).map(|e| e.errors), Some(1));
+}
+
+#[tokio::test]
+async fn a_node_whose_api_comes_up_later_triggers_its_parents() {
+    // A port with nothing listening on the pod's address: the API is not up yet.
+    let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 21, 2));
+    let port = match tokio::net::TcpListener::bind((ip, 0)).await {
+        Ok(l) => l.local_addr().map(|a| a.port()).unwrap_or_default(),
+        Err(e) => panic!("bind {ip}: {e}"),
+    };
+    let fleet = Fleet { port, net: 21 };
+    let api = fleet.api();
+    let (tx, mut rx) = unbounded_channel();
+    let follower = NodeFollower::new(api.clone(), tx);
+    let nodes = vec![(node("n0"), Some(fleet.ip(2)))];
+    let states = api.observe(nodes.clone()).await;
+    assert!(!states[0].reachable && !states[0].alive, "{:?}", states[0]);
+    follower.follow("cassandra-datacenter|ns/dc1", &states);
+    follower.follow("k8ssandra-cluster|ns/demo", &states);
+    follower.follow("gone|ns/x", &states);
+    follower.forget("gone|ns/x");
+    assert_eq!(follower.followed(), 1);
+
+    // Some seconds pass without the API: the follower keeps probing, nobody is triggered.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(rx.try_recv().is_err(), "notified while nothing changed");
+    let probes = api.stats().get(Endpoint::Liveness).map_or(0, |e| e.calls);
+    assert!(probes >= 2, "probed {probes} times");
+
+    // The API comes up: both parents are triggered, without any further observation.
+    let up = fake(Behaviour::default());
+    let listener = match tokio::net::TcpListener::bind((ip, port)).await {
+        Ok(l) => l,
+        Err(e) => panic!("bind {ip}:{port}: {e}"),
+    };
+    let app = Router::new().fallback(handle).with_state(up.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let mut parents = Vec::new();
+    while parents.len() < 2 {
+        match tokio::time::timeout(HANG_GUARD, rx.recv()).await {
+            Ok(Some(p)) => parents.push(p),
+            other => panic!("no trigger after the API came up: {other:?}"),
+        }
+    }
+    parents.sort();
+    assert_eq!(
+        parents,
+        ["cassandra-datacenter|ns/dc1", "k8ssandra-cluster|ns/demo"]
+    );
+    assert_eq!(follower.followed(), 0);
+    // The reconcile that follows sees the node answer.
+    let states = api.observe(nodes).await;
+    assert!(states[0].reachable && states[0].alive);
+    follower.follow("cassandra-datacenter|ns/dc1", &states);
+    assert_eq!(follower.followed(), 0);
+}
+
+#[tokio::test]
+async fn a_failing_node_is_reprobed_when_its_hold_runs_out_and_triggers_on_recovery() {
+    let flaky = fake(Behaviour {
+        liveness_500: true,
+        ..Default::default()
+    });
+    let fleet = fleet(22, vec![flaky.clone()]).await;
+    let api = match ManagementApi::new(ManagementApiConfig {
+        port: fleet.port,
+        probe_backoff_base: Duration::from_millis(200),
+        probe_backoff_max: Duration::from_millis(400),
+        ..Default::default()
+    }) {
+        Ok(api) => api,
+        Err(e) => panic!("client: {e}"),
+    };
+    let (tx, mut rx) = unbounded_channel();
+    let follower = NodeFollower::new(api.clone(), tx);
+    let nodes = vec![(node("n0"), Some(fleet.ip(2)))];
+    let states = api.observe(nodes.clone()).await;
+    assert!(!states[0].reachable && !states[0].alive, "{:?}", states[0]);
+    follower.follow("p|ns/dc", &states);
+    // Still failing at the follower's probes: no trigger; then it recovers.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(rx.try_recv().is_err());
+    let failed_probes = flaky.requests("/api/v0/probes/liveness").len();
+    assert!(
+        failed_probes >= 2,
+        "the hold ran out and the node was probed again"
+    );
+    if let Ok(mut b) = flaky.behaviour.lock() {
+        b.liveness_500 = false;
+    }
+    match tokio::time::timeout(HANG_GUARD, rx.recv()).await {
+        Ok(Some(p)) => assert_eq!(p, "p|ns/dc"),
+        other => panic!("no trigger after recovery: {other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -26,8 +26,13 @@ use store::{Store, Touched};
 /// What the controller needs from the data plane (the Cassandra management API). A trait,
 /// so controller tests can run without Cassandra.
 pub trait DataPlane: Send + Sync {
-    /// Observes the given nodes (pod addresses alongside).
-    fn observe(&self, nodes: Vec<(NodeRef, Option<String>)>) -> BoxFuture<'static, Vec<NodeState>>;
+    /// Observes the given nodes (pod addresses alongside) for `parent` ("policy|ns/name"),
+    /// which is triggered again when a node found unreachable changes state.
+    fn observe(
+        &self,
+        parent: &str,
+        nodes: Vec<(NodeRef, Option<String>)>,
+    ) -> BoxFuture<'static, Vec<NodeState>>;
     /// Starts the operations of a plan that are not already running or done.
     /// `addresses` maps "cluster/namespace/pod" to the pod's IP.
     fn execute(&self, parent: &str, operations: Vec<Operation>, addresses: HashMap<String, String>);

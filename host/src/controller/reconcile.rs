@@ -286,7 +286,10 @@ impl PolicyController {
                 if targets.is_empty() {
                     Vec::new()
                 } else {
-                    self.shared.dataplane.observe(targets).await
+                    self.shared
+                        .dataplane
+                        .observe(&self.parent_id(key), targets)
+                        .await
                 }
             }
             None => Vec::new(),

@@ -3,6 +3,8 @@
 //! - [`ManagementApi`]: typed calls with timeouts, retries (idempotent calls only), TLS
 //!   and per-endpoint counters ([`ManagementApi::stats`]).
 //! - [`ManagementApi::observe`]: the node states of a policy's snapshot.
+//! - [`NodeFollower`]: keeps probing the nodes a snapshot found unreachable and triggers
+//!   their parents once they answer (no Kubernetes event says so).
 //! - [`OperationExecutor`]: runs a plan's operations as background tasks, remembers their
 //!   outcomes per parent and notifies the controller when one changes.
 //!
@@ -12,6 +14,7 @@
 mod client;
 mod error;
 mod executor;
+mod follow;
 mod observe;
 mod stats;
 
@@ -23,4 +26,5 @@ pub use error::{DataplaneError, SecretError};
 pub use executor::{
     ExecutorConfig, OperationExecutor, SecretData, SecretFuture, SecretReader, kind_name,
 };
+pub use follow::NodeFollower;
 pub use stats::{CallOutcome, DataplaneStats, Endpoint, EndpointStats};

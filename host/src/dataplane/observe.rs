@@ -61,6 +61,13 @@ impl ProbeHolds {
         (Instant::now() < hold.until).then(|| hold.error.clone())
     }
 
+    /// When the node's hold runs out, while it is held.
+    pub(crate) fn until(&self, node: &NodeRef, address: &str) -> Option<Instant> {
+        let holds = self.lock();
+        let hold = holds.get(&hold_key(node, address))?;
+        (Instant::now() < hold.until).then_some(hold.until)
+    }
+
     /// Records a failed probe; returns the number of failures in a row and the delay
     /// before the next probe.
     fn failed(
@@ -159,6 +166,26 @@ impl ManagementApi {
     }
 
     async fn probe(&self, node: NodeRef, address: Option<String>) -> NodeState {
+        if let Some(address) = address.as_deref()
+            && let Some(error) = self.holds.held(&node, address)
+        {
+            self.stats.probe_deferred();
+            return NodeState {
+                node,
+                address: Some(address.to_string()),
+                reachable: false,
+                error: Some(error),
+                alive: false,
+                ready: false,
+                endpoints: None,
+            };
+        }
+        self.probe_unheld(node, address).await
+    }
+
+    /// Probes a node now, whether or not it is held back (the follower's probe when the
+    /// hold runs out); the outcome updates the hold as any probe does.
+    pub(crate) async fn probe_unheld(&self, node: NodeRef, address: Option<String>) -> NodeState {
         let mut state = NodeState {
             node,
             address,
@@ -172,11 +199,6 @@ impl ManagementApi {
             state.error = Some("the pod has no IP address".to_string());
             return state;
         };
-        if let Some(error) = self.holds.held(&state.node, &address) {
-            self.stats.probe_deferred();
-            state.error = Some(error);
-            return state;
-        }
         if let Err(e) = self.liveness(&address).await {
             debug!(pod = %state.node.pod, address = %address, error = %e, "liveness probe failed");
             self.probe_failed(&state.node, &address, &e);

@@ -1382,6 +1382,25 @@ impl Decider<'_> {
         if entry.status != "NORMAL" || !p.ready() || !others_ready {
             return true;
         }
+        // Its ranges stream to the other nodes: not while another range movement runs in
+        // the cluster, nor while a node of the datacenter that would receive them is down.
+        let dc_name = self.dc.dc_name().to_string();
+        let blocked: Vec<String> = self
+            .obs
+            .ring
+            .iter()
+            .flatten()
+            .filter(|e| e.ip != entry.ip)
+            .filter(|e| e.moving() || (e.dc == dc_name && e.down_replica()))
+            .map(|e| format!("{} {}", e.ip, if e.moving() { &e.status } else { "DOWN" }))
+            .collect();
+        if !blocked.is_empty() {
+            self.waits.push(format!(
+                "decommission of {pod} waits for {}",
+                blocked.join(",")
+            ));
+            return true;
+        }
         match attempt(
             self.obs,
             &format!("decommission/{pod}/{}", p.uid),
@@ -1497,6 +1516,11 @@ impl Decider<'_> {
         self.pending = true;
         self.conds.set(T::ScalingUp, true, "ScalingUp", "");
         if !quiet || growing {
+            return true;
+        }
+        // Cassandra refuses a cleanup while the ring changes (another datacenter's nodes
+        // joining, say): wait for the ring to settle.
+        if self.obs.ring.iter().flatten().any(|e| e.moving()) {
             return true;
         }
         if !self.dc.annotation_true(NO_AUTOMATED_CLEANUP_ANNOTATION) {

@@ -2157,3 +2157,139 @@ fn storage_classes_out_of_sight_leave_the_check_to_the_api_server() {
         3
     );
 }
+
+/// The snapshot with extra entries in every gossip view.
+fn with_ring_entries(sim: &Sim, extra: &[Value]) -> Snapshot {
+    let mut snap = sim.snapshot();
+    for n in &mut snap.nodes {
+        if let Some(e) = &n.endpoints {
+            let mut v: Value = serde_json::from_str(e).unwrap();
+            v["entity"]
+                .as_array_mut()
+                .unwrap()
+                .extend(extra.iter().cloned());
+            n.endpoints = Some(v.to_string());
+        }
+    }
+    snap
+}
+
+fn ready_message(plan: &Plan) -> String {
+    let status: Value = serde_json::from_str(plan.status.as_deref().unwrap()).unwrap();
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .map(|c| c["message"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_replacement_waits_for_a_range_movement_anywhere_in_the_cluster() {
+    let mut sim = Sim::new(dc_json(3, &["r1"]));
+    sim.run_until_ready(30);
+    let old_ip = sim.pods["demo-dc1-r1-sts-1"].ip.clone();
+    sim.dc["spec"]["replaceNodes"] = json!(["demo-dc1-r1-sts-1"]);
+    sim.dc["metadata"]["generation"] = json!(2);
+    // A node of another datacenter is bootstrapping.
+    let joining = json!({"ENDPOINT_IP": "10.1.0.9", "HOST_ID": "dc2-new", "STATUS": "BOOT,1",
+                         "DC": "dc2", "RACK": "r1", "LOAD": "0.0", "IS_ALIVE": "true"});
+    for _ in 0..6 {
+        sim.now += 1000;
+        for (id, _) in std::mem::take(&mut sim.pending) {
+            sim.record(&id, Outcome::Succeeded(String::new()));
+        }
+        sim.pods.retain(|_, p| !p.terminating);
+        let plan = P::reconcile(with_ring_entries(&sim, std::slice::from_ref(&joining))).unwrap();
+        assert!(
+            !plan
+                .operations
+                .iter()
+                .any(|o| matches!(o.kind, OperationKind::Start(_))),
+            "{:?}",
+            plan.operations
+        );
+        sim.execute(&plan);
+    }
+    let plan = P::reconcile(with_ring_entries(&sim, &[joining])).unwrap();
+    let message = ready_message(&plan);
+    assert!(
+        message.contains("demo-dc1-r1-sts-1 waits for the range movement of 10.1.0.9 BOOT"),
+        "{message}"
+    );
+    // Once the other node has joined, the replacement goes ahead.
+    let before = sim.ops_seen.len();
+    sim.run_until_ready(30);
+    let starts: Vec<_> = sim.ops_seen[before..]
+        .iter()
+        .filter_map(|(p, k)| match k {
+            OperationKind::Start(r) => Some((p.clone(), r.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts, [("demo-dc1-r1-sts-1".to_string(), Some(old_ip))]);
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+}
+
+#[test]
+fn no_bootstrap_while_a_node_of_the_datacenter_is_down() {
+    let mut sim = Sim::new(dc_json(3, &["r1"]));
+    sim.run_until_ready(30);
+    sim.dc["spec"]["size"] = json!(4);
+    sim.dc["metadata"]["generation"] = json!(2);
+    sim.step();
+    assert!(sim.pods.contains_key("demo-dc1-r1-sts-3"));
+    assert!(!sim.starts().iter().any(|(p, _)| p == "demo-dc1-r1-sts-3"));
+    let starts = |plan: &Plan| -> Vec<String> {
+        plan.operations
+            .iter()
+            .filter(|o| matches!(o.kind, OperationKind::Start(_)))
+            .map(|o| o.target.pod.clone())
+            .collect()
+    };
+    // A token owner of dc1 that gossip reports down (its pod elsewhere, say).
+    let down = json!({"ENDPOINT_IP": "10.0.9.9", "HOST_ID": "h-down", "STATUS": "NORMAL,1",
+                      "DC": "dc1", "RACK": "r1", "LOAD": "1000.0", "IS_ALIVE": "false"});
+    let plan = P::reconcile(with_ring_entries(&sim, std::slice::from_ref(&down))).unwrap();
+    assert!(starts(&plan).is_empty(), "{:?}", plan.operations);
+    let message = ready_message(&plan);
+    assert!(
+        message.contains("node 10.0.9.9 of datacenter dc1 is down"),
+        "{message}"
+    );
+    // A down node of another datacenter does not hold a bootstrap here back.
+    let mut other = down.clone();
+    other["DC"] = json!("dc2");
+    let plan = P::reconcile(with_ring_entries(&sim, &[other])).unwrap();
+    assert_eq!(starts(&plan), ["demo-dc1-r1-sts-3"]);
+}
+
+#[test]
+fn a_pod_waiting_for_its_management_api_is_named_in_the_status() {
+    let mut sim = Sim::new(dc_json(1, &["r1"]));
+    sim.step();
+    let mut snap = sim.snapshot();
+    for n in &mut snap.nodes {
+        n.reachable = false;
+        n.alive = false;
+        n.error = Some(format!(
+            "GET /api/v0/probes/liveness on {}: connection refused",
+            n.address.clone().unwrap_or_default()
+        ));
+    }
+    let plan = P::reconcile(snap).unwrap();
+    assert!(plan.operations.is_empty());
+    let message = ready_message(&plan);
+    assert!(
+        message.contains("waiting for the management API of demo-dc1-r1-sts-0"),
+        "{message}"
+    );
+    // Not a failure: no warning, no pod deleted.
+    assert!(
+        plan.events
+            .iter()
+            .all(|e| e.reason != "ManagementApiFailed")
+    );
+    assert!(plan.delete.is_empty());
+}

@@ -290,8 +290,7 @@ pub(crate) async fn patch_readiness(
             .map(|c| {
                 let mut v = json!({"name": c.name, "ready": c.ready, "started": true});
                 if c.set_running {
-                    v["state"] =
-                        json!({"running": {"startedAt": now}, "waiting": null, "terminated": null});
+                    v["state"] = json!({"running": {"startedAt": now}});
                 }
                 v
             })

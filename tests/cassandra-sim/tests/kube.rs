@@ -262,3 +262,173 @@ async fn serves_pods_of_two_clusters_and_patches_readiness() -> anyhow::Result<(
     sim.shutdown().await;
     Ok(())
 }
+
+/// A pod as the operator renders it: the config builder init container's env names the
+/// cluster, the seed Services and the version; `secret` moves `CONFIG_FILE_DATA` into a
+/// Secret.
+fn rendered_pod(name: &str, seed: bool, secret: Option<&str>) -> Pod {
+    let config = json!({
+        "cluster-info": {"name": "Rendered", "seeds": "rendered-seed-service,rendered-dc1-additional-seed-service"},
+        "datacenter-info": {"name": "dc1"},
+        "cassandra-yaml": {"num_tokens": 4}
+    })
+    .to_string();
+    let config_env = match secret {
+        Some(s) => {
+            json!({"name": "CONFIG_FILE_DATA", "valueFrom": {"secretKeyRef": {"name": s, "key": "config"}}})
+        }
+        None => json!({"name": "CONFIG_FILE_DATA", "value": config}),
+    };
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "labels": {
+                LABEL_CLUSTER: "rendered",
+                LABEL_DATACENTER: "dc1",
+                LABEL_RACK: "r1",
+                LABEL_SEED: if seed { "true" } else { "false" },
+            },
+            "annotations": {ANNOTATION_MGMT_API_START_DELAY: "100"}
+        },
+        "spec": {
+            "initContainers": [{
+                "name": CONFIG_CONTAINER,
+                "image": "datastax/cass-config-builder:1.0-ubi",
+                "env": [
+                    {"name": "PRODUCT_NAME", "value": "cassandra"},
+                    {"name": "PRODUCT_VERSION", "value": "4.1.5"},
+                    {"name": "RACK_NAME", "value": "r1"},
+                    config_env
+                ]
+            }],
+            "containers": [
+                {"name": "cassandra", "image": "k8ssandra/cass-management-api:4.1.5",
+                 "readinessProbe": {"httpGet": {"path": "/api/v0/probes/readiness", "port": 8080},
+                                    "initialDelaySeconds": 1, "periodSeconds": 1}},
+                {"name": "server-system-logger", "image": "k8ssandra/system-logger:v1"}
+            ]
+        }
+    }))
+    .expect("pod manifest")
+}
+
+#[tokio::test]
+async fn seeds_come_from_the_rendered_config_and_ready_pods_show_all_containers_ready()
+-> anyhow::Result<()> {
+    let env = TestEnv::start(TestEnvOptions {
+        clusters: 1,
+        nodes_per_cluster: 2,
+        ..TestEnvOptions::default()
+    })
+    .await?;
+    let port = free_port();
+    let client = env.cluster(0).client();
+    let sim = Simulator::start(
+        SimOptions {
+            mgmt_port: port,
+            config: SimConfig {
+                bootstrap_delay: Duration::from_millis(200),
+                probe_timing: ProbeTiming::PodSpec,
+                ..SimConfig::default()
+            },
+            ..SimOptions::default()
+        },
+        vec![(env.cluster(0).context_name().to_string(), client.clone())],
+    )
+    .await?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client, "default");
+    let config = json!({
+        "cluster-info": {"name": "Rendered", "seeds": "rendered-seed-service"},
+        "datacenter-info": {"name": "dc1"},
+        "cassandra-yaml": {"num_tokens": 4}
+    })
+    .to_string();
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "rendered-config"},
+                "stringData": {"config": config}
+            }))?,
+        )
+        .await?;
+    pods.create(
+        &PostParams::default(),
+        &rendered_pod("rendered-dc1-r1-sts-0", true, None),
+    )
+    .await?;
+    pods.create(
+        &PostParams::default(),
+        &rendered_pod("rendered-dc1-r1-sts-1", false, Some("rendered-config")),
+    )
+    .await?;
+    let ip0 = pod_ip(&pods, "rendered-dc1-r1-sts-0").await;
+    let ip1 = pod_ip(&pods, "rendered-dc1-r1-sts-1").await;
+    let url = |ip: &str, path: &str| format!("http://{ip}:{port}{path}");
+    for (ip, name) in [
+        (&ip0, "rendered-dc1-r1-sts-0"),
+        (&ip1, "rendered-dc1-r1-sts-1"),
+    ] {
+        wait_until("liveness", || async {
+            let r = http
+                .get(url(ip, "/api/v0/probes/liveness"))
+                .send()
+                .await
+                .ok()?;
+            (r.status() == StatusCode::OK).then_some(())
+        })
+        .await;
+        // The Secret-held configuration is read too.
+        wait_until("configuration read", || async {
+            let state = sim.state();
+            let p = state.pods.iter().find(|p| p.key.name == name)?;
+            p.config.as_ref().filter(|c| c.num_tokens == 4).map(|_| ())
+        })
+        .await;
+        let r = http.post(url(ip, "/api/v0/lifecycle/start")).send().await?;
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "start {name}: {}",
+            r.text().await?
+        );
+        wait_condition(&pods, name, "Ready", "True").await;
+        let statuses = wait_until("2/2 ready", || async {
+            let pod = pods.get(name).await.ok()?;
+            let statuses = pod.status?.container_statuses?;
+            (statuses.len() == 2 && statuses.iter().all(|c| c.ready && c.started == Some(true)))
+                .then_some(statuses)
+        })
+        .await;
+        assert_eq!(statuses.len(), 2, "kubectl shows 2/2");
+    }
+    let state = sim.state();
+    let seed = state
+        .node_of_pod("rendered-dc1-r1-sts-0")
+        .expect("seed node");
+    let other = state
+        .node_of_pod("rendered-dc1-r1-sts-1")
+        .expect("second node");
+    assert!(seed.seed && !other.seed);
+    assert_eq!(seed.resolved_seeds, vec![ip0.clone()]);
+    assert_eq!(other.resolved_seeds, vec![ip0.clone()]);
+    assert_eq!(other.cluster_name, "Rendered");
+    assert_eq!(other.tokens.len(), 4);
+    let history = sim.history();
+    assert!(
+        !history
+            .iter()
+            .any(|h| h.action == "start" && h.outcome == "refused"),
+        "{history:?}"
+    );
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+    sim.shutdown().await;
+    Ok(())
+}

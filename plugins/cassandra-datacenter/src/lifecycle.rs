@@ -56,6 +56,10 @@ pub const MANAGEMENT_API_FAILED: &str = "ManagementApiFailed";
 /// holds back the probes of a failing node on its own growing backoff; this only makes
 /// sure a reconcile comes by once that ran out, even when nothing else changes.
 const MANAGEMENT_API_RECHECK_MS: u64 = 5_000;
+/// How soon the datacenter is looked at again while an operation waits for the ring to
+/// settle (a range movement elsewhere, gossip still spreading a node's new state): gossip
+/// changes make no Kubernetes event.
+const RING_RECHECK_MS: u64 = 2_000;
 /// Share of a data volume the remaining nodes may fill after a decommission.
 const MAX_FILL_AFTER_DECOMMISSION: f64 = 0.9;
 /// On a rack's StatefulSet: the generation in which `spec.forceUpgradeRacks` first listed
@@ -1047,6 +1051,7 @@ impl Decider<'_> {
             .map(|e| format!("{} {}", e.ip, e.status))
             .collect();
         let mut ops: Vec<(String, String, Option<String>)> = Vec::new();
+        let mut requeue_ring = false;
         if !mgmt_waits.is_empty() {
             self.waits.push(format!(
                 "waiting for the management API of {}",
@@ -1109,6 +1114,7 @@ impl Decider<'_> {
                             p.name,
                             ring_moving.join(",")
                         ));
+                        requeue_ring = true;
                     } else if !down.is_empty() {
                         self.waits.push(format!(
                             "{} waits: node {} of datacenter {} is down",
@@ -1116,6 +1122,7 @@ impl Decider<'_> {
                             down.join(","),
                             dc.dc_name()
                         ));
+                        requeue_ring = true;
                     } else {
                         ops.push((p.name.clone(), id.clone(), replace_ip.clone()));
                     }
@@ -1138,6 +1145,9 @@ impl Decider<'_> {
         if let Some(at) = requeue {
             self.plan
                 .requeue_after(at.saturating_sub(self.now).max(1000));
+        }
+        if requeue_ring {
+            self.plan.requeue_after(RING_RECHECK_MS);
         }
         self.failed_starts = failed;
         let busy = in_flight_any || !ops.is_empty();
@@ -1399,6 +1409,7 @@ impl Decider<'_> {
                 "decommission of {pod} waits for {}",
                 blocked.join(",")
             ));
+            self.plan.requeue_after(RING_RECHECK_MS);
             return true;
         }
         match attempt(
@@ -1521,6 +1532,7 @@ impl Decider<'_> {
         // Cassandra refuses a cleanup while the ring changes (another datacenter's nodes
         // joining, say): wait for the ring to settle.
         if self.obs.ring.iter().flatten().any(|e| e.moving()) {
+            self.plan.requeue_after(RING_RECHECK_MS);
             return true;
         }
         if !self.dc.annotation_true(NO_AUTOMATED_CLEANUP_ANNOTATION) {

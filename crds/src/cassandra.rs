@@ -54,6 +54,35 @@ impl ServerType {
     status = "CassandraDatacenterStatus",
     shortname = "cassdc",
     shortname = "cassdcs",
+    printcolumn(
+        name = "Size",
+        type_ = "integer",
+        json_path = ".spec.size",
+        description = "Nodes the datacenter should have"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        json_path = ".status.readyNodes",
+        description = "Nodes whose Cassandra is up and serving"
+    ),
+    printcolumn(
+        name = "Progress",
+        type_ = "string",
+        json_path = ".status.cassandraOperatorProgress",
+        description = "Updating while the operator changes the datacenter, Ready when it has nothing left to do"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "The Ready condition: True once every node is ready"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     derive = "PartialEq",
     derive = "Default",
     doc = "A CassandraDatacenter runs one datacenter of a Cassandra, DSE or HCD cluster: one \
@@ -872,6 +901,11 @@ pub struct CassandraDatacenterStatus {
     /// Until when the operator waits before acting again, after a change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quiet_period: Option<Time>,
+
+    /// Nodes of the datacenter whose Cassandra is up and serving (NORMAL), as the operator
+    /// last saw them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_nodes: Option<i32>,
 
     /// The metadata.generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

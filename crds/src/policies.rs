@@ -89,6 +89,24 @@ fn has_claim_resources(obj: &str) -> String {
     )
 }
 
+/// The message of the CassandraDatacenter `num_tokens` rule (also the policy's own
+/// validation, `cassandra-datacenter`'s `check_update`).
+pub const DC_NUM_TOKENS_MESSAGE: &str = "spec.config.cassandra-yaml.num_tokens cannot change: a node refuses to start with a num_tokens other than the tokens it saved (unset means the server version's default)";
+
+/// CEL: the effective `num_tokens` of the CassandraDatacenter `obj`, as a string: its
+/// `cassandra-yaml` value, else the image's default (Cassandra 3.11: 256, 4.0 and later
+/// and HCD: 16, DSE: 1).
+fn dc_num_tokens(obj: &str) -> String {
+    format!(
+        "((has({obj}.spec.config) && 'cassandra-yaml' in {obj}.spec.config && \
+         'num_tokens' in {obj}.spec.config['cassandra-yaml']) ? \
+         string({obj}.spec.config['cassandra-yaml']['num_tokens']) : \
+         ({obj}.spec.serverType == 'dse' ? '1' : \
+         ({obj}.spec.serverType == 'hcd' ? '16' : \
+         ({obj}.spec.serverVersion.startsWith('3.') ? '256' : '16'))))"
+    )
+}
+
 fn cassandra_datacenter_policy() -> [Value; 2] {
     let claim = "spec.storageConfig.cassandraDataVolumeClaimSpec";
     let config_file =
@@ -123,6 +141,15 @@ fn cassandra_datacenter_policy() -> [Value; 2] {
                     "{claim}.resources can only change with the annotation {}: \"true\"",
                     crate::labels::ALLOW_STORAGE_CHANGES_ANNOTATION
                 ),
+                "reason": "Forbidden",
+            }),
+            json!({
+                "expression": format!(
+                    "oldObject == null || {} == {}",
+                    dc_num_tokens("object"),
+                    dc_num_tokens("oldObject")
+                ),
+                "message": DC_NUM_TOKENS_MESSAGE,
                 "reason": "Forbidden",
             }),
             json!({

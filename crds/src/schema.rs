@@ -410,6 +410,56 @@ fn strip_descriptions(schema: &mut JSONSchemaProps) {
     }
 }
 
+/// How k8s-openapi describes the `name` of a `LocalObjectReference`, also where the type is
+/// inlined (`SecretKeySelector`, `ConfigMapKeySelector`, `SecretEnvSource`, ...).
+const LOCAL_OBJECT_REFERENCE_NAME: &str = "Name of the referent. This field is effectively required, but due to backwards compatibility is allowed to be empty.";
+
+/// Makes the `name` of every (inlined) `LocalObjectReference` at and below `schema` what
+/// Kubernetes declares (`+default=""`, optional) and upstream's CRDs carry: not required,
+/// `default: ""`. k8s-openapi turns a defaulted field into a required one, which refused
+/// manifests upstream accepts (`perNodeConfigMapRef: {}`). Found by the field's own
+/// description, so it runs before descriptions are stripped.
+fn relax_local_object_references(schema: &mut JSONSchemaProps) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+        JSON, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+    };
+    let reference_name = schema
+        .properties
+        .as_ref()
+        .and_then(|p| p.get("name"))
+        .and_then(|n| n.description.as_deref())
+        .is_some_and(|d| d.starts_with(LOCAL_OBJECT_REFERENCE_NAME));
+    if reference_name {
+        if let Some(required) = schema.required.as_mut() {
+            required.retain(|r| r != "name");
+            if required.is_empty() {
+                schema.required = None;
+            }
+        }
+        if let Some(name) = schema.properties.as_mut().and_then(|p| p.get_mut("name")) {
+            name.default = Some(JSON(serde_json::Value::String(String::new())));
+        }
+    }
+    for p in schema.properties.iter_mut().flat_map(|m| m.values_mut()) {
+        relax_local_object_references(p);
+    }
+    match schema.items.as_mut() {
+        Some(JSONSchemaPropsOrArray::Schema(s)) => relax_local_object_references(s),
+        Some(JSONSchemaPropsOrArray::Schemas(list)) => {
+            list.iter_mut().for_each(relax_local_object_references)
+        }
+        None => {}
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(s)) = schema.additional_properties.as_mut() {
+        relax_local_object_references(s);
+    }
+    for list in [&mut schema.all_of, &mut schema.any_of, &mut schema.one_of] {
+        list.iter_mut()
+            .flatten()
+            .for_each(relax_local_object_references);
+    }
+}
+
 /// The CRD of `K`, without the descriptions of the Kubernetes API types it embeds.
 ///
 /// Those descriptions (pod templates, containers, affinity, volumes, ...) made up most of the
@@ -425,6 +475,7 @@ where
     let mut crd = K::crd();
     for embedded in embedded_kubernetes_types::<K>() {
         let node = at(&mut crd, &embedded.path);
+        relax_local_object_references(node);
         let own = node.description.take().filter(|_| embedded.described_by_us);
         strip_descriptions(node);
         node.description = own;

@@ -48,6 +48,11 @@ fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
                 }
             }
             for k in y.keys().filter(|k| !x.contains_key(*k)) {
+                // The name of a LocalObjectReference defaults to "" (`+default=""` in
+                // Kubernetes, `default: ""` in the schema): the API server stores it so too.
+                if k == "name" && y[k] == "" {
+                    continue;
+                }
                 out.push(format!("{path}.{k}: added"));
             }
         }

@@ -1892,6 +1892,8 @@ impl Decider<'_> {
             k8ssandra_api::cassandra::PROGRESS_READY
         };
         status["cassandraOperatorProgress"] = json!(progress);
+        // For `kubectl get cassdc` (its Ready column).
+        status["readyNodes"] = json!(self.obs.pods.iter().filter(|p| p.ready()).count());
         status["nodeStatuses"] = json!(self.node_statuses);
         if let Some(t) = &self.last_started {
             status["lastServerNodeStarted"] = json!(t);

@@ -794,6 +794,7 @@ fn nodes_start_one_at_a_time_seed_first() {
     assert!(status["lastServerNodeStarted"].is_string());
     assert_eq!(status["datacenterName"], "dc1");
     assert_eq!(status["observedGeneration"], 1);
+    assert_eq!(status["readyNodes"], 6);
 }
 
 #[test]
@@ -1280,6 +1281,57 @@ fn validate_checks_versions_fields_and_updates() {
     let f = field_of(P::validate(new.to_string(), Some(old.to_string())));
     assert!(f.contains(&"spec.racks[0].zone".to_string()));
     assert!(f.contains(&"spec.clusterName".to_string()));
+
+    // num_tokens: what a node starts with may not change, explicitly or through the
+    // version's default; making the default explicit is no change.
+    let tokens = "spec.config.cassandra-yaml.num_tokens".to_string();
+    let with_tokens = |v: Option<Value>, version: &str| {
+        let mut dc = dc_json(3, &["r1"]);
+        dc["spec"]["serverVersion"] = json!(version);
+        if let Some(v) = v {
+            dc["spec"]["config"] = json!({"cassandra-yaml": {"num_tokens": v}});
+        }
+        dc.to_string()
+    };
+    let check = |new: String, old: String| field_of(P::validate(new, Some(old)));
+    assert!(
+        check(
+            with_tokens(Some(json!(32)), "4.1.5"),
+            with_tokens(Some(json!(16)), "4.1.5")
+        )
+        .contains(&tokens)
+    );
+    assert!(
+        check(
+            with_tokens(None, "4.1.5"),
+            with_tokens(Some(json!(32)), "4.1.5")
+        )
+        .contains(&tokens)
+    );
+    assert!(check(with_tokens(None, "4.1.5"), with_tokens(None, "3.11.17")).contains(&tokens));
+    assert!(
+        !check(
+            with_tokens(Some(json!(16)), "4.1.5"),
+            with_tokens(None, "4.1.5")
+        )
+        .contains(&tokens)
+    );
+    assert!(
+        !check(
+            with_tokens(Some(json!("16")), "4.1.5"),
+            with_tokens(Some(json!(16)), "4.1.5")
+        )
+        .contains(&tokens)
+    );
+    let message = P::validate(
+        with_tokens(Some(json!(32)), "4.1.5"),
+        Some(with_tokens(Some(json!(16)), "4.1.5")),
+    )
+    .into_iter()
+    .find(|v| v.field == tokens)
+    .map(|v| v.message)
+    .unwrap_or_default();
+    assert!(message.contains("from 16 to 32"), "{message}");
     let mut new = old.clone();
     new["spec"]["racks"] =
         json!([{"name": "r1", "zone": "z1"}, {"name": "r2"}, {"name": "r3"}, {"name": "r4"}]);

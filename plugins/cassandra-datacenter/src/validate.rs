@@ -12,6 +12,28 @@ use serde_json::Value;
 
 use crate::config::major_minor;
 
+/// The `num_tokens` a node of this datacenter starts with: `cassandra-yaml`'s, else the
+/// image's default (Cassandra 3.11: 256; 4.0 and later, HCD: 16; DSE: 1). As text, so that
+/// `16` and `"16"` compare equal.
+pub fn num_tokens(dc: &CassandraDatacenter) -> String {
+    let set = dc
+        .spec
+        .config
+        .as_ref()
+        .and_then(|c| c.get("cassandra-yaml"))
+        .and_then(|y| y.get("num_tokens"));
+    match set {
+        Some(Value::String(s)) => s.clone(),
+        Some(v) if !v.is_null() => v.to_string(),
+        _ => match dc.spec.server_type {
+            ServerType::Dse => "1".into(),
+            ServerType::Hcd => "16".into(),
+            ServerType::Cassandra if dc.spec.server_version.starts_with("3.") => "256".into(),
+            ServerType::Cassandra => "16".into(),
+        },
+    }
+}
+
 /// Violations of one datacenter spec on its own.
 pub fn check_spec(dc: &CassandraDatacenter) -> Vec<Violation> {
     let spec = &dc.spec;
@@ -159,7 +181,21 @@ pub fn check_update(new: &CassandraDatacenter, old: &CassandraDatacenter) -> Vec
     let (n, o) = (&new.spec, &old.spec);
     let mut out = Vec::new();
     if n.cluster_name != o.cluster_name {
-        out.push(violation("spec.clusterName", "is immutable"));
+        out.push(violation(
+            "spec.clusterName",
+            "is immutable: a node refuses to start when its saved cluster name differs",
+        ));
+    }
+    let (nt, ot) = (num_tokens(new), num_tokens(old));
+    if nt != ot {
+        out.push(violation(
+            "spec.config.cassandra-yaml.num_tokens",
+            format!(
+                "{} (from {ot} to {nt})",
+                k8ssandra_api::policies::DC_NUM_TOKENS_MESSAGE
+                    .trim_start_matches("spec.config.cassandra-yaml.num_tokens ")
+            ),
+        ));
     }
     let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
     if nonempty(&n.datacenter_name) != nonempty(&o.datacenter_name) {

@@ -43,6 +43,8 @@ impl ServerType {
 }
 
 /// Desired state of a CassandraDatacenter.
+// Each `printcolumn(...)` repeats `type_`/`name`, which clippy takes for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "cassandra.datastax.com",

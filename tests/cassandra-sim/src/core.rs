@@ -2864,6 +2864,15 @@ fn start_node(w: &mut World, fx: &mut Effects, key: &PodKey, replace_ip: Option<
     }
     let generation = n.generation;
     entry.host_id = n.host_id.map(|h| h.to_string());
+    // Tests read off the history whether a node streamed its ranges or came up without.
+    entry.detail = Some(
+        match (fresh, bootstrap) {
+            (false, _) => "restart",
+            (true, true) => "bootstrap",
+            (true, false) => "seed",
+        }
+        .into(),
+    );
     tracing::info!(pod = %key, bootstrap, seed = is_seed, replace_ip = ?replace_ip, "cassandra starting");
     w.record(entry);
 

@@ -236,9 +236,10 @@ fn chart_renders_namespace_scoped_by_default() -> Result<()> {
         verbs(role, "apps", "statefulsets"),
         sorted(&["get", "list", "watch", "create", "patch", "delete"])
     );
+    // Pods are patched (seed labels) and deleted (restarts), never created.
     assert_eq!(
         verbs(role, "", "pods"),
-        sorted(&["list", "watch", "delete"])
+        sorted(&["list", "watch", "patch", "delete"])
     );
     assert_eq!(
         verbs(role, "", "persistentvolumeclaims"),

@@ -54,8 +54,9 @@ fn key(node: &NodeRef, address: &str) -> Key {
     )
 }
 
-/// Probes unreachable nodes until they change, then notifies their parents on the same
-/// channel as operation outcomes ("policy|namespace/name").
+/// Probes unreachable nodes until they change (or, for a failing API, waits for its probe
+/// hold to run out), then notifies their parents on the same channel as operation outcomes
+/// ("policy|namespace/name").
 #[derive(Clone)]
 pub struct NodeFollower {
     api: ManagementApi,
@@ -159,16 +160,29 @@ impl NodeFollower {
         let started = Instant::now();
         let mut slow = 0u32;
         loop {
-            // A failing API is probed when its backoff hold runs out; one that is not up
-            // yet every second for a while, then on the same growing backoff.
+            // A failing API is not probed here: when its backoff hold runs out the parents
+            // reconcile and their observation probes it, exactly once (a probe here as well
+            // would hit the broken API twice at the end of every hold). One that is not up
+            // yet is probed every second for a while, then on the same growing backoff.
             let config = self.api.config();
-            let delay = match self.api.holds.until(&node, &address) {
-                Some(until) => until.saturating_duration_since(Instant::now()),
-                None if started.elapsed() < STARTING_PATIENCE => STARTING_PERIOD,
-                None => {
-                    slow += 1;
-                    backoff(config.probe_backoff_base, config.probe_backoff_max, slow)
+            if let Some(until) = self.api.holds.until(&node, &address) {
+                tokio::time::sleep(until.saturating_duration_since(Instant::now())).await;
+                let parents = {
+                    let mut followed = self.lock();
+                    followed.remove(&k).map(|f| f.parents).unwrap_or_default()
+                };
+                debug!(namespace = %node.namespace, pod = %node.pod, %address,
+                    "probe hold ran out; reconciling its parents");
+                for p in parents {
+                    let _ = self.notify.send(p);
                 }
+                return;
+            }
+            let delay = if started.elapsed() < STARTING_PATIENCE {
+                STARTING_PERIOD
+            } else {
+                slow += 1;
+                backoff(config.probe_backoff_base, config.probe_backoff_max, slow)
             };
             tokio::time::sleep(delay.max(Duration::from_millis(100))).await;
             let before = {
@@ -182,10 +196,7 @@ impl NodeFollower {
                     None => return,
                 }
             };
-            let state = self
-                .api
-                .probe_unheld(node.clone(), Some(address.clone()))
-                .await;
+            let state = self.api.probe(node.clone(), Some(address.clone())).await;
             let now = self.seen(&state, &address);
             if now == before {
                 continue;

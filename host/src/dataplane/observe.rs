@@ -9,7 +9,7 @@
 //! which is when the next real probe happens once the hold ran out.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -37,6 +37,10 @@ struct Hold {
 #[derive(Default)]
 pub(crate) struct ProbeHolds {
     holds: Mutex<HashMap<(String, String, String, String), Hold>>,
+    /// One probe of a node at a time: observations of several parents and the follower
+    /// can reach a node together, and a broken API must see one probe, not a burst, before
+    /// its hold is recorded.
+    gates: Mutex<HashMap<(String, String, String, String), Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn hold_key(node: &NodeRef, address: &str) -> (String, String, String, String) {
@@ -95,6 +99,21 @@ impl ProbeHolds {
             },
         );
         (failures, delay)
+    }
+
+    fn gate(&self, node: &NodeRef, address: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        gates.entry(hold_key(node, address)).or_default().clone()
+    }
+
+    /// Drops the node's gate once no probe holds or waits for it.
+    fn release(&self, node: &NodeRef, address: &str, gate: Arc<tokio::sync::Mutex<()>>) {
+        let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        let key = hold_key(node, address);
+        // Two references left: the map's and `gate`.
+        if gates.get(&key).is_some_and(|g| Arc::ptr_eq(g, &gate)) && Arc::strong_count(&gate) <= 2 {
+            gates.remove(&key);
+        }
     }
 
     /// Forgets the node's failures; true when it had any.
@@ -165,27 +184,37 @@ impl ManagementApi {
         states
     }
 
-    async fn probe(&self, node: NodeRef, address: Option<String>) -> NodeState {
-        if let Some(address) = address.as_deref()
-            && let Some(error) = self.holds.held(&node, address)
-        {
-            self.stats.probe_deferred();
-            return NodeState {
-                node,
-                address: Some(address.to_string()),
-                reachable: false,
-                error: Some(error),
-                alive: false,
-                ready: false,
-                endpoints: None,
-            };
-        }
-        self.probe_unheld(node, address).await
+    /// Probes a node unless it is held back (then its last error is reported); a probe
+    /// that waited for another one of the same node sees that one's hold.
+    pub(crate) async fn probe(&self, node: NodeRef, address: Option<String>) -> NodeState {
+        let Some(addr) = address.clone() else {
+            return self.probe_now(node, address).await;
+        };
+        let gate = self.holds.gate(&node, &addr);
+        let state = {
+            let _turn = gate.lock().await;
+            match self.holds.held(&node, &addr) {
+                Some(error) => {
+                    self.stats.probe_deferred();
+                    NodeState {
+                        node: node.clone(),
+                        address: Some(addr.clone()),
+                        reachable: false,
+                        error: Some(error),
+                        alive: false,
+                        ready: false,
+                        endpoints: None,
+                    }
+                }
+                None => self.probe_now(node.clone(), address).await,
+            }
+        };
+        self.holds.release(&node, &addr, gate);
+        state
     }
 
-    /// Probes a node now, whether or not it is held back (the follower's probe when the
-    /// hold runs out); the outcome updates the hold as any probe does.
-    pub(crate) async fn probe_unheld(&self, node: NodeRef, address: Option<String>) -> NodeState {
+    /// Probes a node now; the outcome updates its hold.
+    async fn probe_now(&self, node: NodeRef, address: Option<String>) -> NodeState {
         let mut state = NodeState {
             node,
             address,

@@ -2874,7 +2874,7 @@ fn start_node(w: &mut World, fx: &mut Effects, key: &PodKey, replace_ip: Option<
         .into(),
     );
     tracing::info!(pod = %key, bootstrap, seed = is_seed, replace_ip = ?replace_ip, "cassandra starting");
-    w.record(entry);
+    let idx = w.record(entry);
 
     fx.after(delay, move |w| {
         let Some(n) = w.node_mut(&at) else { return };
@@ -2888,6 +2888,11 @@ fn start_node(w: &mut World, fx: &mut Effects, key: &PodKey, replace_ip: Option<
         n.load_bytes = n.load_bytes.max(rand::rng().random_range(50_000..200_000));
         let replacing = n.replacing.take();
         tracing::info!(pod = ?n.pod, "cassandra NORMAL");
+        // The start's end is when the node is NORMAL: benchmarks measure from there to the
+        // operator's next start.
+        if let Some(h) = w.history.get_mut(idx) {
+            h.end_time = Some(now_text());
+        }
         if let Some(old) = replacing {
             w.remove_node(&at.cluster, old);
         }

@@ -701,7 +701,7 @@ pub struct HistoryEntry {
     pub outcome: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    /// When a job or a decommission ended.
+    /// When a job or a decommission ended, or a started node became NORMAL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_time: Option<String>,
 }

@@ -23,6 +23,9 @@ use crate::plugin::bindings::{NodeRef, NodeState};
 /// held pod that disappeared is never probed again to clear its entry).
 const MAX_HOLDS: usize = 4096;
 
+/// A node: its pod (cluster, namespace, name) and address.
+type NodeKey = (String, String, String, String);
+
 /// A node held back after failed probes.
 struct Hold {
     failures: u32,
@@ -36,14 +39,14 @@ struct Hold {
 /// backoff of its failing probes.
 #[derive(Default)]
 pub(crate) struct ProbeHolds {
-    holds: Mutex<HashMap<(String, String, String, String), Hold>>,
+    holds: Mutex<HashMap<NodeKey, Hold>>,
     /// One probe of a node at a time: observations of several parents and the follower
     /// can reach a node together, and a broken API must see one probe, not a burst, before
     /// its hold is recorded.
-    gates: Mutex<HashMap<(String, String, String, String), Arc<tokio::sync::Mutex<()>>>>,
+    gates: Mutex<HashMap<NodeKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-fn hold_key(node: &NodeRef, address: &str) -> (String, String, String, String) {
+fn hold_key(node: &NodeRef, address: &str) -> NodeKey {
     (
         node.cluster.clone(),
         node.namespace.clone(),
@@ -53,7 +56,7 @@ fn hold_key(node: &NodeRef, address: &str) -> (String, String, String, String) {
 }
 
 impl ProbeHolds {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String, String, String), Hold>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NodeKey, Hold>> {
         // Every update is a single insert or remove: a poisoned map is still consistent.
         self.holds.lock().unwrap_or_else(|p| p.into_inner())
     }

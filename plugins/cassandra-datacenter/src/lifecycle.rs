@@ -418,7 +418,7 @@ impl Decider<'_> {
             // The template never carries the seed label: a pod created from it (a scale-up,
             // a recreated seed) would join a ring holding data as a seed, which skips
             // bootstrap. Seeds are labelled on the running pods instead (`seed_labels`).
-            let mut sts = objects::statefulset(self.dc, &rack, replicas, false);
+            let mut sts = objects::statefulset(self.dc, &rack, replicas);
             hashes.push(objects::template_hash(&sts["spec"]["template"]));
             if self.force_listed(&rack.rack.name) {
                 let since = live

@@ -359,7 +359,6 @@ pub fn parse_endpoints(json: &str) -> Option<Vec<Endpoint>> {
 #[derive(Clone, Debug)]
 pub struct StsObs {
     pub replicas: usize,
-    pub template_seed: bool,
     /// `spec.volumeClaimTemplates` as stored: immutable, so a plan that must not change
     /// them yet repeats them.
     pub claim_templates: Value,
@@ -385,7 +384,6 @@ pub struct Observed {
     /// ready, and whether some ready one is a seed.
     pub cluster_any_ready: bool,
     pub cluster_seed_ready: bool,
-    pub cluster_has_seed_pod: bool,
     /// Other datacenters (label values) of the same cluster with pods in this namespace.
     pub other_dcs: Vec<String>,
     /// The ring as seen by one ready node of the cluster; None when no node could tell.
@@ -419,7 +417,6 @@ impl Observed {
         let mut pods = Vec::new();
         let mut cluster_any_ready = false;
         let mut cluster_seed_ready = false;
-        let mut cluster_has_seed_pod = false;
         let mut other_dcs: Vec<String> = Vec::new();
         let mut ring_sources: Vec<(&str, &str)> = Vec::new();
         for (_, pod) in snapshot.related_of::<Pod>() {
@@ -436,7 +433,6 @@ impl Observed {
             let seed = labels.get(SEED_NODE_LABEL).is_some_and(|v| v == "true");
             let ready = meta.deletion_timestamp.is_none()
                 && node.as_ref().is_some_and(|n| n.reachable && n.ready);
-            cluster_has_seed_pod |= seed;
             cluster_any_ready |= ready;
             cluster_seed_ready |= ready && seed;
             if let Some(n) = nodes.get(name.as_str())
@@ -501,13 +497,6 @@ impl Observed {
             .filter_map(|(_, s)| {
                 let name = s.metadata.name.clone()?;
                 let spec = s.spec.as_ref()?;
-                let template_seed = spec
-                    .template
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.labels.as_ref())
-                    .and_then(|l| l.get(SEED_NODE_LABEL))
-                    .is_some_and(|v| v == "true");
                 let claim_templates = raw_claims.get(&name).cloned().unwrap_or(Value::Null);
                 let data_claim_bytes = spec
                     .volume_claim_templates
@@ -521,7 +510,6 @@ impl Observed {
                     name,
                     StsObs {
                         replicas: spec.replicas.unwrap_or(1).max(0) as usize,
-                        template_seed,
                         claim_templates,
                         data_claim_bytes,
                         deleting: s.metadata.deletion_timestamp.is_some(),
@@ -626,7 +614,6 @@ impl Observed {
             pods,
             cluster_any_ready,
             cluster_seed_ready,
-            cluster_has_seed_pod,
             other_dcs: {
                 other_dcs.sort();
                 other_dcs

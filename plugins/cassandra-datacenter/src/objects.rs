@@ -71,16 +71,12 @@ fn claim_template(dc: &Dc, rack: &RackPlan, name: &str, spec: Value) -> Value {
 
 /// A rack's StatefulSet.
 ///
-/// `seed_template`: the pod template carries `cassandra.datastax.com/seed-node: "true"`.
-/// The lifecycle always passes false: a pod created from such a template later (a
-/// scale-up, a recreated seed) would start as a seed, and a new seed skips bootstrap.
-/// Seeds are labelled on the running pods instead (`lifecycle`'s `seed_labels`), as
-/// cass-operator does.
-pub fn statefulset(dc: &Dc, rack: &RackPlan, replicas: usize, seed_template: bool) -> Value {
-    let mut template = pod_template(dc, rack);
-    if seed_template {
-        template["metadata"]["labels"][SEED_NODE_LABEL] = json!("true");
-    }
+/// The template never carries the seed label: a pod created from it later (a scale-up, a
+/// recreated seed) would start as a seed, and a new seed skips bootstrap. Seeds are
+/// labelled on the running pods instead (`lifecycle`'s `seed_labels`), as cass-operator
+/// does.
+pub fn statefulset(dc: &Dc, rack: &RackPlan, replicas: usize) -> Value {
+    let template = pod_template(dc, rack);
     let mut labels = common_labels(dc);
     labels.insert(RACK_LABEL.into(), json!(rack.label));
     let selector: Map<String, Value> = dc

@@ -48,7 +48,7 @@ fn render(dc_json: &Value) -> (Value, String) {
         json: dc_json.to_string(),
     });
     let dc = Dc::parse(&snapshot).unwrap();
-    let sts = statefulset(&dc, &dc.racks[0], dc.racks[0].desired, false);
+    let sts = statefulset(&dc, &dc.racks[0], dc.racks[0].desired);
     let mut template = sts["spec"]["template"].clone();
     let annotations = template["metadata"]["annotations"].as_object_mut().unwrap();
     let hash = annotations

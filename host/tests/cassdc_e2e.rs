@@ -8,8 +8,10 @@ use std::time::Duration;
 use anyhow::Result;
 use cassandra_sim::{CassandraState, FaultRequest, FaultTarget, SimHandle, SimOptions, Simulator};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
@@ -136,6 +138,45 @@ async fn datacenter_of_three_racks_becomes_ready_and_scales() -> Result<()> {
     let starts = sim.history().iter().filter(|h| h.action == "start").count();
     assert_eq!(starts, 6, "each node started exactly once");
 
+    // An EndpointSlice as Kubernetes' EndpointSlice controller makes one for a Service: the
+    // Service's labels copied (ours among them), controlled by the Service. testenv does not
+    // run that controller (it cannot handle loopback pod addresses), so the test plays it.
+    let services: Api<Service> = Api::namespaced(client.clone(), NS);
+    let svc = services.get("demo-dc1-service").await?;
+    let mut slice_labels = svc.metadata.labels.clone().unwrap_or_default();
+    slice_labels.insert(
+        "kubernetes.io/service-name".into(),
+        "demo-dc1-service".into(),
+    );
+    slice_labels.insert(
+        "endpointslice.kubernetes.io/managed-by".into(),
+        "endpointslice-controller.k8s.io".into(),
+    );
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), NS);
+    slices
+        .create(
+            &PostParams::default(),
+            &EndpointSlice {
+                metadata: ObjectMeta {
+                    name: Some("demo-dc1-service-abcde".into()),
+                    labels: Some(slice_labels),
+                    owner_references: Some(vec![OwnerReference {
+                        api_version: "v1".into(),
+                        kind: "Service".into(),
+                        name: "demo-dc1-service".into(),
+                        uid: svc.metadata.uid.clone().unwrap_or_default(),
+                        controller: Some(true),
+                        block_owner_deletion: Some(true),
+                    }]),
+                    ..Default::default()
+                },
+                address_type: "IPv4".into(),
+                endpoints: Vec::new(),
+                ports: None,
+            },
+        )
+        .await?;
+
     // After Ready, resyncs write nothing.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = op.metric("k8ssandra_api_writes_all_total", "").await?;
@@ -157,6 +198,10 @@ async fn datacenter_of_three_racks_becomes_ready_and_scales() -> Result<()> {
     );
     // The EndpointSlices Kubernetes makes for the Services copy their labels; they are
     // the EndpointSlice controller's, never pruned by the operator.
+    assert!(
+        slices.get_opt("demo-dc1-service-abcde").await?.is_some(),
+        "the Service's EndpointSlice was deleted"
+    );
     let pruned_slices: Vec<String> = op
         .log_text()
         .lines()
@@ -197,7 +242,7 @@ async fn datacenter_of_three_racks_becomes_ready_and_scales() -> Result<()> {
     .map_err(|e| e.context(tail(&op.log_text(), 40)))?;
     wait_for(
         "cleanup on the original nodes",
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         || async {
             let jobs = sim
                 .history()
@@ -209,7 +254,19 @@ async fn datacenter_of_three_racks_becomes_ready_and_scales() -> Result<()> {
             (jobs >= 6).then_some(())
         },
     )
-    .await?;
+    .await
+    .map_err(|e| {
+        let jobs: Vec<_> = sim
+            .history()
+            .into_iter()
+            .filter(|h| h.action == "job")
+            .collect();
+        e.context(format!(
+            "jobs: {jobs:#?}\nviolations: {:?}\n{}",
+            sim.violations(),
+            tail(&op.log_text(), 60)
+        ))
+    })?;
     assert!(
         sim.violations().is_empty(),
         "violations: {:?}",

@@ -20,7 +20,11 @@ use crate::stages::{KWOK_NODE_ANNOTATION, KWOK_STAGES};
 use crate::{TestEnvOptions, pki, provisioner};
 
 /// Controllers kube-controller-manager runs. Node lifecycle is left out on purpose: under load
-/// on a small machine a late kwok lease renewal would taint nodes and evict pods.
+/// on a small machine a late kwok lease renewal would taint nodes and evict pods. So are the
+/// Endpoints and EndpointSlice controllers: pods here have loopback addresses, which
+/// validation refuses in both kinds, so all they could do is fail and fill every namespace
+/// with Warning events (FailedToUpdateEndpoint, FailedToUpdateEndpointSlices) that real
+/// clusters never show.
 const CONTROLLERS: &[&str] = &[
     "serviceaccount-token-controller",
     "serviceaccount-controller",
@@ -39,9 +43,6 @@ const CONTROLLERS: &[&str] = &[
     "persistentvolume-expander-controller",
     "persistentvolumeclaim-protection-controller",
     "persistentvolume-protection-controller",
-    "endpoints-controller",
-    "endpointslice-controller",
-    "endpointslice-mirroring-controller",
     "pod-garbage-collector-controller",
     "resourcequota-controller",
     "root-ca-certificate-publisher-controller",

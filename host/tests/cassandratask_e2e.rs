@@ -17,12 +17,12 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DynamicObject, GroupVersionKind, ListParams};
 use kube::discovery::pinned_kind;
 use kube::{Api, Client};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
 use support::{
-    Operator, apply_yaml, create_namespace, install_crds, normal_nodes, plugin_dir, tail, uids,
-    wait_crd, wait_for, write_kubeconfig,
+    Operator, apply_yaml, create_namespace, dc_ready, install_crds, normal_nodes, plugin_dir, tail,
+    uids, wait_crd, wait_for, write_kubeconfig,
 };
 
 const NS: &str = "tasks";
@@ -74,21 +74,6 @@ spec:
 {jobs}
 "#
     )
-}
-
-async fn dc_ready(dcs: &Api<DynamicObject>) -> bool {
-    let Ok(dc) = dcs.get("dc1").await else {
-        return false;
-    };
-    let ready = dc
-        .data
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|c| {
-            c.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        });
-    ready && dc.data.pointer("/status/cassandraOperatorProgress") == Some(&json!("Ready"))
 }
 
 async fn status(tasks: &Api<DynamicObject>, name: &str) -> Option<Value> {
@@ -183,7 +168,7 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
     wait_for(
         "dc1 Ready with 3 nodes",
         Duration::from_secs(180),
-        || async { (dc_ready(&dcs).await && normal_nodes(&sim, "demo") == 3).then_some(()) },
+        || async { (dc_ready(&dcs, "dc1").await && normal_nodes(&sim, "demo") == 3).then_some(()) },
     )
     .await
     .map_err(|e| e.context(tail(&op.log_text(), 60)))?;
@@ -448,7 +433,7 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
     wait_for(
         "dc1 Ready after the replacement",
         Duration::from_secs(60),
-        || async { (dc_ready(&dcs).await && normal_nodes(&sim, "demo") == 3).then_some(()) },
+        || async { (dc_ready(&dcs, "dc1").await && normal_nodes(&sim, "demo") == 3).then_some(()) },
     )
     .await?;
 

@@ -18,7 +18,7 @@ use serde_json::json;
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
 use support::{
     Operator, apply_yaml, create_namespace, datacenters, install_crds, normal_nodes, plugin_dir,
-    tail, wait_for, write_kubeconfig,
+    sim_starts, tail, wait_for, write_kubeconfig,
 };
 
 const NS: &str = "cass";
@@ -326,13 +326,6 @@ fn not_normal(sim: &SimHandle) -> usize {
         .unwrap_or(0)
 }
 
-fn starts(sim: &SimHandle) -> Vec<cassandra_sim::HistoryEntry> {
-    sim.history()
-        .into_iter()
-        .filter(|h| h.action == "start")
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_config_change_stop_resume_and_replace() -> Result<()> {
     let env = TestEnv::start(TestEnvOptions {
@@ -354,7 +347,7 @@ async fn rolling_config_change_stop_resume_and_replace() -> Result<()> {
     )
     .await
     .map_err(|e| e.context(tail(&op.log_text(), 40)))?;
-    assert_eq!(starts(&sim).len(), 3);
+    assert_eq!(sim_starts(&sim).len(), 3);
 
     // A config change rolls through every node, never more than one down at a time.
     dcs.patch(
@@ -373,7 +366,7 @@ async fn rolling_config_change_stop_resume_and_replace() -> Result<()> {
             let sim = &sim;
             let dcs = &dcs;
             async move {
-                (starts(sim).len() >= 6
+                (sim_starts(sim).len() >= 6
                     && normal_nodes(sim, "demo") == 3
                     && ready_condition(dcs).await == Some(true))
                 .then_some(())
@@ -386,8 +379,12 @@ async fn rolling_config_change_stop_resume_and_replace() -> Result<()> {
         max_down <= 1,
         "{max_down} nodes were down at once during the rollout"
     );
-    assert_eq!(starts(&sim).len(), 6, "each node restarted exactly once");
-    let restarted: std::collections::BTreeSet<String> = starts(&sim)[3..]
+    assert_eq!(
+        sim_starts(&sim).len(),
+        6,
+        "each node restarted exactly once"
+    );
+    let restarted: std::collections::BTreeSet<String> = sim_starts(&sim)[3..]
         .iter()
         .filter_map(|h| h.pod.as_ref().map(|p| p.name.clone()))
         .collect();
@@ -465,7 +462,7 @@ async fn rolling_config_change_stop_resume_and_replace() -> Result<()> {
         "replacement start with replace_ip, then Ready",
         Duration::from_secs(180),
         || async {
-            let replaced = starts(&sim)
+            let replaced = sim_starts(&sim)
                 .iter()
                 .any(|h| h.replace_ip.as_deref() == Some(old_ip.as_str()));
             (replaced
@@ -478,7 +475,7 @@ async fn rolling_config_change_stop_resume_and_replace() -> Result<()> {
     .map_err(|e| {
         e.context(format!(
             "history: {:?}\n{}",
-            starts(&sim),
+            sim_starts(&sim),
             tail(&op.log_text(), 40)
         ))
     })?;

@@ -21,8 +21,8 @@ use serde_json::json;
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
 use support::{
-    Operator, apply_yaml, create_namespace, datacenters, install_crds, normal_nodes, plugin_dir,
-    tail, wait_for, write_kubeconfig,
+    Operator, apply_yaml, create_namespace, datacenters, dc_ready, install_crds, normal_nodes,
+    plugin_dir, sim_starts, tail, wait_for, write_kubeconfig,
 };
 
 const NS: &str = "join";
@@ -104,41 +104,19 @@ fn fast() -> SimConfig {
     }
 }
 
-async fn dc_ready(dcs: &Api<DynamicObject>) -> bool {
-    let Ok(dc) = dcs.get("dc1").await else {
-        return false;
-    };
-    let ready = dc
-        .data
-        .pointer("/status/conditions")
-        .and_then(|c| c.as_array())
-        .is_some_and(|c| {
-            c.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        });
-    ready && dc.data.pointer("/status/cassandraOperatorProgress") == Some(&json!("Ready"))
-}
-
 async fn wait_ready(s: &Setup, cluster: &str, nodes: usize, what: &str) -> Result<()> {
     wait_for(what, Duration::from_secs(240), || async {
-        (dc_ready(&s.dcs).await && normal_nodes(&s.sim, cluster) == nodes).then_some(())
+        (dc_ready(&s.dcs, "dc1").await && normal_nodes(&s.sim, cluster) == nodes).then_some(())
     })
     .await
     .map_err(|e| {
         e.context(format!(
             "starts: {:#?}\nviolations: {:?}\n{}",
-            starts(&s.sim),
+            sim_starts(&s.sim),
             s.sim.violations(),
             tail(&s.op.log_text(), 40)
         ))
     })
-}
-
-fn starts(sim: &SimHandle) -> Vec<HistoryEntry> {
-    sim.history()
-        .into_iter()
-        .filter(|h| h.action == "start")
-        .collect()
 }
 
 fn pod_of(h: &HistoryEntry) -> String {
@@ -149,7 +127,7 @@ fn pod_of(h: &HistoryEntry) -> String {
 /// without streaming) — ignoring refused starts and restarts of nodes that hold data.
 fn first_joins(sim: &SimHandle) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
-    for h in starts(sim) {
+    for h in sim_starts(sim) {
         if h.outcome != "accepted" {
             continue;
         }
@@ -167,7 +145,7 @@ fn assert_no_violations(s: &Setup) {
     assert!(
         v.is_empty(),
         "violations: {v:#?}\nstarts: {:#?}",
-        starts(&s.sim)
+        sim_starts(&s.sim)
     );
 }
 
@@ -195,7 +173,7 @@ async fn a_node_added_to_a_small_rack_bootstraps() -> Result<()> {
             ("small-dc1-r1-sts-2".to_string(), "bootstrap".to_string()),
         ],
         "{:#?}",
-        starts(&s.sim)
+        sim_starts(&s.sim)
     );
     // The grown datacenter gets seeds among its ready nodes, labelled on the pods.
     let pods: Api<Pod> = Api::namespaced(s.client.clone(), NS);
@@ -267,19 +245,21 @@ async fn a_late_management_api_is_noticed_without_waiting_for_a_resync() -> Resu
     wait_for(
         "dc1 Ready with 1 node",
         Duration::from_secs(120),
-        || async { (dc_ready(&s.dcs).await && normal_nodes(&s.sim, "late") == 1).then_some(()) },
+        || async {
+            (dc_ready(&s.dcs, "dc1").await && normal_nodes(&s.sim, "late") == 1).then_some(())
+        },
     )
     .await
     .map_err(|e| {
         e.context(format!(
             "starts: {:#?}\nviolations: {:?}\n{}",
-            starts(&s.sim),
+            sim_starts(&s.sim),
             s.sim.violations(),
             tail(&s.op.log_text(), 40)
         ))
     })?;
     // The first start came after the listener opened, and nothing was refused.
-    let st = starts(&s.sim);
+    let st = sim_starts(&s.sim);
     assert!(
         st.iter().all(|h| h.outcome == "accepted"),
         "starts: {st:#?}"
@@ -355,7 +335,7 @@ async fn a_replacement_waits_for_a_joining_node() -> Result<()> {
     )
     .await?;
 
-    let st = starts(&s.sim);
+    let st = sim_starts(&s.sim);
     let replacement = st
         .iter()
         .find(|h| h.replace_ip.as_deref() == Some(old_ip.as_str()) && h.outcome == "accepted")

@@ -98,18 +98,9 @@ async fn get_dc(client: &Client, dc: &str) -> Option<DynamicObject> {
 }
 
 async fn dc_ready(client: &Client, dc: &str) -> bool {
-    let Some(obj) = get_dc(client, dc).await else {
-        return false;
-    };
-    let ready = obj
-        .data
-        .pointer("/status/conditions")
-        .and_then(|c| c.as_array())
-        .is_some_and(|c| {
-            c.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        });
-    ready && obj.data.pointer("/status/cassandraOperatorProgress") == Some(&json!("Ready"))
+    get_dc(client, dc)
+        .await
+        .is_some_and(|obj| support::datacenter_ready(&obj.data))
 }
 
 /// The K8ssandraCluster's status, or Null.

@@ -509,10 +509,7 @@ impl PolicyController {
         ns: &str,
         name: &str,
     ) -> Option<Arc<DynamicObject>> {
-        self.owned
-            .iter()
-            .filter(|w| w.kind.kind == kind && w.kind.api_version == api_version)
-            .find_map(|w| w.stores.get(cluster).and_then(|(s, _)| s.get(ns, name)))
+        cached(&self.owned, cluster, api_version, kind, ns, name)
     }
 
     /// Whether the policy owns this kind (declared in `owns`).
@@ -531,10 +528,7 @@ impl PolicyController {
         ns: &str,
         name: &str,
     ) -> Option<Arc<DynamicObject>> {
-        self.reads
-            .iter()
-            .filter(|w| w.kind.kind == kind && w.kind.api_version == api_version)
-            .find_map(|w| w.stores.get(cluster).and_then(|(s, _)| s.get(ns, name)))
+        cached(&self.reads, cluster, api_version, kind, ns, name)
     }
 
     async fn execute(
@@ -920,6 +914,21 @@ fn extra_fields(fields: &Value, desired: &Value) -> bool {
 fn has_extra_conditions(desired: &Value, live: &Value) -> bool {
     let count = |v: &Value| v.get("conditions").and_then(Value::as_array).map(Vec::len);
     matches!((count(desired), count(live)), (Some(d), Some(l)) if l > d)
+}
+
+/// An object of the given kind as one of `watches` caches it in `cluster`.
+fn cached(
+    watches: &[super::Watched],
+    cluster: &str,
+    api_version: &str,
+    kind: &str,
+    ns: &str,
+    name: &str,
+) -> Option<Arc<DynamicObject>> {
+    watches
+        .iter()
+        .filter(|w| w.kind.kind == kind && w.kind.api_version == api_version)
+        .find_map(|w| w.stores.get(cluster).and_then(|(s, _)| s.get(ns, name)))
 }
 
 #[cfg(test)]

@@ -376,3 +376,31 @@ pub async fn add_client_config(
     )
     .await
 }
+
+/// Whether a CassandraDatacenter (its JSON) is Ready: the Ready condition True and the
+/// progress `Ready`.
+pub fn datacenter_ready(dc: &serde_json::Value) -> bool {
+    let ready = dc
+        .pointer("/status/conditions")
+        .and_then(serde_json::Value::as_array)
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        });
+    ready && dc.pointer("/status/cassandraOperatorProgress") == Some(&serde_json::json!("Ready"))
+}
+
+/// Whether the CassandraDatacenter `name` is Ready (see [`datacenter_ready`]).
+pub async fn dc_ready(dcs: &Api<DynamicObject>, name: &str) -> bool {
+    dcs.get(name)
+        .await
+        .is_ok_and(|dc| datacenter_ready(&dc.data))
+}
+
+/// The simulator's `lifecycle/start` history entries, oldest first.
+pub fn sim_starts(sim: &cassandra_sim::SimHandle) -> Vec<cassandra_sim::HistoryEntry> {
+    sim.history()
+        .into_iter()
+        .filter(|h| h.action == "start")
+        .collect()
+}

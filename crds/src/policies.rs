@@ -94,16 +94,16 @@ fn has_claim_resources(obj: &str) -> String {
 pub const DC_NUM_TOKENS_MESSAGE: &str = "spec.config.cassandra-yaml.num_tokens cannot change: a node refuses to start with a num_tokens other than the tokens it saved (unset means the server version's default)";
 
 /// CEL: the effective `num_tokens` of the CassandraDatacenter `obj`, as a string: its
-/// `cassandra-yaml` value, else the image's default (Cassandra 3.11: 256, 4.0 and later
-/// and HCD: 16, DSE: 1).
+/// `cassandra-yaml` value, else the image's default where it is known (Cassandra 3.11: 256,
+/// 4.0 and later: 16); the empty string for DSE and HCD without a value (their images'
+/// defaults are not known here: setting the value the nodes run with stays possible).
 fn dc_num_tokens(obj: &str) -> String {
     format!(
         "((has({obj}.spec.config) && 'cassandra-yaml' in {obj}.spec.config && \
          'num_tokens' in {obj}.spec.config['cassandra-yaml']) ? \
          string({obj}.spec.config['cassandra-yaml']['num_tokens']) : \
-         ({obj}.spec.serverType == 'dse' ? '1' : \
-         ({obj}.spec.serverType == 'hcd' ? '16' : \
-         ({obj}.spec.serverVersion.startsWith('3.') ? '256' : '16'))))"
+         ({obj}.spec.serverType == 'dse' || {obj}.spec.serverType == 'hcd' ? '' : \
+         ({obj}.spec.serverVersion.startsWith('3.') ? '256' : '16')))"
     )
 }
 
@@ -145,9 +145,9 @@ fn cassandra_datacenter_policy() -> [Value; 2] {
             }),
             json!({
                 "expression": format!(
-                    "oldObject == null || {} == {}",
-                    dc_num_tokens("object"),
-                    dc_num_tokens("oldObject")
+                    "oldObject == null || {old} == '' || {new} == {old}",
+                    new = dc_num_tokens("object"),
+                    old = dc_num_tokens("oldObject")
                 ),
                 "message": DC_NUM_TOKENS_MESSAGE,
                 "reason": "Forbidden",

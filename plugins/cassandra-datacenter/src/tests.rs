@@ -1332,6 +1332,16 @@ fn validate_checks_versions_fields_and_updates() {
     .map(|v| v.message)
     .unwrap_or_default();
     assert!(message.contains("from 16 to 32"), "{message}");
+    // DSE and HCD images' defaults are unknown here: an unset value may be written down
+    // once (what the nodes run with), never changed or removed afterwards.
+    let dse = |v: Option<Value>| {
+        let mut dc: Value = serde_json::from_str(&with_tokens(v, "6.8.50")).unwrap_or_default();
+        dc["spec"]["serverType"] = json!("dse");
+        dc.to_string()
+    };
+    assert!(!check(dse(Some(json!(16))), dse(None)).contains(&tokens));
+    assert!(check(dse(Some(json!(8))), dse(Some(json!(16)))).contains(&tokens));
+    assert!(check(dse(None), dse(Some(json!(16)))).contains(&tokens));
     let mut new = old.clone();
     new["spec"]["racks"] =
         json!([{"name": "r1", "zone": "z1"}, {"name": "r2"}, {"name": "r3"}, {"name": "r4"}]);

@@ -13,9 +13,12 @@ use serde_json::Value;
 use crate::config::major_minor;
 
 /// The `num_tokens` a node of this datacenter starts with: `cassandra-yaml`'s, else the
-/// image's default (Cassandra 3.11: 256; 4.0 and later, HCD: 16; DSE: 1). As text, so that
-/// `16` and `"16"` compare equal.
-pub fn num_tokens(dc: &CassandraDatacenter) -> String {
+/// image's default where it is known (Cassandra 3.11: 256; 4.0 and later: 16). None for
+/// DSE and HCD without an explicit value: their images' defaults are not known here, and
+/// datacenters created by earlier versions of this operator ran with 16 there, so setting
+/// the value the nodes already run with must stay possible. As text, so that `16` and
+/// `"16"` compare equal.
+pub fn num_tokens(dc: &CassandraDatacenter) -> Option<String> {
     let set = dc
         .spec
         .config
@@ -23,13 +26,12 @@ pub fn num_tokens(dc: &CassandraDatacenter) -> String {
         .and_then(|c| c.get("cassandra-yaml"))
         .and_then(|y| y.get("num_tokens"));
     match set {
-        Some(Value::String(s)) => s.clone(),
-        Some(v) if !v.is_null() => v.to_string(),
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(v) if !v.is_null() => Some(v.to_string()),
         _ => match dc.spec.server_type {
-            ServerType::Dse => "1".into(),
-            ServerType::Hcd => "16".into(),
-            ServerType::Cassandra if dc.spec.server_version.starts_with("3.") => "256".into(),
-            ServerType::Cassandra => "16".into(),
+            ServerType::Dse | ServerType::Hcd => None,
+            ServerType::Cassandra if dc.spec.server_version.starts_with("3.") => Some("256".into()),
+            ServerType::Cassandra => Some("16".into()),
         },
     }
 }
@@ -186,8 +188,10 @@ pub fn check_update(new: &CassandraDatacenter, old: &CassandraDatacenter) -> Vec
             "is immutable: a node refuses to start when its saved cluster name differs",
         ));
     }
-    let (nt, ot) = (num_tokens(new), num_tokens(old));
-    if nt != ot {
+    if let (nt, Some(ot)) = (num_tokens(new), num_tokens(old))
+        && nt.as_deref() != Some(ot.as_str())
+    {
+        let nt = nt.unwrap_or_else(|| "the image's default".into());
         out.push(violation(
             "spec.config.cassandra-yaml.num_tokens",
             format!(

@@ -501,34 +501,11 @@ impl PolicyController {
         }
     }
 
-    fn live(
-        &self,
-        cluster: &str,
-        api_version: &str,
-        kind: &str,
-        ns: &str,
-        name: &str,
-    ) -> Option<Arc<DynamicObject>> {
-        cached(&self.owned, cluster, api_version, kind, ns, name)
-    }
-
     /// Whether the policy owns this kind (declared in `owns`).
     fn owns(&self, api_version: &str, kind: &str) -> bool {
         self.owned
             .iter()
             .any(|w| w.kind.kind == kind && w.kind.api_version == api_version)
-    }
-
-    /// An object of a kind the policy reads, as its watch caches it.
-    fn read_live(
-        &self,
-        cluster: &str,
-        api_version: &str,
-        kind: &str,
-        ns: &str,
-        name: &str,
-    ) -> Option<Arc<DynamicObject>> {
-        cached(&self.reads, cluster, api_version, kind, ns, name)
     }
 
     async fn execute(
@@ -576,13 +553,13 @@ impl PolicyController {
             };
             let owned = self.owns(&api_version, &kind);
             let live = if owned {
-                self.live(&obj.cluster, &api_version, &kind, &ns, &name)
+                cached(&self.owned, &obj.cluster, &api_version, &kind, &ns, &name)
             } else {
                 // A kind the policy only reads (labels on its StatefulSets' pods, a larger
                 // size on a claim): patched where it exists, never created, adopted or
                 // pruned. The live UID goes into the patch, so an object deleted since the
                 // cache saw it is refused by the API server instead of being recreated.
-                let Some(live) = self.read_live(&obj.cluster, &api_version, &kind, &ns, &name)
+                let Some(live) = cached(&self.reads, &obj.cluster, &api_version, &kind, &ns, &name)
                 else {
                     tracing::debug!(policy = %self.policy.info.name, kind = %kind, namespace = %ns, name = %name,
                         "not patching an object the policy does not own and the cache does not hold");
@@ -916,7 +893,8 @@ fn has_extra_conditions(desired: &Value, live: &Value) -> bool {
     matches!((count(desired), count(live)), (Some(d), Some(l)) if l > d)
 }
 
-/// An object of the given kind as one of `watches` caches it in `cluster`.
+/// An object of the given kind as one of `watches` (the owned or the read kinds) caches it
+/// in `cluster`.
 fn cached(
     watches: &[super::Watched],
     cluster: &str,

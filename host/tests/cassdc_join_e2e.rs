@@ -197,6 +197,24 @@ async fn a_node_added_to_a_small_rack_bootstraps() -> Result<()> {
         },
     )
     .await?;
+    // The labels are patched on the StatefulSet's pods: never adopted (the StatefulSet
+    // stays their only owner) nor stamped with the operator's ownership labels.
+    for p in pods.list(&Default::default()).await?.items {
+        let owners: Vec<String> = p
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .map(|o| o.kind.clone())
+            .collect();
+        assert_eq!(owners, ["StatefulSet"], "{:?}", p.metadata);
+        let labels = p.metadata.labels.clone().unwrap_or_default();
+        assert!(
+            !labels.contains_key("k8ssandra.io/policy"),
+            "{:?}",
+            p.metadata
+        );
+    }
     assert_no_violations(&s);
     Ok(())
 }

@@ -1,0 +1,73 @@
+//! The WIT contract of every released `k8ssandra:policy` version is kept in
+//! `tests/fixtures/wit/policy@<version>.wit`. While `wit/policy.wit` carries a released
+//! version, everything but its comments must stay as released: components built against
+//! it were compiled for exactly those types, and they must keep loading and behaving the
+//! same. A new operation or field goes into a new minor version (with its own fixture and a
+//! host that still serves the older one), never into a released one.
+
+use std::path::{Path, PathBuf};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The contract without comments and blank lines, each line trimmed: what a component's
+/// types are made of.
+fn contract(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split("//").next().unwrap_or_default().trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+fn version(text: &str) -> String {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("package k8ssandra:policy@"))
+        .map(|v| v.trim_end_matches(';').trim().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_released_contract_changes_only_in_its_comments() {
+    let current = std::fs::read_to_string(workspace().join("wit/policy.wit"))
+        .unwrap_or_else(|e| panic!("wit/policy.wit: {e}"));
+    let current_version = version(&current);
+    assert!(
+        !current_version.is_empty(),
+        "wit/policy.wit names no package version"
+    );
+    let fixtures = workspace().join("host/tests/fixtures/wit");
+    let released = fixtures.join(format!("policy@{current_version}.wit"));
+    let text = std::fs::read_to_string(&released).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; every version wit/policy.wit carries is pinned there once released",
+            released.display()
+        )
+    });
+    assert_eq!(version(&text), current_version, "{}", released.display());
+    let (now, then) = (contract(&current), contract(&text));
+    let first = now
+        .iter()
+        .zip(&then)
+        .position(|(a, b)| a != b)
+        .unwrap_or(now.len().min(then.len()));
+    assert!(
+        now == then,
+        "wit/policy.wit changed the released contract {current_version} (first difference at \
+         contract line {first}: now {:?}, released {:?}); components built against it would \
+         break: put new operations and fields into a new minor version instead",
+        now.get(first),
+        then.get(first)
+    );
+}
+
+#[test]
+fn the_comparison_sees_type_changes_and_ignores_comments() {
+    let base = "package k8ssandra:policy@0.1.0;\n/// doc\nrecord a {\n    x: u32, // why\n}\n";
+    let recommented =
+        "package k8ssandra:policy@0.1.0;\n\n/// other doc\nrecord a {\n    x: u32,\n}\n";
+    let changed = "package k8ssandra:policy@0.1.0;\nrecord a {\n    x: u64,\n}\n";
+    assert_eq!(contract(base), contract(recommented));
+    assert_ne!(contract(base), contract(changed));
+    assert_eq!(version(base), "0.1.0");
+}

@@ -91,7 +91,7 @@ fn has_claim_resources(obj: &str) -> String {
 
 /// The message of the CassandraDatacenter `num_tokens` rule (also the policy's own
 /// validation, `cassandra-datacenter`'s `check_update`).
-pub const DC_NUM_TOKENS_MESSAGE: &str = "spec.config.cassandra-yaml.num_tokens cannot change: a node refuses to start with a num_tokens other than the tokens it saved (unset means the server version's default)";
+pub const DC_NUM_TOKENS_MESSAGE: &str = "spec.config.cassandra-yaml.num_tokens cannot change: a node refuses to start with a num_tokens other than the tokens it saved (unset means the server version's default; for DSE and HCD, whose images' defaults are not known here, an unset value may be set once)";
 
 /// CEL: the effective `num_tokens` of the CassandraDatacenter `obj`, as a string: its
 /// `cassandra-yaml` value, else the image's default where it is known (Cassandra 3.11: 256,

@@ -175,6 +175,25 @@ pub fn adopts(api_version: &str, kind: &str) -> bool {
     !(api_version == "v1" && kind == "PersistentVolumeClaim")
 }
 
+/// The object an apply was for, to name it in errors and logs.
+struct Applied {
+    kind: String,
+    namespace: String,
+    name: String,
+}
+
+impl Applied {
+    fn api_error(self, cluster: &str, source: &kube::Error) -> ApplyError {
+        ApplyError::Api {
+            verb: "apply",
+            cluster: cluster.to_string(),
+            object: format!("{}/{}", self.namespace, self.name),
+            kind: self.kind,
+            message: short(source),
+        }
+    }
+}
+
 /// Performs and counts writes on behalf of one policy.
 #[derive(Clone)]
 pub struct Writer {
@@ -209,23 +228,8 @@ impl Writer {
         client: &Client,
         object: &Value,
     ) -> Result<DynamicObject, ApplyError> {
-        let (api_version, kind, namespace, name) = identity(object)?;
-        let resolved = self
-            .discovery
-            .resolve(cluster, client, &api_version, &kind)
-            .await?;
-        let api = Self::api(client.clone(), &resolved, &namespace);
-        let params = PatchParams::apply(&self.field_manager).force();
-        self.metrics.record_write(&self.policy, "apply", cluster);
-        api.patch(&name, &params, &Patch::Apply(object))
-            .await
-            .map_err(|source| ApplyError::Api {
-                verb: "apply",
-                cluster: cluster.to_string(),
-                kind,
-                object: format!("{namespace}/{name}"),
-                message: short(&source),
-            })
+        let (id, answer) = self.send_apply(cluster, client, object).await?;
+        answer.map_err(|source| id.api_error(cluster, &source))
     }
 
     /// Server-side applies fields of an object this policy does not own (labels on a pod
@@ -238,16 +242,37 @@ impl Writer {
         client: &Client,
         object: &Value,
     ) -> Result<Option<DynamicObject>, ApplyError> {
-        let (api_version, kind, namespace, name) = identity(object)?;
         if object
             .pointer("/metadata/uid")
             .and_then(Value::as_str)
             .is_none()
         {
+            let (_, kind, namespace, name) = identity(object)?;
             return Err(ApplyError::InvalidObject {
                 reason: format!("a patch of {kind} {namespace}/{name} needs its metadata.uid"),
             });
         }
+        let (id, answer) = self.send_apply(cluster, client, object).await?;
+        match answer {
+            Ok(o) => Ok(Some(o)),
+            Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409) => {
+                tracing::debug!(kind = %id.kind, namespace = %id.namespace, name = %id.name,
+                    message = %e.message, "object gone or replaced; not patched");
+                Ok(None)
+            }
+            Err(source) => Err(id.api_error(cluster, &source)),
+        }
+    }
+
+    /// The apply request of both: the kind resolved (an unknown one is the error), the
+    /// request counted as a write; the API server's answer is left to the caller.
+    async fn send_apply(
+        &self,
+        cluster: &str,
+        client: &Client,
+        object: &Value,
+    ) -> Result<(Applied, Result<DynamicObject, kube::Error>), ApplyError> {
+        let (api_version, kind, namespace, name) = identity(object)?;
         let resolved = self
             .discovery
             .resolve(cluster, client, &api_version, &kind)
@@ -255,21 +280,15 @@ impl Writer {
         let api = Self::api(client.clone(), &resolved, &namespace);
         let params = PatchParams::apply(&self.field_manager).force();
         self.metrics.record_write(&self.policy, "apply", cluster);
-        match api.patch(&name, &params, &Patch::Apply(object)).await {
-            Ok(o) => Ok(Some(o)),
-            Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409) => {
-                tracing::debug!(%kind, %namespace, %name, message = %e.message,
-                    "object gone or replaced; not patched");
-                Ok(None)
-            }
-            Err(source) => Err(ApplyError::Api {
-                verb: "apply",
-                cluster: cluster.to_string(),
+        let answer = api.patch(&name, &params, &Patch::Apply(object)).await;
+        Ok((
+            Applied {
                 kind,
-                object: format!("{namespace}/{name}"),
-                message: short(&source),
-            }),
-        }
+                namespace,
+                name,
+            },
+            answer,
+        ))
     }
 
     /// Deletes one object; an object already gone is success.

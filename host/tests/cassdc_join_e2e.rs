@@ -104,8 +104,16 @@ fn fast() -> SimConfig {
     }
 }
 
-async fn wait_ready(s: &Setup, cluster: &str, nodes: usize, what: &str) -> Result<()> {
-    wait_for(what, Duration::from_secs(240), || async {
+/// Waits until dc1 is Ready with `nodes` NORMAL nodes; the failure tells the starts, the
+/// violations and the operator's last lines.
+async fn wait_ready_within(
+    s: &Setup,
+    cluster: &str,
+    nodes: usize,
+    what: &str,
+    timeout: Duration,
+) -> Result<()> {
+    wait_for(what, timeout, || async {
         (dc_ready(&s.dcs, "dc1").await && normal_nodes(&s.sim, cluster) == nodes).then_some(())
     })
     .await
@@ -117,6 +125,10 @@ async fn wait_ready(s: &Setup, cluster: &str, nodes: usize, what: &str) -> Resul
             tail(&s.op.log_text(), 40)
         ))
     })
+}
+
+async fn wait_ready(s: &Setup, cluster: &str, nodes: usize, what: &str) -> Result<()> {
+    wait_ready_within(s, cluster, nodes, what, Duration::from_secs(240)).await
 }
 
 fn pod_of(h: &HistoryEntry) -> String {
@@ -260,22 +272,14 @@ async fn a_late_management_api_is_noticed_without_waiting_for_a_resync() -> Resu
     // coming up on its own can make the datacenter Ready in time.
     let s = setup(SimConfig::realistic(), "600").await?;
     patch_dc(&s, &manifest("late", 1, &["r1"])).await?;
-    wait_for(
+    wait_ready_within(
+        &s,
+        "late",
+        1,
         "dc1 Ready with 1 node",
         Duration::from_secs(120),
-        || async {
-            (dc_ready(&s.dcs, "dc1").await && normal_nodes(&s.sim, "late") == 1).then_some(())
-        },
     )
-    .await
-    .map_err(|e| {
-        e.context(format!(
-            "starts: {:#?}\nviolations: {:?}\n{}",
-            sim_starts(&s.sim),
-            s.sim.violations(),
-            tail(&s.op.log_text(), 40)
-        ))
-    })?;
+    .await?;
     // The first start came after the listener opened, and nothing was refused.
     let st = sim_starts(&s.sim);
     assert!(

@@ -1043,13 +1043,6 @@ impl Decider<'_> {
             .is_some_and(|s| !s.is_empty());
         let lone = !obs.cluster_any_ready && !additional;
         let contact = obs.cluster_seed_ready || additional;
-        let ring_moving: Vec<String> = obs
-            .ring
-            .iter()
-            .flatten()
-            .filter(|e| e.moving())
-            .map(|e| format!("{} {}", e.ip, e.status))
-            .collect();
         let mut ops: Vec<(String, String, Option<String>)> = Vec::new();
         let mut requeue_ring = false;
         if !mgmt_waits.is_empty() {
@@ -1100,14 +1093,7 @@ impl Decider<'_> {
                     // A bootstrap or a replacement is a range movement: Cassandra refuses
                     // it while another one runs anywhere in the cluster, or while a token
                     // owner of this datacenter is down (other than the one replaced).
-                    let down: Vec<String> = obs
-                        .ring
-                        .iter()
-                        .flatten()
-                        .filter(|e| e.dc == dc.dc_name() && e.down_replica())
-                        .filter(|e| replace_ip.as_deref() != Some(e.ip.as_str()))
-                        .map(|e| e.ip.clone())
-                        .collect();
+                    let (ring_moving, down) = self.range_movement_blockers(replace_ip.as_deref());
                     if !ring_moving.is_empty() {
                         self.waits.push(format!(
                             "{} waits for the range movement of {}",
@@ -1155,6 +1141,29 @@ impl Decider<'_> {
             self.pending = true;
         }
         busy
+    }
+
+    /// What keeps a range movement (a bootstrap, a replacement, a decommission) from
+    /// starting, as Cassandra would refuse it: nodes of the cluster joining, leaving or
+    /// moving (as `<ip> <STATUS>`), and token owners of this datacenter that are down (their
+    /// addresses); `except` (the node replaced or leaving) aside.
+    fn range_movement_blockers(&self, except: Option<&str>) -> (Vec<String>, Vec<String>) {
+        let others = || {
+            self.obs
+                .ring
+                .iter()
+                .flatten()
+                .filter(move |e| except != Some(e.ip.as_str()))
+        };
+        let moving = others()
+            .filter(|e| e.moving())
+            .map(|e| format!("{} {}", e.ip, e.status))
+            .collect();
+        let down = others()
+            .filter(|e| !e.moving() && e.dc == self.dc.dc_name() && e.down_replica())
+            .map(|e| e.ip.clone())
+            .collect();
+        (moving, down)
     }
 
     /// The seed label on this datacenter's pods, as cass-operator keeps it: in each rack the
@@ -1394,16 +1403,8 @@ impl Decider<'_> {
         }
         // Its ranges stream to the other nodes: not while another range movement runs in
         // the cluster, nor while a node of the datacenter that would receive them is down.
-        let dc_name = self.dc.dc_name().to_string();
-        let blocked: Vec<String> = self
-            .obs
-            .ring
-            .iter()
-            .flatten()
-            .filter(|e| e.ip != entry.ip)
-            .filter(|e| e.moving() || (e.dc == dc_name && e.down_replica()))
-            .map(|e| format!("{} {}", e.ip, if e.moving() { &e.status } else { "DOWN" }))
-            .collect();
+        let (mut blocked, down) = self.range_movement_blockers(Some(&entry.ip));
+        blocked.extend(down.into_iter().map(|ip| format!("{ip} DOWN")));
         if !blocked.is_empty() {
             self.waits.push(format!(
                 "decommission of {pod} waits for {}",

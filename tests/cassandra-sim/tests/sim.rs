@@ -159,6 +159,14 @@ impl Env {
         .await;
     }
 
+    /// `lifecycle/start` refused as Cassandra refuses it (500).
+    async fn start_refused(&self, host: u8) {
+        assert_eq!(
+            self.status("POST", host, "/api/v0/lifecycle/start").await,
+            Some(StatusCode::INTERNAL_SERVER_ERROR)
+        );
+    }
+
     async fn start_ready(&self, host: u8) {
         let (s, _) = self.ok("POST", host, "/api/v0/lifecycle/start", None).await;
         assert_eq!(s, StatusCode::CREATED);
@@ -1251,10 +1259,7 @@ async fn datacenter_scope_lets_datacenters_bootstrap_in_parallel() {
         e.ok("POST", 4, "/api/v0/lifecycle/start", None).await.0,
         StatusCode::CREATED
     );
-    assert_eq!(
-        e.status("POST", 5, "/api/v0/lifecycle/start").await,
-        Some(StatusCode::INTERNAL_SERVER_ERROR)
-    );
+    e.start_refused(5).await;
     let v = e.sim.violations();
     assert_eq!(v.len(), 1);
     assert_eq!(v[0].pod.as_ref().map(|p| p.name.as_str()), Some("b-2"));
@@ -1419,10 +1424,7 @@ async fn a_new_seed_joining_a_ring_with_data_is_refused() {
     e.pod_cfg("n3", 3, true, cfg("c1")).await;
     e.start_ready(1).await;
     e.start_ready(2).await;
-    assert_eq!(
-        e.status("POST", 3, "/api/v0/lifecycle/start").await,
-        Some(StatusCode::INTERNAL_SERVER_ERROR)
-    );
+    e.start_refused(3).await;
     assert_eq!(e.rules(), vec!["seed_bootstrap_into_data"]);
     let n3 = e.sim.state().node_of_pod("n3").cloned().expect("node");
     assert_eq!(n3.cassandra, CassandraState::Down);
@@ -1442,16 +1444,10 @@ async fn a_non_seed_whose_seeds_resolve_to_no_live_node_does_not_join() {
         NodeConfig::new("c1", &["nothing-seed-service", "127.162.0.99"]),
     )
     .await;
-    assert_eq!(
-        e.status("POST", 2, "/api/v0/lifecycle/start").await,
-        Some(StatusCode::INTERNAL_SERVER_ERROR)
-    );
+    e.start_refused(2).await;
     e.start_ready(1).await;
     // Seeds that resolve to nothing alive, even with a live seed elsewhere.
-    assert_eq!(
-        e.status("POST", 3, "/api/v0/lifecycle/start").await,
-        Some(StatusCode::INTERNAL_SERVER_ERROR)
-    );
+    e.start_refused(3).await;
     assert_eq!(e.rules(), vec!["no_live_seed", "no_live_seed"]);
     // Following the rule: once the seed runs, the node joins.
     e.start_ready(2).await;
@@ -1465,29 +1461,13 @@ async fn a_node_of_another_cluster_name_does_not_join() {
     e.pod_cfg("n2", 2, false, cfg("Other Cluster")).await;
     e.pod_cfg("n3", 3, false, cfg("c1")).await;
     e.start_ready(1).await;
-    assert_eq!(
-        e.status("POST", 2, "/api/v0/lifecycle/start").await,
-        Some(StatusCode::INTERNAL_SERVER_ERROR)
-    );
+    e.start_refused(2).await;
     assert_eq!(e.rules(), vec!["cluster_name_mismatch"]);
     e.start_ready(3).await;
     // A node with data started under another name refuses too (system.local keeps it).
     e.ok("POST", 3, "/api/v0/lifecycle/stop", None).await;
-    e.sim.upsert_pod(
-        PodInfo::new(
-            PodKey::new("k1", "ns", "n3"),
-            e.ip(3),
-            "c1",
-            "dc1",
-            "r1",
-            false,
-        )
-        .with_config(cfg("renamed")),
-    );
-    assert_eq!(
-        e.status("POST", 3, "/api/v0/lifecycle/start").await,
-        Some(StatusCode::INTERNAL_SERVER_ERROR)
-    );
+    e.pod_cfg("n3", 3, false, cfg("renamed")).await;
+    e.start_refused(3).await;
     let v = e.sim.violations();
     assert_eq!(v.len(), 2);
     assert_eq!(v[1].rule, "cluster_name_mismatch");
@@ -1522,20 +1502,16 @@ async fn num_tokens_cannot_change_once_a_node_has_data() {
         "a new node gets num_tokens"
     );
     e.ok("POST", 1, "/api/v0/lifecycle/stop", None).await;
-    e.sim.upsert_pod(
-        PodInfo::new(
-            PodKey::new("k1", "ns", "n1"),
-            e.ip(1),
-            "c1",
-            "dc1",
-            "r1",
-            true,
-        )
-        .with_config(NodeConfig {
+    e.pod_cfg(
+        "n1",
+        1,
+        true,
+        NodeConfig {
             num_tokens: 32,
             ..cfg("c1")
-        }),
-    );
+        },
+    )
+    .await;
     let (s, body) = e
         .call("POST", 1, "/api/v0/lifecycle/start", None)
         .await
@@ -1547,17 +1523,7 @@ async fn num_tokens_cannot_change_once_a_node_has_data() {
     );
     assert_eq!(e.rules(), vec!["num_tokens_changed"]);
     // Back to its own count, it starts.
-    e.sim.upsert_pod(
-        PodInfo::new(
-            PodKey::new("k1", "ns", "n1"),
-            e.ip(1),
-            "c1",
-            "dc1",
-            "r1",
-            true,
-        )
-        .with_config(cfg("c1")),
-    );
+    e.pod_cfg("n1", 1, true, cfg("c1")).await;
     e.start_ready(1).await;
     assert_eq!(e.rules().len(), 1);
 }
@@ -1571,26 +1537,19 @@ async fn no_bootstrap_while_a_replica_is_down_unless_consistency_is_off() {
     e.start_ready(1).await;
     e.start_ready(2).await;
     e.ok("POST", 2, "/api/v0/lifecycle/stop", None).await;
-    assert_eq!(
-        e.status("POST", 3, "/api/v0/lifecycle/start").await,
-        Some(StatusCode::INTERNAL_SERVER_ERROR)
-    );
+    e.start_refused(3).await;
     assert_eq!(e.rules(), vec!["bootstrap_replica_down"]);
     // -Dcassandra.consistent.rangemovement=false lets it stream from what is left.
-    e.sim.upsert_pod(
-        PodInfo::new(
-            PodKey::new("k1", "ns", "n3"),
-            e.ip(3),
-            "c1",
-            "dc1",
-            "r1",
-            false,
-        )
-        .with_config(NodeConfig {
+    e.pod_cfg(
+        "n3",
+        3,
+        false,
+        NodeConfig {
             consistent_rangemovement: false,
             ..cfg("c1")
-        }),
-    );
+        },
+    )
+    .await;
     e.start_ready(3).await;
     assert_eq!(e.rules().len(), 1);
 }
@@ -1638,20 +1597,16 @@ async fn replace_address_first_boot_from_jvm_options_is_a_replacement() {
             wipe: true,
         })
         .expect("wiped");
-    e.sim.upsert_pod(
-        PodInfo::new(
-            PodKey::new("k1", "ns", "n2"),
-            e.ip(2),
-            "c1",
-            "dc1",
-            "r1",
-            false,
-        )
-        .with_config(NodeConfig {
+    e.pod_cfg(
+        "n2",
+        2,
+        false,
+        NodeConfig {
             replace_address_first_boot: Some(e.ip(2)),
             ..cfg("c1")
-        }),
-    );
+        },
+    )
+    .await;
     e.start_ready(2).await;
     let new = e.sim.state().node_of_pod("n2").cloned().expect("n2");
     assert_ne!(new.host_id, old.host_id);

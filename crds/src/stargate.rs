@@ -41,6 +41,89 @@ pub const STARGATE_DEPLOYMENT_LABEL: &str = "k8ssandra.io/stargate-deployment";
 /// JVM heap size of Stargate when `heapSize` is not set.
 pub const DEFAULT_HEAP_SIZE: &str = "256Mi";
 
+/// Keyspace holding the tokens of Stargate's `Table` authentication.
+pub const AUTH_KEYSPACE: &str = "data_endpoint_auth";
+
+/// Table of [`AUTH_KEYSPACE`] holding the tokens.
+pub const AUTH_TABLE: &str = "token";
+
+/// Default image tag of every Stargate image.
+pub const DEFAULT_TAG: &str = "v1.0.77";
+
+/// Name of the Stargate object a K8ssandraCluster creates for one datacenter.
+pub fn resource_name(cluster: &str, dc: &str) -> String {
+    crate::names::cleanup_for_kubernetes(&format!("{cluster}-{dc}-stargate"))
+}
+
+/// Name of the Service in front of a datacenter's Stargate pods.
+pub fn service_name(cluster: &str, dc: &str) -> String {
+    crate::names::cleanup_for_kubernetes(&format!("{cluster}-{dc}-stargate-service"))
+}
+
+/// Name of the Stargate Deployment of one rack.
+pub fn deployment_name(cluster: &str, dc: &str, rack: &str) -> String {
+    crate::names::cleanup_for_kubernetes(&format!("{cluster}-{dc}-{rack}-stargate-deployment"))
+}
+
+/// Name of the ConfigMap holding the Cassandra settings Stargate's embedded node reads.
+pub fn config_map_name(cluster: &str, dc: &str) -> String {
+    format!(
+        "{}-{}-cassandra-config",
+        crate::names::cleanup_for_kubernetes(cluster),
+        crate::names::cleanup_for_kubernetes(dc)
+    )
+}
+
+/// Bytes of a Kubernetes quantity (`512Mi`, `1G`, `1e9`, `1500`); None when it does not
+/// parse. Fractions round down, which is what a byte count means.
+pub fn quantity_bytes(q: &str) -> Option<u128> {
+    let q = q.trim();
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(q.len());
+    let (num, suffix) = q.split_at(split);
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if (int.is_empty() && frac.is_empty()) || int.len() > 20 || frac.len() > 9 {
+        return None;
+    }
+    let scale = 10u128.pow(frac.len() as u32);
+    let n: u128 = format!("{int}{frac}").parse().ok()?;
+    let mult: u128 = match suffix {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        "Pi" => 1 << 50,
+        "Ei" => 1 << 60,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        "P" => 1_000_000_000_000_000,
+        "E" => 1_000_000_000_000_000_000,
+        s if s.starts_with(['e', 'E']) => 10u128.checked_pow(s[1..].parse().ok()?)?,
+        _ => return None,
+    };
+    n.checked_mul(mult).map(|b| b / scale)
+}
+
+/// A byte count as the API server writes a memory quantity: the largest binary unit that
+/// divides it (`536870912` → `512Mi`), else plain bytes.
+pub fn bytes_quantity(bytes: u128) -> String {
+    const UNITS: [&str; 6] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    let mut unit = "";
+    let mut n = bytes;
+    for u in UNITS {
+        if n == 0 || n % 1024 != 0 {
+            break;
+        }
+        n /= 1024;
+        unit = u;
+    }
+    format!("{n}{unit}")
+}
+
 /// Pod settings of Stargate, at any level (cluster, datacenter or rack).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -123,6 +206,67 @@ impl StargateTemplate {
     pub fn uses_external_secrets(&self) -> bool {
         self.secrets_provider == Some(SecretsProvider::External)
     }
+
+    /// The JVM heap in bytes, the default applied; None when `heapSize` does not parse.
+    pub fn heap_bytes(&self) -> Option<u128> {
+        quantity_bytes(
+            self.heap_size
+                .as_ref()
+                .map_or(DEFAULT_HEAP_SIZE, |q| q.0.as_str()),
+        )
+    }
+
+    /// The container's memory limit in bytes: the one given in `resources`, or, when
+    /// `resources` is unset, the derived one (four times the heap). None without a limit.
+    pub fn memory_limit_bytes(&self) -> Option<u128> {
+        match &self.resources {
+            Some(r) => r
+                .limits
+                .as_ref()
+                .and_then(|l| l.get("memory"))
+                .and_then(|q| quantity_bytes(&q.0)),
+            None => self.heap_bytes().map(|h| h * 4),
+        }
+    }
+
+    /// Rules a template must keep, whatever the datacenter: `heapSize` parses and stays
+    /// below the container's memory limit (a JVM whose heap fills the limit is killed by the
+    /// kernel, KO #938). Each violation is `(field under `path`, message)`.
+    pub fn check(&self, path: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let Some(heap) = self.heap_bytes() else {
+            out.push((
+                format!("{path}.heapSize"),
+                format!(
+                    "{:?} is not a quantity of bytes",
+                    self.heap_size.as_ref().map(|q| q.0.as_str()).unwrap_or_default()
+                ),
+            ));
+            return out;
+        };
+        if let Some(limit) = self.memory_limit_bytes()
+            && heap >= limit
+        {
+            out.push((
+                format!("{path}.heapSize"),
+                format!(
+                    "heap {} must be smaller than the container's memory limit {} ({path}.resources.limits.memory): the JVM needs memory beyond its heap, and a pod over its limit is killed",
+                    bytes_quantity(heap),
+                    bytes_quantity(limit)
+                ),
+            ));
+        }
+        if let Some(o) = &self.auth_options
+            && o.api_auth_method == Some(ApiAuthMethod::Jwt)
+            && o.jwt_provider_url.as_deref().is_none_or(str::is_empty)
+        {
+            out.push((
+                format!("{path}.authOptions.providerUrl"),
+                "required with apiAuthMethod JWT".to_string(),
+            ));
+        }
+        out
+    }
 }
 
 /// Stargate settings for every datacenter of a K8ssandraCluster (`spec.stargate`);
@@ -165,6 +309,46 @@ pub struct StargateDatacenterTemplate {
 }
 
 impl StargateDatacenterTemplate {
+    /// [`StargateTemplate::check`] for the datacenter's settings and every rack's merged
+    /// ones; `path` names this template (e.g. `spec`).
+    pub fn check(&self, path: &str) -> Vec<(String, String)> {
+        let mut out = self.cluster_template.template.check(path);
+        for (i, rack) in self.racks.iter().flatten().enumerate() {
+            let r = &rack.template;
+            // A rack that changes none of the checked settings repeats the datacenter's
+            // faults, which are reported once already.
+            if r.heap_size.is_none() && r.resources.is_none() && r.auth_options.is_none() {
+                continue;
+            }
+            match self.rack_template(&rack.name) {
+                Ok(t) => out.extend(t.check(&format!("{path}.racks[{i}]"))),
+                Err(e) => out.push((format!("{path}.racks[{i}]"), e.to_string())),
+            }
+        }
+        out
+    }
+
+    /// Rack overrides naming no rack of the datacenter (`racks` are its rack names):
+    /// `(field, message)` for each.
+    pub fn check_racks(&self, path: &str, racks: &[String]) -> Vec<(String, String)> {
+        self.racks
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter(|(_, r)| !racks.contains(&r.name))
+            .map(|(i, r)| {
+                (
+                    format!("{path}.racks[{i}].name"),
+                    format!(
+                        "{:?} is not a rack of the datacenter (its racks: {})",
+                        r.name,
+                        racks.join(", ")
+                    ),
+                )
+            })
+            .collect()
+    }
+
     /// The Stargate settings of a datacenter with the cluster-level ones filled in: objects
     /// are merged key by key, any other value set for the datacenter replaces the cluster's
     /// (lists included). `None` when Stargate is set at neither level.
@@ -217,7 +401,7 @@ pub struct StargateRackTemplate {
     #[serde(flatten)]
     pub template: StargateTemplate,
 
-    /// Name of the rack; a name that matches no rack of the CassandraDatacenter is ignored.
+    /// Name of the rack; a name that matches no rack of the CassandraDatacenter is refused.
     #[schemars(length(min = 2))]
     pub name: String,
 }
@@ -358,6 +542,14 @@ pub struct StargateCondition {
     /// When the status last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
+
+    /// Why the condition has its status, in CamelCase (not set by upstream's operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+
+    /// What is wrong, naming the field at fault (not set by upstream's operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Type of the condition telling whether Stargate is ready.
@@ -583,6 +775,49 @@ mod tests {
             StargateDatacenterTemplate::merged(None, None).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn quantities_and_names() {
+        assert_eq!(quantity_bytes("256Mi"), Some(256 << 20));
+        assert_eq!(quantity_bytes("1G"), Some(1_000_000_000));
+        assert_eq!(quantity_bytes("1.5Gi"), Some(3 << 29));
+        assert_eq!(quantity_bytes("1e3"), Some(1000));
+        assert_eq!(quantity_bytes("lots"), None);
+        assert_eq!(bytes_quantity(1 << 30), "1Gi");
+        assert_eq!(bytes_quantity(512 << 20), "512Mi");
+        assert_eq!(bytes_quantity(1000), "1000");
+        assert_eq!(resource_name("Demo", "dc1"), "demo-dc1-stargate");
+        assert_eq!(service_name("demo", "dc1"), "demo-dc1-stargate-service");
+        assert_eq!(
+            deployment_name("demo", "dc1", "r1"),
+            "demo-dc1-r1-stargate-deployment"
+        );
+        assert_eq!(config_map_name("demo", "dc1"), "demo-dc1-cassandra-config");
+    }
+
+    #[test]
+    fn heap_must_stay_below_the_memory_limit() {
+        let t: StargateDatacenterTemplate = serde_json::from_value(json!({
+            "size": 3,
+            "heapSize": "1Gi",
+            "resources": {"limits": {"memory": "1Gi"}},
+            "racks": [{"name": "r1", "heapSize": "512Mi"}, {"name": "r2", "heapSize": "2Gi"}]
+        }))
+        .unwrap();
+        let v = t.check("spec");
+        let fields: Vec<&str> = v.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(fields, ["spec.heapSize", "spec.racks[1].heapSize"]);
+        assert!(v[0].1.contains("1Gi") && v[0].1.contains("resources.limits.memory"));
+        // Without resources the limit is derived from the heap, which always fits.
+        let ok: StargateTemplate = serde_json::from_value(json!({"heapSize": "8Gi"})).unwrap();
+        assert!(ok.check("spec").is_empty());
+        let jwt: StargateTemplate =
+            serde_json::from_value(json!({"authOptions": {"apiAuthMethod": "JWT"}})).unwrap();
+        assert_eq!(jwt.check("spec")[0].0, "spec.authOptions.providerUrl");
+        let racks = t.check_racks("spec", &["r1".into(), "r3".into()]);
+        assert_eq!(racks.len(), 1);
+        assert_eq!(racks[0].0, "spec.racks[1].name");
     }
 
     #[test]

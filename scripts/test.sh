@@ -25,6 +25,10 @@ echo "binaries in $TESTENV_BIN_DIR" >&2
 step "cargo-component (the other way users build policies; a test builds with it)"
 ./scripts/install-cargo-component.sh
 
+step "C compiler for wasm32-wasip2 (VRL's zstd/oniguruma) and promtool (Debian)"
+./scripts/install-wasm-cc.sh
+PROMTOOL="$(./scripts/install-promtool.sh | tail -n 1)"; export PROMTOOL
+
 step "Policies as WebAssembly components"
 policies=()
 for manifest in plugins/*/Cargo.toml plugins/examples/*/Cargo.toml; do

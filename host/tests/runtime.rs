@@ -1,5 +1,5 @@
 //! The policy runtime against real components: the echo example and the fixtures under
-//! plugins/examples/{misbehave,wrong-world,next-major}, built for wasm32-wasip2 on demand.
+//! plugins/examples/{misbehave,wrong-world,next-major,contract-0-1}, built for wasm32-wasip2 on demand.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -374,7 +374,89 @@ async fn component_of_another_major_version_is_refused() {
     let msg = err.to_string();
     assert!(msg.contains("next_major_policy.wasm"), "{msg}");
     assert!(msg.contains("built for k8ssandra:policy@1.0.0"), "{msg}");
-    assert!(msg.contains("k8ssandra:policy@0.1.x"), "{msg}");
+    assert!(msg.contains("k8ssandra:policy@0.2.x"), "{msg}");
+    assert!(msg.contains("@0.1.x"), "{msg}");
+}
+
+/// A component built against the released 0.1.0 contract loads in this host and behaves
+/// as it did: the snapshot reaches it whole, and its plan, errors and violations come back
+/// unchanged.
+#[tokio::test]
+async fn a_component_built_against_0_1_0_keeps_working() {
+    let rt = runtime();
+    let policy = rt
+        .load_file(&fixture("contract-0-1"))
+        .await
+        .expect("a 0.1.0 component loads");
+    assert_eq!(policy.info.name, "contract-0-1");
+    assert_eq!(policy.info.owns.len(), 1);
+    assert_eq!(policy.info.owns[0].kind, "ConfigMap");
+
+    let parent = serde_json::json!({
+        "apiVersion": "examples.k8ssandra.io/v1alpha1", "kind": "Echo",
+        "metadata": {"name": "e", "namespace": "ns"},
+        "spec": {"message": "hi"},
+    });
+    let node = |pod: &str, ready: bool| {
+        serde_json::json!({
+            "node": {"cluster": "", "namespace": "ns", "pod": pod},
+            "address": "127.0.0.9", "reachable": true, "error": null,
+            "alive": true, "ready": ready, "endpoints": null,
+        })
+    };
+    let snapshot = parse_snapshot(
+        &serde_json::json!({
+            "parent": parent,
+            "nodes": [node("e-0", false), node("e-1", true)],
+            "now_ms": 1234,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let plan = rt.reconcile(&policy, snapshot).await.unwrap().unwrap();
+    let plan = plan_to_json(&plan);
+    assert_eq!(plan["apply"][0]["json"]["data"]["message"], "hi", "{plan}");
+    let op = &plan["operations"][0];
+    assert_eq!(op["id"], "keyspace/e", "{plan}");
+    assert_eq!(op["target"]["pod"], "e-1", "{plan}");
+    assert_eq!(plan["status"]["readyNodes"], 1, "{plan}");
+    assert_eq!(plan["status"]["seenAt"], 1234, "{plan}");
+    assert_eq!(plan["events"][0]["reason"], "Echoed", "{plan}");
+
+    // The outcome of its operation reaches it in the next snapshot.
+    let snapshot = parse_snapshot(
+        &serde_json::json!({
+            "parent": parent,
+            "nodes": [node("e-1", true)],
+            "results": [{"id": "keyspace/e", "outcome": {"Succeeded": ""}, "at_ms": 5}],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let plan = rt.reconcile(&policy, snapshot).await.unwrap().unwrap();
+    assert!(plan.operations.is_empty());
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(plan.status.as_deref().unwrap()).unwrap()["keyspace"],
+        "succeeded"
+    );
+
+    // Its own error answer and its violations.
+    let nameless = parse_snapshot(r#"{"parent": {"kind": "Echo"}}"#).unwrap();
+    let err = rt.reconcile(&policy, nameless).await.unwrap().unwrap_err();
+    assert_eq!(err.message, "parent has no name");
+    assert_eq!(err.retry_after_ms, Some(1000));
+    let violations = rt
+        .validate(&policy, r#"{"spec":{"message":""}}"#.into(), None)
+        .await
+        .unwrap();
+    assert_eq!(violations.len(), 1);
+    assert_eq!(violations[0].field, "spec.message");
+    assert!(
+        rt.validate(&policy, r#"{"spec":{"message":"x"}}"#.into(), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]

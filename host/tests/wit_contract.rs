@@ -1,5 +1,5 @@
 //! The WIT contract of every released `k8ssandra:policy` version is kept in
-//! `tests/fixtures/wit/policy@<version>.wit`. While `wit/policy.wit` carries a released
+//! `wit/released/policy@<version>.wit`, and the host serves each of them. While `wit/policy.wit` carries a released
 //! version, everything but its comments must stay as released: components built against
 //! it were compiled for exactly those types, and they must keep loading and behaving the
 //! same. A new operation or field goes into a new minor version (with its own fixture and a
@@ -36,8 +36,8 @@ fn a_released_contract_changes_only_in_its_comments() {
         !current_version.is_empty(),
         "wit/policy.wit names no package version"
     );
-    let fixtures = workspace().join("host/tests/fixtures/wit");
-    let released = fixtures.join(format!("policy@{current_version}.wit"));
+    let released_dir = workspace().join("wit/released");
+    let released = released_dir.join(format!("policy@{current_version}.wit"));
     let text = std::fs::read_to_string(&released).unwrap_or_else(|e| {
         panic!(
             "{}: {e}; every version wit/policy.wit carries is pinned there once released",
@@ -58,6 +58,39 @@ fn a_released_contract_changes_only_in_its_comments() {
          break: put new operations and fields into a new minor version instead",
         now.get(first),
         then.get(first)
+    );
+}
+
+/// Every released version is served (the host binds it and accepts components built
+/// against it), the newest served one is what `wit/policy.wit` carries, and a served
+/// version has its released text.
+#[test]
+fn the_host_serves_every_released_version() {
+    let mut released: Vec<String> = std::fs::read_dir(workspace().join("wit/released"))
+        .expect("wit/released")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().to_string_lossy().into_owned();
+            Some(
+                name.strip_prefix("policy@")?
+                    .strip_suffix(".wit")?
+                    .to_string(),
+            )
+        })
+        .collect();
+    released.sort();
+    let mut served: Vec<String> = k8ssandra_host::plugin::bindings::Contract::SUPPORTED
+        .iter()
+        .map(|c| c.version().to_string())
+        .collect();
+    served.sort();
+    assert_eq!(
+        served, released,
+        "every released contract must stay served, and every served one released"
+    );
+    let current = std::fs::read_to_string(workspace().join("wit/policy.wit")).unwrap();
+    assert_eq!(
+        version(&current),
+        k8ssandra_host::plugin::bindings::WIT_VERSION
     );
 }
 

@@ -16,7 +16,7 @@ use tracing::debug;
 use super::error::{DataplaneError, excerpt};
 use super::observe::ProbeHolds;
 use super::stats::{CallOutcome, DataplaneStats, Endpoint, Recorder};
-use crate::plugin::bindings::{Replication, TableScope};
+use crate::plugin::bindings::{ColumnKind, Replication, TableDef, TableScope};
 
 /// The port the management API listens on in every Cassandra pod.
 pub const DEFAULT_PORT: u16 = 8080;
@@ -490,6 +490,51 @@ impl ManagementApi {
         ensure_json(Endpoint::KeyspaceReplication, address, answer.body)
     }
 
+    /// `POST /api/v0/ops/tables/create`. The API refuses a table that exists (400); that
+    /// is the outcome the caller wanted, so it counts as created.
+    pub async fn create_table(
+        &self,
+        address: &str,
+        table: &TableDef,
+    ) -> Result<String, DataplaneError> {
+        let call = Call::new(Endpoint::TableCreate, Retry::Transient).body(table_body(table)?);
+        match self.send(address, &call).await {
+            Ok(answer) => Ok(answer.body),
+            Err(DataplaneError::Status {
+                status: 400, body, ..
+            }) if body.to_ascii_lowercase().contains("already exist") => Ok(body),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /api/v0/ops/node/fullquerylogging`: `true` or `false`.
+    pub async fn full_query_logging(&self, address: &str) -> Result<bool, DataplaneError> {
+        let answer = self
+            .send(
+                address,
+                &Call::new(Endpoint::FullQueryLogGet, Retry::Transient),
+            )
+            .await?;
+        parse_fql(&answer.body).ok_or_else(|| DataplaneError::Decode {
+            method: Endpoint::FullQueryLogGet.method(),
+            endpoint: Endpoint::FullQueryLogGet.path(),
+            address: address.to_string(),
+            reason: format!("not a boolean answer: {}", excerpt(&answer.body, None)),
+        })
+    }
+
+    /// `POST /api/v0/ops/node/fullquerylogging?enabled=`; setting the current state again
+    /// is harmless.
+    pub async fn set_full_query_logging(
+        &self,
+        address: &str,
+        enabled: bool,
+    ) -> Result<String, DataplaneError> {
+        let call = Call::new(Endpoint::FullQueryLogSet, Retry::Transient)
+            .query("enabled", if enabled { "true" } else { "false" });
+        Ok(self.send(address, &call).await?.body)
+    }
+
     /// `GET /api/v0/ops/executor/job?job_id=`.
     pub async fn job_status(
         &self,
@@ -655,6 +700,59 @@ fn keyspace_body(replication: &Replication) -> serde_json::Value {
         .map(|(dc, rf)| json!({"dc_name": dc, "replication_factor": rf}))
         .collect();
     json!({"keyspace_name": replication.keyspace, "replication_settings": settings})
+}
+
+fn table_body(table: &TableDef) -> Result<serde_json::Value, DataplaneError> {
+    let columns: Vec<_> = table
+        .columns
+        .iter()
+        .map(|c| {
+            let kind = match c.kind {
+                ColumnKind::PartitionKey => "PARTITION_KEY",
+                ColumnKind::ClusteringColumn => "CLUSTERING_COLUMN",
+                ColumnKind::Regular => "REGULAR",
+                ColumnKind::Static => "STATIC",
+            };
+            let mut column = json!({"name": c.name, "type": c.cql_type, "kind": kind});
+            if matches!(
+                c.kind,
+                ColumnKind::PartitionKey | ColumnKind::ClusteringColumn
+            ) {
+                column["position"] = json!(c.position);
+            }
+            if matches!(c.kind, ColumnKind::ClusteringColumn) {
+                column["order"] = json!(if c.descending { "DESC" } else { "ASC" });
+            }
+            column
+        })
+        .collect();
+    let mut options = serde_json::Map::new();
+    for (key, value) in &table.options {
+        let parsed = serde_json::from_str(value).map_err(|e| DataplaneError::Request {
+            reason: format!(
+                "table option {key} of {}.{} is not JSON: {e}",
+                table.keyspace, table.name
+            ),
+        })?;
+        options.insert(key.clone(), parsed);
+    }
+    Ok(json!({
+        "keyspace_name": table.keyspace,
+        "table_name": table.name,
+        "columns": columns,
+        "options": options,
+    }))
+}
+
+/// The management API answers the full-query-logging state as a bare boolean, or wrapped
+/// in a JAX-RS entity (`{"entity": false, ...}`) by some versions.
+fn parse_fql(body: &str) -> Option<bool> {
+    match serde_json::from_str::<serde_json::Value>(body.trim()).ok()? {
+        serde_json::Value::Bool(b) => Some(b),
+        serde_json::Value::Object(map) => map.get("entity").and_then(|e| e.as_bool()),
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
 }
 
 /// Checks an answer is JSON before it goes to a policy, which parses it with serde.

@@ -43,6 +43,10 @@ pub enum DataplaneError {
         address: String,
         reason: String,
     },
+    /// The policy asked for a request that cannot be made (e.g. a table option that is not
+    /// JSON); nothing was sent.
+    #[error("cannot build the request: {reason}")]
+    Request { reason: String },
     /// The TLS material given to the client could not be used.
     #[error("management API TLS configuration: {0}")]
     Tls(String),

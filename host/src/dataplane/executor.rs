@@ -372,6 +372,13 @@ impl Task {
             OperationKind::GetReplication(ks) => text(api.get_replication(addr, ks).await),
             // The job's state is the policy's to judge: any answer is a success here.
             OperationKind::JobStatus(job) => text(api.job_status(addr, job).await.map(|s| s.body)),
+            OperationKind::CreateTable(table) => text(api.create_table(addr, table).await),
+            OperationKind::SetFullQueryLogging(on) => {
+                text(api.set_full_query_logging(addr, *on).await)
+            }
+            OperationKind::GetFullQueryLogging => {
+                text(api.full_query_logging(addr).await.map(|on| on.to_string()))
+            }
         }
     }
 
@@ -512,6 +519,9 @@ pub fn kind_name(kind: &OperationKind) -> &'static str {
         OperationKind::ListKeyspaces => "list-keyspaces",
         OperationKind::GetReplication(_) => "get-replication",
         OperationKind::JobStatus(_) => "job-status",
+        OperationKind::CreateTable(_) => "create-table",
+        OperationKind::SetFullQueryLogging(_) => "set-full-query-logging",
+        OperationKind::GetFullQueryLogging => "get-full-query-logging",
     }
 }
 

@@ -38,10 +38,13 @@ pub enum Endpoint {
     KeyspaceList,
     KeyspaceReplication,
     JobStatus,
+    TableCreate,
+    FullQueryLogGet,
+    FullQueryLogSet,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 27] = [
+    pub const ALL: [Endpoint; 30] = [
         Endpoint::Liveness,
         Endpoint::Readiness,
         Endpoint::Endpoints,
@@ -69,6 +72,9 @@ impl Endpoint {
         Endpoint::KeyspaceList,
         Endpoint::KeyspaceReplication,
         Endpoint::JobStatus,
+        Endpoint::TableCreate,
+        Endpoint::FullQueryLogGet,
+        Endpoint::FullQueryLogSet,
     ];
 
     /// The URL path of the endpoint.
@@ -101,6 +107,10 @@ impl Endpoint {
             Endpoint::KeyspaceList => "/api/v0/ops/keyspace",
             Endpoint::KeyspaceReplication => "/api/v0/ops/keyspace/replication",
             Endpoint::JobStatus => "/api/v0/ops/executor/job",
+            Endpoint::TableCreate => "/api/v0/ops/tables/create",
+            Endpoint::FullQueryLogGet | Endpoint::FullQueryLogSet => {
+                "/api/v0/ops/node/fullquerylogging"
+            }
         }
     }
 
@@ -134,6 +144,9 @@ impl Endpoint {
             Endpoint::KeyspaceList => "keyspace_list",
             Endpoint::KeyspaceReplication => "keyspace_replication",
             Endpoint::JobStatus => "job_status",
+            Endpoint::TableCreate => "table_create",
+            Endpoint::FullQueryLogGet => "full_query_log_get",
+            Endpoint::FullQueryLogSet => "full_query_log_set",
         }
     }
 
@@ -145,7 +158,8 @@ impl Endpoint {
             | Endpoint::Endpoints
             | Endpoint::KeyspaceList
             | Endpoint::KeyspaceReplication
-            | Endpoint::JobStatus => "GET",
+            | Endpoint::JobStatus
+            | Endpoint::FullQueryLogGet => "GET",
             _ => "POST",
         }
     }

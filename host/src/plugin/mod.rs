@@ -14,6 +14,7 @@
 pub mod bindings;
 mod cache;
 mod error;
+mod instance;
 mod store;
 mod tool;
 mod watch;
@@ -37,7 +38,9 @@ pub use bindings::{Plan, PluginInfo, PolicyError, Snapshot, Violation};
 pub use error::{CallError, PluginError, ToolError};
 pub use tool::{inspect, parse_snapshot, plan_to_json, test_file};
 
+use bindings::Contract;
 use cache::Compiler;
+use instance::{Instance, Pre};
 use store::CallState;
 
 /// Settings of the policy runtime.
@@ -108,7 +111,7 @@ impl std::fmt::Debug for LoadedPolicy {
 struct Callable {
     /// The name used in logs and errors: the file name until `describe` answered.
     name: Arc<str>,
-    pre: bindings::PolicyPre<CallState>,
+    pre: Pre,
 }
 
 /// The outcome of loading one file of a directory.
@@ -126,7 +129,8 @@ pub struct PolicyRuntime {
 
 struct Inner {
     engine: Engine,
-    linker: wasmtime::component::Linker<CallState>,
+    /// One linker per served contract version, in `Contract::SUPPORTED` order.
+    linkers: Vec<(Contract, wasmtime::component::Linker<CallState>)>,
     compiler: Compiler,
     cfg: RuntimeConfig,
     permits: Arc<Semaphore>,
@@ -150,7 +154,11 @@ impl PolicyRuntime {
             });
         }
         let engine = Engine::new(&engine_config(&cfg)).map_err(engine_err)?;
-        let linker = store::linker(&engine).map_err(engine_err)?;
+        let linkers = Contract::SUPPORTED
+            .into_iter()
+            .map(|c| Ok((c, store::linker(&engine, c)?)))
+            .collect::<wasmtime::Result<Vec<_>>>()
+            .map_err(engine_err)?;
         spawn_epoch_ticker(&engine, cfg.epoch_tick)?;
         let permits = Arc::new(Semaphore::new(cfg.max_instances as usize));
         let (version, _) = tokio::sync::watch::channel(0);
@@ -158,7 +166,7 @@ impl PolicyRuntime {
             inner: Arc::new(Inner {
                 compiler: Compiler::new(engine.clone(), cfg.cache_dir.clone()),
                 engine,
-                linker,
+                linkers,
                 cfg,
                 permits,
                 policies: RwLock::new(BTreeMap::new()),
@@ -376,7 +384,7 @@ impl PolicyRuntime {
         &self,
         callable: &Callable,
         f: impl for<'a> FnOnce(
-            &'a bindings::Policy,
+            &'a Instance,
             &'a mut Store<CallState>,
         ) -> BoxFuture<'a, wasmtime::Result<R>>,
     ) -> Result<R, CallError> {
@@ -414,7 +422,7 @@ impl PolicyRuntime {
         &self,
         callable: &Callable,
         f: impl for<'a> FnOnce(
-            &'a bindings::Policy,
+            &'a Instance,
             &'a mut Store<CallState>,
         ) -> BoxFuture<'a, wasmtime::Result<R>>,
     ) -> Result<R, CallError> {
@@ -515,8 +523,8 @@ impl PolicyRuntime {
                 rt.inner
                     .compiler
                     .compile(&compiled_path, &bytes, &compiled_hash)?;
-            world::check_world(&compiled_path, &rt.inner.engine, &component)?;
-            let pre = rt.pre_instantiate(&compiled_path, &component)?;
+            let contract = world::check_world(&compiled_path, &rt.inner.engine, &component)?;
+            let pre = rt.pre_instantiate(&compiled_path, &component, contract)?;
             Ok::<_, PluginError>((pre, from_cache))
         })
         .await
@@ -558,13 +566,20 @@ impl PolicyRuntime {
         &self,
         file: &Path,
         component: &Component,
-    ) -> Result<bindings::PolicyPre<CallState>, PluginError> {
+        contract: Contract,
+    ) -> Result<Pre, PluginError> {
         let link = |e: wasmtime::Error| PluginError::Link {
             file: file.to_path_buf(),
             reason: format!("{e:#}"),
         };
-        let pre = self.inner.linker.instantiate_pre(component).map_err(link)?;
-        bindings::PolicyPre::new(pre).map_err(link)
+        let linker = self
+            .inner
+            .linkers
+            .iter()
+            .find_map(|(c, l)| (*c == contract).then_some(l))
+            .ok_or_else(|| link(wasmtime::format_err!("no linker for {contract:?}")))?;
+        let pre = linker.instantiate_pre(component).map_err(link)?;
+        Pre::new(contract, pre).map_err(link)
     }
 
     fn read_policies(

@@ -172,16 +172,45 @@ impl bindings::PolicyImports for CallState {
 
 impl bindings::Host for CallState {}
 
-/// The linker every policy is instantiated against: WASI (without capabilities) plus the
-/// `log` import.
-pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<CallState>> {
+impl bindings::v0_1::PolicyImports for CallState {
+    fn log(&mut self, level: bindings::v0_1::Level, message: String) {
+        use bindings::v0_1::Level as Old;
+        let level = match level {
+            Old::Trace => Level::Trace,
+            Old::Debug => Level::Debug,
+            Old::Info => Level::Info,
+            Old::Warn => Level::Warn,
+            Old::Error => Level::Error,
+        };
+        bindings::PolicyImports::log(self, level, message);
+    }
+}
+
+impl bindings::v0_1::Host for CallState {}
+
+/// The linker every policy built against `contract` is instantiated against: WASI (without
+/// capabilities) plus that version's `log` import. One linker per version, because every
+/// version names its own `log` at the component's root.
+pub(crate) fn linker(
+    engine: &wasmtime::Engine,
+    contract: bindings::Contract,
+) -> wasmtime::Result<Linker<CallState>> {
     let mut linker = Linker::new(engine);
     // Rust's std on wasm32-wasip2 imports WASI interfaces even when a policy never uses
     // them; linking them keeps ordinary policies loadable, and the context above grants
     // nothing.
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     shadow_clock_waits(&mut linker)?;
-    bindings::Policy::add_to_linker::<CallState, PolicyHost>(&mut linker, |state| state)?;
+    match contract {
+        bindings::Contract::V0_2 => {
+            bindings::Policy::add_to_linker::<CallState, PolicyHost>(&mut linker, |state| state)?
+        }
+        bindings::Contract::V0_1 => {
+            bindings::v0_1::Policy::add_to_linker::<CallState, PolicyHost>(&mut linker, |state| {
+                state
+            })?
+        }
+    }
     Ok(linker)
 }
 

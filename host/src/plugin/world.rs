@@ -8,7 +8,7 @@ use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
 use super::PluginError;
-use super::bindings::{WIT_PACKAGE, WIT_VERSION};
+use super::bindings::{Contract, WIT_PACKAGE};
 
 /// Functions every policy exports.
 const EXPORTS: [&str; 3] = ["describe", "reconcile", "validate"];
@@ -35,12 +35,13 @@ pub(crate) fn check_header(file: &Path, bytes: &[u8]) -> Result<(), PluginError>
     Ok(())
 }
 
-/// Refuses components of another world or of an incompatible `k8ssandra:policy` version.
+/// Refuses components of another world or of a `k8ssandra:policy` version this host does
+/// not serve; answers the served version the component is built against.
 pub(crate) fn check_world(
     file: &Path,
     engine: &Engine,
     component: &Component,
-) -> Result<(), PluginError> {
+) -> Result<Contract, PluginError> {
     let ty = component.component_type();
     let wrong = |reason: String| PluginError::WrongWorld {
         file: file.to_path_buf(),
@@ -60,24 +61,42 @@ pub(crate) fn check_world(
             foreign.push(name.to_string());
         }
     }
+    let mut contract = None;
     for version in &versions {
-        if !compatible(version, WIT_VERSION) {
-            return Err(PluginError::Incompatible {
-                file: file.to_path_buf(),
-                reason: format!(
-                    "built for {WIT_PACKAGE}@{version}, this host speaks {WIT_PACKAGE}@{}",
-                    compatible_range(WIT_VERSION)
-                ),
-            });
+        let served = Contract::SUPPORTED
+            .into_iter()
+            .find(|c| compatible(version, c.version()));
+        match (served, contract) {
+            (None, _) => {
+                let ranges: Vec<String> = Contract::SUPPORTED
+                    .iter()
+                    .map(|c| compatible_range(c.version()))
+                    .collect();
+                return Err(PluginError::Incompatible {
+                    file: file.to_path_buf(),
+                    reason: format!(
+                        "built for {WIT_PACKAGE}@{version}, this host speaks {WIT_PACKAGE}@{}",
+                        ranges.join(", @")
+                    ),
+                });
+            }
+            (Some(c), Some(seen)) if c != seen => {
+                return Err(wrong(format!(
+                    "imports {WIT_PACKAGE} in two versions ({} and {})",
+                    seen.version(),
+                    c.version()
+                )));
+            }
+            (Some(c), _) => contract = Some(c),
         }
     }
-    if versions.is_empty() {
+    let Some(contract) = contract else {
         let exports: Vec<&str> = ty.exports(engine).map(|(n, _)| n).collect();
         return Err(wrong(format!(
             "does not import {WIT_PACKAGE}/types (exports: {})",
             list(&exports)
         )));
-    }
+    };
     if !foreign.is_empty() {
         return Err(wrong(format!(
             "imports {} which this host does not provide",
@@ -91,7 +110,7 @@ pub(crate) fn check_world(
             None => return Err(wrong(format!("does not export `{export}`"))),
         }
     }
-    Ok(())
+    Ok(contract)
 }
 
 /// Semver compatibility as the component model's linker sees it: same major version, and

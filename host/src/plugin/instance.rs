@@ -1,0 +1,87 @@
+//! A policy instance of whichever contract version its component was built against, with
+//! the three exports called in the host's (newest) types.
+
+use wasmtime::Store;
+use wasmtime::component::InstancePre;
+
+use super::bindings::{self, Contract, Plan, PluginInfo, PolicyError, Snapshot, Violation, compat};
+use super::store::CallState;
+
+/// A component pre-instantiated against the linker of its contract version.
+#[derive(Clone)]
+pub(crate) enum Pre {
+    V0_2(bindings::PolicyPre<CallState>),
+    V0_1(bindings::v0_1::PolicyPre<CallState>),
+}
+
+impl Pre {
+    pub(crate) fn new(contract: Contract, pre: InstancePre<CallState>) -> wasmtime::Result<Pre> {
+        Ok(match contract {
+            Contract::V0_2 => Pre::V0_2(bindings::PolicyPre::new(pre)?),
+            Contract::V0_1 => Pre::V0_1(bindings::v0_1::PolicyPre::new(pre)?),
+        })
+    }
+
+    pub(crate) async fn instantiate_async(
+        &self,
+        store: &mut Store<CallState>,
+    ) -> wasmtime::Result<Instance> {
+        Ok(match self {
+            Pre::V0_2(pre) => Instance::V0_2(pre.instantiate_async(store).await?),
+            Pre::V0_1(pre) => Instance::V0_1(pre.instantiate_async(store).await?),
+        })
+    }
+}
+
+/// One instantiated policy.
+pub(crate) enum Instance {
+    V0_2(bindings::Policy),
+    V0_1(bindings::v0_1::Policy),
+}
+
+impl Instance {
+    pub(crate) async fn call_describe(
+        &self,
+        store: &mut Store<CallState>,
+    ) -> wasmtime::Result<PluginInfo> {
+        match self {
+            Instance::V0_2(p) => p.call_describe(store).await,
+            Instance::V0_1(p) => {
+                let info = p.call_describe(store).await?;
+                Ok(compat::info_from_v0_1(&info)?)
+            }
+        }
+    }
+
+    pub(crate) async fn call_reconcile(
+        &self,
+        store: &mut Store<CallState>,
+        snapshot: &Snapshot,
+    ) -> wasmtime::Result<Result<Plan, PolicyError>> {
+        match self {
+            Instance::V0_2(p) => p.call_reconcile(store, snapshot).await,
+            Instance::V0_1(p) => {
+                let (old, held_back) = compat::snapshot_to_v0_1(snapshot)?;
+                Ok(match p.call_reconcile(store, &old).await? {
+                    Ok(plan) => Ok(compat::plan_from_v0_1(&plan, held_back)?),
+                    Err(e) => Err(compat::policy_error_from_v0_1(&e)?),
+                })
+            }
+        }
+    }
+
+    pub(crate) async fn call_validate(
+        &self,
+        store: &mut Store<CallState>,
+        object: &str,
+        old: Option<&str>,
+    ) -> wasmtime::Result<Vec<Violation>> {
+        match self {
+            Instance::V0_2(p) => p.call_validate(store, object, old).await,
+            Instance::V0_1(p) => {
+                let violations = p.call_validate(store, object, old).await?;
+                Ok(compat::violations_from_v0_1(&violations)?)
+            }
+        }
+    }
+}

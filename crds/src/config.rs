@@ -2,6 +2,7 @@
 
 use k8s_openapi::api::core::v1::LocalObjectReference;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
     plural = "clientconfigs",
     singular = "clientconfig",
     namespaced,
+    status = "ClientConfigStatus",
     derive = "PartialEq",
     derive = "Default",
     doc = "A ClientConfig gives the operator access to another Kubernetes cluster, so that \
@@ -34,6 +36,18 @@ pub struct ClientConfigSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kube_config_secret: Option<LocalObjectReference>,
 }
+
+/// Observed state of a ClientConfig (not in upstream's API, which has no status).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+pub struct ClientConfigStatus {
+    /// `Ready`: whether the operator uses this ClientConfig; when it refuses one, the
+    /// reason names the rule and the message the kubeconfig field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Vec<Condition>>,
+}
+
+/// Condition type telling whether the operator uses a ClientConfig.
+pub const CLIENT_CONFIG_READY: &str = "Ready";
 
 /// Key of the Secret holding the kubeconfig.
 pub const KUBECONFIG_SECRET_KEY: &str = "kubeconfig";

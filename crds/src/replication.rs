@@ -33,6 +33,13 @@ pub struct ReplicatedSecretSpec {
     /// Clusters (and namespaces) to copy the Secrets to. None when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_targets: Option<Vec<ReplicationTarget>>,
+
+    /// Keep the copies in the target clusters when a target is removed from the list or the
+    /// ReplicatedSecret is deleted. By default the operator deletes the copies it made (and
+    /// only those); a copy or source annotated `replicatedresource.k8ssandra.io/orphan:
+    /// "true"` is kept in any case. Not in upstream's API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_copies: Option<bool>,
 }
 
 /// One destination of the copies.
@@ -67,6 +74,26 @@ pub struct ReplicatedSecretStatus {
     /// Replication result per target cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Vec<ReplicationCondition>>,
+
+    /// The copies the operator made, so that it deletes those (and only those) when their
+    /// target or the ReplicatedSecret goes. Not in upstream's API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copies: Option<Vec<ReplicatedCopy>>,
+}
+
+/// One Secret the operator created in a target cluster.
+#[derive(
+    Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicatedCopy {
+    /// Context name of the target cluster; empty for the local cluster.
+    #[serde(default)]
+    pub cluster: String,
+    /// Namespace of the copy.
+    pub namespace: String,
+    /// Name of the copy.
+    pub name: String,
 }
 
 /// Condition type reporting the replication to one cluster.
@@ -89,6 +116,11 @@ pub struct ReplicationCondition {
     /// When the status last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
+
+    /// Why the status is not `True` (for example a Secret of that name that the operator
+    /// did not create and so does not overwrite). Not in upstream's API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Every CRD of this module.

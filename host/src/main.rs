@@ -115,6 +115,11 @@ struct RunArgs {
     /// Parents reconciled in parallel, per policy.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// Accept ClientConfig kubeconfigs with `exec` credential plugins (cloud logins). Risk:
+    /// whoever can write the kubeconfig Secret makes the operator run any program, with its
+    /// service account, inside its container.
+    #[arg(long, env = "K8SSANDRA_ALLOW_KUBECONFIG_EXEC")]
+    allow_kubeconfig_exec: bool,
 }
 
 fn init_tracing(json: bool) {
@@ -258,6 +263,9 @@ async fn run(args: RunArgs) -> Result<()> {
                 local.clone(),
                 args.namespace.clone(),
                 clusters.clone(),
+                k8ssandra_host::clientconfig::ClientConfigOptions {
+                    allow_exec: args.allow_kubeconfig_exec,
+                },
             )),
             tokio::spawn(k8ssandra_host::replication::run(
                 local.clone(),

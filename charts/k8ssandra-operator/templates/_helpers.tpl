@@ -175,8 +175,9 @@ generated (create) and replicated (patch).
 - apiGroups: [""]
   resources: [secrets]
 {{- if .Values.controlPlane }}
-  # The K8ssandraCluster policy reads its Secrets through a label-selected watch.
-  verbs: [get, list, watch, create, patch]
+  # The K8ssandraCluster policy reads its Secrets through a label-selected watch; the
+  # ReplicatedSecret controller deletes the copies it made when their target goes.
+  verbs: [get, list, watch, create, patch, delete]
 {{- else }}
   verbs: [get, list, create, patch]
 {{- end }}

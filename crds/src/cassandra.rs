@@ -281,6 +281,20 @@ pub struct CassandraDatacenterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cdc: Option<CdcConfiguration>,
 
+    /// Metrics and logs: the management API's metrics agent (relabels, endpoint), MCAC,
+    /// a ServiceMonitor, and the Vector agent of the `server-system-logger` container. Not in
+    /// cass-operator: the K8ssandraCluster sets it from its own `telemetry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<crate::telemetry::TelemetrySpec>,
+
+    /// Audit logging (Cassandra 4.0+), rendered into `audit_logging_options`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_logging: Option<crate::telemetry::AuditLoggingSpec>,
+
+    /// Full query logging (Apache Cassandra 4.0+), switched on and off without restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_query_logging: Option<crate::telemetry::FullQueryLoggingSpec>,
+
     /// Name of the datacenter inside Cassandra when it must differ from metadata.name (for
     /// example a name that is not a valid Kubernetes name). Cannot be changed. Beware of two
     /// datacenters of a namespace ending up with the same name.

@@ -254,6 +254,15 @@ pub struct DatacenterOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub telemetry: Option<TelemetrySpec>,
 
+    /// Audit logging (Cassandra 4.0+), passed to the datacenters' `auditLogging`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_logging: Option<crate::telemetry::AuditLoggingSpec>,
+
+    /// Full query logging (Apache Cassandra 4.0+), passed to the datacenters'
+    /// `fullQueryLogging`; switched on and off without restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_query_logging: Option<crate::telemetry::FullQueryLoggingSpec>,
+
     /// Change data capture to Apache Pulsar.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cdc: Option<CdcConfiguration>,

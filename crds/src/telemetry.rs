@@ -243,3 +243,83 @@ pub struct RelabelConfig {
     ))]
     pub action: Option<String>,
 }
+
+/// Cassandra's audit log (4.0+), rendered into `cassandra.yaml`'s `audit_logging_options`.
+/// Changing it restarts the nodes one at a time (Cassandra reads it at start-up).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditLoggingSpec {
+    /// Record audit events.
+    #[serde(default)]
+    pub enabled: bool,
+
+    /// Audit logger class: `BinAuditLogger` (default, binary chronicle files read with
+    /// `auditlogviewer`) or `FileAuditLogger` (text, through logback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["BinAuditLogger", "FileAuditLogger"]))]
+    pub logger: Option<String>,
+
+    /// Directory of the binary audit log; absolute, under `/var/log/cassandra` or under the
+    /// `mountPath` of one of `storageConfig.additionalVolumes` (its own volume). Default
+    /// `/var/log/cassandra/audit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_dir: Option<String>,
+
+    /// Keyspaces to audit (all when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub included_keyspaces: Option<Vec<String>>,
+
+    /// Keyspaces never audited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excluded_keyspaces: Option<Vec<String>>,
+
+    /// Categories to audit: QUERY, DML, DDL, DCL, OTHER, AUTH, ERROR, PREPARE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub included_categories: Option<Vec<String>>,
+
+    /// Categories never audited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excluded_categories: Option<Vec<String>>,
+
+    /// Users to audit (all when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub included_users: Option<Vec<String>>,
+
+    /// Users never audited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excluded_users: Option<Vec<String>>,
+}
+
+/// Cassandra's full query log (Apache Cassandra 4.0+, not DSE). Its options go into
+/// `cassandra.yaml`'s `full_query_logging_options` (a change there restarts the nodes once);
+/// `enabled` is switched on the running nodes through the management API, without a restart.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FullQueryLoggingSpec {
+    /// Log every query on every node of the datacenter.
+    #[serde(default)]
+    pub enabled: bool,
+
+    /// Directory of the query log; absolute, under `/var/log/cassandra` or under the
+    /// `mountPath` of one of `storageConfig.additionalVolumes` (its own volume). Default
+    /// `/var/log/cassandra/fql`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_dir: Option<String>,
+
+    /// How often a new log file starts: MINUTELY, HOURLY (default) or DAILY.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["MINUTELY", "HOURLY", "DAILY"]))]
+    pub roll_cycle: Option<String>,
+
+    /// Block queries while the log cannot keep up (default true) instead of dropping entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<bool>,
+
+    /// Bytes of queued entries before blocking or dropping (default 268435456).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue_weight: Option<i64>,
+
+    /// Bytes of log files kept before the oldest are deleted (default 17179869184).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_log_size: Option<i64>,
+}

@@ -122,6 +122,7 @@ pub fn config_file_data(dc: &Dc) -> Value {
     if let Some(user) = spec.config.as_ref().filter(|c| c.is_object()) {
         merge(&mut doc, user);
     }
+    crate::telemetry::add_logging_options(&mut doc, dc);
     if let Some(cdc) = &spec.cdc {
         add_cdc(&mut doc, cdc, dc.server_type(), mcac_enabled(dc));
     }

@@ -9,6 +9,7 @@
 //! - [`config`]: the config builder's `CONFIG_FILE_DATA`;
 //! - [`lifecycle`]: the decisions (starts, scaling, restarts, replacements, deletion);
 //! - [`status`]: conditions with stable transition times;
+//! - [`telemetry`]: metrics-agent and Vector ConfigMaps, ServiceMonitor, audit/FQL options;
 //! - [`validate`]: rules beyond the schema, for admission and for `Valid=False`.
 
 pub mod config;
@@ -18,6 +19,7 @@ pub mod model;
 pub mod objects;
 pub mod pod;
 pub mod status;
+pub mod telemetry;
 pub mod util;
 pub mod validate;
 
@@ -53,6 +55,11 @@ impl Policy for CassandraDatacenterPolicy {
                 KindRef::new("v1", "Service"),
                 KindRef::new("policy/v1", "PodDisruptionBudget"),
                 KindRef::new("discovery.k8s.io/v1", "EndpointSlice"),
+                KindRef::new("v1", "ConfigMap"),
+                KindRef::new(
+                    telemetry::SERVICE_MONITOR_API_VERSION,
+                    telemetry::SERVICE_MONITOR_KIND,
+                ),
             ],
             reads: vec![
                 // Every Cassandra pod of the namespace: this datacenter's, and the other
@@ -63,6 +70,14 @@ impl Policy for CassandraDatacenterPolicy {
                 ReadSpec {
                     kind: KindRef::new("storage.k8s.io/v1", "StorageClass"),
                     selector: String::new(),
+                    per_parent: false,
+                    all_clusters: false,
+                },
+                // The API server's own APIServices (small, few): whether ServiceMonitors
+                // are served, so a missing Prometheus Operator becomes a condition.
+                ReadSpec {
+                    kind: KindRef::new("apiregistration.k8s.io/v1", "APIService"),
+                    selector: telemetry::APISERVICE_SELECTOR.to_string(),
                     per_parent: false,
                     all_clusters: false,
                 },

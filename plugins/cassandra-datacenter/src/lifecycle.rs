@@ -203,6 +203,7 @@ pub fn reconcile(snapshot: &Snapshot) -> Result<Plan, PolicyError> {
         return Ok(plan);
     }
     conds.set(T::Valid, true, "ValidationSucceeded", "");
+    crate::telemetry::prepare(&mut dc);
 
     Decider {
         dc: &mut dc,
@@ -223,6 +224,7 @@ pub fn reconcile(snapshot: &Snapshot) -> Result<Plan, PolicyError> {
         waits: Vec::new(),
     }
     .run()?;
+    crate::telemetry::finish(snapshot, &dc, &mut plan);
     Ok(plan)
 }
 

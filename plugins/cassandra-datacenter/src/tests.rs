@@ -516,7 +516,9 @@ fn describe_names_parent_children_and_reads() {
             "StatefulSet",
             "Service",
             "PodDisruptionBudget",
-            "EndpointSlice"
+            "EndpointSlice",
+            "ConfigMap",
+            "ServiceMonitor"
         ]
     );
     // Pods and claims by label; CassandraTasks (replacenode requests) and StorageClasses

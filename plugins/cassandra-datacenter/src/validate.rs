@@ -58,6 +58,7 @@ pub fn check_spec(dc: &CassandraDatacenter) -> Vec<Violation> {
     if spec.cluster_name.trim().is_empty() {
         out.push(violation("spec.clusterName", "must not be empty"));
     }
+    out.extend(crate::telemetry::check_spec(dc));
 
     let version = &spec.server_version;
     let mm = major_minor(version);

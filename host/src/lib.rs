@@ -1,5 +1,6 @@
 //! The k8ssandra operator host. See docs/ARCHITECTURE.md for the map of modules.
 
+pub mod admission;
 pub mod apply;
 pub mod clientconfig;
 pub mod clusters;

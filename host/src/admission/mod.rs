@@ -11,6 +11,7 @@
 //!   replicas, rotates before expiry, and whose CA it keeps in the webhook configuration's
 //!   `caBundle`.
 
+mod args;
 mod certs;
 mod server;
 
@@ -23,6 +24,7 @@ use kube::core::{DynamicObject, GroupVersionKind};
 
 use crate::plugin::{CallError, LoadedPolicy, PolicyRuntime, Violation};
 
+pub use args::{ArgsError, WebhookArgs};
 pub use certs::{
     CertError, CertSource, GeneratedCerts, Material, Resolver, Rotation, next_material,
 };

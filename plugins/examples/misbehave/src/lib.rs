@@ -12,7 +12,9 @@
 //! - `count`: bumps a global counter and reports it; every call must see a fresh instance.
 //! - anything else: returns a `PolicyError` (a clean refusal, not a crash).
 //!
-//! `validate` refuses objects whose `spec.behaviour` is missing.
+//! `validate` refuses objects whose `spec.behaviour` is missing; it panics for
+//! `trap-validate` and never returns for `loop-validate` (the admission webhook's failure
+//! policy is tested with them).
 
 use k8ssandra_policy_sdk::{
     EventType, KindRef, Level, Plan, PluginInfo, Policy, PolicyError, Snapshot, Violation, error,
@@ -121,7 +123,14 @@ impl Policy for Misbehave {
     }
 
     fn validate(object: String, _old: Option<String>) -> Vec<Violation> {
-        match behaviour(&object) {
+        match behaviour(&object).as_deref() {
+            Some("trap-validate") => panic!("misbehave was asked to trap in validate"),
+            Some("loop-validate") => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
             Some(_) => vec![],
             None => vec![violation("spec.behaviour", "is required")],
         }

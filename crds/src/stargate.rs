@@ -115,7 +115,7 @@ pub fn bytes_quantity(bytes: u128) -> String {
     let mut unit = "";
     let mut n = bytes;
     for u in UNITS {
-        if n == 0 || n % 1024 != 0 {
+        if n == 0 || !n.is_multiple_of(1024) {
             break;
         }
         n /= 1024;

@@ -145,7 +145,8 @@ generated (create) and replicated (patch).
     - stargates/finalizers
   verbs: [update]
 - apiGroups: [apps]
-  resources: [statefulsets]
+  # deployments: Stargate runs one per rack.
+  resources: [statefulsets, deployments]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [services, configmaps]

@@ -115,6 +115,8 @@ struct RunArgs {
     /// Parents reconciled in parallel, per policy.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    #[command(flatten)]
+    webhook: k8ssandra_host::admission::WebhookArgs,
     /// Accept ClientConfig kubeconfigs with `exec` credential plugins (cloud logins). Risk:
     /// whoever can write the kubeconfig Secret makes the operator run any program, with its
     /// service account, inside its container.
@@ -218,6 +220,33 @@ async fn run(args: RunArgs) -> Result<()> {
     let local_id = k8ssandra_host::clusters::cluster_id(&local, &server_url).await;
     tracing::info!(cluster_id = %local_id, "local cluster identity");
 
+    let runtime = PolicyRuntime::new(RuntimeConfig {
+        deadline: Duration::from_millis(args.policy_deadline_ms),
+        memory_limit: args.policy_memory_mib * 1024 * 1024,
+        cache_dir: args.cache_dir.clone(),
+        ..Default::default()
+    })?;
+    for report in runtime.load_dir(&args.plugin_dir).await {
+        match &report.result {
+            Ok(p) => {
+                tracing::info!(file = %report.path.display(), policy = %p.info.name, version = %p.info.version, "policy loaded")
+            }
+            Err(error) => tracing::error!(file = %report.path.display(), %error, "policy refused"),
+        }
+    }
+    let _watcher = runtime.spawn_watcher(args.plugin_dir.clone());
+    // Every replica serves the admission webhook (validate is pure), leader or not, so the
+    // policies are loaded before the election.
+    let _webhook = match args.webhook.options()? {
+        Some(options) => {
+            let webhook =
+                k8ssandra_host::admission::start(options, local.clone(), runtime.clone()).await?;
+            tracing::info!(addr = %webhook.addr, "serving the admission webhook");
+            Some(webhook)
+        }
+        None => None,
+    };
+
     let elector = if args.leader_elect {
         let identity = std::env::var("POD_NAME")
             .or_else(|_| std::env::var("HOSTNAME"))
@@ -238,21 +267,6 @@ async fn run(args: RunArgs) -> Result<()> {
         None
     };
 
-    let runtime = PolicyRuntime::new(RuntimeConfig {
-        deadline: Duration::from_millis(args.policy_deadline_ms),
-        memory_limit: args.policy_memory_mib * 1024 * 1024,
-        cache_dir: args.cache_dir.clone(),
-        ..Default::default()
-    })?;
-    for report in runtime.load_dir(&args.plugin_dir).await {
-        match &report.result {
-            Ok(p) => {
-                tracing::info!(file = %report.path.display(), policy = %p.info.name, version = %p.info.version, "policy loaded")
-            }
-            Err(error) => tracing::error!(file = %report.path.display(), %error, "policy refused"),
-        }
-    }
-    let _watcher = runtime.spawn_watcher(args.plugin_dir.clone());
 
     let clusters = ClusterRegistry::new(local.clone(), &local_id);
     // Only the control plane reaches other clusters; a data-plane operator manages the

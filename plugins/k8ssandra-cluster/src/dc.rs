@@ -768,6 +768,7 @@ pub fn desired_datacenter(
     if !mcac {
         cassandra_env.push(json!({"name": "MGMT_API_DISABLE_MCAC", "value": "true"}));
     }
+    cassandra_env.extend(crate::telemetry::cassandra_env(&opts));
     // The cassandra container is always declared, so the template is valid and the env
     // variables have a home.
     match containers
@@ -870,6 +871,7 @@ pub fn desired_datacenter(
     {
         spec.insert("datacenterName".into(), json!(n));
     }
+    crate::telemetry::datacenter_fields(&opts, index, dc.options.telemetry.is_some(), &mut spec)?;
     spec.insert("storageConfig".into(), storage);
     let config = opts.get("config").cloned().unwrap_or_else(|| json!({}));
     spec.insert(

@@ -9,6 +9,7 @@
 //! - [`dc`]: the option merge and the generated CassandraDatacenter;
 //! - [`cluster`]: the reconcile (rollout order, seeds, secrets, status);
 //! - [`keyspaces`]: data-plane work (system replication, join, removal);
+//! - [`telemetry`]: telemetry, audit and full-query-logging fields handed to the datacenters;
 //! - [`validate`]: admission rules naming the offending field;
 //! - [`util`]: time, hashing, operation retries, gossip parsing.
 //!
@@ -18,7 +19,7 @@
 //! CassandraDatacenter, a removal its `status.datacenters[].decommissionProgress`, and the
 //! gossip view tells which nodes already left.
 //!
-//! Not covered here: Reaper, Medusa, Stargate and Vector settings injected into the
+//! Not covered here: Reaper, Medusa and Stargate settings injected into the
 //! datacenters (their own policies), encryption stores and per-node ConfigMaps, and the
 //! `once` value of `k8ssandra.io/autoupdate-spec` behaves like `always` (a plan cannot
 //! remove the parent's annotation).
@@ -26,6 +27,7 @@
 pub mod cluster;
 pub mod dc;
 pub mod keyspaces;
+pub mod telemetry;
 pub mod util;
 pub mod validate;
 

@@ -50,6 +50,11 @@ fn check(kc: &K8ssandraCluster) -> Vec<Violation> {
                 format!("{name:?} is not a DNS-1035 label (lower-case letters, digits and '-', starting with a letter, at most 63 characters)"),
             ));
         }
+        out.extend(crate::telemetry::violations(
+            &merged_options(kc, dc),
+            i,
+            dc.options.telemetry.is_some(),
+        ));
         if let Some(j) = seen.insert(name, i) {
             out.push(violation(
                 &f("metadata.name"),

@@ -331,20 +331,23 @@ impl PolicyController {
         for kind in &info.owns {
             let mut stores = BTreeMap::new();
             for (cluster, client, _) in shared.clusters.all() {
-                // A remote cluster that doesn't serve the kind yet is skipped, not fatal:
-                // it gets watched after the next cluster change.
-                let Ok(resolved) = shared
+                // A cluster that doesn't serve the kind (yet) is skipped, not fatal: the
+                // rest of the policy's work goes on. An optional kind (a ServiceMonitor
+                // without the Prometheus Operator) is the policy's to notice and leave out
+                // of its plans; a remote cluster gets watched after the next cluster change.
+                let resolved = match shared
                     .discovery
                     .resolve(&cluster, &client, &kind.api_version, &kind.kind)
                     .await
-                else {
-                    if cluster == LOCAL {
-                        shared
-                            .discovery
-                            .resolve(&cluster, &client, &kind.api_version, &kind.kind)
-                            .await?;
+                {
+                    Ok(resolved) => resolved,
+                    Err(error) => {
+                        if cluster == LOCAL {
+                            tracing::warn!(policy = %info.name, kind = %kind.kind, %error,
+                                "owned kind not served; its objects are neither watched nor pruned");
+                        }
+                        continue;
                     }
-                    continue;
                 };
                 let store = Arc::new(Store::default());
                 tasks.push(tokio::spawn(store::run_watch(

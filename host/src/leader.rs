@@ -1,7 +1,14 @@
 //! Leader election through a `coordination.k8s.io/v1` Lease, so several replicas of the
 //! operator can run with one active. Optimistic concurrency (resourceVersion) makes the
-//! takeover race-free; a leader that cannot renew in time exits rather than risk two
-//! active operators.
+//! takeover race-free.
+//!
+//! Fencing: a lease this process renewed at instant T (taken *before* the request, since
+//! the Lease records the time we send) is valid until T + duration for every other
+//! replica. The leader gives up at T + renew deadline (< duration), every renewal attempt
+//! bounded by what is left, so a hanging API server or a cut connection cannot keep it
+//! waiting past that point; the caller then stops the process before the lease can expire
+//! and a standby take over. Two leaders never write at once (on one clock; across machines
+//! the margin `duration - renew deadline` absorbs clock skew).
 
 use std::time::Duration;
 
@@ -26,6 +33,16 @@ pub enum LeaderError {
         name: String,
         holder: String,
     },
+    #[error(
+        "lease {namespace}/{name} not renewed within {deadline:?} (of its {duration:?}); \
+         giving up before another replica may take over"
+    )]
+    NotRenewed {
+        namespace: String,
+        name: String,
+        deadline: Duration,
+        duration: Duration,
+    },
 }
 
 #[derive(Clone)]
@@ -33,13 +50,35 @@ pub struct LeaseConfig {
     pub namespace: String,
     pub name: String,
     pub identity: String,
+    /// How long a lease holds after its last renewal (`leaseDurationSeconds`).
     pub duration: Duration,
     pub renew_every: Duration,
+    /// The leader gives up when it has not renewed for this long; must be below
+    /// `duration`, the rest being the time it has to stop.
+    pub renew_deadline: Duration,
+}
+
+impl LeaseConfig {
+    /// client-go's proportions (15 s lease, 10 s renew deadline, 2 s retry) for any
+    /// duration of at least 3 s.
+    pub fn with_duration(namespace: &str, name: &str, identity: &str, duration: Duration) -> Self {
+        let duration = duration.max(Duration::from_secs(3));
+        LeaseConfig {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            identity: identity.to_string(),
+            duration,
+            renew_every: duration.mul_f64(2.0 / 15.0),
+            renew_deadline: duration.mul_f64(10.0 / 15.0),
+        }
+    }
 }
 
 pub struct Elector {
     api: Api<Lease>,
     cfg: LeaseConfig,
+    /// When the request of the last successful acquisition or renewal started.
+    renewed: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 enum Attempt {
@@ -52,6 +91,7 @@ impl Elector {
         Elector {
             api: Api::namespaced(client, &cfg.namespace),
             cfg,
+            renewed: std::sync::Mutex::new(None),
         }
     }
 
@@ -139,8 +179,10 @@ impl Elector {
     /// Waits until this process holds the lease.
     pub async fn acquire(&self) -> Result<(), LeaderError> {
         loop {
+            let started = tokio::time::Instant::now();
             match self.try_acquire().await {
                 Ok(Attempt::Acquired) => {
+                    self.set_renewed(started);
                     tracing::info!(lease = %self.cfg.name, identity = %self.cfg.identity, "became leader");
                     return Ok(());
                 }
@@ -153,14 +195,35 @@ impl Elector {
         }
     }
 
-    /// Renews the lease forever; returns an error once it is lost or cannot be renewed
-    /// within its duration.
+    fn set_renewed(&self, at: tokio::time::Instant) {
+        *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+    }
+
+    /// Renews the lease until it is lost or not renewed within the renew deadline, and
+    /// returns then, before the lease can expire. The caller must stop writing at once.
     pub async fn keep(&self) -> LeaderError {
-        let mut last_ok = tokio::time::Instant::now();
         loop {
-            tokio::time::sleep(self.cfg.renew_every).await;
-            match self.try_acquire().await {
-                Ok(Attempt::Acquired) => last_ok = tokio::time::Instant::now(),
+            let renewed = *self.renewed.lock().unwrap_or_else(|e| e.into_inner());
+            // Not acquired yet counts as "renew now".
+            let deadline =
+                renewed.map_or_else(tokio::time::Instant::now, |t| t + self.cfg.renew_deadline);
+            let next = renewed.map_or_else(tokio::time::Instant::now, |t| t + self.cfg.renew_every);
+            tokio::time::sleep_until(next.min(deadline)).await;
+            let started = tokio::time::Instant::now();
+            if started >= deadline && renewed.is_some() {
+                return self.not_renewed();
+            }
+            let left = deadline.saturating_duration_since(started);
+            let attempt = if renewed.is_some() {
+                match tokio::time::timeout(left, self.try_acquire()).await {
+                    Ok(result) => result,
+                    Err(_) => return self.not_renewed(),
+                }
+            } else {
+                self.try_acquire().await
+            };
+            match attempt {
+                Ok(Attempt::Acquired) => self.set_renewed(started),
                 Ok(Attempt::HeldBy(holder)) => {
                     return LeaderError::Lost {
                         namespace: self.cfg.namespace.clone(),
@@ -169,12 +232,37 @@ impl Elector {
                     };
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "lease renewal failed");
-                    if last_ok.elapsed() > self.cfg.duration {
-                        return error;
-                    }
+                    tracing::warn!(%error, "lease renewal failed; retrying until the renew deadline");
+                    // A fast failure (connection refused) retries after a short pause
+                    // rather than at the next renewal, still within the deadline.
+                    let pause = self.cfg.renew_every.min(Duration::from_millis(500));
+                    tokio::time::sleep(pause.min(left)).await;
                 }
             }
         }
+    }
+
+    fn not_renewed(&self) -> LeaderError {
+        LeaderError::NotRenewed {
+            namespace: self.cfg.namespace.clone(),
+            name: self.cfg.name.clone(),
+            deadline: self.cfg.renew_deadline,
+            duration: self.cfg.duration,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_renew_deadline_leaves_time_to_stop() {
+        let cfg = LeaseConfig::with_duration("ns", "lease", "me", Duration::from_secs(15));
+        assert_eq!(cfg.renew_deadline, Duration::from_secs(10));
+        assert_eq!(cfg.renew_every, Duration::from_secs(2));
+        let tiny = LeaseConfig::with_duration("ns", "lease", "me", Duration::from_millis(10));
+        assert!(tiny.renew_every < tiny.renew_deadline);
+        assert!(tiny.renew_deadline < tiny.duration);
     }
 }

@@ -61,6 +61,16 @@ enum PluginCommand {
         #[arg(long, value_enum, default_value = "yaml")]
         output: Output,
     },
+    /// Compile a policy into an artifact for an operator run with the same settings (the
+    /// operator runs this in a child process, so compiling never swells its own memory).
+    Compile {
+        input: PathBuf,
+        output: PathBuf,
+        #[arg(long, default_value_t = 128)]
+        policy_memory_mib: usize,
+        #[arg(long, default_value_t = RuntimeConfig::default().max_instances)]
+        max_instances: u32,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -96,6 +106,14 @@ struct RunArgs {
     lease_namespace: String,
     #[arg(long, default_value = "k8ssandra-operator-leader")]
     lease_name: String,
+    /// How long the Lease holds after its last renewal; a standby takes over within this
+    /// (plus one retry period) after the leader dies, and a leader that cannot renew stops
+    /// after two thirds of it.
+    #[arg(long, default_value_t = 15)]
+    lease_duration_seconds: u64,
+    /// This replica's name in the Lease; the pod name, else the host name and process id.
+    #[arg(long, env = "POD_NAME")]
+    lease_identity: Option<String>,
     /// Control-plane mode runs the multi-cluster policies (K8ssandraCluster, ClientConfig,
     /// ReplicatedSecret); data-plane mode runs only the datacenter-level ones.
     #[arg(long, env = "K8SSANDRA_CONTROL_PLANE", default_value_t = true, action = clap::ArgAction::Set)]
@@ -204,6 +222,19 @@ async fn main() -> Result<()> {
                 }
             }
         }
+        Command::Plugin(PluginCommand::Compile {
+            input,
+            output,
+            policy_memory_mib,
+            max_instances,
+        }) => {
+            let cfg = RuntimeConfig {
+                memory_limit: policy_memory_mib * 1024 * 1024,
+                max_instances,
+                ..Default::default()
+            };
+            Ok(k8ssandra_host::plugin::precompile(&cfg, &input, &output)?)
+        }
         Command::Run(args) => run(*args).await,
     }
 }
@@ -220,11 +251,23 @@ async fn run(args: RunArgs) -> Result<()> {
     let local_id = k8ssandra_host::clusters::cluster_id(&local, &server_url).await;
     tracing::info!(cluster_id = %local_id, "local cluster identity");
 
+    let defaults = RuntimeConfig::default();
+    // Without our own executable's path (an unusual /proc), compiling stays in process.
+    let compile_command = std::env::current_exe().ok().map(|exe| {
+        vec![
+            exe.into_os_string(),
+            "plugin".into(),
+            "compile".into(),
+            format!("--policy-memory-mib={}", args.policy_memory_mib).into(),
+            format!("--max-instances={}", defaults.max_instances).into(),
+        ]
+    });
     let runtime = PolicyRuntime::new(RuntimeConfig {
         deadline: Duration::from_millis(args.policy_deadline_ms),
         memory_limit: args.policy_memory_mib * 1024 * 1024,
         cache_dir: args.cache_dir.clone(),
-        ..Default::default()
+        compile_command,
+        ..defaults
     })?;
     for report in runtime.load_dir(&args.plugin_dir).await {
         match &report.result {
@@ -247,21 +290,31 @@ async fn run(args: RunArgs) -> Result<()> {
         None => None,
     };
 
-    let elector = if args.leader_elect {
-        let identity = std::env::var("POD_NAME")
-            .or_else(|_| std::env::var("HOSTNAME"))
-            .unwrap_or_else(|_| format!("k8ssandra-operator-{}", std::process::id()));
-        let elector = Elector::new(
+    let _elector = if args.leader_elect {
+        let identity = args.lease_identity.clone().unwrap_or_else(|| {
+            // Two processes on one host must never share an identity.
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "k8ssandra-operator".into());
+            format!("{host}-{}", std::process::id())
+        });
+        let elector = Arc::new(Elector::new(
             local.clone(),
-            LeaseConfig {
-                namespace: args.lease_namespace.clone(),
-                name: args.lease_name.clone(),
-                identity,
-                duration: Duration::from_secs(15),
-                renew_every: Duration::from_secs(2),
-            },
-        );
+            LeaseConfig::with_duration(
+                &args.lease_namespace,
+                &args.lease_name,
+                &identity,
+                Duration::from_secs(args.lease_duration_seconds),
+            ),
+        ));
         elector.acquire().await?;
+        // Renewal starts at once (loading policies takes time), and a lost lease ends the
+        // process right away: returning through main would leave spawned tasks writing
+        // while the runtime shuts down.
+        let keeper = elector.clone();
+        tokio::spawn(async move {
+            let lost = keeper.keep().await;
+            tracing::error!(error = %lost, "leadership lost; exiting so another replica takes over");
+            std::process::exit(1);
+        });
         Some(elector)
     } else {
         None
@@ -315,12 +368,6 @@ async fn run(args: RunArgs) -> Result<()> {
 
     tokio::select! {
         _ = manager.run(completions_rx) => Ok(()),
-        lost = async {
-            match &elector {
-                Some(e) => e.keep().await,
-                None => futures::future::pending().await,
-            }
-        } => Err(anyhow::anyhow!(lost).context("leadership lost; exiting so another replica takes over")),
         _ = shutdown_signal() => {
             tracing::info!("shutting down");
             Ok(())

@@ -1,0 +1,344 @@
+//! Leader election with two replicas of the real operator binary on one testenv cluster:
+//! - the leader is killed (SIGKILL) while a datacenter is half-way started; the standby
+//!   takes the Lease once it expires and finishes the datacenter, every node started once;
+//! - a leader whose connection to the API server goes dead (a proxy that stops forwarding)
+//!   exits before its Lease can expire, and the standby only leads after that: never two
+//!   leaders at once.
+//!
+//! Times are compared on the Lease's own timestamps (one machine, one clock), never on how
+//! long the test took.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use cassandra_sim::{SimOptions, Simulator};
+use k8ssandra_testenv::{TestEnv, TestEnvOptions};
+use support::{
+    Operator, apply_yaml, create_namespace, datacenters, install_crds, normal_nodes, plugin_dir,
+    sim_starts, tail, wait_for,
+};
+
+const NS: &str = "lead";
+const LEASE: &str = "k8ssandra-operator-leader";
+/// Short enough for a quick test, long enough for a loaded 2-core machine to renew in time.
+const LEASE_SECONDS: u64 = 8;
+/// What LeaseConfig::with_duration derives from LEASE_SECONDS (2/15 of it).
+const RETRY: Duration = Duration::from_millis(LEASE_SECONDS * 1000 * 2 / 15);
+
+fn dc_manifest() -> String {
+    format!(
+        r#"
+apiVersion: cassandra.datastax.com/v1beta1
+kind: CassandraDatacenter
+metadata:
+  name: dc1
+  namespace: {NS}
+spec:
+  clusterName: lead
+  serverType: cassandra
+  serverVersion: "4.1.5"
+  size: 3
+  racks:
+    - name: r1
+      zone: zone-a
+    - name: r2
+      zone: zone-b
+    - name: r3
+      zone: zone-c
+  storageConfig:
+    cassandraDataVolumeClaimSpec:
+      storageClassName: standard
+      accessModes: [ReadWriteOnce]
+      resources:
+        requests:
+          storage: 1Gi
+"#
+    )
+}
+
+fn replica(
+    dir: &std::path::Path,
+    kubeconfig_yaml: &str,
+    identity: &str,
+    policies: &[&str],
+) -> Result<Operator> {
+    let own = dir.join(identity);
+    std::fs::create_dir_all(&own)?;
+    let kubeconfig = own.join("kubeconfig");
+    std::fs::write(&kubeconfig, kubeconfig_yaml)?;
+    let plugins = plugin_dir(&own.join("plugins"), policies)?;
+    let lease_seconds = LEASE_SECONDS.to_string();
+    Operator::start(
+        &kubeconfig,
+        &plugins,
+        &[
+            "--resync-seconds",
+            "2",
+            "--leader-elect",
+            "--lease-namespace",
+            "default",
+            "--lease-duration-seconds",
+            &lease_seconds,
+            "--lease-identity",
+            identity,
+        ],
+    )
+}
+
+/// Every version of the Lease seen by a watch, in order.
+#[derive(Clone, Default)]
+struct LeaseLog(Arc<Mutex<Vec<LeaseSpec>>>);
+
+impl LeaseLog {
+    fn start(client: &Client) -> (LeaseLog, tokio::task::JoinHandle<()>) {
+        let log = LeaseLog::default();
+        let api: Api<Lease> = Api::namespaced(client.clone(), "default");
+        let config = watcher::Config::default().fields(&format!("metadata.name={LEASE}"));
+        let seen = log.clone();
+        let task = tokio::spawn(async move {
+            let stream = watcher::watcher(api, config);
+            futures::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                if let Ok(Event::Apply(lease) | Event::InitApply(lease)) = event
+                    && let Some(spec) = lease.spec
+                {
+                    seen.0.lock().unwrap().push(spec);
+                }
+            }
+        });
+        (log, task)
+    }
+
+    fn holder(&self) -> Option<String> {
+        self.0.lock().unwrap().last()?.holder_identity.clone()
+    }
+
+    /// The last renewal `identity` made.
+    fn last_renewal(&self, identity: &str) -> Option<Timestamp> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.holder_identity.as_deref() == Some(identity))
+            .filter_map(|s| s.renew_time.as_ref().map(|t| t.0))
+            .max()
+    }
+
+    /// When `identity` acquired the Lease (its first version held by it).
+    fn acquired(&self, identity: &str) -> Option<Timestamp> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|s| s.holder_identity.as_deref() == Some(identity))
+            .and_then(|s| s.acquire_time.as_ref().map(|t| t.0))
+    }
+}
+
+async fn wait_holder(log: &LeaseLog, identity: &str, timeout: Duration) -> Result<()> {
+    wait_for(&format!("{identity} holds the Lease"), timeout, || async {
+        (log.holder().as_deref() == Some(identity)).then_some(())
+    })
+    .await
+}
+
+fn lease() -> SignedDuration {
+    SignedDuration::from_secs(LEASE_SECONDS as i64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leader_hands_over_and_the_standby_finishes() -> Result<()> {
+    let env = TestEnv::start(TestEnvOptions {
+        clusters: 1,
+        nodes_per_cluster: 6,
+        ..Default::default()
+    })
+    .await?;
+    let client = env.cluster(0).client();
+    install_crds(&client, &k8ssandra_api::all_crds_yaml()).await?;
+    create_namespace(&client, NS).await?;
+    let mut opts = SimOptions::default();
+    // Slow enough that the leader dies with the datacenter half-way started.
+    opts.config.bootstrap_delay = Duration::from_secs(2);
+    let sim = Simulator::start(
+        opts,
+        vec![(env.cluster(0).context_name().to_string(), client.clone())],
+    )
+    .await?;
+    let tmp = tempfile::tempdir()?;
+    let (leases, _watch) = LeaseLog::start(&client);
+    let yaml = env.cluster(0).kubeconfig_yaml();
+    let a = replica(tmp.path(), yaml, "op-a", &["cassandra-datacenter"])?;
+    wait_holder(&leases, "op-a", Duration::from_secs(60)).await?;
+    a.wait_ready(Duration::from_secs(60)).await?;
+    let b = replica(tmp.path(), yaml, "op-b", &["cassandra-datacenter"])?;
+
+    apply_yaml(&client, &dc_manifest(), NS).await?;
+    wait_for("a first node started", Duration::from_secs(120), || async {
+        (!sim_starts(&sim).is_empty()).then_some(())
+    })
+    .await
+    .map_err(|e| e.context(tail(&a.log_text(), 30)))?;
+    assert!(
+        normal_nodes(&sim, "lead") < 3,
+        "the leader must die mid-way; the datacenter is already up"
+    );
+    let a_log = a.log_text();
+    drop(a); // SIGKILL, then reaped
+
+    wait_holder(&leases, "op-b", Duration::from_secs(4 * LEASE_SECONDS)).await?;
+    let a_last = leases.last_renewal("op-a").context("op-a renewed")?;
+    let b_acquired = leases.acquired("op-b").context("op-b acquired")?;
+    assert!(
+        b_acquired >= a_last + lease(),
+        "the standby waited for the lease to expire: renewed {a_last}, taken {b_acquired}"
+    );
+    // The issue's bound: within the lease duration (plus the standby's retry period, and
+    // slack for a loaded machine).
+    let bound = lease() + SignedDuration::try_from(RETRY)? + SignedDuration::from_secs(2);
+    assert!(
+        b_acquired <= a_last + bound,
+        "taken over within the lease duration: renewed {a_last}, taken {b_acquired}"
+    );
+
+    let dcs = datacenters(&client, NS).await?;
+    wait_for("dc1 Ready under op-b", Duration::from_secs(180), || async {
+        (support::dc_ready(&dcs, "dc1").await && normal_nodes(&sim, "lead") == 3).then_some(())
+    })
+    .await
+    .map_err(|e| {
+        e.context(format!(
+            "violations {:?}\nop-a:\n{}\nop-b:\n{}",
+            sim.violations(),
+            tail(&a_log, 20),
+            tail(&b.log_text(), 40)
+        ))
+    })?;
+    assert!(
+        sim.violations().is_empty(),
+        "no Cassandra rule broken across the hand-over: {:?}",
+        sim.violations()
+    );
+    let starts = sim_starts(&sim);
+    assert_eq!(
+        starts.len(),
+        3,
+        "each node started exactly once, none twice by the two leaders: {starts:?}"
+    );
+    assert!(
+        b.log_text().contains("became leader"),
+        "{}",
+        tail(&b.log_text(), 20)
+    );
+    Ok(())
+}
+
+/// A TCP proxy to `upstream` that, once `cut` is set, stops forwarding in both directions
+/// while keeping every connection open: requests hang, as behind a dead network path.
+async fn blackhole_proxy(upstream: SocketAddr) -> Result<(SocketAddr, watch::Sender<bool>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (cut, _) = watch::channel(false);
+    let cut_tx = cut.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let mut cut = cut_tx.subscribe();
+            tokio::spawn(async move {
+                if !*cut.borrow() {
+                    let Ok(mut up) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut up) => return,
+                        _ = cut.wait_for(|c| *c) => {}
+                    }
+                    // Hold both ends without forwarding.
+                    let _held = up;
+                    std::future::pending::<()>().await;
+                }
+                let _held = inbound;
+                std::future::pending::<()>().await;
+            });
+        }
+    });
+    Ok((addr, cut))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_cannot_renew_stops_before_its_lease_expires() -> Result<()> {
+    let env = TestEnv::start(TestEnvOptions {
+        clusters: 1,
+        nodes_per_cluster: 1,
+        ..Default::default()
+    })
+    .await?;
+    let client = env.cluster(0).client();
+    install_crds(&client, &k8ssandra_api::all_crds_yaml()).await?;
+    let tmp = tempfile::tempdir()?;
+    let (leases, _watch) = LeaseLog::start(&client);
+
+    let server = env.cluster(0).server_url().to_string();
+    let upstream: SocketAddr = server
+        .trim_start_matches("https://")
+        .parse()
+        .context("API server address")?;
+    let (proxy, cut) = blackhole_proxy(upstream).await?;
+    let yaml = env.cluster(0).kubeconfig_yaml();
+    let through_proxy = yaml.replace(&server, &format!("https://{proxy}"));
+    assert_ne!(through_proxy, yaml, "the kubeconfig names {server}");
+
+    let mut a = replica(
+        tmp.path(),
+        &through_proxy,
+        "op-a",
+        &["cassandra-datacenter"],
+    )?;
+    wait_holder(&leases, "op-a", Duration::from_secs(60)).await?;
+    a.wait_ready(Duration::from_secs(60)).await?;
+    let mut b = replica(tmp.path(), yaml, "op-b", &["cassandra-datacenter"])?;
+    // The standby is running and polling before the cut.
+    tokio::time::sleep(RETRY * 2).await;
+    assert!(b.is_running());
+    assert_eq!(leases.holder().as_deref(), Some("op-a"));
+
+    cut.send_replace(true);
+    let a_gone = wait_for("op-a exits", Duration::from_secs(4 * LEASE_SECONDS), || {
+        let running = a.is_running();
+        async move { (!running).then(Timestamp::now) }
+    })
+    .await
+    .map_err(|e| e.context(tail(&a.log_text(), 30)))?;
+    let a_last = leases.last_renewal("op-a").context("op-a renewed")?;
+    assert!(
+        a_gone < a_last + lease(),
+        "op-a stopped before its lease could expire: renewed {a_last}, gone by {a_gone}"
+    );
+    let a_log = a.log_text();
+    assert!(
+        a_log.contains("not renewed within"),
+        "op-a says why it stopped: {}",
+        tail(&a_log, 20)
+    );
+
+    wait_holder(&leases, "op-b", Duration::from_secs(4 * LEASE_SECONDS)).await?;
+    let b_acquired = leases.acquired("op-b").context("op-b acquired")?;
+    assert!(
+        a_gone < b_acquired,
+        "never two leaders: op-a gone by {a_gone}, op-b leads from {b_acquired}"
+    );
+    b.wait_ready(Duration::from_secs(60)).await?;
+    assert!(b.is_running());
+    Ok(())
+}

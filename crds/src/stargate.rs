@@ -47,6 +47,13 @@ pub const AUTH_KEYSPACE: &str = "data_endpoint_auth";
 /// Table of [`AUTH_KEYSPACE`] holding the tokens.
 pub const AUTH_TABLE: &str = "token";
 
+/// Columns of [`AUTH_TABLE`]: (name, CQL type, whether it is the partition key).
+pub const AUTH_TABLE_COLUMNS: [(&str, &str, bool); 3] = [
+    ("auth_token", "uuid", true),
+    ("username", "text", false),
+    ("created_timestamp", "int", false),
+];
+
 /// Default image tag of every Stargate image.
 pub const DEFAULT_TAG: &str = "v1.0.77";
 

@@ -160,6 +160,10 @@ pub struct Ctx<'a> {
     pub dc_status: BTreeMap<String, K8ssandraStatus>,
     /// Set when an existing CassandraDatacenter does not yet match what was applied.
     pub pending_apply: bool,
+    /// The Stargate auth keyspace and table are in place (see [`crate::stargate`]).
+    pub stargate_auth_ready: bool,
+    /// Status of each datacenter's Stargate, by datacenter name.
+    pub stargate_status: BTreeMap<String, k8ssandra_api::stargate::StargateStatus>,
 }
 
 pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
@@ -168,6 +172,8 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
     cx.secrets()?;
     cx.datacenters();
     crate::keyspaces::run(&mut cx);
+    let auth_ready = cx.stargate_auth_ready;
+    crate::stargate::run(&mut cx, auth_ready)?;
     cx.emit()?;
     Ok(cx.plan)
 }
@@ -298,6 +304,8 @@ impl<'a> Ctx<'a> {
             removing: BTreeMap::new(),
             dc_status: BTreeMap::new(),
             pending_apply: false,
+            stargate_auth_ready: false,
+            stargate_status: BTreeMap::new(),
         })
     }
 
@@ -790,6 +798,7 @@ impl<'a> Ctx<'a> {
                 let entry = K8ssandraStatus {
                     context_name: Some(st.context.clone()),
                     cassandra: st.status.clone(),
+                    stargate: self.stargate_status.get(&st.name).cloned(),
                     ..Default::default()
                 };
                 self.dc_status.insert(st.name.clone(), entry);

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8ssandra_api::cassandra::{DatacenterConditionType as T, ServerType};
 use k8ssandra_api::k8ssandra::decommission;
 use k8ssandra_api::labels;
+use k8ssandra_api::stargate::AUTH_KEYSPACE;
 use k8ssandra_policy_sdk::{EventType, OperationKind, Replication};
 
 use crate::cluster::{ChildDc, Ctx, JOIN_DONE, JOIN_PENDING, REMOVAL_BLOCKED};
@@ -53,7 +54,7 @@ fn is_system_keyspace(ks: &str) -> bool {
 
 /// Handles a step of an operation: returns the body when done, plans the operation or a
 /// requeue otherwise.
-fn drive(
+pub(crate) fn drive(
     cx: &mut Ctx,
     base: &str,
     target: Option<k8ssandra_policy_sdk::NodeRef>,
@@ -128,35 +129,50 @@ fn system_replication(cx: &mut Ctx, cleared: &BTreeSet<String>) -> bool {
     // one removed again) would find the old read and alter and never run them again. The
     // generation makes every spec change read afresh.
     let key = hash(&format!("{:?}/{want:?}", cx.kc.metadata.generation));
+    let Some(target) = target else {
+        return false;
+    };
     let mut done = true;
     for ks in system_keyspaces(cx.kc.server_type()) {
         let base = format!("system-replication/{ks}/{key}");
-        let Some(body) = drive(
-            cx,
-            &format!("{base}/get"),
-            target.clone(),
-            OperationKind::GetReplication(ks.to_string()),
-        ) else {
-            done = false;
-            continue;
-        };
-        if parse_replication(&body).as_ref() == Some(&want) {
-            continue;
-        }
-        let alter = drive(
-            cx,
-            &format!("{base}/alter"),
-            target.clone(),
-            OperationKind::AlterKeyspace(Replication {
-                keyspace: ks.to_string(),
-                replicas: want.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-            }),
-        );
-        if alter.is_none() {
-            done = false;
-        }
+        done &= ensure_replication(cx, &base, &target, ks, &want);
+    }
+    if done && cx.kc.has_stargates() {
+        cx.stargate_auth_ready = crate::stargate::auth_keyspace(cx, &want, &key);
     }
     done
+}
+
+/// Reads the replication of keyspace `ks` and alters it when it is not `want`; true once it
+/// is. Operation ids start with `base`.
+pub(crate) fn ensure_replication(
+    cx: &mut Ctx,
+    base: &str,
+    target: &k8ssandra_policy_sdk::NodeRef,
+    ks: &str,
+    want: &BTreeMap<String, u32>,
+) -> bool {
+    let Some(body) = drive(
+        cx,
+        &format!("{base}/get"),
+        Some(target.clone()),
+        OperationKind::GetReplication(ks.to_string()),
+    ) else {
+        return false;
+    };
+    if parse_replication(&body).as_ref() == Some(want) {
+        return true;
+    }
+    drive(
+        cx,
+        &format!("{base}/alter"),
+        Some(target.clone()),
+        OperationKind::AlterKeyspace(Replication {
+            keyspace: ks.to_string(),
+            replicas: want.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        }),
+    )
+    .is_some()
 }
 
 /// `k8ssandra.io/dc-replication`: datacenter → keyspace → replicas.
@@ -285,6 +301,8 @@ fn replicating_keyspaces(cx: &mut Ctx, c: &ChildDc) -> Option<Vec<String>> {
             .unwrap_or_default()
             .into_iter()
             .filter(|k| !is_system_keyspace(k))
+            // Managed here like the system keyspaces while Stargate is wanted.
+            .filter(|k| !(cx.kc.has_stargates() && k == AUTH_KEYSPACE))
             .collect();
         let mut blocking = Vec::new();
         let mut pending = false;

@@ -275,7 +275,10 @@ fn describe_names_parent_owned_and_read_kinds() {
     assert_eq!(info.name, "k8ssandra-cluster");
     assert_eq!(info.parent.kind, "K8ssandraCluster");
     let owns: Vec<_> = info.owns.iter().map(|k| k.kind.as_str()).collect();
-    assert_eq!(owns, ["CassandraDatacenter", "ReplicatedSecret"]);
+    assert_eq!(
+        owns,
+        ["CassandraDatacenter", "ReplicatedSecret", "Stargate"]
+    );
     assert!(
         info.reads
             .iter()
@@ -1342,4 +1345,122 @@ fn system_replication_is_read_again_after_a_spec_change() {
         .filter(|o| matches!(o.kind, OperationKind::GetReplication(_)))
         .count();
     assert_eq!(gets, 3, "{:?}", again.operations);
+}
+
+/// Runs plans, answering every operation (reads with `replication`), until none is left.
+fn settle_with(w: &mut World, replication: &str) -> Plan {
+    for _ in 0..10 {
+        let plan = w.plan();
+        if plan.operations.is_empty() {
+            return plan;
+        }
+        w.answer(&plan, |_| Outcome::Succeeded(replication.to_string()));
+    }
+    panic!("operations never settle: {:?}", w.plan().operations);
+}
+
+fn stargates_in(plan: &Plan) -> Vec<(String, Value)> {
+    plan.apply
+        .iter()
+        .filter(|o| o.kind().as_deref() == Some("Stargate"))
+        .map(|o| (o.cluster.clone(), o.value().unwrap()))
+        .collect()
+}
+
+#[test]
+fn stargate_per_ready_datacenter_after_its_auth_keyspace() {
+    let mut w = both_ready();
+    let want = nts(&[("dc1", 3), ("dc2", 2)]);
+    let before: Vec<Value> = ["dc1", "dc2"]
+        .iter()
+        .map(|d| dc_obj(&settle_with(&mut w, &want), d))
+        .collect();
+
+    w.kc["spec"]["stargate"] = json!({"size": 3, "heapSize": "256Mi"});
+    w.kc["spec"]["cassandra"]["datacenters"][1]["stargate"] = json!({"heapSize": "512Mi"});
+    w.kc["metadata"]["generation"] = json!(2);
+    // The auth keyspace first, replicated like the system keyspaces, then its table.
+    let plan = w.plan();
+    assert!(
+        stargates_in(&plan).is_empty(),
+        "no Stargate before its keyspace"
+    );
+    let mut kinds = Vec::new();
+    for _ in 0..10 {
+        let plan = w.plan();
+        if plan.operations.is_empty() {
+            break;
+        }
+        kinds.extend(plan.operations.iter().map(|o| o.kind.clone()));
+        w.answer(&plan, |_| Outcome::Succeeded(want.clone()));
+    }
+    assert!(kinds.iter().any(|k| matches!(k, OperationKind::CreateKeyspace(r)
+        if r.keyspace == "data_endpoint_auth" && r.replicas == [("dc1".to_string(), 3), ("dc2".to_string(), 2)])));
+    assert!(
+        kinds
+            .iter()
+            .any(|k| matches!(k, OperationKind::CreateTable(t)
+        if t.keyspace == "data_endpoint_auth" && t.name == "token" && t.columns.len() == 3))
+    );
+
+    let plan = w.plan();
+    let sgs = stargates_in(&plan);
+    assert_eq!(sgs.len(), 2);
+    let (ctx, dc2) = sgs
+        .iter()
+        .find(|(_, v)| v["spec"]["datacenterRef"]["name"] == "dc2")
+        .unwrap();
+    assert_eq!(ctx, "B", "in the datacenter's cluster");
+    assert_eq!(dc2["metadata"]["name"], "demo-dc2-stargate");
+    assert_eq!(dc2["metadata"]["namespace"], NS);
+    assert_eq!(
+        dc2["metadata"]["labels"]["k8ssandra.io/cluster-name"],
+        "demo"
+    );
+    assert_eq!(dc2["spec"]["size"], 3);
+    assert_eq!(
+        dc2["spec"]["heapSize"], "512Mi",
+        "the datacenter's setting wins"
+    );
+    // The datacenters are not touched: no Cassandra pod restarts for Stargate.
+    for (i, d) in ["dc1", "dc2"].iter().enumerate() {
+        assert_eq!(dc_obj(&plan, d)["spec"], before[i]["spec"]);
+    }
+
+    // Its status is mirrored into status.datacenters.
+    let mut live = dc2.clone();
+    live["status"] = json!({"progress": "Running", "readyReplicasRatio": "3/3", "replicas": 3,
+        "readyReplicas": 3, "updatedReplicas": 3, "availableReplicas": 3});
+    w.children.push(Object {
+        cluster: "B".into(),
+        json: live.to_string(),
+    });
+    let plan = w.plan();
+    assert_eq!(
+        status(&plan)["datacenters"]["dc2"]["stargate"]["readyReplicasRatio"],
+        "3/3"
+    );
+
+    // A stopped datacenter, then no template at all: no Stargate left in the plan.
+    w.kc["spec"]["cassandra"]["datacenters"][1]["stopped"] = json!(true);
+    assert_eq!(stargates_in(&w.plan()).len(), 1);
+    w.kc["spec"]["cassandra"]["datacenters"][1]["stopped"] = json!(false);
+    w.kc["spec"]["stargate"] = Value::Null;
+    w.kc["spec"]["cassandra"]["datacenters"][1]["stargate"] = Value::Null;
+    assert!(stargates_in(&w.plan()).is_empty());
+}
+
+#[test]
+fn stargate_settings_are_checked_at_admission() {
+    let mut k = two_dcs();
+    k["spec"]["stargate"] =
+        json!({"size": 1, "heapSize": "1Gi", "resources": {"limits": {"memory": "1Gi"}}});
+    k["spec"]["cassandra"]["datacenters"][0]["stargate"] = json!({"racks": [{"name": "nope"}]});
+    let v = P::validate(k.to_string(), None);
+    let fields: Vec<&str> = v.iter().map(|v| v.field.as_str()).collect();
+    assert!(fields.contains(&"spec.stargate.heapSize"), "{fields:?}");
+    assert!(
+        fields.contains(&"spec.cassandra.datacenters[0].stargate.racks[0].name"),
+        "{fields:?}"
+    );
 }

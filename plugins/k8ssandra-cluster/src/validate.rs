@@ -31,6 +31,7 @@ pub fn validate(object: &str, old: Option<&str>) -> Vec<Violation> {
         Err(e) => return vec![violation("spec", format!("does not parse: {e}"))],
     };
     let mut out = check(&kc);
+    out.extend(crate::stargate::violations(&kc));
     if let Some(old) = old.and_then(|o| serde_json::from_str::<K8ssandraCluster>(o).ok()) {
         out.extend(check_update(&kc, &old));
     }

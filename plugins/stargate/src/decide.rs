@@ -10,8 +10,10 @@ use k8ssandra_api::cassandra::{CassandraDatacenter, DatacenterConditionType as T
 use k8ssandra_api::labels::{DATACENTER_LABEL, K8SSANDRA_CLUSTER_NAME_LABEL};
 use k8ssandra_api::names::clean_label_value;
 use k8ssandra_api::stargate::{
-    AUTH_KEYSPACE, STARGATE_CONDITION_READY, Stargate, StargateProgress, StargateStatus,
+    AUTH_KEYSPACE, AUTH_TABLE, AUTH_TABLE_COLUMNS, STARGATE_CONDITION_READY, Stargate,
+    StargateProgress, StargateStatus,
 };
+use k8ssandra_policy_sdk::bindings::k8ssandra::policy::types::{ColumnDef, ColumnKind, TableDef};
 use k8ssandra_policy_sdk::{
     EventType, NodeRef, Object, OperationKind, Outcome, Plan, PolicyError, Replication, Snapshot,
     error,
@@ -225,16 +227,54 @@ fn auth_schema(s: &Snapshot, plan: &mut Plan, sg: &Stargate, dc: &CassandraDatac
             return false;
         }
     };
-    if parse_replication(&body).as_ref() == Some(&want) {
-        return true;
+    if parse_replication(&body).as_ref() != Some(&want) {
+        match step(s, plan, &format!("{base}/alter")) {
+            Step::Done(_) => {}
+            Step::Wait => return false,
+            Step::Run(id) => {
+                plan.operate(id, target, OperationKind::AlterKeyspace(replication));
+                return false;
+            }
+        }
     }
-    match step(s, plan, &format!("{base}/alter")) {
+    // An existing table counts as created (the host reports "already exists" as success).
+    match step(
+        s,
+        plan,
+        &format!(
+            "stargate-auth/{}/table",
+            sg.metadata.uid.as_deref().unwrap_or_default()
+        ),
+    ) {
         Step::Done(_) => true,
         Step::Wait => false,
         Step::Run(id) => {
-            plan.operate(id, target, OperationKind::AlterKeyspace(replication));
+            plan.operate(id, target, OperationKind::CreateTable(token_table()));
             false
         }
+    }
+}
+
+/// The `token` table of the auth keyspace, as the create-table operation takes it.
+fn token_table() -> TableDef {
+    TableDef {
+        keyspace: AUTH_KEYSPACE.to_string(),
+        name: AUTH_TABLE.to_string(),
+        columns: AUTH_TABLE_COLUMNS
+            .iter()
+            .map(|(name, ty, pk)| ColumnDef {
+                name: name.to_string(),
+                cql_type: ty.to_string(),
+                kind: if *pk {
+                    ColumnKind::PartitionKey
+                } else {
+                    ColumnKind::Regular
+                },
+                position: 0,
+                descending: false,
+            })
+            .collect(),
+        options: Vec::new(),
     }
 }
 

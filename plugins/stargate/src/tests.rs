@@ -405,6 +405,17 @@ fn a_standalone_stargate_creates_its_auth_keyspace_first() {
         &get.id,
         r#"{"class":"org.apache.cassandra.locator.NetworkTopologyStrategy","dc1":"3"}"#,
     ));
+    let plan = StargatePolicy::reconcile(s.clone()).unwrap();
+    let table = &plan.operations[0];
+    let OperationKind::CreateTable(t) = &table.kind else {
+        panic!("{:?}", table.kind)
+    };
+    assert_eq!(
+        (t.keyspace.as_str(), t.name.as_str()),
+        ("data_endpoint_auth", "token")
+    );
+    assert_eq!(t.columns[0].name, "auth_token");
+    s.results.push(done(&table.id, ""));
     let plan = StargatePolicy::reconcile(s).unwrap();
     assert!(plan.operations.is_empty());
     assert_eq!(applied(&plan, "Deployment").len(), 3);

@@ -932,6 +932,9 @@ pub(crate) struct Core {
     /// The last [`REQUEST_LOG_LIMIT`] management-API requests; apart from the world so
     /// logging a request never waits for a long world operation.
     requests: Mutex<RequestLog>,
+    /// API clients per context, for what a node reads at run time (its metrics agent's
+    /// ConfigMap).
+    kube_clients: Mutex<HashMap<String, kube::Client>>,
 }
 
 /// Requests kept in the log; older ones are dropped.
@@ -956,7 +959,50 @@ impl Core {
             ready_sinks: Mutex::new(HashMap::new()),
             probe_notify: tokio::sync::Notify::new(),
             requests: Mutex::new(RequestLog::default()),
+            kube_clients: Mutex::new(HashMap::new()),
         })
+    }
+
+    pub(crate) fn set_kube_client(&self, context: &str, client: kube::Client) {
+        let mut m = self.kube_clients.lock().unwrap_or_else(|e| e.into_inner());
+        m.insert(context.to_string(), client);
+    }
+
+    pub(crate) fn kube_client(&self, context: &str) -> Option<kube::Client> {
+        let m = self.kube_clients.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(context).cloned()
+    }
+
+    /// The metrics agent's ConfigMap (name, key) mounted in the pod.
+    pub(crate) fn metrics_config_ref(&self, key: &PodKey) -> Option<(String, String)> {
+        let w = self.lock();
+        w.pods.get(key)?.info.metrics_config.clone()
+    }
+
+    /// What the node's metrics endpoint exposes; None while Cassandra does not run.
+    pub(crate) fn node_metrics(&self, key: &PodKey) -> Option<crate::metrics::NodeMetrics> {
+        self.with_cql(key, |w, at, n| {
+            let tables = w
+                .clusters
+                .get(&at.cluster)
+                .map(|c| {
+                    c.tables
+                        .iter()
+                        .flat_map(|(ks, ts)| ts.iter().map(move |t| (ks.clone(), t.clone())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            crate::metrics::NodeMetrics {
+                cluster: n.cluster_name.clone(),
+                datacenter: n.dc.clone(),
+                rack: n.rack.clone(),
+                host: n.ip.clone().unwrap_or_default(),
+                load_bytes: n.load_bytes,
+                full_query_logging: n.full_query_logging,
+                tables,
+            }
+        })
+        .ok()
     }
 
     /// Logs a request on arrival, `faulted` when a fault applies to its node; returns its

@@ -207,6 +207,7 @@ fn pod_info_with_secret(context: &str, pod: &Pod, secret: Option<&str>) -> Optio
         config_error,
         mgmt_api_start_delay_ms,
         readiness_probe,
+        metrics_config: crate::metrics::config_map_ref(pod),
     })
 }
 
@@ -217,6 +218,7 @@ pub(crate) async fn watch_pods(
     client: Client,
     cancel: CancellationToken,
 ) {
+    core.set_kube_client(&context, client.clone());
     let api: Api<Pod> = Api::all(client.clone());
     let cfg = watcher::Config::default().labels(LABEL_CLUSTER);
     let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();

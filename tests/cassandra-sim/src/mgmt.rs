@@ -455,12 +455,17 @@ async fn serve(listener: TcpListener, app: Router) {
 struct Bound {
     addr: SocketAddr,
     task: JoinHandle<()>,
+    /// The metrics endpoint on the same address, port 9000.
+    metrics: Option<JoinHandle<()>>,
 }
 
 impl Drop for Bound {
     // Also when the manager itself is aborted: no listener may outlive the simulator.
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(m) = &self.metrics {
+            m.abort();
+        }
     }
 }
 
@@ -496,6 +501,10 @@ pub(crate) async fn run_listeners(
         for key in stale {
             if let Some(mut b) = bound.remove(&key) {
                 b.task.abort();
+                if let Some(m) = b.metrics.take() {
+                    m.abort();
+                    let _ = m.await;
+                }
                 // Wait for the socket to be closed so a new pod on the same IP can bind.
                 let _ = (&mut b.task).await;
                 core.set_listening(&key, false);
@@ -514,7 +523,16 @@ pub(crate) async fn run_listeners(
                         key: key.clone(),
                     });
                     let task = tokio::spawn(serve(listener, app));
-                    bound.insert(key.clone(), Bound { addr, task });
+                    let metrics =
+                        crate::metrics::listen(Arc::clone(&core), key.clone(), addr).await;
+                    bound.insert(
+                        key.clone(),
+                        Bound {
+                            addr,
+                            task,
+                            metrics,
+                        },
+                    );
                     core.set_listening(&key, true);
                     tracing::info!(pod = %key, %addr, "management API listening");
                 }

@@ -86,6 +86,10 @@ pub struct PodInfo {
     /// [`ProbeTiming::PodSpec`].
     #[serde(default)]
     pub readiness_probe: Option<ProbeSpec>,
+    /// ConfigMap (name, key) mounted as the metrics agent's configuration, read on every
+    /// scrape of the node's metrics endpoint.
+    #[serde(default)]
+    pub metrics_config: Option<(String, String)>,
 }
 
 /// One container status of a pod, as observed.
@@ -268,6 +272,7 @@ impl PodInfo {
             config_error: None,
             mgmt_api_start_delay_ms: None,
             readiness_probe: None,
+            metrics_config: None,
         }
     }
 

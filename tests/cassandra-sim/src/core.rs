@@ -2074,15 +2074,12 @@ impl Core {
                 .entry(keyspace.to_string())
                 .or_default()
                 .insert(table.to_string());
-            if added {
-                w.bump_schema(&at.cluster);
+            if !added {
+                // As CREATE TABLE without IF NOT EXISTS.
+                return Reply::bad_request(format!("Table {keyspace}.{table} already exists"));
             }
-            let mut e = w.entry(
-                "table_create",
-                &at.cluster,
-                Some(&at),
-                if added { "ok" } else { "unchanged" },
-            );
+            w.bump_schema(&at.cluster);
+            let mut e = w.entry("table_create", &at.cluster, Some(&at), "ok");
             e.detail = Some(format!("{keyspace}.{table}"));
             w.record(e);
             Reply::ok()
@@ -2286,6 +2283,11 @@ impl Core {
                     .map(|(k, r)| KeyspaceView {
                         name: k.clone(),
                         replication: r.to_map(),
+                        tables: c
+                            .tables
+                            .get(k)
+                            .map(|t| t.iter().cloned().collect())
+                            .unwrap_or_default(),
                     })
                     .collect(),
                 roles: c

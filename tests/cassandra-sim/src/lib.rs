@@ -20,6 +20,7 @@ mod kube_source;
 pub mod metrics;
 mod mgmt;
 pub mod model;
+mod tables;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -577,16 +577,10 @@ async fn list_tables_v1(State(c): State<NodeCtx>, Query(q): Params) -> Reply {
 }
 
 async fn create_table(State(c): State<NodeCtx>, body: Bytes) -> Reply {
-    let v = body_json(&body);
-    let ks = v
-        .get("keyspace_name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let table = v
-        .get("table_name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    c.core.create_table(&c.key, ks, table)
+    match crate::tables::check_create_table(&body_json(&body)) {
+        Ok((ks, table)) => c.core.create_table(&c.key, &ks, &table),
+        Err(e) => Reply::text(StatusCode::BAD_REQUEST, e),
+    }
 }
 
 async fn move_node(State(c): State<NodeCtx>, Query(q): Params) -> Reply {

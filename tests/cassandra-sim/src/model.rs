@@ -606,6 +606,9 @@ pub struct KeyspaceView {
     pub name: String,
     /// As `ops/keyspace/replication` answers: `class` plus one entry per option.
     pub replication: BTreeMap<String, String>,
+    /// Names of the keyspace's tables.
+    #[serde(default)]
+    pub tables: Vec<String>,
 }
 
 /// A role without its password: only whether one was set.

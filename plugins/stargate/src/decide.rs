@@ -97,7 +97,7 @@ pub fn rfc3339(ms: u64) -> String {
 enum Step {
     Run(String),
     Wait,
-    Done(String),
+    Done,
 }
 
 /// The state of operation `base` over its retries (`base`, `base/r1`, …): the host never
@@ -119,7 +119,7 @@ fn step(s: &Snapshot, plan: &mut Plan, base: &str) -> Step {
             return Step::Run(id);
         };
         match &r.outcome {
-            Outcome::Succeeded(body) => return Step::Done(body.clone()),
+            Outcome::Succeeded(_) => return Step::Done,
             Outcome::Running(_) => {
                 plan.requeue_after(WAIT_MS);
                 return Step::Wait;
@@ -143,30 +143,6 @@ fn step(s: &Snapshot, plan: &mut Plan, base: &str) -> Step {
     }
 }
 
-/// Replication settings as `get-replication` answers them: datacenter → replicas.
-fn parse_replication(body: &str) -> Option<BTreeMap<String, u32>> {
-    let v: Value = serde_json::from_str(body).ok()?;
-    let o = v.as_object()?;
-    if !o
-        .get("class")
-        .and_then(Value::as_str)
-        .is_some_and(|c| c.ends_with("NetworkTopologyStrategy"))
-    {
-        return None;
-    }
-    Some(
-        o.iter()
-            .filter(|(k, _)| k.as_str() != "class")
-            .filter_map(|(k, v)| {
-                let n = v
-                    .as_u64()
-                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))?;
-                Some((k.clone(), u32::try_from(n).ok()?))
-            })
-            .collect(),
-    )
-}
-
 /// A ready Cassandra node of the datacenter, to run schema operations on.
 fn ready_node(s: &Snapshot, dc: &CassandraDatacenter, namespace: &str) -> Option<NodeRef> {
     let label = clean_label_value(dc.metadata.name.as_deref().unwrap_or_default());
@@ -185,8 +161,8 @@ fn ready_node(s: &Snapshot, dc: &CassandraDatacenter, namespace: &str) -> Option
         .min_by(|a, b| a.pod.cmp(&b.pod))
 }
 
-/// The auth keyspace of a standalone Stargate, replicated to its datacenter
-/// (min(3, size)); true once it has that replication.
+/// The auth keyspace of a standalone Stargate (created replicated to its datacenter,
+/// min(3, size), when missing) and its token table; true once both exist.
 fn auth_schema(s: &Snapshot, plan: &mut Plan, sg: &Stargate, dc: &CassandraDatacenter) -> bool {
     let ns = sg.metadata.namespace.clone().unwrap_or_default();
     let want = BTreeMap::from([(
@@ -206,35 +182,14 @@ fn auth_schema(s: &Snapshot, plan: &mut Plan, sg: &Stargate, dc: &CassandraDatac
         keyspace: AUTH_KEYSPACE.to_string(),
         replicas: want.iter().map(|(k, v)| (k.clone(), *v)).collect(),
     };
-    // Creating is a no-op on an existing keyspace: read afterwards, alter if it differs.
+    // Creating is a no-op on an existing keyspace, whose replication is left as it is: it
+    // may serve datacenters this Stargate does not know about.
     match step(s, plan, &format!("{base}/create")) {
-        Step::Done(_) => {}
+        Step::Done => {}
         Step::Wait => return false,
         Step::Run(id) => {
             plan.operate(id, target, OperationKind::CreateKeyspace(replication));
             return false;
-        }
-    }
-    let body = match step(s, plan, &format!("{base}/get")) {
-        Step::Done(b) => b,
-        Step::Wait => return false,
-        Step::Run(id) => {
-            plan.operate(
-                id,
-                target,
-                OperationKind::GetReplication(AUTH_KEYSPACE.to_string()),
-            );
-            return false;
-        }
-    };
-    if parse_replication(&body).as_ref() != Some(&want) {
-        match step(s, plan, &format!("{base}/alter")) {
-            Step::Done(_) => {}
-            Step::Wait => return false,
-            Step::Run(id) => {
-                plan.operate(id, target, OperationKind::AlterKeyspace(replication));
-                return false;
-            }
         }
     }
     // An existing table counts as created (the host reports "already exists" as success).
@@ -246,7 +201,7 @@ fn auth_schema(s: &Snapshot, plan: &mut Plan, sg: &Stargate, dc: &CassandraDatac
             sg.metadata.uid.as_deref().unwrap_or_default()
         ),
     ) {
-        Step::Done(_) => true,
+        Step::Done => true,
         Step::Wait => false,
         Step::Run(id) => {
             plan.operate(id, target, OperationKind::CreateTable(token_table()));

@@ -224,7 +224,7 @@ pub fn reconcile(snapshot: &Snapshot) -> Result<Plan, PolicyError> {
         waits: Vec::new(),
     }
     .run()?;
-    crate::telemetry::finish(snapshot, &dc, &mut plan);
+    crate::telemetry::finish(snapshot, &dc, &obs, &mut plan);
     Ok(plan)
 }
 

@@ -172,7 +172,17 @@ generated (create) and replicated (patch).
 - apiGroups: [storage.k8s.io]
   resources: [storageclasses]
   verbs: [list, watch]
+# Whether the Prometheus Operator's ServiceMonitor kind is served (its APIService, which
+# the API server registers for every CRD group). A namespace-scoped operator cannot read
+# them; it applies the ServiceMonitor when telemetry asks for one.
+- apiGroups: [apiregistration.k8s.io]
+  resources: [apiservices]
+  verbs: [list, watch]
 {{- end }}
+# Telemetry: the datacenter policy owns a ServiceMonitor per datacenter.
+- apiGroups: [monitoring.coreos.com]
+  resources: [servicemonitors]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [secrets]
 {{- if .Values.controlPlane }}

@@ -74,6 +74,7 @@ mod tests {
     use k8ssandra_api::k8ssandra::K8ssandraCluster;
     use serde_json::{Value, json};
 
+    use super::{TelemetrySpec, tel};
     use crate::dc::{DcInputs, desired_datacenter};
 
     fn kc(cluster_telemetry: Value, dc_telemetry: Option<Value>) -> K8ssandraCluster {
@@ -153,5 +154,43 @@ mod tests {
                 .any(|v| v.field == "spec.cassandra.telemetry.vector.components.sinks[0]"),
             "{v:?}"
         );
+    }
+
+    /// The telemetry blocks of k8ssandra-operator's documentation and test fixtures, as
+    /// users copy them: accepted unchanged, and rendered.
+    #[test]
+    fn upstream_telemetry_examples_are_accepted() {
+        let examples = [
+            // test/testdata/fixtures/single-dc
+            json!({"mcac": {"enabled": false}, "vector": {"enabled": true,
+                "components": {"sinks": [{"name": "void", "type": "blackhole", "inputs": ["cassandra_metrics"]}]},
+                "scrapeInterval": "30s",
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "100m", "memory": "128Mi"}}}}),
+            // docs: monitor/prometheus-grafana
+            json!({"prometheus": {"enabled": true}}),
+            // docs: monitor/vector (three variants)
+            json!({"vector": {"enabled": true, "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1000m", "memory": "1Gi"}}}}),
+            json!({"vector": {"enabled": true, "components": {"sinks": [{"name": "console_output", "type": "console",
+                "inputs": ["cassandra_metrics"],
+                "config": "target = \"stdout\"\n[sinks.console_output.encoding]\ncodec = \"json\"\n"}]},
+                "scrapeInterval": "30s"}}),
+            json!({"vector": {"enabled": true, "components": {"sinks": [{"name": "console_output", "type": "console",
+                "inputs": ["parse_cassandra_log"],
+                "config": "target = \"stdout\"\n[sinks.console_output.encoding]\ncodec = \"json\"\n"}]},
+                "scrapeInterval": "30s"}}),
+        ];
+        for t in examples {
+            let k = kc(t.clone(), None);
+            assert!(
+                crate::validate::validate(&serde_json::to_string(&k).unwrap(), None).is_empty(),
+                "{t}"
+            );
+            let d = desired(&k).unwrap_or_else(|e| panic!("{t}: {e}"));
+            let spec: TelemetrySpec =
+                serde_json::from_value(d["spec"]["telemetry"].clone()).unwrap();
+            if tel::vector_enabled(Some(&spec)) {
+                tel::vector_toml(&spec).unwrap();
+            }
+        }
     }
 }

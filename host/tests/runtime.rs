@@ -90,6 +90,7 @@ fn config() -> RuntimeConfig {
         max_instances: 4,
         cache_dir: None,
         reload_debounce: Duration::from_millis(100),
+        compile_command: None,
     }
 }
 
@@ -651,4 +652,54 @@ async fn inspect_and_test_file_serve_the_cli() {
         .await
         .expect_err("not wasm");
     assert!(err.to_string().contains("Cargo.toml"), "{err}");
+}
+
+/// Compiling in a child process (what the operator does, so Cranelift's memory never stays
+/// in its heap) gives a component that works like one compiled in process, and caches it;
+/// a child that cannot run leaves compiling to the process itself.
+#[tokio::test]
+async fn components_compile_in_a_child_process_and_fall_back_in_process() {
+    let cache = tempfile::tempdir().unwrap();
+    let child = |program: &str| {
+        Some(
+            [
+                program,
+                "plugin",
+                "compile",
+                "--policy-memory-mib=32",
+                "--max-instances=4",
+            ]
+            .map(std::ffi::OsString::from)
+            .to_vec(),
+        )
+    };
+    let rt = PolicyRuntime::new(RuntimeConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        compile_command: child(env!("CARGO_BIN_EXE_k8ssandra-operator")),
+        ..config()
+    })
+    .unwrap();
+    let echo = rt.load_file(&fixture("echo")).await.expect("echo loads");
+    assert_eq!(rt.compilations(), 1);
+    assert!(rt.artifact_path(&echo).unwrap().is_file());
+    let plan = rt.reconcile(&echo, echo_snapshot()).await.unwrap().unwrap();
+    assert!(!plan.apply.is_empty());
+    let leftovers: Vec<_> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    let rt = PolicyRuntime::new(RuntimeConfig {
+        compile_command: child("/nonexistent/k8ssandra-operator"),
+        ..config()
+    })
+    .unwrap();
+    let echo = rt
+        .load_file(&fixture("echo"))
+        .await
+        .expect("echo loads in process");
+    assert_eq!(rt.compilations(), 1);
+    assert!(rt.reconcile(&echo, echo_snapshot()).await.unwrap().is_ok());
 }

@@ -18,6 +18,9 @@ use super::PluginError;
 pub(crate) struct Compiler {
     engine: Engine,
     cache_dir: Option<PathBuf>,
+    /// When set, components are compiled by this command in a child process (see
+    /// `RuntimeConfig::compile_command`).
+    command: Option<Vec<std::ffi::OsString>>,
     compat: String,
     compilations: AtomicU64,
     cache_hits: AtomicU64,
@@ -43,13 +46,18 @@ pub(crate) fn content_hash(bytes: &[u8]) -> String {
 }
 
 impl Compiler {
-    pub(crate) fn new(engine: Engine, cache_dir: Option<PathBuf>) -> Self {
+    pub(crate) fn new(
+        engine: Engine,
+        cache_dir: Option<PathBuf>,
+        command: Option<Vec<std::ffi::OsString>>,
+    ) -> Self {
         let mut hasher = ShaHasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let compat = hex::encode(&hasher.0.finalize()[..8]);
         Compiler {
             engine,
             cache_dir,
+            command,
             compat,
             compilations: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
@@ -103,6 +111,20 @@ impl Compiler {
             }
         }
         let started = std::time::Instant::now();
+        if let Some(command) = &self.command {
+            match self.compile_in_child(command, file, artifact.as_deref()) {
+                Ok(component) => {
+                    self.compilations.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(file = %file.display(), elapsed_ms = started.elapsed().as_millis() as u64, "compiled policy in a child process");
+                    return Ok((component, false));
+                }
+                // The child's own failure (a bad component) is reported the same way by
+                // compiling here, with the compiler's message; so is a missing program.
+                Err(reason) => {
+                    tracing::warn!(file = %file.display(), %reason, "compiling in a child process failed; compiling in process")
+                }
+            }
+        }
         let component =
             Component::new(&self.engine, bytes).map_err(|error| PluginError::Compile {
                 file: file.to_path_buf(),
@@ -118,6 +140,93 @@ impl Compiler {
         }
         Ok((component, false))
     }
+}
+
+impl Compiler {
+    /// Runs `command <file> <tmp>` and loads what it wrote. Cranelift's working memory
+    /// (tens of MiB for a large policy) then lives and dies with the child, instead of
+    /// staying in this process's heap, which the allocator keeps after the compilation.
+    fn compile_in_child(
+        &self,
+        command: &[std::ffi::OsString],
+        file: &Path,
+        artifact: Option<&Path>,
+    ) -> Result<Component, String> {
+        let (program, args) = command.split_first().ok_or("empty compile command")?;
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let tmp_dir = artifact
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(std::env::temp_dir);
+        std::fs::create_dir_all(&tmp_dir).map_err(|e| e.to_string())?;
+        let tmp = tmp_dir.join(format!(
+            ".compile.{}.{}.tmp",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let output = std::process::Command::new(program)
+            .args(args)
+            .arg(file)
+            .arg(&tmp)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", program.to_string_lossy()))?;
+        let result = if output.status.success() {
+            // SAFETY: as in `compile`: the file was just written by this executable's own
+            // `plugin compile` for an engine of the same configuration, into a directory
+            // only the operator writes; wasmtime refuses an artifact of another engine
+            // configuration with an error (then we compile in process).
+            unsafe { Component::deserialize_file(&self.engine, &tmp) }
+                .map_err(|e| format!("loading the child's artifact: {e:#}"))
+        } else {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            Err(format!(
+                "{}: {}",
+                output.status,
+                stderr.lines().last().unwrap_or_default()
+            ))
+        };
+        // The mapping survives both the rename and the unlink.
+        match (&result, artifact) {
+            (Ok(_), Some(artifact)) => {
+                if let Err(error) = std::fs::rename(&tmp, artifact) {
+                    tracing::warn!(artifact = %artifact.display(), %error, "cannot cache precompiled policy");
+                    let _ = std::fs::remove_file(&tmp);
+                }
+            }
+            _ => {
+                let _ = std::fs::remove_file(&tmp);
+            }
+        }
+        result
+    }
+}
+
+/// Compiles `input` for an engine of `engine`'s configuration and writes the artifact to
+/// `output` (the child side of `RuntimeConfig::compile_command`).
+pub(crate) fn precompile_file(
+    engine: &Engine,
+    input: &Path,
+    output: &Path,
+) -> Result<(), PluginError> {
+    let bytes = std::fs::read(input).map_err(|source| PluginError::Io {
+        file: input.to_path_buf(),
+        source,
+    })?;
+    let component = Component::new(engine, &bytes).map_err(|error| PluginError::Compile {
+        file: input.to_path_buf(),
+        reason: format!("{error:#}"),
+    })?;
+    let bytes = component
+        .serialize()
+        .map_err(|error| PluginError::Compile {
+            file: input.to_path_buf(),
+            reason: format!("{error:#}"),
+        })?;
+    std::fs::write(output, bytes).map_err(|source| PluginError::Io {
+        file: output.to_path_buf(),
+        source,
+    })
 }
 
 /// Writes the artifact through a temporary file and a rename, so a concurrent reader (or a

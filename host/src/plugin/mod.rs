@@ -59,6 +59,12 @@ pub struct RuntimeConfig {
     /// Quiet period the directory watcher waits for before reloading, so a file being
     /// copied is read once it is complete.
     pub reload_debounce: Duration,
+    /// Compile components in a child process: this program and arguments, to which the
+    /// component's path and the artifact's path are appended (the operator passes itself
+    /// with `plugin compile` and the settings below). Compiling a large policy needs tens
+    /// of MiB the allocator would otherwise keep for the life of the process. `None`
+    /// compiles in process.
+    pub compile_command: Option<Vec<std::ffi::OsString>>,
 }
 
 impl Default for RuntimeConfig {
@@ -70,6 +76,7 @@ impl Default for RuntimeConfig {
             max_instances: 64,
             cache_dir: None,
             reload_debounce: Duration::from_millis(250),
+            compile_command: None,
         }
     }
 }
@@ -164,7 +171,11 @@ impl PolicyRuntime {
         let (version, _) = tokio::sync::watch::channel(0);
         Ok(PolicyRuntime {
             inner: Arc::new(Inner {
-                compiler: Compiler::new(engine.clone(), cfg.cache_dir.clone()),
+                compiler: Compiler::new(
+                    engine.clone(),
+                    cfg.cache_dir.clone(),
+                    cfg.compile_command.clone(),
+                ),
                 engine,
                 linkers,
                 cfg,
@@ -601,6 +612,16 @@ impl PolicyRuntime {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Compiles one component file into an artifact for a runtime of this configuration, and
+/// writes it to `output`: what the child process of [`RuntimeConfig::compile_command`]
+/// runs. No runtime (and no epoch ticker or instance pool) is created.
+pub fn precompile(cfg: &RuntimeConfig, input: &Path, output: &Path) -> Result<(), PluginError> {
+    let engine = Engine::new(&engine_config(cfg)).map_err(|e| PluginError::Engine {
+        reason: format!("{e:#}"),
+    })?;
+    cache::precompile_file(&engine, input, output)
 }
 
 /// Bytes of linear memory a free instance slot keeps resident (see `engine_config`).

@@ -1,0 +1,603 @@
+//! Stargate end to end, with the real operator binary, two testenv clusters and the Cassandra
+//! simulator. Cluster 0 is the control plane and holds dc1; cluster 1 holds dc2. Each cluster
+//! runs an operator with the cassandra-datacenter and stargate policies (cluster 0 also runs
+//! k8ssandra-cluster). One environment, one sequential scenario (a fresh environment per
+//! step would cost more than the steps):
+//!
+//! 1. A K8ssandraCluster with two 3-rack datacenters becomes Ready; `stargate` (size 3) is
+//!    added → a Stargate per datacenter in its cluster, three Deployments of one replica each,
+//!    the Service, status Running 3/3 (mirrored into the K8ssandraCluster's status), the
+//!    `data_endpoint_auth` keyspace replicated to both datacenters with its `token` table.
+//! 2. The heap changes → the same Deployments roll to the new JAVA_OPTS.
+//! 3. `stargate` is removed → the Stargates and their children are deleted.
+//! 4. A standalone Stargate for dc2 runs the same way; bad input (a heap above the memory
+//!    limit on it, a `datacenterRef` to nothing, a rack the datacenter lacks) gives a Ready
+//!    condition naming the field, and deletes nothing.
+//!
+//! Throughout, the Cassandra pods keep their uids: Stargate never restarts Cassandra.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use cassandra_sim::{SimHandle, SimOptions, Simulator};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{DynamicObject, ListParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+use k8ssandra_testenv::{TestEnv, TestEnvOptions};
+use support::{
+    Operator, add_client_config, apply_yaml, create_namespace, dc_ready, install_crds,
+    operator_crds, wait_crd, wait_for,
+};
+
+const NS: &str = "stargate-e2e";
+const CLUSTER: &str = "demo";
+const CTX_B: &str = "cluster-1";
+
+/// The K8ssandraCluster: dc1 in the control plane's own cluster, dc2 in B, three racks each
+/// (one per zone); `stargate` is the cluster-level Stargate template, if any.
+fn manifest(stargate: Option<Value>) -> String {
+    let racks: Vec<Value> = [("r1", "zone-a"), ("r2", "zone-b"), ("r3", "zone-c")]
+        .iter()
+        .map(|(r, z)| json!({"name": r, "nodeAffinityLabels": {"topology.kubernetes.io/zone": z}}))
+        .collect();
+    let mut kc = json!({
+        "apiVersion": "k8ssandra.io/v1alpha1",
+        "kind": "K8ssandraCluster",
+        "metadata": {"name": CLUSTER, "namespace": NS},
+        "spec": {"cassandra": {
+            "serverVersion": "4.1.5",
+            "storageConfig": {"cassandraDataVolumeClaimSpec": {
+                "storageClassName": "standard", "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "5Gi"}}}},
+            "datacenters": [
+                {"metadata": {"name": "dc1"}, "size": 3, "racks": racks},
+                {"metadata": {"name": "dc2"}, "k8sContext": CTX_B, "size": 3, "racks": racks},
+            ],
+        }},
+    });
+    if let Some(s) = stargate {
+        kc["spec"]["stargate"] = s;
+    }
+    serde_json::to_string(&kc).unwrap_or_default()
+}
+
+async fn stargates(c: &Client) -> Result<Api<DynamicObject>> {
+    support::dynamic_api(c, NS, "stargate.k8ssandra.io", "v1alpha1", "Stargate").await
+}
+
+async fn stargate(c: &Client, name: &str) -> Option<Value> {
+    let api = stargates(c).await.ok()?;
+    api.get_opt(name).await.ok().flatten().map(|o| o.data)
+}
+
+/// The Stargate's status once it is Running with every replica ready and updated.
+async fn running(c: &Client, name: &str, size: i64) -> Option<Value> {
+    let st = stargate(c, name).await?.get("status")?.clone();
+    let ready = st["conditions"]
+        .as_array()?
+        .iter()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    (ready
+        && st["progress"] == "Running"
+        && st["readyReplicasRatio"] == format!("{size}/{size}")
+        && st["updatedReplicas"] == size)
+        .then_some(st)
+}
+
+/// (reason, message) of a Stargate's Ready condition while it is False.
+async fn not_ready(c: &Client, name: &str) -> Option<(String, String)> {
+    let sg = stargate(c, name).await?;
+    let cond = sg
+        .pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready" && c["status"] == "False")?
+        .clone();
+    Some((
+        cond["reason"].as_str()?.to_string(),
+        cond["message"].as_str()?.to_string(),
+    ))
+}
+
+/// Deployments of one Stargate: name → (uid, replicas, JAVA_OPTS).
+async fn deployments(c: &Client, sg: &str) -> BTreeMap<String, (String, i32, String)> {
+    let api: Api<Deployment> = Api::namespaced(c.clone(), NS);
+    let list = api
+        .list(&ListParams::default().labels(&format!("k8ssandra.io/stargate={sg}")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    list.into_iter()
+        .filter(|d| d.metadata.deletion_timestamp.is_none())
+        .map(|d| {
+            let spec = d.spec.unwrap_or_default();
+            let java = spec
+                .template
+                .spec
+                .and_then(|s| s.containers.into_iter().next())
+                .and_then(|c| c.env)
+                .unwrap_or_default()
+                .into_iter()
+                .find(|e| e.name == "JAVA_OPTS")
+                .and_then(|e| e.value)
+                .unwrap_or_default();
+            (
+                d.metadata.name.unwrap_or_default(),
+                (
+                    d.metadata.uid.unwrap_or_default(),
+                    spec.replicas.unwrap_or(1),
+                    java,
+                ),
+            )
+        })
+        .collect()
+}
+
+async fn service_exists(c: &Client, name: &str) -> bool {
+    Api::<Service>::namespaced(c.clone(), NS)
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+}
+
+/// Pod name → uid of every Cassandra pod of the cluster.
+async fn cassandra_pods(c: &Client) -> BTreeMap<String, String> {
+    Api::<Pod>::namespaced(c.clone(), NS)
+        .list(&ListParams::default().labels(&format!("cassandra.datastax.com/cluster={CLUSTER}")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            (
+                p.metadata.name.unwrap_or_default(),
+                p.metadata.uid.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+async fn kc_status(cp: &Client) -> Value {
+    let Ok(api) =
+        support::dynamic_api(cp, NS, "k8ssandra.io", "v1alpha1", "K8ssandraCluster").await
+    else {
+        return Value::Null;
+    };
+    api.get(CLUSTER)
+        .await
+        .ok()
+        .and_then(|o| o.data.get("status").cloned())
+        .unwrap_or(Value::Null)
+}
+
+/// The auth keyspace's replication (datacenter → replicas) and tables, as the simulator
+/// holds them.
+fn auth_keyspace(sim: &SimHandle) -> Option<(BTreeMap<String, String>, Vec<String>)> {
+    let state = sim.state();
+    let ks = state
+        .cluster(CLUSTER)?
+        .keyspaces
+        .iter()
+        .find(|k| k.name == "data_endpoint_auth")?
+        .clone();
+    let dcs = ks
+        .replication
+        .into_iter()
+        .filter(|(k, _)| k != "class")
+        .collect();
+    Some((dcs, ks.tables))
+}
+
+struct Scenario {
+    _env: TestEnv,
+    cp: Client,
+    b: Client,
+    sim: SimHandle,
+    operators: Vec<Operator>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Scenario {
+    async fn start() -> Result<Scenario> {
+        let env = TestEnv::start(TestEnvOptions {
+            clusters: 2,
+            // Two workers per zone: a rack's Stargate pod never shares a worker with that
+            // rack's Cassandra pod.
+            nodes_per_cluster: 6,
+            ..Default::default()
+        })
+        .await?;
+        let (cp, b) = (env.cluster(0).client(), env.cluster(1).client());
+        let crds = operator_crds()?;
+        for c in [&cp, &b] {
+            install_crds(c, &crds).await?;
+            create_namespace(c, NS).await?;
+            wait_crd(c, "stargate.k8ssandra.io", "v1alpha1", "Stargate").await?;
+        }
+        wait_crd(&cp, "k8ssandra.io", "v1alpha1", "K8ssandraCluster").await?;
+        wait_crd(&cp, "config.k8ssandra.io", "v1beta1", "ClientConfig").await?;
+        let mut opts = SimOptions::default();
+        opts.config.bootstrap_delay = Duration::from_millis(200);
+        let sim = Simulator::start(
+            opts,
+            vec![
+                (env.cluster(0).context_name().to_string(), cp.clone()),
+                (CTX_B.to_string(), b.clone()),
+            ],
+        )
+        .await?;
+        let mut tmp = tempfile::tempdir()?;
+        if std::env::var_os("TESTENV_KEEP").is_some() {
+            tmp.disable_cleanup(true);
+        }
+        let mut operators = Vec::new();
+        for (i, policies, extra) in [
+            (
+                0usize,
+                vec!["k8ssandra-cluster", "cassandra-datacenter", "stargate"],
+                vec![],
+            ),
+            (
+                1,
+                vec!["cassandra-datacenter", "stargate"],
+                vec!["--control-plane=false"],
+            ),
+        ] {
+            let mut args = vec!["--resync-seconds", "5"];
+            args.extend(extra);
+            let op = Operator::start_for(
+                &tmp.path().join(format!("op{i}")),
+                env.cluster(i),
+                &policies,
+                &args,
+            )?;
+            op.wait_ready(Duration::from_secs(120)).await?;
+            operators.push(op);
+        }
+        add_client_config(
+            &cp,
+            NS,
+            CTX_B,
+            &format!("{CTX_B}-kubeconfig"),
+            env.cluster(1).kubeconfig_yaml(),
+        )
+        .await?;
+        Ok(Scenario {
+            _env: env,
+            cp,
+            b,
+            sim,
+            operators,
+            _tmp: tmp,
+        })
+    }
+
+    async fn diagnostics(&self) -> String {
+        let mut out = format!("K8ssandraCluster status: {}\n", kc_status(&self.cp).await);
+        for (name, c) in [("cluster 0", &self.cp), ("cluster 1", &self.b)] {
+            if let Ok(api) = stargates(c).await
+                && let Ok(list) = api.list(&ListParams::default()).await
+            {
+                for s in list.items {
+                    out.push_str(&format!(
+                        "Stargate {} in {name}: {}\n",
+                        s.metadata.name.unwrap_or_default(),
+                        s.data.get("status").unwrap_or(&Value::Null)
+                    ));
+                }
+            }
+        }
+        out.push_str(&format!(
+            "auth keyspace: {:?}\nsimulator violations: {:?}\n",
+            auth_keyspace(&self.sim),
+            self.sim.violations()
+        ));
+        for (i, o) in self.operators.iter().enumerate() {
+            let log = o.log_text();
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .collect();
+            out.push_str(&format!(
+                "--- operator {i} ({}), last warnings:\n{}\n",
+                o.log.display(),
+                lines[lines.len().saturating_sub(12)..].join("\n")
+            ));
+        }
+        out
+    }
+
+    async fn wait<T, F, Fut>(&self, what: &str, timeout: Duration, check: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        let started = std::time::Instant::now();
+        let mut check = check;
+        let bounded = || {
+            let f = check();
+            async move {
+                tokio::time::timeout(Duration::from_secs(20), f)
+                    .await
+                    .ok()
+                    .flatten()
+            }
+        };
+        match wait_for(what, timeout, bounded).await {
+            Ok(v) => {
+                eprintln!("[{:>6.1?}] {what}", started.elapsed());
+                Ok(v)
+            }
+            Err(e) => Err(e.context(self.diagnostics().await)),
+        }
+    }
+
+    /// Both clusters' Cassandra pods, by cluster.
+    async fn pods(&self) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+        (
+            cassandra_pods(&self.cp).await,
+            cassandra_pods(&self.b).await,
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stargate_per_datacenter_and_standalone() -> Result<()> {
+    let sc = Scenario::start().await?;
+    let (cp, b) = (sc.cp.clone(), sc.b.clone());
+    let dcs_a = support::datacenters(&cp, NS).await?;
+    let dcs_b = support::datacenters(&b, NS).await?;
+
+    // ── 1. Stargate added to a running cluster ──────────────────────────────────────────
+    apply_yaml(&cp, &manifest(None), NS).await?;
+    sc.wait("dc1 and dc2 Ready", Duration::from_secs(300), || async {
+        (dc_ready(&dcs_a, "dc1").await && dc_ready(&dcs_b, "dc2").await).then_some(())
+    })
+    .await?;
+    let pods = sc.pods().await;
+    ensure!(
+        (pods.0.len(), pods.1.len()) == (3, 3),
+        "Cassandra pods: {pods:?}"
+    );
+    let dc_uids = (support::uids(&dcs_a).await?, support::uids(&dcs_b).await?);
+
+    apply_yaml(
+        &cp,
+        &manifest(Some(json!({"size": 3, "heapSize": "256Mi"}))),
+        NS,
+    )
+    .await?;
+    let sgs = [
+        (&cp, "demo-dc1-stargate", "dc1"),
+        (&b, "demo-dc2-stargate", "dc2"),
+    ];
+    for (c, name, dc) in sgs {
+        let st = sc
+            .wait(
+                &format!("{name} Running 3/3"),
+                Duration::from_secs(240),
+                || async { running(c, name, 3).await },
+            )
+            .await?;
+        let deps = deployments(c, name).await;
+        let names: Vec<&String> = deps.keys().collect();
+        ensure!(
+            names
+                == [
+                    &format!("demo-{dc}-r1-stargate-deployment"),
+                    &format!("demo-{dc}-r2-stargate-deployment"),
+                    &format!("demo-{dc}-r3-stargate-deployment")
+                ],
+            "Deployments of {name}: {names:?}"
+        );
+        ensure!(deps.values().all(|(_, r, _)| *r == 1), "{deps:?}");
+        ensure!(
+            service_exists(c, &format!("demo-{dc}-stargate-service")).await,
+            "no Service for {name}"
+        );
+        ensure!(
+            st["serviceRef"] == format!("demo-{dc}-stargate-service"),
+            "{st}"
+        );
+        ensure!(
+            st["deploymentRefs"].as_array().map(Vec::len) == Some(3),
+            "{st}"
+        );
+    }
+    sc.wait(
+        "status.datacenters[*].stargate Running in the K8ssandraCluster",
+        Duration::from_secs(60),
+        || async {
+            let st = kc_status(&cp).await;
+            (st["datacenters"]["dc1"]["stargate"]["progress"] == "Running"
+                && st["datacenters"]["dc2"]["stargate"]["readyReplicasRatio"] == "3/3")
+                .then_some(())
+        },
+    )
+    .await?;
+    let (replication, tables) = auth_keyspace(&sc.sim).unwrap_or_default();
+    ensure!(
+        replication
+            == BTreeMap::from([
+                ("dc1".to_string(), "3".to_string()),
+                ("dc2".into(), "3".into())
+            ]),
+        "data_endpoint_auth replication: {replication:?}"
+    );
+    ensure!(tables == ["token"], "data_endpoint_auth tables: {tables:?}");
+    ensure!(
+        sc.pods().await == pods,
+        "Cassandra pods changed while adding Stargate"
+    );
+
+    // ── 2. A new heap rolls the Stargate Deployments only ──────────────────────────────
+    let before = (
+        deployments(&cp, "demo-dc1-stargate").await,
+        deployments(&b, "demo-dc2-stargate").await,
+    );
+    apply_yaml(
+        &cp,
+        &manifest(Some(json!({"size": 3, "heapSize": "384Mi"}))),
+        NS,
+    )
+    .await?;
+    for (c, name, _) in sgs {
+        sc.wait(
+            &format!("{name}'s Deployments rolled to a 384Mi heap"),
+            Duration::from_secs(180),
+            || async {
+                let deps = deployments(c, name).await;
+                let rolled = deps.len() == 3
+                    && deps
+                        .values()
+                        .all(|(_, _, java)| java.contains("-Xmx402653184"));
+                if !rolled {
+                    return None;
+                }
+                running(c, name, 3).await
+            },
+        )
+        .await?;
+    }
+    let after = (
+        deployments(&cp, "demo-dc1-stargate").await,
+        deployments(&b, "demo-dc2-stargate").await,
+    );
+    let ids = |m: &BTreeMap<String, (String, i32, String)>| -> Vec<String> {
+        m.values().map(|(u, _, _)| u.clone()).collect()
+    };
+    ensure!(
+        ids(&before.0) == ids(&after.0) && ids(&before.1) == ids(&after.1),
+        "the Deployments were recreated instead of rolled"
+    );
+    ensure!(
+        sc.pods().await == pods,
+        "Cassandra pods changed with the heap"
+    );
+
+    // ── 3. Removing `stargate` deletes the Stargates and their children only ───────────
+    apply_yaml(&cp, &manifest(None), NS).await?;
+    for (c, name, dc) in sgs {
+        sc.wait(
+            &format!("{name} and its children deleted"),
+            Duration::from_secs(120),
+            || async {
+                let gone = stargate(c, name).await.is_none()
+                    && deployments(c, name).await.is_empty()
+                    && !service_exists(c, &format!("demo-{dc}-stargate-service")).await;
+                gone.then_some(())
+            },
+        )
+        .await?;
+    }
+    ensure!(
+        sc.pods().await == pods,
+        "Cassandra pods changed with Stargate's removal"
+    );
+    ensure!(
+        (support::uids(&dcs_a).await?, support::uids(&dcs_b).await?) == dc_uids,
+        "a CassandraDatacenter was recreated"
+    );
+    ensure!(
+        auth_keyspace(&sc.sim).is_some(),
+        "the auth keyspace is kept when Stargate goes"
+    );
+
+    // ── 4. A standalone Stargate for dc2, then bad input ────────────────────────────────
+    let standalone = |name: &str, spec: Value| {
+        json!({
+            "apiVersion": "stargate.k8ssandra.io/v1alpha1", "kind": "Stargate",
+            "metadata": {"name": name, "namespace": NS}, "spec": spec,
+        })
+        .to_string()
+    };
+    apply_yaml(
+        &b,
+        &standalone("sg", json!({"datacenterRef": {"name": "dc2"}, "size": 3})),
+        NS,
+    )
+    .await?;
+    sc.wait(
+        "standalone sg Running 3/3",
+        Duration::from_secs(180),
+        || async { running(&b, "sg", 3).await },
+    )
+    .await?;
+    ensure!(
+        service_exists(&b, "demo-dc2-stargate-service").await,
+        "no Service for the standalone Stargate"
+    );
+    let live = deployments(&b, "sg").await;
+    ensure!(live.len() == 3, "standalone Deployments: {live:?}");
+
+    apply_yaml(
+        &b,
+        &standalone(
+            "sg",
+            json!({"datacenterRef": {"name": "dc2"}, "size": 3, "heapSize": "2Gi",
+                   "resources": {"limits": {"memory": "1Gi"}}}),
+        ),
+        NS,
+    )
+    .await?;
+    apply_yaml(
+        &b,
+        &standalone(
+            "sg-nodc",
+            json!({"datacenterRef": {"name": "nope"}, "size": 1}),
+        ),
+        NS,
+    )
+    .await?;
+    apply_yaml(
+        &b,
+        &standalone(
+            "sg-rack",
+            json!({"datacenterRef": {"name": "dc2"}, "size": 1, "racks": [{"name": "rx"}]}),
+        ),
+        NS,
+    )
+    .await?;
+    for (name, field) in [
+        ("sg", "spec.heapSize"),
+        ("sg-nodc", "spec.datacenterRef.name"),
+        ("sg-rack", "spec.racks[0].name"),
+    ] {
+        sc.wait(
+            &format!("{name}: Ready=False naming {field}"),
+            Duration::from_secs(60),
+            || async {
+                let (_, message) = not_ready(&b, name).await?;
+                message.contains(field).then_some(())
+            },
+        )
+        .await?;
+    }
+    // Several reconciles go by (resync every 5 s): still nothing deleted.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    ensure!(
+        deployments(&b, "sg").await == live,
+        "bad input changed or deleted the Deployments"
+    );
+    ensure!(
+        service_exists(&b, "demo-dc2-stargate-service").await,
+        "bad input deleted the Service"
+    );
+    ensure!(
+        deployments(&b, "sg-nodc").await.is_empty() && deployments(&b, "sg-rack").await.is_empty(),
+        "a refused Stargate created Deployments"
+    );
+    ensure!(sc.pods().await == pods, "Cassandra pods changed");
+    let v = sc.sim.violations();
+    ensure!(v.is_empty(), "simulator violations: {v:?}");
+    Ok(())
+}

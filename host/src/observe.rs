@@ -259,12 +259,40 @@ impl Metrics {
         if encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
+        let mut out = prometheus_text(&out);
         out.push_str(&format!(
-            "# HELP k8ssandra_api_writes_all Write requests sent to Kubernetes API servers, all policies.\n# TYPE k8ssandra_api_writes_all counter\nk8ssandra_api_writes_all_total {}\n",
+            "# HELP k8ssandra_api_writes_all_total Write requests sent to Kubernetes API servers, all policies.\n# TYPE k8ssandra_api_writes_all_total counter\nk8ssandra_api_writes_all_total {}\n",
             self.api_writes_total.load(Ordering::Relaxed)
         ));
         out
     }
+}
+
+/// The Prometheus text format (0.0.4) of an OpenMetrics text: what Prometheus' own tools
+/// (`promtool check metrics`) and every scraper read. A counter family is named after its
+/// `_total` samples there, and OpenMetrics' `# UNIT` and `# EOF` lines do not exist.
+fn prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
 }
 
 /// Readiness: set once every controller of the policies loaded at start-up has the first
@@ -294,7 +322,7 @@ async fn metrics(State(s): State<ServerState>) -> impl IntoResponse {
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            "text/plain; version=0.0.4; charset=utf-8",
         )],
         s.metrics.encode(),
     )
@@ -347,6 +375,16 @@ mod tests {
         m.record_write("echo", "delete", "east");
         let text = m.encode();
         assert!(text.contains("k8ssandra_api_writes_all_total 2"), "{text}");
+        // Prometheus' text format: counter families named after their samples, no EOF.
+        assert!(
+            text.contains("# TYPE k8ssandra_api_writes_all_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE k8ssandra_api_writes_total counter"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
         assert!(text.contains("verb=\"delete\""), "{text}");
     }
 

@@ -140,6 +140,28 @@ async fn deployments(c: &Client, sg: &str) -> BTreeMap<String, (String, i32, Str
         .collect()
 }
 
+/// Every Deployment of the Stargate has rolled out its latest template: seen by its
+/// controller, each replica updated and ready, no old pod left.
+async fn rolled_out(c: &Client, sg: &str) -> bool {
+    let api: Api<Deployment> = Api::namespaced(c.clone(), NS);
+    let Ok(list) = api
+        .list(&ListParams::default().labels(&format!("k8ssandra.io/stargate={sg}")))
+        .await
+    else {
+        return false;
+    };
+    !list.items.is_empty()
+        && list.items.iter().all(|d| {
+            let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            d.status.as_ref().is_some_and(|st| {
+                st.observed_generation >= d.metadata.generation
+                    && st.updated_replicas == Some(want)
+                    && st.ready_replicas == Some(want)
+                    && st.replicas == Some(want)
+            })
+        })
+}
+
 async fn service_exists(c: &Client, name: &str) -> bool {
     Api::<Service>::namespaced(c.clone(), NS)
         .get_opt(name)
@@ -459,7 +481,8 @@ async fn stargate_per_datacenter_and_standalone() -> Result<()> {
                 let rolled = deps.len() == 3
                     && deps
                         .values()
-                        .all(|(_, _, java)| java.contains("-Xmx402653184"));
+                        .all(|(_, _, java)| java.contains("-Xmx402653184"))
+                    && rolled_out(c, name).await;
                 if !rolled {
                     return None;
                 }

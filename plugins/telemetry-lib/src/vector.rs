@@ -669,3 +669,57 @@ pub fn duration_secs(text: &str) -> Option<u64> {
     }
     Some(total_ms / 1000)
 }
+
+/// The Vector configuration of a sidecar next to Reaper or Stargate, as k8ssandra-operator
+/// writes it: `data_dir` and a disabled API first, the component's metrics endpoint as the
+/// `prometheus_scrape` source `source` (every `scrapeInterval`, default 30 s), then the
+/// user's components; without any user sink, the metrics go to a JSON console sink.
+pub fn sidecar_toml(
+    spec: &k8ssandra_api::telemetry::VectorSpec,
+    source: &str,
+    endpoint: &str,
+) -> Result<String, Vec<VectorError>> {
+    let interval = spec
+        .scrape_interval
+        .as_deref()
+        .and_then(duration_secs)
+        .filter(|s| *s > 0)
+        .unwrap_or(30);
+    let mut config = VectorConfig::from_spec(spec);
+    // The user's global options win; the defaults fill in what they leave out (KO #1695).
+    let user = std::mem::take(&mut config.global);
+    let set = user.parse::<toml::Table>().unwrap_or_default();
+    let mut global = String::new();
+    if !set.contains_key("data_dir") {
+        global.push_str("data_dir = \"/var/lib/vector\"\n");
+    }
+    if !user.trim().is_empty() {
+        global.push_str(&user);
+        global.push('\n');
+    }
+    if !set.contains_key("api") {
+        global.push_str("\n[api]\nenabled = false\n");
+    }
+    config.global = global;
+    let mut defaults = vec![Component::source(
+        source,
+        "prometheus_scrape",
+        &format!(
+            "endpoints = [ {} ]\nscrape_interval_secs = {interval}",
+            toml_string(endpoint)
+        ),
+    )];
+    if !config
+        .components
+        .iter()
+        .any(|c| c.section == Section::Sinks)
+    {
+        defaults.push(Component::sink(
+            "console_metrics",
+            "console",
+            &[source],
+            "target = \"stdout\"\nencoding.codec = \"json\"\n",
+        ));
+    }
+    config.with_defaults(defaults).build()
+}

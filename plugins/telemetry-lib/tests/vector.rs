@@ -318,3 +318,69 @@ fn durations() {
     assert_eq!(duration_secs("abc"), None);
     assert_eq!(duration_secs("10"), None);
 }
+
+#[test]
+fn reaper_and_stargate_sidecars_scrape_their_endpoint() {
+    use k8ssandra_telemetry::vector::sidecar_toml;
+    let spec = VectorSpec {
+        enabled: Some(true),
+        ..Default::default()
+    };
+    let text = sidecar_toml(&spec, "stargate_metrics", "http://localhost:8084/metrics").unwrap();
+    let doc: toml::Table = text.parse().unwrap();
+    assert_eq!(doc["data_dir"].as_str(), Some("/var/lib/vector"));
+    assert_eq!(doc["api"]["enabled"].as_bool(), Some(false));
+    assert_eq!(
+        doc["sources"]["stargate_metrics"]["endpoints"]
+            .as_array()
+            .unwrap()[0]
+            .as_str(),
+        Some("http://localhost:8084/metrics")
+    );
+    assert_eq!(
+        doc["sinks"]["console_metrics"]["encoding"]["codec"].as_str(),
+        Some("json")
+    );
+
+    // With a sink of the user's, no console sink; a bad input is still refused.
+    let spec = VectorSpec {
+        enabled: Some(true),
+        components: Some(VectorComponentsSpec {
+            sinks: Some(vec![sink(
+                "rw",
+                "prometheus_remote_write",
+                &["reaper_metrics"],
+                "endpoint = \"http://p\"",
+            )]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let text = sidecar_toml(
+        &spec,
+        "reaper_metrics",
+        "http://localhost:8081/prometheusMetrics",
+    )
+    .unwrap();
+    assert!(!text.contains("console_metrics"), "{text}");
+    let own = VectorSpec {
+        enabled: Some(true),
+        config: Some("[api]\nenabled = true\naddress = \"0.0.0.0:8686\"".into()),
+        ..Default::default()
+    };
+    let doc: toml::Table = sidecar_toml(&own, "reaper_metrics", "http://x")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(doc["api"]["enabled"].as_bool(), Some(true));
+    assert_eq!(doc["data_dir"].as_str(), Some("/var/lib/vector"));
+    let bad = VectorSpec {
+        enabled: Some(true),
+        components: Some(VectorComponentsSpec {
+            sinks: Some(vec![sink("rw", "console", &["nothing"], "")]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert!(sidecar_toml(&bad, "reaper_metrics", "http://x").is_err());
+}

@@ -461,6 +461,22 @@ async fn stargate_per_datacenter_and_standalone() -> Result<()> {
         "Cassandra pods changed while adding Stargate"
     );
 
+    // Settled: further reconciles of the stargate policy write nothing.
+    let op = &sc.operators[1];
+    let writes = || op.metric("k8ssandra_api_writes_total", "policy=\"stargate\"");
+    let reconciles = || op.metric("k8ssandra_reconciles_total", "stargate");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (w0, r0) = (writes().await?, reconciles().await?);
+    ensure!(w0 > 0.0, "no write of the stargate policy counted");
+    sc.wait(
+        "two more stargate reconciles",
+        Duration::from_secs(30),
+        || async { (reconciles().await.ok()? >= r0 + 2.0).then_some(()) },
+    )
+    .await?;
+    let w1 = writes().await?;
+    ensure!(w1 == w0, "a settled Stargate still writes ({w0} → {w1})");
+
     // ── 2. A new heap rolls the Stargate Deployments only ──────────────────────────────
     let before = (
         deployments(&cp, "demo-dc1-stargate").await,

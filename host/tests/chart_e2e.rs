@@ -1,7 +1,9 @@
 //! The Helm chart (`charts/k8ssandra-operator`): its CRDs are the generated ones, it lints,
 //! renders in namespace and cluster mode, installs (CRDs included, with Helm's default
-//! Secret storage), upgrades and uninstalls on a real API server, and the RBAC it grants is
-//! enough for the real operator binary to reconcile a CassandraDatacenter.
+//! Secret storage), upgrades and uninstalls on a real API server; its admission objects are
+//! the generated ones; the RBAC it grants is no broader than needed (rendered) and enough
+//! for the real operator binary to run every built-in policy to completion, namespace- and
+//! cluster-scoped, in control-plane and data-plane mode (no `forbidden` in its log).
 
 mod support;
 
@@ -10,12 +12,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use cassandra_sim::{SimOptions, Simulator};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
-use kube::api::ListParams;
+use kube::api::{DynamicObject, ListParams};
 use serde_json::Value;
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
@@ -222,13 +225,24 @@ fn chart_renders_namespace_scoped_by_default() -> Result<()> {
     assert_eq!(
         kinds(&docs),
         sorted(&[
+            "ClusterRole",
+            "ClusterRoleBinding",
             "Deployment",
             "Role",
             "RoleBinding",
             "Service",
-            "ServiceAccount"
+            "ServiceAccount",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+            "ValidatingWebhookConfiguration",
         ]),
-        "no cluster-wide objects and no ServiceMonitor by default"
+        "no ServiceMonitor by default; cluster-wide only the admission objects and the webhook's caBundle rule"
+    );
+    let cluster_roles: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "ClusterRole").collect();
+    assert_eq!(cluster_roles.len(), 1);
+    assert_eq!(
+        cluster_roles[0]["metadata"]["name"],
+        format!("{name}-webhook")
     );
     let role = find(&docs, "Role", &name).context("operator Role")?;
     assert_eq!(role["metadata"]["namespace"], NS);
@@ -369,31 +383,6 @@ fn token_kubeconfig(admin_yaml: &str, token: &str) -> Result<String> {
     });
     Ok(serde_yaml::to_string(&doc)?)
 }
-
-const DC: &str = r#"
-apiVersion: cassandra.datastax.com/v1beta1
-kind: CassandraDatacenter
-metadata:
-  name: dc1
-  namespace: ops
-spec:
-  clusterName: demo
-  serverType: cassandra
-  serverVersion: "4.1.5"
-  size: 2
-  racks:
-    - name: r1
-      zone: zone-a
-    - name: r2
-      zone: zone-b
-  storageConfig:
-    cassandraDataVolumeClaimSpec:
-      storageClassName: standard
-      accessModes: [ReadWriteOnce]
-      resources:
-        requests:
-          storage: 1Gi
-"#;
 
 /// Names of the CustomResourceDefinitions served and `Established`.
 async fn established_crds(crds: &Api<CustomResourceDefinition>) -> Result<Vec<String>> {
@@ -564,39 +553,131 @@ async fn chart_with_its_crds_installs_upgrades_and_uninstalls_with_helms_default
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chart_installs_and_its_rbac_is_enough_for_the_operator() -> Result<()> {
+async fn chart_installs_and_its_rbac_is_enough_for_every_policy() -> Result<()> {
+    // cluster-0: the chart namespace-scoped; cluster-1: cluster-scoped, its workloads in
+    // another namespace than the release. Each runs control-plane mode (every built-in
+    // policy: K8ssandraCluster → CassandraDatacenter, K8ssandraTask → CassandraTask,
+    // ClientConfig and ReplicatedSecret controllers), then data-plane mode after a
+    // `helm upgrade` (CassandraDatacenter and CassandraTask only, the narrower Secret
+    // rule), all as the chart's ServiceAccount.
     let env = TestEnv::start(TestEnvOptions {
-        clusters: 1,
+        clusters: 2,
+        nodes_per_cluster: 3,
         ..Default::default()
     })
     .await?;
+    let mut opts = SimOptions::default();
+    opts.config.bootstrap_delay = Duration::from_millis(200);
+    opts.config.job_duration = Duration::from_millis(200);
+    let sim = Simulator::start(
+        opts,
+        (0..2)
+            .map(|i| {
+                (
+                    env.cluster(i).context_name().to_string(),
+                    env.cluster(i).client(),
+                )
+            })
+            .collect(),
+    )
+    .await?;
     let tmp = tempfile::tempdir()?;
-    let home = tmp.path().join("home");
-    let admin_kubeconfig = env.cluster(0).kubeconfig_path().to_path_buf();
-    let kc = admin_kubeconfig.to_str().context("kubeconfig path")?;
-    // A real `helm install` of the chart, its CRDs included.
-    let client = env.cluster(0).client();
+    let (namespaced, cluster_wide) = tokio::join!(
+        rbac_scenario(&env, 0, false, NS, tmp.path()),
+        rbac_scenario(&env, 1, true, "apps", tmp.path()),
+    );
+    namespaced.context("namespace-scoped")?;
+    cluster_wide.context("cluster-scoped")?;
+    assert!(
+        sim.violations().is_empty(),
+        "violations: {:?}",
+        sim.violations()
+    );
+    Ok(())
+}
+
+fn condition(obj: &Value, t: &str) -> Option<String> {
+    obj.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == t)
+        .and_then(|c| c["status"].as_str())
+        .map(str::to_string)
+}
+
+fn dc_yaml(name: &str, cluster: &str, ns: &str) -> String {
+    format!(
+        r#"
+apiVersion: cassandra.datastax.com/v1beta1
+kind: CassandraDatacenter
+metadata:
+  name: {name}
+  namespace: {ns}
+spec:
+  clusterName: {cluster}
+  serverType: cassandra
+  serverVersion: "4.1.5"
+  size: 1
+  racks:
+    - name: r1
+  storageConfig:
+    cassandraDataVolumeClaimSpec:
+      storageClassName: standard
+      accessModes: [ReadWriteOnce]
+      resources:
+        requests:
+          storage: 1Gi
+"#
+    )
+}
+
+/// One install of the chart on cluster `i`, and the operator as its ServiceAccount through
+/// every built-in policy, in control-plane then data-plane mode.
+async fn rbac_scenario(
+    env: &TestEnv,
+    i: usize,
+    cluster_scoped: bool,
+    workload_ns: &str,
+    tmp: &Path,
+) -> Result<()> {
+    let cluster = env.cluster(i);
+    let client = cluster.client();
+    let home = tmp.join(format!("home-{i}"));
+    let kc = cluster
+        .kubeconfig_path()
+        .to_str()
+        .context("kubeconfig")?
+        .to_string();
     let chart = chart_dir();
     let chart = chart.to_str().context("chart path")?;
-    let installed = run(
-        "helm",
-        &[
-            "install",
+    let scope = format!("global.clusterScoped={cluster_scoped}");
+    let helm = |mode: &str, control_plane: bool| {
+        let cp = format!("controlPlane={control_plane}");
+        let mut a = vec![
+            mode,
             RELEASE,
             chart,
             "--kubeconfig",
-            kc,
+            &kc,
             "--namespace",
             NS,
-            "--create-namespace",
-            "-o",
-            "json",
-        ],
-        &home,
-    )?;
-    let status: Value = serde_json::from_str(&installed)?;
-    assert_eq!(status["info"]["status"], "deployed", "{status}");
-
+            "--set",
+            &scope,
+            "--set",
+            &cp,
+            // The webhook is proven by admission_e2e; testenv's Services have no endpoints.
+            "--set",
+            "admissionWebhook.enabled=false",
+        ];
+        if mode == "install" {
+            a.push("--create-namespace");
+        }
+        run("helm", &a, &home).map(|_| ())
+    };
+    helm("install", true)?;
+    if workload_ns != NS {
+        support::create_namespace(&client, workload_ns).await?;
+    }
     let name = format!("{RELEASE}-k8ssandra-operator");
     Api::<Deployment>::namespaced(client.clone(), NS)
         .get(&name)
@@ -606,104 +687,192 @@ async fn chart_installs_and_its_rbac_is_enough_for_the_operator() -> Result<()> 
         .get(&name)
         .await
         .context("ServiceAccount installed")?;
-    Api::<Role>::namespaced(client.clone(), NS)
-        .get(&name)
-        .await
-        .context("Role installed")?;
-    Api::<RoleBinding>::namespaced(client.clone(), NS)
-        .get(&name)
-        .await
-        .context("RoleBinding installed")?;
-    Api::<Service>::namespaced(client.clone(), NS)
-        .get(&format!("{name}-metrics"))
-        .await
-        .context("metrics Service installed")?;
-    wait_crd(
-        &client,
-        "cassandra.datastax.com",
-        "v1beta1",
-        "CassandraDatacenter",
-    )
-    .await?;
-
-    // The operator, as the chart's ServiceAccount, with the chart's arguments.
+    if !cluster_scoped {
+        Api::<Role>::namespaced(client.clone(), NS)
+            .get(&name)
+            .await
+            .context("Role installed")?;
+        Api::<RoleBinding>::namespaced(client.clone(), NS)
+            .get(&name)
+            .await
+            .context("RoleBinding installed")?;
+    }
+    for (g, v, k) in [
+        ("cassandra.datastax.com", "v1beta1", "CassandraDatacenter"),
+        ("k8ssandra.io", "v1alpha1", "K8ssandraCluster"),
+        ("control.k8ssandra.io", "v1alpha1", "CassandraTask"),
+        ("control.k8ssandra.io", "v1alpha1", "K8ssandraTask"),
+    ] {
+        wait_crd(&client, g, v, k).await?;
+    }
     let token = run(
         "kubectl",
         &[
             "--kubeconfig",
-            kc,
+            &kc,
             "create",
             "token",
             &name,
             "-n",
             NS,
             "--duration",
-            "1h",
+            "2h",
         ],
         &home,
     )?;
-    let sa_kubeconfig = tmp.path().join("sa.kubeconfig");
+    let sa_kubeconfig = tmp.join(format!("sa-{i}.kubeconfig"));
     std::fs::write(
         &sa_kubeconfig,
-        token_kubeconfig(env.cluster(0).kubeconfig_yaml(), token.trim())?,
+        token_kubeconfig(cluster.kubeconfig_yaml(), token.trim())?,
     )?;
-    let plugins = plugin_dir(&tmp.path().join("plugins"), &["cassandra-datacenter"])?;
-    let op = Operator::start(
-        &sa_kubeconfig,
-        &plugins,
-        &[
-            "--namespace",
-            NS,
-            "--leader-elect",
-            "--lease-namespace",
-            NS,
-            "--resync-seconds",
-            "2",
-        ],
-    )?;
-    op.wait_ready(Duration::from_secs(60)).await?;
+    let policies = [
+        "cassandra-datacenter",
+        "cassandra-task",
+        "k8ssandra-cluster",
+        "k8ssandra-task",
+    ];
+    let plugins = plugin_dir(&tmp.join(format!("plugins-{i}")), &policies)?;
+    let operator = |control_plane: bool| {
+        let mut a = vec![
+            "--leader-elect".to_string(),
+            "--lease-namespace".into(),
+            NS.into(),
+            "--resync-seconds".into(),
+            "5".into(),
+            format!("--control-plane={control_plane}"),
+        ];
+        if !cluster_scoped {
+            a.extend(["--namespace".to_string(), NS.to_string()]);
+        }
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        Operator::start(&sa_kubeconfig, &plugins, &refs)
+    };
+    let dcs = datacenters(&client, workload_ns).await?;
+    let task_api = |kind: &'static str| {
+        support::dynamic_api(
+            &client,
+            workload_ns,
+            "control.k8ssandra.io",
+            "v1alpha1",
+            kind,
+        )
+    };
+    let complete = |api: Api<DynamicObject>, name: String| async move {
+        let t = api.get(&name).await.ok()?;
+        (condition(&t.data, "Complete").as_deref() == Some("True")).then_some(())
+    };
 
-    apply_yaml(&client, DC, NS).await?;
-    let stss: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
-    wait_for("two StatefulSets", Duration::from_secs(60), || async {
-        let n = stss.list(&ListParams::default()).await.ok()?.items.len();
-        (n == 2).then_some(())
-    })
+    // Control plane: a K8ssandraCluster with one local datacenter, then a flush over it.
+    let op = operator(true)?;
+    op.wait_ready(Duration::from_secs(300)).await?;
+    let cluster_name = format!("rbac{i}");
+    apply_yaml(
+        &client,
+        &format!(
+            r#"
+apiVersion: k8ssandra.io/v1alpha1
+kind: K8ssandraCluster
+metadata:
+  name: {cluster_name}
+  namespace: {workload_ns}
+spec:
+  cassandra:
+    serverVersion: "4.1.5"
+    storageConfig:
+      cassandraDataVolumeClaimSpec:
+        storageClassName: standard
+        accessModes: [ReadWriteOnce]
+        resources:
+          requests:
+            storage: 1Gi
+    datacenters:
+      - metadata:
+          name: dc1
+        size: 1
+        racks:
+          - name: r1
+---
+apiVersion: control.k8ssandra.io/v1alpha1
+kind: K8ssandraTask
+metadata:
+  name: flush-all
+  namespace: {workload_ns}
+spec:
+  cluster:
+    name: {cluster_name}
+  template:
+    jobs:
+      - name: flush
+        command: flush
+"#
+        ),
+        workload_ns,
+    )
+    .await?;
+    wait_for(
+        "dc1 Ready (control plane)",
+        Duration::from_secs(300),
+        || async { support::dc_ready(&dcs, "dc1").await.then_some(()) },
+    )
     .await
     .map_err(|e| e.context(op.log_text()))?;
-    let services: Api<Service> = Api::namespaced(client.clone(), NS);
     wait_for(
-        "the datacenter's Services",
-        Duration::from_secs(30),
-        || async {
-            let list = services
-                .list(
-                    &ListParams::default()
-                        .labels("app.kubernetes.io/managed-by=k8ssandra-operator"),
-                )
-                .await
-                .ok()?;
-            (!list.items.is_empty()).then_some(())
+        "the K8ssandraTask Complete",
+        Duration::from_secs(180),
+        || {
+            let api = task_api("K8ssandraTask");
+            async move { complete(api.await.ok()?, "flush-all".into()).await }
         },
     )
     .await
     .map_err(|e| e.context(op.log_text()))?;
-    let dcs = datacenters(&client, NS).await?;
-    wait_for("status written", Duration::from_secs(30), || async {
-        let dc = dcs.get("dc1").await.ok()?;
-        dc.data
-            .get("status")
-            .and_then(Value::as_object)
-            .is_some_and(|s| !s.is_empty())
-            .then_some(())
-    })
+    let log = op.log_text();
+    assert!(
+        !log.to_lowercase().contains("forbidden"),
+        "cluster-{i}, control plane: refused something with the chart's RBAC:\n{log}"
+    );
+    drop(op);
+
+    // Data plane: the chart upgraded, a datacenter and a CassandraTask of its own.
+    helm("upgrade", false)?;
+    let op = operator(false)?;
+    op.wait_ready(Duration::from_secs(300)).await?;
+    apply_yaml(
+        &client,
+        &dc_yaml("dc2", &format!("solo{i}"), workload_ns),
+        workload_ns,
+    )
+    .await?;
+    wait_for(
+        "dc2 Ready (data plane)",
+        Duration::from_secs(300),
+        || async { support::dc_ready(&dcs, "dc2").await.then_some(()) },
+    )
     .await
     .map_err(|e| e.context(op.log_text()))?;
-    // Let a few resyncs and the leader's renewals run, then look for refusals.
+    apply_yaml(
+        &client,
+        &format!(
+            "apiVersion: control.k8ssandra.io/v1alpha1\nkind: CassandraTask\nmetadata:\n  name: flush-dc2\n  namespace: {workload_ns}\nspec:\n  datacenter:\n    name: dc2\n  jobs:\n    - name: flush\n      command: flush\n"
+        ),
+        workload_ns,
+    )
+    .await?;
+    wait_for(
+        "the CassandraTask Complete",
+        Duration::from_secs(180),
+        || {
+            let api = task_api("CassandraTask");
+            async move { complete(api.await.ok()?, "flush-dc2".into()).await }
+        },
+    )
+    .await
+    .map_err(|e| e.context(op.log_text()))?;
+    // A few resyncs and lease renewals more, then look for refusals.
     let reconciles = op
         .metric("k8ssandra_reconciles_total", "cassandra-datacenter")
         .await?;
-    wait_for("two more reconciles", Duration::from_secs(30), || async {
+    wait_for("two more reconciles", Duration::from_secs(60), || async {
         let now = op
             .metric("k8ssandra_reconciles_total", "cassandra-datacenter")
             .await
@@ -714,7 +883,283 @@ async fn chart_installs_and_its_rbac_is_enough_for_the_operator() -> Result<()> 
     let log = op.log_text();
     assert!(
         !log.to_lowercase().contains("forbidden"),
-        "the operator was refused something with the chart's RBAC:\n{log}"
+        "cluster-{i}, data plane: refused something with the chart's RBAC:\n{log}"
     );
+    Ok(())
+}
+
+/// Every rendered Role and ClusterRole, in every mode, grants nothing broader than the
+/// operator needs: no wildcards; a namespace-scoped install reads no Secrets (nor anything
+/// else) cluster-wide, its only cluster-wide rule being the webhook configuration of its own
+/// release, by name.
+#[test]
+fn chart_rbac_grants_nothing_broader_than_needed() -> Result<()> {
+    for (sets, cluster_scoped) in [
+        (vec![], false),
+        (vec!["controlPlane=false"], false),
+        (vec!["global.clusterScoped=true"], true),
+        (
+            vec!["global.clusterScoped=true", "controlPlane=false"],
+            true,
+        ),
+    ] {
+        let docs = render(&sets)?;
+        let mut secret_rules = 0;
+        for role in docs
+            .iter()
+            .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
+        {
+            let cluster_wide = role["kind"] == "ClusterRole";
+            let name = role["metadata"]["name"].as_str().unwrap_or_default();
+            for rule in role["rules"].as_array().into_iter().flatten() {
+                let list = |key: &str| -> Vec<String> {
+                    rule[key]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                };
+                for key in ["apiGroups", "resources", "verbs"] {
+                    assert!(
+                        !list(key).iter().any(|v| v.contains('*')),
+                        "{sets:?}: {name} has a wildcard in {key}: {rule}"
+                    );
+                }
+                assert!(
+                    !list("verbs").iter().any(|v| v == "deletecollection"
+                        || v == "escalate"
+                        || v == "bind"
+                        || v == "impersonate"),
+                    "{sets:?}: {name}: {rule}"
+                );
+                let secrets = list("resources").iter().any(|r| r == "secrets");
+                if secrets {
+                    secret_rules += 1;
+                }
+                if cluster_wide && !cluster_scoped {
+                    assert!(
+                        !secrets,
+                        "{sets:?}: a namespace-scoped install reads Secrets cluster-wide: {name} {rule}"
+                    );
+                    assert!(
+                        !list("resourceNames").is_empty(),
+                        "{sets:?}: a namespace-scoped install has a cluster-wide rule not limited by name: {name} {rule}"
+                    );
+                }
+                // Updating a Secret is only for the webhook's own certificate.
+                if secrets && list("verbs").iter().any(|v| v == "update") {
+                    assert_eq!(
+                        list("resourceNames"),
+                        [format!("{RELEASE}-k8ssandra-operator-webhook-cert")],
+                        "{sets:?}: {name} {rule}"
+                    );
+                }
+            }
+        }
+        assert!(secret_rules > 0, "{sets:?}: no Secret rule rendered");
+        let kinds = kinds(&docs);
+        if !cluster_scoped {
+            assert!(
+                !kinds.contains(&"ClusterRoleBinding".to_string())
+                    || docs
+                        .iter()
+                        .filter(|d| d["kind"] == "ClusterRoleBinding")
+                        .all(|d| d["roleRef"]["name"]
+                            == format!("{RELEASE}-k8ssandra-operator-webhook")),
+                "{sets:?}: only the webhook's ClusterRole is bound cluster-wide"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The chart's ValidatingAdmissionPolicies are the generated ones: the chart's files are
+/// copies of `crds/policies` (which `crds/tests/generated.rs` checks against the code), and
+/// what the chart renders is exactly `k8ssandra_api::policies::admission_policies()`.
+#[test]
+fn chart_admission_policies_are_the_generated_ones() -> Result<()> {
+    let generated = workspace_root().join("crds").join("policies");
+    let chart = chart_dir().join("files").join("admission-policies");
+    let list = |dir: &Path| -> Result<Vec<String>> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
+            .collect();
+        names.sort();
+        Ok(names)
+    };
+    let fix = "copy them: for f in crds/policies/*.yaml; do [ \"$(basename $f)\" = kustomization.yaml ] || cp $f charts/k8ssandra-operator/files/admission-policies/; done";
+    assert_eq!(list(&chart)?, list(&generated)?, "{fix}");
+    for name in list(&generated)? {
+        assert!(
+            std::fs::read(generated.join(&name))? == std::fs::read(chart.join(&name))?,
+            "charts/k8ssandra-operator/files/admission-policies/{name} differs from crds/policies/{name}; {fix}"
+        );
+    }
+    let docs = render(&[])?;
+    let mut rendered: Vec<Value> = docs
+        .into_iter()
+        .filter(|d| {
+            d["kind"] == "ValidatingAdmissionPolicy"
+                || d["kind"] == "ValidatingAdmissionPolicyBinding"
+        })
+        .collect();
+    let mut expected = k8ssandra_api::policies::admission_policies();
+    let key = |v: &Value| format!("{}/{}", v["kind"], v["metadata"]["name"]);
+    rendered.sort_by_key(key);
+    expected.sort_by_key(key);
+    assert_eq!(rendered, expected);
+    // Off when asked.
+    let docs = render(&["admissionPolicies.enabled=false"])?;
+    assert!(!kinds(&docs).contains(&"ValidatingAdmissionPolicy".to_string()));
+    Ok(())
+}
+
+/// The webhook's values: a Service by default, a URL on request, checked bounds.
+#[test]
+fn chart_renders_the_webhook() -> Result<()> {
+    let name = format!("{RELEASE}-k8ssandra-operator");
+    let docs = render(&[])?;
+    let vwc =
+        find(&docs, "ValidatingWebhookConfiguration", &name).context("webhook configuration")?;
+    let hook = &vwc["webhooks"][0];
+    assert_eq!(hook["failurePolicy"], "Fail");
+    assert_eq!(hook["timeoutSeconds"], 10);
+    assert_eq!(
+        hook["clientConfig"]["service"]["name"],
+        format!("{name}-webhook")
+    );
+    assert_eq!(hook["clientConfig"]["service"]["path"], "/validate");
+    assert!(
+        hook["clientConfig"]["caBundle"].is_null(),
+        "the operator fills it"
+    );
+    assert_eq!(
+        hook["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        NS
+    );
+    let resources: Vec<&str> = hook["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r["resources"].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .collect();
+    for r in [
+        "cassandradatacenters",
+        "k8ssandraclusters",
+        "cassandratasks",
+        "k8ssandratasks",
+    ] {
+        assert!(resources.contains(&r), "{r} not validated: {resources:?}");
+    }
+    assert!(
+        resources.iter().all(|r| !r.contains('/')),
+        "no subresources: {resources:?}"
+    );
+    let svc = find(&docs, "Service", &format!("{name}-webhook")).context("webhook Service")?;
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "webhook");
+    let op = container(
+        find(&docs, "Deployment", &name).context("Deployment")?,
+        "operator",
+    );
+    let a = args(op);
+    for want in [
+        "--webhook-addr=0.0.0.0:9443".to_string(),
+        "--webhook-failure-policy=Fail".to_string(),
+        "--webhook-deadline-ms=8000".to_string(),
+        format!("--webhook-cert-secret={name}-webhook-cert"),
+        format!("--webhook-cert-namespace={NS}"),
+        format!(
+            "--webhook-cert-host={name}-webhook.{NS}.svc,{name}-webhook.{NS}.svc.cluster.local"
+        ),
+        format!("--webhook-configuration={name}"),
+    ] {
+        assert!(a.contains(&want), "{want} missing: {a:?}");
+    }
+
+    // A URL, the user's certificate, cluster-scoped, fail open.
+    let docs = render(&[
+        "admissionWebhook.url=https://10.0.0.1:9443/validate",
+        "admissionWebhook.certificate.source=secret",
+        "admissionWebhook.certificate.secretName=my-cert",
+        "admissionWebhook.certificate.caBundle=PEM",
+        "admissionWebhook.failurePolicy=Ignore",
+        "global.clusterScoped=true",
+    ])?;
+    let vwc =
+        find(&docs, "ValidatingWebhookConfiguration", &name).context("webhook configuration")?;
+    let hook = &vwc["webhooks"][0];
+    assert_eq!(
+        hook["clientConfig"]["url"],
+        "https://10.0.0.1:9443/validate"
+    );
+    assert_eq!(hook["clientConfig"]["caBundle"], "UEVN");
+    assert_eq!(hook["failurePolicy"], "Ignore");
+    assert!(hook["namespaceSelector"].is_null());
+    assert!(find(&docs, "Service", &format!("{name}-webhook")).is_none());
+    assert!(
+        find(&docs, "ClusterRole", &format!("{name}-webhook")).is_none(),
+        "no caBundle to patch"
+    );
+    let deployment = find(&docs, "Deployment", &name).context("Deployment")?;
+    let a = args(container(deployment, "operator"));
+    assert!(
+        a.contains(&"--webhook-cert-dir=/etc/k8ssandra/webhook".to_string()),
+        "{a:?}"
+    );
+    assert!(
+        !a.iter().any(|a| a.starts_with("--webhook-cert-secret")),
+        "{a:?}"
+    );
+    let volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .context("volumes")?;
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["secret"]["secretName"] == "my-cert"),
+        "{volumes:?}"
+    );
+
+    // Disabled: nothing of it.
+    let docs = render(&["admissionWebhook.enabled=false"])?;
+    assert!(find(&docs, "ValidatingWebhookConfiguration", &name).is_none());
+    let a = args(container(
+        find(&docs, "Deployment", &name).context("Deployment")?,
+        "operator",
+    ));
+    assert!(!a.iter().any(|a| a.starts_with("--webhook")), "{a:?}");
+
+    // Values that cannot work are refused with the rule.
+    for (set, rule) in [
+        (
+            "admissionWebhook.deadlineMs=10000",
+            "deadlineMs must be positive and below",
+        ),
+        (
+            "admissionWebhook.timeoutSeconds=31",
+            "timeoutSeconds must be between 1 and 30",
+        ),
+        (
+            "admissionWebhook.failurePolicy=Maybe",
+            "failurePolicy must be Fail or Ignore",
+        ),
+        (
+            "admissionWebhook.certificate.source=secret",
+            "secretName is required",
+        ),
+        (
+            "admissionWebhook.url=http://x/validate",
+            "must start with https://",
+        ),
+    ] {
+        let e = render(&[set])
+            .err()
+            .with_context(|| format!("{set} rendered"))?;
+        assert!(format!("{e:#}").contains(rule), "{set}: {e:#}");
+    }
     Ok(())
 }

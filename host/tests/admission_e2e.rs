@@ -1,0 +1,715 @@
+//! Admission through a real API server, with the chart's manifests installed (`helm install`,
+//! the webhook configured by URL since testenv's Services have no endpoints): the operator,
+//! running as the chart's ServiceAccount with the chart's webhook flags, makes its serving
+//! certificate and puts the CA into the ValidatingWebhookConfiguration; every built-in
+//! policy's `validate` then refuses bad objects with messages naming the field, and admits
+//! the same objects without the fault. A policy that traps or loops in `validate` is refused
+//! under failurePolicy Fail and admitted (with a warning) under Ignore. Then the chart's
+//! ValidatingAdmissionPolicies are switched on (`helm upgrade`) and deny their own cases.
+//!
+//! One test function on purpose: the cases share one cluster and one install.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client};
+use serde_json::Value;
+
+use k8ssandra_testenv::{TestEnv, TestEnvOptions};
+use support::{Operator, apply_yaml, plugin_dir, wait_crd, wait_for, workspace_root};
+
+const NS: &str = "ops";
+const RELEASE: &str = "k8o";
+const FULLNAME: &str = "k8o-k8ssandra-operator";
+
+fn bin(name: &str) -> PathBuf {
+    let dir = k8ssandra_testenv::discover_bin_dir().expect("testenv binaries (helm, kubectl)");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} missing", path.display());
+    path
+}
+
+fn run(tool: &str, args: &[&str], home: &Path) -> Result<String> {
+    let out = Command::new(bin(tool))
+        .args(args)
+        .env_remove("HELM_DRIVER")
+        .env("HOME", home)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .output()
+        .with_context(|| format!("running {tool}"))?;
+    if !out.status.success() {
+        bail!(
+            "{tool} {} failed:\n{}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn chart_dir() -> String {
+    workspace_root()
+        .join("charts")
+        .join("k8ssandra-operator")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A kubeconfig for the testenv cluster that authenticates with a bearer token.
+fn token_kubeconfig(admin_yaml: &str, token: &str) -> Result<String> {
+    let admin: Value = serde_yaml::from_str(admin_yaml)?;
+    let cluster = admin["clusters"][0].clone();
+    let name = cluster["name"]
+        .as_str()
+        .context("cluster name")?
+        .to_string();
+    let doc = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": name,
+        "clusters": [cluster],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": "sa", "namespace": NS}}],
+    });
+    Ok(serde_yaml::to_string(&doc)?)
+}
+
+/// The operator's webhook flags as the chart renders them for these values, with the
+/// listening address moved to the loopback `addr`.
+fn chart_webhook_args(sets: &[String], addr: &str, home: &Path) -> Result<Vec<String>> {
+    let chart = chart_dir();
+    let mut args = vec!["template", RELEASE, &chart, "--namespace", NS];
+    for s in sets {
+        args.extend(["--set", s.as_str()]);
+    }
+    let text = run("helm", &args, home)?;
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let v: Value = serde::Deserialize::deserialize(doc)?;
+        if v["kind"] == "Deployment" {
+            let args = v["spec"]["template"]["spec"]["containers"][0]["args"]
+                .as_array()
+                .context("args")?
+                .iter()
+                .filter_map(|a| a.as_str())
+                .filter(|a| a.starts_with("--webhook-"))
+                .map(|a| match a.strip_prefix("--webhook-addr=") {
+                    Some(_) => format!("--webhook-addr={addr}"),
+                    None => a.to_string(),
+                })
+                .collect();
+            return Ok(args);
+        }
+    }
+    bail!("no Deployment rendered")
+}
+
+/// Applies YAML; the API server's refusal as text, if any.
+async fn refusal(client: &Client, yaml: &str) -> Option<String> {
+    apply_yaml(client, yaml, NS)
+        .await
+        .err()
+        .map(|e| format!("{e:#}"))
+}
+
+async fn admitted(client: &Client, what: &str, yaml: &str) -> Result<()> {
+    if let Some(e) = refusal(client, yaml).await {
+        bail!("{what} was refused: {e}");
+    }
+    Ok(())
+}
+
+/// The webhook refused `yaml` and named every field of `fields`.
+async fn denied_by_webhook(
+    client: &Client,
+    what: &str,
+    yaml: &str,
+    fields: &[&str],
+) -> Result<String> {
+    let Some(e) = refusal(client, yaml).await else {
+        bail!("{what} was admitted");
+    };
+    assert!(
+        e.contains("admission webhook \"validate.k8ssandra.io\" denied the request"),
+        "{what}: not refused by the webhook: {e}"
+    );
+    for f in fields {
+        assert!(e.contains(f), "{what}: the refusal does not name {f}: {e}");
+    }
+    Ok(e)
+}
+
+fn dc(name: &str, cluster: &str, size: u32, num_tokens: u32, extra_meta: &str) -> String {
+    dc_with(name, cluster, size, num_tokens, extra_meta, "4.1.5", "")
+}
+
+/// A datacenter with another server version and more configuration files (`config` lines,
+/// indented four spaces).
+fn dc_with(
+    name: &str,
+    cluster: &str,
+    size: u32,
+    num_tokens: u32,
+    extra_meta: &str,
+    version: &str,
+    config: &str,
+) -> String {
+    format!(
+        r#"
+apiVersion: cassandra.datastax.com/v1beta1
+kind: CassandraDatacenter
+metadata:
+  name: {name}
+  namespace: {NS}
+{extra_meta}
+spec:
+  clusterName: {cluster}
+  serverType: cassandra
+  serverVersion: "{version}"
+  size: {size}
+  config:
+{config}    cassandra-yaml:
+      num_tokens: {num_tokens}
+  racks:
+    - name: r1
+    - name: r2
+  storageConfig:
+    cassandraDataVolumeClaimSpec:
+      storageClassName: standard
+      accessModes: [ReadWriteOnce]
+      resources:
+        requests:
+          storage: 1Gi
+"#
+    )
+}
+
+fn kc(name: &str, dcs: &[(&str, &str)], extra_meta: &str) -> String {
+    let mut out = format!(
+        r#"
+apiVersion: k8ssandra.io/v1alpha1
+kind: K8ssandraCluster
+metadata:
+  name: {name}
+  namespace: {NS}
+{extra_meta}
+spec:
+  cassandra:
+    serverVersion: "4.1.5"
+    storageConfig:
+      cassandraDataVolumeClaimSpec:
+        storageClassName: standard
+        accessModes: [ReadWriteOnce]
+        resources: {{requests: {{storage: 1Gi}}}}
+    datacenters:
+"#
+    );
+    for (dc, ctx) in dcs {
+        out.push_str(&format!(
+            "      - metadata:\n          name: {dc}\n        k8sContext: \"{ctx}\"\n        size: 1\n"
+        ));
+    }
+    out
+}
+
+fn cassandra_task(name: &str, jobs: &str) -> String {
+    format!(
+        r#"
+apiVersion: control.k8ssandra.io/v1alpha1
+kind: CassandraTask
+metadata:
+  name: {name}
+  namespace: {NS}
+spec:
+  datacenter:
+    name: solo
+  jobs:
+{jobs}
+"#
+    )
+}
+
+fn k8ssandra_task(name: &str, datacenters: &str, command: &str) -> String {
+    format!(
+        r#"
+apiVersion: control.k8ssandra.io/v1alpha1
+kind: K8ssandraTask
+metadata:
+  name: {name}
+  namespace: {NS}
+spec:
+  cluster:
+    name: kc1
+  datacenters: {datacenters}
+  template:
+    jobs:
+      - name: job
+        command: {command}
+"#
+    )
+}
+
+fn misbehave(name: &str, behaviour: &str) -> String {
+    format!(
+        "apiVersion: examples.k8ssandra.io/v1alpha1\nkind: Misbehave\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  behaviour: {behaviour}\n"
+    )
+}
+
+const MISBEHAVE_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: misbehaves.examples.k8ssandra.io
+spec:
+  group: examples.k8ssandra.io
+  names: {kind: Misbehave, listKind: MisbehaveList, plural: misbehaves, singular: misbehave}
+  scope: Namespaced
+  versions:
+    - name: v1alpha1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          x-kubernetes-preserve-unknown-fields: true
+"#;
+
+struct Setup {
+    tmp: tempfile::TempDir,
+    home: PathBuf,
+    sa_kubeconfig: PathBuf,
+    plugins: PathBuf,
+    addr: String,
+    sets: Vec<String>,
+}
+
+impl Setup {
+    /// Starts the operator as the chart's ServiceAccount with the chart's webhook flags and
+    /// `extra` ones (a later flag overrides an earlier one). Every operator shares one plugin
+    /// directory, so a later one finds the policies compiled.
+    fn operator(&self, extra: &[&str]) -> Result<Operator> {
+        let mut args: Vec<String> = vec![
+            "--namespace".into(),
+            NS.into(),
+            "--control-plane".into(),
+            "true".into(),
+            "--policy-deadline-ms".into(),
+            "1000".into(),
+        ];
+        args.extend(chart_webhook_args(&self.sets, &self.addr, &self.home)?);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        Operator::start(&self.sa_kubeconfig, &self.plugins, &refs)
+    }
+}
+
+fn ca_bundle(config: &ValidatingWebhookConfiguration) -> Option<String> {
+    config
+        .webhooks
+        .as_ref()?
+        .first()?
+        .client_config
+        .ca_bundle
+        .as_ref()
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        .filter(|b| !b.is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_and_admission_policies_of_the_chart_through_the_api_server() -> Result<()> {
+    let env = TestEnv::start(TestEnvOptions {
+        clusters: 1,
+        ..Default::default()
+    })
+    .await?;
+    let client = env.cluster(0).client();
+    let tmp = tempfile::tempdir()?;
+    let home = tmp.path().join("home");
+    let admin = env.cluster(0).kubeconfig_path().to_path_buf();
+    let admin = admin.to_str().context("kubeconfig path")?.to_string();
+    let port = support::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let sets: Vec<String> = vec![
+        format!("admissionWebhook.url=https://{addr}/validate"),
+        // Misbehave, the test policy that traps on request, is judged too.
+        "admissionWebhook.extraRules[0].apiGroups[0]=examples.k8ssandra.io".into(),
+        "admissionWebhook.extraRules[0].apiVersions[0]=v1alpha1".into(),
+        "admissionWebhook.extraRules[0].operations[0]=CREATE".into(),
+        "admissionWebhook.extraRules[0].operations[1]=UPDATE".into(),
+        "admissionWebhook.extraRules[0].resources[0]=misbehaves".into(),
+    ];
+    let chart = chart_dir();
+    let mut install = vec![
+        "install",
+        RELEASE,
+        &chart,
+        "--kubeconfig",
+        &admin,
+        "--namespace",
+        NS,
+        "--create-namespace",
+        // The webhook first, on its own: the policies are switched on further down.
+        "--set",
+        "admissionPolicies.enabled=false",
+    ];
+    for s in &sets {
+        install.extend(["--set", s.as_str()]);
+    }
+    run("helm", &install, &home)?;
+    apply_yaml(&client, MISBEHAVE_CRD, "default").await?;
+    for (group, version, kind) in [
+        ("cassandra.datastax.com", "v1beta1", "CassandraDatacenter"),
+        ("k8ssandra.io", "v1alpha1", "K8ssandraCluster"),
+        ("control.k8ssandra.io", "v1alpha1", "CassandraTask"),
+        ("control.k8ssandra.io", "v1alpha1", "K8ssandraTask"),
+        ("examples.k8ssandra.io", "v1alpha1", "Misbehave"),
+    ] {
+        wait_crd(&client, group, version, kind).await?;
+    }
+
+    let token = run(
+        "kubectl",
+        &[
+            "--kubeconfig",
+            &admin,
+            "create",
+            "token",
+            FULLNAME,
+            "-n",
+            NS,
+            "--duration",
+            "1h",
+        ],
+        &home,
+    )?;
+    let sa_kubeconfig = tmp.path().join("sa.kubeconfig");
+    std::fs::write(
+        &sa_kubeconfig,
+        token_kubeconfig(env.cluster(0).kubeconfig_yaml(), token.trim())?,
+    )?;
+    let plugins = plugin_dir(
+        &tmp.path().join("plugins"),
+        &[
+            "cassandra-datacenter",
+            "k8ssandra-cluster",
+            "cassandra-task",
+            "k8ssandra-task",
+        ],
+    )?;
+    std::fs::copy(
+        support::policy_wasm("misbehave-policy"),
+        plugins.join("misbehave.wasm"),
+    )?;
+    let setup = Setup {
+        home: home.clone(),
+        sa_kubeconfig,
+        plugins,
+        addr,
+        sets,
+        tmp,
+    };
+    let op = setup.operator(&[])?;
+    op.wait_ready(Duration::from_secs(300)).await?;
+
+    // The operator made its certificate and published the CA.
+    let configs: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let bundle = wait_for(
+        "the caBundle published",
+        Duration::from_secs(60),
+        || async { ca_bundle(&configs.get(FULLNAME).await.ok()?) },
+    )
+    .await
+    .map_err(|e| e.context(op.log_text()))?;
+    let secret = Api::<Secret>::namespaced(client.clone(), NS)
+        .get(&format!("{FULLNAME}-webhook-cert"))
+        .await
+        .context("the certificate Secret")?;
+    let data = secret.data.context("Secret data")?;
+    assert_eq!(
+        String::from_utf8_lossy(&data["ca.crt"].0),
+        bundle,
+        "the webhook trusts the Secret's CA bundle"
+    );
+
+    // CassandraDatacenter. The API server may take a moment to pick up the caBundle.
+    let good_dc = dc("solo", "demo", 2, 16, "");
+    wait_for(
+        "a valid datacenter admitted",
+        Duration::from_secs(30),
+        || async { refusal(&client, &good_dc).await.is_none().then_some(()) },
+    )
+    .await
+    .map_err(|e| e.context(op.log_text()))?;
+    let e = denied_by_webhook(
+        &client,
+        "num_tokens change",
+        &dc("solo", "demo", 2, 32, ""),
+        &[
+            "spec.config.cassandra-yaml.num_tokens",
+            "from 16 to 32",
+            "cassandra-datacenter",
+        ],
+    )
+    .await?;
+    // Every violation is listed: a cluster rename too.
+    assert!(!e.contains("jvm-options"), "{e}");
+    // Every violation is listed: a configuration file of another version too.
+    let jvm_options = "    jvm-options:\n      initial_heap_size: 512M\n";
+    denied_by_webhook(
+        &client,
+        "num_tokens change and a Cassandra 3.11 file",
+        &dc_with("solo", "demo", 2, 32, "", "4.1.5", jvm_options),
+        &[
+            "spec.config.cassandra-yaml.num_tokens",
+            "spec.config.jvm-options: jvm-options applies to Cassandra 3.11 only",
+        ],
+    )
+    .await?;
+    // A second rule of its own (the schema only checks the X.Y.Z form).
+    denied_by_webhook(
+        &client,
+        "an unsupported server version",
+        &dc_with("other", "demo", 2, 16, "", "4.2.0", ""),
+        &["spec.serverVersion: 4.2.0 is not a supported cassandra version"],
+    )
+    .await?;
+    admitted(
+        &client,
+        "the same datacenter on a supported version",
+        &dc_with("other", "demo", 2, 16, "", "4.1.5", ""),
+    )
+    .await?;
+    admitted(
+        &client,
+        "an unchanged num_tokens",
+        &dc("solo", "demo", 3, 16, ""),
+    )
+    .await?;
+
+    // K8ssandraCluster.
+    admitted(&client, "a cluster", &kc("kc1", &[("kdc1", "")], "")).await?;
+    denied_by_webhook(
+        &client,
+        "a datacenter added and one removed in one update",
+        &kc("kc1", &[("kdc2", "")], ""),
+        &[
+            "spec.cassandra.datacenters",
+            "added and removed in the same update",
+        ],
+    )
+    .await?;
+    denied_by_webhook(
+        &client,
+        "a datacenter moved to another context",
+        &kc("kc1", &[("kdc1", "east")], ""),
+        &["spec.cassandra.datacenters[0].k8sContext", "cannot change"],
+    )
+    .await?;
+    admitted(
+        &client,
+        "a datacenter added",
+        &kc("kc1", &[("kdc1", ""), ("kdc2", "")], ""),
+    )
+    .await?;
+
+    // CassandraTask. An unknown command never reaches the webhook (the schema's enum
+    // refuses it), a known one the operator cannot run does.
+    let unknown = refusal(
+        &client,
+        &cassandra_task("t1", "    - name: j\n      command: explode\n"),
+    )
+    .await
+    .context("an unknown command was admitted")?;
+    assert!(
+        unknown.contains("spec.jobs[0].command") && unknown.contains("explode"),
+        "{unknown}"
+    );
+    denied_by_webhook(
+        &client,
+        "an unsupported command",
+        &cassandra_task("t1", "    - name: j\n      command: move\n"),
+        &["spec.jobs[0].command", "not supported by this operator"],
+    )
+    .await?;
+    denied_by_webhook(
+        &client,
+        "replacenode without a pod",
+        &cassandra_task("t1", "    - name: j\n      command: replacenode\n"),
+        &["spec.jobs[0].args.pod_name"],
+    )
+    .await?;
+    admitted(
+        &client,
+        "a cleanup task",
+        &cassandra_task("t1", "    - name: j\n      command: cleanup\n"),
+    )
+    .await?;
+
+    // K8ssandraTask.
+    denied_by_webhook(
+        &client,
+        "replacenode over datacenters",
+        &k8ssandra_task("kt1", "[kdc1]", "replacenode"),
+        &["spec.template.jobs[0].command", "acts on named pods"],
+    )
+    .await?;
+    admitted(
+        &client,
+        "a flush task",
+        &k8ssandra_task("kt1", "[kdc1]", "flush"),
+    )
+    .await?;
+    denied_by_webhook(
+        &client,
+        "a task's datacenters changed",
+        &k8ssandra_task("kt1", "[kdc1, kdc2]", "flush"),
+        &["spec.datacenters: is immutable"],
+    )
+    .await?;
+
+    // A policy that cannot judge: failurePolicy Fail refuses.
+    admitted(&client, "a behaving object", &misbehave("m1", "ok")).await?;
+    let e = refusal(&client, &misbehave("m2", "trap-validate"))
+        .await
+        .context("a trapping validate was admitted under Fail")?;
+    assert!(
+        e.contains("policy misbehave failed") && e.contains("failurePolicy Fail"),
+        "{e}"
+    );
+    let e = refusal(&client, &misbehave("m3", "loop-validate"))
+        .await
+        .context("a looping validate was admitted under Fail")?;
+    assert!(
+        e.contains("policy misbehave failed") && e.contains("deadline"),
+        "{e}"
+    );
+    let log = op.log_text();
+    assert!(
+        !log.to_lowercase().contains("forbidden"),
+        "the operator was refused something with the chart's RBAC:\n{log}"
+    );
+    drop(op);
+
+    // failurePolicy Ignore admits them (the API server passes the warning on).
+    let op = setup.operator(&["--webhook-failure-policy", "Ignore"])?;
+    op.wait_ready(Duration::from_secs(300)).await?;
+    wait_for(
+        "a trapping validate admitted under Ignore",
+        Duration::from_secs(30),
+        || async {
+            refusal(&client, &misbehave("m2", "trap-validate"))
+                .await
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await
+    .map_err(|e| e.context(op.log_text()))?;
+    assert!(
+        op.log_text().contains("admitted unvalidated"),
+        "the operator logs what it let through"
+    );
+    // Violations still deny under Ignore.
+    denied_by_webhook(
+        &client,
+        "num_tokens change under Ignore",
+        &dc("solo", "demo", 3, 32, ""),
+        &["spec.config.cassandra-yaml.num_tokens"],
+    )
+    .await?;
+
+    // The chart's ValidatingAdmissionPolicies. The API server runs them before webhooks.
+    let mut upgrade = vec![
+        "upgrade",
+        RELEASE,
+        &chart,
+        "--kubeconfig",
+        &admin,
+        "--namespace",
+        NS,
+        "--set",
+        "admissionPolicies.enabled=true",
+    ];
+    for s in &setup.sets {
+        upgrade.extend(["--set", s.as_str()]);
+    }
+    run("helm", &upgrade, &setup.home)?;
+    let vap = |e: &str, name: &str| {
+        e.contains(&format!("ValidatingAdmissionPolicy '{name}'")) && e.contains("denied request")
+    };
+    let dc_policy = "cassandradatacenters.cassandra.datastax.com";
+    let e = wait_for(
+        "the admission policies enforced",
+        Duration::from_secs(60),
+        || async {
+            refusal(&client, &dc("solo", "demo", 3, 32, ""))
+                .await
+                .filter(|e| vap(e, dc_policy))
+        },
+    )
+    .await?;
+    assert!(e.contains("num_tokens cannot change"), "{e}");
+    // The caBundle survived the upgrade (Helm leaves fields it never set).
+    assert_eq!(
+        ca_bundle(&configs.get(FULLNAME).await?).as_deref(),
+        Some(bundle.as_str())
+    );
+    let e = refusal(
+        &client,
+        &dc(
+            "solo",
+            "demo",
+            3,
+            16,
+            "  annotations:\n    cassandra.datastax.com/autoupdate-spec: sometimes",
+        ),
+    )
+    .await
+    .context("a bad autoupdate-spec annotation was admitted")?;
+    assert!(
+        vap(&e, dc_policy) && e.contains("must be once or always"),
+        "{e}"
+    );
+    let kc_policy = "k8ssandraclusters.k8ssandra.io";
+    let e = refusal(
+        &client,
+        &kc(
+            "kc1",
+            &[("kdc1", ""), ("kdc2", "")],
+            "  annotations:\n    k8ssandra.io/autoupdate-spec: sometimes",
+        ),
+    )
+    .await
+    .context("a bad K8ssandraCluster annotation was admitted")?;
+    assert!(
+        vap(&e, kc_policy) && e.contains("must be once or always"),
+        "{e}"
+    );
+    admitted(
+        &client,
+        "a valid annotation",
+        &dc(
+            "solo",
+            "demo",
+            3,
+            16,
+            "  annotations:\n    cassandra.datastax.com/autoupdate-spec: once",
+        ),
+    )
+    .await?;
+
+    let log = op.log_text();
+    assert!(
+        !log.to_lowercase().contains("forbidden"),
+        "the operator was refused something with the chart's RBAC:\n{log}"
+    );
+    Ok(())
+}

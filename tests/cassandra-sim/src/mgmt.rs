@@ -513,7 +513,12 @@ pub(crate) async fn run_listeners(
         }
         let mut retry = false;
         for (key, addr) in desired {
-            if bound.contains_key(&key) {
+            if let Some(b) = bound.get_mut(&key) {
+                // A metrics port that could not be bound yet (its old socket still closing).
+                if b.metrics.is_none() {
+                    b.metrics = crate::metrics::listen(Arc::clone(&core), key.clone(), addr).await;
+                    retry |= b.metrics.is_none();
+                }
                 continue;
             }
             match TcpListener::bind(addr).await {
@@ -525,6 +530,7 @@ pub(crate) async fn run_listeners(
                     let task = tokio::spawn(serve(listener, app));
                     let metrics =
                         crate::metrics::listen(Arc::clone(&core), key.clone(), addr).await;
+                    retry |= metrics.is_none();
                     bound.insert(
                         key.clone(),
                         Bound {

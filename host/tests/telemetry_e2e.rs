@@ -504,7 +504,14 @@ async fn telemetry_end_to_end() -> Result<()> {
                 .any(|p| p.name.as_deref() == Some(port) && p.port == 9000)),
         "the Service has no port {port} on 9000"
     );
-    assert_eq!(sm.data["metadata"]["labels"]["release"], "kube-prometheus");
+    assert_eq!(
+        sm.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("release"))
+            .map(String::as_str),
+        Some("kube-prometheus")
+    );
     wait_for("TelemetryReady=True", WAIT, || async {
         let dc = datacenter(&client).await?;
         (condition(&dc, "TelemetryReady")?["status"] == "True").then_some(())
@@ -548,7 +555,9 @@ async fn telemetry_end_to_end() -> Result<()> {
         let message = wait_for(&format!("Valid=False naming {field}"), WAIT, || async {
             let kc = k8ssandra_cluster(&client).await?;
             let c = condition(&kc, "Valid")?;
-            (c["status"] == "False").then(|| c["message"].as_str().unwrap_or_default().to_string())
+            let message = c["message"].as_str().unwrap_or_default();
+            // The previous case's message may still be there for a moment.
+            (c["status"] == "False" && message.contains(field)).then(|| message.to_string())
         })
         .await
         .map_err(|e| e.context(explain(&op, &sim)))?;

@@ -329,9 +329,10 @@ fn chart_renders_cluster_scoped_with_custom_policies() -> Result<()> {
     }
     let role = find(&docs, "ClusterRole", &name).context("ClusterRole")?;
     assert_eq!(verbs(role, "", "namespaces"), ["get"]);
-    assert!(
-        verbs(role, "", "secrets").iter().all(|v| v != "watch"),
-        "a data-plane operator does not watch Secrets"
+    assert_eq!(
+        verbs(role, "", "secrets"),
+        sorted(&["get", "list", "watch", "create", "patch"]),
+        "a data-plane operator deletes no Secrets (it makes no ReplicatedSecret copies)"
     );
     // The lease stays namespaced even in cluster mode.
     assert!(find(&docs, "Role", &format!("{name}-leader-election")).is_some());
@@ -605,6 +606,26 @@ fn condition(obj: &Value, t: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// A Stargate on the datacenter `dc` gets its Deployment (`<prefix>-r1-stargate-deployment`).
+async fn stargate_runs(client: &kube::Client, ns: &str, dc: &str, prefix: &str) -> Result<()> {
+    apply_yaml(
+        client,
+        &format!(
+            "apiVersion: stargate.k8ssandra.io/v1alpha1\nkind: Stargate\nmetadata:\n  name: sg-{dc}\n  namespace: {ns}\nspec:\n  datacenterRef:\n    name: {dc}\n  size: 1\n  heapSize: 256Mi\n"
+        ),
+        ns,
+    )
+    .await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let name = format!("{prefix}-r1-stargate-deployment");
+    wait_for(
+        &format!("Deployment {name}"),
+        Duration::from_secs(180),
+        || async { deployments.get_opt(&name).await.ok()?.map(|_| ()) },
+    )
+    .await
+}
+
 fn dc_yaml(name: &str, cluster: &str, ns: &str) -> String {
     format!(
         r#"
@@ -730,6 +751,7 @@ async fn rbac_scenario(
         "cassandra-task",
         "k8ssandra-cluster",
         "k8ssandra-task",
+        "stargate",
     ];
     let plugins = plugin_dir(&tmp.join(format!("plugins-{i}")), &policies)?;
     let operator = |control_plane: bool| {
@@ -816,6 +838,9 @@ spec:
     )
     .await
     .map_err(|e| e.context(op.log_text()))?;
+    stargate_runs(&client, workload_ns, "dc1", &format!("{cluster_name}-dc1"))
+        .await
+        .map_err(|e| e.context(op.log_text()))?;
     wait_for(
         "the K8ssandraTask Complete",
         Duration::from_secs(180),
@@ -858,6 +883,9 @@ spec:
         workload_ns,
     )
     .await?;
+    stargate_runs(&client, workload_ns, "dc2", &format!("solo{i}-dc2"))
+        .await
+        .map_err(|e| e.context(op.log_text()))?;
     wait_for(
         "the CassandraTask Complete",
         Duration::from_secs(180),

@@ -190,7 +190,10 @@ generated (create) and replicated (patch).
   # ReplicatedSecret controller deletes the copies it made when their target goes.
   verbs: [get, list, watch, create, patch, delete]
 {{- else }}
-  verbs: [get, list, create, patch]
+  # watch: the built-in policies are all loaded in data-plane mode too, and the
+  # K8ssandraCluster policy's label-selected Secret watch starts with them (proven by
+  # chart_e2e's RBAC run); no delete, since no ReplicatedSecret copies are made here.
+  verbs: [get, list, watch, create, patch]
 {{- end }}
 - apiGroups: [""]
   resources: [events]

@@ -585,6 +585,45 @@ async fn changed_added_and_removed_files_are_reloaded_without_restart() {
     watcher.abort();
 }
 
+/// The watcher's own reads of the directory are not changes: an unchanged directory is
+/// read once by the watcher's catch-up sync and then left alone (it used to be re-read and
+/// re-hashed every debounce period, forever: the operator's idle CPU).
+#[tokio::test]
+async fn an_unchanged_directory_is_not_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("echo"), dir.path().join("echo.wasm")).unwrap();
+    std::fs::copy(fixture("misbehave"), dir.path().join("misbehave.wasm")).unwrap();
+    let rt = runtime();
+    assert!(
+        rt.load_dir(dir.path())
+            .await
+            .iter()
+            .all(|r| r.result.is_ok())
+    );
+    let watcher = rt.spawn_watcher(dir.path().to_path_buf());
+    // The catch-up sync reads both files once; give a loop of syncs time to show itself
+    // (the debounce is 100 ms here).
+    let settled = tokio::time::timeout(Duration::from_secs(20), async {
+        while rt.files_read() < 4 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(settled.is_ok(), "the watcher never synced");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rt.files_read(), 4, "an unchanged directory was read again");
+    // A real change is still seen.
+    std::fs::copy(fixture("echo"), dir.path().join("misbehave.wasm")).unwrap();
+    let reread = tokio::time::timeout(Duration::from_secs(20), async {
+        while rt.files_read() < 6 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(reread.is_ok(), "a changed file was not read");
+    watcher.abort();
+}
+
 #[tokio::test]
 async fn precompiled_artifacts_are_reused_by_the_next_runtime() {
     let cache = tempfile::tempdir().unwrap();

@@ -143,6 +143,8 @@ struct Inner {
     permits: Arc<Semaphore>,
     policies: RwLock<BTreeMap<PathBuf, Arc<LoadedPolicy>>>,
     version: tokio::sync::watch::Sender<u64>,
+    /// Policy files read (and hashed) by `load_file`.
+    files_read: std::sync::atomic::AtomicU64,
 }
 
 impl PolicyRuntime {
@@ -182,6 +184,7 @@ impl PolicyRuntime {
                 permits,
                 policies: RwLock::new(BTreeMap::new()),
                 version,
+                files_read: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -198,6 +201,14 @@ impl PolicyRuntime {
     /// Components loaded from the artifact cache.
     pub fn cache_hits(&self) -> u64 {
         self.inner.compiler.cache_hits()
+    }
+
+    /// Policy files read and hashed so far (each load, reload and directory re-sync reads
+    /// every file): nothing should read them while the directory is unchanged.
+    pub fn files_read(&self) -> u64 {
+        self.inner
+            .files_read
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Where the precompiled artifact of this policy lives, when caching is on.
@@ -261,6 +272,9 @@ impl PolicyRuntime {
     /// a changed file replaces the loaded version only once the new one is ready.
     pub async fn load_file(&self, path: &Path) -> Result<Arc<LoadedPolicy>, PluginError> {
         let path = absolute(path);
+        self.inner
+            .files_read
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let bytes = tokio::fs::read(&path)
             .await
             .map_err(|source| PluginError::Io {

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use notify::{RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode, MetadataKind, ModifyKind};
+use notify::{EventKind, RecursiveMode, Watcher};
 
 use super::PolicyRuntime;
 
@@ -10,6 +11,9 @@ use super::PolicyRuntime;
 pub(crate) async fn run(runtime: PolicyRuntime, dir: PathBuf) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.as_ref().is_ok_and(|e| !changes_content(&e.kind)) {
+            return;
+        }
         // The receiver is gone only when the task ended; nothing to do then.
         let _ = tx.send(event);
     });
@@ -48,6 +52,18 @@ pub(crate) async fn run(runtime: PolicyRuntime, dir: PathBuf) {
     }
 }
 
+/// Whether an event can mean a policy file changed. Opening and reading a file are events
+/// too (inotify's watch includes OPEN): the sync's own reads must not start the next sync,
+/// or the directory is re-read and re-hashed forever.
+fn changes_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
+        _ => true,
+    }
+}
+
 async fn sync(runtime: &PolicyRuntime, dir: &std::path::Path) {
     for report in runtime.load_dir(dir).await {
         if let Err(error) = report.result {
@@ -61,6 +77,36 @@ async fn sync(runtime: &PolicyRuntime, dir: &std::path::Path) {
                 }
                 None => tracing::error!(file = %report.path.display(), %error, "policy refused"),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{CreateKind, DataChange, RemoveKind, RenameMode};
+
+    use super::*;
+
+    #[test]
+    fn reading_a_policy_is_not_a_change_and_writing_one_is() {
+        for quiet in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)),
+        ] {
+            assert!(!changes_content(&quiet), "{quiet:?}");
+        }
+        for change in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Any,
+        ] {
+            assert!(changes_content(&change), "{change:?}");
         }
     }
 }

@@ -470,6 +470,21 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
     let inputs = Inputs { sg: &sg, dc: &dc };
     plan.apply("", &inputs.config_map())?;
     let racks = inputs.racks();
+    let rack_count = dc.racks().len() as i32;
+    let first_deploy = !matches!(
+        prev.progress,
+        Some(StargateProgress::Deploying | StargateProgress::Running)
+    );
+    if first_deploy && rack_count > 0 && size % rack_count != 0 {
+        plan.event(
+            EventType::Warning,
+            "UnevenStargateSpread",
+            format!(
+                "size {size} does not split evenly over the {rack_count} racks of {dc_name}: some racks get {} Stargate pods",
+                if size < rack_count { "no" } else { "more" }
+            ),
+        );
+    }
     let names: Vec<String> = racks.iter().map(|(_, n, _)| n.clone()).collect();
     for (rack, deployment, replicas) in &racks {
         let d = inputs

@@ -267,6 +267,11 @@ fn image_heap_and_auth_options_follow_the_spec() {
     .unwrap();
     let d = applied(&plan, "Deployment");
     assert_eq!(d.len(), 1, "size 1 over 3 racks: the first rack only");
+    assert!(
+        plan.events
+            .iter()
+            .any(|e| e.reason == "UnevenStargateSpread" && e.message.contains("no Stargate pods"))
+    );
     let c = &d[0]["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(
         c["image"],

@@ -994,4 +994,7 @@ pub const GENERATED_FIELDS: &[&str] = &[
     "additionalAnnotations",
     "additionalServiceConfig",
     "podTemplateSpec",
+    "telemetry",
+    "auditLogging",
+    "fullQueryLogging",
 ];

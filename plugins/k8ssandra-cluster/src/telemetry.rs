@@ -193,4 +193,13 @@ mod tests {
             }
         }
     }
+
+    /// Every field this module hands the datacenter is one the K8ssandraCluster generates,
+    /// so a frozen datacenter (an invalid spec) keeps it instead of dropping it.
+    #[test]
+    fn telemetry_fields_are_generated_fields() {
+        for f in ["telemetry", "auditLogging", "fullQueryLogging"] {
+            assert!(crate::dc::GENERATED_FIELDS.contains(&f), "{f}");
+        }
+    }
 }

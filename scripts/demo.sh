@@ -100,7 +100,8 @@ while true; do
     for ctx in cluster-0 cluster-1; do
       echo
       echo "[$ctx]"
-      kubectl --context "$ctx" -n "$ns" get cassdc,statefulsets,pods -o wide 2>&1 | sed 's/^/  /'
+      kubectl --context "$ctx" -n "$ns" get cassdc,stargates,statefulsets,deployments,pods -o wide 2>&1 \
+        | grep -v '^Warning: Stargate support is deprecated' | sed 's/^/  /'
     done
   )"
   clear 2>/dev/null || true

@@ -101,7 +101,7 @@ while true; do
       echo
       echo "[$ctx]"
       kubectl --context "$ctx" -n "$ns" get cassdc,stargates,statefulsets,deployments,pods -o wide 2>&1 \
-        | grep -v '^Warning: Stargate support is deprecated' | sed 's/^/  /'
+        | { grep -v '^Warning: Stargate support is deprecated' || true; } | sed 's/^/  /'
     done
   )"
   clear 2>/dev/null || true

@@ -742,3 +742,24 @@ async fn components_compile_in_a_child_process_and_fall_back_in_process() {
     assert_eq!(rt.compilations(), 1);
     assert!(rt.reconcile(&echo, echo_snapshot()).await.unwrap().is_ok());
 }
+
+/// Two runtimes sharing a cache that load the same component at once compile it once: the
+/// second waits for the first's artifact instead of compiling it again.
+#[tokio::test]
+async fn runtimes_sharing_a_cache_compile_a_component_once() {
+    let cache = tempfile::tempdir().unwrap();
+    let cfg = RuntimeConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..config()
+    };
+    let (a, b) = (
+        PolicyRuntime::new(cfg.clone()).unwrap(),
+        PolicyRuntime::new(cfg).unwrap(),
+    );
+    let file = fixture("echo");
+    let (pa, pb) = tokio::join!(a.load_file(&file), b.load_file(&file));
+    let (pa, pb) = (pa.unwrap(), pb.unwrap());
+    assert_eq!(a.compilations() + b.compilations(), 1);
+    assert_eq!(a.cache_hits() + b.cache_hits(), 1);
+    assert!(pa.from_cache != pb.from_cache);
+}

@@ -88,6 +88,10 @@ impl Compiler {
         hash: &str,
     ) -> Result<(Component, bool), PluginError> {
         let artifact = self.artifact_path(hash);
+        // Operators sharing a cache (replicas on one volume, the two of the demo, tests)
+        // would each compile the same component at once, which takes tens of seconds for a
+        // large policy: the first compiles, the others wait and then load its artifact.
+        let _lock = artifact.as_deref().and_then(|a| lock_artifact(file, a));
         if let Some(artifact) = artifact.as_deref().filter(|a| a.is_file()) {
             // SAFETY: `deserialize_file` maps the artifact and runs its machine code without
             // validating it, so it must be a file wasmtime produced. It is: artifacts are only
@@ -199,6 +203,31 @@ impl Compiler {
             }
         }
         result
+    }
+}
+
+/// An exclusive lock on `<artifact>.lock`, held until dropped; None (compile unlocked)
+/// when the lock file cannot be made, which only costs a duplicate compilation.
+fn lock_artifact(file: &Path, artifact: &Path) -> Option<std::fs::File> {
+    let mut name = artifact.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let opened = artifact
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+        });
+    match opened.and_then(|f| f.lock().map(|()| f)) {
+        Ok(f) => Some(f),
+        Err(error) => {
+            tracing::warn!(file = %file.display(), lock = %lock_path.display(), %error, "cannot lock the policy cache; compiling without it");
+            None
+        }
     }
 }
 

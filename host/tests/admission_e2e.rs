@@ -315,8 +315,8 @@ struct Setup {
 
 impl Setup {
     /// Starts the operator as the chart's ServiceAccount with the chart's webhook flags and
-    /// `extra` ones (a later flag overrides an earlier one). Every operator shares one plugin
-    /// directory, so a later one finds the policies compiled.
+    /// `extra` ones, which replace the chart's of the same name. Every operator shares one
+    /// plugin directory, so a later one finds the policies compiled.
     fn operator(&self, extra: &[&str]) -> Result<Operator> {
         let mut args: Vec<String> = vec![
             "--namespace".into(),
@@ -326,7 +326,16 @@ impl Setup {
             "--policy-deadline-ms".into(),
             "1000".into(),
         ];
-        args.extend(chart_webhook_args(&self.sets, &self.addr, &self.home)?);
+        // A flag given in `extra` replaces the chart's (clap refuses a flag twice).
+        let overridden = |arg: &String| {
+            let flag = arg.split('=').next().unwrap_or_default();
+            extra.contains(&flag)
+        };
+        args.extend(
+            chart_webhook_args(&self.sets, &self.addr, &self.home)?
+                .into_iter()
+                .filter(|a| !overridden(a)),
+        );
         args.extend(extra.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         Operator::start(&self.sa_kubeconfig, &self.plugins, &refs)
@@ -367,6 +376,11 @@ async fn webhook_and_admission_policies_of_the_chart_through_the_api_server() ->
         "admissionWebhook.extraRules[0].operations[0]=CREATE".into(),
         "admissionWebhook.extraRules[0].operations[1]=UPDATE".into(),
         "admissionWebhook.extraRules[0].resources[0]=misbehaves".into(),
+        // ... and its controller may watch them, as a custom policy's install grants.
+        "rbac.extraRules[0].apiGroups[0]=examples.k8ssandra.io".into(),
+        "rbac.extraRules[0].resources[0]=misbehaves".into(),
+        "rbac.extraRules[0].resources[1]=misbehaves/status".into(),
+        "rbac.extraRules[0].verbs={get,list,watch,patch}".into(),
     ];
     let chart = chart_dir();
     let mut install = vec![

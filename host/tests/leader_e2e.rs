@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tokio::net::{TcpListener, TcpStream};
@@ -97,18 +98,28 @@ fn replica(
     )
 }
 
+/// Stops the Lease watch when the test ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Every version of the Lease seen by a watch, in order.
 #[derive(Clone, Default)]
 struct LeaseLog(Arc<Mutex<Vec<LeaseSpec>>>);
 
 impl LeaseLog {
-    fn start(client: &Client) -> (LeaseLog, tokio::task::JoinHandle<()>) {
+    fn start(client: &Client) -> (LeaseLog, AbortOnDrop) {
         let log = LeaseLog::default();
         let api: Api<Lease> = Api::namespaced(client.clone(), "default");
         let config = watcher::Config::default().fields(&format!("metadata.name={LEASE}"));
         let seen = log.clone();
         let task = tokio::spawn(async move {
-            let stream = watcher::watcher(api, config);
+            // With backoff: once the API server is gone, errors must not spin this task.
+            let stream = watcher::watcher(api, config).default_backoff();
             futures::pin_mut!(stream);
             while let Some(event) = stream.next().await {
                 if let Ok(Event::Apply(lease) | Event::InitApply(lease)) = event
@@ -118,7 +129,7 @@ impl LeaseLog {
                 }
             }
         });
-        (log, task)
+        (log, AbortOnDrop(task))
     }
 
     fn holder(&self) -> Option<String> {
@@ -210,7 +221,8 @@ async fn a_killed_leader_hands_over_and_the_standby_finishes() -> Result<()> {
     let bound = lease() + SignedDuration::try_from(RETRY)? + SignedDuration::from_secs(2);
     assert!(
         b_acquired <= a_last + bound,
-        "taken over within the lease duration: renewed {a_last}, taken {b_acquired}"
+        "taken over within the lease duration: renewed {a_last}, taken {b_acquired}\nop-b: {}",
+        tail(&b.log_text(), 30)
     );
 
     let dcs = datacenters(&client, NS).await?;

@@ -26,6 +26,8 @@ use plugin::bindings::{NodeRef, NodeState, Operation, OperationResult};
 pub struct ManagementDataPlane {
     executor: OperationExecutor,
     follower: dataplane::NodeFollower,
+    /// Mutual TLS per pod (managementApiAuth.manual), resolved before each observation.
+    tls: Arc<dataplane::TlsResolver>,
 }
 
 impl ManagementDataPlane {
@@ -37,7 +39,13 @@ impl ManagementDataPlane {
         completions: tokio::sync::mpsc::UnboundedSender<String>,
         clusters: clusters::ClusterRegistry,
     ) -> Result<Self, dataplane::DataplaneError> {
+        let base = config.clone();
         let api = ManagementApi::new(config)?;
+        let tls = Arc::new(dataplane::TlsResolver::new(
+            clusters.clone(),
+            base,
+            api.routes(),
+        ));
         let follower = dataplane::NodeFollower::new(api.clone(), completions.clone());
         let reader = move |cluster: String, namespace: String, name: String| {
             let clusters = clusters.clone();
@@ -69,7 +77,11 @@ impl ManagementDataPlane {
             completions,
             ExecutorConfig::default(),
         );
-        Ok(ManagementDataPlane { executor, follower })
+        Ok(ManagementDataPlane {
+            executor,
+            follower,
+            tls,
+        })
     }
 
     /// Counters of every management-API call so far (probes and operations).
@@ -93,7 +105,9 @@ impl DataPlane for ManagementDataPlane {
         let api = self.executor.api().clone();
         let follower = self.follower.clone();
         let parent = parent.to_string();
+        let tls = Arc::clone(&self.tls);
         Box::pin(async move {
+            tls.resolve(&nodes).await;
             let states = api.observe(nodes).await;
             follower.follow(&parent, &states);
             states

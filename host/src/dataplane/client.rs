@@ -262,6 +262,8 @@ struct Answer {
 pub struct ManagementApi {
     http: reqwest::Client,
     scheme: &'static str,
+    /// Per-address HTTPS clients of datacenters with mutual TLS (see `dataplane::tls`).
+    routes: Arc<super::tls::Routes>,
     config: Arc<ManagementApiConfig>,
     pub(crate) stats: Arc<Recorder>,
     pub(crate) holds: Arc<ProbeHolds>,
@@ -279,30 +281,25 @@ impl fmt::Debug for ManagementApi {
 impl ManagementApi {
     /// Builds a client; fails only on unusable TLS material.
     pub fn new(config: ManagementApiConfig) -> Result<Self, DataplaneError> {
-        let mut builder = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.connect_timeout)
-            // Pod IPs are reached directly: a cluster-wide HTTP proxy must not see them.
-            .no_proxy()
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(2);
-        let scheme = match &config.tls {
-            Some(tls) => {
-                builder = builder.use_preconfigured_tls(tls::client_config(tls)?);
-                "https"
-            }
-            None => "http",
+        let http = http_client(&config, config.tls.as_ref())?;
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
         };
-        let http = builder
-            .build()
-            .map_err(|e| DataplaneError::Client(error_chain(&e)))?;
         Ok(ManagementApi {
             http,
             scheme,
+            routes: Arc::default(),
             config: Arc::new(config),
             stats: Arc::new(Recorder::default()),
             holds: Arc::new(ProbeHolds::default()),
         })
+    }
+
+    /// The per-address routes (mutual TLS) every clone of this client follows.
+    pub fn routes(&self) -> Arc<super::tls::Routes> {
+        Arc::clone(&self.routes)
     }
 
     /// The settings this client was built with.
@@ -317,10 +314,14 @@ impl ManagementApi {
 
     /// `http(s)://<address>:<port>`, bracketing IPv6 addresses.
     pub fn base_url(&self, address: &str) -> String {
+        self.url_with(self.scheme, address)
+    }
+
+    fn url_with(&self, scheme: &str, address: &str) -> String {
         if address.contains(':') && !address.starts_with('[') {
-            format!("{}://[{}]:{}", self.scheme, address, self.config.port)
+            format!("{}://[{}]:{}", scheme, address, self.config.port)
         } else {
-            format!("{}://{}:{}", self.scheme, address, self.config.port)
+            format!("{}://{}:{}", scheme, address, self.config.port)
         }
     }
 
@@ -640,11 +641,18 @@ impl ManagementApi {
         timeout: Option<Duration>,
     ) -> Result<Answer, DataplaneError> {
         let endpoint = call.endpoint;
-        let url = format!("{}{}", self.base_url(address), endpoint.path());
+        let (http, scheme) = match self.routes.get(address) {
+            Some(super::tls::Route::Tls(http)) => (http, "https"),
+            Some(super::tls::Route::Refused(reason)) => {
+                return Err(DataplaneError::Tls(reason.to_string()));
+            }
+            None => (self.http.clone(), self.scheme),
+        };
+        let url = format!("{}{}", self.url_with(scheme, address), endpoint.path());
         let mut request = if endpoint.method() == "GET" {
-            self.http.get(url)
+            http.get(url)
         } else {
-            self.http.post(url)
+            http.post(url)
         };
         if !call.query.is_empty() {
             request = request.query(&call.query);
@@ -691,6 +699,31 @@ impl ManagementApi {
             })
         }
     }
+}
+
+/// The HTTP client of the management API, HTTPS with `tls` when given.
+pub(crate) fn http_client(
+    config: &ManagementApiConfig,
+    tls: Option<&TlsConfig>,
+) -> Result<reqwest::Client, DataplaneError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(config.timeout)
+        .connect_timeout(config.connect_timeout)
+        // Pod IPs are reached directly: a cluster-wide HTTP proxy must not see them.
+        .no_proxy()
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(2);
+    if let Some(tls) = tls {
+        builder = builder.use_preconfigured_tls(tls::client_config(tls)?);
+    }
+    builder
+        .build()
+        .map_err(|e| DataplaneError::Client(error_chain(&e)))
+}
+
+/// Whether TLS material can be used, without building a client.
+pub(crate) fn check_tls(tls: &TlsConfig) -> Result<(), DataplaneError> {
+    tls::client_config(tls).map(|_| ())
 }
 
 fn keyspace_body(replication: &Replication) -> serde_json::Value {

@@ -17,6 +17,7 @@ mod executor;
 mod follow;
 mod observe;
 mod stats;
+mod tls;
 
 pub use client::{
     DEFAULT_PORT, JobStart, JobState, JobStatus, ManagementApi, ManagementApiConfig, Password,
@@ -28,3 +29,4 @@ pub use executor::{
 };
 pub use follow::NodeFollower;
 pub use stats::{CallOutcome, DataplaneStats, Endpoint, EndpointStats};
+pub use tls::{Route, Routes, TLS_CERT_ENV, TlsResolver, tls_from_secret};

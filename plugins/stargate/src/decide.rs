@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8ssandra_api::cassandra::{CassandraDatacenter, DatacenterConditionType as T, PROGRESS_READY};
 use k8ssandra_api::labels::{DATACENTER_LABEL, K8SSANDRA_CLUSTER_NAME_LABEL};
 use k8ssandra_api::names::clean_label_value;
@@ -337,7 +337,6 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
         .children_of::<Service>()
         .into_iter()
         .any(|(c, _)| c.is_empty());
-    let _ = s.children_of::<ConfigMap>();
 
     if sg.metadata.deletion_timestamp.is_some() {
         return Ok(plan);

@@ -611,7 +611,18 @@ mod tests {
             .unwrap()
             .unwrap();
         let old_ca = parse_pems(&m.ca_bundle).unwrap()[0].clone();
-        // 21 of 30 days: the CA is due.
+        // Day 19: the serving certificate is renewed from the CA (still 11 of 30 days left).
+        let m = next_material(
+            Some(&m),
+            &hosts(),
+            &rotation(),
+            Some(&m.ca_bundle),
+            start() + 19 * DAY,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(m.ca_bundle, parse_pems(&m.ca_bundle).unwrap()[0].pem);
+        // Day 21: the CA is due.
         let at = start() + 21 * DAY;
         let n = next_material(Some(&m), &hosts(), &rotation(), Some(&m.ca_bundle), at)
             .unwrap()

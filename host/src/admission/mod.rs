@@ -374,3 +374,123 @@ pub async fn start(
 pub fn user_cert_files(dir: &std::path::Path) -> (PathBuf, PathBuf) {
     (dir.join("tls.crt"), dir.join("tls.key"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(
+        op: &str,
+        object: serde_json::Value,
+        old: Option<serde_json::Value>,
+    ) -> AdmissionRequest<DynamicObject> {
+        let review: AdmissionReview<DynamicObject> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u1",
+                "kind": {"group": "cassandra.datastax.com", "version": "v1beta1", "kind": "CassandraDatacenter"},
+                "resource": {"group": "cassandra.datastax.com", "version": "v1beta1", "resource": "cassandradatacenters"},
+                "name": "dc1",
+                "namespace": "ops",
+                "operation": op,
+                "userInfo": {},
+                "object": object,
+                "oldObject": old,
+            }
+        }))
+        .unwrap();
+        review.try_into().unwrap()
+    }
+
+    fn dc(spec: serde_json::Value, meta: serde_json::Value) -> serde_json::Value {
+        let mut m = serde_json::json!({"name": "dc1", "namespace": "ops"});
+        m.as_object_mut()
+            .unwrap()
+            .extend(meta.as_object().cloned().unwrap_or_default());
+        serde_json::json!({
+            "apiVersion": "cassandra.datastax.com/v1beta1",
+            "kind": "CassandraDatacenter",
+            "metadata": m,
+            "spec": spec,
+        })
+    }
+
+    #[test]
+    fn what_is_not_judged() {
+        let spec = serde_json::json!({"size": 3});
+        let none = serde_json::json!({});
+        assert_eq!(
+            skip_reason(&request("CREATE", dc(spec.clone(), none.clone()), None)),
+            None
+        );
+        // A finalizer removed: spec and annotations unchanged.
+        let old = dc(spec.clone(), serde_json::json!({"finalizers": ["x"]}));
+        assert!(
+            skip_reason(&request(
+                "UPDATE",
+                dc(spec.clone(), none.clone()),
+                Some(old.clone())
+            ))
+            .is_some()
+        );
+        // A spec change is judged.
+        let changed = dc(serde_json::json!({"size": 4}), none.clone());
+        assert_eq!(skip_reason(&request("UPDATE", changed, Some(old))), None);
+        // Being deleted, or bypassed by annotation.
+        let deleting = dc(
+            spec.clone(),
+            serde_json::json!({"deletionTimestamp": "2026-01-01T00:00:00Z"}),
+        );
+        assert!(skip_reason(&request("CREATE", deleting, None)).is_some());
+        let bypass = dc(spec, serde_json::json!({"annotations": {BYPASS: "true"}}));
+        assert!(skip_reason(&request("CREATE", bypass, None)).is_some());
+    }
+
+    #[test]
+    fn a_denial_lists_every_violation_with_its_field() {
+        let req = request(
+            "CREATE",
+            dc(serde_json::json!({}), serde_json::json!({})),
+            None,
+        );
+        let violations = BTreeMap::from([(
+            "cassandra-datacenter".to_string(),
+            vec![
+                Violation {
+                    field: "spec.size".into(),
+                    message: "must be at least 1".into(),
+                },
+                Violation {
+                    field: "spec.clusterName".into(),
+                    message: "must not be empty".into(),
+                },
+            ],
+        )]);
+        let r = deny(AdmissionResponse::from(&req), &violations, &[]);
+        assert!(!r.allowed);
+        assert_eq!(
+            r.result.message,
+            "policy cassandra-datacenter: spec.size: must be at least 1; spec.clusterName: must not be empty"
+        );
+        let causes = r.result.details.unwrap().causes;
+        assert_eq!(causes[1].field, "spec.clusterName");
+        // A policy that cannot judge: Fail denies, Ignore admits with a warning.
+        let fail = |policy| {
+            let config = AdmissionConfig {
+                failure_policy: policy,
+                ..Default::default()
+            };
+            fail(
+                AdmissionResponse::from(&req),
+                &config,
+                "dc",
+                &["policy x failed: trap".to_string()],
+            )
+        };
+        assert!(!fail(FailurePolicy::Fail).allowed);
+        let open = fail(FailurePolicy::Ignore);
+        assert!(open.allowed);
+        assert!(open.warnings.unwrap()[0].contains("policy x failed: trap"));
+    }
+}

@@ -287,9 +287,9 @@ async fn replicate(
         if copies.contains(&old) {
             continue;
         }
-        if targets.contains(&(old.cluster.clone(), old.namespace.clone())) {
-            copies.push(old);
-        } else if !keep && remove_copy(&old, &rs_id, clusters, metrics).await.is_err() {
+        let target_stays = targets.contains(&(old.cluster.clone(), old.namespace.clone()));
+        // A copy whose deletion failed stays on the record, to be tried again.
+        if target_stays || (!keep && remove_copy(&old, &rs_id, clusters, metrics).await.is_err()) {
             copies.push(old);
         }
     }

@@ -296,12 +296,12 @@ async fn refused_kubeconfigs_and_replicated_secret_ownership() -> Result<()> {
     let foreign = secret(&remote, ns, "app-other").await.context("foreign")?;
     assert_eq!(value_of(&foreign), b"mine", "never overwritten");
     assert!(
-        foreign
+        !foreign
             .metadata
             .labels
             .unwrap_or_default()
-            .get("k8ssandra.io/replicated-by")
-            .is_none()
+            .contains_key("k8ssandra.io/replicated-by"),
+        "the foreign Secret was not relabelled"
     );
 
     // Removing a target deletes the copies made there, and only those.

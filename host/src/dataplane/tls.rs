@@ -28,9 +28,15 @@ use crate::plugin::bindings::NodeRef;
 pub const TLS_CERT_ENV: &str = "MGMT_API_TLS_CERT_FILE";
 const CASSANDRA_CONTAINER: &str = "cassandra";
 const FIELD: &str = "spec.managementApiAuth.manual.clientSecretName";
-/// Pods, datacenters and Secrets are read again after this long (a rotated certificate is
-/// used within it); within it, one observation of many nodes reads them once.
+/// Datacenters and Secrets are read again after this long (a rotated certificate is used
+/// within it); within it, one observation of many nodes reads them once.
 const CACHE_FOR: Duration = Duration::from_secs(5);
+/// A pod's containers never change, so whether it serves TLS is read once per pod (name
+/// and address: a recreated pod usually has another), and again after this long in case
+/// it was recreated with the same name and address.
+const POD_CACHE_FOR: Duration = Duration::from_secs(60);
+/// Pods looked up at once on a first observation of a large datacenter.
+const LOOKUPS_AT_ONCE: usize = 32;
 
 /// How to reach one pod's management API when not plain HTTP.
 #[derive(Clone)]
@@ -106,6 +112,10 @@ fn pod_tls(pod: &Pod) -> Option<Option<String>> {
 }
 
 type DcKey = (String, String, String);
+/// (cluster, namespace, pod, address)
+type PodKey = (String, String, String, String);
+/// Whether a pod serves TLS (Some), with its datacenter label.
+type PodFacts = Option<Option<String>>;
 
 /// Finds the route of each observed pod and records it in [`Routes`].
 pub struct TlsResolver {
@@ -113,6 +123,8 @@ pub struct TlsResolver {
     base: ManagementApiConfig,
     routes: Arc<Routes>,
     by_dc: Mutex<HashMap<DcKey, (Instant, Option<Route>)>>,
+    /// Whether a pod serves TLS, and its datacenter label.
+    by_pod: Mutex<HashMap<PodKey, (Instant, PodFacts)>>,
 }
 
 impl TlsResolver {
@@ -122,25 +134,57 @@ impl TlsResolver {
             base,
             routes,
             by_dc: Mutex::new(HashMap::new()),
+            by_pod: Mutex::new(HashMap::new()),
         }
     }
 
     /// Sets the route of every node with an address.
     pub async fn resolve(&self, nodes: &[(NodeRef, Option<String>)]) {
-        for (node, address) in nodes {
-            let Some(address) = address else { continue };
-            let route = self.route_for(node).await;
-            self.routes.set(address, route);
-        }
+        use futures::StreamExt;
+        futures::stream::iter(nodes)
+            .filter_map(|(node, address)| async move { address.as_ref().map(|a| (node, a)) })
+            .for_each_concurrent(LOOKUPS_AT_ONCE, |(node, address)| async move {
+                let route = self.route_for(node, address).await;
+                self.routes.set(address, route);
+            })
+            .await;
     }
 
-    async fn route_for(&self, node: &NodeRef) -> Option<Route> {
-        let client = self.clusters.client(&node.cluster)?;
+    /// Whether the pod serves TLS (and its datacenter), cached; None when it can't be read.
+    async fn pod_facts(
+        &self,
+        client: &kube::Client,
+        node: &NodeRef,
+        address: &str,
+    ) -> Option<PodFacts> {
+        let key = (
+            node.cluster.clone(),
+            node.namespace.clone(),
+            node.pod.clone(),
+            address.to_string(),
+        );
+        {
+            let mut cache = self.by_pod.lock().unwrap_or_else(|e| e.into_inner());
+            cache.retain(|_, (at, _)| at.elapsed() < POD_CACHE_FOR);
+            if let Some((_, facts)) = cache.get(&key) {
+                return Some(facts.clone());
+            }
+        }
         let pods: Api<Pod> = Api::namespaced(client.clone(), &node.namespace);
+        let pod = pods.get_opt(&node.pod).await.ok().flatten()?;
+        let facts = pod_tls(&pod);
+        self.by_pod
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (Instant::now(), facts.clone()));
+        Some(facts)
+    }
+
+    async fn route_for(&self, node: &NodeRef, address: &str) -> Option<Route> {
+        let client = self.clusters.client(&node.cluster)?;
         // A pod that cannot be read is spoken to as before: the call itself then fails or
         // not, as it would without TLS.
-        let pod = pods.get_opt(&node.pod).await.ok().flatten()?;
-        let datacenter = pod_tls(&pod)?;
+        let datacenter = self.pod_facts(&client, node, address).await??;
         let Some(dc) = datacenter else {
             return Some(refused(format!(
                 "pod {}/{} serves its management API over TLS but has no {DATACENTER_LABEL} \

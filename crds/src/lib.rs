@@ -40,6 +40,7 @@ pub mod medusa;
 pub mod meta;
 pub mod names;
 pub mod policies;
+pub mod quantity;
 pub mod reaper;
 pub mod replication;
 pub mod schema;

@@ -28,6 +28,7 @@ use crate::encryption::Stores;
 use crate::images::Image;
 use crate::k8ssandra::merge_json;
 use crate::meta::ResourceMeta;
+use crate::quantity::{bytes_quantity, quantity_bytes};
 use crate::reaper::SecretsProvider;
 use crate::telemetry::TelemetrySpec;
 
@@ -47,12 +48,12 @@ pub const AUTH_KEYSPACE: &str = "data_endpoint_auth";
 /// Table of [`AUTH_KEYSPACE`] holding the tokens.
 pub const AUTH_TABLE: &str = "token";
 
-/// Columns of [`AUTH_TABLE`]: (name, CQL type, whether it is the partition key).
-pub const AUTH_TABLE_COLUMNS: [(&str, &str, bool); 3] = [
-    ("auth_token", "uuid", true),
-    ("username", "text", false),
-    ("created_timestamp", "int", false),
-];
+/// Partition key of [`AUTH_TABLE`]: (name, CQL type).
+pub const AUTH_TABLE_KEY: [(&str, &str); 1] = [("auth_token", "uuid")];
+
+/// Regular columns of [`AUTH_TABLE`]: (name, CQL type).
+pub const AUTH_TABLE_COLUMNS: [(&str, &str); 2] =
+    [("username", "text"), ("created_timestamp", "int")];
 
 /// Default image tag of every Stargate image.
 pub const DEFAULT_TAG: &str = "v1.0.77";
@@ -79,56 +80,6 @@ pub fn config_map_name(cluster: &str, dc: &str) -> String {
         crate::names::cleanup_for_kubernetes(cluster),
         crate::names::cleanup_for_kubernetes(dc)
     )
-}
-
-/// Bytes of a Kubernetes quantity (`512Mi`, `1G`, `1e9`, `1500`); None when it does not
-/// parse. Fractions round down, which is what a byte count means.
-pub fn quantity_bytes(q: &str) -> Option<u128> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    if (int.is_empty() && frac.is_empty()) || int.len() > 20 || frac.len() > 9 {
-        return None;
-    }
-    let scale = 10u128.pow(frac.len() as u32);
-    let n: u128 = format!("{int}{frac}").parse().ok()?;
-    let mult: u128 = match suffix {
-        "" => 1,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        "Ti" => 1 << 40,
-        "Pi" => 1 << 50,
-        "Ei" => 1 << 60,
-        "k" => 1_000,
-        "M" => 1_000_000,
-        "G" => 1_000_000_000,
-        "T" => 1_000_000_000_000,
-        "P" => 1_000_000_000_000_000,
-        "E" => 1_000_000_000_000_000_000,
-        s if s.starts_with(['e', 'E']) => 10u128.checked_pow(s[1..].parse().ok()?)?,
-        _ => return None,
-    };
-    n.checked_mul(mult).map(|b| b / scale)
-}
-
-/// A byte count as the API server writes a memory quantity: the largest binary unit that
-/// divides it (`536870912` → `512Mi`), else plain bytes.
-pub fn bytes_quantity(bytes: u128) -> String {
-    const UNITS: [&str; 6] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
-    let mut unit = "";
-    let mut n = bytes;
-    for u in UNITS {
-        if n == 0 || !n.is_multiple_of(1024) {
-            break;
-        }
-        n /= 1024;
-        unit = u;
-    }
-    format!("{n}{unit}")
 }
 
 /// Pod settings of Stargate, at any level (cluster, datacenter or rack).
@@ -246,7 +197,10 @@ impl StargateTemplate {
                 format!("{path}.heapSize"),
                 format!(
                     "{:?} is not a quantity of bytes",
-                    self.heap_size.as_ref().map(|q| q.0.as_str()).unwrap_or_default()
+                    self.heap_size
+                        .as_ref()
+                        .map(|q| q.0.as_str())
+                        .unwrap_or_default()
                 ),
             ));
             return out;
@@ -785,15 +739,7 @@ mod tests {
     }
 
     #[test]
-    fn quantities_and_names() {
-        assert_eq!(quantity_bytes("256Mi"), Some(256 << 20));
-        assert_eq!(quantity_bytes("1G"), Some(1_000_000_000));
-        assert_eq!(quantity_bytes("1.5Gi"), Some(3 << 29));
-        assert_eq!(quantity_bytes("1e3"), Some(1000));
-        assert_eq!(quantity_bytes("lots"), None);
-        assert_eq!(bytes_quantity(1 << 30), "1Gi");
-        assert_eq!(bytes_quantity(512 << 20), "512Mi");
-        assert_eq!(bytes_quantity(1000), "1000");
+    fn names() {
         assert_eq!(resource_name("Demo", "dc1"), "demo-dc1-stargate");
         assert_eq!(service_name("demo", "dc1"), "demo-dc1-stargate-service");
         assert_eq!(

@@ -129,15 +129,7 @@ pub fn quantity_bytes(q: &str) -> Option<f64> {
 /// `0.5` → `500m`, `1500M` stays), so desired objects compare equal to live ones and an
 /// unchanged plan writes nothing. None when the input is not understood (kept as is).
 pub fn canonical_quantity(q: &str) -> Option<String> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    if int.is_empty() && frac.is_empty() || frac.len() > 18 || int.len() > 18 {
-        return None;
-    }
+    let (int, frac, suffix) = k8ssandra_api::quantity::quantity_parts(q)?;
     let numerator: i128 = format!("{int}{frac}").parse().ok()?;
     let denominator: i128 = 10i128.pow(frac.len() as u32);
     let binary = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];

@@ -22,11 +22,12 @@ use k8ssandra_api::labels::{
     PART_OF_LABEL_VALUE,
 };
 use k8ssandra_api::stargate::{
-    AUTH_KEYSPACE, AUTH_TABLE, AUTH_TABLE_COLUMNS, StargateDatacenterTemplate, StargateStatus,
-    resource_name,
+    AUTH_KEYSPACE, AUTH_TABLE, AUTH_TABLE_COLUMNS, AUTH_TABLE_KEY, StargateDatacenterTemplate,
+    StargateStatus, resource_name,
 };
-use k8ssandra_policy_sdk::bindings::k8ssandra::policy::types::{ColumnDef, ColumnKind, TableDef};
-use k8ssandra_policy_sdk::{EventType, OperationKind, PolicyError, Violation, violation};
+use k8ssandra_policy_sdk::{
+    EventType, OperationKind, PolicyError, Violation, simple_table, violation,
+};
 use serde_json::{Value, json};
 
 use crate::cluster::Ctx;
@@ -80,29 +81,6 @@ pub fn violations(kc: &K8ssandraCluster) -> Vec<Violation> {
     out
 }
 
-/// The `token` table of the auth keyspace, as the create-table operation takes it.
-fn token_table() -> TableDef {
-    TableDef {
-        keyspace: AUTH_KEYSPACE.to_string(),
-        name: AUTH_TABLE.to_string(),
-        columns: AUTH_TABLE_COLUMNS
-            .iter()
-            .map(|(name, ty, pk)| ColumnDef {
-                name: name.to_string(),
-                cql_type: ty.to_string(),
-                kind: if *pk {
-                    ColumnKind::PartitionKey
-                } else {
-                    ColumnKind::Regular
-                },
-                position: 0,
-                descending: false,
-            })
-            .collect(),
-        options: Vec::new(),
-    }
-}
-
 /// The auth keyspace, replicated as `want` (the system keyspaces' replication), and its
 /// table. True once both are in place; false (with operations planned) until then.
 pub fn auth_keyspace(cx: &mut Ctx, want: &BTreeMap<String, u32>, key: &str) -> bool {
@@ -134,7 +112,12 @@ pub fn auth_keyspace(cx: &mut Ctx, want: &BTreeMap<String, u32>, key: &str) -> b
         cx,
         &format!("stargate-auth/table/{AUTH_KEYSPACE}.{AUTH_TABLE}"),
         Some(target),
-        OperationKind::CreateTable(token_table()),
+        OperationKind::CreateTable(simple_table(
+            AUTH_KEYSPACE,
+            AUTH_TABLE,
+            &AUTH_TABLE_KEY,
+            &AUTH_TABLE_COLUMNS,
+        )),
     )
     .is_some()
 }

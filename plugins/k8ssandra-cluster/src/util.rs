@@ -5,39 +5,8 @@ use std::collections::BTreeMap;
 use k8ssandra_policy_sdk::{Outcome, Snapshot};
 use serde_json::Value;
 
-/// RFC 3339 (seconds, UTC) of a Unix time in milliseconds, the format of Kubernetes `Time`.
-pub fn rfc3339(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
-
-/// FNV-1a, 64 bits, as 16 hex digits: stable across builds and platforms, unlike std's
-/// hasher, so operation ids derived from it survive an operator upgrade.
-pub fn hash(s: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
+// Time and hashing are shared by every policy.
+pub use k8ssandra_policy_sdk::{rfc3339, stable_hash as hash};
 
 /// Where an operation stands, over its retries.
 #[derive(Debug, Clone, PartialEq)]

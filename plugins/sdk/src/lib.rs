@@ -32,6 +32,7 @@ pub use bindings::k8ssandra::policy::types::{
     ObjectKey, Operation, OperationKind, OperationResult, Outcome, Plan, PluginInfo, PolicyError,
     ReadSpec, Replication, Role, Snapshot, TableScope, Violation,
 };
+pub use bindings::k8ssandra::policy::types::{ColumnDef, ColumnKind, TableDef};
 
 /// Re-exported so policies use the same versions as the SDK.
 pub use k8s_openapi;
@@ -301,6 +302,75 @@ pub fn labels_mut(
     meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
 ) -> &mut BTreeMap<String, String> {
     meta.labels.get_or_insert_with(BTreeMap::new)
+}
+
+/// A table whose columns are `partition_key` (in key order) then `regular`, each as
+/// (name, CQL type): the shape of the tables operators create for their own use.
+pub fn simple_table(
+    keyspace: &str,
+    name: &str,
+    partition_key: &[(&str, &str)],
+    regular: &[(&str, &str)],
+) -> TableDef {
+    let column = |(i, (n, t)): (usize, &(&str, &str)), kind| ColumnDef {
+        name: n.to_string(),
+        cql_type: t.to_string(),
+        kind,
+        position: u32::try_from(i).unwrap_or(u32::MAX),
+        descending: false,
+    };
+    let mut columns: Vec<ColumnDef> = partition_key
+        .iter()
+        .enumerate()
+        .map(|c| column(c, ColumnKind::PartitionKey))
+        .collect();
+    columns.extend(
+        regular
+            .iter()
+            .enumerate()
+            .map(|c| column(c, ColumnKind::Regular)),
+    );
+    TableDef {
+        keyspace: keyspace.to_string(),
+        name: name.to_string(),
+        columns,
+        options: Vec::new(),
+    }
+}
+
+/// RFC 3339 (seconds, UTC) of Unix milliseconds: the form Kubernetes writes a `Time` in, so a
+/// status a policy writes compares equal to the one it reads back.
+pub fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// FNV-1a, 64 bits, as 16 hex digits: stable across builds and platforms, unlike std's
+/// hasher, so operation ids derived from it survive an operator upgrade.
+pub fn stable_hash(s: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 /// A violation for `field`.

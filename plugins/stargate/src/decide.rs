@@ -10,13 +10,12 @@ use k8ssandra_api::cassandra::{CassandraDatacenter, DatacenterConditionType as T
 use k8ssandra_api::labels::{DATACENTER_LABEL, K8SSANDRA_CLUSTER_NAME_LABEL};
 use k8ssandra_api::names::clean_label_value;
 use k8ssandra_api::stargate::{
-    AUTH_KEYSPACE, AUTH_TABLE, AUTH_TABLE_COLUMNS, STARGATE_CONDITION_READY, Stargate,
-    StargateProgress, StargateStatus,
+    AUTH_KEYSPACE, AUTH_TABLE, AUTH_TABLE_COLUMNS, AUTH_TABLE_KEY, STARGATE_CONDITION_READY,
+    Stargate, StargateProgress, StargateStatus,
 };
-use k8ssandra_policy_sdk::bindings::k8ssandra::policy::types::{ColumnDef, ColumnKind, TableDef};
 use k8ssandra_policy_sdk::{
     EventType, NodeRef, Object, OperationKind, Outcome, Plan, PolicyError, Replication, Snapshot,
-    error,
+    error, rfc3339, simple_table, stable_hash,
 };
 use serde_json::{Value, json};
 
@@ -61,37 +60,6 @@ pub fn datacenter_ready(dc: &CassandraDatacenter) -> bool {
     };
     seen && st.is_true(T::Ready)
         && st.cassandra_operator_progress.as_deref() == Some(PROGRESS_READY)
-}
-
-/// FNV-1a, stable across builds, for operation ids.
-fn hash(s: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
-
-/// RFC 3339 (seconds, UTC) of Unix milliseconds, the form the API server keeps.
-pub fn rfc3339(ms: u64) -> String {
-    let secs = ms / 1000;
-    let z = (secs / 86_400) as i64 + 719_468;
-    let rem = secs % 86_400;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
 }
 
 enum Step {
@@ -173,7 +141,7 @@ fn auth_schema(s: &Snapshot, plan: &mut Plan, sg: &Stargate, dc: &CassandraDatac
         plan.requeue_after(WAIT_MS);
         return false;
     };
-    let key = hash(&format!("{:?}/{want:?}", sg.metadata.generation));
+    let key = stable_hash(&format!("{:?}/{want:?}", sg.metadata.generation));
     let base = format!(
         "stargate-auth/{}/{key}",
         sg.metadata.uid.as_deref().unwrap_or_default()
@@ -204,32 +172,18 @@ fn auth_schema(s: &Snapshot, plan: &mut Plan, sg: &Stargate, dc: &CassandraDatac
         Step::Done => true,
         Step::Wait => false,
         Step::Run(id) => {
-            plan.operate(id, target, OperationKind::CreateTable(token_table()));
+            plan.operate(
+                id,
+                target,
+                OperationKind::CreateTable(simple_table(
+                    AUTH_KEYSPACE,
+                    AUTH_TABLE,
+                    &AUTH_TABLE_KEY,
+                    &AUTH_TABLE_COLUMNS,
+                )),
+            );
             false
         }
-    }
-}
-
-/// The `token` table of the auth keyspace, as the create-table operation takes it.
-fn token_table() -> TableDef {
-    TableDef {
-        keyspace: AUTH_KEYSPACE.to_string(),
-        name: AUTH_TABLE.to_string(),
-        columns: AUTH_TABLE_COLUMNS
-            .iter()
-            .map(|(name, ty, pk)| ColumnDef {
-                name: name.to_string(),
-                cql_type: ty.to_string(),
-                kind: if *pk {
-                    ColumnKind::PartitionKey
-                } else {
-                    ColumnKind::Regular
-                },
-                position: 0,
-                descending: false,
-            })
-            .collect(),
-        options: Vec::new(),
     }
 }
 

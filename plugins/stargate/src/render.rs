@@ -12,9 +12,10 @@ use k8ssandra_api::labels::{
     PART_OF_LABEL, PART_OF_LABEL_VALUE, RACK_LABEL,
 };
 use k8ssandra_api::names::{clean_label_value, seed_service_name, split_racks};
+use k8ssandra_api::quantity::{bytes_quantity, quantity_bytes};
 use k8ssandra_api::stargate::{
     self as api, ApiAuthMethod, STARGATE_DEPLOYMENT_LABEL, STARGATE_LABEL, Stargate,
-    StargateTemplate, bytes_quantity, quantity_bytes,
+    StargateTemplate,
 };
 use serde_json::{Map, Value, json};
 

@@ -65,6 +65,9 @@ type KindKey = (String, String, String);
 #[derive(Clone, Default)]
 pub struct Discovery {
     cache: Arc<Mutex<HashMap<KindKey, Resolved>>>,
+    /// Kinds asked for and not served at the time, until `appeared` finds them served: a
+    /// CRD installed later (the Prometheus Operator's ServiceMonitor) is then watched.
+    misses: Arc<Mutex<std::collections::BTreeSet<KindKey>>>,
 }
 
 impl Discovery {
@@ -93,15 +96,21 @@ impl Discovery {
             None => ("", api_version),
         };
         let gvk = GroupVersionKind::gvk(group, version, kind);
-        let (resource, caps) =
-            pinned_kind(client, &gvk)
-                .await
-                .map_err(|source| ApplyError::Discovery {
+        let (resource, caps) = match pinned_kind(client, &gvk).await {
+            Ok(found) => found,
+            Err(source) => {
+                self.misses
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key);
+                return Err(ApplyError::Discovery {
                     cluster: cluster.to_string(),
                     api_version: api_version.to_string(),
                     kind: kind.to_string(),
                     message: short(&source),
-                })?;
+                });
+            }
+        };
         let resolved = Resolved {
             resource,
             namespaced: caps.scope == Scope::Namespaced,
@@ -113,12 +122,57 @@ impl Discovery {
         Ok(resolved)
     }
 
+    /// Asks again for every kind that was not served; true when one is now. One request
+    /// per missing kind, nothing when every kind was found.
+    pub async fn appeared(&self, client_of: impl Fn(&str) -> Option<Client>) -> bool {
+        let misses: Vec<KindKey> = self
+            .misses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        let mut any = false;
+        for (cluster, api_version, kind) in misses {
+            match client_of(&cluster) {
+                Some(client) => {
+                    // Found by anyone since (a policy's apply resolves it too) counts: the
+                    // watches set up while it was missing still lack it.
+                    if self
+                        .resolve(&cluster, &client, &api_version, &kind)
+                        .await
+                        .is_ok()
+                    {
+                        tracing::info!(%cluster, %api_version, %kind, "kind is served now");
+                        self.misses
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&(cluster, api_version, kind));
+                        any = true;
+                    }
+                }
+                // A cluster that is gone is asked about again when it returns.
+                None => {
+                    self.misses
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&(cluster, api_version, kind));
+                }
+            }
+        }
+        any
+    }
+
     /// Forgets a cluster's kinds (its client changed, CRDs may differ).
     pub fn forget_cluster(&self, cluster: &str) {
         self.cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|k, _| k.0 != cluster);
+        self.misses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k| k.0 != cluster);
     }
 }
 

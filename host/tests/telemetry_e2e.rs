@@ -517,6 +517,60 @@ async fn telemetry_end_to_end() -> Result<()> {
         (condition(&dc, "TelemetryReady")?["status"] == "True").then_some(())
     })
     .await?;
+    // The operator notices the kind is served now and watches it: a settled ServiceMonitor is
+    // then part of the plan ⊆ live check, and a reconcile writes nothing (without the watch
+    // it would be applied again on every reconcile).
+    wait_for("the operator watches ServiceMonitors", WAIT, || async {
+        op.log_text().contains("kind is served now").then_some(())
+    })
+    .await
+    .map_err(|e| e.context(explain(&op, &sim)))?;
+    let settled_rv = wait_for("the ServiceMonitor to settle", WAIT, || async {
+        let before = sms
+            .get(SERVICE_MONITOR)
+            .await
+            .ok()?
+            .metadata
+            .resource_version;
+        let writes = op.metric("k8ssandra_api_writes_all_total", "").await.ok()?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let after = sms
+            .get(SERVICE_MONITOR)
+            .await
+            .ok()?
+            .metadata
+            .resource_version;
+        let writes_after = op.metric("k8ssandra_api_writes_all_total", "").await.ok()?;
+        (before == after && writes == writes_after).then_some((after, writes_after))
+    })
+    .await?;
+    let dcs = dynamic_api(
+        &client,
+        NS,
+        "cassandra.datastax.com",
+        "v1beta1",
+        "CassandraDatacenter",
+    )
+    .await?;
+    dcs.patch(
+        "dc1",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(
+            serde_json::json!({"metadata": {"annotations": {"e2e/nudge": "1"}}}),
+        ),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        sms.get(SERVICE_MONITOR).await?.metadata.resource_version,
+        settled_rv.0,
+        "a reconcile rewrote the settled ServiceMonitor"
+    );
+    assert_eq!(
+        op.metric("k8ssandra_api_writes_all_total", "").await?,
+        settled_rv.1,
+        "a reconcile of a settled datacenter wrote"
+    );
 
     // --- 3. full query logging off, without restarts ---
     let uids = pod_uids(&client).await?;

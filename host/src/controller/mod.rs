@@ -74,6 +74,9 @@ pub struct Shared {
     pub config: ControllerConfig,
 }
 
+/// How often kinds that were not served are asked for again.
+const KIND_RECHECK: Duration = Duration::from_secs(30);
+
 /// Starts, restarts and stops one controller per policy as policies and clusters change.
 pub struct Manager {
     shared: Shared,
@@ -106,8 +109,29 @@ impl Manager {
         let mut running: HashMap<String, (Running, queue::Trigger)> = HashMap::new();
         let mut known_epochs = cluster_epochs(&self.shared.clusters);
         self.sync(&mut running, true).await;
+        // Asking again may wait on an unreachable cluster: never in this loop, which must
+        // stay free for completions.
+        let (appeared_tx, mut appeared_rx) = mpsc::unbounded_channel();
+        let (discovery, clusters) = (self.shared.discovery.clone(), self.shared.clusters.clone());
+        let _recheck = AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(KIND_RECHECK).await;
+                if discovery.appeared(|name| clusters.client(name)).await
+                    && appeared_tx.send(()).is_err()
+                {
+                    return;
+                }
+            }
+        }));
         loop {
             tokio::select! {
+                Some(()) = appeared_rx.recv() => {
+                    // A kind a policy owns or reads is served now (its CRD was installed
+                    // after the operator started): watches are set up when a controller
+                    // starts, so restart them. Unchanged plans write nothing.
+                    running.clear();
+                    self.sync(&mut running, false).await;
+                }
                 changed = policies_rx.changed() => {
                     if changed.is_err() { break; }
                     self.sync(&mut running, false).await;
@@ -196,6 +220,15 @@ impl Manager {
                 health.set_ready(true);
             });
         }
+    }
+}
+
+/// Aborts the task when dropped (when the manager's loop ends).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -320,7 +320,6 @@ async fn run(args: RunArgs) -> Result<()> {
         None
     };
 
-
     let clusters = ClusterRegistry::new(local.clone(), &local_id);
     // Only the control plane reaches other clusters; a data-plane operator manages the
     // datacenters of its own cluster.

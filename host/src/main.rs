@@ -114,8 +114,9 @@ struct RunArgs {
     /// This replica's name in the Lease; the pod name, else the host name and process id.
     #[arg(long, env = "POD_NAME")]
     lease_identity: Option<String>,
-    /// Control-plane mode runs the multi-cluster policies (K8ssandraCluster, ClientConfig,
-    /// ReplicatedSecret); data-plane mode runs only the datacenter-level ones.
+    /// Control-plane mode also reaches other clusters (ClientConfig, ReplicatedSecret);
+    /// data-plane mode manages its own cluster only. Every loaded policy runs in both
+    /// modes: a data plane holds no K8ssandraCluster, so its policy has nothing to do.
     #[arg(long, env = "K8SSANDRA_CONTROL_PLANE", default_value_t = true, action = clap::ArgAction::Set)]
     control_plane: bool,
     /// Per-call deadline of a policy, in milliseconds.

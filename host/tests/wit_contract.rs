@@ -94,6 +94,39 @@ fn the_host_serves_every_released_version() {
     );
 }
 
+/// Every earlier version the host serves has a fixture component built from its released
+/// text (`plugins/examples/contract-<major>-<minor>`), which `host/tests/runtime.rs` loads
+/// and checks behaves as it did: a new minor version cannot be released without one for
+/// the version before it.
+#[test]
+fn every_earlier_served_version_has_a_fixture_component() {
+    for contract in k8ssandra_host::plugin::bindings::Contract::SUPPORTED {
+        let version = contract.version();
+        if version == k8ssandra_host::plugin::bindings::WIT_VERSION {
+            continue;
+        }
+        let mut parts = version.split('.');
+        let dir = format!(
+            "plugins/examples/contract-{}-{}",
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default()
+        );
+        let lib = workspace().join(&dir).join("src/lib.rs");
+        let source = std::fs::read_to_string(&lib)
+            .unwrap_or_else(|e| panic!("{}: {e}; version {version} has no fixture", lib.display()));
+        assert!(
+            source.contains(&format!("wit/released/policy@{version}.wit")),
+            "{dir} is not built from the released {version} text"
+        );
+        let runtime = std::fs::read_to_string(workspace().join("host/tests/runtime.rs")).unwrap();
+        let name = dir.rsplit('/').next().unwrap_or_default();
+        assert!(
+            runtime.contains(&format!("fixture(\"{name}\")")),
+            "host/tests/runtime.rs does not load {name}"
+        );
+    }
+}
+
 #[test]
 fn the_comparison_sees_type_changes_and_ignores_comments() {
     let base = "package k8ssandra:policy@0.1.0;\n/// doc\nrecord a {\n    x: u32, // why\n}\n";

@@ -2,6 +2,8 @@
 //! real operator binary against testenv, reading its metrics.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

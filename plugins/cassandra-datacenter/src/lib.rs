@@ -40,12 +40,6 @@ pub struct CassandraDatacenterPolicy;
 
 impl Policy for CassandraDatacenterPolicy {
     fn describe() -> PluginInfo {
-        let read = |api_version: &str, kind: &str| ReadSpec {
-            kind: KindRef::new(api_version, kind),
-            selector: CLUSTER_LABEL.to_string(),
-            per_parent: false,
-            all_clusters: false,
-        };
         PluginInfo {
             name: NAME.into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -64,30 +58,19 @@ impl Policy for CassandraDatacenterPolicy {
             reads: vec![
                 // Every Cassandra pod of the namespace: this datacenter's, and the other
                 // datacenters' of the same cluster (a ready seed anywhere lets ours join).
-                read("v1", "Pod"),
-                read("v1", "PersistentVolumeClaim"),
+                ReadSpec::new("v1", "Pod", CLUSTER_LABEL),
+                ReadSpec::new("v1", "PersistentVolumeClaim", CLUSTER_LABEL),
                 // Whether the data volumes' class allows expansion (cluster-scoped, few).
-                ReadSpec {
-                    kind: KindRef::new("storage.k8s.io/v1", "StorageClass"),
-                    selector: String::new(),
-                    per_parent: false,
-                    all_clusters: false,
-                },
+                ReadSpec::new("storage.k8s.io/v1", "StorageClass", ""),
                 // The API server's own APIServices (small, few): whether ServiceMonitors
                 // are served, so a missing Prometheus Operator becomes a condition.
-                ReadSpec {
-                    kind: KindRef::new("apiregistration.k8s.io/v1", "APIService"),
-                    selector: telemetry::APISERVICE_SELECTOR.to_string(),
-                    per_parent: false,
-                    all_clusters: false,
-                },
+                ReadSpec::new(
+                    "apiregistration.k8s.io/v1",
+                    "APIService",
+                    telemetry::APISERVICE_SELECTOR,
+                ),
                 // CassandraTasks whose replacenode job asks for a replacement.
-                ReadSpec {
-                    kind: KindRef::new("control.k8ssandra.io/v1alpha1", "CassandraTask"),
-                    selector: String::new(),
-                    per_parent: false,
-                    all_clusters: false,
-                },
+                ReadSpec::new("control.k8ssandra.io/v1alpha1", "CassandraTask", ""),
             ],
             observe_pods: Some(CLUSTER_LABEL.to_string()),
             decorates: None,

@@ -73,23 +73,17 @@ pub struct CassandraTaskPolicy;
 
 impl Policy for CassandraTaskPolicy {
     fn describe() -> PluginInfo {
-        let read = |api_version: &str, kind: &str, selector: &str| ReadSpec {
-            kind: KindRef::new(api_version, kind),
-            selector: selector.to_string(),
-            per_parent: false,
-            all_clusters: false,
-        };
         PluginInfo {
             name: NAME.into(),
             version: env!("CARGO_PKG_VERSION").into(),
             parent: KindRef::new(PARENT_API_VERSION, PARENT_KIND),
             owns: vec![],
             reads: vec![
-                read(DATACENTER_API_VERSION, DATACENTER_KIND, ""),
+                ReadSpec::new(DATACENTER_API_VERSION, DATACENTER_KIND, ""),
                 // Cassandra pods only (the host refuses an unselected Pod watch).
-                read("v1", "Pod", DATACENTER_LABEL),
+                ReadSpec::new("v1", "Pod", DATACENTER_LABEL),
                 // The other tasks, for concurrencyPolicy.
-                read(PARENT_API_VERSION, PARENT_KIND, ""),
+                ReadSpec::new(PARENT_API_VERSION, PARENT_KIND, ""),
             ],
             observe_pods: Some(DATACENTER_LABEL.to_string()),
             decorates: None,

@@ -46,12 +46,6 @@ pub struct K8ssandraClusterPolicy;
 
 impl Policy for K8ssandraClusterPolicy {
     fn describe() -> PluginInfo {
-        let read = |api_version: &str, kind: &str, selector: &str, all: bool| ReadSpec {
-            kind: KindRef::new(api_version, kind),
-            selector: selector.to_string(),
-            per_parent: false,
-            all_clusters: all,
-        };
         PluginInfo {
             name: NAME.into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -64,10 +58,10 @@ impl Policy for K8ssandraClusterPolicy {
             reads: vec![
                 // Cassandra pods everywhere: seeds for the other datacenters, and the nodes
                 // cluster-wide operations run on.
-                read("v1", "Pod", CLUSTER_LABEL, true),
+                ReadSpec::new("v1", "Pod", CLUSTER_LABEL).in_all_clusters(),
                 // Keys only: tells whether the superuser Secret has reached a cluster.
-                read("v1", "Secret", K8SSANDRA_CLUSTER_NAME_LABEL, true),
-                read("config.k8ssandra.io/v1beta1", "ClientConfig", "", false),
+                ReadSpec::new("v1", "Secret", K8SSANDRA_CLUSTER_NAME_LABEL).in_all_clusters(),
+                ReadSpec::new("config.k8ssandra.io/v1beta1", "ClientConfig", ""),
             ],
             // Node readiness and one gossip view: which nodes are still in the ring while a
             // removed datacenter is decommissioned.

@@ -37,12 +37,11 @@ impl Policy for K8ssandraTaskPolicy {
             )],
             // The K8ssandraCluster lives beside the task, in the control plane: where each
             // datacenter runs (context, namespace) and in which order.
-            reads: vec![ReadSpec {
-                kind: KindRef::new("k8ssandra.io/v1alpha1", "K8ssandraCluster"),
-                selector: String::new(),
-                per_parent: false,
-                all_clusters: false,
-            }],
+            reads: vec![ReadSpec::new(
+                "k8ssandra.io/v1alpha1",
+                "K8ssandraCluster",
+                "",
+            )],
             observe_pods: None,
             decorates: None,
         }

@@ -100,6 +100,27 @@ pub fn error(message: impl Into<String>) -> PolicyError {
     }
 }
 
+impl ReadSpec {
+    /// Objects of a kind in the parent's cluster, selected by `selector` (`kubectl -l`
+    /// syntax; empty selects every object of the kind).
+    pub fn new(api_version: &str, kind: &str, selector: &str) -> Self {
+        ReadSpec {
+            kind: KindRef::new(api_version, kind),
+            selector: selector.to_string(),
+            per_parent: false,
+            all_clusters: false,
+        }
+    }
+
+    /// The same objects in every known cluster.
+    pub fn in_all_clusters(self) -> Self {
+        ReadSpec {
+            all_clusters: true,
+            ..self
+        }
+    }
+}
+
 impl KindRef {
     pub fn new(api_version: &str, kind: &str) -> Self {
         KindRef {

@@ -42,12 +42,6 @@ pub struct StargatePolicy;
 
 impl Policy for StargatePolicy {
     fn describe() -> PluginInfo {
-        let read = |api_version: &str, kind: &str, selector: &str| ReadSpec {
-            kind: KindRef::new(api_version, kind),
-            selector: selector.to_string(),
-            per_parent: false,
-            all_clusters: false,
-        };
         PluginInfo {
             name: NAME.into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -58,9 +52,9 @@ impl Policy for StargatePolicy {
                 KindRef::new("v1", "ConfigMap"),
             ],
             reads: vec![
-                read(DATACENTER_API_VERSION, DATACENTER_KIND, ""),
+                ReadSpec::new(DATACENTER_API_VERSION, DATACENTER_KIND, ""),
                 // Cassandra pods: a standalone Stargate creates its auth keyspace on one.
-                read("v1", "Pod", CLUSTER_LABEL),
+                ReadSpec::new("v1", "Pod", CLUSTER_LABEL),
             ],
             observe_pods: Some(CLUSTER_LABEL.to_string()),
             decorates: None,

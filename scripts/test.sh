@@ -29,6 +29,9 @@ step "C compiler for wasm32-wasip2 (VRL's zstd/oniguruma) and promtool (Debian)"
 ./scripts/install-wasm-cc.sh
 PROMTOOL="$(./scripts/install-promtool.sh | tail -n 1)"; export PROMTOOL
 
+# A clean clone builds once: incremental state would only fill the disk (it did, on CI).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 step "Policies as WebAssembly components"
 policies=()
 for manifest in plugins/*/Cargo.toml plugins/examples/*/Cargo.toml; do

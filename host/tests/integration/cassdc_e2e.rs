@@ -1,7 +1,7 @@
 //! The cassandra-datacenter policy end to end: the real operator binary, the real wasm
 //! policy, a testenv cluster and the Cassandra simulator.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! and the Cassandra simulator plays every node. A flush over the whole cluster runs in dc1
 //! first and in dc2 only once dc1's CassandraTask is Complete.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

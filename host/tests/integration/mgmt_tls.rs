@@ -3,7 +3,7 @@
 //! the pod (does it serve TLS?) and its CassandraDatacenter's client Secret; a missing
 //! Secret refuses every call with a message naming the field, and nothing is sent.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 

@@ -4,7 +4,7 @@
 //! the org-labels decorator into its plugin directory labels the datacenter's objects without
 //! a restart, and removing it takes the labels away again.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -95,7 +95,7 @@ fn the_host_serves_every_released_version() {
 }
 
 /// Every earlier version the host serves has a fixture component built from its released
-/// text (`plugins/examples/contract-<major>-<minor>`), which `host/tests/runtime.rs` loads
+/// text (`plugins/examples/contract-<major>-<minor>`), which `host/tests/integration/runtime.rs` loads
 /// and checks behaves as it did: a new minor version cannot be released without one for
 /// the version before it.
 #[test]
@@ -118,11 +118,11 @@ fn every_earlier_served_version_has_a_fixture_component() {
             source.contains(&format!("wit/released/policy@{version}.wit")),
             "{dir} is not built from the released {version} text"
         );
-        let runtime = std::fs::read_to_string(workspace().join("host/tests/runtime.rs")).unwrap();
+        let runtime = std::fs::read_to_string(workspace().join("host/tests/integration/runtime.rs")).unwrap();
         let name = dir.rsplit('/').next().unwrap_or_default();
         assert!(
             runtime.contains(&format!("fixture(\"{name}\")")),
-            "host/tests/runtime.rs does not load {name}"
+            "host/tests/integration/runtime.rs does not load {name}"
         );
     }
 }

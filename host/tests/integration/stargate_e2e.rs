@@ -16,7 +16,7 @@
 //!
 //! Throughout, the Cassandra pods keep their uids: Stargate never restarts Cassandra.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -1,7 +1,7 @@
 //! The generic controller against a real kube-apiserver (testenv), with the real operator
 //! binary and real wasm policies.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! simulator. A three-rack datacenter gets a rolling restart, a cleanup queued behind it
 //! (concurrencyPolicy Forbid), and a rebuild that fails on every node.
 
-mod support;
+use crate::support;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};

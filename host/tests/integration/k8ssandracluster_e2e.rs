@@ -19,7 +19,7 @@
 //! 4. B's API server stops → dc1 still reconciles (a label change reaches it), a condition
 //!    says dc2's cluster is unreachable, nothing is deleted; B back → the condition clears.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

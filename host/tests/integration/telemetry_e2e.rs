@@ -19,7 +19,7 @@
 //! 5. Audit logging through the typed fields → the rendered configuration holds it; every
 //!    node restarts exactly once, one at a time.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -8,7 +8,7 @@
 //! Times are compared on the Lease's own timestamps (one machine, one clock), never on how
 //! long the test took.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

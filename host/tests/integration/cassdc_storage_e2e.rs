@@ -3,7 +3,7 @@
 //! claim template by a delete that orphans its pods (the garbage collector of the testenv's
 //! controller manager honours it), so no Cassandra node restarts.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -7,7 +7,7 @@
 //! - the operator SIGKILLed while a scale-down's decommission runs: a new operator finishes
 //!   the scale-down without a second decommission and without touching the other claims.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! Each test has its own testenv cluster, simulator and operator, so cargo runs them in
 //! parallel.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

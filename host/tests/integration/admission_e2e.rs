@@ -9,7 +9,7 @@
 //!
 //! One test function on purpose: the cases share one cluster and one install.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! ClientConfigs added at run time and a remote cluster that goes away and comes back,
 //! with the real operator binary, the echo policy and two testenv clusters.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! The management-API client, observation and operation executor against a fake
 //! management API served by axum on loopback addresses (one address per "pod").
 
-mod support;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};

@@ -7,7 +7,7 @@
 //!   it made (only those) when a target or the ReplicatedSecret goes, unless told to keep
 //!   them.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

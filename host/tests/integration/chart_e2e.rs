@@ -5,7 +5,7 @@
 //! for the real operator binary to run every built-in policy to completion, namespace- and
 //! cluster-scoped, in control-plane and data-plane mode (no `forbidden` in its log).
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

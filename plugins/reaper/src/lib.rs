@@ -1,0 +1,83 @@
+//! The built-in `reaper` policy: a Reaper (`reaper.k8ssandra.io/v1alpha1`) becomes, in its
+//! own namespace and next to the CassandraDatacenter it names, the Reaper workload (a
+//! Deployment with `cassandra` storage, a one-replica StatefulSet with its volume claim with
+//! `local` storage) and the Service `<reaper>-service`.
+//!
+//! Module map:
+//! - [`render`]: the desired objects (names, labels, image, environment, probes, security
+//!   context, resources, volumes), as upstream renders them;
+//! - [`decide`]: the reconcile (datacenter readiness, bad input, progress and status).
+//!
+//! Rules kept:
+//! - Credentials reach the pods by reference (`secretKeyRef`); the policy never sees a value.
+//! - Bad input (no `datacenterRef`, an unknown `storageType`, `local` storage without a
+//!   `storageConfig`, a datacenter that does not exist) sets `Ready=False` with the field in
+//!   its message and re-applies the live children as they are, so nothing is deleted.
+//! - Registering the Cassandra cluster with Reaper needs Reaper's REST API, which policies
+//!   cannot call yet: a deployed Reaper stays `Configuring` with `Ready=False` saying so.
+
+pub mod decide;
+pub mod render;
+
+use k8ssandra_api::reaper::Reaper;
+use k8ssandra_policy_sdk::{
+    KindRef, Plan, PluginInfo, Policy, PolicyError, ReadSpec, Snapshot, Violation, export_policy,
+    violation,
+};
+
+pub const NAME: &str = "reaper";
+pub const PARENT_API_VERSION: &str = "reaper.k8ssandra.io/v1alpha1";
+pub const PARENT_KIND: &str = "Reaper";
+pub const DATACENTER_API_VERSION: &str = "cassandra.datastax.com/v1beta1";
+pub const DATACENTER_KIND: &str = "CassandraDatacenter";
+
+pub struct ReaperPolicy;
+
+impl Policy for ReaperPolicy {
+    fn describe() -> PluginInfo {
+        PluginInfo {
+            name: NAME.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            parent: KindRef::new(PARENT_API_VERSION, PARENT_KIND),
+            owns: vec![
+                KindRef::new("apps/v1", "Deployment"),
+                KindRef::new("apps/v1", "StatefulSet"),
+                KindRef::new("v1", "Service"),
+            ],
+            reads: vec![ReadSpec::new(DATACENTER_API_VERSION, DATACENTER_KIND, "")],
+            observe_pods: None,
+            decorates: None,
+        }
+    }
+
+    fn reconcile(snapshot: Snapshot) -> Result<Plan, PolicyError> {
+        decide::reconcile(&snapshot)
+    }
+
+    fn validate(object: String, _old: Option<String>) -> Vec<Violation> {
+        let raw: serde_json::Value = match serde_json::from_str(&object) {
+            Ok(v) => v,
+            Err(e) => return vec![violation("spec", format!("does not parse: {e}"))],
+        };
+        let mut out: Vec<Violation> = decide::check_raw(&raw)
+            .into_iter()
+            .map(|(f, m)| violation(&f, m))
+            .collect();
+        if out.is_empty() {
+            match serde_json::from_value::<Reaper>(raw) {
+                Ok(r) => out.extend(
+                    decide::check_spec(&r)
+                        .into_iter()
+                        .map(|(f, m)| violation(&f, m)),
+                ),
+                Err(e) => out.push(violation("spec", format!("does not parse: {e}"))),
+            }
+        }
+        out
+    }
+}
+
+export_policy!(ReaperPolicy);
+
+#[cfg(test)]
+mod tests;

@@ -1329,7 +1329,9 @@ impl Core {
             }
             w.dirty.insert(key.clone());
             if w.pods.get(&key).is_none_or(|p| {
-                p.info.ip != info.ip || p.info.mgmt_api_start_delay_ms != info.mgmt_api_start_delay_ms
+                p.info.ip != info.ip
+                    || p.info.mgmt_api_start_delay_ms != info.mgmt_api_start_delay_ms
+                    || p.info.mgmt_tls != info.mgmt_tls
             }) {
                 w.listeners_dirty = true;
             }
@@ -1407,6 +1409,11 @@ impl Core {
             })
             .collect();
         (desired, next)
+    }
+
+    /// The pod's management-API TLS (None: plain HTTP, or no such pod).
+    pub(crate) fn mgmt_tls(&self, key: &PodKey) -> Option<crate::tls::MgmtTls> {
+        self.lock().pods.get(key)?.info.mgmt_tls.clone()
     }
 
     pub(crate) fn fault_of(&self, key: &PodKey) -> Fault {

@@ -111,7 +111,16 @@ fn node_config(pod: &Pod, secret_config: Option<&str>) -> Result<Option<NodeConf
 /// configuration held in a Secret is not read here (see [`pod_info_with_client`]): the pod
 /// gets a `config_error` saying so.
 pub fn pod_info(context: &str, pod: &Pod) -> Option<PodInfo> {
-    pod_info_with_secret(context, pod, None)
+    // Without a client the TLS Secrets cannot be read: such a pod's API stays down.
+    let tls = crate::tls::tls_files(pod).map(|files| {
+        let mut t = crate::tls::MgmtTls::default();
+        t.error = Some(match files {
+            Ok(_) => "the TLS Secrets were not read (no Kubernetes client)".to_string(),
+            Err(e) => e,
+        });
+        t
+    });
+    pod_info_with_secret(context, pod, None, tls)
 }
 
 /// [`pod_info`], reading a configuration held in a Secret through `client`.
@@ -135,10 +144,16 @@ pub async fn pod_info_with_client(context: &str, pod: &Pod, client: &Client) -> 
             }
         }
     };
-    pod_info_with_secret(context, pod, secret.as_deref())
+    let tls = crate::tls::mgmt_tls_with_client(pod, client).await;
+    pod_info_with_secret(context, pod, secret.as_deref(), tls)
 }
 
-fn pod_info_with_secret(context: &str, pod: &Pod, secret: Option<&str>) -> Option<PodInfo> {
+fn pod_info_with_secret(
+    context: &str,
+    pod: &Pod,
+    secret: Option<&str>,
+    mgmt_tls: Option<crate::tls::MgmtTls>,
+) -> Option<PodInfo> {
     let labels = pod.labels();
     let cluster = labels.get(LABEL_CLUSTER)?.clone();
     let status = pod.status.as_ref();
@@ -208,6 +223,7 @@ fn pod_info_with_secret(context: &str, pod: &Pod, secret: Option<&str>) -> Optio
         mgmt_api_start_delay_ms,
         readiness_probe,
         metrics_config: crate::metrics::config_map_ref(pod),
+        mgmt_tls,
     })
 }
 

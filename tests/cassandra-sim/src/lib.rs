@@ -21,6 +21,7 @@ pub mod metrics;
 mod mgmt;
 pub mod model;
 mod tables;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -428,18 +428,32 @@ async fn upgrade_v1(State(c): State<NodeCtx>, body: Bytes) -> Reply {
 }
 
 /// Serves one pod's address until aborted; aborting also ends its open connections, so a
-/// "dead" node stops answering on keep-alive connections too.
-async fn serve(listener: TcpListener, app: Router) {
+/// "dead" node stops answering on keep-alive connections too. With `tls`, every connection
+/// must complete a mutual-TLS handshake first (a client without an accepted certificate is
+/// dropped there, before any request reaches the node).
+async fn serve(listener: TcpListener, app: Router, tls: Option<tokio_rustls::TlsAcceptor>) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     let svc = TowerToHyperService::new(app.clone());
+                    let tls = tls.clone();
                     conns.spawn(async move {
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await;
+                        let http = hyper::server::conn::http1::Builder::new();
+                        match tls {
+                            None => {
+                                let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                            Some(acceptor) => match acceptor.accept(stream).await {
+                                Ok(stream) => {
+                                    let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                                }
+                                Err(e) => {
+                                    tracing::info!(%peer, error = %e, "management API TLS handshake refused");
+                                }
+                            },
+                        }
                     });
                 }
                 Err(e) => {
@@ -454,6 +468,8 @@ async fn serve(listener: TcpListener, app: Router) {
 
 struct Bound {
     addr: SocketAddr,
+    /// What TLS material the listener serves (None: plain HTTP).
+    tls: Option<[u8; 32]>,
     task: JoinHandle<()>,
     /// The metrics endpoint on the same address, port 9000.
     metrics: Option<JoinHandle<()>>,
@@ -495,7 +511,10 @@ pub(crate) async fn run_listeners(
         }
         let stale: Vec<PodKey> = bound
             .iter()
-            .filter(|(k, b)| desired.get(*k) != Some(&b.addr))
+            .filter(|(k, b)| {
+                desired.get(*k) != Some(&b.addr)
+                    || core.mgmt_tls(k).and_then(|t| t.fingerprint()) != b.tls
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for key in stale {
@@ -521,13 +540,29 @@ pub(crate) async fn run_listeners(
                 }
                 continue;
             }
+            // A TLS pod whose Secret is missing or unusable: a real management API could not
+            // start (its container would not even be created), so nothing listens until the
+            // pod is fed again with usable material.
+            let (acceptor, fingerprint) = match core.mgmt_tls(&key) {
+                None => (None, None),
+                Some(tls) => match tls.server_config() {
+                    Ok(config) => (
+                        Some(tokio_rustls::TlsAcceptor::from(config)),
+                        tls.fingerprint(),
+                    ),
+                    Err(reason) => {
+                        tracing::debug!(pod = %key, %reason, "management API TLS unusable; not listening");
+                        continue;
+                    }
+                },
+            };
             match TcpListener::bind(addr).await {
                 Ok(listener) => {
                     let app = router(NodeCtx {
                         core: Arc::clone(&core),
                         key: key.clone(),
                     });
-                    let task = tokio::spawn(serve(listener, app));
+                    let task = tokio::spawn(serve(listener, app, acceptor));
                     let metrics =
                         crate::metrics::listen(Arc::clone(&core), key.clone(), addr).await;
                     retry |= metrics.is_none();
@@ -535,12 +570,13 @@ pub(crate) async fn run_listeners(
                         key.clone(),
                         Bound {
                             addr,
+                            tls: fingerprint,
                             task,
                             metrics,
                         },
                     );
                     core.set_listening(&key, true);
-                    tracing::info!(pod = %key, %addr, "management API listening");
+                    tracing::info!(pod = %key, %addr, tls = fingerprint.is_some(), "management API listening");
                 }
                 Err(e) => {
                     tracing::warn!(pod = %key, %addr, error = %e, "cannot bind management API; will retry");

@@ -90,6 +90,9 @@ pub struct PodInfo {
     /// scrape of the node's metrics endpoint.
     #[serde(default)]
     pub metrics_config: Option<(String, String)>,
+    /// Management API over mutual TLS (`managementApiAuth.manual`): None serves plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mgmt_tls: Option<crate::tls::MgmtTls>,
 }
 
 /// One container status of a pod, as observed.
@@ -273,7 +276,14 @@ impl PodInfo {
             mgmt_api_start_delay_ms: None,
             readiness_probe: None,
             metrics_config: None,
+            mgmt_tls: None,
         }
+    }
+
+    /// The same pod serving its management API over mutual TLS.
+    pub fn with_mgmt_tls(mut self, tls: crate::tls::MgmtTls) -> Self {
+        self.mgmt_tls = Some(tls);
+        self
     }
 
     /// The same pod with a rendered configuration.

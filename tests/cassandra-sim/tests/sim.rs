@@ -1797,3 +1797,151 @@ async fn realistic_preset_sets_real_timing() {
     assert_eq!(c.ring_delay, Duration::from_millis(7));
     assert_eq!(c.probe_timing, ProbeTiming::Fixed);
 }
+
+/// A CA, a server certificate for `ip` and a client certificate, made per run.
+struct TestPki {
+    ca: String,
+    server_cert: String,
+    server_key: String,
+    client_cert: String,
+    client_key: String,
+}
+
+fn test_pki(ip: &str) -> TestPki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose, SanType,
+    };
+    let params = |cn: &str| {
+        let mut p = CertificateParams::default();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2099, 12, 31);
+        p
+    };
+    let mut ca_params = params(&format!("ca-for-{ip}"));
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca =
+        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("CA");
+    let server_key = KeyPair::generate().expect("key");
+    let mut server = params("cassandra");
+    server.subject_alt_names = vec![SanType::IpAddress(ip.parse().expect("ip"))];
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server_cert = server.signed_by(&server_key, &*ca).expect("server cert");
+    let client_key = KeyPair::generate().expect("key");
+    let mut client = params("k8ssandra-operator");
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = client.signed_by(&client_key, &*ca).expect("client cert");
+    TestPki {
+        ca: ca.pem(),
+        server_cert: server_cert.pem(),
+        server_key: server_key.serialize_pem(),
+        client_cert: client_cert.pem(),
+        client_key: client_key.serialize_pem(),
+    }
+}
+
+fn https_client(ca: &str, identity: Option<(&str, &str)>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).expect("ca"));
+    if let Some((cert, key)) = identity {
+        let pem = format!("{cert}{key}");
+        b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).expect("identity"));
+    }
+    b.build().expect("client")
+}
+
+#[tokio::test]
+async fn a_tls_pod_serves_https_only_to_clients_with_a_certificate_of_its_ca() {
+    let e = env(174, fast()).await;
+    let ip = e.ip(1);
+    let pki = test_pki(&ip);
+    let tls = tls::MgmtTls::from_pem(
+        vec!["server-tls".into()],
+        pki.ca.as_bytes(),
+        pki.server_cert.as_bytes(),
+        pki.server_key.as_bytes(),
+    );
+    assert_eq!(tls.error, None);
+    let key = PodKey::new("k", "ns", "tls-0");
+    e.sim.upsert_pod(
+        PodInfo::new(key.clone(), ip.clone(), "c1", "dc1", "r1", true).with_mgmt_tls(tls),
+    );
+    let url = format!("https://{ip}:{}/api/v0/probes/liveness", e.port);
+    let with_cert = https_client(&pki.ca, Some((&pki.client_cert, &pki.client_key)));
+    wait_for("liveness over mutual TLS", || async {
+        with_cert
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+    })
+    .await;
+
+    // Without a client certificate: the handshake fails, no request reaches the node.
+    let before = e.sim.requests().len();
+    let without = https_client(&pki.ca, None).get(&url).send().await;
+    assert!(
+        without.is_err(),
+        "served without a client certificate: {without:?}"
+    );
+    // A certificate of another CA is refused the same way.
+    let other = test_pki(&ip);
+    let foreign = https_client(&pki.ca, Some((&other.client_cert, &other.client_key)))
+        .get(&url)
+        .send()
+        .await;
+    assert!(
+        foreign.is_err(),
+        "served a foreign client certificate: {foreign:?}"
+    );
+    // Plain HTTP on the TLS port gets nothing either.
+    let plain = e.status("GET", 1, "/api/v0/probes/liveness").await;
+    assert!(
+        plain.is_none() || plain != Some(StatusCode::OK),
+        "{plain:?}"
+    );
+    assert_eq!(
+        e.sim.requests().len(),
+        before,
+        "refused clients never reach the management API"
+    );
+
+    // The accepted client drives the node as over HTTP.
+    let start = with_cert
+        .post(format!("https://{ip}:{}/api/v0/lifecycle/start", e.port))
+        .send()
+        .await
+        .expect("start over TLS");
+    assert_eq!(start.status(), StatusCode::CREATED);
+
+    // A plain pod next to it keeps serving HTTP.
+    e.pod("k", "plain-0", 2, "c2", "dc1", true).await;
+}
+
+#[tokio::test]
+async fn a_tls_pod_with_unusable_material_does_not_listen() {
+    let e = env(175, fast()).await;
+    let tls = tls::MgmtTls::from_pem(vec!["s".into()], b"garbage", b"garbage", b"garbage");
+    assert!(tls.error.is_some());
+    e.sim.upsert_pod(
+        PodInfo::new(
+            PodKey::new("k", "ns", "bad-0"),
+            e.ip(1),
+            "c1",
+            "dc1",
+            "r1",
+            true,
+        )
+        .with_mgmt_tls(tls),
+    );
+    // A plain pod added after it listens: the listener pass has run over both.
+    e.pod("k", "plain-0", 2, "c1", "dc1", false).await;
+    assert_eq!(e.status("GET", 1, "/api/v0/probes/liveness").await, None);
+}

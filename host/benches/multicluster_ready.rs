@@ -13,7 +13,7 @@
 //! Run: `cargo bench -p k8ssandra-host --bench multicluster_ready`
 //! (env `MULTICLUSTER_BENCH_RUNS`, default 3). It measures; nothing here asserts a duration.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/integration/support/mod.rs"]
 mod support;
 
 use std::cell::Cell;

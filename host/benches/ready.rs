@@ -9,7 +9,7 @@
 //! the instant cases; `READY_BENCH_REALISTIC_RUNS`, default 1, for the realistic ones).
 //! It measures; nothing here asserts a duration.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/integration/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};

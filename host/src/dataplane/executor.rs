@@ -379,6 +379,14 @@ impl Task {
             OperationKind::GetFullQueryLogging => {
                 text(api.full_query_logging(addr).await.map(|on| on.to_string()))
             }
+            OperationKind::MedusaBackup(_)
+            | OperationKind::MedusaBackupStatus(_)
+            | OperationKind::MedusaGetBackups
+            | OperationKind::MedusaDeleteBackup(_)
+            | OperationKind::MedusaPurgeBackups
+            | OperationKind::MedusaPrepareRestore(_) => {
+                Err("this host has no Medusa client yet".into())
+            }
         }
     }
 
@@ -522,6 +530,12 @@ pub fn kind_name(kind: &OperationKind) -> &'static str {
         OperationKind::CreateTable(_) => "create-table",
         OperationKind::SetFullQueryLogging(_) => "set-full-query-logging",
         OperationKind::GetFullQueryLogging => "get-full-query-logging",
+        OperationKind::MedusaBackup(_) => "medusa-backup",
+        OperationKind::MedusaBackupStatus(_) => "medusa-backup-status",
+        OperationKind::MedusaGetBackups => "medusa-get-backups",
+        OperationKind::MedusaDeleteBackup(_) => "medusa-delete-backup",
+        OperationKind::MedusaPurgeBackups => "medusa-purge-backups",
+        OperationKind::MedusaPrepareRestore(_) => "medusa-prepare-restore",
     }
 }
 

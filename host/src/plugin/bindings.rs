@@ -2,7 +2,7 @@
 //!
 //! The host works in the newest version (`wit/policy.wit`); its types are re-exported at
 //! this module's root. Components built against an earlier minor version are called
-//! through that version's own bindings ([`v0_1`]), with their inputs and outputs
+//! through that version's own bindings ([`v0_1`], [`v0_2`]), with their inputs and outputs
 //! converted at the boundary ([`compat`]), so they keep loading and behaving as they did.
 
 wasmtime::component::bindgen!({
@@ -28,26 +28,66 @@ pub mod v0_1 {
     pub use k8ssandra::policy::types::*;
 }
 
+/// `k8ssandra:policy@0.2.0`, as released (`wit/released/policy@0.2.0.wit`).
+pub mod v0_2 {
+    wasmtime::component::bindgen!({
+        path: "../wit/released/policy@0.2.0.wit",
+        world: "policy",
+        exports: { default: async },
+        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
+    });
+
+    pub use k8ssandra::policy::types::*;
+}
+
 /// The WIT package every policy is built against.
 pub const WIT_PACKAGE: &str = "k8ssandra:policy";
 /// The version the host works in: the newest one.
-pub const WIT_VERSION: &str = "0.2.0";
+pub const WIT_VERSION: &str = "0.3.0";
 
 /// A contract version this host serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Contract {
     V0_1,
     V0_2,
+    V0_3,
 }
 
 impl Contract {
     /// Every version served, newest first; each is kept in `wit/released/`.
-    pub const SUPPORTED: [Contract; 2] = [Contract::V0_2, Contract::V0_1];
+    pub const SUPPORTED: [Contract; 3] = [Contract::V0_3, Contract::V0_2, Contract::V0_1];
 
     pub fn version(self) -> &'static str {
         match self {
             Contract::V0_1 => "0.1.0",
-            Contract::V0_2 => WIT_VERSION,
+            Contract::V0_2 => "0.2.0",
+            Contract::V0_3 => WIT_VERSION,
+        }
+    }
+
+    /// Whether a component of this version can be handed an operation of this kind (in a
+    /// decorated base plan).
+    pub fn knows(self, kind: &OperationKind) -> bool {
+        let since = match kind {
+            OperationKind::CreateTable(_)
+            | OperationKind::SetFullQueryLogging(_)
+            | OperationKind::GetFullQueryLogging => Contract::V0_2,
+            OperationKind::MedusaBackup(_)
+            | OperationKind::MedusaBackupStatus(_)
+            | OperationKind::MedusaGetBackups
+            | OperationKind::MedusaDeleteBackup(_)
+            | OperationKind::MedusaPurgeBackups
+            | OperationKind::MedusaPrepareRestore(_) => Contract::V0_3,
+            _ => Contract::V0_1,
+        };
+        self.rank() >= since.rank()
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Contract::V0_1 => 1,
+            Contract::V0_2 => 2,
+            Contract::V0_3 => 3,
         }
     }
 }
@@ -61,7 +101,7 @@ pub mod compat {
     use serde::Serialize;
     use serde::de::DeserializeOwned;
 
-    use super::{OperationKind, Plan, PluginInfo, PolicyError, Snapshot, Violation, v0_1};
+    use super::{Contract, Operation, Plan, Snapshot};
 
     /// Why a value could not cross between versions. Only a bug can cause it (the types
     /// are designed to map), so it is reported as a failed call, never silently dropped.
@@ -69,31 +109,26 @@ pub mod compat {
     #[error("converting between contract versions: {0}")]
     pub struct ConvertError(#[from] serde_json::Error);
 
-    fn convert<A: Serialize, B: DeserializeOwned>(a: &A) -> Result<B, ConvertError> {
+    /// A value of one version as the same-named type of another.
+    pub fn convert<A: Serialize, B: DeserializeOwned>(a: &A) -> Result<B, ConvertError> {
         Ok(serde_json::from_value(serde_json::to_value(a)?)?)
     }
 
-    /// Operation kinds 0.1.0 knows.
-    fn in_v0_1(kind: &OperationKind) -> bool {
-        !matches!(
-            kind,
-            OperationKind::CreateTable(_)
-                | OperationKind::SetFullQueryLogging(_)
-                | OperationKind::GetFullQueryLogging
-        )
-    }
-
-    /// The snapshot for a 0.1.0 component, and the base-plan operations held back from it.
-    pub fn snapshot_to_v0_1(
+    /// The snapshot for a component of an earlier version, and the base-plan operations
+    /// held back from it.
+    pub fn snapshot_to<Old: DeserializeOwned>(
+        contract: Contract,
         snapshot: &Snapshot,
-    ) -> Result<(v0_1::Snapshot, Vec<super::Operation>), ConvertError> {
+    ) -> Result<(Old, Vec<Operation>), ConvertError> {
         let mut held_back = Vec::new();
         let converted = match &snapshot.base_plan {
-            Some(plan) if plan.operations.iter().any(|op| !in_v0_1(&op.kind)) => {
+            Some(plan) if plan.operations.iter().any(|op| !contract.knows(&op.kind)) => {
                 let mut visible = snapshot.clone();
                 if let Some(plan) = visible.base_plan.as_mut() {
-                    let (keep, hold): (Vec<_>, Vec<_>) =
-                        plan.operations.drain(..).partition(|op| in_v0_1(&op.kind));
+                    let (keep, hold): (Vec<_>, Vec<_>) = plan
+                        .operations
+                        .drain(..)
+                        .partition(|op| contract.knows(&op.kind));
                     plan.operations = keep;
                     held_back = hold;
                 }
@@ -104,11 +139,11 @@ pub mod compat {
         Ok((converted, held_back))
     }
 
-    /// A 0.1.0 component's answer, with the held-back operations put back unless the
+    /// An earlier component's answer, with the held-back operations put back unless the
     /// component planned an operation of the same id itself.
-    pub fn plan_from_v0_1(
-        plan: &v0_1::Plan,
-        held_back: Vec<super::Operation>,
+    pub fn plan_from<Old: Serialize>(
+        plan: &Old,
+        held_back: Vec<Operation>,
     ) -> Result<Plan, ConvertError> {
         let mut plan: Plan = convert(plan)?;
         for op in held_back {
@@ -117,18 +152,6 @@ pub mod compat {
             }
         }
         Ok(plan)
-    }
-
-    pub fn policy_error_from_v0_1(e: &v0_1::PolicyError) -> Result<PolicyError, ConvertError> {
-        convert(e)
-    }
-
-    pub fn info_from_v0_1(info: &v0_1::PluginInfo) -> Result<PluginInfo, ConvertError> {
-        convert(info)
-    }
-
-    pub fn violations_from_v0_1(v: &[v0_1::Violation]) -> Result<Vec<Violation>, ConvertError> {
-        convert(&v)
     }
 }
 
@@ -197,7 +220,7 @@ mod tests {
     #[test]
     fn a_snapshot_crosses_to_0_1_unchanged() {
         let s = snapshot(Some(plan(vec![op("drain", OperationKind::Drain)])));
-        let (old, held) = snapshot_to_v0_1(&s).unwrap();
+        let (old, held): (v0_1::Snapshot, _) = snapshot_to(Contract::V0_1, &s).unwrap();
         assert!(held.is_empty());
         assert_eq!(old.now_ms, 42);
         assert_eq!(old.nodes[0].address.as_deref(), Some("127.0.0.2"));
@@ -228,7 +251,7 @@ mod tests {
             op("table", OperationKind::CreateTable(table.clone())),
             op("fql", OperationKind::SetFullQueryLogging(true)),
         ])));
-        let (old, held) = snapshot_to_v0_1(&s).unwrap();
+        let (old, held): (v0_1::Snapshot, _) = snapshot_to(Contract::V0_1, &s).unwrap();
         assert_eq!(old.base_plan.as_ref().unwrap().operations.len(), 1);
         assert_eq!(held.len(), 2);
 
@@ -239,10 +262,45 @@ mod tests {
             target: answer.operations[0].target.clone(),
             kind: v0_1::OperationKind::ReloadSeeds,
         });
-        let back = plan_from_v0_1(&answer, held).unwrap();
+        let back = plan_from(&answer, held).unwrap();
         let ids: Vec<&str> = back.operations.iter().map(|o| o.id.as_str()).collect();
         assert_eq!(ids, ["drain", "mine", "table", "fql"]);
         assert!(matches!(&back.operations[2].kind, OperationKind::CreateTable(t) if *t == table));
         assert_eq!(back.requeue_after_ms, Some(5));
+    }
+
+    #[test]
+    fn medusa_operations_are_held_back_from_a_0_2_decorator_only() {
+        let backup = OperationKind::MedusaBackup(MedusaBackup {
+            name: "b1".into(),
+            mode: MedusaBackupMode::Full,
+        });
+        let s = snapshot(Some(plan(vec![
+            op(
+                "table",
+                OperationKind::CreateTable(TableDef {
+                    keyspace: "ks".into(),
+                    name: "t".into(),
+                    columns: vec![],
+                    options: vec![],
+                }),
+            ),
+            op("backup", backup.clone()),
+        ])));
+        let (old, held): (v0_2::Snapshot, _) = snapshot_to(Contract::V0_2, &s).unwrap();
+        let seen: Vec<&str> = old
+            .base_plan
+            .as_ref()
+            .unwrap()
+            .operations
+            .iter()
+            .map(|o| o.id.as_str())
+            .collect();
+        assert_eq!(seen, ["table"]);
+        assert_eq!(held.len(), 1);
+        let back = plan_from(old.base_plan.as_ref().unwrap(), held).unwrap();
+        assert!(matches!(&back.operations[1].kind, k if *k == backup));
+        assert!(Contract::V0_3.knows(&backup));
+        assert!(!Contract::V0_1.knows(&OperationKind::GetFullQueryLogging));
     }
 }

@@ -172,21 +172,29 @@ impl bindings::PolicyImports for CallState {
 
 impl bindings::Host for CallState {}
 
-impl bindings::v0_1::PolicyImports for CallState {
-    fn log(&mut self, level: bindings::v0_1::Level, message: String) {
-        use bindings::v0_1::Level as Old;
-        let level = match level {
-            Old::Trace => Level::Trace,
-            Old::Debug => Level::Debug,
-            Old::Info => Level::Info,
-            Old::Warn => Level::Warn,
-            Old::Error => Level::Error,
-        };
-        bindings::PolicyImports::log(self, level, message);
-    }
+/// The `log` import of an earlier version, with its own `level` type.
+macro_rules! log_import_of {
+    ($v:ident) => {
+        impl bindings::$v::PolicyImports for CallState {
+            fn log(&mut self, level: bindings::$v::Level, message: String) {
+                use bindings::$v::Level as Old;
+                let level = match level {
+                    Old::Trace => Level::Trace,
+                    Old::Debug => Level::Debug,
+                    Old::Info => Level::Info,
+                    Old::Warn => Level::Warn,
+                    Old::Error => Level::Error,
+                };
+                bindings::PolicyImports::log(self, level, message);
+            }
+        }
+
+        impl bindings::$v::Host for CallState {}
+    };
 }
 
-impl bindings::v0_1::Host for CallState {}
+log_import_of!(v0_1);
+log_import_of!(v0_2);
 
 /// The linker every policy built against `contract` is instantiated against: WASI (without
 /// capabilities) plus that version's `log` import. One linker per version, because every
@@ -202,8 +210,13 @@ pub(crate) fn linker(
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     shadow_clock_waits(&mut linker)?;
     match contract {
-        bindings::Contract::V0_2 => {
+        bindings::Contract::V0_3 => {
             bindings::Policy::add_to_linker::<CallState, PolicyHost>(&mut linker, |state| state)?
+        }
+        bindings::Contract::V0_2 => {
+            bindings::v0_2::Policy::add_to_linker::<CallState, PolicyHost>(&mut linker, |state| {
+                state
+            })?
         }
         bindings::Contract::V0_1 => {
             bindings::v0_1::Policy::add_to_linker::<CallState, PolicyHost>(&mut linker, |state| {

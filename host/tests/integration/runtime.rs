@@ -375,7 +375,8 @@ async fn component_of_another_major_version_is_refused() {
     let msg = err.to_string();
     assert!(msg.contains("next_major_policy.wasm"), "{msg}");
     assert!(msg.contains("built for k8ssandra:policy@1.0.0"), "{msg}");
-    assert!(msg.contains("k8ssandra:policy@0.2.x"), "{msg}");
+    assert!(msg.contains("k8ssandra:policy@0.3.x"), "{msg}");
+    assert!(msg.contains("@0.2.x"), "{msg}");
     assert!(msg.contains("@0.1.x"), "{msg}");
 }
 
@@ -384,12 +385,32 @@ async fn component_of_another_major_version_is_refused() {
 /// unchanged.
 #[tokio::test]
 async fn a_component_built_against_0_1_0_keeps_working() {
+    let plan = an_earlier_component_keeps_working("contract-0-1").await;
+    assert!(
+        plan["operations"][0]["kind"]["CreateKeyspace"].is_object(),
+        "{plan}"
+    );
+}
+
+/// The same for 0.2.0, whose fixture plans an operation 0.2.0 added.
+#[tokio::test]
+async fn a_component_built_against_0_2_0_keeps_working() {
+    let plan = an_earlier_component_keeps_working("contract-0-2").await;
+    assert_eq!(
+        plan["operations"][0]["kind"]["CreateTable"]["name"], "messages",
+        "{plan}"
+    );
+}
+
+/// Loads an earlier version's fixture and checks describe, reconcile (twice), the error
+/// answer and validate; returns the first plan.
+async fn an_earlier_component_keeps_working(fixture_name: &str) -> serde_json::Value {
     let rt = runtime();
     let policy = rt
-        .load_file(&fixture("contract-0-1"))
+        .load_file(&fixture(fixture_name))
         .await
-        .expect("a 0.1.0 component loads");
-    assert_eq!(policy.info.name, "contract-0-1");
+        .expect("an earlier version's component loads");
+    assert_eq!(policy.info.name, fixture_name);
     assert_eq!(policy.info.owns.len(), 1);
     assert_eq!(policy.info.owns[0].kind, "ConfigMap");
 
@@ -415,7 +436,8 @@ async fn a_component_built_against_0_1_0_keeps_working() {
     )
     .unwrap();
     let plan = rt.reconcile(&policy, snapshot).await.unwrap().unwrap();
-    let plan = plan_to_json(&plan);
+    let first = plan_to_json(&plan);
+    let plan = first.clone();
     assert_eq!(plan["apply"][0]["json"]["data"]["message"], "hi", "{plan}");
     let op = &plan["operations"][0];
     assert_eq!(op["id"], "keyspace/e", "{plan}");
@@ -458,6 +480,7 @@ async fn a_component_built_against_0_1_0_keeps_working() {
             .unwrap()
             .is_empty()
     );
+    first
 }
 
 #[tokio::test]

@@ -118,10 +118,11 @@ fn every_earlier_served_version_has_a_fixture_component() {
             source.contains(&format!("wit/released/policy@{version}.wit")),
             "{dir} is not built from the released {version} text"
         );
-        let runtime = std::fs::read_to_string(workspace().join("host/tests/integration/runtime.rs")).unwrap();
+        let runtime =
+            std::fs::read_to_string(workspace().join("host/tests/integration/runtime.rs")).unwrap();
         let name = dir.rsplit('/').next().unwrap_or_default();
         assert!(
-            runtime.contains(&format!("fixture(\"{name}\")")),
+            runtime.contains(&format!("keeps_working(\"{name}\")")),
             "host/tests/integration/runtime.rs does not load {name}"
         );
     }

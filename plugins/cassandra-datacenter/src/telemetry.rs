@@ -21,14 +21,16 @@ use k8ssandra_telemetry::cassandra::{
     self as tel, METRICS_AGENT_DIR, METRICS_AGENT_KEY, METRICS_AGENT_VOLUME, VECTOR_DIR,
     VECTOR_KEY, VECTOR_VOLUME,
 };
+use k8ssandra_telemetry::prometheus;
 use serde_json::{Map, Value, json};
 
 use crate::config::major_minor;
 use crate::model::{Dc, Observed};
 use crate::objects::common_labels;
 
-pub const SERVICE_MONITOR_API_VERSION: &str = "monitoring.coreos.com/v1";
-pub const SERVICE_MONITOR_KIND: &str = "ServiceMonitor";
+pub use k8ssandra_telemetry::prometheus::{
+    APISERVICE_SELECTOR, SERVICE_MONITOR_API_VERSION, SERVICE_MONITOR_KIND, service_monitor_served,
+};
 /// Where the logs of the typed audit and full-query logging go by default: inside the
 /// `server-logs` volume every Cassandra pod has.
 pub const DEFAULT_AUDIT_DIR: &str = "/var/log/cassandra/audit";
@@ -183,6 +185,18 @@ pub fn service_monitor(dc: &Dc, t: &TelemetrySpec) -> Value {
         }
     }
     let mcac = tel::mcac_enabled(Some(t));
+    let mut endpoint = json!({
+        "port": if mcac { "prometheus" } else { "metrics" },
+        "path": "/metrics",
+        "scheme": "http",
+        "interval": "15s",
+        "scrapeTimeout": "15s",
+    });
+    if mcac {
+        // MCAC's samples carry the Cassandra metric in a label; upstream's rules make
+        // Prometheus families of them. The management API's endpoint needs none.
+        endpoint["metricRelabelings"] = json!(prometheus::mcac_metric_relabelings());
+    }
     json!({
         "apiVersion": SERVICE_MONITOR_API_VERSION,
         "kind": SERVICE_MONITOR_KIND,
@@ -191,13 +205,7 @@ pub fn service_monitor(dc: &Dc, t: &TelemetrySpec) -> Value {
             "selector": {"matchLabels": match_labels},
             "namespaceSelector": {"matchNames": [dc.namespace]},
             "targetLabels": [CLUSTER_LABEL, DATACENTER_LABEL],
-            "endpoints": [{
-                "port": if mcac { "prometheus" } else { "metrics" },
-                "path": "/metrics",
-                "scheme": "http",
-                "interval": "15s",
-                "scrapeTimeout": "15s",
-            }],
+            "endpoints": [endpoint],
         },
     })
 }
@@ -423,29 +431,6 @@ pub fn check_spec(dc: &CassandraDatacenter) -> Vec<Violation> {
     out
 }
 
-/// Name of the APIService the API server registers for the ServiceMonitor's group and
-/// version once the Prometheus Operator's CRDs are installed.
-const SERVICE_MONITOR_APISERVICE: &str = "v1.monitoring.coreos.com";
-/// Label the API server puts on the APIServices it registers itself (built-in groups and
-/// CRD groups): what the policy reads to learn which kinds are served.
-pub const APISERVICE_SELECTOR: &str = "kube-aggregator.kubernetes.io/automanaged";
-
-/// Whether the cluster serves ServiceMonitors: `None` when the snapshot shows no
-/// APIService at all (an operator limited to one namespace cannot read them), so the
-/// ServiceMonitor is planned and the host's apply tells.
-pub fn service_monitor_served(snapshot: &Snapshot) -> Option<bool> {
-    let mut any = false;
-    for o in &snapshot.related {
-        if o.kind().as_deref() == Some("APIService") {
-            any = true;
-            if o.name().as_deref() == Some(SERVICE_MONITOR_APISERVICE) {
-                return Some(true);
-            }
-        }
-    }
-    any.then_some(false)
-}
-
 /// Condition types this module writes, only on datacenters that use the feature.
 pub const TELEMETRY_READY: &str = "TelemetryReady";
 pub const CDC_AGENT_AVAILABLE: &str = "CdcAgentAvailable";
@@ -608,7 +593,9 @@ pub fn finish(snapshot: &Snapshot, dc: &Dc, obs: &Observed, plan: &mut Plan) {
                 TELEMETRY_READY,
                 false,
                 "ServiceMonitorKindMissing",
-                "telemetry.prometheus.enabled is set but this cluster does not serve ServiceMonitors (monitoring.coreos.com/v1): install the Prometheus Operator's CRDs; the ServiceMonitor is created once they are there".into(),
+                k8ssandra_telemetry::prometheus::kind_missing_message(
+                    "telemetry.prometheus.enabled",
+                ),
             ));
         } else {
             conditions.push((TELEMETRY_READY, true, "Applied", String::new()));
@@ -884,6 +871,31 @@ mod tests {
         assert_eq!(
             condition(&plan, super::TELEMETRY_READY).unwrap()["status"],
             "True"
+        );
+    }
+
+    #[test]
+    fn service_monitor_relabels_mcac_samples_as_upstream_and_not_the_modern_endpoint() {
+        let modern = run(&dc(full_telemetry()), &apiservices(true), &[]);
+        let sm = applied(&modern, "ServiceMonitor", "demo-dc1-cass-servicemonitor").unwrap();
+        let endpoint = &sm["spec"]["endpoints"][0];
+        assert_eq!(endpoint["port"], "metrics");
+        assert!(endpoint.get("metricRelabelings").is_none());
+
+        let mut extra = full_telemetry();
+        extra["telemetry"]["mcac"] = json!({"enabled": true});
+        let legacy = run(&dc(extra), &apiservices(true), &[]);
+        let sm = applied(&legacy, "ServiceMonitor", "demo-dc1-cass-servicemonitor").unwrap();
+        let endpoint = &sm["spec"]["endpoints"][0];
+        assert_eq!(endpoint["port"], "prometheus");
+        let rules = endpoint["metricRelabelings"].as_array().unwrap();
+        assert_eq!(rules.len(), 60);
+        assert!(rules.iter().any(|r| r["replacement"] == "mcac_table_${1}"
+            && r["targetLabel"] == "__name__"
+            && r["sourceLabels"] == json!(["mcac"])));
+        assert_eq!(
+            rules[rules.len() - 2],
+            json!({"action": "labeldrop", "regex": "prom_name"})
         );
     }
 

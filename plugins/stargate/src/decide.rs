@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8ssandra_api::cassandra::{CassandraDatacenter, DatacenterConditionType as T, PROGRESS_READY};
 use k8ssandra_api::labels::{DATACENTER_LABEL, K8SSANDRA_CLUSTER_NAME_LABEL};
 use k8ssandra_api::names::clean_label_value;
@@ -17,9 +17,10 @@ use k8ssandra_policy_sdk::{
     EventType, NodeRef, Object, OperationKind, Outcome, Plan, PolicyError, Replication, Snapshot,
     error, rfc3339, simple_table, stable_hash,
 };
+use k8ssandra_telemetry::prometheus::service_monitor_served;
 use serde_json::{Value, json};
 
-use crate::render::Inputs;
+use crate::render::{Inputs, UserConfig};
 use crate::{DATACENTER_KIND, telemetry};
 
 /// Requeue while waiting for something that announces itself anyway (a datacenter getting
@@ -43,7 +44,81 @@ pub fn check_spec(sg: &Stargate) -> Vec<(String, String)> {
         ));
     }
     out.extend(sg.spec.datacenter_template.check("spec"));
+    if let Some(r) = &sg
+        .spec
+        .datacenter_template
+        .cluster_template
+        .template
+        .cassandra_config_map_ref
+        && r.name.is_empty()
+    {
+        out.push((
+            "spec.cassandraConfigMapRef.name".to_string(),
+            "required: a ConfigMap in the Stargate's namespace".to_string(),
+        ));
+    }
+    if let Some(e) = &sg.spec.cassandra_encryption {
+        for (field, stores) in [
+            ("serverEncryptionStores", &e.server_encryption_stores),
+            ("clientEncryptionStores", &e.client_encryption_stores),
+        ] {
+            for (store, secret) in stores.iter().flat_map(|s| {
+                [
+                    ("keystoreSecretRef", &s.keystore_secret_ref),
+                    ("truststoreSecretRef", &s.truststore_secret_ref),
+                ]
+            }) {
+                if secret.name.as_deref().is_none_or(str::is_empty) {
+                    out.push((
+                        format!("spec.cassandraEncryption.{field}.{store}.name"),
+                        "required: the Secret holding the store".to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    out.extend(telemetry::check(sg));
     out
+}
+
+/// The user's ConfigMap named by `cassandraConfigMapRef`, parsed; `Ok(None)` when none is
+/// named, `Err((field, message))` when it is missing or does not parse.
+fn user_config(
+    s: &Snapshot,
+    sg: &Stargate,
+    ns: &str,
+) -> Result<Option<UserConfig>, (String, String)> {
+    let Some(name) = sg
+        .spec
+        .datacenter_template
+        .cluster_template
+        .template
+        .cassandra_config_map_ref
+        .as_ref()
+        .map(|r| r.name.clone())
+        .filter(|n| !n.is_empty())
+    else {
+        return Ok(None);
+    };
+    let field = "spec.cassandraConfigMapRef.name".to_string();
+    let cm = s
+        .related
+        .iter()
+        .filter(|o| o.cluster.is_empty() && o.kind().as_deref() == Some("ConfigMap"))
+        .filter_map(|o| o.parse::<ConfigMap>().ok())
+        .find(|c| {
+            c.metadata.name.as_deref() == Some(name.as_str())
+                && c.metadata.namespace.as_deref().unwrap_or(ns) == ns
+        })
+        .ok_or_else(|| {
+            (
+                field.clone(),
+                format!("no ConfigMap {name:?} in namespace {ns:?}"),
+            )
+        })?;
+    UserConfig::parse(&cm.data.unwrap_or_default())
+        .map(Some)
+        .map_err(|(key, message)| (field, format!("ConfigMap {name:?}, key {key:?}: {message}")))
 }
 
 /// Whether the datacenter serves: Ready, its operator done, not stopped.
@@ -317,6 +392,13 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
         });
 
     let mut faults = check_spec(&sg);
+    let user = match user_config(s, &sg, &ns) {
+        Ok(u) => u,
+        Err(f) => {
+            faults.push(f);
+            None
+        }
+    };
     let mut reason = REASON_INVALID;
     if let Some(dc) = &dc {
         let racks: Vec<String> = dc.racks().into_iter().map(|r| r.name).collect();
@@ -420,7 +502,12 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
         return Ok(plan);
     }
 
-    let inputs = Inputs { sg: &sg, dc: &dc };
+    let inputs = Inputs {
+        sg: &sg,
+        dc: &dc,
+        user: user.as_ref(),
+    };
+    let served = service_monitor_served(s);
     plan.apply("", &inputs.config_map())?;
     let racks = inputs.racks();
     let rack_count = dc.racks().len() as i32;
@@ -445,7 +532,7 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
             .map_err(|e| error(format!("rack {rack}: {e}")))?;
         plan.apply("", &d)?;
     }
-    for o in telemetry::objects(&sg, &sg.spec.datacenter_template.cluster_template.template) {
+    for o in telemetry::objects(&inputs, served) {
         plan.apply("", &o)?;
     }
     let counts = live_counts(&names);
@@ -491,5 +578,6 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
         size,
     };
     plan.set_status(&status_json(&prev, &st, s.now_ms))?;
+    telemetry::finish(s, &sg, served, &mut plan);
     Ok(plan)
 }

@@ -9,7 +9,7 @@
 //!   probes, heap and resources, rack affinity, auth options);
 //! - [`decide`]: the reconcile (datacenter readiness, bad input, the auth keyspace of a
 //!   standalone Stargate, the status and the deprecation Event);
-//! - [`telemetry`]: where the ServiceMonitor and Vector objects plug in.
+//! - [`telemetry`]: the ServiceMonitor, the Vector ConfigMap and sidecar.
 //!
 //! Rules kept:
 //! - Nothing here touches the CassandraDatacenter: adding or removing Stargate never restarts
@@ -31,6 +31,7 @@ use k8ssandra_policy_sdk::{
     KindRef, Plan, PluginInfo, Policy, PolicyError, ReadSpec, Snapshot, Violation, export_policy,
     violation,
 };
+use k8ssandra_telemetry::prometheus;
 
 pub const NAME: &str = "stargate";
 pub const PARENT_API_VERSION: &str = "stargate.k8ssandra.io/v1alpha1";
@@ -50,11 +51,24 @@ impl Policy for StargatePolicy {
                 KindRef::new("apps/v1", "Deployment"),
                 KindRef::new("v1", "Service"),
                 KindRef::new("v1", "ConfigMap"),
+                KindRef::new(
+                    prometheus::SERVICE_MONITOR_API_VERSION,
+                    prometheus::SERVICE_MONITOR_KIND,
+                ),
             ],
             reads: vec![
                 ReadSpec::new(DATACENTER_API_VERSION, DATACENTER_KIND, ""),
                 // Cassandra pods: a standalone Stargate creates its auth keyspace on one.
                 ReadSpec::new("v1", "Pod", CLUSTER_LABEL),
+                // The ConfigMap `cassandraConfigMapRef` names: the user's, without our labels.
+                ReadSpec::new("v1", "ConfigMap", ""),
+                // Whether ServiceMonitors are served, so a missing Prometheus Operator
+                // becomes a condition.
+                ReadSpec::new(
+                    "apiregistration.k8s.io/v1",
+                    "APIService",
+                    prometheus::APISERVICE_SELECTOR,
+                ),
             ],
             observe_pods: Some(CLUSTER_LABEL.to_string()),
             decorates: None,
@@ -80,3 +94,5 @@ export_policy!(StargatePolicy);
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_telemetry;

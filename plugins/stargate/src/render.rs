@@ -65,10 +65,54 @@ pub const SERVICE_PORTS: [(&str, i32); 7] = [
     ("cassandra", 9042),
 ];
 
+/// Where the encryption stores are mounted: `/mnt/<server|client>-<keystore|truststore>`,
+/// each holding one file named after the store, as upstream mounts them.
+const STORES_DIR: &str = "/mnt";
+
+/// Keys of the user's ConfigMap (`cassandraConfigMapRef`). Upstream reads `cassandra.yaml`
+/// while its API documentation says `cassandra_yaml`; both are accepted.
+pub const USER_CASSANDRA_YAML_KEYS: [&str; 2] = ["cassandra.yaml", "cassandra_yaml"];
+
+/// The settings of the user's ConfigMap named by `cassandraConfigMapRef`, parsed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UserConfig {
+    pub cassandra_yaml: Map<String, Value>,
+    pub cql_yaml: Map<String, Value>,
+}
+
+impl UserConfig {
+    /// Parses the ConfigMap's `data`; `Err((key, message))` for a key that is not a YAML
+    /// mapping.
+    pub fn parse(data: &BTreeMap<String, String>) -> Result<Self, (String, String)> {
+        let one = |key: &str| -> Result<Map<String, Value>, (String, String)> {
+            let Some(text) = data.get(key) else {
+                return Ok(Map::new());
+            };
+            match serde_yaml::from_str::<Value>(text) {
+                Ok(Value::Object(m)) => Ok(m),
+                Ok(Value::Null) => Ok(Map::new()),
+                Ok(_) => Err((key.to_string(), "is not a YAML mapping".to_string())),
+                Err(e) => Err((key.to_string(), format!("does not parse as YAML: {e}"))),
+            }
+        };
+        let key = USER_CASSANDRA_YAML_KEYS
+            .iter()
+            .find(|k| data.contains_key(**k))
+            .copied()
+            .unwrap_or(USER_CASSANDRA_YAML_KEYS[0]);
+        Ok(UserConfig {
+            cassandra_yaml: one(key)?,
+            cql_yaml: one(CQL_CONFIG_FILE)?,
+        })
+    }
+}
+
 /// What the objects of one Stargate are derived from.
 pub struct Inputs<'a> {
     pub sg: &'a Stargate,
     pub dc: &'a CassandraDatacenter,
+    /// The user's Cassandra settings (`cassandraConfigMapRef`), when it names one.
+    pub user: Option<&'a UserConfig>,
 }
 
 impl Inputs<'_> {
@@ -118,7 +162,7 @@ impl Inputs<'_> {
 
     /// Labels of every object: upstream's component labels, the Stargate's name, the
     /// K8ssandraCluster's identity when it created this Stargate, and `commonLabels`.
-    fn common_labels(&self) -> BTreeMap<String, String> {
+    pub(crate) fn common_labels(&self) -> BTreeMap<String, String> {
         let mut l = BTreeMap::from([
             (NAME_LABEL.to_string(), NAME_LABEL_VALUE.to_string()),
             (PART_OF_LABEL.to_string(), PART_OF_LABEL_VALUE.to_string()),
@@ -148,8 +192,10 @@ impl Inputs<'_> {
         l
     }
 
-    /// The ConfigMap the pods mount at `/config`: the datacenter's settings Stargate needs,
-    /// as JSON (a subset of YAML).
+    /// The ConfigMap the pods mount at `/config`, as JSON (a subset of YAML): the user's
+    /// settings (`cassandraConfigMapRef`) with the datacenter's settings Stargate needs over
+    /// them (upstream appends those to the user's text, so they win), and the paths of the
+    /// mounted encryption stores where the settings name none.
     pub fn config_map(&self) -> Value {
         let yaml = self
             .dc
@@ -158,15 +204,27 @@ impl Inputs<'_> {
             .as_ref()
             .and_then(|c| c.get("cassandra-yaml"))
             .and_then(Value::as_object);
-        let keep = |keys: &[&str]| -> String {
-            let m: Map<String, Value> = yaml
-                .into_iter()
-                .flatten()
-                .filter(|(k, _)| keys.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            Value::Object(m).to_string()
+        let merged = |user: Option<&Map<String, Value>>, keys: &[&str]| -> Map<String, Value> {
+            let mut m = user.cloned().unwrap_or_default();
+            for (k, v) in yaml.into_iter().flatten() {
+                if keys.contains(&k.as_str()) {
+                    m.insert(k.clone(), v.clone());
+                }
+            }
+            m
         };
+        let mut cassandra = merged(
+            self.user.map(|u| &u.cassandra_yaml),
+            &CASSANDRA_YAML_RETAINED,
+        );
+        let mut cql = merged(self.user.map(|u| &u.cql_yaml), &CQL_YAML_RETAINED);
+        let encryption = self.sg.spec.cassandra_encryption.as_ref();
+        if encryption.is_some_and(|e| e.server_encryption_stores.is_some()) {
+            store_paths(&mut cassandra, "server_encryption_options", "server");
+        }
+        if encryption.is_some_and(|e| e.client_encryption_stores.is_some()) {
+            store_paths(&mut cql, "client_encryption_options", "client");
+        }
         json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -176,10 +234,40 @@ impl Inputs<'_> {
                 "labels": self.common_labels(),
             },
             "data": {
-                "cassandra.yaml": keep(&CASSANDRA_YAML_RETAINED),
-                CQL_CONFIG_FILE: keep(&CQL_YAML_RETAINED),
+                "cassandra.yaml": Value::Object(cassandra).to_string(),
+                CQL_CONFIG_FILE: Value::Object(cql).to_string(),
             },
         })
+    }
+
+    /// The Secret volumes of `cassandraEncryption` and their mounts.
+    fn encryption_volumes(&self) -> (Vec<Value>, Vec<Value>) {
+        let mut volumes = Vec::new();
+        let mut mounts = Vec::new();
+        let Some(e) = &self.sg.spec.cassandra_encryption else {
+            return (volumes, mounts);
+        };
+        for (kind, stores) in [
+            ("server", &e.server_encryption_stores),
+            ("client", &e.client_encryption_stores),
+        ] {
+            let Some(stores) = stores else { continue };
+            for (store, secret) in [
+                ("keystore", &stores.keystore_secret_ref),
+                ("truststore", &stores.truststore_secret_ref),
+            ] {
+                let name = format!("{kind}-{store}");
+                volumes.push(json!({
+                    "name": name,
+                    "secret": {
+                        "secretName": secret.name.clone().unwrap_or_default(),
+                        "items": [{"key": secret.key_or(store), "path": store}],
+                    },
+                }));
+                mounts.push(json!({"name": name, "mountPath": format!("{STORES_DIR}/{name}")}));
+            }
+        }
+        (volumes, mounts)
     }
 
     /// The Service in front of every Stargate pod of the datacenter.
@@ -276,6 +364,10 @@ impl Inputs<'_> {
             "readinessProbe": probe(template.readiness_probe.as_ref(), "/checker/readiness"),
             "volumeMounts": [{"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR}],
         });
+        let (store_volumes, store_mounts) = self.encryption_volumes();
+        if let Some(m) = container["volumeMounts"].as_array_mut() {
+            m.extend(store_mounts);
+        }
         if container["resources"]
             .as_object()
             .is_some_and(Map::is_empty)
@@ -288,10 +380,13 @@ impl Inputs<'_> {
             .as_ref()
             .and_then(|n| n.host_network)
             .unwrap_or(false);
+        let mut volumes =
+            vec![json!({"name": CONFIG_VOLUME, "configMap": {"name": self.config_map_name()}})];
+        volumes.extend(store_volumes);
         let mut pod_spec = json!({
             "serviceAccountName": template.service_account.clone().unwrap_or_else(|| "default".into()),
             "containers": [container],
-            "volumes": [{"name": CONFIG_VOLUME, "configMap": {"name": self.config_map_name()}}],
+            "volumes": volumes,
             "affinity": affinity(&template, dc, rack)?,
         });
         if host_network {
@@ -329,7 +424,7 @@ impl Inputs<'_> {
         if let Some(t) = tolerations {
             pod_spec["tolerations"] = serde_json::to_value(t)?;
         }
-        crate::telemetry::decorate_pod(&template, &mut pod_spec);
+        crate::telemetry::decorate_pod(self, &mut pod_spec);
         let mut pod_meta = json!({"labels": pod_labels});
         if !pod_annotations.is_empty() {
             pod_meta["annotations"] = json!(pod_annotations);
@@ -374,6 +469,19 @@ impl Inputs<'_> {
             }
         }
         opts
+    }
+}
+
+/// Puts the paths of the mounted stores of `kind` (`server`/`client`) into the encryption
+/// options `key`, where they name none (the datacenter's own paths are kept).
+fn store_paths(yaml: &mut Map<String, Value>, key: &str, kind: &str) {
+    let options = yaml.entry(key.to_string()).or_insert_with(|| json!({}));
+    let Some(o) = options.as_object_mut() else {
+        return;
+    };
+    for store in ["keystore", "truststore"] {
+        o.entry(store.to_string())
+            .or_insert_with(|| json!(format!("{STORES_DIR}/{kind}-{store}/{store}")));
     }
 }
 

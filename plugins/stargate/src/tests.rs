@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 use crate::StargatePolicy;
 use crate::decide::{REASON_INVALID, REASON_NO_DATACENTER};
 
-const NS: &str = "ns";
+pub(crate) const NS: &str = "ns";
 
-fn stargate(spec: Value, labels: Value) -> Value {
+pub(crate) fn stargate(spec: Value, labels: Value) -> Value {
     json!({
         "apiVersion": "stargate.k8ssandra.io/v1alpha1", "kind": "Stargate",
         "metadata": {"name": "demo-dc1-stargate", "namespace": NS, "uid": "sg-uid",
@@ -17,15 +17,15 @@ fn stargate(spec: Value, labels: Value) -> Value {
     })
 }
 
-fn spec3() -> Value {
+pub(crate) fn spec3() -> Value {
     json!({"datacenterRef": {"name": "dc1"}, "size": 3})
 }
 
-fn kc_labels() -> Value {
+pub(crate) fn kc_labels() -> Value {
     json!({"k8ssandra.io/cluster-name": "demo", "k8ssandra.io/cluster-namespace": NS})
 }
 
-fn datacenter(ready: bool, server_type: &str, version: &str) -> Value {
+pub(crate) fn datacenter(ready: bool, server_type: &str, version: &str) -> Value {
     json!({
         "apiVersion": "cassandra.datastax.com/v1beta1", "kind": "CassandraDatacenter",
         "metadata": {"name": "dc1", "namespace": NS, "generation": 1},
@@ -54,7 +54,7 @@ fn obj(v: &Value) -> Object {
     }
 }
 
-fn snapshot(parent: Value, related: Vec<Value>, children: Vec<Value>) -> Snapshot {
+pub(crate) fn snapshot(parent: Value, related: Vec<Value>, children: Vec<Value>) -> Snapshot {
     let mut s = Snapshot::for_parent(obj(&parent));
     s.related = related.iter().map(obj).collect();
     s.children = children.iter().map(obj).collect();
@@ -62,7 +62,7 @@ fn snapshot(parent: Value, related: Vec<Value>, children: Vec<Value>) -> Snapsho
     s
 }
 
-fn applied(plan: &Plan, kind: &str) -> Vec<Value> {
+pub(crate) fn applied(plan: &Plan, kind: &str) -> Vec<Value> {
     plan.apply
         .iter()
         .map(|o| o.value().unwrap())
@@ -70,16 +70,16 @@ fn applied(plan: &Plan, kind: &str) -> Vec<Value> {
         .collect()
 }
 
-fn status(plan: &Plan) -> Value {
+pub(crate) fn status(plan: &Plan) -> Value {
     serde_json::from_str(plan.status.as_deref().expect("a status")).unwrap()
 }
 
-fn ready_condition(plan: &Plan) -> Value {
+pub(crate) fn ready_condition(plan: &Plan) -> Value {
     status(plan)["conditions"][0].clone()
 }
 
 /// The Deployments of a plan as the Deployment controller reports them once rolled out.
-fn rolled_out(plan: &Plan) -> Vec<Value> {
+pub(crate) fn rolled_out(plan: &Plan) -> Vec<Value> {
     applied(plan, "Deployment")
         .into_iter()
         .map(|mut d| {
@@ -97,7 +97,10 @@ fn describe_owns_the_stargate_children() {
     let info = StargatePolicy::describe();
     assert_eq!(info.parent.kind, "Stargate");
     let owns: Vec<&str> = info.owns.iter().map(|k| k.kind.as_str()).collect();
-    assert_eq!(owns, ["Deployment", "Service", "ConfigMap"]);
+    assert_eq!(
+        owns,
+        ["Deployment", "Service", "ConfigMap", "ServiceMonitor"]
+    );
     assert!(
         info.reads
             .iter()

@@ -174,7 +174,9 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
     crate::keyspaces::run(&mut cx);
     let auth_ready = cx.stargate_auth_ready;
     crate::stargate::run(&mut cx, auth_ready)?;
+    let reapers = crate::reaper::run(&mut cx)?;
     cx.emit()?;
+    crate::reaper::mirror(&mut cx.plan, &reapers)?;
     Ok(cx.plan)
 }
 
@@ -729,7 +731,7 @@ impl<'a> Ctx<'a> {
                 extra_annotations: extra,
             };
             let desired = match dc::desired_datacenter(&self.kc, i, t, &inputs) {
-                Ok(d) => d,
+                Ok(d) => crate::reaper::with_user(&self.kc, &self.cluster_name, d),
                 Err(e) => {
                     self.invalid("InvalidDatacenter", e);
                     if let Some(c) = &child {

@@ -9,6 +9,7 @@
 //! - [`dc`]: the option merge and the generated CassandraDatacenter;
 //! - [`cluster`]: the reconcile (rollout order, seeds, secrets, status);
 //! - [`keyspaces`]: data-plane work (system replication, join, removal);
+//! - [`reaper`]: Reaper's Secrets, role and keyspace, and a Reaper object per datacenter;
 //! - [`stargate`]: a Stargate object per datacenter and the Stargate auth keyspace;
 //! - [`telemetry`]: telemetry, audit and full-query-logging fields handed to the datacenters;
 //! - [`validate`]: admission rules naming the offending field;
@@ -20,14 +21,15 @@
 //! CassandraDatacenter, a removal its `status.datacenters[].decommissionProgress`, and the
 //! gossip view tells which nodes already left.
 //!
-//! Not covered here: Reaper and Medusa settings injected into the datacenters (their own
-//! policies; Stargate needs none), encryption stores and per-node ConfigMaps, and the
+//! Not covered here: Reaper's JMX settings (`httpManagement.enabled: false`) and Medusa
+//! settings injected into the datacenters, encryption stores and per-node ConfigMaps, and the
 //! `once` value of `k8ssandra.io/autoupdate-spec` behaves like `always` (a plan cannot
 //! remove the parent's annotation).
 
 pub mod cluster;
 pub mod dc;
 pub mod keyspaces;
+pub mod reaper;
 pub mod stargate;
 pub mod telemetry;
 pub mod util;
@@ -54,6 +56,7 @@ impl Policy for K8ssandraClusterPolicy {
                 KindRef::new("cassandra.datastax.com/v1beta1", "CassandraDatacenter"),
                 KindRef::new("replication.k8ssandra.io/v1alpha1", "ReplicatedSecret"),
                 KindRef::new(stargate::API_VERSION, stargate::KIND),
+                KindRef::new(reaper::API_VERSION, reaper::KIND),
             ],
             reads: vec![
                 // Cassandra pods everywhere: seeds for the other datacenters, and the nodes

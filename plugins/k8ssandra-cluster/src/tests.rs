@@ -277,7 +277,12 @@ fn describe_names_parent_owned_and_read_kinds() {
     let owns: Vec<_> = info.owns.iter().map(|k| k.kind.as_str()).collect();
     assert_eq!(
         owns,
-        ["CassandraDatacenter", "ReplicatedSecret", "Stargate"]
+        [
+            "CassandraDatacenter",
+            "ReplicatedSecret",
+            "Stargate",
+            "Reaper"
+        ]
     );
     assert!(
         info.reads
@@ -1464,3 +1469,6 @@ fn stargate_settings_are_checked_at_admission() {
         "{fields:?}"
     );
 }
+
+/// Reaper (`spec.reaper`); kept in its own file, next to this one.
+mod reaper;

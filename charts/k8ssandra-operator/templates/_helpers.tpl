@@ -145,7 +145,7 @@ generated (create) and replicated (patch).
     - stargates/finalizers
   verbs: [update]
 - apiGroups: [apps]
-  # deployments: Stargate runs one per rack.
+  # deployments: Stargate runs one per rack, Reaper one (a StatefulSet with local storage).
   resources: [statefulsets, deployments]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]

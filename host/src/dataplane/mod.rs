@@ -7,6 +7,8 @@
 //!   their parents once they answer (no Kubernetes event says so).
 //! - [`OperationExecutor`]: runs a plan's operations as background tasks, remembers their
 //!   outcomes per parent and notifies the controller when one changes.
+//! - [`medusa::MedusaClient`]: Medusa's gRPC sidecar of every pod (backups, purge,
+//!   restore preparation), with a deadline per call kind, keepalive and mutual TLS.
 //!
 //! Passwords only ever travel in requests: errors, outcomes and logs name endpoints by
 //! path, never by URL, and blank out a password an answer might echo.
@@ -15,6 +17,8 @@ mod client;
 mod error;
 mod executor;
 mod follow;
+pub mod medusa;
+mod medusa_ops;
 mod observe;
 mod stats;
 mod tls;
@@ -28,5 +32,8 @@ pub use executor::{
     ExecutorConfig, OperationExecutor, SecretData, SecretFuture, SecretReader, kind_name,
 };
 pub use follow::NodeFollower;
+pub use medusa_ops::{
+    CLIENT_SECRET_ANNOTATION, MedusaAccess, MedusaRoutes, MedusaTargets, TargetFuture,
+};
 pub use stats::{CallOutcome, DataplaneStats, Endpoint, EndpointStats};
 pub use tls::{Route, Routes, TLS_CERT_ENV, TlsResolver, tls_from_secret};

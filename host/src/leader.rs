@@ -43,6 +43,12 @@ pub enum LeaderError {
         deadline: Duration,
         duration: Duration,
     },
+    #[error("lease {namespace}/{name} not released within {after:?}; it will expire instead")]
+    ReleaseTimedOut {
+        namespace: String,
+        name: String,
+        after: Duration,
+    },
 }
 
 #[derive(Clone)]
@@ -239,6 +245,66 @@ impl Elector {
                     tokio::time::sleep(pause.min(left)).await;
                 }
             }
+        }
+    }
+
+    /// Gives the lease up, for a graceful shutdown: a standby takes it at its next retry
+    /// instead of waiting for it to expire. Call it only once this process has stopped
+    /// writing and renewing (`keep` no longer running), since a standby may lead as soon as
+    /// the release is stored. As client-go does, the holder is cleared and the duration
+    /// cut to one second, so even a standby that ignores an empty holder waits no longer.
+    /// Returns whether a lease held by this process was released; a lease held by another
+    /// replica (or none) is left alone.
+    pub async fn release(&self) -> Result<bool, LeaderError> {
+        // Bounded: a shutdown must not hang on an unreachable API server (the lease then
+        // simply expires).
+        let bound = self.cfg.renew_deadline;
+        let attempt = async {
+            let Some(mut lease) = self
+                .api
+                .get_opt(&self.cfg.name)
+                .await
+                .map_err(|e| self.err(e))?
+            else {
+                return Ok(false);
+            };
+            let spec = lease.spec.clone().unwrap_or_default();
+            if spec.holder_identity.as_deref() != Some(self.cfg.identity.as_str()) {
+                return Ok(false);
+            }
+            let now = MicroTime(Timestamp::now());
+            lease.spec = Some(LeaseSpec {
+                holder_identity: None,
+                lease_duration_seconds: Some(1),
+                acquire_time: Some(now.clone()),
+                renew_time: Some(now),
+                lease_transitions: spec.lease_transitions,
+                ..Default::default()
+            });
+            // With the resourceVersion read: if someone else wrote in between, it is not
+            // ours to release any more.
+            match self
+                .api
+                .replace(&self.cfg.name, &PostParams::default(), &lease)
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+                Err(e) => Err(self.err(e)),
+            }
+        };
+        match tokio::time::timeout(bound, attempt).await {
+            Ok(result) => {
+                if let Ok(true) = result {
+                    tracing::info!(lease = %self.cfg.name, identity = %self.cfg.identity, "released the lease");
+                }
+                result
+            }
+            Err(_) => Err(LeaderError::ReleaseTimedOut {
+                namespace: self.cfg.namespace.clone(),
+                name: self.cfg.name.clone(),
+                after: bound,
+            }),
         }
     }
 

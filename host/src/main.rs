@@ -114,9 +114,10 @@ struct RunArgs {
     /// This replica's name in the Lease; the pod name, else the host name and process id.
     #[arg(long, env = "POD_NAME")]
     lease_identity: Option<String>,
-    /// Control-plane mode also reaches other clusters (ClientConfig, ReplicatedSecret);
-    /// data-plane mode manages its own cluster only. Every loaded policy runs in both
-    /// modes: a data plane holds no K8ssandraCluster, so its policy has nothing to do.
+    /// Control-plane mode also reaches other clusters (ClientConfig, ReplicatedSecret) and
+    /// reconciles K8ssandraClusters and K8ssandraTasks; data-plane mode manages its own
+    /// cluster's kinds only (CassandraDatacenter, CassandraTask, Stargate, …): the
+    /// policies of those two kinds get no controller there, even when loaded.
     #[arg(long, env = "K8SSANDRA_CONTROL_PLANE", default_value_t = true, action = clap::ArgAction::Set)]
     control_plane: bool,
     /// Per-call deadline of a policy, in milliseconds.
@@ -291,7 +292,7 @@ async fn run(args: RunArgs) -> Result<()> {
         None => None,
     };
 
-    let _elector = if args.leader_elect {
+    let elector = if args.leader_elect {
         let identity = args.lease_identity.clone().unwrap_or_else(|| {
             // Two processes on one host must never share an identity.
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "k8ssandra-operator".into());
@@ -311,12 +312,12 @@ async fn run(args: RunArgs) -> Result<()> {
         // process right away: returning through main would leave spawned tasks writing
         // while the runtime shuts down.
         let keeper = elector.clone();
-        tokio::spawn(async move {
+        let keeping = tokio::spawn(async move {
             let lost = keeper.keep().await;
             tracing::error!(error = %lost, "leadership lost; exiting so another replica takes over");
             std::process::exit(1);
         });
-        Some(elector)
+        Some((elector, keeping))
     } else {
         None
     };
@@ -362,17 +363,25 @@ async fn run(args: RunArgs) -> Result<()> {
             namespace: args.namespace.clone(),
             concurrency: args.concurrency,
             resync: Duration::from_secs(args.resync_seconds),
+            control_plane: args.control_plane,
         },
     };
     let manager = Manager::new(shared, health);
 
     tokio::select! {
-        _ = manager.run(completions_rx) => Ok(()),
-        _ = shutdown_signal() => {
-            tracing::info!("shutting down");
-            Ok(())
+        _ = manager.run(completions_rx) => {}
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+    }
+    // The manager is dropped by now (its controllers' tasks aborted), so this process
+    // writes no more: hand the lease over at once rather than after it expires.
+    if let Some((elector, keeping)) = elector {
+        keeping.abort();
+        let _ = keeping.await;
+        if let Err(error) = elector.release().await {
+            tracing::warn!(%error, "lease not released");
         }
     }
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -7,7 +7,7 @@ pub mod store;
 
 mod reconcile;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use crate::apply::{Discovery, Resolved};
 use crate::clusters::{ClusterRegistry, LOCAL};
 use crate::observe::{Health, Metrics};
 use crate::plugin::bindings::{KindRef, NodeRef, NodeState, Operation, OperationResult};
-use crate::plugin::{LoadedPolicy, PolicyRuntime};
+use crate::plugin::{LoadedPolicy, PluginInfo, PolicyRuntime};
 use queue::ParentKey;
 use store::{Store, Touched};
 
@@ -51,6 +51,38 @@ pub struct ControllerConfig {
     pub concurrency: usize,
     /// Every parent is reconciled at least this often, changes or not.
     pub resync: Duration,
+    /// False in data-plane mode: the policies of control-plane kinds
+    /// ([`CONTROL_PLANE_KINDS`]) get no controller.
+    pub control_plane: bool,
+}
+
+/// Parent kinds only a control-plane operator reconciles: they span clusters, and a data
+/// plane that reconciled one (a copy applied there by mistake, say) would fight the
+/// control plane over the datacenters in its cluster.
+/// Matched by API group and kind, so a later version of either stays control-plane only.
+pub const CONTROL_PLANE_KINDS: &[(&str, &str)] = &[
+    ("k8ssandra.io", "K8ssandraCluster"),
+    ("control.k8ssandra.io", "K8ssandraTask"),
+];
+
+/// The names of the policies that get a controller: every base policy (decorators run
+/// inside their base's controller), less those of control-plane kinds in data-plane mode.
+pub fn controlled_policies<'a>(
+    infos: impl IntoIterator<Item = &'a PluginInfo>,
+    control_plane: bool,
+) -> BTreeSet<String> {
+    infos
+        .into_iter()
+        .filter(|info| info.decorates.is_none())
+        .filter(|info| {
+            control_plane
+                || !CONTROL_PLANE_KINDS.iter().any(|(group, kind)| {
+                    info.parent.api_version.split_once('/').map(|(g, _)| g) == Some(*group)
+                        && info.parent.kind == *kind
+                })
+        })
+        .map(|info| info.name.clone())
+        .collect()
 }
 
 impl Default for ControllerConfig {
@@ -59,6 +91,7 @@ impl Default for ControllerConfig {
             namespace: None,
             concurrency: 16,
             resync: Duration::from_secs(300),
+            control_plane: true,
         }
     }
 }
@@ -165,10 +198,16 @@ impl Manager {
 
     async fn sync(&self, running: &mut HashMap<String, (Running, queue::Trigger)>, first: bool) {
         let policies = self.shared.runtime.policies();
+        let selected = controlled_policies(
+            policies.iter().map(|p| &p.info),
+            self.shared.config.control_plane,
+        );
         let mut wanted: BTreeMap<String, Arc<LoadedPolicy>> = BTreeMap::new();
         for p in &policies {
-            if p.info.decorates.is_none() {
+            if selected.contains(&p.info.name) {
                 wanted.insert(p.info.name.clone(), p.clone());
+            } else if p.info.decorates.is_none() && first {
+                tracing::info!(policy = %p.info.name, parent = %p.info.parent.kind, "data-plane mode: no controller for a control-plane kind");
             }
         }
         // A decorator changing changes its base policy's plans: restart the base too.
@@ -562,4 +601,96 @@ pub(crate) fn parent_key(obj: &kube::api::DynamicObject) -> ParentKey {
         obj.metadata.namespace.clone().unwrap_or_default(),
         obj.metadata.name.clone().unwrap_or_default(),
     )
+}
+
+#[cfg(test)]
+mod mode_tests {
+    use super::*;
+
+    fn info(name: &str, api_version: &str, kind: &str, decorates: Option<&str>) -> PluginInfo {
+        PluginInfo {
+            name: name.into(),
+            version: "0.1.0".into(),
+            parent: KindRef {
+                api_version: api_version.into(),
+                kind: kind.into(),
+            },
+            owns: vec![],
+            reads: vec![],
+            observe_pods: None,
+            decorates: decorates.map(Into::into),
+        }
+    }
+
+    fn builtins() -> Vec<PluginInfo> {
+        vec![
+            info(
+                "cassandra-datacenter",
+                "cassandra.datastax.com/v1beta1",
+                "CassandraDatacenter",
+                None,
+            ),
+            info(
+                "cassandra-task",
+                "control.k8ssandra.io/v1alpha1",
+                "CassandraTask",
+                None,
+            ),
+            info(
+                "stargate",
+                "stargate.k8ssandra.io/v1alpha1",
+                "Stargate",
+                None,
+            ),
+            info(
+                "k8ssandra-cluster",
+                "k8ssandra.io/v1alpha1",
+                "K8ssandraCluster",
+                None,
+            ),
+            info(
+                "k8ssandra-task",
+                "control.k8ssandra.io/v1alpha1",
+                "K8ssandraTask",
+                None,
+            ),
+            // A later version of a control-plane kind is still control-plane only.
+            info("kc-next", "k8ssandra.io/v1", "K8ssandraCluster", None),
+            info(
+                "org-labels",
+                "cassandra.datastax.com/v1beta1",
+                "CassandraDatacenter",
+                Some("cassandra-datacenter"),
+            ),
+        ]
+    }
+
+    fn names(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn data_plane_mode_runs_no_control_plane_kind() {
+        let infos = builtins();
+        assert_eq!(
+            controlled_policies(&infos, false),
+            names(&["cassandra-datacenter", "cassandra-task", "stargate"])
+        );
+    }
+
+    #[test]
+    fn control_plane_mode_runs_every_base_policy() {
+        let infos = builtins();
+        assert_eq!(
+            controlled_policies(&infos, true),
+            names(&[
+                "cassandra-datacenter",
+                "cassandra-task",
+                "stargate",
+                "k8ssandra-cluster",
+                "k8ssandra-task",
+                "kc-next",
+            ])
+        );
+    }
 }

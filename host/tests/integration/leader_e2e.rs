@@ -3,7 +3,9 @@
 //!   takes the Lease once it expires and finishes the datacenter, every node started once;
 //! - a leader whose connection to the API server goes dead (a proxy that stops forwarding)
 //!   exits before its Lease can expire, and the standby only leads after that: never two
-//!   leaders at once.
+//!   leaders at once;
+//! - a leader stopped gracefully (SIGTERM) releases its Lease, and the standby takes it
+//!   without waiting for it to expire.
 //!
 //! Times are compared on the Lease's own timestamps (one machine, one clock), never on how
 //! long the test took.
@@ -75,12 +77,22 @@ fn replica(
     identity: &str,
     policies: &[&str],
 ) -> Result<Operator> {
+    replica_with_lease(dir, kubeconfig_yaml, identity, policies, LEASE_SECONDS)
+}
+
+fn replica_with_lease(
+    dir: &std::path::Path,
+    kubeconfig_yaml: &str,
+    identity: &str,
+    policies: &[&str],
+    lease_seconds: u64,
+) -> Result<Operator> {
     let own = dir.join(identity);
     std::fs::create_dir_all(&own)?;
     let kubeconfig = own.join("kubeconfig");
     std::fs::write(&kubeconfig, kubeconfig_yaml)?;
     let plugins = plugin_dir(&own.join("plugins"), policies)?;
-    let lease_seconds = LEASE_SECONDS.to_string();
+    let lease_seconds = lease_seconds.to_string();
     Operator::start(
         &kubeconfig,
         &plugins,
@@ -352,5 +364,97 @@ async fn a_leader_that_cannot_renew_stops_before_its_lease_expires() -> Result<(
     );
     b.wait_ready(Duration::from_secs(60)).await?;
     assert!(b.is_running());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_leader_releases_its_lease() -> Result<()> {
+    // Long, so a take-over by expiry is impossible while the test runs: the standby can
+    // only lead this early if the leader released the Lease.
+    const LONG_LEASE: u64 = 60;
+    let env = TestEnv::start(TestEnvOptions {
+        clusters: 1,
+        nodes_per_cluster: 1,
+        ..Default::default()
+    })
+    .await?;
+    let client = env.cluster(0).client();
+    install_crds(&client, &k8ssandra_api::all_crds_yaml()).await?;
+    let tmp = tempfile::tempdir()?;
+    let (leases, _watch) = LeaseLog::start(&client);
+    let yaml = env.cluster(0).kubeconfig_yaml();
+    let mut a = replica_with_lease(
+        tmp.path(),
+        yaml,
+        "op-a",
+        &["cassandra-datacenter"],
+        LONG_LEASE,
+    )?;
+    wait_holder(&leases, "op-a", Duration::from_secs(60)).await?;
+    a.wait_ready(Duration::from_secs(60)).await?;
+    let b = replica_with_lease(
+        tmp.path(),
+        yaml,
+        "op-b",
+        &["cassandra-datacenter"],
+        LONG_LEASE,
+    )?;
+    // The standby is up and polling (it logs nothing while it waits, so wait for its
+    // health endpoint: it serves before the election).
+    wait_for("op-b serves /metrics", Duration::from_secs(60), || async {
+        b.metrics().await.ok().map(|_| ())
+    })
+    .await?;
+    assert_eq!(leases.holder().as_deref(), Some("op-a"));
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &a.pid().to_string()])
+        .status()?;
+    assert!(status.success(), "kill -TERM op-a");
+    wait_for("op-a exits", Duration::from_secs(60), || {
+        let running = a.is_running();
+        async move { (!running).then_some(()) }
+    })
+    .await
+    .map_err(|e| e.context(tail(&a.log_text(), 30)))?;
+    let a_log = a.log_text();
+    assert!(
+        a_log.contains("released the lease"),
+        "op-a says it released the Lease: {}",
+        tail(&a_log, 20)
+    );
+
+    wait_holder(&leases, "op-b", Duration::from_secs(2 * LONG_LEASE))
+        .await
+        .map_err(|e| e.context(tail(&b.log_text(), 30)))?;
+    let history = leases.0.lock().unwrap().clone();
+    let a_last_index = history
+        .iter()
+        .rposition(|s| s.holder_identity.as_deref() == Some("op-a"))
+        .context("op-a held the Lease")?;
+    let b_first_index = history
+        .iter()
+        .position(|s| s.holder_identity.as_deref() == Some("op-b"))
+        .context("op-b holds the Lease")?;
+    // What the outgoing leader wrote last: the Lease with no holder and a one-second
+    // duration, before the standby's first version.
+    let released = history[a_last_index + 1..b_first_index]
+        .iter()
+        .find(|s| s.holder_identity.as_deref().unwrap_or_default().is_empty())
+        .with_context(|| format!("a released version between op-a and op-b: {history:?}"))?;
+    assert_eq!(released.lease_duration_seconds, Some(1), "{released:?}");
+    let a_last = leases.last_renewal("op-a").context("op-a renewed")?;
+    let b_acquired = leases.acquired("op-b").context("op-b acquired")?;
+    // On the Lease's own timestamps: op-b took it long before op-a's lease could expire.
+    assert!(
+        b_acquired < a_last + SignedDuration::from_secs(LONG_LEASE as i64),
+        "taken over before expiry: op-a renewed {a_last}, op-b took it {b_acquired}"
+    );
+    let b_spec = &history[b_first_index];
+    assert_eq!(
+        b_spec.lease_duration_seconds,
+        Some(LONG_LEASE as i32),
+        "op-b holds it for its own duration: {b_spec:?}"
+    );
     Ok(())
 }

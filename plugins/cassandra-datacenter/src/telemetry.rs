@@ -35,6 +35,9 @@ pub use k8ssandra_telemetry::prometheus::{
 /// `server-logs` volume every Cassandra pod has.
 pub const DEFAULT_AUDIT_DIR: &str = "/var/log/cassandra/audit";
 pub const DEFAULT_FQL_DIR: &str = "/var/log/cassandra/fql";
+/// Names of the volumes at those directories.
+pub const AUDIT_VOLUME: &str = "audit-logs";
+pub const FQL_VOLUME: &str = "fql-logs";
 const LOGS_DIR: &str = "/var/log/cassandra";
 
 fn spec(dc: &Dc) -> Option<&TelemetrySpec> {
@@ -78,6 +81,7 @@ pub fn vector_on(dc: &Dc) -> bool {
 /// Vector ConfigMaps as additional volumes, and the Vector image and resources on the
 /// logger. Nothing changes for a datacenter without `spec.telemetry`.
 pub fn prepare(dc: &mut Dc) {
+    log_volumes(dc);
     let Some(t) = spec(dc).cloned() else {
         return;
     };
@@ -127,6 +131,67 @@ pub fn prepare(dc: &mut Dc) {
     }
 }
 
+/// Volumes of their own for the audit and full query logs at their default directories
+/// (`audit-logs`, `fql-logs`, empty dirs): their files then neither share the `server-logs`
+/// volume with the system log nor live in it. A `logDir` of the user's is on a volume the
+/// user names (checked in [`check_spec`]). Only datacenters with the typed fields get them.
+fn log_volumes(dc: &mut Dc) {
+    let s = &mut dc.obj.spec;
+    let mut want = Vec::new();
+    if s.audit_logging
+        .as_ref()
+        .is_some_and(|a| a.log_dir.is_none())
+    {
+        want.push((AUDIT_VOLUME, DEFAULT_AUDIT_DIR));
+    }
+    if s.full_query_logging
+        .as_ref()
+        .is_some_and(|f| f.log_dir.is_none())
+    {
+        want.push((FQL_VOLUME, DEFAULT_FQL_DIR));
+    }
+    if want.is_empty() {
+        return;
+    }
+    let vols = s
+        .storage_config
+        .additional_volumes
+        .get_or_insert_with(Vec::new);
+    for (name, dir) in want {
+        if !vols.iter().any(|v| v.name == name || v.mount_path == dir) {
+            let source = match json!({"emptyDir": {}}) {
+                Value::Object(m) => Some(VolumeSource(m)),
+                _ => None,
+            };
+            vols.push(AdditionalVolumes {
+                mount_path: dir.into(),
+                name: name.into(),
+                pvc_spec: None,
+                volume_source: source,
+            });
+        }
+    }
+}
+
+/// Whether the datacenter writes a text audit log (`FileAuditLogger`, enabled), through
+/// the typed field or `config.cassandra-yaml.audit_logging_options`.
+pub fn writes_audit_log(dc: &CassandraDatacenter) -> bool {
+    match &dc.spec.audit_logging {
+        Some(a) => {
+            a.enabled
+                && a.logger
+                    .as_deref()
+                    .is_some_and(|l| l.rsplit('.').next() == Some(tel::FILE_AUDIT_LOGGER))
+        }
+        None => tel::file_audit_log(
+            dc.spec
+                .config
+                .as_ref()
+                .and_then(|c| c.pointer("/cassandra-yaml/audit_logging_options")),
+        ),
+    }
+}
+
 fn configmap(dc: &Dc, name: &str, key: &str, text: String) -> Value {
     let mut labels = common_labels(dc);
     labels.insert("app.kubernetes.io/part-of".into(), json!("k8ssandra"));
@@ -152,7 +217,7 @@ pub fn objects(dc: &Dc) -> Vec<Value> {
         tel::metrics_agent_yaml(Some(t)),
     )];
     if vector_on(dc)
-        && let Ok(text) = tel::vector_toml(t)
+        && let Ok(text) = tel::vector_toml_for(t, writes_audit_log(&dc.obj))
     {
         out.push(configmap(dc, &vector_configmap_name(dc), VECTOR_KEY, text));
     }
@@ -330,7 +395,7 @@ pub fn check_spec(dc: &CassandraDatacenter) -> Vec<Violation> {
     let mut out = Vec::new();
     let s = &dc.spec;
     if let Some(t) = &s.telemetry {
-        for e in tel::check(t) {
+        for e in tel::check_for(t, writes_audit_log(dc)) {
             out.push(violation(&format!("spec.telemetry.{}", e.field), e.message));
         }
     }
@@ -1135,6 +1200,74 @@ mod tests {
             condition(&plan, super::FULL_QUERY_LOGGING).unwrap()["reason"],
             "Disabled"
         );
+    }
+
+    #[test]
+    fn audit_and_query_logs_get_volumes_of_their_own_and_a_vector_source() {
+        let mut extra = full_telemetry();
+        extra["auditLogging"] = json!({"enabled": true, "logger": "FileAuditLogger"});
+        extra["fullQueryLogging"] = json!({"enabled": false});
+        // The user's sink reads the audit log.
+        extra["telemetry"]["vector"]["components"]["sinks"]
+            .as_array_mut()
+            .unwrap()
+            .push(
+                json!({"name": "audit_out", "type": "console", "inputs": ["cassandra_audit_log"],
+                         "config": "encoding.codec = \"text\""}),
+            );
+        let plan = run(&dc(extra.clone()), &apiservices(true), &[]);
+        let spec = pod_spec(&plan);
+        let volumes = spec["volumes"].as_array().unwrap();
+        for (name, dir) in [
+            ("audit-logs", "/var/log/cassandra/audit"),
+            ("fql-logs", "/var/log/cassandra/fql"),
+        ] {
+            assert!(
+                volumes.contains(&json!({"name": name, "emptyDir": {}})),
+                "{name}"
+            );
+            for c in ["cassandra", "server-system-logger"] {
+                assert!(
+                    container(&spec, c)["volumeMounts"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|m| m["name"] == name && m["mountPath"] == dir),
+                    "{name} in {c}"
+                );
+            }
+        }
+        let cm = applied(&plan, "ConfigMap", "demo-kc-dc1-cass-vector").unwrap();
+        let text = cm["data"]["vector.toml"].as_str().unwrap();
+        assert!(
+            text.contains(
+                "[sources.cassandra_audit_log]\ntype = \"file\"\ninclude = [ \"/var/log/cassandra/audit/audit.log\" ]"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            condition(&plan, super::TELEMETRY_READY).unwrap()["status"],
+            "True"
+        );
+
+        // The binary logger writes no text log: the source does not exist, and a sink that
+        // names it is refused, naming the component.
+        extra["auditLogging"]["logger"] = json!("BinAuditLogger");
+        let v = crate::validate::check_spec(&serde_json::from_value(dc(extra)).unwrap());
+        assert!(
+            v.iter().any(|v| v
+                .field
+                .starts_with("spec.telemetry.vector.components.sinks")
+                && v.message.contains("cassandra_audit_log")),
+            "{v:?}"
+        );
+        // A logDir of the user's gets no volume from here.
+        let plan = run(
+            &dc(json!({"auditLogging": {"enabled": true, "logDir": "/var/log/cassandra/mine"}})),
+            &[],
+            &[],
+        );
+        assert!(!pod_spec(&plan).to_string().contains("audit-logs"));
     }
 
     #[test]

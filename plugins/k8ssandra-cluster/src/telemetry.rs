@@ -48,10 +48,25 @@ pub fn violations(opts: &Value, index: usize, has_own: bool) -> Vec<Violation> {
     };
     match serde_json::from_value::<TelemetrySpec>(t.clone()) {
         Err(e) => vec![violation(&prefix, format!("does not parse: {e}"))],
-        Ok(t) => tel::check(&t)
+        Ok(t) => tel::check_for(&t, writes_audit_log(opts))
             .into_iter()
             .map(|e| violation(&format!("{prefix}.{}", e.field), e.message))
             .collect(),
+    }
+}
+
+/// Whether the merged datacenter options turn on the text audit log (whose Vector source
+/// user components may name): the typed `auditLogging`, else the raw
+/// `config.cassandraYaml.audit_logging_options`.
+fn writes_audit_log(opts: &Value) -> bool {
+    match opts.get("auditLogging").filter(|v| !v.is_null()) {
+        Some(a) => {
+            a.get("enabled").and_then(Value::as_bool) == Some(true)
+                && a.get("logger")
+                    .and_then(Value::as_str)
+                    .is_some_and(|l| l.rsplit('.').next() == Some(tel::FILE_AUDIT_LOGGER))
+        }
+        None => tel::file_audit_log(opts.pointer("/config/cassandraYaml/audit_logging_options")),
     }
 }
 

@@ -245,6 +245,12 @@ pub fn prometheus_enabled(spec: Option<&TelemetrySpec>) -> bool {
 
 /// Every finding about a datacenter's telemetry spec, fields relative to `telemetry`.
 pub fn check(spec: &TelemetrySpec) -> Vec<TelemetryError> {
+    check_for(spec, false)
+}
+
+/// [`check`] for a datacenter that writes a text audit log (`audit_log`), whose Vector
+/// source user components may name.
+pub fn check_for(spec: &TelemetrySpec, audit_log: bool) -> Vec<TelemetryError> {
     let mut out = Vec::new();
     if let Some(filters) = spec.mcac.as_ref().and_then(|m| m.metric_filters.as_ref()) {
         out.extend(check_metric_filters(filters, "mcac.metricFilters"));
@@ -273,7 +279,7 @@ pub fn check(spec: &TelemetrySpec) -> Vec<TelemetryError> {
         });
     }
     if vector_enabled(Some(spec))
-        && let Err(errors) = vector_toml(spec)
+        && let Err(errors) = vector_toml_for(spec, audit_log)
     {
         out.extend(errors);
     }
@@ -343,11 +349,65 @@ pub fn default_components(spec: &TelemetrySpec) -> Vec<Component> {
 
 /// The checked `vector.toml` of a Cassandra pod, or every finding.
 pub fn vector_toml(spec: &TelemetrySpec) -> Result<String, Vec<TelemetryError>> {
+    vector_toml_for(spec, false)
+}
+
+/// [`vector_toml`] of a pod that writes a text audit log: the source
+/// [`AUDIT_LOG_SOURCE`] tails it, for the user's transforms and sinks to name (like every
+/// built-in source, it is left out when nothing reads it).
+pub fn vector_toml_for(
+    spec: &TelemetrySpec,
+    audit_log: bool,
+) -> Result<String, Vec<TelemetryError>> {
     let vector = spec.vector.clone().unwrap_or_default();
+    let mut defaults = default_components(spec);
+    if audit_log {
+        defaults.push(Component::source(
+            AUDIT_LOG_SOURCE,
+            "file",
+            &format!(
+                "include = [ {} ]\nread_from = \"beginning\"\nfingerprint.strategy = \"device_and_inode\"\n",
+                toml_string(FILE_AUDIT_LOG)
+            ),
+        ));
+    }
     VectorConfig::from_spec(&vector)
-        .with_defaults(default_components(spec))
+        .with_defaults(defaults)
         .build()
         .map_err(|e| e.into_iter().map(TelemetryError::from).collect())
+}
+
+/// Name of the Vector source of the text audit log.
+pub const AUDIT_LOG_SOURCE: &str = "cassandra_audit_log";
+/// Where Cassandra's `FileAuditLogger` writes: its logback `AUDIT` appender's file,
+/// `${cassandra.logdir}/audit/audit.log` (`audit_logs_dir` only applies to the binary
+/// logger).
+pub const FILE_AUDIT_LOG: &str = "/var/log/cassandra/audit/audit.log";
+/// Class name of Cassandra's text audit logger.
+pub const FILE_AUDIT_LOGGER: &str = "FileAuditLogger";
+
+/// Whether `audit_logging_options` (as rendered into `cassandra-yaml`) turn on the text
+/// audit logger: enabled, with `FileAuditLogger` (short or fully qualified) as its logger,
+/// written as a list of `class_name` entries (4.0 and later) or as one.
+pub fn file_audit_log(options: Option<&Value>) -> bool {
+    let Some(o) = options else {
+        return false;
+    };
+    let on = o.get("enabled").is_some_and(|e| {
+        e.as_bool() == Some(true) || e.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"))
+    });
+    let is_file = |l: &Value| {
+        l.get("class_name")
+            .and_then(Value::as_str)
+            .is_some_and(|c| c.rsplit('.').next() == Some(FILE_AUDIT_LOGGER))
+    };
+    let logger = match o.get("logger") {
+        Some(Value::Array(list)) => list.iter().any(is_file),
+        Some(one @ Value::Object(_)) => is_file(one),
+        Some(Value::String(c)) => c.rsplit('.').next() == Some(FILE_AUDIT_LOGGER),
+        _ => false,
+    };
+    on && logger
 }
 
 const SYSTEMLOG_SOURCE: &str = r#"include = [ "/var/log/cassandra/system.log" ]

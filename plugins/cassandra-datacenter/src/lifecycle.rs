@@ -1921,8 +1921,16 @@ impl Decider<'_> {
 /// the management API runs but is broken: it answered an HTTP error or timed out. A
 /// refused connection is a pod whose API is not up yet, which is the normal start-up.
 fn management_api_broken(error: &str) -> bool {
-    error.contains(" answered HTTP ") || error.contains(": timed out")
+    // The host's refusal to speak to a TLS pod (the client Secret of
+    // `managementApiAuth.manual` missing or unusable) is no API still starting: it lasts
+    // until the user fixes the Secret, and the message names it.
+    error.contains(" answered HTTP ")
+        || error.contains(": timed out")
+        || error.starts_with(MANAGEMENT_API_TLS_REFUSED)
 }
+
+/// How the host's error for a pod it will not call over TLS begins.
+const MANAGEMENT_API_TLS_REFUSED: &str = "management API TLS configuration:";
 
 fn sdk_log_warn(message: &str) {
     k8ssandra_policy_sdk::log(k8ssandra_policy_sdk::Level::Warn, message);

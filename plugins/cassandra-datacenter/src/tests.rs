@@ -1819,6 +1819,10 @@ fn a_failing_management_api_is_reported_and_rechecked_never_recreated() {
     for error in [
         "GET /api/v0/probes/liveness on 10.0.0.2 answered HTTP 500: Simulated fault",
         "GET /api/v0/probes/liveness on 10.0.0.2: timed out: operation timed out",
+        // The host refusing to call a TLS pod: the Secret is named, nothing is sent.
+        "management API TLS configuration: spec.managementApiAuth.manual.clientSecretName: \
+         Secret ns/mgmt-client not found; nothing is sent to the management API of \
+         CassandraDatacenter ns/dc1 until it exists",
     ] {
         let plan = fail(&sim, error);
         let status: Value = serde_json::from_str(plan.status.as_deref().unwrap()).unwrap();

@@ -17,6 +17,7 @@ mod k8ssandracluster_e2e;
 mod k8ssandratask_e2e;
 mod leader_e2e;
 mod mgmt_tls;
+mod mgmt_tls_e2e;
 mod multicluster_e2e;
 mod runtime;
 mod security_e2e;

@@ -1007,7 +1007,14 @@ impl Core {
 
     /// Logs a request on arrival, `faulted` when a fault applies to its node; returns its
     /// sequence number for [`Core::answered`].
-    pub(crate) fn log_request(&self, pod: &PodKey, method: &str, path: &str, faulted: bool) -> u64 {
+    pub(crate) fn log_request(
+        &self,
+        pod: &PodKey,
+        method: &str,
+        path: &str,
+        faulted: bool,
+        tls: bool,
+    ) -> u64 {
         let mut log = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         log.next_seq += 1;
         let seq = log.next_seq;
@@ -1022,6 +1029,7 @@ impl Core {
             path: path.to_string(),
             status: 0,
             faulted,
+            tls,
         });
         seq
     }

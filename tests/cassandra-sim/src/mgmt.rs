@@ -28,6 +28,8 @@ use crate::model::PodKey;
 struct NodeCtx {
     core: Arc<Core>,
     key: PodKey,
+    /// The listener requires mutual TLS.
+    tls: bool,
 }
 
 type Params = Query<HashMap<String, String>>;
@@ -146,6 +148,7 @@ async fn faults(State(ctx): State<NodeCtx>, req: Request, next: Next) -> Respons
         req.method().as_str(),
         req.uri().path(),
         !fault.is_none(),
+        ctx.tls,
     );
     if fault.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(fault.latency_ms)).await;
@@ -561,6 +564,7 @@ pub(crate) async fn run_listeners(
                     let app = router(NodeCtx {
                         core: Arc::clone(&core),
                         key: key.clone(),
+                        tls: acceptor.is_some(),
                     });
                     let task = tokio::spawn(serve(listener, app, acceptor));
                     let metrics =

@@ -739,6 +739,9 @@ pub struct RequestEntry {
     pub status: u16,
     /// A fault (error rate or latency) applied to the node when the request arrived.
     pub faulted: bool,
+    /// Arrived over mutual TLS (the client's certificate verified against the pod's CA).
+    #[serde(default)]
+    pub tls: bool,
 }
 
 /// A request Cassandra would have refused or that breaks an operational rule.

@@ -1920,9 +1920,24 @@ async fn a_tls_pod_serves_https_only_to_clients_with_a_certificate_of_its_ca() {
         .await
         .expect("start over TLS");
     assert_eq!(start.status(), StatusCode::CREATED);
+    let requests = e.sim.requests();
+    assert!(
+        requests
+            .iter()
+            .filter(|r| r.pod == key)
+            .all(|r| r.tls && r.status != 0),
+        "{requests:?}"
+    );
 
     // A plain pod next to it keeps serving HTTP.
-    e.pod("k", "plain-0", 2, "c2", "dc1", true).await;
+    let plain = e.pod("k", "plain-0", 2, "c2", "dc1", true).await;
+    assert!(
+        e.sim
+            .requests()
+            .iter()
+            .filter(|r| r.pod == plain)
+            .all(|r| !r.tls)
+    );
 }
 
 #[tokio::test]

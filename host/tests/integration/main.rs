@@ -19,6 +19,7 @@ mod leader_e2e;
 mod mgmt_tls;
 mod mgmt_tls_e2e;
 mod multicluster_e2e;
+mod reaper_e2e;
 mod runtime;
 mod security_e2e;
 mod stargate_e2e;

@@ -1,0 +1,496 @@
+//! Reaper end to end, with the real operator binary, one testenv cluster and the Cassandra
+//! simulator. The operator runs the k8ssandra-cluster, cassandra-datacenter and reaper
+//! policies. One sequential scenario:
+//!
+//! 1. A K8ssandraCluster with one datacenter (dc1, 3 nodes) becomes Ready.
+//! 2. `reaper: {}` is added → the Secrets `demo-reaper` and `demo-reaper-ui`, the role
+//!    `demo-reaper` (a superuser) in the simulated cluster, `reaper_db` replicated {dc1: 3},
+//!    then the Reaper `demo-dc1-reaper` with its Deployment (schema-migration init container,
+//!    credentials by secretKeyRef) and Service `demo-dc1-reaper-service`; its status reaches
+//!    `Configuring` (registration is not implemented yet, its Ready condition says so) and is
+//!    mirrored into the K8ssandraCluster's status.
+//! 3. A standalone Reaper naming a datacenter that does not exist gets `Ready=False` naming
+//!    `spec.datacenterRef.name`, and no workload.
+//! 4. `reaper` is removed → the Reaper and its children go; the keyspace stays.
+//!
+//! Throughout, the Cassandra pods keep their uids (adding Reaper restarts no node) and the
+//! simulator records no violation.
+
+use crate::support;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use cassandra_sim::{SimHandle, SimOptions, Simulator};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use kube::api::{DynamicObject, ListParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+use k8ssandra_testenv::{TestEnv, TestEnvOptions};
+use support::{
+    Operator, apply_yaml, create_namespace, dc_ready, install_crds, operator_crds, wait_crd,
+    wait_for,
+};
+
+const NS: &str = "reaper-e2e";
+const CLUSTER: &str = "demo";
+const REAPER: &str = "demo-dc1-reaper";
+
+fn manifest(reaper: Option<Value>) -> String {
+    let mut kc = json!({
+        "apiVersion": "k8ssandra.io/v1alpha1",
+        "kind": "K8ssandraCluster",
+        "metadata": {"name": CLUSTER, "namespace": NS},
+        "spec": {"cassandra": {
+            "serverVersion": "4.1.5",
+            "storageConfig": {"cassandraDataVolumeClaimSpec": {
+                "storageClassName": "standard", "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "5Gi"}}}},
+            "datacenters": [{"metadata": {"name": "dc1"}, "size": 3}],
+        }},
+    });
+    if let Some(r) = reaper {
+        kc["spec"]["reaper"] = r;
+    }
+    serde_json::to_string(&kc).unwrap_or_default()
+}
+
+async fn reapers(c: &Client) -> Result<Api<DynamicObject>> {
+    support::dynamic_api(c, NS, "reaper.k8ssandra.io", "v1alpha1", "Reaper").await
+}
+
+async fn reaper(c: &Client, name: &str) -> Option<Value> {
+    let api = reapers(c).await.ok()?;
+    api.get_opt(name).await.ok().flatten().map(|o| o.data)
+}
+
+/// The Ready condition of a Reaper: (status, reason, message).
+fn ready_condition(r: &Value) -> Option<(String, String, String)> {
+    let c = r
+        .pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")?;
+    Some((
+        c["status"].as_str()?.to_string(),
+        c["reason"].as_str().unwrap_or_default().to_string(),
+        c["message"].as_str().unwrap_or_default().to_string(),
+    ))
+}
+
+async fn deployment(c: &Client, name: &str) -> Option<Deployment> {
+    Api::<Deployment>::namespaced(c.clone(), NS)
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
+        .filter(|d| d.metadata.deletion_timestamp.is_none())
+}
+
+async fn service(c: &Client, name: &str) -> Option<Service> {
+    Api::<Service>::namespaced(c.clone(), NS)
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
+        .filter(|s| s.metadata.deletion_timestamp.is_none())
+}
+
+async fn secret_keys(c: &Client, name: &str) -> Option<Vec<String>> {
+    let s = Api::<Secret>::namespaced(c.clone(), NS)
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()?;
+    Some(s.data.unwrap_or_default().into_keys().collect())
+}
+
+/// Pod name → uid of every Cassandra pod of the cluster.
+async fn cassandra_pods(c: &Client) -> BTreeMap<String, String> {
+    Api::<Pod>::namespaced(c.clone(), NS)
+        .list(&ListParams::default().labels(&format!("cassandra.datastax.com/cluster={CLUSTER}")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            (
+                p.metadata.name.unwrap_or_default(),
+                p.metadata.uid.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+async fn kc_status(cp: &Client) -> Value {
+    let Ok(api) =
+        support::dynamic_api(cp, NS, "k8ssandra.io", "v1alpha1", "K8ssandraCluster").await
+    else {
+        return Value::Null;
+    };
+    api.get(CLUSTER)
+        .await
+        .ok()
+        .and_then(|o| o.data.get("status").cloned())
+        .unwrap_or(Value::Null)
+}
+
+/// A keyspace's replication (datacenter → replicas), as the simulator holds it.
+fn replication(sim: &SimHandle, keyspace: &str) -> Option<BTreeMap<String, String>> {
+    let state = sim.state();
+    let ks = state
+        .cluster(CLUSTER)?
+        .keyspaces
+        .iter()
+        .find(|k| k.name == keyspace)?
+        .clone();
+    Some(
+        ks.replication
+            .into_iter()
+            .filter(|(k, _)| k != "class")
+            .collect(),
+    )
+}
+
+struct Scenario {
+    _env: TestEnv,
+    c: Client,
+    sim: SimHandle,
+    operator: Operator,
+    _tmp: tempfile::TempDir,
+}
+
+impl Scenario {
+    async fn start() -> Result<Scenario> {
+        let env = TestEnv::start(TestEnvOptions {
+            clusters: 1,
+            ..Default::default()
+        })
+        .await?;
+        let c = env.cluster(0).client();
+        install_crds(&c, &operator_crds()?).await?;
+        create_namespace(&c, NS).await?;
+        wait_crd(&c, "reaper.k8ssandra.io", "v1alpha1", "Reaper").await?;
+        wait_crd(&c, "k8ssandra.io", "v1alpha1", "K8ssandraCluster").await?;
+        let mut opts = SimOptions::default();
+        opts.config.bootstrap_delay = Duration::from_millis(200);
+        let sim = Simulator::start(
+            opts,
+            vec![(env.cluster(0).context_name().to_string(), c.clone())],
+        )
+        .await?;
+        let mut tmp = tempfile::tempdir()?;
+        if std::env::var_os("TESTENV_KEEP").is_some() {
+            tmp.disable_cleanup(true);
+        }
+        let operator = Operator::start_for(
+            &tmp.path().join("op"),
+            env.cluster(0),
+            &["k8ssandra-cluster", "cassandra-datacenter", "reaper"],
+            &["--resync-seconds", "5"],
+        )?;
+        operator.wait_ready(Duration::from_secs(120)).await?;
+        Ok(Scenario {
+            _env: env,
+            c,
+            sim,
+            operator,
+            _tmp: tmp,
+        })
+    }
+
+    async fn diagnostics(&self) -> String {
+        let mut out = format!("K8ssandraCluster status: {}\n", kc_status(&self.c).await);
+        if let Ok(api) = reapers(&self.c).await
+            && let Ok(list) = api.list(&ListParams::default()).await
+        {
+            for r in list.items {
+                out.push_str(&format!(
+                    "Reaper {}: {}\n",
+                    r.metadata.name.unwrap_or_default(),
+                    r.data.get("status").unwrap_or(&Value::Null)
+                ));
+            }
+        }
+        out.push_str(&format!(
+            "reaper_db: {:?}\nsimulator violations: {:?}\n",
+            replication(&self.sim, "reaper_db"),
+            self.sim.violations()
+        ));
+        let log = self.operator.log_text();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect();
+        out.push_str(&format!(
+            "--- operator ({}), last warnings:\n{}\n",
+            self.operator.log.display(),
+            lines[lines.len().saturating_sub(12)..].join("\n")
+        ));
+        out
+    }
+
+    async fn wait<T, F, Fut>(&self, what: &str, timeout: Duration, check: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        let started = std::time::Instant::now();
+        let mut check = check;
+        let bounded = || {
+            let f = check();
+            async move {
+                tokio::time::timeout(Duration::from_secs(20), f)
+                    .await
+                    .ok()
+                    .flatten()
+            }
+        };
+        match wait_for(what, timeout, bounded).await {
+            Ok(v) => {
+                eprintln!("[{:>6.1?}] {what}", started.elapsed());
+                Ok(v)
+            }
+            Err(e) => Err(e.context(self.diagnostics().await)),
+        }
+    }
+}
+
+fn env_of(d: &Deployment, container: &str, init: bool) -> Vec<Value> {
+    let spec = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.clone())
+        .unwrap_or_default();
+    let list = if init {
+        spec.init_containers.unwrap_or_default()
+    } else {
+        spec.containers
+    };
+    list.into_iter()
+        .find(|c| c.name == container)
+        .and_then(|c| c.env)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| serde_json::to_value(e).ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reaper_per_datacenter_after_its_keyspace() -> Result<()> {
+    let sc = Scenario::start().await?;
+    let c = sc.c.clone();
+    let dcs = support::datacenters(&c, NS).await?;
+
+    // ── 1. A running cluster ───────────────────────────────────────────────────────────
+    apply_yaml(&c, &manifest(None), NS).await?;
+    sc.wait("dc1 Ready", Duration::from_secs(300), || async {
+        dc_ready(&dcs, "dc1").await.then_some(())
+    })
+    .await?;
+    let pods = cassandra_pods(&c).await;
+    ensure!(pods.len() == 3, "Cassandra pods: {pods:?}");
+    ensure!(
+        reapers(&c)
+            .await?
+            .list(&ListParams::default())
+            .await?
+            .items
+            .is_empty(),
+        "no Reaper without spec.reaper"
+    );
+
+    // ── 2. reaper: {} ──────────────────────────────────────────────────────────────────
+    apply_yaml(&c, &manifest(Some(json!({}))), NS).await?;
+    for name in ["demo-reaper", "demo-reaper-ui"] {
+        let mut keys = sc
+            .wait(
+                &format!("Secret {name}"),
+                Duration::from_secs(60),
+                || async { secret_keys(&c, name).await },
+            )
+            .await?;
+        keys.sort();
+        ensure!(keys == ["password", "username"], "{name}: {keys:?}");
+    }
+    sc.wait(
+        "role demo-reaper (superuser) in Cassandra",
+        Duration::from_secs(180),
+        || async {
+            let state = sc.sim.state();
+            state
+                .cluster(CLUSTER)?
+                .roles
+                .iter()
+                .any(|r| r.name == "demo-reaper" && r.superuser && r.login && r.password_set)
+                .then_some(())
+        },
+    )
+    .await?;
+    let repl = sc
+        .wait(
+            "reaper_db replicated to dc1",
+            Duration::from_secs(180),
+            || async { replication(&sc.sim, "reaper_db") },
+        )
+        .await?;
+    ensure!(
+        repl == BTreeMap::from([("dc1".to_string(), "3".to_string())]),
+        "reaper_db replication: {repl:?}"
+    );
+
+    let r = sc
+        .wait(
+            &format!("Reaper {REAPER}"),
+            Duration::from_secs(180),
+            || async { reaper(&c, REAPER).await },
+        )
+        .await?;
+    ensure!(
+        r.pointer("/spec/datacenterRef/name") == Some(&json!("dc1")),
+        "{r}"
+    );
+    ensure!(
+        r.pointer("/spec/cassandraUserSecretRef/name") == Some(&json!("demo-reaper")),
+        "{r}"
+    );
+
+    let d = sc
+        .wait(
+            &format!("Deployment {REAPER}"),
+            Duration::from_secs(120),
+            || async { deployment(&c, REAPER).await },
+        )
+        .await?;
+    let main = env_of(&d, "reaper", false);
+    let get = |env: &[Value], k: &str| env.iter().find(|e| e["name"] == k).cloned();
+    ensure!(
+        get(&main, "REAPER_CASS_CONTACT_POINTS").map(|e| e["value"].clone())
+            == Some(json!("[{\"host\": \"demo-dc1-service\", \"port\": 9042}]")),
+        "contact points: {main:?}"
+    );
+    ensure!(
+        get(&main, "REAPER_CASS_KEYSPACE").map(|e| e["value"].clone()) == Some(json!("reaper_db")),
+        "keyspace: {main:?}"
+    );
+    let password = get(&main, "REAPER_CASS_AUTH_PASSWORD").unwrap_or(Value::Null);
+    ensure!(
+        password.get("value").is_none()
+            && password.pointer("/valueFrom/secretKeyRef")
+                == Some(&json!({"name": "demo-reaper", "key": "password"})),
+        "password by reference only: {password}"
+    );
+    let init = env_of(&d, "reaper-schema-init", true);
+    ensure!(
+        !init.is_empty(),
+        "schema-migration init container with its env"
+    );
+    let svc = sc
+        .wait(
+            "Service demo-dc1-reaper-service",
+            Duration::from_secs(60),
+            || async { service(&c, "demo-dc1-reaper-service").await },
+        )
+        .await?;
+    let ports: Vec<(String, i32)> = svc
+        .spec
+        .and_then(|s| s.ports)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| (p.name.unwrap_or_default(), p.port))
+        .collect();
+    ensure!(
+        ports == [("app".to_string(), 8080), ("admin".to_string(), 8081)],
+        "{ports:?}"
+    );
+
+    let cond = sc
+        .wait(
+            "Reaper Configuring, registration reported missing",
+            Duration::from_secs(180),
+            || async {
+                let r = reaper(&c, REAPER).await?;
+                (r.pointer("/status/progress") == Some(&json!("Configuring")))
+                    .then(|| ready_condition(&r))
+                    .flatten()
+            },
+        )
+        .await?;
+    ensure!(
+        cond.0 == "False"
+            && cond.1 == "RegistrationNotImplemented"
+            && cond.2.contains("not implemented"),
+        "{cond:?}"
+    );
+    sc.wait(
+        "K8ssandraCluster status mirrors the Reaper",
+        Duration::from_secs(60),
+        || async {
+            let st = kc_status(&c).await;
+            (st.pointer("/datacenters/dc1/reaper/progress") == Some(&json!("Configuring")))
+                .then_some(())
+        },
+    )
+    .await?;
+
+    // ── 3. Bad input: a datacenter that does not exist ─────────────────────────────────
+    apply_yaml(
+        &c,
+        &format!(
+            "apiVersion: reaper.k8ssandra.io/v1alpha1\nkind: Reaper\nmetadata:\n  name: stray\n  namespace: {NS}\nspec:\n  datacenterRef:\n    name: nope\n"
+        ),
+        NS,
+    )
+    .await?;
+    let cond = sc
+        .wait(
+            "stray Reaper refused, naming the field",
+            Duration::from_secs(60),
+            || async { ready_condition(&reaper(&c, "stray").await?) },
+        )
+        .await?;
+    ensure!(
+        cond.0 == "False"
+            && cond.1 == "DatacenterNotFound"
+            && cond.2.starts_with("spec.datacenterRef.name"),
+        "{cond:?}"
+    );
+    ensure!(
+        deployment(&c, "stray").await.is_none(),
+        "no workload for bad input"
+    );
+
+    // ── 4. reaper removed ──────────────────────────────────────────────────────────────
+    apply_yaml(&c, &manifest(None), NS).await?;
+    sc.wait(
+        "Reaper, Deployment and Service removed",
+        Duration::from_secs(120),
+        || async {
+            (reaper(&c, REAPER).await.is_none()
+                && deployment(&c, REAPER).await.is_none()
+                && service(&c, "demo-dc1-reaper-service").await.is_none())
+            .then_some(())
+        },
+    )
+    .await?;
+    ensure!(
+        replication(&sc.sim, "reaper_db").is_some(),
+        "the keyspace stays"
+    );
+
+    let after = cassandra_pods(&c).await;
+    ensure!(
+        after == pods,
+        "Cassandra pods restarted: {pods:?} → {after:?}"
+    );
+    let violations = sc.sim.violations();
+    ensure!(
+        violations.is_empty(),
+        "simulator violations: {violations:?}"
+    );
+    Ok(())
+}

@@ -47,6 +47,7 @@ impl ManagementDataPlane {
             api.routes(),
         ));
         let follower = dataplane::NodeFollower::new(api.clone(), completions.clone());
+        let medusa_routes = dataplane::MedusaRoutes::new(clusters.clone());
         let reader = move |cluster: String, namespace: String, name: String| {
             let clusters = clusters.clone();
             async move {
@@ -77,6 +78,10 @@ impl ManagementDataPlane {
             completions,
             ExecutorConfig::default(),
         );
+        executor.set_medusa(dataplane::MedusaAccess {
+            client: dataplane::medusa::MedusaClient::new(),
+            targets: Arc::new(medusa_routes),
+        });
         Ok(ManagementDataPlane {
             executor,
             follower,

@@ -23,7 +23,11 @@ use tracing::{debug, info, warn};
 
 use super::client::{JobStart, JobState, ManagementApi, Password, TableOp, backoff};
 use super::error::{DataplaneError, SecretError};
-use crate::plugin::bindings::{NodeRef, Operation, OperationKind, OperationResult, Outcome, Role};
+use super::medusa::{MedusaClient, MedusaError, MedusaTarget};
+use super::medusa_ops::{self, MedusaAccess};
+use crate::plugin::bindings::{
+    MedusaBackup, NodeRef, Operation, OperationKind, OperationResult, Outcome, Role,
+};
 
 /// The data of a Secret, key to bytes.
 pub type SecretData = BTreeMap<String, Vec<u8>>;
@@ -98,6 +102,9 @@ struct Inner {
     config: ExecutorConfig,
     parents: Mutex<HashMap<String, ParentOps>>,
     epochs: AtomicU64,
+    /// Unset in set-ups without Medusa (tests of the management API alone): Medusa
+    /// operations then fail with a message saying so.
+    medusa: std::sync::OnceLock<MedusaAccess>,
 }
 
 /// Executes the operations of plans, one spawned task per operation.
@@ -130,8 +137,14 @@ impl OperationExecutor {
                 config,
                 parents: Mutex::new(HashMap::new()),
                 epochs: AtomicU64::new(0),
+                medusa: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Lets the operations reach Medusa; only the first call counts.
+    pub fn set_medusa(&self, access: MedusaAccess) {
+        let _ = self.inner.medusa.set(access);
     }
 
     /// The client the operations go through (for its [`stats`](ManagementApi::stats)).
@@ -379,13 +392,117 @@ impl Task {
             OperationKind::GetFullQueryLogging => {
                 text(api.full_query_logging(addr).await.map(|on| on.to_string()))
             }
-            OperationKind::MedusaBackup(_)
-            | OperationKind::MedusaBackupStatus(_)
-            | OperationKind::MedusaGetBackups
-            | OperationKind::MedusaDeleteBackup(_)
-            | OperationKind::MedusaPurgeBackups
-            | OperationKind::MedusaPrepareRestore(_) => {
-                Err("this host has no Medusa client yet".into())
+            OperationKind::MedusaBackup(backup) => self.medusa_backup(backup).await,
+            OperationKind::MedusaBackupStatus(name) => {
+                let (client, target) = self.medusa().await?;
+                let status = client.backup_status(&target, name).await;
+                medusa_ops::json(&status.map_err(|e| e.to_string())?)
+            }
+            OperationKind::MedusaGetBackups => {
+                let (client, target) = self.medusa().await?;
+                medusa_ops::json(
+                    &client
+                        .get_backups(&target)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            OperationKind::MedusaDeleteBackup(name) => {
+                let (client, target) = self.medusa().await?;
+                client
+                    .delete_backup(&target, name)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(String::new())
+            }
+            OperationKind::MedusaPurgeBackups => {
+                let (client, target) = self.medusa().await?;
+                medusa_ops::json(
+                    &client
+                        .purge_backups(&target)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            OperationKind::MedusaPrepareRestore(r) => {
+                let (client, target) = self.medusa().await?;
+                client
+                    .prepare_restore(&target, &r.datacenter, &r.backup_name, &r.restore_key)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(String::new())
+            }
+        }
+    }
+
+    /// The client and the target node's Medusa service.
+    async fn medusa(&self) -> Result<(MedusaClient, MedusaTarget), String> {
+        let access = self
+            .inner
+            .medusa
+            .get()
+            .ok_or_else(|| "this operator was started without access to Medusa".to_string())?;
+        let target = access
+            .targets
+            .target(&self.op.target, &self.address)
+            .await?;
+        Ok((access.client.clone(), target))
+    }
+
+    /// Starts a node's backup and follows it to its end, publishing `running(<backup>)`
+    /// meanwhile (as a management-API job's id is).
+    async fn medusa_backup(&self, backup: &MedusaBackup) -> Result<String, String> {
+        let (client, target) = self.medusa().await?;
+        client
+            .async_backup(&target, &backup.name, medusa_ops::mode(backup.mode))
+            .await
+            .map_err(|e| e.to_string())?;
+        info!(parent = %self.parent, operation = %self.op.id, backup = %backup.name,
+            pod = %self.op.target.pod, "Medusa backup started");
+        self.inner.record(
+            &self.parent,
+            self.epoch,
+            &self.op.id,
+            Outcome::Running(backup.name.clone()),
+            true,
+        );
+        let config = &self.inner.config;
+        let mut polls = 0u32;
+        let mut errors = 0u32;
+        loop {
+            polls = polls.saturating_add(1);
+            tokio::time::sleep(backoff(config.job_poll_initial, config.job_poll_max, polls)).await;
+            match client.backup_status(&target, &backup.name).await {
+                Ok(status) => {
+                    errors = 0;
+                    match medusa_ops::finished(status.status) {
+                        None => {}
+                        Some(true) => return medusa_ops::json(&status),
+                        Some(false) => {
+                            return Err(format!(
+                                "Medusa reports backup {} on {} as {}",
+                                backup.name, self.op.target.pod, status.status
+                            ));
+                        }
+                    }
+                }
+                Err(MedusaError::NotFound(m)) => {
+                    return Err(format!(
+                        "Medusa on {} no longer knows backup {} (it restarted?): {m}",
+                        self.op.target.pod, backup.name
+                    ));
+                }
+                Err(e) => {
+                    errors += 1;
+                    debug!(operation = %self.op.id, backup = %backup.name, errors, error = %e,
+                        "Medusa backup status failed");
+                    if errors >= config.job_poll_max_errors {
+                        return Err(format!(
+                            "lost track of backup {} after {errors} failed status calls: {e}",
+                            backup.name
+                        ));
+                    }
+                }
             }
         }
     }

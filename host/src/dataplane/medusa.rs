@@ -137,6 +137,7 @@ impl fmt::Display for MedusaStatus {
 
 /// One node's part of a backup (BackupStatus).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct BackupStatus {
     /// As Medusa formats them (`%Y-%m-%d %H:%M:%S`); empty when unknown or not finished.
     pub start_time: String,
@@ -145,6 +146,7 @@ pub struct BackupStatus {
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct BackupNode {
     pub host: String,
     pub tokens: Vec<i64>,
@@ -154,6 +156,7 @@ pub struct BackupNode {
 
 /// One cluster-wide backup, as the storage holds it.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct BackupSummary {
     pub backup_name: String,
     /// Seconds since the epoch.
@@ -196,6 +199,7 @@ impl From<pb::BackupSummary> for BackupSummary {
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct PurgeStats {
     pub backups_purged: i32,
     pub objects_purged: i32,

@@ -18,6 +18,7 @@ mod error;
 mod executor;
 mod follow;
 pub mod medusa;
+mod medusa_ops;
 mod observe;
 mod stats;
 mod tls;
@@ -31,5 +32,8 @@ pub use executor::{
     ExecutorConfig, OperationExecutor, SecretData, SecretFuture, SecretReader, kind_name,
 };
 pub use follow::NodeFollower;
+pub use medusa_ops::{
+    CLIENT_SECRET_ANNOTATION, MedusaAccess, MedusaRoutes, MedusaTargets, TargetFuture,
+};
 pub use stats::{CallOutcome, DataplaneStats, Endpoint, EndpointStats};
 pub use tls::{Route, Routes, TLS_CERT_ENV, TlsResolver, tls_from_secret};

@@ -935,6 +935,8 @@ pub(crate) struct Core {
     /// API clients per context, for what a node reads at run time (its metrics agent's
     /// ConfigMap).
     kube_clients: Mutex<HashMap<String, kube::Client>>,
+    /// The backups Medusa's storage holds, and its faults.
+    pub(crate) medusa: crate::medusa::MedusaStore,
 }
 
 /// Requests kept in the log; older ones are dropped.
@@ -960,6 +962,7 @@ impl Core {
             probe_notify: tokio::sync::Notify::new(),
             requests: Mutex::new(RequestLog::default()),
             kube_clients: Mutex::new(HashMap::new()),
+            medusa: crate::medusa::MedusaStore::default(),
         })
     }
 
@@ -1417,6 +1420,34 @@ impl Core {
             })
             .collect();
         (desired, next)
+    }
+
+    /// The node beside a pod's Medusa, when it runs with CQL up (Medusa reads the token
+    /// map over CQL and snapshots through the node).
+    pub(crate) fn medusa_node(&self, key: &PodKey) -> Result<crate::medusa::NodeFacts, String> {
+        self.with_cql(key, |_, at, n| crate::medusa::NodeFacts {
+            cluster: at.cluster.clone(),
+            datacenter: n.dc.clone(),
+            rack: n.rack.clone(),
+            host: n.ip.clone().unwrap_or_default(),
+            tokens: n.tokens.clone(),
+            load_bytes: n.load_bytes,
+        })
+        .map_err(|_| "Cassandra is not running on this pod".to_string())
+    }
+
+    /// The Cassandra cluster of a pod, also while its node is down.
+    pub(crate) fn medusa_cluster(&self, key: &PodKey) -> Option<String> {
+        let w = self.lock();
+        match w.at(key) {
+            Some(at) => Some(at.cluster),
+            None => w.pods.get(key).map(|p| p.info.cluster.clone()),
+        }
+    }
+
+    /// The port of the pod's Medusa gRPC service, when it runs one.
+    pub(crate) fn medusa_port(&self, key: &PodKey) -> Option<u16> {
+        self.lock().pods.get(key)?.info.medusa_grpc_port
     }
 
     /// The pod's management-API TLS (None: plain HTTP, or no such pod).

@@ -224,7 +224,25 @@ fn pod_info_with_secret(
         readiness_probe,
         metrics_config: crate::metrics::config_map_ref(pod),
         mgmt_tls,
+        medusa_grpc_port: medusa_grpc_port(pod),
     })
+}
+
+/// The gRPC port of the pod's `medusa` container (upstream's 50051 when it names none).
+fn medusa_grpc_port(pod: &Pod) -> Option<u16> {
+    let medusa = pod
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == "medusa")?;
+    let port = medusa
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("grpc"))
+        .map_or(i32::from(crate::medusa::DEFAULT_GRPC_PORT), |p| p.container_port);
+    u16::try_from(port).ok()
 }
 
 /// Watches Cassandra pods of one context until cancelled.

@@ -17,6 +17,7 @@ mod control;
 mod core;
 mod error;
 mod kube_source;
+pub mod medusa_store;
 pub mod metrics;
 mod mgmt;
 pub mod model;

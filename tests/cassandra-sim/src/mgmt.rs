@@ -476,6 +476,8 @@ struct Bound {
     task: JoinHandle<()>,
     /// The metrics endpoint on the same address, port 9000.
     metrics: Option<JoinHandle<()>>,
+    /// Medusa's gRPC service on the same address, for pods with a `medusa` container.
+    medusa: Option<JoinHandle<()>>,
 }
 
 impl Drop for Bound {
@@ -483,6 +485,9 @@ impl Drop for Bound {
     fn drop(&mut self) {
         self.task.abort();
         if let Some(m) = &self.metrics {
+            m.abort();
+        }
+        if let Some(m) = &self.medusa {
             m.abort();
         }
     }
@@ -527,6 +532,10 @@ pub(crate) async fn run_listeners(
                     m.abort();
                     let _ = m.await;
                 }
+                if let Some(m) = b.medusa.take() {
+                    m.abort();
+                    let _ = m.await;
+                }
                 // Wait for the socket to be closed so a new pod on the same IP can bind.
                 let _ = (&mut b.task).await;
                 core.set_listening(&key, false);
@@ -540,6 +549,13 @@ pub(crate) async fn run_listeners(
                 if b.metrics.is_none() {
                     b.metrics = crate::metrics::listen(Arc::clone(&core), key.clone(), addr).await;
                     retry |= b.metrics.is_none();
+                }
+                if b.medusa.is_none()
+                    && let Some(port) = core.medusa_port(&key)
+                {
+                    b.medusa =
+                        crate::medusa::listen(Arc::clone(&core), key.clone(), addr, port).await;
+                    retry |= b.medusa.is_none();
                 }
                 continue;
             }
@@ -570,6 +586,15 @@ pub(crate) async fn run_listeners(
                     let metrics =
                         crate::metrics::listen(Arc::clone(&core), key.clone(), addr).await;
                     retry |= metrics.is_none();
+                    let medusa = match core.medusa_port(&key) {
+                        Some(port) => {
+                            let m = crate::medusa::listen(Arc::clone(&core), key.clone(), addr, port)
+                                .await;
+                            retry |= m.is_none();
+                            m
+                        }
+                        None => None,
+                    };
                     bound.insert(
                         key.clone(),
                         Bound {
@@ -577,6 +602,7 @@ pub(crate) async fn run_listeners(
                             tls: fingerprint,
                             task,
                             metrics,
+                            medusa,
                         },
                     );
                     core.set_listening(&key, true);

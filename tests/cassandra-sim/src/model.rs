@@ -93,6 +93,10 @@ pub struct PodInfo {
     /// Management API over mutual TLS (`managementApiAuth.manual`): None serves plain HTTP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mgmt_tls: Option<crate::tls::MgmtTls>,
+    /// The port of the pod's `medusa` container named `grpc` (50051 when unnamed): the
+    /// simulated Medusa serves there. None: no `medusa` container.
+    #[serde(default)]
+    pub medusa_grpc_port: Option<u16>,
 }
 
 /// One container status of a pod, as observed.
@@ -277,7 +281,14 @@ impl PodInfo {
             readiness_probe: None,
             metrics_config: None,
             mgmt_tls: None,
+            medusa_grpc_port: None,
         }
+    }
+
+    /// The same pod with a `medusa` container serving gRPC on `port`.
+    pub fn with_medusa(mut self, port: u16) -> Self {
+        self.medusa_grpc_port = Some(port);
+        self
     }
 
     /// The same pod serving its management API over mutual TLS.

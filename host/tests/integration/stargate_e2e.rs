@@ -10,9 +10,14 @@
 //!    `data_endpoint_auth` keyspace replicated to both datacenters with its `token` table.
 //! 2. The heap changes → the same Deployments roll to the new JAVA_OPTS.
 //! 3. `stargate` is removed → the Stargates and their children are deleted.
-//! 4. A standalone Stargate for dc2 runs the same way; bad input (a heap above the memory
-//!    limit on it, a `datacenterRef` to nothing, a rack the datacenter lacks) gives a Ready
-//!    condition naming the field, and deletes nothing.
+//! 4. A standalone Stargate for dc2 runs the same way.
+//! 5. Its `telemetry` (Prometheus, Vector with a remap transform) and `cassandraConfigMapRef`:
+//!    the user's setting in the Cassandra config, the Vector ConfigMap and sidecar, and,
+//!    while ServiceMonitors are not served, `TelemetryReady=False`; once the CRD is
+//!    installed, the ServiceMonitor selecting the Service's labels and `health` port. A VRL
+//!    error gives Ready=False naming the transform; the Vector config and Deployments stay.
+//! 6. Bad input (a heap above the memory limit on it, a `datacenterRef` to nothing, a rack
+//!    the datacenter lacks) gives a Ready condition naming the field, and deletes nothing.
 //!
 //! Throughout, the Cassandra pods keep their uids: Stargate never restarts Cassandra.
 
@@ -25,15 +30,15 @@ use std::time::Duration;
 use anyhow::{Result, ensure};
 use cassandra_sim::{SimHandle, SimOptions, Simulator};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::api::{DynamicObject, ListParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
 use support::{
-    Operator, add_client_config, apply_yaml, create_namespace, dc_ready, install_crds,
-    operator_crds, wait_crd, wait_for,
+    Operator, SERVICE_MONITOR_CRD, add_client_config, apply_yaml, condition, create_namespace,
+    dc_ready, dynamic_api, install_crds, operator_crds, wait_crd, wait_for,
 };
 
 const NS: &str = "stargate-e2e";
@@ -159,6 +164,38 @@ async fn rolled_out(c: &Client, sg: &str) -> bool {
                     && st.ready_replicas == Some(want)
                     && st.replicas == Some(want)
             })
+        })
+}
+
+/// The data of a ConfigMap.
+async fn config_map(c: &Client, name: &str) -> Option<BTreeMap<String, String>> {
+    Api::<ConfigMap>::namespaced(c.clone(), NS)
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
+        .map(|cm| cm.data.unwrap_or_default())
+}
+
+/// Whether every Deployment of the Stargate runs the Vector sidecar next to Stargate.
+async fn has_vector_sidecar(c: &Client, sg: &str) -> bool {
+    let api: Api<Deployment> = Api::namespaced(c.clone(), NS);
+    let Ok(list) = api
+        .list(&ListParams::default().labels(&format!("k8ssandra.io/stargate={sg}")))
+        .await
+    else {
+        return false;
+    };
+    !list.items.is_empty()
+        && list.items.iter().all(|d| {
+            d.spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .is_some_and(|p| {
+                    p.containers
+                        .iter()
+                        .any(|c| c.name == "stargate-vector-agent")
+                })
         })
 }
 
@@ -577,6 +614,161 @@ async fn stargate_per_datacenter_and_standalone() -> Result<()> {
     );
     let live = deployments(&b, "sg").await;
     ensure!(live.len() == 3, "standalone Deployments: {live:?}");
+
+    // ── 5. Telemetry and the user's Cassandra settings on the standalone Stargate ──────
+    apply_yaml(
+        &b,
+        &json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "sg-cassandra", "namespace": NS},
+                "data": {"cassandra.yaml": "read_request_timeout_in_ms: 12345\n"}})
+        .to_string(),
+        NS,
+    )
+    .await?;
+    let with_telemetry = |remap: &str| {
+        json!({"datacenterRef": {"name": "dc2"}, "size": 3,
+               "cassandraConfigMapRef": {"name": "sg-cassandra"},
+               "telemetry": {
+                   "prometheus": {"enabled": true},
+                   "vector": {"enabled": true, "components": {
+                       "transforms": [{"name": "tagged", "type": "remap",
+                                       "inputs": ["stargate_metrics"], "config": remap}],
+                       "sinks": [{"name": "out", "type": "console", "inputs": ["tagged"],
+                                  "config": "encoding.codec = \"json\""}]}}}})
+    };
+    let good_vrl = "source = '''\n.tags.env = \"e2e\"\n'''";
+    apply_yaml(&b, &standalone("sg", with_telemetry(good_vrl)), NS).await?;
+    sc.wait(
+        "sg rolled out with the Vector sidecar, its config and the user's settings",
+        Duration::from_secs(180),
+        || async {
+            let vector = config_map(&b, "demo-dc2-stargate-vector").await?;
+            let toml = vector.get("vector.toml")?;
+            let cassandra = config_map(&b, "demo-dc2-cassandra-config").await?;
+            let ok = toml.contains("[sources.stargate_metrics]")
+                && toml.contains("\"http://localhost:8084/metrics\"")
+                && toml.contains("[transforms.tagged]")
+                && cassandra.get("cassandra.yaml")?.contains("12345")
+                && has_vector_sidecar(&b, "sg").await
+                && rolled_out(&b, "sg").await;
+            if !ok {
+                return None;
+            }
+            running(&b, "sg", 3).await
+        },
+    )
+    .await?;
+    let telemetry_ready = |want: &'static str| {
+        let b = b.clone();
+        async move {
+            let sg = stargate(&b, "sg").await?;
+            let c = condition(&sg, "TelemetryReady")?;
+            (c["status"] == want).then(|| c.clone())
+        }
+    };
+    let c = sc
+        .wait(
+            "sg: TelemetryReady=False, ServiceMonitors not served",
+            Duration::from_secs(60),
+            || telemetry_ready("False"),
+        )
+        .await?;
+    ensure!(c["reason"] == "ServiceMonitorKindMissing", "{c}");
+    // The ServiceMonitor kind arrives: the host notices within its 30 s re-check.
+    apply_yaml(&b, SERVICE_MONITOR_CRD, NS).await?;
+    wait_crd(&b, "monitoring.coreos.com", "v1", "ServiceMonitor").await?;
+    let sms = dynamic_api(&b, NS, "monitoring.coreos.com", "v1", "ServiceMonitor").await?;
+    let sm = sc
+        .wait("sg's ServiceMonitor", Duration::from_secs(180), || async {
+            sms.get_opt("sg-stargate-servicemonitor")
+                .await
+                .ok()
+                .flatten()
+        })
+        .await?;
+    ensure!(
+        sm.data["spec"]["selector"]["matchLabels"] == json!({"k8ssandra.io/stargate": "sg"})
+            && sm.data["spec"]["endpoints"][0]["port"] == "health"
+            && sm.data["spec"]["endpoints"][0]["path"] == "/metrics",
+        "ServiceMonitor: {}",
+        sm.data
+    );
+    let svc = Api::<Service>::namespaced(b.clone(), NS)
+        .get("demo-dc2-stargate-service")
+        .await?;
+    ensure!(
+        svc.metadata
+            .labels
+            .unwrap_or_default()
+            .get("k8ssandra.io/stargate")
+            == Some(&"sg".to_string())
+            && svc
+                .spec
+                .and_then(|s| s.ports)
+                .unwrap_or_default()
+                .iter()
+                .any(|p| p.name.as_deref() == Some("health")),
+        "the ServiceMonitor does not select the Service's labels and port"
+    );
+    sc.wait("sg: TelemetryReady=True", Duration::from_secs(60), || {
+        telemetry_ready("True")
+    })
+    .await?;
+    // Settled with telemetry (ServiceMonitor, Vector ConfigMap, sidecar): reconciles write
+    // nothing.
+    let (w0, r0) = (writes().await?, reconciles().await?);
+    sc.wait(
+        "two more stargate reconciles with telemetry",
+        Duration::from_secs(30),
+        || async { (reconciles().await.ok()? >= r0 + 2.0).then_some(()) },
+    )
+    .await?;
+    let w1 = writes().await?;
+    ensure!(
+        w1 == w0,
+        "a settled Stargate with telemetry still writes ({w0} → {w1})"
+    );
+    // A VRL error: Ready=False naming the transform; the last good Vector configuration and
+    // the Deployments stay.
+    let good_toml = config_map(&b, "demo-dc2-stargate-vector").await;
+    let rolled = deployments(&b, "sg").await;
+    apply_yaml(
+        &b,
+        &standalone(
+            "sg",
+            with_telemetry("source = '''\n.tags.env = upcase(\n'''"),
+        ),
+        NS,
+    )
+    .await?;
+    let message = sc
+        .wait(
+            "sg: Ready=False naming the broken transform",
+            Duration::from_secs(60),
+            || async {
+                let (_, m) = not_ready(&b, "sg").await?;
+                m.contains("spec.telemetry.vector.components.transforms[0]")
+                    .then_some(m)
+            },
+        )
+        .await?;
+    ensure!(message.contains("transforms.tagged"), "{message}");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    ensure!(
+        config_map(&b, "demo-dc2-stargate-vector").await == good_toml,
+        "the Vector configuration changed with a VRL error"
+    );
+    ensure!(
+        deployments(&b, "sg").await == rolled && has_vector_sidecar(&b, "sg").await,
+        "a VRL error rolled the Deployments"
+    );
+    ensure!(
+        deployments(&b, "sg").await.keys().eq(live.keys()),
+        "the standalone Deployments were replaced"
+    );
+
+    // ── 6. Bad input ────────────────────────────────────────────────────────────────────
+    let live = deployments(&b, "sg").await;
 
     apply_yaml(
         &b,

@@ -16,8 +16,9 @@
 //! 4. A remap transform with a VRL error, and separately an unknown sink type → `Valid=False`
 //!    naming the field, the component and the error; the Vector ConfigMap and the pods are
 //!    unchanged.
-//! 5. Audit logging through the typed fields → the rendered configuration holds it; every
-//!    node restarts exactly once, one at a time.
+//! 5. Audit logging through the typed fields (the text logger) → the rendered configuration
+//!    holds it, the audit log has a volume of its own in the Cassandra and logger
+//!    containers; every node restarts exactly once, one at a time.
 
 use crate::support;
 
@@ -33,8 +34,8 @@ use serde_json::Value;
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
 use support::{
-    Operator, apply_yaml, create_namespace, dynamic_api, install_crds, operator_crds, wait_crd,
-    wait_for,
+    Operator, SERVICE_MONITOR_CRD, apply_yaml, condition, create_namespace, dynamic_api,
+    install_crds, operator_crds, wait_crd, wait_for,
 };
 
 const NS: &str = "k8ssandra-operator";
@@ -50,7 +51,7 @@ const BAD_VRL: &str = r#"source = '''\n.tags.env = upcase(\n'''"#;
 /// type, `fql` full query logging, `audit` whether the typed audit logging is on.
 fn manifest(remap: &str, sink_type: &str, fql: bool, audit: bool) -> String {
     let audit = if audit {
-        "    auditLogging:\n      enabled: true\n      includedKeyspaces: [system_auth]\n      excludedCategories: [QUERY]\n"
+        "    auditLogging:\n      enabled: true\n      logger: FileAuditLogger\n      includedKeyspaces: [system_auth]\n      excludedCategories: [QUERY]\n"
     } else {
         ""
     };
@@ -107,26 +108,6 @@ spec:
 "#
     )
 }
-
-/// A ServiceMonitor CRD as the Prometheus Operator installs it, schema left open (the
-/// test needs the kind served, not its validation).
-const SERVICE_MONITOR_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: servicemonitors.monitoring.coreos.com
-spec:
-  group: monitoring.coreos.com
-  names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
-  scope: Namespaced
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema:
-          type: object
-          x-kubernetes-preserve-unknown-fields: true
-"#;
 
 /// promtool from `$PROMTOOL` (scripts/test.sh exports it), else the install script's.
 /// Missing promtool fails the test.
@@ -192,13 +173,6 @@ async fn k8ssandra_cluster(client: &Client) -> Option<Value> {
         .await
         .ok()?;
     kcs.get_opt("demo").await.ok().flatten().map(|o| o.data)
-}
-
-fn condition<'a>(obj: &'a Value, t: &str) -> Option<&'a Value> {
-    obj.pointer("/status/conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == t)
 }
 
 async fn pods(client: &Client) -> Result<Vec<Pod>> {
@@ -652,7 +626,30 @@ async fn telemetry_end_to_end() -> Result<()> {
     let audit = &config_file_data(&live[0])?["cassandra-yaml"]["audit_logging_options"];
     assert_eq!(audit["included_keyspaces"], "system_auth");
     assert_eq!(audit["excluded_categories"], "QUERY");
-    assert_eq!(audit["logger"][0]["class_name"], "BinAuditLogger");
+    assert_eq!(audit["logger"][0]["class_name"], "FileAuditLogger");
+    assert_eq!(audit["audit_logs_dir"], "/var/log/cassandra/audit");
+    // The audit log has a volume of its own, seen by Cassandra and by the Vector logger.
+    for pod in &live {
+        let spec = pod.spec.as_ref().context("spec")?;
+        assert!(
+            spec.volumes
+                .iter()
+                .flatten()
+                .any(|v| v.name == "audit-logs" && v.empty_dir.is_some()),
+            "no audit-logs volume"
+        );
+        for c in ["cassandra", "server-system-logger"] {
+            let mounted = spec
+                .containers
+                .iter()
+                .find(|x| x.name == c)
+                .and_then(|x| x.volume_mounts.clone())
+                .unwrap_or_default()
+                .iter()
+                .any(|m| m.name == "audit-logs" && m.mount_path == "/var/log/cassandra/audit");
+            assert!(mounted, "audit-logs not mounted in {c}");
+        }
+    }
     let after = starts_of(&sim);
     for (pod, n) in &starts {
         assert_eq!(

@@ -409,3 +409,31 @@ pub fn sim_starts(sim: &cassandra_sim::SimHandle) -> Vec<cassandra_sim::HistoryE
         .filter(|h| h.action == "start")
         .collect()
 }
+
+/// The condition of type `t` in an object's (JSON) `status.conditions`.
+pub fn condition<'a>(obj: &'a serde_json::Value, t: &str) -> Option<&'a serde_json::Value> {
+    obj.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == t)
+}
+
+/// A ServiceMonitor CRD as the Prometheus Operator installs it, schema left open (tests
+/// need the kind served, not its validation).
+pub const SERVICE_MONITOR_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: servicemonitors.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          x-kubernetes-preserve-unknown-fields: true
+"#;

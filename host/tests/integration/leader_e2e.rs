@@ -177,6 +177,26 @@ async fn wait_holder(log: &LeaseLog, identity: &str, timeout: Duration) -> Resul
     .await
 }
 
+/// The timestamp a log line of the operator starts with (tracing's default format, with
+/// or without colours).
+fn log_time(line: &str) -> Option<Timestamp> {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An ANSI colour sequence: ESC [ ... m
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain.split_whitespace().next()?.parse().ok()
+}
+
 fn lease() -> SignedDuration {
     SignedDuration::from_secs(LEASE_SECONDS as i64)
 }
@@ -228,9 +248,10 @@ async fn a_killed_leader_hands_over_and_the_standby_finishes() -> Result<()> {
         b_acquired >= a_last + lease(),
         "the standby waited for the lease to expire: renewed {a_last}, taken {b_acquired}"
     );
-    // The bound: within the lease duration (plus the standby's retry period, and
-    // slack for a loaded machine).
-    let bound = lease() + SignedDuration::try_from(RETRY)? + SignedDuration::from_secs(2);
+    // The bound: within the lease duration, plus the standby's retry period and
+    // the time its own requests take on a loaded 2-core machine (shared with other
+    // builds: seconds at worst, never another half lease).
+    let bound = lease() + SignedDuration::try_from(RETRY)? + lease() / 2;
     assert!(
         b_acquired <= a_last + bound,
         "taken over within the lease duration: renewed {a_last}, taken {b_acquired}\nop-b: {}",
@@ -338,22 +359,24 @@ async fn a_leader_that_cannot_renew_stops_before_its_lease_expires() -> Result<(
     assert_eq!(leases.holder().as_deref(), Some("op-a"));
 
     cut.send_replace(true);
-    let a_gone = wait_for("op-a exits", Duration::from_secs(4 * LEASE_SECONDS), || {
+    wait_for("op-a exits", Duration::from_secs(4 * LEASE_SECONDS), || {
         let running = a.is_running();
-        async move { (!running).then(Timestamp::now) }
+        async move { (!running).then_some(()) }
     })
     .await
     .map_err(|e| e.context(tail(&a.log_text(), 30)))?;
+    let a_log = a.log_text();
+    // When op-a stopped, by its own log line (written right before it exits), not by when
+    // this test noticed: a loaded machine may notice seconds late.
+    let a_gone = a_log
+        .lines()
+        .find(|l| l.contains("not renewed within"))
+        .and_then(log_time)
+        .with_context(|| format!("op-a says why it stopped: {}", tail(&a_log, 20)))?;
     let a_last = leases.last_renewal("op-a").context("op-a renewed")?;
     assert!(
         a_gone < a_last + lease(),
-        "op-a stopped before its lease could expire: renewed {a_last}, gone by {a_gone}"
-    );
-    let a_log = a.log_text();
-    assert!(
-        a_log.contains("not renewed within"),
-        "op-a says why it stopped: {}",
-        tail(&a_log, 20)
+        "op-a stopped before its lease could expire: renewed {a_last}, gone at {a_gone}"
     );
 
     wait_holder(&leases, "op-b", Duration::from_secs(4 * LEASE_SECONDS)).await?;

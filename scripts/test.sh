@@ -25,9 +25,10 @@ echo "binaries in $TESTENV_BIN_DIR" >&2
 step "cargo-component (the other way users build policies; a test builds with it)"
 ./scripts/install-cargo-component.sh
 
-step "C compiler for wasm32-wasip2 (VRL's zstd/oniguruma) and promtool (Debian)"
+step "C compiler for wasm32-wasip2 (VRL's zstd/oniguruma), promtool (Debian), the real Medusa server (PyPI)"
 ./scripts/install-wasm-cc.sh
 PROMTOOL="$(./scripts/install-promtool.sh | tail -n 1)"; export PROMTOOL
+MEDUSA_PYTHON="$(./scripts/install-medusa.sh | tail -n 1)"; export MEDUSA_PYTHON
 
 # A clean clone builds once: incremental state would only fill the disk (it did, on CI).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"

@@ -2,8 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8ssandra_api::control::{CassandraTaskStatus, condition};
 use serde_json::Value;
 
@@ -33,17 +32,7 @@ impl Phase {
     }
 }
 
-/// The status of condition `t`: Some(true/false), None when absent or Unknown.
-pub fn cond(conditions: Option<&[Condition]>, t: &str) -> Option<bool> {
-    conditions?
-        .iter()
-        .find(|c| c.type_ == t)
-        .and_then(|c| match c.status.as_str() {
-            "True" => Some(true),
-            "False" => Some(false),
-            _ => None,
-        })
-}
+pub use k8ssandra_policy_sdk::conditions::is as cond;
 
 pub fn phase(st: Option<&CassandraTaskStatus>) -> Phase {
     let Some(st) = st else {
@@ -92,13 +81,7 @@ pub fn parse_status(object: &Value) -> Option<CassandraTaskStatus> {
     })
 }
 
-pub fn time(ms: u64) -> Time {
-    Time(Timestamp::from_millisecond(ms as i64).unwrap_or(Timestamp::UNIX_EPOCH))
-}
-
-pub fn ms(t: &Time) -> u64 {
-    t.0.as_millisecond().max(0) as u64
-}
+pub use k8ssandra_policy_sdk::conditions::{ms, time};
 
 /// Totals over the datacenters: counts summed, the earliest start.
 pub fn totals(dcs: &BTreeMap<String, CassandraTaskStatus>) -> CassandraTaskStatus {
@@ -128,33 +111,4 @@ pub fn latest_end(dcs: &BTreeMap<String, CassandraTaskStatus>) -> Option<Time> {
         .max()
 }
 
-/// One condition to write.
-pub struct Cond {
-    pub type_: &'static str,
-    pub status: bool,
-    pub reason: &'static str,
-    pub message: String,
-}
-
-/// Conditions with their transition time kept while their status does not change.
-pub fn conditions(prev: Option<&[Condition]>, now_ms: u64, wanted: Vec<Cond>) -> Vec<Condition> {
-    wanted
-        .into_iter()
-        .map(|c| {
-            let status = if c.status { "True" } else { "False" };
-            let since = prev
-                .and_then(|p| p.iter().find(|p| p.type_ == c.type_))
-                .filter(|p| p.status == status)
-                .map(|p| p.last_transition_time.clone())
-                .unwrap_or_else(|| time(now_ms));
-            Condition {
-                type_: c.type_.to_string(),
-                status: status.to_string(),
-                reason: c.reason.to_string(),
-                message: c.message,
-                last_transition_time: since,
-                observed_generation: None,
-            }
-        })
-        .collect()
-}
+pub use k8ssandra_policy_sdk::conditions::{Cond, conditions};

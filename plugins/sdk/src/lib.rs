@@ -35,6 +35,8 @@ pub use bindings::k8ssandra::policy::types::{
 pub use bindings::k8ssandra::policy::types::{ColumnDef, ColumnKind, TableDef};
 
 /// Re-exported so policies use the same versions as the SDK.
+pub mod conditions;
+
 pub use k8s_openapi;
 pub use serde_json;
 

@@ -372,3 +372,141 @@ async fn refused_kubeconfigs_and_replicated_secret_ownership() -> Result<()> {
     assert!(op.is_running());
     Ok(())
 }
+
+/// `--control-plane=false`: the K8ssandraCluster and K8ssandraTask policies are loaded but
+/// get no controller; the data-plane kinds are reconciled as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_plane_mode_runs_no_control_plane_controller() -> Result<()> {
+    let env = TestEnv::start(TestEnvOptions {
+        clusters: 1,
+        nodes_per_cluster: 1,
+        ..Default::default()
+    })
+    .await?;
+    let client = env.cluster(0).client();
+    support::install_crds(&client, &k8ssandra_api::all_crds_yaml()).await?;
+    let ns = "dp";
+    create_namespace(&client, ns).await?;
+    let tmp = tempfile::tempdir()?;
+    let kubeconfig = write_kubeconfig(tmp.path(), env.cluster(0))?;
+    let plugins = support::plugin_dir(
+        &tmp.path().join("plugins"),
+        &[
+            "cassandra-datacenter",
+            "k8ssandra-cluster",
+            "k8ssandra-task",
+        ],
+    )?;
+    // Present before the operator starts: a controller for it would reconcile it at once.
+    apply_yaml(
+        &client,
+        &format!(
+            r#"
+apiVersion: k8ssandra.io/v1alpha1
+kind: K8ssandraCluster
+metadata:
+  name: kc
+  namespace: {ns}
+spec:
+  cassandra:
+    serverVersion: "4.1.5"
+    storageConfig:
+      cassandraDataVolumeClaimSpec:
+        storageClassName: standard
+        accessModes: [ReadWriteOnce]
+        resources: {{requests: {{storage: 1Gi}}}}
+    datacenters:
+      - metadata:
+          name: kcdc
+        size: 1
+"#
+        ),
+        ns,
+    )
+    .await?;
+    let op = Operator::start(
+        &kubeconfig,
+        &plugins,
+        &["--control-plane=false", "--resync-seconds", "2"],
+    )?;
+    op.wait_ready(Duration::from_secs(120)).await?;
+
+    // A data-plane kind is reconciled: its StatefulSet appears.
+    apply_yaml(
+        &client,
+        &format!(
+            r#"
+apiVersion: cassandra.datastax.com/v1beta1
+kind: CassandraDatacenter
+metadata:
+  name: dc1
+  namespace: {ns}
+spec:
+  clusterName: plain
+  serverType: cassandra
+  serverVersion: "4.1.5"
+  size: 1
+  racks:
+    - name: r1
+  storageConfig:
+    cassandraDataVolumeClaimSpec:
+      storageClassName: standard
+      accessModes: [ReadWriteOnce]
+      resources:
+        requests:
+          storage: 1Gi
+"#
+        ),
+        ns,
+    )
+    .await?;
+    let stss: Api<k8s_openapi::api::apps::v1::StatefulSet> = Api::namespaced(client.clone(), ns);
+    wait_for("dc1's StatefulSet", Duration::from_secs(60), || async {
+        stss.get_opt("plain-dc1-r1-sts").await.ok().flatten()
+    })
+    .await
+    .map_err(|e| e.context(support::tail(&op.log_text(), 30)))?;
+
+    // The K8ssandraCluster, there all along, was never reconciled.
+    let log = op.log_text();
+    let started: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("starting controller"))
+        .collect();
+    assert!(
+        started.iter().any(|l| l.contains("cassandra-datacenter")),
+        "{started:?}"
+    );
+    assert!(
+        !started
+            .iter()
+            .any(|l| l.contains("k8ssandra-cluster") || l.contains("k8ssandra-task")),
+        "no control-plane controller in data-plane mode: {started:?}"
+    );
+    let skipped: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("no controller for a control-plane kind"))
+        .collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    let kcs = dynamic_api(&client, ns, "k8ssandra.io", "v1alpha1", "K8ssandraCluster").await?;
+    let kc = kcs.get("kc").await?;
+    assert!(
+        kc.data.get("status").is_none_or(|s| s.is_null()),
+        "the K8ssandraCluster has no status: {:?}",
+        kc.data.get("status")
+    );
+    let dcs = support::datacenters(&client, ns).await?;
+    let names: Vec<String> = dcs
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|d| d.metadata.name)
+        .collect();
+    assert_eq!(
+        names,
+        vec!["dc1".to_string()],
+        "no datacenter from the K8ssandraCluster"
+    );
+    Ok(())
+}

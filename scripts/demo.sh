@@ -100,7 +100,7 @@ while true; do
     for ctx in cluster-0 cluster-1; do
       echo
       echo "[$ctx]"
-      kubectl --context "$ctx" -n "$ns" get cassdc,stargates,statefulsets,deployments,pods -o wide 2>&1 \
+      kubectl --context "$ctx" -n "$ns" get cassdc,stargates,reapers,statefulsets,deployments,pods -o wide 2>&1 \
         | { grep -v '^Warning: Stargate support is deprecated' || true; } | sed 's/^/  /'
     done
   )"

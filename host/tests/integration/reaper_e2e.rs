@@ -15,6 +15,10 @@
 //!
 //! Throughout, the Cassandra pods keep their uids (adding Reaper restarts no node) and the
 //! simulator records no violation.
+//!
+//! A second scenario spans two clusters (dc2 in cluster 1, run by a data-plane operator):
+//! `reaper_db` replicated {dc1: 3, dc2: 3} before any Reaper, then a Reaper in each
+//! datacenter's cluster (`EACH`), both deployed, with the Secrets copied to cluster 1.
 
 use crate::support;
 
@@ -32,15 +36,20 @@ use serde_json::{Value, json};
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
 use support::{
-    Operator, apply_yaml, create_namespace, dc_ready, install_crds, operator_crds, wait_crd,
-    wait_for,
+    Operator, add_client_config, apply_yaml, create_namespace, dc_ready, install_crds,
+    operator_crds, wait_crd, wait_for,
 };
 
 const NS: &str = "reaper-e2e";
 const CLUSTER: &str = "demo";
 const REAPER: &str = "demo-dc1-reaper";
+const CTX_B: &str = "cluster-1";
 
 fn manifest(reaper: Option<Value>) -> String {
+    manifest_with(json!([{"metadata": {"name": "dc1"}, "size": 3}]), reaper)
+}
+
+fn manifest_with(datacenters: Value, reaper: Option<Value>) -> String {
     let mut kc = json!({
         "apiVersion": "k8ssandra.io/v1alpha1",
         "kind": "K8ssandraCluster",
@@ -50,7 +59,7 @@ fn manifest(reaper: Option<Value>) -> String {
             "storageConfig": {"cassandraDataVolumeClaimSpec": {
                 "storageClassName": "standard", "accessModes": ["ReadWriteOnce"],
                 "resources": {"requests": {"storage": "5Gi"}}}},
-            "datacenters": [{"metadata": {"name": "dc1"}, "size": 3}],
+            "datacenters": datacenters,
         }},
     });
     if let Some(r) = reaper {
@@ -159,61 +168,106 @@ fn replication(sim: &SimHandle, keyspace: &str) -> Option<BTreeMap<String, Strin
 struct Scenario {
     _env: TestEnv,
     c: Client,
+    /// Every cluster's client; `clients[0]` is `c`, the control plane.
+    clients: Vec<Client>,
     sim: SimHandle,
-    operator: Operator,
+    operators: Vec<Operator>,
     _tmp: tempfile::TempDir,
 }
 
 impl Scenario {
-    async fn start() -> Result<Scenario> {
+    /// `clusters` testenv clusters: cluster 0 the control plane, the others data planes
+    /// reached through ClientConfigs `cluster-<i>`.
+    async fn start(clusters: usize) -> Result<Scenario> {
         let env = TestEnv::start(TestEnvOptions {
-            clusters: 1,
+            clusters,
             ..Default::default()
         })
         .await?;
-        let c = env.cluster(0).client();
-        install_crds(&c, &operator_crds()?).await?;
-        create_namespace(&c, NS).await?;
-        wait_crd(&c, "reaper.k8ssandra.io", "v1alpha1", "Reaper").await?;
+        let clients: Vec<Client> = (0..clusters).map(|i| env.cluster(i).client()).collect();
+        let crds = operator_crds()?;
+        for c in &clients {
+            install_crds(c, &crds).await?;
+            create_namespace(c, NS).await?;
+            wait_crd(c, "reaper.k8ssandra.io", "v1alpha1", "Reaper").await?;
+        }
+        let c = clients[0].clone();
         wait_crd(&c, "k8ssandra.io", "v1alpha1", "K8ssandraCluster").await?;
+        wait_crd(&c, "config.k8ssandra.io", "v1beta1", "ClientConfig").await?;
         let mut opts = SimOptions::default();
         opts.config.bootstrap_delay = Duration::from_millis(200);
-        let sim = Simulator::start(
-            opts,
-            vec![(env.cluster(0).context_name().to_string(), c.clone())],
-        )
-        .await?;
+        let contexts = (0..clusters)
+            .map(|i| {
+                let name = if i == 0 {
+                    env.cluster(0).context_name().to_string()
+                } else {
+                    format!("cluster-{i}")
+                };
+                (name, clients[i].clone())
+            })
+            .collect();
+        let sim = Simulator::start(opts, contexts).await?;
         let mut tmp = tempfile::tempdir()?;
         if std::env::var_os("TESTENV_KEEP").is_some() {
             tmp.disable_cleanup(true);
         }
-        let operator = Operator::start_for(
-            &tmp.path().join("op"),
-            env.cluster(0),
-            &["k8ssandra-cluster", "cassandra-datacenter", "reaper"],
-            &["--resync-seconds", "5"],
-        )?;
-        operator.wait_ready(Duration::from_secs(120)).await?;
+        let mut operators = Vec::new();
+        for i in 0..clusters {
+            let (policies, mut args): (&[&str], Vec<&str>) = if i == 0 {
+                (
+                    &["k8ssandra-cluster", "cassandra-datacenter", "reaper"],
+                    vec![],
+                )
+            } else {
+                (
+                    &["cassandra-datacenter", "reaper"],
+                    vec!["--control-plane=false"],
+                )
+            };
+            args.extend(["--resync-seconds", "5"]);
+            let op = Operator::start_for(
+                &tmp.path().join(format!("op{i}")),
+                env.cluster(i),
+                policies,
+                &args,
+            )?;
+            op.wait_ready(Duration::from_secs(120)).await?;
+            operators.push(op);
+        }
+        for i in 1..clusters {
+            let ctx = format!("cluster-{i}");
+            add_client_config(
+                &c,
+                NS,
+                &ctx,
+                &format!("{ctx}-kubeconfig"),
+                env.cluster(i).kubeconfig_yaml(),
+            )
+            .await?;
+        }
         Ok(Scenario {
             _env: env,
             c,
+            clients,
             sim,
-            operator,
+            operators,
             _tmp: tmp,
         })
     }
 
     async fn diagnostics(&self) -> String {
         let mut out = format!("K8ssandraCluster status: {}\n", kc_status(&self.c).await);
-        if let Ok(api) = reapers(&self.c).await
-            && let Ok(list) = api.list(&ListParams::default()).await
-        {
-            for r in list.items {
-                out.push_str(&format!(
-                    "Reaper {}: {}\n",
-                    r.metadata.name.unwrap_or_default(),
-                    r.data.get("status").unwrap_or(&Value::Null)
-                ));
+        for (i, c) in self.clients.iter().enumerate() {
+            if let Ok(api) = reapers(c).await
+                && let Ok(list) = api.list(&ListParams::default()).await
+            {
+                for r in list.items {
+                    out.push_str(&format!(
+                        "Reaper {} in cluster {i}: {}\n",
+                        r.metadata.name.unwrap_or_default(),
+                        r.data.get("status").unwrap_or(&Value::Null)
+                    ));
+                }
             }
         }
         out.push_str(&format!(
@@ -221,16 +275,18 @@ impl Scenario {
             replication(&self.sim, "reaper_db"),
             self.sim.violations()
         ));
-        let log = self.operator.log_text();
-        let lines: Vec<&str> = log
-            .lines()
-            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-            .collect();
-        out.push_str(&format!(
-            "--- operator ({}), last warnings:\n{}\n",
-            self.operator.log.display(),
-            lines[lines.len().saturating_sub(12)..].join("\n")
-        ));
+        for (i, o) in self.operators.iter().enumerate() {
+            let log = o.log_text();
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .collect();
+            out.push_str(&format!(
+                "--- operator {i} ({}), last warnings:\n{}\n",
+                o.log.display(),
+                lines[lines.len().saturating_sub(12)..].join("\n")
+            ));
+        }
         out
     }
 
@@ -282,7 +338,7 @@ fn env_of(d: &Deployment, container: &str, init: bool) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reaper_per_datacenter_after_its_keyspace() -> Result<()> {
-    let sc = Scenario::start().await?;
+    let sc = Scenario::start(1).await?;
     let c = sc.c.clone();
     let dcs = support::datacenters(&c, NS).await?;
 
@@ -483,6 +539,102 @@ async fn reaper_per_datacenter_after_its_keyspace() -> Result<()> {
     );
 
     let after = cassandra_pods(&c).await;
+    ensure!(
+        after == pods,
+        "Cassandra pods restarted: {pods:?} → {after:?}"
+    );
+    let violations = sc.sim.violations();
+    ensure!(
+        violations.is_empty(),
+        "simulator violations: {violations:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reaper_in_each_datacenter_of_two_clusters() -> Result<()> {
+    let sc = Scenario::start(2).await?;
+    let (cp, b) = (sc.c.clone(), sc.clients[1].clone());
+    let dcs_a = support::datacenters(&cp, NS).await?;
+    let dcs_b = support::datacenters(&b, NS).await?;
+    let datacenters = json!([
+        {"metadata": {"name": "dc1"}, "size": 3},
+        {"metadata": {"name": "dc2"}, "k8sContext": CTX_B, "size": 3},
+    ]);
+    apply_yaml(&cp, &manifest_with(datacenters, Some(json!({}))), NS).await?;
+    sc.wait("dc1 and dc2 Ready", Duration::from_secs(420), || async {
+        (dc_ready(&dcs_a, "dc1").await && dc_ready(&dcs_b, "dc2").await).then_some(())
+    })
+    .await?;
+    let pods = (cassandra_pods(&cp).await, cassandra_pods(&b).await);
+
+    let (r1, r2) = sc
+        .wait(
+            "a Reaper in each cluster",
+            Duration::from_secs(240),
+            || async {
+                Some((
+                    reaper(&cp, "demo-dc1-reaper").await?,
+                    reaper(&b, "demo-dc2-reaper").await?,
+                ))
+            },
+        )
+        .await?;
+    // Reapers exist only once the keyspace is replicated to both datacenters.
+    let repl = replication(&sc.sim, "reaper_db");
+    ensure!(
+        repl == Some(BTreeMap::from([
+            ("dc1".to_string(), "3".to_string()),
+            ("dc2".to_string(), "3".to_string())
+        ])),
+        "reaper_db replication: {repl:?}"
+    );
+    for (r, dc) in [(&r1, "dc1"), (&r2, "dc2")] {
+        ensure!(
+            r.pointer("/spec/datacenterRef/name") == Some(&json!(dc))
+                && r.pointer("/spec/datacenterAvailability") == Some(&json!("EACH")),
+            "{r}"
+        );
+    }
+    for (c, name) in [(&cp, "demo-dc1-reaper"), (&b, "demo-dc2-reaper")] {
+        sc.wait(
+            &format!("{name} deployed and Configuring"),
+            Duration::from_secs(240),
+            || async {
+                let r = reaper(c, name).await?;
+                (r.pointer("/status/progress") == Some(&json!("Configuring"))
+                    && deployment(c, name).await.is_some()
+                    && service(c, &format!("{name}-service")).await.is_some())
+                .then_some(())
+            },
+        )
+        .await?;
+    }
+    // The credentials reached the data-plane cluster, where its Reaper reads them.
+    for name in ["demo-reaper", "demo-reaper-ui"] {
+        sc.wait(
+            &format!("Secret {name} in cluster 1"),
+            Duration::from_secs(60),
+            || async { secret_keys(&b, name).await },
+        )
+        .await?;
+    }
+    sc.wait(
+        "K8ssandraCluster status mirrors both Reapers",
+        Duration::from_secs(60),
+        || async {
+            let st = kc_status(&cp).await;
+            ["dc1", "dc2"]
+                .iter()
+                .all(|d| {
+                    st.pointer(&format!("/datacenters/{d}/reaper/progress"))
+                        == Some(&json!("Configuring"))
+                })
+                .then_some(())
+        },
+    )
+    .await?;
+    let after = (cassandra_pods(&cp).await, cassandra_pods(&b).await);
     ensure!(
         after == pods,
         "Cassandra pods restarted: {pods:?} → {after:?}"

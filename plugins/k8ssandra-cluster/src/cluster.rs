@@ -175,6 +175,7 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
     let auth_ready = cx.stargate_auth_ready;
     crate::stargate::run(&mut cx, auth_ready)?;
     let reapers = crate::reaper::run(&mut cx)?;
+    crate::medusa::run(&mut cx)?;
     cx.emit()?;
     crate::reaper::mirror(&mut cx.plan, &reapers)?;
     Ok(cx.plan)
@@ -730,7 +731,9 @@ impl<'a> Ctx<'a> {
                 skip_user_creation: i > 0 || has_external,
                 extra_annotations: extra,
             };
-            let desired = match dc::desired_datacenter(&self.kc, i, t, &inputs) {
+            let desired = match dc::desired_datacenter(&self.kc, i, t, &inputs)
+                .and_then(|d| crate::medusa::with_medusa(self.s, &self.kc, d))
+            {
                 Ok(d) => crate::reaper::with_user(&self.kc, &self.cluster_name, d),
                 Err(e) => {
                     self.invalid("InvalidDatacenter", e);

@@ -989,6 +989,8 @@ pub const GENERATED_FIELDS: &[&str] = &[
     "storageConfig",
     "config",
     "superuserSecretName",
+    // Roles added by Reaper and Medusa: kept while a spec is refused.
+    "users",
     "additionalSeeds",
     "additionalLabels",
     "additionalAnnotations",

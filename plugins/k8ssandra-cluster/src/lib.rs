@@ -9,6 +9,7 @@
 //! - [`dc`]: the option merge and the generated CassandraDatacenter;
 //! - [`cluster`]: the reconcile (rollout order, seeds, secrets, status);
 //! - [`keyspaces`]: data-plane work (system replication, join, removal);
+//! - [`medusa`]: Medusa's Secret, ConfigMap and containers in the datacenters' pods;
 //! - [`reaper`]: Reaper's Secrets, role and keyspace, and a Reaper object per datacenter;
 //! - [`stargate`]: a Stargate object per datacenter and the Stargate auth keyspace;
 //! - [`telemetry`]: telemetry, audit and full-query-logging fields handed to the datacenters;
@@ -21,14 +22,15 @@
 //! CassandraDatacenter, a removal its `status.datacenters[].decommissionProgress`, and the
 //! gossip view tells which nodes already left.
 //!
-//! Not covered here: Reaper's JMX settings (`httpManagement.enabled: false`) and Medusa
-//! settings injected into the datacenters, encryption stores and per-node ConfigMaps, and the
+//! Not covered here: Reaper's JMX settings (`httpManagement.enabled: false`), Medusa's
+//! purge schedule, encryption stores and per-node ConfigMaps, and the
 //! `once` value of `k8ssandra.io/autoupdate-spec` behaves like `always` (a plan cannot
 //! remove the parent's annotation).
 
 pub mod cluster;
 pub mod dc;
 pub mod keyspaces;
+pub mod medusa;
 pub mod reaper;
 pub mod stargate;
 pub mod telemetry;
@@ -57,6 +59,7 @@ impl Policy for K8ssandraClusterPolicy {
                 KindRef::new("replication.k8ssandra.io/v1alpha1", "ReplicatedSecret"),
                 KindRef::new(stargate::API_VERSION, stargate::KIND),
                 KindRef::new(reaper::API_VERSION, reaper::KIND),
+                KindRef::new("v1", "ConfigMap"),
             ],
             reads: vec![
                 // Cassandra pods everywhere: seeds for the other datacenters, and the nodes
@@ -65,6 +68,12 @@ impl Policy for K8ssandraClusterPolicy {
                 // Keys only: tells whether the superuser Secret has reached a cluster.
                 ReadSpec::new("v1", "Secret", K8SSANDRA_CLUSTER_NAME_LABEL).in_all_clusters(),
                 ReadSpec::new("config.k8ssandra.io/v1beta1", "ClientConfig", ""),
+                // Storage settings a cluster's `spec.medusa` may start from.
+                ReadSpec::new(
+                    medusa::CONFIGURATION_API_VERSION,
+                    medusa::CONFIGURATION_KIND,
+                    "",
+                ),
             ],
             // Node readiness and one gossip view: which nodes are still in the ring while a
             // removed datacenter is decommissioned.

@@ -107,7 +107,7 @@ pub fn with_user(kc: &K8ssandraCluster, cluster: &str, mut desired: Value) -> Va
 }
 
 /// Labels selecting the Secrets the cluster's ReplicatedSecret copies (KO's values).
-fn replicated_labels(cx: &Ctx) -> Vec<(String, String)> {
+pub(crate) fn replicated_labels(cx: &Ctx) -> Vec<(String, String)> {
     vec![
         (
             labels::REPLICATED_BY_LABEL.to_string(),

@@ -281,7 +281,8 @@ fn describe_names_parent_owned_and_read_kinds() {
             "CassandraDatacenter",
             "ReplicatedSecret",
             "Stargate",
-            "Reaper"
+            "Reaper",
+            "ConfigMap"
         ]
     );
     assert!(
@@ -1471,4 +1472,5 @@ fn stargate_settings_are_checked_at_admission() {
 }
 
 /// Reaper (`spec.reaper`); kept in its own file, next to this one.
+mod medusa;
 mod reaper;

@@ -566,7 +566,9 @@ fn map_status(op: &'static str, deadline: Duration, status: &tonic::Status) -> M
             after: deadline,
         },
         Code::Unavailable => MedusaError::Unavailable(chain(status)),
-        Code::Unknown if transport => MedusaError::Unavailable(chain(status)),
+        // A connection dropped under a call (a refused client certificate, a pod gone)
+        // cancels it on our side.
+        Code::Unknown | Code::Cancelled if transport => MedusaError::Unavailable(chain(status)),
         code => MedusaError::Call {
             op,
             code: format!("{code:?}"),

@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail};
 use cassandra_sim::medusa_store::{BackupFile, MedusaStore, NodeBackup, TokenMapEntry};
 use k8ssandra_host::dataplane::medusa::{
     BackupNode, BackupStatus, BackupSummary, MedusaClient, MedusaDeadlines, MedusaError,
-    MedusaStatus, MedusaTarget, PurgeStats,
+    MedusaStatus, MedusaTarget, MedusaTls, PurgeStats,
 };
 
 use crate::support;
@@ -168,7 +168,9 @@ fn medusa_time(unix: i64) -> String {
         .unwrap_or_default()
 }
 
-fn start_server(dir: &Path, port: u16, cql_port: u16) -> Result<Server> {
+/// `grpc_tls`: extra lines of the `[grpc]` section (Medusa's `ca_cert`, `tls_cert`,
+/// `tls_key` for mutual TLS).
+fn start_server(dir: &Path, port: u16, cql_port: u16, grpc_tls: &str) -> Result<Server> {
     let python = medusa_python()?;
     // Read only by PrepareRestore (Medusa's Cassandra helper parses it before connecting).
     let data = dir.join("cassandra-data");
@@ -214,6 +216,7 @@ fn start_server(dir: &Path, port: u16, cql_port: u16) -> Result<Server> {
              [grpc]\n\
              enabled = 1\n\
              port = {port}\n\
+             {grpc_tls}\n\
              \n\
              [kubernetes]\n\
              enabled = False\n\
@@ -328,7 +331,7 @@ async fn the_real_medusa_server_and_our_client_agree() -> Result<()> {
     let port = support::free_port();
     // Nothing listens there: PrepareRestore's CQL connection is refused.
     let cql_port = support::free_port();
-    let mut server = start_server(dir.path(), port, cql_port)?;
+    let mut server = start_server(dir.path(), port, cql_port, "")?;
     let target = MedusaTarget {
         endpoint: format!("127.0.0.1:{port}"),
         tls: None,
@@ -341,28 +344,7 @@ async fn the_real_medusa_server_and_our_client_agree() -> Result<()> {
         ..MedusaDeadlines::default()
     });
 
-    // Up once it answers; a server that exited fails at once with its log.
-    let listed = {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            match client.get_backups(&target).await {
-                Ok(b) => break b,
-                Err(MedusaError::Unavailable(_)) if std::time::Instant::now() < deadline => {
-                    if let Some(exit) = server.child.try_wait()? {
-                        bail!(
-                            "Medusa exited ({exit}):\n{}",
-                            support::tail(&server.log_text(), 40)
-                        );
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => bail!(
-                    "GetBackups: {e}\nmedusa log:\n{}",
-                    support::tail(&server.log_text(), 40)
-                ),
-            }
-        }
-    };
+    let listed = first_listing(&client, &target, &mut server).await?;
 
     // GetBackups: the whole cluster's backups, oldest first.
     let summary = |name: &str,
@@ -524,5 +506,99 @@ async fn the_real_medusa_server_and_our_client_agree() -> Result<()> {
         (1, 0, MedusaStatus::InProgress)
     );
     assert_eq!(listed[1], expected[1]);
+    Ok(())
+}
+
+/// GetBackups once the server answers; a server that exited fails at once with its log.
+async fn first_listing(
+    client: &MedusaClient,
+    target: &MedusaTarget,
+    server: &mut Server,
+) -> Result<Vec<BackupSummary>> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match client.get_backups(target).await {
+            Ok(b) => return Ok(b),
+            Err(MedusaError::Unavailable(_)) if std::time::Instant::now() < deadline => {
+                if let Some(exit) = server.child.try_wait()? {
+                    bail!(
+                        "Medusa exited ({exit}):\n{}",
+                        support::tail(&server.log_text(), 40)
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => bail!(
+                "GetBackups: {e}\nmedusa log:\n{}",
+                support::tail(&server.log_text(), 40)
+            ),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_real_medusa_server_takes_our_client_certificate_and_refuses_others() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = support::tls::pki()?;
+    let other = support::tls::pki()?;
+    let write = |name: &str, pem: &str| -> Result<PathBuf> {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem)?;
+        Ok(path)
+    };
+    // As KO mounts them: the server's certificate and key, and the CA clients must chain to.
+    let grpc_tls = format!(
+        "ca_cert = {}\ntls_cert = {}\ntls_key = {}",
+        write("ca.crt", &pki.ca)?.display(),
+        write("tls.crt", &pki.server_cert)?.display(),
+        write("tls.key", &pki.server_key)?.display(),
+    );
+    let port = support::free_port();
+    let mut server = start_server(dir.path(), port, support::free_port(), &grpc_tls)?;
+    let tls = |ca: &str, cert: &str, key: &str| MedusaTls {
+        ca_pem: ca.as_bytes().to_vec(),
+        cert_pem: cert.as_bytes().to_vec(),
+        key_pem: key.as_bytes().to_vec(),
+    };
+    let endpoint = format!("127.0.0.1:{port}");
+    let target = MedusaTarget {
+        endpoint: endpoint.clone(),
+        tls: Some(tls(&pki.ca, &pki.client_cert, &pki.client_key)),
+    };
+    let client = MedusaClient::new();
+    // The server's certificate names a DNS name, not 127.0.0.1: only its chain is checked.
+    let listed = first_listing(&client, &target, &mut server).await?;
+    assert_eq!(listed, Vec::new(), "an empty storage has no backups");
+
+    // A client certificate from another CA: refused by Medusa's TLS. With TLS 1.3 the
+    // client's handshake is over before the server judges its certificate, and grpcio
+    // closes the connection without an alert we can read: Unavailable, not Tls.
+    let stranger = MedusaTarget {
+        endpoint: endpoint.clone(),
+        tls: Some(tls(&pki.ca, &other.client_cert, &other.client_key)),
+    };
+    let refused = client.get_backups(&stranger).await;
+    assert!(
+        matches!(
+            refused,
+            Err(MedusaError::Tls(_) | MedusaError::Unavailable(_))
+        ),
+        "{refused:?}"
+    );
+
+    // A server whose chain does not lead to our CA: refused by our client.
+    let wrong_ca = MedusaTarget {
+        endpoint: endpoint.clone(),
+        tls: Some(tls(&other.ca, &pki.client_cert, &pki.client_key)),
+    };
+    let refused = client.get_backups(&wrong_ca).await;
+    assert!(matches!(refused, Err(MedusaError::Tls(_))), "{refused:?}");
+
+    // Plain text to the TLS port fails too.
+    let plain = MedusaTarget {
+        endpoint,
+        tls: None,
+    };
+    assert!(client.get_backups(&plain).await.is_err());
     Ok(())
 }

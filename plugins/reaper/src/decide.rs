@@ -8,9 +8,11 @@
 //! [`REASON_REGISTRATION`]; `Running` is reached once registration exists.
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8ssandra_api::cassandra::{CassandraDatacenter, DatacenterConditionType as T, PROGRESS_READY};
 use k8ssandra_api::reaper::{REAPER_CONDITION_READY, Reaper, ReaperProgress, ReaperStatus};
-use k8ssandra_policy_sdk::{EventType, Object, Plan, PolicyError, Snapshot, error, rfc3339};
+use k8ssandra_policy_sdk::conditions::{Cond, conditions};
+use k8ssandra_policy_sdk::{EventType, Object, Plan, PolicyError, Snapshot, error};
 use serde_json::{Value, json};
 
 use crate::DATACENTER_KIND;
@@ -128,48 +130,47 @@ fn frozen(o: &Object) -> Option<Value> {
 /// The status: progress and the Ready condition, whose transition time only moves when its
 /// status does.
 fn status_json(
-    prev: &ReaperStatus,
+    prev: &Prev,
     progress: ReaperProgress,
     ready: bool,
-    reason: &str,
+    reason: &'static str,
     message: &str,
     now_ms: u64,
 ) -> Value {
-    let status = if ready { "True" } else { "False" };
-    let time = prev
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == REAPER_CONDITION_READY)
-        .filter(|c| c.status == status)
-        .and_then(|c| c.last_transition_time.as_ref())
-        .and_then(|t| serde_json::to_value(t).ok())
-        .unwrap_or_else(|| json!(rfc3339(now_ms)));
-    json!({
-        "progress": progress,
-        "conditions": [{
-            "type": REAPER_CONDITION_READY,
-            "status": status,
-            "lastTransitionTime": time,
-            "reason": reason,
-            "message": message,
-        }],
-    })
+    let conditions = conditions(
+        prev.conditions.as_deref(),
+        now_ms,
+        vec![Cond::new(REAPER_CONDITION_READY, ready, reason, message)],
+    );
+    json!({"progress": progress, "conditions": conditions})
 }
 
-fn prev_status(raw: &Value) -> ReaperStatus {
-    raw.get("status")
-        .and_then(|s| serde_json::from_value(s.clone()).ok())
-        .unwrap_or_default()
+/// What the last status said, read from the raw object (so a Reaper whose spec no longer
+/// parses still has it).
+struct Prev {
+    status: ReaperStatus,
+    conditions: Option<Vec<Condition>>,
+}
+
+fn prev_status(raw: &Value) -> Prev {
+    let st = raw.get("status");
+    Prev {
+        status: st
+            .and_then(|s| serde_json::from_value(s.clone()).ok())
+            .unwrap_or_default(),
+        conditions: st
+            .and_then(|s| s.get("conditions"))
+            .and_then(|c| serde_json::from_value(c.clone()).ok()),
+    }
 }
 
 /// Keeps every live child as it is and reports `Ready=False`.
 fn hold(
     s: &Snapshot,
     plan: &mut Plan,
-    prev: &ReaperStatus,
+    prev: &Prev,
     progress: ReaperProgress,
-    reason: &str,
+    reason: &'static str,
     message: String,
     warn: bool,
 ) -> Result<(), PolicyError> {
@@ -179,6 +180,7 @@ fn hold(
         }
     }
     let same = prev
+        .status
         .conditions
         .iter()
         .flatten()
@@ -230,7 +232,7 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
         return Ok(plan);
     }
     let prev = prev_status(&raw);
-    let prev_progress = prev.progress.unwrap_or(ReaperProgress::Pending);
+    let prev_progress = prev.status.progress.unwrap_or(ReaperProgress::Pending);
     let mut faults = check_raw(&raw);
     let parsed = if faults.is_empty() {
         match serde_json::from_value::<Reaper>(raw.clone()) {
@@ -338,7 +340,7 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
             format!("waiting for {kind} {name} to have a ready pod"),
         )
     };
-    if serving && prev.progress != Some(ReaperProgress::Configuring) {
+    if serving && prev.status.progress != Some(ReaperProgress::Configuring) {
         plan.event(
             EventType::Normal,
             "ReaperDeployed",

@@ -592,3 +592,70 @@ fn status_names_are_upstreams() {
     assert_eq!(json, "\"IN_PROGRESS\"");
     assert_eq!(MedusaStatus::Success.to_string(), "SUCCESS");
 }
+
+/// Forwards TCP to `upstream` until frozen; then holds every connection open and silent,
+/// like a pod whose node vanished (no FIN, no RST).
+async fn freezable_proxy(upstream: String) -> (String, Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn pump<R, W>(mut from: R, mut to: W, frozen: Arc<AtomicBool>)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if frozen.load(Ordering::SeqCst) {
+                // Swallow everything from now on, keeping the socket open.
+                futures::future::pending::<()>().await;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    let frozen = Arc::new(AtomicBool::new(false));
+    let (l, addr) = listener().await;
+    let flag = Arc::clone(&frozen);
+    tokio::spawn(async move {
+        while let Ok((client, _)) = l.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                continue;
+            };
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            tokio::spawn(pump(cr, sw, Arc::clone(&flag)));
+            tokio::spawn(pump(sr, cw, Arc::clone(&flag)));
+        }
+    });
+    (addr.to_string(), frozen)
+}
+
+#[tokio::test]
+async fn keepalive_fails_a_call_to_a_silent_peer_long_before_its_deadline() {
+    let upstream = serve_plain(Arc::default()).await;
+    let (endpoint, frozen) = freezable_proxy(upstream).await;
+    let t = plain(&endpoint);
+    // A purge-sized deadline: only keepalive can end the call early.
+    let client = MedusaClient::new()
+        .with_deadlines(MedusaDeadlines {
+            status: Duration::from_secs(600),
+            ..MedusaDeadlines::default()
+        })
+        .with_keepalive(Duration::from_millis(200), Duration::from_millis(500));
+    // The connection is up and healthy first.
+    assert!(client.backup_status(&t, "b1").await.is_ok());
+    frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    let outcome =
+        tokio::time::timeout(Duration::from_secs(60), client.backup_status(&t, "hang")).await;
+    match outcome {
+        Ok(Err(MedusaError::Unavailable(_))) => {}
+        other => panic!("expected the keepalive to fail the call: {other:?}"),
+    }
+}

@@ -3,7 +3,8 @@
 //! its python). Backups are written in Medusa's own `local` storage layout by the
 //! simulator's store (`cassandra_sim::medusa_store`); the real server reads them and our
 //! host client must agree with what was written, for GetBackups, GetBackup, BackupStatus,
-//! PurgeBackups and PrepareRestore. A missing Python or Medusa fails the test.
+//! PurgeBackups, DeleteBackup and PrepareRestore, in plain text and with mutual TLS. A
+//! missing Python or Medusa fails the test.
 //!
 //! Medusa runs as node `10.0.0.2` of a two-node datacenter (`[storage] fqdn`): BackupStatus
 //! and PurgeBackups act on that node's backups, GetBackups on the whole cluster's. No
@@ -506,6 +507,15 @@ async fn the_real_medusa_server_and_our_client_agree() -> Result<()> {
         (1, 0, MedusaStatus::InProgress)
     );
     assert_eq!(listed[1], expected[1]);
+
+    // DeleteBackup removes a backup from every node (Medusa answers UNKNOWN on success).
+    client.delete_backup(&target, "mid-diff").await?;
+    let listed = client.get_backups(&target).await?;
+    let names: Vec<_> = listed.iter().map(|b| b.backup_name.as_str()).collect();
+    assert_eq!(names, ["old-full", "new-diff"]);
+    for node in [A, B] {
+        assert!(gone(&store.node_backup_dir(node, "mid-diff")), "{node}");
+    }
     Ok(())
 }
 
@@ -569,6 +579,13 @@ async fn the_real_medusa_server_takes_our_client_certificate_and_refuses_others(
     // The server's certificate names a DNS name, not 127.0.0.1: only its chain is checked.
     let listed = first_listing(&client, &target, &mut server).await?;
     assert_eq!(listed, Vec::new(), "an empty storage has no backups");
+    // A Medusa that has not yet been asked about any backup since it started refuses
+    // DeleteBackup with status FAILED ("no backups on record"): an error, not a success.
+    let refused = client.delete_backup(&target, "anything").await;
+    assert!(
+        matches!(&refused, Err(MedusaError::Call { op: "DeleteBackup", code, .. }) if code == "FAILED"),
+        "{refused:?}"
+    );
 
     // A client certificate from another CA: refused by Medusa's TLS. With TLS 1.3 the
     // client's handshake is over before the server judges its certificate, and grpcio

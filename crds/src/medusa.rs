@@ -378,6 +378,12 @@ pub struct MedusaBackupJobStatus {
     /// Pods whose backup failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<Vec<String>>,
+
+    /// `Complete` (the backup is recorded as a MedusaBackup) and `Failed` (a pod's backup
+    /// failed: the message names it), and why the job waits when it does (`Progressing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Option<Vec<Condition>>,
 }
 
 /// A backup present in the storage bucket, created when a backup job completes or a sync

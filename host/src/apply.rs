@@ -229,6 +229,15 @@ pub fn adopts(api_version: &str, kind: &str) -> bool {
     !(api_version == "v1" && kind == "PersistentVolumeClaim")
 }
 
+/// Kinds whose objects record something outside Kubernetes that must outlive whatever
+/// created them: a MedusaBackup stands for a backup in the storage. The host labels them
+/// (so the policy sees them as its own) but gives them no ownerReference, so the garbage
+/// collector never deletes them with their parent, and never prunes them: only a user or
+/// an explicit `delete` of a plan removes one.
+pub fn retained(api_version: &str, kind: &str) -> bool {
+    api_version.starts_with("medusa.k8ssandra.io/") && kind == "MedusaBackup"
+}
+
 /// The object an apply was for, to name it in errors and logs.
 struct Applied {
     kind: String,
@@ -419,6 +428,40 @@ impl Writer {
                 verb: "patch status",
                 cluster: String::new(),
                 kind: parent.resource.kind.clone(),
+                object: format!("{namespace}/{name}"),
+                message: short(&source),
+            })
+    }
+
+    /// Applies the status of an object a plan created (a MedusaBackup the policy records
+    /// with what the backup holds) through its status subresource.
+    pub async fn apply_child_status(
+        &self,
+        cluster: &str,
+        client: &Client,
+        object: &Value,
+        status: Value,
+    ) -> Result<(), ApplyError> {
+        let (api_version, kind, namespace, name) = identity(object)?;
+        let resolved = self
+            .discovery
+            .resolve(cluster, client, &api_version, &kind)
+            .await?;
+        let api = Self::api(client.clone(), &resolved, &namespace);
+        let body = serde_json::json!({
+            "apiVersion": api_version,
+            "kind": kind,
+            "status": status,
+        });
+        let params = PatchParams::apply(&self.field_manager).force();
+        self.metrics.record_write(&self.policy, "status", cluster);
+        api.patch_status(&name, &params, &Patch::Apply(&body))
+            .await
+            .map(|_| ())
+            .map_err(|source| ApplyError::Api {
+                verb: "patch status",
+                cluster: cluster.to_string(),
+                kind,
                 object: format!("{namespace}/{name}"),
                 message: short(&source),
             })

@@ -95,6 +95,10 @@ generated (create) and replicated (patch).
     - cassandratasks
     - k8ssandratasks
   verbs: [create, delete]
+# MedusaBackups record backups in the storage: created, never deleted by the operator.
+- apiGroups: [medusa.k8ssandra.io]
+  resources: [medusabackups]
+  verbs: [create]
 - apiGroups:
     - cassandra.datastax.com
     - k8ssandra.io

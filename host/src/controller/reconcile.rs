@@ -487,7 +487,12 @@ impl PolicyController {
         // the labels above are the only link.
         let same_ns =
             value.pointer("/metadata/namespace").and_then(Value::as_str) == Some(key.0.as_str());
-        if cluster == LOCAL && (same_ns || !self.parent.namespaced) {
+        let retained = value
+            .pointer("/apiVersion")
+            .and_then(Value::as_str)
+            .zip(value.pointer("/kind").and_then(Value::as_str))
+            .is_some_and(|(a, k)| crate::apply::retained(a, k));
+        if cluster == LOCAL && (same_ns || !self.parent.namespaced) && !retained {
             let owner = serde_json::json!({
                 "apiVersion": self.parent.resource.api_version,
                 "kind": self.parent.resource.kind,
@@ -520,6 +525,7 @@ impl PolicyController {
         // then also seen under the other, and must not be pruned there. UIDs tell.
         let mut desired_uids: HashSet<String> = HashSet::new();
         let mut first_error = None;
+        let mut status_after_apply: Vec<(String, kube::Client, Value, Value)> = Vec::new();
 
         for obj in &plan.apply {
             let mut value: Value = serde_json::from_str(&obj.json).map_err(|e| {
@@ -573,6 +579,25 @@ impl PolicyController {
             if owned && crate::apply::adopts(&api_version, &kind) {
                 self.stamp(key, &obj.cluster, parent, &mut value);
             }
+            // A status only goes through the status subresource, after the object exists.
+            let child_status = match value.as_object_mut() {
+                Some(o) if owned => o.remove("status"),
+                _ => None,
+            };
+            if let Some(status) = child_status {
+                let live_status = live
+                    .as_ref()
+                    .and_then(|l| l.data.get("status").cloned())
+                    .unwrap_or(Value::Null);
+                if !is_subset(&status, &live_status) {
+                    status_after_apply.push((
+                        obj.cluster.clone(),
+                        client.clone(),
+                        value.clone(),
+                        status,
+                    ));
+                }
+            }
             let hash = hash_value(&value);
             if let Some(uid) = live.as_ref().and_then(|l| l.metadata.uid.clone()) {
                 desired_uids.insert(uid);
@@ -620,12 +645,25 @@ impl PolicyController {
             }
         }
 
+        for (cluster, client, object, status) in status_after_apply {
+            if let Err(e) = self
+                .writer
+                .apply_child_status(&cluster, &client, &object, status)
+                .await
+            {
+                tracing::warn!(error = %e, "child status failed");
+                first_error.get_or_insert(e);
+            }
+        }
+
         // Prune owned objects the plan no longer lists, only where we can see them, and only
         // after every apply succeeded: an object meant to replace one elsewhere (a context
         // not configured yet, a failed create) must exist before its predecessor goes.
         let prune = first_error.is_none();
         for watched in self.owned.iter().filter(|_| prune) {
-            if watched.kind.kind == "PersistentVolumeClaim" {
+            if watched.kind.kind == "PersistentVolumeClaim"
+                || crate::apply::retained(&watched.kind.api_version, &watched.kind.kind)
+            {
                 continue;
             }
             for (cluster, (store, _)) in &watched.stores {

@@ -752,6 +752,7 @@ async fn rbac_scenario(
         "k8ssandra-cluster",
         "k8ssandra-task",
         "stargate",
+        "medusa-backup-job",
     ];
     let plugins = plugin_dir(&tmp.join(format!("plugins-{i}")), &policies)?;
     let operator = |control_plane: bool| {

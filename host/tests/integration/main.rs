@@ -16,6 +16,7 @@ mod decorator_e2e;
 mod k8ssandracluster_e2e;
 mod k8ssandratask_e2e;
 mod leader_e2e;
+mod medusa_backup_e2e;
 mod medusa_contract;
 mod medusa_sim;
 mod mgmt_tls;

@@ -33,6 +33,7 @@ pub use bindings::k8ssandra::policy::types::{
     ReadSpec, Replication, Role, Snapshot, TableScope, Violation,
 };
 pub use bindings::k8ssandra::policy::types::{ColumnDef, ColumnKind, TableDef};
+pub use bindings::k8ssandra::policy::types::{MedusaBackup, MedusaBackupMode, MedusaRestore};
 
 /// Re-exported so policies use the same versions as the SDK.
 pub mod conditions;
@@ -216,6 +217,17 @@ impl Snapshot {
         typed_of(&self.related)
     }
 
+    /// Related objects of a kind named by its `kind` (for custom resources, which are not
+    /// k8s-openapi types), typed, with their cluster.
+    pub fn related_by_kind<T: DeserializeOwned>(&self, kind: &str) -> Vec<(String, T)> {
+        by_kind(&self.related, kind)
+    }
+
+    /// Children of a kind named by its `kind`, typed, with their cluster.
+    pub fn children_by_kind<T: DeserializeOwned>(&self, kind: &str) -> Vec<(String, T)> {
+        by_kind(&self.children, kind)
+    }
+
     /// The latest outcome recorded for an operation id.
     pub fn result(&self, id: &str) -> Option<&Outcome> {
         self.results
@@ -250,6 +262,14 @@ impl Snapshot {
             base_plan: None,
         }
     }
+}
+
+fn by_kind<T: DeserializeOwned>(objects: &[Object], kind: &str) -> Vec<(String, T)> {
+    objects
+        .iter()
+        .filter(|o| o.kind().as_deref() == Some(kind))
+        .filter_map(|o| o.parse::<T>().ok().map(|t| (o.cluster.clone(), t)))
+        .collect()
 }
 
 fn typed_of<K>(objects: &[Object]) -> Vec<(String, K)>

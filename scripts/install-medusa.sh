@@ -9,6 +9,10 @@ cache="${K8SSANDRA_MEDUSA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/k8ssandra-rs/me
 venv="$cache/$version"
 python="$venv/bin/python"
 stamp="$venv/.installed"
+# Tests started together may all run this: one installs, the others wait for it.
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9
 if [[ ! -f "$stamp" ]]; then
   # Medusa 0.31 declares requires-python >=3.10,<3.13.
   base="${MEDUSA_BASE_PYTHON:-}"
@@ -26,7 +30,6 @@ if [[ ! -f "$stamp" ]]; then
     exit 1
   fi
   rm -rf "$venv"
-  mkdir -p "$cache"
   "$base" -m venv "$venv"
   "$python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
   "$python" -m pip install --quiet --disable-pip-version-check \

@@ -37,6 +37,15 @@ fn medusa_python() -> Result<String> {
     if let Ok(p) = std::env::var("MEDUSA_PYTHON") {
         return Ok(p);
     }
+    // The module's tests share one answer (and one install).
+    static PYTHON: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| install_medusa().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn install_medusa() -> Result<String> {
     let script = support::workspace_root().join("scripts/install-medusa.sh");
     let out = Command::new(&script)
         .output()

@@ -1,0 +1,1 @@
+//! ScheduledTask policy.

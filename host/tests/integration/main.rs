@@ -18,6 +18,7 @@ mod k8ssandratask_e2e;
 mod leader_e2e;
 mod medusa_backup_e2e;
 mod medusa_contract;
+mod medusa_e2e;
 mod medusa_sim;
 mod mgmt_tls;
 mod mgmt_tls_e2e;

@@ -659,3 +659,31 @@ async fn keepalive_fails_a_call_to_a_silent_peer_long_before_its_deadline() {
         other => panic!("expected the keepalive to fail the call: {other:?}"),
     }
 }
+
+#[test]
+fn connections_are_shared_per_endpoint_and_tls_identity() {
+    let pki = make_pki("medusa-ca");
+    let rotated = make_pki("medusa-ca-2");
+    let client = MedusaClient::new();
+    let clone = client.clone();
+    let cached = |c: &MedusaClient| c.channels.lock().map(|m| m.len()).unwrap_or_default();
+    // Channels connect lazily: no server needed to build them (inside a runtime).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let rt = rt.unwrap_or_else(|e| panic!("runtime: {e}"));
+    rt.block_on(async {
+        for t in [
+            plain("127.0.0.1:50051"),
+            plain("127.0.0.1:50051"),
+            tls_target("127.0.0.1:50051", &pki),
+            tls_target("127.0.0.1:50051", &pki),
+            tls_target("127.0.0.1:50051", &rotated),
+            plain("127.0.0.2:50051"),
+        ] {
+            assert!(clone.channel(&t).is_ok());
+        }
+    });
+    // Plain, the first identity, the rotated one, and the other pod: clones share them.
+    assert_eq!(cached(&client), 4);
+}

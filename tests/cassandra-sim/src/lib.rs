@@ -17,6 +17,7 @@ mod control;
 mod core;
 mod error;
 mod kube_source;
+pub mod medusa;
 pub mod medusa_store;
 pub mod metrics;
 mod mgmt;
@@ -188,6 +189,11 @@ impl SimHandle {
 
     pub fn history(&self) -> Vec<HistoryEntry> {
         self.core.history()
+    }
+
+    /// The simulated Medusa storage: backups per cluster, faults, restore preparations.
+    pub fn medusa(&self) -> &medusa::MedusaStore {
+        &self.core.medusa
     }
 
     pub fn violations(&self) -> Vec<Violation> {

@@ -27,14 +27,14 @@ rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
 bin_dir="$(tests/testenv/build-binaries.sh | tail -n 1)"
 export TESTENV_BIN_DIR="$bin_dir" PATH="$bin_dir:$PATH"
 cargo build -q -p k8ssandra-host -p k8ssandra-testenv -p cassandra-sim
-cargo build -q --target wasm32-wasip2 --profile wasm -p cassandra-datacenter -p k8ssandra-cluster -p k8ssandra-task -p cassandra-task -p stargate -p reaper -p medusa-backup-job
+cargo build -q --target wasm32-wasip2 --profile wasm -p cassandra-datacenter -p k8ssandra-cluster -p k8ssandra-task -p cassandra-task -p stargate -p reaper -p medusa-backup-job -p medusa-task
 target="${CARGO_TARGET_DIR:-$root/target}"
 testenv_bin="$target/debug/testenv"
 mkdir -p "$state/plugins"
 cp "$target/wasm32-wasip2/wasm/cassandra_datacenter.wasm" "$target/wasm32-wasip2/wasm/k8ssandra_cluster.wasm" \
   "$target/wasm32-wasip2/wasm/k8ssandra_task.wasm" "$target/wasm32-wasip2/wasm/cassandra_task.wasm" \
   "$target/wasm32-wasip2/wasm/stargate.wasm" "$target/wasm32-wasip2/wasm/reaper.wasm" \
-  "$target/wasm32-wasip2/wasm/medusa_backup_job.wasm" \
+  "$target/wasm32-wasip2/wasm/medusa_backup_job.wasm" "$target/wasm32-wasip2/wasm/medusa_task.wasm" \
   "$state/plugins/"
 
 say "starting 2 local Kubernetes clusters"
@@ -55,6 +55,10 @@ say "installing the CRDs in both clusters"
 for k in k0 k1; do
   $k apply --server-side -f "$state/crds.yaml" >/dev/null
   $k create namespace "$ns" --dry-run=client -o yaml | $k apply -f - >/dev/null
+  # Medusa's storage credentials (the simulator's Medusa keeps backups in memory).
+  $k -n "$ns" create secret generic medusa-bucket-key \
+    --from-literal=credentials=$'[default]\naws_access_key_id = demo\naws_secret_access_key = demo' \
+    --dry-run=client -o yaml | $k apply -f - >/dev/null
 done
 
 say "starting the Cassandra simulator"
@@ -116,13 +120,25 @@ while true; do
   sleep 2
 done
 
-say "both datacenters are Ready after $(( $(date +%s) - start ))s"
+say "both datacenters are Ready after $(( $(date +%s) - start ))s; backing them up"
+k0 apply -f examples/medusa-backups.yaml >/dev/null
+sed 's/demo-dc1-first/demo-dc2-first/; s/cassandraDatacenter: dc1/cassandraDatacenter: dc2/' \
+  examples/medusa-backups.yaml | k1 apply -f - >/dev/null
+for i in $(seq 1 60); do
+  b0="$(k0 -n "$ns" get medusabackup demo-dc1-first -o jsonpath='{.status.status}' 2>/dev/null || true)"
+  b1="$(k1 -n "$ns" get medusabackup demo-dc2-first -o jsonpath='{.status.status}' 2>/dev/null || true)"
+  [[ "$b0" == SUCCESS && "$b1" == SUCCESS ]] && break
+  sleep 2
+done
+k0 -n "$ns" get medusabackupjobs,medusabackups 2>&1 | sed 's/^/  /'
+k1 -n "$ns" get medusabackupjobs,medusabackups 2>&1 | sed 's/^/  /'
 cat <<TXT
 
 Try it:
   export KUBECONFIG=$kubeconfig
   kubectl --context cluster-0 -n $ns get k8c demo -o yaml
   kubectl --context cluster-1 -n $ns get cassdc dc2 -o yaml
+  kubectl --context cluster-0 -n $ns get medusabackups -o yaml
   kubectl --context cluster-0 -n $ns patch k8c demo --type json \\
     -p '[{"op":"replace","path":"/spec/cassandra/datacenters/0/size","value":6}]'
   curl -s http://127.0.0.1:18080/metrics | grep k8ssandra_

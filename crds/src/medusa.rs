@@ -798,6 +798,11 @@ pub struct MedusaTaskStatus {
     /// Pods where the task failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<Vec<String>>,
+
+    /// `Complete`, and `Failed` naming the pods whose call failed and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Option<Vec<Condition>>,
 }
 
 /// Result of a MedusaTask on one pod.

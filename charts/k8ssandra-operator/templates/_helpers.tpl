@@ -95,10 +95,11 @@ generated (create) and replicated (patch).
     - cassandratasks
     - k8ssandratasks
   verbs: [create, delete]
-# MedusaBackups record backups in the storage: created, never deleted by the operator.
+# MedusaBackups record backups in the storage: created by a backup job or a sync task, and
+# deleted only by a sync task when the storage no longer holds the backup (never pruned).
 - apiGroups: [medusa.k8ssandra.io]
   resources: [medusabackups]
-  verbs: [create]
+  verbs: [create, delete]
 - apiGroups:
     - cassandra.datastax.com
     - k8ssandra.io

@@ -753,6 +753,7 @@ async fn rbac_scenario(
         "k8ssandra-task",
         "stargate",
         "medusa-backup-job",
+        "medusa-task",
     ];
     let plugins = plugin_dir(&tmp.join(format!("plugins-{i}")), &policies)?;
     let operator = |control_plane: bool| {

@@ -3,15 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8ssandra_api::cassandra::CassandraDatacenter;
-use k8ssandra_api::labels::DATACENTER_LABEL;
 use k8ssandra_api::medusa::{
     BACKUP_SIDECAR_NAME, BackupType, MedusaBackup, MedusaBackupJob, MedusaBackupJobStatus,
-    MedusaBackupNode, MedusaBackupSpec, MedusaBackupStatus,
 };
-use k8ssandra_api::names::clean_label_value;
+use k8ssandra_medusa::{Member, backup_record, datacenter, members, summaries};
 use k8ssandra_policy_sdk::conditions::{Cond, conditions, time};
 use k8ssandra_policy_sdk::{
     EventType, MedusaBackup as BackupRequest, MedusaBackupMode, NodeRef, OperationKind, Outcome,
@@ -41,89 +37,10 @@ fn summary_id(job: &str, attempt: u64) -> String {
     format!("medusa-get-backups/{job}/{attempt}")
 }
 
-/// A Cassandra pod of the datacenter, as far as the backup cares.
-struct Member {
-    cluster: String,
-    namespace: String,
-    name: String,
-    has_medusa: bool,
-    ready: bool,
-}
-
-impl Member {
-    fn node(&self) -> NodeRef {
-        NodeRef {
-            cluster: self.cluster.clone(),
-            namespace: self.namespace.clone(),
-            pod: self.name.clone(),
-        }
-    }
-}
-
-fn members(snapshot: &Snapshot, cluster: &str, dc: &CassandraDatacenter) -> Vec<Member> {
-    let namespace = dc.metadata.namespace.clone().unwrap_or_default();
-    let label = clean_label_value(dc.metadata.name.as_deref().unwrap_or_default());
-    let mut out: Vec<Member> = snapshot
-        .related_of::<Pod>()
-        .into_iter()
-        .filter(|(c, p)| {
-            c == cluster
-                && p.metadata.namespace.as_deref() == Some(namespace.as_str())
-                && p.metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(DATACENTER_LABEL))
-                    == Some(&label)
-                && p.metadata.deletion_timestamp.is_none()
-        })
-        .map(|(c, p)| Member {
-            cluster: c,
-            namespace: namespace.clone(),
-            name: p.metadata.name.clone().unwrap_or_default(),
-            has_medusa: p
-                .spec
-                .as_ref()
-                .is_some_and(|s| s.containers.iter().any(|c| c.name == BACKUP_SIDECAR_NAME)),
-            ready: p
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
-        })
-        .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
-}
-
 /// A node's backup status as the host reports it (`medusa-backup`, `-status` outcomes).
 #[derive(Deserialize)]
 struct NodeStatus {
     status: String,
-}
-
-/// The cluster's backups as Medusa lists them (`medusa-get-backups` outcome).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Summary {
-    backup_name: String,
-    total_nodes: i32,
-    finished_nodes: i32,
-    #[serde(default)]
-    nodes: Vec<SummaryNode>,
-    status: String,
-    #[serde(default)]
-    total_size: i64,
-    #[serde(default)]
-    total_objects: i64,
-}
-
-#[derive(Deserialize)]
-struct SummaryNode {
-    host: String,
-    #[serde(default)]
-    tokens: Vec<i64>,
-    datacenter: String,
-    rack: String,
 }
 
 /// Where one pod's backup stands.
@@ -149,15 +66,12 @@ pub fn reconcile(snapshot: &Snapshot) -> Result<Plan, PolicyError> {
         return Ok(plan);
     }
 
-    let dc = snapshot
-        .related_by_kind::<CassandraDatacenter>("CassandraDatacenter")
-        .into_iter()
-        .find(|(c, d)| {
-            *c == cluster
-                && d.metadata.namespace.as_deref() == Some(namespace.as_str())
-                && d.metadata.name.as_deref() == Some(job.spec.cassandra_datacenter.as_str())
-        })
-        .map(|(_, d)| d);
+    let dc = datacenter(
+        snapshot,
+        &cluster,
+        &namespace,
+        &job.spec.cassandra_datacenter,
+    );
 
     let started = prev.start_time.is_some();
     let pods = match (&dc, started) {
@@ -358,8 +272,8 @@ pub fn reconcile(snapshot: &Snapshot) -> Result<Plan, PolicyError> {
         });
     let attempt = summary_attempt(snapshot, &name);
     let summary = match snapshot.result(&summary_id(&name, attempt)) {
-        Some(Outcome::Succeeded(body)) => serde_json::from_str::<Vec<Summary>>(body)
-            .map_err(|e| error(format!("Medusa's backup list does not parse: {e}")))?
+        Some(Outcome::Succeeded(body)) => summaries(body)
+            .map_err(error)?
             .into_iter()
             .find(|s| s.backup_name == name),
         Some(Outcome::Failed(why)) => {
@@ -417,39 +331,16 @@ pub fn reconcile(snapshot: &Snapshot) -> Result<Plan, PolicyError> {
         return Ok(plan);
     };
 
-    let backup = MedusaBackup {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some(namespace.clone()),
-            labels: job.metadata.labels.clone(),
-            ..Default::default()
-        },
-        spec: MedusaBackupSpec {
-            cassandra_datacenter: job.spec.cassandra_datacenter.clone(),
-            backup_type: job.spec.backup_type,
-        },
-        status: Some(MedusaBackupStatus {
-            start_time: prev.start_time.clone(),
-            finish_time: Some(time(now)),
-            total_nodes: Some(summary.total_nodes),
-            finished_nodes: Some(summary.finished_nodes),
-            nodes: Some(
-                summary
-                    .nodes
-                    .into_iter()
-                    .map(|n| MedusaBackupNode {
-                        host: Some(n.host),
-                        tokens: Some(n.tokens),
-                        datacenter: Some(n.datacenter),
-                        rack: Some(n.rack),
-                    })
-                    .collect(),
-            ),
-            total_files: Some(summary.total_objects),
-            total_size: Some(humanize_bytes(summary.total_size)),
-            status: Some(summary.status),
-        }),
-    };
+    let mut backup = backup_record(
+        &summary,
+        &namespace,
+        &job.spec.cassandra_datacenter,
+        job.metadata.labels.clone(),
+        prev.start_time.clone(),
+        Some(time(now)),
+    );
+    // The job's own type, whatever the storage calls it.
+    backup.spec.backup_type = job.spec.backup_type;
     plan.apply(&cluster, &backup)?;
     status.finish_time = Some(time(now));
     let message = format!(
@@ -573,21 +464,4 @@ fn waiting(
     plan.requeue_after(POLL_MS);
     plan.set_status(&status)?;
     Ok(plan)
-}
-
-/// Bytes in SI units as upstream shows them (`82 B`, `1.4 kB`, `15 MB`).
-pub fn humanize_bytes(n: i64) -> String {
-    let n = n.max(0) as f64;
-    if n < 10.0 {
-        return format!("{n} B");
-    }
-    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    let exp = (n.ln() / 1000f64.ln()).floor().min(6.0);
-    let value = (n / 1000f64.powf(exp) * 10.0 + 0.5).floor() / 10.0;
-    let unit = UNITS[exp as usize];
-    if value < 10.0 {
-        format!("{value:.1} {unit}")
-    } else {
-        format!("{value:.0} {unit}")
-    }
 }

@@ -4,7 +4,7 @@ use k8ssandra_policy_sdk::{
 use serde_json::{Value, json};
 
 use crate::MedusaBackupJobPolicy;
-use crate::decide::{backup_id, humanize_bytes, reconcile};
+use crate::decide::{backup_id, reconcile};
 
 const NOW: u64 = 1_700_000_000_000;
 
@@ -285,15 +285,6 @@ fn after_an_operator_restart_started_pods_are_polled_not_started_again() {
     let plan = reconcile(&snapshot(job(started()), three_ready(), results)).unwrap();
     assert_eq!(status(&plan)["inProgress"], json!(["p1", "p2"]));
     assert_eq!(status(&plan)["failed"], json!(["p0"]));
-}
-
-#[test]
-fn sizes_read_as_upstream_shows_them() {
-    assert_eq!(humanize_bytes(0), "0 B");
-    assert_eq!(humanize_bytes(82), "82 B");
-    assert_eq!(humanize_bytes(1_400), "1.4 kB");
-    assert_eq!(humanize_bytes(15_000_000), "15 MB");
-    assert_eq!(humanize_bytes(1_350_000_000), "1.4 GB");
 }
 
 #[test]

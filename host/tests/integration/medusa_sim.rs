@@ -290,7 +290,9 @@ async fn medusa_operations_run_against_the_simulated_nodes() {
     ));
     assert_eq!(sim.medusa().prepared_restores().len(), 1);
 
-    // Purge keeps the newest complete backup (max_backup_count 1): b3 stays, b1 goes.
+    // Purge is per node, as Medusa's: on n0, which holds b1 and b3, the newest one stays
+    // (max_backup_count 1) and n0's part of b1 goes, so b1 is listed unfinished; the failed
+    // b2 is never purged by count.
     exec.execute("c1", vec![op("backup/b3/n0", "n0", backup("b3"))], resolve);
     assert!(matches!(
         outcome(&exec, &mut rx, "backup/b3/n0").await,
@@ -306,13 +308,34 @@ async fn medusa_operations_run_against_the_simulated_nodes() {
     };
     let purged: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(purged["backupsPurged"], 1, "{body}");
-    let left: Vec<String> = sim
+    let b1 = sim
         .medusa()
         .backups("c1")
         .into_iter()
-        .map(|b| b.name)
-        .collect();
-    assert_eq!(left, ["b2", "b3"], "the failed b2 is not purged by count");
+        .find(|b| b.name == "b1")
+        .expect("b1 still has the parts of n1 and n2");
+    assert_eq!(
+        b1.nodes.keys().cloned().collect::<Vec<_>>(),
+        ["/ns/n1", "/ns/n2"]
+    );
+    exec.execute(
+        "c1",
+        vec![op("list/2", "n1", OperationKind::MedusaGetBackups)],
+        resolve,
+    );
+    let Outcome::Succeeded(body) = outcome(&exec, &mut rx, "list/2").await else {
+        panic!("get-backups failed");
+    };
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let b1 = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["backupName"] == "b1")
+        .unwrap();
+    assert_eq!(b1["status"], "IN_PROGRESS", "{body}");
+    assert_eq!(b1["totalNodes"], 3, "{body}");
+    assert_eq!(b1["finishedNodes"], 2, "{body}");
 
     assert_eq!(sim.violations(), Vec::new());
     sim.shutdown().await;

@@ -78,6 +78,8 @@ pub struct SimBackup {
     pub full: bool,
     pub started_ms: u64,
     pub nodes: BTreeMap<String, NodePart>,
+    /// Nodes whose part was purged: the backup still counts them, unfinished.
+    pub purged_parts: usize,
 }
 
 /// A node's restore preparation, as recorded by PrepareRestore.
@@ -186,6 +188,7 @@ impl MedusaStore {
                 full,
                 started_ms: now,
                 nodes: BTreeMap::new(),
+                purged_parts: 0,
             });
         // A second call for the same node and name is the same backup, as in Medusa: it
         // does not start over.
@@ -222,43 +225,55 @@ impl MedusaStore {
             .collect()
     }
 
-    fn purge(&self, cluster: &str) -> pb::PurgeBackupsResponse {
+    /// Purges this node's own part of its backups past the age and count limits, as
+    /// Medusa's PurgeBackups does (per node: a backup purged on one node only is then
+    /// listed as unfinished, since the node's part is missing).
+    fn purge(&self, cluster: &str, pod: &str) -> pb::PurgeBackupsResponse {
         let now = now_ms();
         let mut s = self.lock();
         let settings = s.settings.clone();
         let Some(backups) = s.backups.get_mut(cluster) else {
             return pb::PurgeBackupsResponse::default();
         };
-        // Only complete backups count and go, as Medusa purges finished ones.
-        let mut complete: Vec<(u64, String)> = backups
+        // Only the node's finished parts count and go.
+        let mut own: Vec<(u64, String)> = backups
             .values()
-            .filter(|b| b.nodes.values().all(|n| !n.failed && n.finishes_ms <= now))
+            .filter(|b| {
+                b.nodes
+                    .get(pod)
+                    .is_some_and(|n| !n.failed && n.finishes_ms <= now)
+            })
             .map(|b| (b.started_ms, b.name.clone()))
             .collect();
-        complete.sort();
+        own.sort();
         let mut doomed: Vec<String> = Vec::new();
         if settings.max_backup_age_days > 0 {
             let max_age = settings.max_backup_age_days * 86_400_000;
             doomed.extend(
-                complete
-                    .iter()
+                own.iter()
                     .filter(|(at, _)| now.saturating_sub(*at) > max_age)
                     .map(|(_, n)| n.clone()),
             );
         }
-        if settings.max_backup_count > 0 && complete.len() > settings.max_backup_count {
-            let excess = complete.len() - settings.max_backup_count;
-            doomed.extend(complete.iter().take(excess).map(|(_, n)| n.clone()));
+        if settings.max_backup_count > 0 && own.len() > settings.max_backup_count {
+            let excess = own.len() - settings.max_backup_count;
+            doomed.extend(own.iter().take(excess).map(|(_, n)| n.clone()));
         }
         doomed.sort();
         doomed.dedup();
         let mut response = pb::PurgeBackupsResponse::default();
         for name in doomed {
-            if let Some(b) = backups.remove(&name) {
+            let Some(b) = backups.get_mut(&name) else {
+                continue;
+            };
+            if let Some(part) = b.nodes.remove(pod) {
+                b.purged_parts += 1;
                 response.nb_backups_purged += 1;
-                response.nb_objects_purged +=
-                    b.nodes.values().map(|n| n.objects as i32).sum::<i32>();
-                response.total_purged_size += b.nodes.values().map(|n| n.size).sum::<i64>();
+                response.nb_objects_purged += part.objects as i32;
+                response.total_purged_size += part.size;
+            }
+            if b.nodes.is_empty() {
+                backups.remove(&name);
             }
         }
         response
@@ -282,14 +297,15 @@ fn summary(b: &SimBackup, now: u64) -> pb::BackupSummary {
         .filter(|n| !n.failed && n.finishes_ms <= now)
         .count();
     let failed = b.nodes.values().any(|n| n.failed);
+    let total = b.nodes.len() + b.purged_parts;
     let status = if failed {
         pb::StatusType::Failed
-    } else if finished == b.nodes.len() {
+    } else if finished == total {
         pb::StatusType::Success
     } else {
         pb::StatusType::InProgress
     };
-    let finish = if finished == b.nodes.len() && !failed {
+    let finish = if finished == total && !failed {
         b.nodes.values().map(|n| n.finishes_ms).max().unwrap_or(0) / 1000
     } else {
         0
@@ -298,7 +314,7 @@ fn summary(b: &SimBackup, now: u64) -> pb::BackupSummary {
         backup_name: b.name.clone(),
         start_time: (b.started_ms / 1000) as i64,
         finish_time: finish as i64,
-        total_nodes: b.nodes.len() as i32,
+        total_nodes: total as i32,
         finished_nodes: finished as i32,
         nodes: b
             .nodes
@@ -449,7 +465,8 @@ impl Medusa for PodMedusa {
             .summaries(&cluster)
             .into_iter()
             .find(|b| b.backup_name == name)
-            .ok_or_else(|| Status::not_found(format!("backup {name} does not exist")))?;
+            // The real server answers an unknown backup with INTERNAL, not NOT_FOUND.
+            .ok_or_else(|| Status::internal(format!("backup {name} does not exist")))?;
         let status = backup.status;
         Ok(Response::new(pb::GetBackupResponse {
             backup: Some(backup),
@@ -484,7 +501,7 @@ impl Medusa for PodMedusa {
     ) -> Result<Response<pb::PurgeBackupsResponse>, Status> {
         self.gate().await;
         let cluster = self.cluster()?;
-        Ok(Response::new(self.core.medusa.purge(&cluster)))
+        Ok(Response::new(self.core.medusa.purge(&cluster, &self.pod())))
     }
 
     async fn prepare_restore(

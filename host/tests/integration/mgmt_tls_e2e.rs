@@ -4,7 +4,9 @@
 //!   over mutual TLS, no Cassandra rule broken;
 //! - a datacenter whose client Secret is missing says so in its Ready condition (the
 //!   Secret named), and nothing is sent to its pods: no node is started; once the Secret
-//!   exists it carries on by itself.
+//!   exists it carries on by itself;
+//! - a datacenter whose server Secret comes later: its pods' management API comes up once
+//!   the Secret exists (as a kubelet mounts it then), and the datacenter becomes Ready.
 
 use crate::support;
 
@@ -28,6 +30,10 @@ use support::{
 const NS: &str = "mtls";
 
 fn dc_manifest(name: &str, cluster: &str, client_secret: &str) -> String {
+    dc_manifest_with(name, cluster, client_secret, "mgmt-server")
+}
+
+fn dc_manifest_with(name: &str, cluster: &str, client_secret: &str, server_secret: &str) -> String {
     format!(
         r#"
 apiVersion: cassandra.datastax.com/v1beta1
@@ -43,7 +49,7 @@ spec:
   managementApiAuth:
     manual:
       clientSecretName: {client_secret}
-      serverSecretName: mgmt-server
+      serverSecretName: {server_secret}
   racks:
     - name: r1
       zone: zone-a
@@ -130,7 +136,8 @@ async fn a_manual_tls_datacenter_is_ready_over_mutual_tls_and_a_missing_client_s
 -> Result<()> {
     let env = TestEnv::start(TestEnvOptions {
         clusters: 1,
-        nodes_per_cluster: 6,
+        // One Cassandra pod per worker (the template's anti-affinity), three datacenters.
+        nodes_per_cluster: 9,
         ..Default::default()
     })
     .await?;
@@ -280,6 +287,60 @@ async fn a_manual_tls_datacenter_is_ready_over_mutual_tls_and_a_missing_client_s
             .iter()
             .filter(|r| r.pod.name.starts_with("lacking-dc2-"))
             .all(|r| r.tls)
+    );
+
+    // 4. The server Secret comes after the pods.
+    apply_yaml(
+        &client,
+        &dc_manifest_with("dc3", "late", "mgmt-client", "late-server"),
+        NS,
+    )
+    .await?;
+    let pods_up = wait_for(
+        "dc3's pods have addresses",
+        Duration::from_secs(120),
+        || async {
+            let list = pods
+                .list(&ListParams::default().labels("cassandra.datastax.com/datacenter=dc3"))
+                .await
+                .ok()?;
+            (list.items.len() == 3
+                && list
+                    .items
+                    .iter()
+                    .all(|p| p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some()))
+            .then_some(())
+        },
+    )
+    .await;
+    explain(pods_up, &dcs, "dc3", &sim, &op).await?;
+    assert!(
+        sim.requests()
+            .iter()
+            .all(|r| !r.pod.name.starts_with("late-dc3-")),
+        "no management API answers without its server certificate"
+    );
+    create_tls_secret(
+        &client,
+        "late-server",
+        &pem.ca,
+        &pem.server_cert,
+        &pem.server_key,
+    )
+    .await?;
+    let late = wait_for(
+        "dc3 Ready once its server Secret exists",
+        Duration::from_secs(240),
+        || async {
+            (support::dc_ready(&dcs, "dc3").await && normal_nodes(&sim, "late") == 3).then_some(())
+        },
+    )
+    .await;
+    explain(late, &dcs, "dc3", &sim, &op).await?;
+    assert!(
+        sim.violations().is_empty(),
+        "violations: {:?}",
+        sim.violations()
     );
     Ok(())
 }

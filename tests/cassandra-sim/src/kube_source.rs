@@ -1,7 +1,7 @@
 //! Pods from Kubernetes: a watch per context feeds the simulator, and readiness goes back as a
 //! status patch, the way a kubelet's readiness probe would set it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +20,9 @@ use crate::model::*;
 
 /// Field manager of the readiness patches, distinct from the fake kubelet's.
 pub const FIELD_MANAGER: &str = "cassandra-sim";
+
+/// How often a pod whose management-API TLS Secret is missing or unusable is read again.
+const TLS_SECRET_RECHECK: Duration = Duration::from_secs(2);
 
 /// Name of the config builder init container whose env carries the node's configuration.
 pub const CONFIG_CONTAINER: &str = "server-config-init";
@@ -259,9 +262,26 @@ pub(crate) async fn watch_pods(
     // Pods seen during a (re)list, to forget those deleted while the watch was down.
     let mut relist: Option<HashSet<PodKey>> = None;
     let mut known: HashSet<PodKey> = HashSet::new();
+    // Pods whose management-API TLS Secret could not be used: a Secret makes no pod event,
+    // so they are read again until it can (as a kubelet retries mounting it).
+    let mut tls_waiting: HashMap<PodKey, Pod> = HashMap::new();
+    let mut recheck = tokio::time::interval(TLS_SECRET_RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let ev = tokio::select! {
             _ = cancel.cancelled() => return,
+            _ = recheck.tick(), if !tls_waiting.is_empty() => {
+                for (key, pod) in std::mem::take(&mut tls_waiting) {
+                    if let Some(info) = pod_info_with_client(&context, &pod, &client).await {
+                        if info.mgmt_tls.as_ref().is_some_and(|t| t.error.is_some()) {
+                            tls_waiting.insert(key, pod);
+                        } else {
+                            core.upsert_pod(info);
+                        }
+                    }
+                }
+                continue;
+            }
             ev = stream.next() => ev,
         };
         let Some(ev) = ev else {
@@ -276,6 +296,11 @@ pub(crate) async fn watch_pods(
                         seen.insert(info.key.clone());
                     }
                     known.insert(info.key.clone());
+                    if info.mgmt_tls.as_ref().is_some_and(|t| t.error.is_some()) {
+                        tls_waiting.insert(info.key.clone(), pod);
+                    } else {
+                        tls_waiting.remove(&info.key);
+                    }
                     core.upsert_pod(info);
                 }
             }
@@ -286,6 +311,7 @@ pub(crate) async fn watch_pods(
                     pod.name_any(),
                 );
                 known.remove(&key);
+                tls_waiting.remove(&key);
                 core.remove_pod(&key);
             }
             Ok(Event::InitDone) => {
@@ -293,6 +319,7 @@ pub(crate) async fn watch_pods(
                     let gone: Vec<PodKey> = known.difference(&seen).cloned().collect();
                     for key in gone {
                         known.remove(&key);
+                        tls_waiting.remove(&key);
                         core.remove_pod(&key);
                     }
                 }

@@ -95,6 +95,10 @@ generated (create) and replicated (patch).
     - cassandratasks
     - k8ssandratasks
   verbs: [create, delete]
+# Runs of backup schedules: created on schedule, deleted past the history limits.
+- apiGroups: [medusa.k8ssandra.io]
+  resources: [medusabackupjobs, medusatasks]
+  verbs: [create, delete]
 # MedusaBackups record backups in the storage: created by a backup job or a sync task, and
 # deleted only by a sync task when the storage no longer holds the backup (never pruned).
 - apiGroups: [medusa.k8ssandra.io]

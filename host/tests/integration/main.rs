@@ -25,6 +25,7 @@ mod mgmt_tls_e2e;
 mod multicluster_e2e;
 mod reaper_e2e;
 mod runtime;
+mod schedule_e2e;
 mod security_e2e;
 mod stargate_e2e;
 mod telemetry_e2e;

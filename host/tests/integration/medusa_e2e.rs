@@ -14,6 +14,9 @@
 //! 2. A malformed `transferMaxBandwidth` → the K8ssandraCluster's Valid condition names the
 //!    field; no pod restarts, the ConfigMap keeps its content.
 //!
+//! A second scenario enables Medusa on a running datacenter: every node restarts exactly
+//! once, never more than one down at a time.
+//!
 //! Throughout, the simulator records no violation.
 
 use crate::support;
@@ -33,7 +36,7 @@ use serde_json::{Value, json};
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
 use support::{
     Operator, add_client_config, apply_yaml, create_namespace, dc_ready, install_crds,
-    operator_crds, wait_crd, wait_for,
+    normal_nodes, operator_crds, sim_starts, wait_crd, wait_for,
 };
 
 const NS: &str = "medusa-e2e";
@@ -56,8 +59,8 @@ fn medusa(bandwidth: &str) -> Value {
     })
 }
 
-fn manifest(medusa: Value) -> String {
-    let kc = json!({
+fn manifest(medusa: Option<Value>) -> String {
+    let mut kc = json!({
         "apiVersion": "k8ssandra.io/v1alpha1",
         "kind": "K8ssandraCluster",
         "metadata": {"name": CLUSTER, "namespace": NS},
@@ -69,9 +72,11 @@ fn manifest(medusa: Value) -> String {
                     "resources": {"requests": {"storage": "5Gi"}}}},
                 "datacenters": [{"metadata": {"name": "dc1"}, "k8sContext": CTX_B, "size": 3}],
             },
-            "medusa": medusa,
         },
     });
+    if let Some(m) = medusa {
+        kc["spec"]["medusa"] = m;
+    }
     serde_json::to_string(&kc).unwrap_or_default()
 }
 
@@ -142,6 +147,18 @@ fn medusa_parts(p: &Pod) -> (Vec<String>, Vec<String>, Option<i32>) {
         .find(|p| p.name.as_deref() == Some("grpc"))
         .map(|p| p.container_port);
     (containers, inits, port)
+}
+
+/// The storage credentials are the user's, in the datacenter's cluster and namespace.
+async fn storage_secret(b: &Client) -> Result<()> {
+    apply_yaml(
+        b,
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {STORAGE_SECRET}\n  namespace: {NS}\nstringData:\n  credentials: |\n    [default]\n    aws_access_key_id = e2e\n    aws_secret_access_key = e2e\n"
+        ),
+        NS,
+    )
+    .await
 }
 
 struct Scenario {
@@ -284,18 +301,10 @@ async fn medusa_sidecars_config_and_secret_in_a_data_plane_datacenter() -> Resul
     let (cp, b) = (sc.cp.clone(), sc.b.clone());
     let dcs_b = support::datacenters(&b, NS).await?;
 
-    // The storage credentials are the user's, in the datacenter's cluster and namespace.
-    apply_yaml(
-        &b,
-        &format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {STORAGE_SECRET}\n  namespace: {NS}\nstringData:\n  credentials: |\n    [default]\n    aws_access_key_id = e2e\n    aws_secret_access_key = e2e\n"
-        ),
-        NS,
-    )
-    .await?;
+    storage_secret(&b).await?;
 
     // ── 1. medusa from the start ───────────────────────────────────────────────────────
-    apply_yaml(&cp, &manifest(medusa("50MB/s")), NS).await?;
+    apply_yaml(&cp, &manifest(Some(medusa("50MB/s"))), NS).await?;
     sc.wait(
         "dc1 Ready in cluster-1",
         Duration::from_secs(420),
@@ -426,7 +435,7 @@ async fn medusa_sidecars_config_and_secret_in_a_data_plane_datacenter() -> Resul
     let running = uids(&pods);
 
     // ── 2. a malformed setting ─────────────────────────────────────────────────────────
-    apply_yaml(&cp, &manifest(medusa("fast")), NS).await?;
+    apply_yaml(&cp, &manifest(Some(medusa("fast"))), NS).await?;
     let msg = sc
         .wait(
             "Valid=False naming the field",
@@ -453,6 +462,86 @@ async fn medusa_sidecars_config_and_secret_in_a_data_plane_datacenter() -> Resul
         "medusa.ini changed: {kept:?}"
     );
 
+    let violations = sc.sim.violations();
+    ensure!(
+        violations.is_empty(),
+        "simulator violations: {violations:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enabling_medusa_on_a_running_datacenter_rolls_it_once_one_node_at_a_time() -> Result<()> {
+    let sc = Scenario::start().await?;
+    let (cp, b) = (sc.cp.clone(), sc.b.clone());
+    let dcs_b = support::datacenters(&b, NS).await?;
+    storage_secret(&b).await?;
+
+    apply_yaml(&cp, &manifest(None), NS).await?;
+    sc.wait(
+        "dc1 Ready without Medusa",
+        Duration::from_secs(420),
+        || async {
+            (dc_ready(&dcs_b, "dc1").await && normal_nodes(&sc.sim, CLUSTER) == 3).then_some(())
+        },
+    )
+    .await?;
+    let before = cassandra_pods(&b).await;
+    ensure!(before.len() == 3, "pods: {:?}", uids(&before));
+    for p in &before {
+        let (containers, inits, _) = medusa_parts(p);
+        ensure!(
+            !containers.iter().any(|c| c == "medusa")
+                && !inits.iter().any(|c| c == "medusa-restore"),
+            "no Medusa yet: {containers:?} {inits:?}"
+        );
+    }
+    let starts = sim_starts(&sc.sim).len();
+    ensure!(starts == 3, "{starts} starts before Medusa");
+
+    apply_yaml(&cp, &manifest(Some(medusa("50MB/s"))), NS).await?;
+    let mut max_down = 0;
+    sc.wait(
+        "every pod restarted with Medusa, dc1 Ready",
+        Duration::from_secs(420),
+        || {
+            max_down = max_down.max(3 - normal_nodes(&sc.sim, CLUSTER).min(3));
+            let (b, dcs_b, sim) = (&b, &dcs_b, &sc.sim);
+            async move {
+                let pods = cassandra_pods(b).await;
+                let all = pods.len() == 3
+                    && pods.iter().all(|p| {
+                        let (containers, inits, _) = medusa_parts(p);
+                        containers.iter().any(|c| c == "medusa")
+                            && inits.iter().any(|c| c == "medusa-restore")
+                    });
+                (all && normal_nodes(sim, CLUSTER) == 3 && dc_ready(dcs_b, "dc1").await)
+                    .then_some(())
+            }
+        },
+    )
+    .await?;
+    ensure!(
+        max_down <= 1,
+        "{max_down} nodes were down at once during the roll"
+    );
+    // Settled: a few resyncs more restart nothing.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let restarts: Vec<String> = sim_starts(&sc.sim)[3..]
+        .iter()
+        .filter_map(|h| h.pod.as_ref().map(|p| p.name.clone()))
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = restarts.iter().collect();
+    ensure!(
+        restarts.len() == 3 && distinct.len() == 3,
+        "each node restarted exactly once: {restarts:?}"
+    );
+    let after = uids(&cassandra_pods(&b).await);
+    let old = uids(&before);
+    ensure!(
+        after.iter().all(|(name, uid)| old.get(name) != Some(uid)),
+        "every pod replaced: {old:?} → {after:?}"
+    );
     let violations = sc.sim.violations();
     ensure!(
         violations.is_empty(),

@@ -632,6 +632,18 @@ pub fn with_medusa(s: &Snapshot, kc: &K8ssandraCluster, mut dc: Value) -> Result
             inits.push(c);
         }
     }
+    if let Some(secret) = t
+        .container_image
+        .as_ref()
+        .and_then(|i| i.pull_secret_ref.as_ref())
+        .map(|r| r.name.clone())
+        .filter(|n| !n.is_empty())
+    {
+        let pull = array_mut(pod, "imagePullSecrets");
+        if !pull.iter().any(|p| p["name"] == secret.as_str()) {
+            pull.push(json!({"name": secret}));
+        }
+    }
     let vols = array_mut(pod, "volumes");
     for v in volumes(&t, &kc_name, &snapshot_dc) {
         let name = v.get("name").and_then(Value::as_str).unwrap_or_default();

@@ -413,6 +413,26 @@ fn enabling_medusa_on_a_running_cluster_changes_the_pod_template_once() {
 }
 
 #[test]
+fn a_container_image_overrides_the_default_field_by_field() {
+    let mut m = medusa_s3();
+    m["containerImage"] = json!({"registry": "registry.example.com:5000", "tag": "0.30.0",
+        "pullSecretRef": {"name": "regcred"}});
+    let plan = world_with(m).plan();
+    let dc1 = dc_obj(&plan, "dc1");
+    let pod = &dc1["spec"]["podTemplateSpec"]["spec"];
+    for (list, name) in [
+        ("containers", "medusa"),
+        ("initContainers", "medusa-restore"),
+    ] {
+        assert_eq!(
+            named(&pod[list], name)["image"],
+            "registry.example.com:5000/k8ssandra/medusa:0.30.0"
+        );
+    }
+    assert_eq!(pod["imagePullSecrets"], json!([{"name": "regcred"}]));
+}
+
+#[test]
 fn a_users_medusa_restore_keeps_its_place_and_other_fields() {
     let mut w = world_with(medusa_s3());
     w.kc["spec"]["cassandra"]["initContainers"] = json!([

@@ -854,125 +854,27 @@ fn error_chain(e: &reqwest::Error) -> String {
 }
 
 mod tls {
-    //! rustls client configuration, with the hostname check made optional.
-
-    use std::sync::Arc;
-
-    use rustls::client::WebPkiServerVerifier;
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-    use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
-
+    use super::super::chain_tls::{self, Names};
     use super::{DataplaneError, TlsConfig};
 
-    /// Verifies the server's chain against the CA but accepts a certificate that does not
-    /// name the pod IP we dialled: pods get new IPs, certificates do not.
-    #[derive(Debug)]
-    struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-    impl ServerCertVerifier for ChainOnly {
-        fn verify_server_cert(
-            &self,
-            end_entity: &CertificateDer<'_>,
-            intermediates: &[CertificateDer<'_>],
-            server_name: &ServerName<'_>,
-            ocsp_response: &[u8],
-            now: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            // WebPkiServerVerifier checks the name only after the chain verified, so a
-            // name mismatch means the chain is good.
-            match self.0.verify_server_cert(
-                end_entity,
-                intermediates,
-                server_name,
-                ocsp_response,
-                now,
-            ) {
-                Err(rustls::Error::InvalidCertificate(
-                    CertificateError::NotValidForName
-                    | CertificateError::NotValidForNameContext { .. },
-                )) => Ok(ServerCertVerified::assertion()),
-                other => other,
-            }
-        }
-
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.0.verify_tls12_signature(message, cert, dss)
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.0.verify_tls13_signature(message, cert, dss)
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.0.supported_verify_schemes()
-        }
-    }
-
-    fn bad(what: &str, e: impl std::fmt::Display) -> DataplaneError {
-        DataplaneError::Tls(format!("{what}: {e}"))
-    }
+    const NAMES: Names = Names {
+        ca: "CA certificate",
+        cert: "client certificate",
+        key: "client key",
+    };
 
     pub(super) fn client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, DataplaneError> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(&tls.ca_pem) {
-            let cert = cert.map_err(|e| bad("CA certificate PEM", e))?;
-            roots.add(cert).map_err(|e| bad("CA certificate", e))?;
-        }
-        if roots.is_empty() {
-            return Err(DataplaneError::Tls(
-                "no CA certificate in the CA PEM".into(),
-            ));
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let webpki =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-                .build()
-                .map_err(|e| bad("CA certificate", e))?;
-        let verifier: Arc<dyn ServerCertVerifier> = if tls.verify_hostname {
-            webpki
-        } else {
-            Arc::new(ChainOnly(webpki))
-        };
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| bad("TLS versions", e))?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier);
-        match (&tls.client_cert_pem, &tls.client_key_pem) {
-            (Some(cert), Some(key)) => {
-                let chain = CertificateDer::pem_slice_iter(cert)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| bad("client certificate PEM", e))?;
-                if chain.is_empty() {
-                    return Err(DataplaneError::Tls(
-                        "no client certificate in its PEM".into(),
-                    ));
-                }
-                // Never print the key's parse error details beyond its kind.
-                let key = PrivateKeyDer::from_pem_slice(key).map_err(|_| {
-                    DataplaneError::Tls("client key PEM holds no usable private key".into())
-                })?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| bad("client certificate and key", e))
+        let identity = match (&tls.client_cert_pem, &tls.client_key_pem) {
+            (Some(cert), Some(key)) => Some((cert.as_slice(), key.as_slice())),
+            (None, None) => None,
+            _ => {
+                return Err(DataplaneError::Tls(
+                    "a client certificate needs its key, and a key its certificate".into(),
+                ));
             }
-            (None, None) => Ok(builder.with_no_client_auth()),
-            _ => Err(DataplaneError::Tls(
-                "a client certificate needs its key, and a key its certificate".into(),
-            )),
-        }
+        };
+        chain_tls::client_config(&tls.ca_pem, identity, tls.verify_hostname, &NAMES)
+            .map_err(DataplaneError::Tls)
     }
 }
 

@@ -683,75 +683,15 @@ impl tonic::codegen::Service<Uri> for TlsConnector {
 }
 
 mod tls {
-    //! rustls client configuration: the server's chain checked against the CA, its name
-    //! not (the same approach as the management-API client, whose configuration is
-    //! private to that module).
-
-    use std::sync::Arc;
-
-    use rustls::client::WebPkiServerVerifier;
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-    use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
-
+    use super::super::chain_tls::{self, Names};
     use super::MedusaError;
 
-    #[derive(Debug)]
-    struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-    impl ServerCertVerifier for ChainOnly {
-        fn verify_server_cert(
-            &self,
-            end_entity: &CertificateDer<'_>,
-            intermediates: &[CertificateDer<'_>],
-            server_name: &ServerName<'_>,
-            ocsp_response: &[u8],
-            now: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            // The name is checked only after the chain verified: a name mismatch means
-            // the chain is good.
-            match self.0.verify_server_cert(
-                end_entity,
-                intermediates,
-                server_name,
-                ocsp_response,
-                now,
-            ) {
-                Err(rustls::Error::InvalidCertificate(
-                    CertificateError::NotValidForName
-                    | CertificateError::NotValidForNameContext { .. },
-                )) => Ok(ServerCertVerified::assertion()),
-                other => other,
-            }
-        }
-
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.0.verify_tls12_signature(message, cert, dss)
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.0.verify_tls13_signature(message, cert, dss)
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.0.supported_verify_schemes()
-        }
-    }
-
-    fn bad(what: &str, e: impl std::fmt::Display) -> MedusaError {
-        MedusaError::Tls(format!("{what}: {e}"))
-    }
+    /// The keys of the Secret the material comes from.
+    const NAMES: Names = Names {
+        ca: "ca.crt",
+        cert: "tls.crt",
+        key: "tls.key",
+    };
 
     /// `identity` is the client certificate chain and key; None only in tests (a client
     /// that presents no certificate).
@@ -759,41 +699,8 @@ mod tls {
         ca_pem: &[u8],
         identity: Option<(&[u8], &[u8])>,
     ) -> Result<rustls::ClientConfig, MedusaError> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(ca_pem) {
-            let cert = cert.map_err(|e| bad("ca.crt PEM", e))?;
-            roots.add(cert).map_err(|e| bad("ca.crt", e))?;
-        }
-        if roots.is_empty() {
-            return Err(MedusaError::Tls("ca.crt holds no certificate".into()));
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let webpki =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-                .build()
-                .map_err(|e| bad("ca.crt", e))?;
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| bad("TLS versions", e))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)));
-        let mut config = match identity {
-            Some((cert, key)) => {
-                let chain = CertificateDer::pem_slice_iter(cert)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| bad("tls.crt PEM", e))?;
-                if chain.is_empty() {
-                    return Err(MedusaError::Tls("tls.crt holds no certificate".into()));
-                }
-                // The parse error of a key could quote it: say only that it is unusable.
-                let key = PrivateKeyDer::from_pem_slice(key)
-                    .map_err(|_| MedusaError::Tls("tls.key holds no usable private key".into()))?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| bad("tls.crt and tls.key", e))?
-            }
-            None => builder.with_no_client_auth(),
-        };
+        let mut config =
+            chain_tls::client_config(ca_pem, identity, false, &NAMES).map_err(MedusaError::Tls)?;
         // gRPC is HTTP/2 only; grpc servers refuse a TLS connection without it.
         config.alpn_protocols = vec![b"h2".to_vec()];
         Ok(config)

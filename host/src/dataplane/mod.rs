@@ -13,6 +13,7 @@
 //! Passwords only ever travel in requests: errors, outcomes and logs name endpoints by
 //! path, never by URL, and blank out a password an answer might echo.
 
+mod chain_tls;
 mod client;
 mod error;
 mod executor;

@@ -13,10 +13,11 @@ use k8ssandra_api::cassandra::{CassandraDatacenter, DatacenterConditionType as T
 use k8ssandra_api::reaper::{REAPER_CONDITION_READY, Reaper, ReaperProgress, ReaperStatus};
 use k8ssandra_policy_sdk::conditions::{Cond, conditions};
 use k8ssandra_policy_sdk::{EventType, Object, Plan, PolicyError, Snapshot, error};
+use k8ssandra_telemetry::prometheus::service_monitor_served;
 use serde_json::{Value, json};
 
-use crate::DATACENTER_KIND;
 use crate::render::{Inputs, service_name};
+use crate::{DATACENTER_KIND, telemetry};
 
 /// Requeue while waiting for something that announces itself anyway (a datacenter getting
 /// ready, a pod becoming ready), in case an event is missed.
@@ -80,6 +81,7 @@ pub fn check_spec(r: &Reaper) -> Vec<(String, String)> {
             format!("{:?} is not a positive quantity of bytes", h.0),
         ));
     }
+    out.extend(telemetry::check(r));
     out
 }
 
@@ -113,8 +115,11 @@ fn frozen(o: &Object) -> Option<Value> {
             "labels": meta.get("labels").cloned().unwrap_or(json!({})),
         },
     });
-    if let Some(x) = v.get("spec") {
-        out["spec"] = x.clone();
+    // A ConfigMap's content is its `data` (the last good Vector configuration).
+    for field in ["spec", "data"] {
+        if let Some(x) = v.get(field) {
+            out[field] = x.clone();
+        }
     }
     // Fields the API server assigns and refuses to see changed or duplicated.
     if out["kind"] == "Service"
@@ -127,8 +132,8 @@ fn frozen(o: &Object) -> Option<Value> {
     Some(out)
 }
 
-/// The status: progress and the Ready condition, whose transition time only moves when its
-/// status does.
+/// The status: progress, the Ready condition and the telemetry one, whose transition times
+/// only move when their status does.
 fn status_json(
     prev: &Prev,
     progress: ReaperProgress,
@@ -137,19 +142,18 @@ fn status_json(
     message: &str,
     now_ms: u64,
 ) -> Value {
-    let conditions = conditions(
-        prev.conditions.as_deref(),
-        now_ms,
-        vec![Cond::new(REAPER_CONDITION_READY, ready, reason, message)],
-    );
+    let mut wanted = vec![Cond::new(REAPER_CONDITION_READY, ready, reason, message)];
+    wanted.extend(prev.telemetry.clone());
+    let conditions = conditions(prev.conditions.as_deref(), now_ms, wanted);
     json!({"progress": progress, "conditions": conditions})
 }
 
 /// What the last status said, read from the raw object (so a Reaper whose spec no longer
-/// parses still has it).
+/// parses still has it), and the telemetry condition this reconcile writes next to Ready.
 struct Prev {
     status: ReaperStatus,
     conditions: Option<Vec<Condition>>,
+    telemetry: Option<Cond>,
 }
 
 fn prev_status(raw: &Value) -> Prev {
@@ -161,6 +165,7 @@ fn prev_status(raw: &Value) -> Prev {
         conditions: st
             .and_then(|s| s.get("conditions"))
             .and_then(|c| serde_json::from_value(c.clone()).ok()),
+        telemetry: None,
     }
 }
 
@@ -231,7 +236,7 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
     if raw.pointer("/metadata/deletionTimestamp").is_some() {
         return Ok(plan);
     }
-    let prev = prev_status(&raw);
+    let mut prev = prev_status(&raw);
     let prev_progress = prev.status.progress.unwrap_or(ReaperProgress::Pending);
     let mut faults = check_raw(&raw);
     let parsed = if faults.is_empty() {
@@ -245,8 +250,10 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
     } else {
         None
     };
+    let served = service_monitor_served(s);
     if let Some(r) = &parsed {
         faults.extend(check_spec(r));
+        prev.telemetry = telemetry::condition(r, served);
     }
     let (Some(reaper), true) = (parsed, faults.is_empty()) else {
         let message = faults
@@ -321,6 +328,9 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
     let kind = inputs.workload_kind();
     plan.apply("", &inputs.workload())?;
     plan.apply("", &inputs.service())?;
+    for o in telemetry::objects(&inputs, served) {
+        plan.apply("", &o)?;
+    }
     let serving = workload_ready(s, kind, &name);
     let (progress, reason, message) = if serving {
         (

@@ -6,7 +6,8 @@
 //! Module map:
 //! - [`render`]: the desired objects (names, labels, image, environment, probes, security
 //!   context, resources, volumes), as upstream renders them;
-//! - [`decide`]: the reconcile (datacenter readiness, bad input, progress and status).
+//! - [`decide`]: the reconcile (datacenter readiness, bad input, progress and status);
+//! - [`telemetry`]: the ServiceMonitor, the Vector ConfigMap and sidecar.
 //!
 //! Rules kept:
 //! - Credentials reach the pods by reference (`secretKeyRef`); the policy never sees a value.
@@ -18,12 +19,14 @@
 
 pub mod decide;
 pub mod render;
+pub mod telemetry;
 
 use k8ssandra_api::reaper::Reaper;
 use k8ssandra_policy_sdk::{
     KindRef, Plan, PluginInfo, Policy, PolicyError, ReadSpec, Snapshot, Violation, export_policy,
     violation,
 };
+use k8ssandra_telemetry::prometheus;
 
 pub const NAME: &str = "reaper";
 pub const PARENT_API_VERSION: &str = "reaper.k8ssandra.io/v1alpha1";
@@ -43,8 +46,22 @@ impl Policy for ReaperPolicy {
                 KindRef::new("apps/v1", "Deployment"),
                 KindRef::new("apps/v1", "StatefulSet"),
                 KindRef::new("v1", "Service"),
+                KindRef::new("v1", "ConfigMap"),
+                KindRef::new(
+                    prometheus::SERVICE_MONITOR_API_VERSION,
+                    prometheus::SERVICE_MONITOR_KIND,
+                ),
             ],
-            reads: vec![ReadSpec::new(DATACENTER_API_VERSION, DATACENTER_KIND, "")],
+            reads: vec![
+                ReadSpec::new(DATACENTER_API_VERSION, DATACENTER_KIND, ""),
+                // Whether ServiceMonitors are served: without the Prometheus Operator's CRDs
+                // `telemetry.prometheus` becomes a condition instead of a failed apply.
+                ReadSpec::new(
+                    "apiregistration.k8s.io/v1",
+                    "APIService",
+                    prometheus::APISERVICE_SELECTOR,
+                ),
+            ],
             observe_pods: None,
             decorates: None,
         }
@@ -81,3 +98,5 @@ export_policy!(ReaperPolicy);
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_telemetry;

@@ -102,7 +102,7 @@ impl Inputs<'_> {
 
     /// Labels of the workload and the Service: `commonLabels`, then the constant ones
     /// (which a user label cannot override: the Service selects on them).
-    fn object_labels(&self) -> BTreeMap<String, String> {
+    pub(crate) fn object_labels(&self) -> BTreeMap<String, String> {
         let mut l = self
             .reaper
             .spec
@@ -481,6 +481,7 @@ impl Inputs<'_> {
         if let Some(s) = image.pull_secret_ref.filter(|s| !s.name.is_empty()) {
             spec["imagePullSecrets"] = json!([{"name": s.name}]);
         }
+        crate::telemetry::decorate_pod(self, &mut spec);
         let pods = t.resource_meta.as_ref().and_then(|m| m.pods.clone());
         let mut labels = self.object_labels();
         labels.extend(
@@ -506,7 +507,7 @@ impl Inputs<'_> {
         ]})
     }
 
-    fn metadata(&self, name: &str, labels: BTreeMap<String, String>) -> Value {
+    pub(crate) fn metadata(&self, name: &str, labels: BTreeMap<String, String>) -> Value {
         let mut m = json!({"name": name, "namespace": self.namespace(), "labels": labels});
         let a = self.common_annotations();
         if !a.is_empty() {

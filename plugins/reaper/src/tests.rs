@@ -7,9 +7,9 @@ use crate::decide::{
     REASON_REGISTRATION,
 };
 
-const NS: &str = "ns";
+pub(crate) const NS: &str = "ns";
 
-fn reaper(spec: Value) -> Value {
+pub(crate) fn reaper(spec: Value) -> Value {
     json!({
         "apiVersion": "reaper.k8ssandra.io/v1alpha1", "kind": "Reaper",
         "metadata": {"name": "demo-dc1-reaper", "namespace": NS, "uid": "r-uid", "generation": 1,
@@ -18,7 +18,7 @@ fn reaper(spec: Value) -> Value {
     })
 }
 
-fn spec() -> Value {
+pub(crate) fn spec() -> Value {
     json!({
         "datacenterRef": {"name": "dc1"},
         "cassandraUserSecretRef": {"name": "demo-reaper"},
@@ -26,7 +26,7 @@ fn spec() -> Value {
     })
 }
 
-fn datacenter(ready: bool, version: &str) -> Value {
+pub(crate) fn datacenter(ready: bool, version: &str) -> Value {
     json!({
         "apiVersion": "cassandra.datastax.com/v1beta1", "kind": "CassandraDatacenter",
         "metadata": {"name": "dc1", "namespace": NS, "generation": 1},
@@ -48,7 +48,7 @@ fn obj(v: &Value) -> Object {
     }
 }
 
-fn snapshot(parent: Value, related: Vec<Value>, children: Vec<Value>) -> Snapshot {
+pub(crate) fn snapshot(parent: Value, related: Vec<Value>, children: Vec<Value>) -> Snapshot {
     let mut s = Snapshot::for_parent(obj(&parent));
     s.related = related.iter().map(obj).collect();
     s.children = children.iter().map(obj).collect();
@@ -56,11 +56,11 @@ fn snapshot(parent: Value, related: Vec<Value>, children: Vec<Value>) -> Snapsho
     s
 }
 
-fn run(s: Snapshot) -> Plan {
+pub(crate) fn run(s: Snapshot) -> Plan {
     ReaperPolicy::reconcile(s).expect("a plan")
 }
 
-fn applied(plan: &Plan, kind: &str) -> Vec<Value> {
+pub(crate) fn applied(plan: &Plan, kind: &str) -> Vec<Value> {
     plan.apply
         .iter()
         .map(|o| o.value().unwrap())
@@ -68,7 +68,7 @@ fn applied(plan: &Plan, kind: &str) -> Vec<Value> {
         .collect()
 }
 
-fn status(plan: &Plan) -> Value {
+pub(crate) fn status(plan: &Plan) -> Value {
     serde_json::from_str(plan.status.as_deref().expect("a status")).unwrap()
 }
 
@@ -81,7 +81,7 @@ fn env_value(container: &Value, name: &str) -> Option<Value> {
 }
 
 /// A workload as its controller reports it once its pod is ready.
-fn rolled_out(mut w: Value) -> Value {
+pub(crate) fn rolled_out(mut w: Value) -> Value {
     w["metadata"]["generation"] = json!(1);
     w["status"] = json!({"observedGeneration": 1, "replicas": 1, "readyReplicas": 1,
                          "updatedReplicas": 1, "availableReplicas": 1});
@@ -478,5 +478,16 @@ fn describe_owns_the_workloads_and_service() {
     let info = ReaperPolicy::describe();
     assert_eq!(info.parent.kind, "Reaper");
     let owns: Vec<_> = info.owns.iter().map(|k| k.kind.as_str()).collect();
-    assert_eq!(owns, ["Deployment", "StatefulSet", "Service"]);
+    assert_eq!(
+        owns,
+        [
+            "Deployment",
+            "StatefulSet",
+            "Service",
+            "ConfigMap",
+            "ServiceMonitor"
+        ]
+    );
+    let reads: Vec<_> = info.reads.iter().map(|r| r.kind.kind.as_str()).collect();
+    assert_eq!(reads, ["CassandraDatacenter", "APIService"]);
 }

@@ -591,6 +591,28 @@ pub struct MedusaBackupScheduleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "backup"))]
     pub operation_type: Option<ScheduledOperationType>,
+
+    /// IANA time zone the schedule is read in, such as `Europe/Berlin` (default UTC). Not
+    /// together with a `CRON_TZ=` prefix in `cronSchedule`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+
+    /// A run more than this many seconds late (the operator was down, or a Forbid wait) is
+    /// skipped; unset, the most recent missed run always starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub starting_deadline_seconds: Option<i64>,
+
+    /// Finished successful runs kept (default 3); older ones are deleted. Deleting a
+    /// MedusaBackupJob never deletes its MedusaBackup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub successful_jobs_history_limit: Option<i32>,
+
+    /// Failed runs kept (default 1); older ones are deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub failed_jobs_history_limit: Option<i32>,
 }
 
 /// Timing of a backup schedule.
@@ -604,6 +626,12 @@ pub struct MedusaBackupScheduleStatus {
     /// When the last run started; empty if it never ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_execution: Option<Time>,
+
+    /// `Valid` (the schedule, time zone and policy are usable: the message names the field
+    /// and the rule when not) and `Waiting` (a due run waits for an active one, Forbid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Option<Vec<Condition>>,
 }
 
 /// A restore of one datacenter from a MedusaBackup.

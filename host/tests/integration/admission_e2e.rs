@@ -278,6 +278,24 @@ spec:
     )
 }
 
+fn reaper(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: reaper.k8ssandra.io/v1alpha1\nkind: Reaper\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  datacenterRef:\n    name: dc1\n  {extra}\n"
+    )
+}
+
+fn medusa_backup_job(name: &str, dc: &str) -> String {
+    format!(
+        "apiVersion: medusa.k8ssandra.io/v1alpha1\nkind: MedusaBackupJob\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  cassandraDatacenter: {dc}\n"
+    )
+}
+
+fn medusa_task(name: &str, operation: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: medusa.k8ssandra.io/v1alpha1\nkind: MedusaTask\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  cassandraDatacenter: dc1\n  operation: {operation}\n{extra}"
+    )
+}
+
 fn misbehave(name: &str, behaviour: &str) -> String {
     format!(
         "apiVersion: examples.k8ssandra.io/v1alpha1\nkind: Misbehave\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  behaviour: {behaviour}\n"
@@ -440,6 +458,9 @@ async fn webhook_and_admission_policies_of_the_chart_through_the_api_server() ->
             "cassandra-task",
             "k8ssandra-task",
             "stargate",
+            "reaper",
+            "medusa-backup-job",
+            "medusa-task",
         ],
     )?;
     std::fs::copy(
@@ -634,6 +655,43 @@ async fn webhook_and_admission_policies_of_the_chart_through_the_api_server() ->
     )
     .await?;
     admitted(&client, "a Stargate", &stargate("sg1", "512Mi", "")).await?;
+
+    // Reaper.
+    denied_by_webhook(
+        &client,
+        "a Reaper heap of zero bytes",
+        &reaper("rp1", "heapSize: \"0\""),
+        &["spec.heapSize", "not a positive quantity of bytes"],
+    )
+    .await?;
+    admitted(&client, "a Reaper", &reaper("rp1", "heapSize: 1Gi")).await?;
+
+    // Medusa.
+    denied_by_webhook(
+        &client,
+        "a backup of a datacenter named by its Cassandra name",
+        &medusa_backup_job("bj1", "DC_One"),
+        &["spec.cassandraDatacenter", "object's name"],
+    )
+    .await?;
+    admitted(&client, "a backup job", &medusa_backup_job("bj1", "dc1")).await?;
+    denied_by_webhook(
+        &client,
+        "a restore preparation without a backup",
+        &medusa_task("mt1", "prepare_restore", ""),
+        &["spec.backupName", "is required for prepare_restore"],
+    )
+    .await?;
+    admitted(
+        &client,
+        "a restore preparation",
+        &medusa_task(
+            "mt1",
+            "prepare_restore",
+            "  backupName: b1\n  restoreKey: k1\n",
+        ),
+    )
+    .await?;
 
     // A policy that cannot judge: failurePolicy Fail refuses.
     admitted(&client, "a behaving object", &misbehave("m1", "ok")).await?;

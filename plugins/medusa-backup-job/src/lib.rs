@@ -53,10 +53,19 @@ impl Policy for MedusaBackupJobPolicy {
             Err(e) => return vec![violation("spec", format!("does not parse: {e}"))],
         };
         let mut out = Vec::new();
-        if job.spec.cassandra_datacenter.is_empty() {
+        let dc = &job.spec.cassandra_datacenter;
+        if dc.is_empty() {
             out.push(violation(
                 "spec.cassandraDatacenter",
                 "must name the CassandraDatacenter to back up",
+            ));
+        } else if !is_object_name(dc) {
+            out.push(violation(
+                "spec.cassandraDatacenter",
+                format!(
+                    "{dc:?} cannot name a CassandraDatacenter (lowercase letters, digits, '-' \
+                     and '.', at most 253): it is the object's name, not its datacenterName"
+                ),
             ));
         }
         // A job is one backup: changing what it backs up after it started would make its
@@ -72,6 +81,19 @@ impl Policy for MedusaBackupJobPolicy {
         }
         out
     }
+}
+
+/// An RFC 1123 subdomain, as Kubernetes object names are.
+fn is_object_name(s: &str) -> bool {
+    s.len() <= 253
+        && s.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        })
 }
 
 export_policy!(MedusaBackupJobPolicy);

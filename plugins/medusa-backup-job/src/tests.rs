@@ -296,3 +296,12 @@ fn a_started_job_cannot_change_what_it_backs_up() {
     let unstarted = job(Value::Null).json;
     assert!(MedusaBackupJobPolicy::validate(new, Some(unstarted)).is_empty());
 }
+
+#[test]
+fn the_datacenter_is_named_by_its_object_name() {
+    let bad = job(Value::Null).json.replace("\"dc1\"", "\"DC One\"");
+    let v = MedusaBackupJobPolicy::validate(bad, None);
+    assert_eq!(v[0].field, "spec.cassandraDatacenter");
+    assert!(v[0].message.contains("object's name"), "{}", v[0].message);
+    assert!(MedusaBackupJobPolicy::validate(job(Value::Null).json, None).is_empty());
+}

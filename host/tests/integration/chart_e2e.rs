@@ -752,6 +752,7 @@ async fn rbac_scenario(
         "k8ssandra-cluster",
         "k8ssandra-task",
         "stargate",
+        "reaper",
         "medusa-backup-job",
         "medusa-task",
     ];

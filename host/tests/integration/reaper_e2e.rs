@@ -3,15 +3,23 @@
 //! policies. One sequential scenario:
 //!
 //! 1. A K8ssandraCluster with one datacenter (dc1, 3 nodes) becomes Ready.
-//! 2. `reaper: {}` is added → the Secrets `demo-reaper` and `demo-reaper-ui`, the role
-//!    `demo-reaper` (a superuser) in the simulated cluster, `reaper_db` replicated {dc1: 3},
+//! 2. `reaper` (with telemetry, see 3) is added → the Secrets `demo-reaper` and
+//!    `demo-reaper-ui`, the role `demo-reaper` (a superuser) in the simulated cluster,
+//!    `reaper_db` replicated {dc1: 3},
 //!    then the Reaper `demo-dc1-reaper` with its Deployment (schema-migration init container,
 //!    credentials by secretKeyRef) and Service `demo-dc1-reaper-service`; its status reaches
 //!    `Configuring` (registration is not implemented yet, its Ready condition says so) and is
 //!    mirrored into the K8ssandraCluster's status.
-//! 3. A standalone Reaper naming a datacenter that does not exist gets `Ready=False` naming
+//! 3. Telemetry (`spec.reaper.telemetry`, passed down to the Reaper): the Vector ConfigMap
+//!    `demo-dc1-reaper-vector` and the `reaper-vector-agent` sidecar; `TelemetryReady=False`
+//!    while ServiceMonitors are not served, then, once their CRD is installed, the
+//!    ServiceMonitor `demo-dc1-reaper-reaper-servicemonitor` selecting the Service's label and
+//!    `admin` port. A VRL error → `Ready=False` naming the transform, the Vector ConfigMap and
+//!    the Deployment unchanged.
+//! 4. A standalone Reaper naming a datacenter that does not exist gets `Ready=False` naming
 //!    `spec.datacenterRef.name`, and no workload.
-//! 4. `reaper` is removed → the Reaper and its children go; the keyspace stays.
+//! 5. `reaper` is removed → the Reaper and its children (ServiceMonitor and Vector
+//!    ConfigMap too) go; the keyspace stays.
 //!
 //! Throughout, the Cassandra pods keep their uids (adding Reaper restarts no node) and the
 //! simulator records no violation.
@@ -29,15 +37,15 @@ use std::time::Duration;
 use anyhow::{Result, ensure};
 use cassandra_sim::{SimHandle, SimOptions, Simulator};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::api::{DynamicObject, ListParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
 use support::{
-    Operator, add_client_config, apply_yaml, create_namespace, dc_ready, install_crds,
-    operator_crds, wait_crd, wait_for,
+    Operator, SERVICE_MONITOR_CRD, add_client_config, apply_yaml, condition, create_namespace,
+    dc_ready, install_crds, operator_crds, wait_crd, wait_for,
 };
 
 const NS: &str = "reaper-e2e";
@@ -107,6 +115,32 @@ async fn service(c: &Client, name: &str) -> Option<Service> {
         .ok()
         .flatten()
         .filter(|s| s.metadata.deletion_timestamp.is_none())
+}
+
+/// `spec.reaper` with Prometheus and Vector on; `vrl`, when given, is the source
+/// of a `remap` transform feeding a Prometheus remote-write sink.
+fn reaper_telemetry(vrl: Option<&str>) -> Value {
+    let mut vector = json!({"enabled": true, "scrapeInterval": "20s"});
+    if let Some(src) = vrl {
+        vector["components"] = json!({
+            "transforms": [{"name": "tagged", "type": "remap", "inputs": ["reaper_metrics"],
+                            "config": format!("source = '''\n{src}\n'''")}],
+            "sinks": [{"name": "remote", "type": "prometheus_remote_write",
+                       "inputs": ["tagged"],
+                       "config": "endpoint = \"http://prometheus:9090/api/v1/write\""}],
+        });
+    }
+    json!({"telemetry": {"prometheus": {"enabled": true}, "vector": vector}})
+}
+
+async fn vector_toml(c: &Client) -> Option<String> {
+    Api::<ConfigMap>::namespaced(c.clone(), NS)
+        .get_opt("demo-dc1-reaper-vector")
+        .await
+        .ok()
+        .flatten()?
+        .data?
+        .remove("vector.toml")
 }
 
 async fn secret_keys(c: &Client, name: &str) -> Option<Vec<String>> {
@@ -360,8 +394,9 @@ async fn reaper_per_datacenter_after_its_keyspace() -> Result<()> {
         "no Reaper without spec.reaper"
     );
 
-    // ── 2. reaper: {} ──────────────────────────────────────────────────────────────────
-    apply_yaml(&c, &manifest(Some(json!({}))), NS).await?;
+    // ── 2. reaper with telemetry ───────────────────────────────────────────────────────
+    let good_vrl = ".tags.source = \"reaper\"";
+    apply_yaml(&c, &manifest(Some(reaper_telemetry(Some(good_vrl)))), NS).await?;
     for name in ["demo-reaper", "demo-reaper-ui"] {
         let mut keys = sc
             .wait(
@@ -463,6 +498,7 @@ async fn reaper_per_datacenter_after_its_keyspace() -> Result<()> {
         ports == [("app".to_string(), 8080), ("admin".to_string(), 8081)],
         "{ports:?}"
     );
+    let svc_labels = svc.metadata.labels.clone().unwrap_or_default();
 
     let cond = sc
         .wait(
@@ -493,7 +529,126 @@ async fn reaper_per_datacenter_after_its_keyspace() -> Result<()> {
     )
     .await?;
 
-    // ── 3. Bad input: a datacenter that does not exist ─────────────────────────────────
+    // ── 3. Telemetry ───────────────────────────────────────────────────────────────────
+    let toml = sc
+        .wait(
+            "Vector ConfigMap demo-dc1-reaper-vector",
+            Duration::from_secs(60),
+            || async { vector_toml(&c).await },
+        )
+        .await?;
+    ensure!(
+        toml.contains("[sources.reaper_metrics]")
+            && toml.contains("\"http://localhost:8081/prometheusMetrics\"")
+            && toml.contains("scrape_interval_secs = 20")
+            && toml.contains("[transforms.tagged]")
+            && toml.contains("[sinks.remote]"),
+        "vector.toml: {toml}"
+    );
+    let d = deployment(&c, REAPER).await.unwrap_or_default();
+    let pod = d.spec.and_then(|s| s.template.spec).unwrap_or_default();
+    ensure!(
+        pod.containers
+            .iter()
+            .any(|c| c.name == "reaper-vector-agent")
+            && pod.volumes.unwrap_or_default().iter().any(|v| {
+                v.config_map.as_ref().map(|m| m.name.as_str()) == Some("demo-dc1-reaper-vector")
+            }),
+        "the Reaper pod has no Vector sidecar with its configuration"
+    );
+    let telemetry_ready = |want: &'static str| {
+        let c = c.clone();
+        async move {
+            let r = reaper(&c, REAPER).await?;
+            let cond = condition(&r, "TelemetryReady")?;
+            (cond["status"] == want).then(|| cond.clone())
+        }
+    };
+    let cond = sc
+        .wait(
+            "Reaper TelemetryReady=False, ServiceMonitors not served",
+            Duration::from_secs(60),
+            || telemetry_ready("False"),
+        )
+        .await?;
+    ensure!(cond["reason"] == "ServiceMonitorKindMissing", "{cond}");
+    apply_yaml(&c, SERVICE_MONITOR_CRD, NS).await?;
+    wait_crd(&c, "monitoring.coreos.com", "v1", "ServiceMonitor").await?;
+    let sms = support::dynamic_api(&c, NS, "monitoring.coreos.com", "v1", "ServiceMonitor").await?;
+    let sm = sc
+        .wait(
+            "ServiceMonitor demo-dc1-reaper-reaper-servicemonitor",
+            Duration::from_secs(180),
+            || async {
+                sms.get_opt("demo-dc1-reaper-reaper-servicemonitor")
+                    .await
+                    .ok()
+                    .flatten()
+            },
+        )
+        .await?;
+    let endpoint = &sm.data["spec"]["endpoints"][0];
+    ensure!(
+        endpoint["port"] == "admin" && endpoint["path"] == "/prometheusMetrics",
+        "ServiceMonitor: {}",
+        sm.data
+    );
+    let selector = sm.data["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        !selector.is_empty()
+            && selector
+                .iter()
+                .all(|(k, v)| v.as_str() == svc_labels.get(k).map(String::as_str)),
+        "the ServiceMonitor's selector {selector:?} does not select the Service ({svc_labels:?})"
+    );
+    sc.wait(
+        "Reaper TelemetryReady=True",
+        Duration::from_secs(60),
+        || telemetry_ready("True"),
+    )
+    .await?;
+    // A VRL error: Ready=False naming the transform; the configuration and pods stay.
+    let generation = deployment(&c, REAPER)
+        .await
+        .and_then(|d| d.metadata.generation);
+    apply_yaml(
+        &c,
+        &manifest(Some(reaper_telemetry(Some(".tags.source = upcase(")))),
+        NS,
+    )
+    .await?;
+    let cond = sc
+        .wait(
+            "Reaper Ready=False naming the broken transform",
+            Duration::from_secs(60),
+            || async {
+                let cond = ready_condition(&reaper(&c, REAPER).await?)?;
+                cond.2
+                    .contains("spec.telemetry.vector.components.transforms[0]")
+                    .then_some(cond)
+            },
+        )
+        .await?;
+    ensure!(
+        cond.0 == "False" && cond.1 == "InvalidSpec" && cond.2.contains("transforms.tagged"),
+        "{cond:?}"
+    );
+    ensure!(
+        vector_toml(&c).await.as_deref() == Some(toml.as_str()),
+        "the Vector configuration changed with a VRL error"
+    );
+    ensure!(
+        deployment(&c, REAPER)
+            .await
+            .and_then(|d| d.metadata.generation)
+            == generation,
+        "the Reaper Deployment changed with a VRL error"
+    );
+
+    // ── 4. Bad input: a datacenter that does not exist ─────────────────────────────────
     apply_yaml(
         &c,
         &format!(
@@ -520,15 +675,21 @@ async fn reaper_per_datacenter_after_its_keyspace() -> Result<()> {
         "no workload for bad input"
     );
 
-    // ── 4. reaper removed ──────────────────────────────────────────────────────────────
+    // ── 5. reaper removed ──────────────────────────────────────────────────────────────
     apply_yaml(&c, &manifest(None), NS).await?;
     sc.wait(
-        "Reaper, Deployment and Service removed",
+        "Reaper, Deployment, Service, ServiceMonitor and Vector ConfigMap removed",
         Duration::from_secs(120),
         || async {
             (reaper(&c, REAPER).await.is_none()
                 && deployment(&c, REAPER).await.is_none()
-                && service(&c, "demo-dc1-reaper-service").await.is_none())
+                && service(&c, "demo-dc1-reaper-service").await.is_none()
+                && vector_toml(&c).await.is_none()
+                && sms
+                    .get_opt("demo-dc1-reaper-reaper-servicemonitor")
+                    .await
+                    .ok()?
+                    .is_none())
             .then_some(())
         },
     )

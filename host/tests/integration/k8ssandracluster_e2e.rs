@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
 use support::{
     Operator, add_client_config, apply_yaml, create_namespace, install_crds, operator_crds,
-    wait_crd, wait_for,
+    wait_crd,
 };
 
 const NS: &str = "k8ssandra-operator";
@@ -343,24 +343,15 @@ impl Scenario {
 
     /// What to read when a step fails.
     async fn diagnostics(&self) -> String {
-        let names = ["control plane", "data plane A", "data plane B"];
-        let logs: Vec<String> = self
-            .operators
-            .iter()
-            .zip(names)
-            .map(|(o, name)| {
-                let l = o.log_text();
-                let lines: Vec<&str> = l
-                    .lines()
-                    .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-                    .collect();
-                format!(
-                    "--- {name} operator ({}), last warnings:\n{}",
-                    o.log.display(),
-                    lines[lines.len().saturating_sub(10)..].join("\n")
-                )
-            })
-            .collect();
+        let logs = support::operator_warnings(
+            &self.operators,
+            &[
+                "control plane operator",
+                "data plane A operator",
+                "data plane B operator",
+            ],
+            10,
+        );
         let mut status = kc_status(&self.cp).await;
         // The datacenters' own statuses are summarised below; the rest is read in full.
         if let Some(dcs) = status.get_mut("datacenters").and_then(Value::as_object_mut) {
@@ -376,7 +367,7 @@ impl Scenario {
             Self::dc_summary(&self.b).await,
             normal_per_dc(&self.sim),
             self.sim.violations(),
-            logs.join("\n")
+            logs
         )
     }
 
@@ -385,26 +376,7 @@ impl Scenario {
         F: FnMut() -> Fut,
         Fut: Future<Output = Option<T>>,
     {
-        let started = std::time::Instant::now();
-        let mut check = check;
-        // A check whose request hangs is retried rather than waited for forever.
-        let bounded = || {
-            let f = check();
-            async move {
-                tokio::time::timeout(Duration::from_secs(20), f)
-                    .await
-                    .ok()
-                    .flatten()
-            }
-        };
-        match wait_for(what, timeout, bounded).await {
-            Ok(v) => {
-                // Progress, shown with --nocapture or when the test fails.
-                eprintln!("[{:>6.1?}] {what}", started.elapsed());
-                Ok(v)
-            }
-            Err(e) => Err(e.context(self.diagnostics().await)),
-        }
+        support::step(what, timeout, check, || self.diagnostics()).await
     }
 
     fn assert_no_violations(&self) {

@@ -170,6 +170,63 @@ impl Drop for Operator {
     }
 }
 
+/// One scenario step: polls `check` (each attempt bounded to 20 s, so a request that hangs
+/// is retried rather than waited for) until it returns Some, prints how long the step took
+/// (shown with --nocapture or when the test fails), and on timeout adds `diagnostics`.
+pub async fn step<T, F, Fut, D, DFut>(
+    what: &str,
+    timeout: Duration,
+    mut check: F,
+    diagnostics: D,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+    D: FnOnce() -> DFut,
+    DFut: std::future::Future<Output = String>,
+{
+    let started = Instant::now();
+    let bounded = || {
+        let f = check();
+        async move {
+            tokio::time::timeout(Duration::from_secs(20), f)
+                .await
+                .ok()
+                .flatten()
+        }
+    };
+    match wait_for(what, timeout, bounded).await {
+        Ok(v) => {
+            eprintln!("[{:>6.1?}] {what}", started.elapsed());
+            Ok(v)
+        }
+        Err(e) => Err(e.context(diagnostics().await)),
+    }
+}
+
+/// The last warnings and errors of each operator, labelled, for a failed step.
+pub fn operator_warnings(operators: &[Operator], names: &[&str], lines: usize) -> String {
+    operators
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let log = o.log_text();
+            let warn: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .collect();
+            let name = names
+                .get(i)
+                .map_or_else(|| format!("operator {i}"), |n| n.to_string());
+            format!(
+                "--- {name} ({}), last warnings:\n{}\n",
+                o.log.display(),
+                warn[warn.len().saturating_sub(lines)..].join("\n")
+            )
+        })
+        .collect()
+}
+
 /// Polls `check` until it returns Some, or fails after `timeout` with `what` in the message.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
 where

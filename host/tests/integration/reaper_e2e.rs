@@ -610,6 +610,40 @@ async fn reaper_per_datacenter_after_its_keyspace() -> Result<()> {
         || telemetry_ready("True"),
     )
     .await?;
+    // Settled with telemetry (ServiceMonitor, Vector ConfigMap, sidecar, both conditions):
+    // reconciles of the reaper policy stop writing. Until the host watches the newly served
+    // ServiceMonitor kind (its periodic re-check) it has no cached copy to compare with and
+    // applies again, so this waits for a quiet window rather than checking the first one.
+    let op = &sc.operators[0];
+    let writes = || op.metric("k8ssandra_api_writes_total", "policy=\"reaper\"");
+    let reconciles = || op.metric("k8ssandra_reconciles_total", "reaper");
+    ensure!(
+        writes().await? > 0.0,
+        "no write of the reaper policy counted"
+    );
+    let quiet = sc
+        .wait(
+            "two reaper reconciles with telemetry that write nothing",
+            Duration::from_secs(120),
+            || async {
+                let (w0, r0) = (writes().await.ok()?, reconciles().await.ok()?);
+                while reconciles().await.ok()? < r0 + 2.0 {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                (writes().await.ok()? == w0).then_some(())
+            },
+        )
+        .await;
+    if quiet.is_err() {
+        let by_verb: Vec<String> = op
+            .metrics()
+            .await?
+            .lines()
+            .filter(|l| l.starts_with("k8ssandra_api_writes_total") && l.contains("\"reaper\""))
+            .map(str::to_string)
+            .collect();
+        anyhow::bail!("a settled Reaper with telemetry still writes: {by_verb:?}");
+    }
     // A VRL error: Ready=False naming the transform; the configuration and pods stay.
     let generation = deployment(&c, REAPER)
         .await

@@ -175,7 +175,10 @@ impl PolicyController {
                     continue;
                 };
                 for obj in store.list().into_iter().filter(|o| self.belongs(o, key)) {
-                    if watched.kind.kind == "PersistentVolumeClaim" {
+                    // A retained kind (a MedusaBackup) outlives its parent, as in pruning.
+                    if watched.kind.kind == "PersistentVolumeClaim"
+                        || crate::apply::retained(&watched.kind.api_version, &watched.kind.kind)
+                    {
                         continue;
                     }
                     let ns = obj.metadata.namespace.clone().unwrap_or_default();

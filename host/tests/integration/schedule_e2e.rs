@@ -1,21 +1,25 @@
 //! Schedules end to end, with the real operator and the real wasm policies: a ScheduledTask
 //! every minute creates its CassandraTask at each minute and keeps `lastExecution` /
-//! `nextSchedule` current. Waits are for states (a minute boundary has to pass), never
-//! assertions on durations.
+//! `nextSchedule` current; a MedusaBackupSchedule every minute (with the medusa-backup-job
+//! policy and the simulator's Medusa) starts no job while one runs (Forbid), then the owed
+//! one, and keeps only the newest 2 finished jobs (their MedusaBackups stay). Waits are for
+//! states (minute boundaries have to pass), never assertions on durations.
 
 use crate::support;
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
+use cassandra_sim::medusa::MedusaSettings;
+use cassandra_sim::{SimOptions, Simulator};
 use kube::Client;
 use kube::api::DynamicObject;
 use serde_json::Value;
 
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
 use support::{
-    Operator, apply_yaml, create_namespace, dynamic_api, install_crds, plugin_dir, tail, wait_for,
-    write_kubeconfig,
+    Operator, apply_yaml, condition, create_namespace, datacenters, dynamic_api, install_crds,
+    normal_nodes, plugin_dir, tail, wait_for, write_kubeconfig,
 };
 
 const NS: &str = "schedules";
@@ -197,5 +201,192 @@ async fn a_scheduled_task_creates_its_cassandra_task_every_minute() -> Result<()
         },
     )
     .await?;
+    Ok(())
+}
+
+const BACKUP_NS: &str = "backup-schedules";
+
+const DC: &str = r#"
+apiVersion: cassandra.datastax.com/v1beta1
+kind: CassandraDatacenter
+metadata:
+  name: dc1
+  namespace: backup-schedules
+spec:
+  clusterName: demo
+  serverType: cassandra
+  serverVersion: "4.1.5"
+  size: 1
+  storageConfig:
+    cassandraDataVolumeClaimSpec:
+      storageClassName: standard
+      accessModes: [ReadWriteOnce]
+      resources:
+        requests:
+          storage: 1Gi
+  podTemplateSpec:
+    spec:
+      containers:
+        - name: medusa
+          image: docker.io/k8ssandra/medusa:0.22.3
+          ports:
+            - name: grpc
+              containerPort: 50051
+"#;
+
+const BACKUP_SCHEDULE: &str = r#"
+apiVersion: medusa.k8ssandra.io/v1alpha1
+kind: MedusaBackupSchedule
+metadata:
+  name: every-minute
+  namespace: backup-schedules
+spec:
+  cronSchedule: "* * * * *"
+  successfulJobsHistoryLimit: 2
+  backupSpec:
+    cassandraDatacenter: dc1
+    backupType: full
+"#;
+
+fn finished(job: &DynamicObject) -> bool {
+    job.data
+        .pointer("/status/finishTime")
+        .is_some_and(|t| !t.is_null())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_schedule_forbids_overlap_and_keeps_two_finished_jobs() -> Result<()> {
+    let env = TestEnv::start(TestEnvOptions {
+        clusters: 1,
+        nodes_per_cluster: 2,
+        ..Default::default()
+    })
+    .await?;
+    let tmp = tempfile::tempdir()?;
+    let client: Client = env.cluster(0).client();
+    let context = env.cluster(0).context_name().to_string();
+    install_crds(&client, &k8ssandra_api::all_crds_yaml()).await?;
+    create_namespace(&client, BACKUP_NS).await?;
+    let mut opts = SimOptions::default();
+    opts.config.bootstrap_delay = Duration::from_millis(200);
+    let sim = Simulator::start(opts, vec![(context.clone(), client.clone())]).await?;
+    // The first backup outlasts the next minute boundary, so Forbid has something to forbid.
+    sim.medusa().set_settings(MedusaSettings {
+        backup_duration: Duration::from_secs(75),
+        ..MedusaSettings::default()
+    });
+    let kubeconfig = write_kubeconfig(tmp.path(), env.cluster(0))?;
+    let plugins = plugin_dir(
+        &tmp.path().join("plugins"),
+        &[
+            "cassandra-datacenter",
+            "medusa-backup-job",
+            "medusa-backup-schedule",
+        ],
+    )?;
+    let op = Operator::start(&kubeconfig, &plugins, &["--resync-seconds", "2"])?;
+    op.wait_ready(Duration::from_secs(60)).await?;
+    let dcs = datacenters(&client, BACKUP_NS).await?;
+    let api = |kind: &'static str| {
+        let client = client.clone();
+        async move { dynamic_api(&client, BACKUP_NS, "medusa.k8ssandra.io", "v1alpha1", kind).await }
+    };
+    let schedules = api("MedusaBackupSchedule").await?;
+    let jobs = api("MedusaBackupJob").await?;
+    let backups = api("MedusaBackup").await?;
+
+    apply_yaml(&client, DC, BACKUP_NS).await?;
+    wait_for("dc1 Ready", Duration::from_secs(180), || async {
+        (support::dc_ready(&dcs, "dc1").await && normal_nodes(&sim, "demo") == 1).then_some(())
+    })
+    .await
+    .map_err(|e| e.context(tail(&op.log_text(), 40)))?;
+    apply_yaml(&client, BACKUP_SCHEDULE, BACKUP_NS).await?;
+
+    // The first run, on a minute.
+    let first = wait_for(
+        "the first MedusaBackupJob",
+        Duration::from_secs(100),
+        || async {
+            let l = jobs.list(&Default::default()).await.ok()?;
+            l.items.first().cloned()
+        },
+    )
+    .await
+    .map_err(|e| e.context(tail(&op.log_text(), 40)))?;
+    let first_name = first.metadata.name.clone().unwrap_or_default();
+    let first_ms = scheduled_ms(&first_name).ok_or_else(|| anyhow!("{first_name}"))?;
+    assert_eq!(first_ms % 60_000, 0, "{first_name}");
+    assert_eq!(first.data["spec"]["backupType"], "full");
+
+    // Forbid: the next minute's run waits while the first backup runs.
+    let waiting = wait_for("Waiting=True", Duration::from_secs(100), || async {
+        let s = schedules.get("every-minute").await.ok()?;
+        let c = condition(&s.data, "Waiting")?;
+        (c["status"] == "True").then(|| c.clone())
+    })
+    .await
+    .map_err(|e| e.context(tail(&op.log_text(), 40)))?;
+    assert!(
+        waiting["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&first_name)),
+        "{waiting}"
+    );
+    let l = jobs.list(&Default::default()).await?;
+    assert_eq!(
+        l.items
+            .iter()
+            .filter_map(|j| j.metadata.name.clone())
+            .collect::<Vec<_>>(),
+        [first_name.clone()],
+        "a job started while one was running"
+    );
+    assert!(!finished(&l.items[0]), "the first job finished already");
+    sim.medusa().set_settings(MedusaSettings {
+        backup_duration: Duration::from_millis(500),
+        ..MedusaSettings::default()
+    });
+
+    // Then the owed run and the next minute's: three finished jobs made, two kept, the
+    // oldest pruned while its MedusaBackup stays.
+    let kept = wait_for(
+        "the first job pruned after two newer finished",
+        Duration::from_secs(200),
+        || async {
+            let l = jobs.list(&Default::default()).await.ok()?;
+            let done: Vec<&DynamicObject> = l.items.iter().filter(|j| finished(j)).collect();
+            (done.len() == 2
+                && !l
+                    .items
+                    .iter()
+                    .any(|j| j.metadata.name.as_deref() == Some(first_name.as_str())))
+            .then(|| names(&l.items))
+        },
+    )
+    .await
+    .map_err(|e| e.context(tail(&op.log_text(), 60)))?;
+    for n in &kept {
+        assert!(scheduled_ms(n).is_some_and(|t| t > first_ms), "{kept:?}");
+    }
+    if backups.get_opt(&first_name).await?.is_none() {
+        let kept = names(&backups.list(&Default::default()).await?.items);
+        let log: Vec<String> = op
+            .log_text()
+            .lines()
+            .filter(|l| l.contains(&first_name))
+            .map(str::to_string)
+            .collect();
+        return Err(anyhow!(
+            "the MedusaBackup of pruned job {first_name} went with it; backups: {kept:?}; log: {}",
+            log.join("\n")
+        ));
+    }
+    let s = schedules.get("every-minute").await?;
+    let last = time_ms(&s.data["status"]["lastExecution"]).context("lastExecution")?;
+    let next = time_ms(&s.data["status"]["nextSchedule"]).context("nextSchedule")?;
+    assert!(last > first_ms && next > last, "{}", s.data["status"]);
+    assert_eq!(sim.violations(), Vec::new());
+    sim.shutdown().await;
     Ok(())
 }

@@ -45,7 +45,7 @@ use serde_json::{Value, json};
 use k8ssandra_testenv::{TestEnv, TestEnvOptions};
 use support::{
     Operator, SERVICE_MONITOR_CRD, add_client_config, apply_yaml, condition, create_namespace,
-    dc_ready, install_crds, operator_crds, wait_crd, wait_for,
+    dc_ready, install_crds, operator_crds, wait_crd,
 };
 
 const NS: &str = "reaper-e2e";
@@ -309,18 +309,7 @@ impl Scenario {
             replication(&self.sim, "reaper_db"),
             self.sim.violations()
         ));
-        for (i, o) in self.operators.iter().enumerate() {
-            let log = o.log_text();
-            let lines: Vec<&str> = log
-                .lines()
-                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-                .collect();
-            out.push_str(&format!(
-                "--- operator {i} ({}), last warnings:\n{}\n",
-                o.log.display(),
-                lines[lines.len().saturating_sub(12)..].join("\n")
-            ));
-        }
+        out.push_str(&support::operator_warnings(&self.operators, &[], 12));
         out
     }
 
@@ -329,24 +318,7 @@ impl Scenario {
         F: FnMut() -> Fut,
         Fut: Future<Output = Option<T>>,
     {
-        let started = std::time::Instant::now();
-        let mut check = check;
-        let bounded = || {
-            let f = check();
-            async move {
-                tokio::time::timeout(Duration::from_secs(20), f)
-                    .await
-                    .ok()
-                    .flatten()
-            }
-        };
-        match wait_for(what, timeout, bounded).await {
-            Ok(v) => {
-                eprintln!("[{:>6.1?}] {what}", started.elapsed());
-                Ok(v)
-            }
-            Err(e) => Err(e.context(self.diagnostics().await)),
-        }
+        support::step(what, timeout, check, || self.diagnostics()).await
     }
 }
 

@@ -335,11 +335,8 @@ async fn a_backup_schedule_forbids_overlap_and_keeps_two_finished_jobs() -> Resu
     );
     let l = jobs.list(&Default::default()).await?;
     assert_eq!(
-        l.items
-            .iter()
-            .filter_map(|j| j.metadata.name.clone())
-            .collect::<Vec<_>>(),
-        [first_name.clone()],
+        names(&l.items),
+        std::slice::from_ref(&first_name),
         "a job started while one was running"
     );
     assert!(!finished(&l.items[0]), "the first job finished already");

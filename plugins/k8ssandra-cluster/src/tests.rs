@@ -29,7 +29,7 @@ fn kc(dcs: Value) -> Value {
     })
 }
 
-fn two_dcs() -> Value {
+pub(crate) fn two_dcs() -> Value {
     kc(json!([
         {"metadata": {"name": "dc1"}, "k8sContext": "A", "size": 3},
         {"metadata": {"name": "dc2"}, "k8sContext": "B", "size": 2},
@@ -1474,3 +1474,4 @@ fn stargate_settings_are_checked_at_admission() {
 /// Reaper (`spec.reaper`); kept in its own file, next to this one.
 mod medusa;
 mod reaper;
+mod sidecars;

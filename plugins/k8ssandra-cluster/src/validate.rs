@@ -25,6 +25,38 @@ fn is_version(v: &str) -> bool {
             .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
 }
 
+/// The Vector sidecars of the Reaper and Stargate objects this cluster makes, checked here
+/// as their own policies would check them: a bad pipeline is refused where it was written
+/// instead of surfacing later on an object the user did not write.
+fn sidecar_telemetry(kc: &K8ssandraCluster) -> Vec<Violation> {
+    use k8ssandra_telemetry::vector::{REAPER_METRICS, STARGATE_METRICS, sidecar_violations};
+    let mut found = Vec::new();
+    if let Some(r) = &kc.spec.reaper {
+        found.extend(sidecar_violations(
+            "spec.reaper.telemetry",
+            r.template.telemetry.as_ref(),
+            &REAPER_METRICS,
+        ));
+    }
+    if let Some(sg) = &kc.spec.stargate {
+        found.extend(sidecar_violations(
+            "spec.stargate.telemetry",
+            sg.template.telemetry.as_ref(),
+            &STARGATE_METRICS,
+        ));
+    }
+    for (i, dc) in kc.datacenters().iter().enumerate() {
+        if let Some(sg) = &dc.stargate {
+            found.extend(sidecar_violations(
+                &format!("spec.cassandra.datacenters[{i}].stargate.telemetry"),
+                sg.cluster_template.template.telemetry.as_ref(),
+                &STARGATE_METRICS,
+            ));
+        }
+    }
+    found.into_iter().map(|(f, m)| violation(&f, m)).collect()
+}
+
 pub fn validate(object: &str, old: Option<&str>) -> Vec<Violation> {
     let kc: K8ssandraCluster = match serde_json::from_str(object) {
         Ok(k) => k,
@@ -32,6 +64,7 @@ pub fn validate(object: &str, old: Option<&str>) -> Vec<Violation> {
     };
     let mut out = check(&kc);
     out.extend(crate::stargate::violations(&kc));
+    out.extend(sidecar_telemetry(&kc));
     if let Some(old) = old.and_then(|o| serde_json::from_str::<K8ssandraCluster>(o).ok()) {
         out.extend(check_update(&kc, &old));
     }

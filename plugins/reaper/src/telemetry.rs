@@ -34,9 +34,9 @@ use crate::render::Inputs;
 /// Reaper's metrics: its admin port serves them in Prometheus' text format.
 pub const METRICS_PORT_NAME: &str = "admin";
 pub const METRICS_PATH: &str = "/prometheusMetrics";
-pub const METRICS_ENDPOINT: &str = "http://localhost:8081/prometheusMetrics";
+pub const METRICS_ENDPOINT: &str = k8ssandra_telemetry::vector::REAPER_METRICS.endpoint;
 /// Name of the Vector source of those metrics.
-pub const METRICS_SOURCE: &str = "reaper_metrics";
+pub const METRICS_SOURCE: &str = k8ssandra_telemetry::vector::REAPER_METRICS.source;
 pub const VECTOR_CONTAINER: &str = "reaper-vector-agent";
 pub const VECTOR_VOLUME: &str = "reaper-vector-config";
 /// The sidecar's image when `telemetry.vector.image` names none: upstream runs its system

@@ -29,9 +29,9 @@ use serde_json::{Value, json};
 use crate::render::Inputs;
 
 /// The port and path of Stargate's metrics (its health port serves them).
-pub const METRICS_ENDPOINT: &str = "http://localhost:8084/metrics";
+pub const METRICS_ENDPOINT: &str = k8ssandra_telemetry::vector::STARGATE_METRICS.endpoint;
 /// Name of the Vector source of those metrics.
-pub const METRICS_SOURCE: &str = "stargate_metrics";
+pub const METRICS_SOURCE: &str = k8ssandra_telemetry::vector::STARGATE_METRICS.source;
 pub const VECTOR_CONTAINER: &str = "stargate-vector-agent";
 pub const VECTOR_VOLUME: &str = "stargate-vector-config";
 /// The image of the sidecar when neither `telemetry.vector.image` nor the datacenter's

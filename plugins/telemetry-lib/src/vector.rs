@@ -670,6 +670,51 @@ pub fn duration_secs(text: &str) -> Option<u64> {
     Some(total_ms / 1000)
 }
 
+/// The metrics a Vector sidecar scrapes next to a component: its source name and endpoint.
+pub struct SidecarSource {
+    pub source: &'static str,
+    pub endpoint: &'static str,
+}
+
+/// Reaper's metrics, on its admin port.
+pub const REAPER_METRICS: SidecarSource = SidecarSource {
+    source: "reaper_metrics",
+    endpoint: "http://localhost:8081/prometheusMetrics",
+};
+
+/// Stargate's metrics, on its health port.
+pub const STARGATE_METRICS: SidecarSource = SidecarSource {
+    source: "stargate_metrics",
+    endpoint: "http://localhost:8084/metrics",
+};
+
+/// The findings on a sidecar's Vector configuration, each naming its field under
+/// `prefix` (e.g. `spec.reaper.telemetry`), as the policy deploying it would refuse it.
+pub fn sidecar_violations(
+    prefix: &str,
+    telemetry: Option<&k8ssandra_api::telemetry::TelemetrySpec>,
+    metrics: &SidecarSource,
+) -> Vec<(String, String)> {
+    let Some(vector) = telemetry
+        .and_then(|t| t.vector.as_ref())
+        .filter(|v| v.enabled == Some(true))
+    else {
+        return Vec::new();
+    };
+    match sidecar_toml(vector, metrics.source, metrics.endpoint) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors
+            .into_iter()
+            .map(|e| {
+                (
+                    format!("{prefix}.vector.{}", e.field),
+                    format!("{}: {}", e.place, e.message),
+                )
+            })
+            .collect(),
+    }
+}
+
 /// The Vector configuration of a sidecar next to Reaper or Stargate, as k8ssandra-operator
 /// writes it: `data_dir` and a disabled API first, the component's metrics endpoint as the
 /// `prometheus_scrape` source `source` (every `scrapeInterval`, default 30 s), then the

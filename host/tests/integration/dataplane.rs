@@ -1,7 +1,6 @@
 //! The management-API client, observation and operation executor against a fake
 //! management API served by axum on loopback addresses (one address per "pod").
 
-
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};

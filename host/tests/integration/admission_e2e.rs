@@ -296,6 +296,18 @@ fn medusa_task(name: &str, operation: &str, extra: &str) -> String {
     )
 }
 
+fn medusa_backup_schedule(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: medusa.k8ssandra.io/v1alpha1\nkind: MedusaBackupSchedule\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  cronSchedule: \"0 2 * * *\"\n  backupSpec:\n    cassandraDatacenter: dc1\n  {extra}\n"
+    )
+}
+
+fn scheduled_task(name: &str, schedule: &str) -> String {
+    format!(
+        "apiVersion: control.k8ssandra.io/v1alpha1\nkind: ScheduledTask\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  schedule: \"{schedule}\"\n  taskDetails:\n    name: cleanup\n    datacenter:\n      name: dc1\n    jobs:\n      - name: cleanup\n        command: cleanup\n"
+    )
+}
+
 fn misbehave(name: &str, behaviour: &str) -> String {
     format!(
         "apiVersion: examples.k8ssandra.io/v1alpha1\nkind: Misbehave\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  behaviour: {behaviour}\n"
@@ -461,6 +473,8 @@ async fn webhook_and_admission_policies_of_the_chart_through_the_api_server() ->
             "reaper",
             "medusa-backup-job",
             "medusa-task",
+            "medusa-backup-schedule",
+            "scheduled-task",
         ],
     )?;
     std::fs::copy(
@@ -690,6 +704,34 @@ async fn webhook_and_admission_policies_of_the_chart_through_the_api_server() ->
             "prepare_restore",
             "  backupName: b1\n  restoreKey: k1\n",
         ),
+    )
+    .await?;
+
+    // Schedules.
+    denied_by_webhook(
+        &client,
+        "a backup schedule in a time zone that does not exist",
+        &medusa_backup_schedule("bs1", "timeZone: Mars/Olympus_Mons"),
+        &["spec.timeZone"],
+    )
+    .await?;
+    admitted(
+        &client,
+        "a backup schedule",
+        &medusa_backup_schedule("bs1", "timeZone: Europe/Berlin"),
+    )
+    .await?;
+    denied_by_webhook(
+        &client,
+        "a scheduled task at minute 61",
+        &scheduled_task("st1", "61 * * * *"),
+        &["spec.schedule", "61"],
+    )
+    .await?;
+    admitted(
+        &client,
+        "a scheduled task",
+        &scheduled_task("st1", "0 3 * * *"),
     )
     .await?;
 

@@ -755,6 +755,8 @@ async fn rbac_scenario(
         "reaper",
         "medusa-backup-job",
         "medusa-task",
+        "medusa-backup-schedule",
+        "scheduled-task",
     ];
     let plugins = plugin_dir(&tmp.join(format!("plugins-{i}")), &policies)?;
     let operator = |control_plane: bool| {

@@ -31,6 +31,8 @@ pub const REASON_NO_DATACENTER: &str = "DatacenterNotFound";
 pub const REASON_DC_NOT_READY: &str = "DatacenterNotReady";
 /// Reason of the Ready condition while the workload is not ready.
 pub const REASON_DEPLOYING: &str = "Deploying";
+/// Reason of the Ready condition of a control-plane Reaper that serves.
+pub const REASON_CONTROL_PLANE: &str = "ControlPlaneReaperReady";
 /// Reason of the Ready condition once Reaper serves: the cluster is not registered.
 pub const REASON_REGISTRATION: &str = "RegistrationNotImplemented";
 
@@ -59,13 +61,18 @@ pub fn check_spec(r: &Reaper) -> Vec<(String, String)> {
         .datacenter_ref
         .as_ref()
         .and_then(|d| d.name.as_deref());
-    if dc.is_none_or(str::is_empty) {
+    let t = &r.spec.template;
+    // Without a datacenter Reaper is a control-plane one (clusters register with it through
+    // their reaperRef); it then has no Cassandra to keep its state in.
+    if dc.is_none_or(str::is_empty) && t.storage_type() != k8ssandra_api::reaper::StorageType::Local
+    {
         out.push((
             "spec.datacenterRef.name".to_string(),
-            "required: the CassandraDatacenter Reaper repairs".to_string(),
+            "required with storageType cassandra: Reaper keeps its state in that datacenter \
+             (a control-plane Reaper without one uses storageType local)"
+                .to_string(),
         ));
     }
-    let t = &r.spec.template;
     if t.storage_type() == k8ssandra_api::reaper::StorageType::Local && t.storage_config.is_none() {
         out.push((
             "spec.storageConfig".to_string(),
@@ -285,7 +292,7 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
         .clone()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| ns.clone());
-    let dc: Option<CassandraDatacenter> = s
+    let found: Option<CassandraDatacenter> = s
         .related
         .iter()
         .filter(|o| o.cluster.is_empty() && o.kind().as_deref() == Some(DATACENTER_KIND))
@@ -294,21 +301,28 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
             d.metadata.name.as_deref() == Some(dc_name.as_str())
                 && d.metadata.namespace.as_deref() == Some(dc_ns.as_str())
         });
-    let Some(dc) = dc else {
-        hold(
-            s,
-            &mut plan,
-            &prev,
-            prev_progress,
-            REASON_NO_DATACENTER,
-            format!(
-                "spec.datacenterRef.name: no CassandraDatacenter {dc_name:?} in namespace {dc_ns:?}"
-            ),
-            true,
-        )?;
-        return Ok(plan);
+    let control_plane = dc_name.is_empty();
+    let dc = match (found, control_plane) {
+        (_, true) => None,
+        (Some(dc), false) => Some(dc),
+        (None, false) => {
+            hold(
+                s,
+                &mut plan,
+                &prev,
+                prev_progress,
+                REASON_NO_DATACENTER,
+                format!(
+                    "spec.datacenterRef.name: no CassandraDatacenter {dc_name:?} in namespace {dc_ns:?}"
+                ),
+                true,
+            )?;
+            return Ok(plan);
+        }
     };
-    if !datacenter_ready(&dc) {
+    if let Some(dc) = &dc
+        && !datacenter_ready(dc)
+    {
         hold(
             s,
             &mut plan,
@@ -323,7 +337,7 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
 
     let inputs = Inputs {
         reaper: &reaper,
-        dc: &dc,
+        dc: dc.as_ref(),
     };
     let kind = inputs.workload_kind();
     plan.apply("", &inputs.workload())?;
@@ -332,6 +346,32 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
         plan.apply("", &o)?;
     }
     let serving = workload_ready(s, kind, &name);
+    if control_plane && serving {
+        // Nothing to register: clusters come to it through their reaperRef.
+        if prev.status.progress != Some(ReaperProgress::Running) {
+            plan.event(
+                EventType::Normal,
+                "ReaperDeployed",
+                format!("control-plane Reaper {name} is ready"),
+            );
+        }
+        plan.set_status(&status_json(
+            &prev,
+            ReaperProgress::Running,
+            true,
+            REASON_CONTROL_PLANE,
+            &format!(
+                "control-plane Reaper serves on {}:8080; clusters register through their reaperRef",
+                service_name(&name)
+            ),
+            s.now_ms,
+        ))?;
+        return Ok(plan);
+    }
+    let cluster_name = dc
+        .as_ref()
+        .map(|d| d.spec.cluster_name.clone())
+        .unwrap_or_default();
     let (progress, reason, message) = if serving {
         (
             ReaperProgress::Configuring,
@@ -339,7 +379,7 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
             format!(
                 "Reaper serves on {}:8080; registering Cassandra cluster {} with it is not implemented yet (register it in Reaper's UI or REST API)",
                 service_name(&name),
-                dc.spec.cluster_name
+                cluster_name
             ),
         )
     } else {

@@ -43,7 +43,9 @@ pub fn service_name(name: &str) -> String {
 /// What the objects of one Reaper are derived from.
 pub struct Inputs<'a> {
     pub reaper: &'a Reaper,
-    pub dc: &'a CassandraDatacenter,
+    /// None for a control-plane Reaper (no `datacenterRef`): clusters register with it
+    /// through their `reaperRef`; it keeps its state locally.
+    pub dc: Option<&'a CassandraDatacenter>,
 }
 
 fn secret_env(env: &str, secret: &str, key: &str) -> Value {
@@ -165,10 +167,7 @@ impl Inputs<'_> {
             RepairType::Auto => {
                 let major = self
                     .dc
-                    .spec
-                    .server_version
-                    .split('.')
-                    .next()
+                    .and_then(|dc| dc.spec.server_version.split('.').next())
                     .and_then(|m| m.parse::<u32>().ok());
                 match major {
                     Some(m) if m >= 4 => (false, true),
@@ -200,16 +199,20 @@ impl Inputs<'_> {
             env("REAPER_STORAGE_TYPE", storage),
             env("REAPER_ENABLE_DYNAMIC_SEED_LIST", "false"),
             env("REAPER_DATACENTER_AVAILABILITY", availability),
-            env("REAPER_CASS_LOCAL_DC", self.dc.datacenter_name()),
-            env("REAPER_CASS_KEYSPACE", t.keyspace()),
-            env(
+        ];
+        if let Some(dc) = self.dc {
+            out.push(env("REAPER_CASS_LOCAL_DC", dc.datacenter_name()));
+        }
+        out.push(env("REAPER_CASS_KEYSPACE", t.keyspace()));
+        if let Some(dc) = self.dc {
+            out.push(env(
                 "REAPER_CASS_CONTACT_POINTS",
                 format!(
                     "[{{\"host\": \"{}\", \"port\": 9042}}]",
-                    datacenter_service_name(&self.dc.spec.cluster_name, self.dc.datacenter_name())
+                    datacenter_service_name(&dc.spec.cluster_name, dc.datacenter_name())
                 ),
-            ),
-        ];
+            ));
+        }
         if let Some(a) = t
             .auto_scheduling
             .as_ref()

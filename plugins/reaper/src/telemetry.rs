@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 
-use k8ssandra_api::cassandra::CassandraDatacenter;
 use k8ssandra_api::labels::{
     COMPONENT_LABEL, COMPONENT_TELEMETRY, K8SSANDRA_CLUSTER_NAME_LABEL, MANAGED_BY_LABEL,
     NAME_LABEL_VALUE, PART_OF_LABEL, PART_OF_LABEL_VALUE,
@@ -58,12 +57,16 @@ pub fn service_monitor_name(reaper: &str) -> String {
 
 /// `<cluster>-<dc>-reaper-vector`, after the datacenter's Cassandra cluster and datacenter
 /// names (not the objects'), as upstream.
-pub fn vector_configmap_name(dc: &CassandraDatacenter) -> String {
-    format!(
-        "{}-{}-reaper-vector",
-        cleanup_for_kubernetes(&dc.spec.cluster_name),
-        cleanup_for_kubernetes(dc.datacenter_name())
-    )
+pub fn vector_configmap_name(inputs: &Inputs) -> String {
+    match inputs.dc {
+        Some(dc) => format!(
+            "{}-{}-reaper-vector",
+            cleanup_for_kubernetes(&dc.spec.cluster_name),
+            cleanup_for_kubernetes(dc.datacenter_name())
+        ),
+        // A control-plane Reaper has no datacenter to be named after.
+        None => format!("{}-reaper-vector", inputs.name()),
+    }
 }
 
 /// The sidecar's `vector.toml`, or every fault of `spec.telemetry.vector` as
@@ -171,7 +174,7 @@ pub fn objects(inputs: &Inputs, served: Option<bool>) -> Vec<Value> {
     if vector_enabled(Some(t))
         && let Ok(text) = sidecar(t)
     {
-        let meta = inputs.metadata(&vector_configmap_name(inputs.dc), inputs.object_labels());
+        let meta = inputs.metadata(&vector_configmap_name(inputs), inputs.object_labels());
         out.push(json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -216,7 +219,7 @@ pub fn decorate_pod(inputs: &Inputs, pod_spec: &mut Value) {
         "volumeMounts": [{"name": VECTOR_VOLUME, "mountPath": VECTOR_DIR}],
     });
     let volume =
-        json!({"name": VECTOR_VOLUME, "configMap": {"name": vector_configmap_name(inputs.dc)}});
+        json!({"name": VECTOR_VOLUME, "configMap": {"name": vector_configmap_name(inputs)}});
     for (list, item) in [("containers", sidecar), ("volumes", volume)] {
         match pod_spec[list].as_array_mut() {
             Some(a) => a.push(item),

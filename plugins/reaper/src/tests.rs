@@ -396,6 +396,46 @@ fn local_storage_is_a_statefulset_whose_claim_is_kept() {
 }
 
 #[test]
+fn a_control_plane_reaper_needs_no_datacenter_and_is_ready_once_it_serves() {
+    // Upstream's control-plane Reaper: local storage, no datacenterRef; clusters register
+    // with it through their reaperRef.
+    let mut s = spec();
+    s.as_object_mut().unwrap().remove("datacenterRef");
+    s["storageType"] = json!("local");
+    s["storageConfig"] = json!({"accessModes": ["ReadWriteOnce"],
+                                "resources": {"requests": {"storage": "256Mi"}}});
+    let plan = run(snapshot(reaper(s.clone()), vec![], vec![]));
+    let sts = applied(&plan, "StatefulSet");
+    assert_eq!(sts.len(), 1, "deployed without a datacenter");
+    let c = &sts[0]["spec"]["template"]["spec"]["containers"][0];
+    assert!(env_value(c, "REAPER_CASS_LOCAL_DC").is_none());
+    assert!(env_value(c, "REAPER_CASS_CONTACT_POINTS").is_none());
+    assert_eq!(status(&plan)["progress"], "Deploying");
+
+    let plan = run(snapshot(
+        reaper(s.clone()),
+        vec![],
+        vec![rolled_out(sts[0].clone())],
+    ));
+    let st = status(&plan);
+    assert_eq!(st["progress"], "Running");
+    assert_eq!(st["conditions"][0]["status"], "True", "{st}");
+
+    // With Cassandra storage it needs the datacenter it keeps its state in.
+    s["storageType"] = json!("cassandra");
+    let plan = run(snapshot(reaper(s), vec![], vec![]));
+    assert!(applied(&plan, "Deployment").is_empty());
+    let msg = status(&plan)["conditions"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("spec.datacenterRef.name") && msg.contains("storageType cassandra"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn local_storage_without_config_is_refused() {
     let mut s = spec();
     s["storageType"] = json!("local");

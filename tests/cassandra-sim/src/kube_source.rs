@@ -244,7 +244,9 @@ fn medusa_grpc_port(pod: &Pod) -> Option<u16> {
         .iter()
         .flatten()
         .find(|p| p.name.as_deref() == Some("grpc"))
-        .map_or(i32::from(crate::medusa::DEFAULT_GRPC_PORT), |p| p.container_port);
+        .map_or(i32::from(crate::medusa::DEFAULT_GRPC_PORT), |p| {
+            p.container_port
+        });
     u16::try_from(port).ok()
 }
 

@@ -588,8 +588,9 @@ pub(crate) async fn run_listeners(
                     retry |= metrics.is_none();
                     let medusa = match core.medusa_port(&key) {
                         Some(port) => {
-                            let m = crate::medusa::listen(Arc::clone(&core), key.clone(), addr, port)
-                                .await;
+                            let m =
+                                crate::medusa::listen(Arc::clone(&core), key.clone(), addr, port)
+                                    .await;
                             retry |= m.is_none();
                             m
                         }

@@ -105,16 +105,7 @@ async fn dc_ready(client: &Client, dc: &str) -> bool {
 
 /// The K8ssandraCluster's status, or Null.
 async fn kc_status(cp: &Client) -> Value {
-    let gvk = GroupVersionKind::gvk("k8ssandra.io", "v1alpha1", "K8ssandraCluster");
-    let Ok((ar, _)) = pinned_kind(cp, &gvk).await else {
-        return Value::Null;
-    };
-    Api::<DynamicObject>::namespaced_with(cp.clone(), NS, &ar)
-        .get(CLUSTER)
-        .await
-        .ok()
-        .and_then(|o| o.data.get("status").cloned())
-        .unwrap_or(Value::Null)
+    support::kc_status(cp, NS, CLUSTER).await
 }
 
 /// (status, reason, message) of a K8ssandraCluster condition.

@@ -103,16 +103,7 @@ fn uids(pods: &[Pod]) -> BTreeMap<String, String> {
 }
 
 async fn kc_status(cp: &Client) -> Value {
-    let Ok(api) =
-        support::dynamic_api(cp, NS, "k8ssandra.io", "v1alpha1", "K8ssandraCluster").await
-    else {
-        return Value::Null;
-    };
-    api.get(CLUSTER)
-        .await
-        .ok()
-        .and_then(|o| o.data.get("status").cloned())
-        .unwrap_or(Value::Null)
+    support::kc_status(cp, NS, CLUSTER).await
 }
 
 async fn medusa_ini(c: &Client) -> Option<String> {

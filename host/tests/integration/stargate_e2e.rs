@@ -30,7 +30,7 @@ use std::time::Duration;
 use anyhow::{Result, ensure};
 use cassandra_sim::{SimHandle, SimOptions, Simulator};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{DynamicObject, ListParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -210,32 +210,11 @@ async fn service_exists(c: &Client, name: &str) -> bool {
 
 /// Pod name → uid of every Cassandra pod of the cluster.
 async fn cassandra_pods(c: &Client) -> BTreeMap<String, String> {
-    Api::<Pod>::namespaced(c.clone(), NS)
-        .list(&ListParams::default().labels(&format!("cassandra.datastax.com/cluster={CLUSTER}")))
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|p| {
-            (
-                p.metadata.name.unwrap_or_default(),
-                p.metadata.uid.unwrap_or_default(),
-            )
-        })
-        .collect()
+    support::cassandra_pod_uids(c, NS, CLUSTER).await
 }
 
 async fn kc_status(cp: &Client) -> Value {
-    let Ok(api) =
-        support::dynamic_api(cp, NS, "k8ssandra.io", "v1alpha1", "K8ssandraCluster").await
-    else {
-        return Value::Null;
-    };
-    api.get(CLUSTER)
-        .await
-        .ok()
-        .and_then(|o| o.data.get("status").cloned())
-        .unwrap_or(Value::Null)
+    support::kc_status(cp, NS, CLUSTER).await
 }
 
 /// The auth keyspace's replication (datacenter → replicas) and tables, as the simulator

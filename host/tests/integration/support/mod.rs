@@ -467,6 +467,50 @@ pub fn sim_starts(sim: &cassandra_sim::SimHandle) -> Vec<cassandra_sim::HistoryE
         .collect()
 }
 
+/// The status of K8ssandraCluster `name` in `namespace`, or Null.
+pub async fn kc_status(client: &Client, namespace: &str, name: &str) -> serde_json::Value {
+    let Ok(api) = dynamic_api(
+        client,
+        namespace,
+        "k8ssandra.io",
+        "v1alpha1",
+        "K8ssandraCluster",
+    )
+    .await
+    else {
+        return serde_json::Value::Null;
+    };
+    api.get(name)
+        .await
+        .ok()
+        .and_then(|o| o.data.get("status").cloned())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Pod name → uid of every pod of Cassandra cluster `cluster` in `namespace`.
+pub async fn cassandra_pod_uids(
+    client: &Client,
+    namespace: &str,
+    cluster: &str,
+) -> std::collections::BTreeMap<String, String> {
+    Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), namespace)
+        .list(
+            &kube::api::ListParams::default()
+                .labels(&format!("cassandra.datastax.com/cluster={cluster}")),
+        )
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            (
+                p.metadata.name.unwrap_or_default(),
+                p.metadata.uid.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
 /// The condition of type `t` in an object's (JSON) `status.conditions`.
 pub fn condition<'a>(obj: &'a serde_json::Value, t: &str) -> Option<&'a serde_json::Value> {
     obj.pointer("/status/conditions")?

@@ -11,16 +11,10 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use cassandra_sim::medusa::{MedusaFault, MedusaSettings};
-use cassandra_sim::{SimOptions, Simulator};
-use kube::Client;
 use kube::api::DeleteParams;
 use serde_json::Value;
 
-use k8ssandra_testenv::{TestEnv, TestEnvOptions};
-use support::{
-    Operator, apply_yaml, condition, create_namespace, datacenters, dynamic_api, install_crds,
-    normal_nodes, plugin_dir, tail, wait_for, write_kubeconfig,
-};
+use support::{apply_yaml, condition, datacenters, dynamic_api, normal_nodes, tail, wait_for};
 
 const NS: &str = "backups";
 
@@ -78,31 +72,13 @@ fn cond_status(obj: &Value, t: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_job_backs_up_every_pod_once_and_records_the_backup() -> Result<()> {
-    let env = TestEnv::start(TestEnvOptions {
-        clusters: 1,
-        nodes_per_cluster: 4,
-        ..Default::default()
-    })
-    .await?;
-    let tmp = tempfile::tempdir()?;
-    let client: Client = env.cluster(0).client();
-    let context = env.cluster(0).context_name().to_string();
-    install_crds(&client, &k8ssandra_api::all_crds_yaml()).await?;
-    create_namespace(&client, NS).await?;
-    let mut opts = SimOptions::default();
-    opts.config.bootstrap_delay = Duration::from_millis(200);
-    let sim = Simulator::start(opts, vec![(context.clone(), client.clone())]).await?;
+    let one =
+        support::OneCluster::start(4, NS, &["cassandra-datacenter", "medusa-backup-job"]).await?;
+    let (client, context, sim, op) = (one.client.clone(), one.context.clone(), &one.sim, &one.op);
     sim.medusa().set_settings(MedusaSettings {
         backup_duration: Duration::from_millis(500),
         ..MedusaSettings::default()
     });
-    let kubeconfig = write_kubeconfig(tmp.path(), env.cluster(0))?;
-    let plugins = plugin_dir(
-        &tmp.path().join("plugins"),
-        &["cassandra-datacenter", "medusa-backup-job"],
-    )?;
-    let op = Operator::start(&kubeconfig, &plugins, &["--resync-seconds", "2"])?;
-    op.wait_ready(Duration::from_secs(60)).await?;
     let dcs = datacenters(&client, NS).await?;
     let jobs = dynamic_api(
         &client,
@@ -126,7 +102,7 @@ async fn a_backup_job_backs_up_every_pod_once_and_records_the_backup() -> Result
         "dc1 Ready with 3 nodes",
         Duration::from_secs(240),
         || async {
-            (support::dc_ready(&dcs, "dc1").await && normal_nodes(&sim, "demo") == 3).then_some(())
+            (support::dc_ready(&dcs, "dc1").await && normal_nodes(sim, "demo") == 3).then_some(())
         },
     )
     .await
@@ -232,6 +208,6 @@ async fn a_backup_job_backs_up_every_pod_once_and_records_the_backup() -> Result
     );
 
     assert_eq!(sim.violations(), Vec::new());
-    sim.shutdown().await;
+    one.sim.shutdown().await;
     Ok(())
 }

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use cassandra_sim::medusa::MedusaSettings;
-use cassandra_sim::{SimOptions, Simulator};
 use kube::Client;
 use kube::api::DynamicObject;
 use serde_json::Value;
@@ -256,36 +255,22 @@ fn finished(job: &DynamicObject) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_schedule_forbids_overlap_and_keeps_two_finished_jobs() -> Result<()> {
-    let env = TestEnv::start(TestEnvOptions {
-        clusters: 1,
-        nodes_per_cluster: 2,
-        ..Default::default()
-    })
-    .await?;
-    let tmp = tempfile::tempdir()?;
-    let client: Client = env.cluster(0).client();
-    let context = env.cluster(0).context_name().to_string();
-    install_crds(&client, &k8ssandra_api::all_crds_yaml()).await?;
-    create_namespace(&client, BACKUP_NS).await?;
-    let mut opts = SimOptions::default();
-    opts.config.bootstrap_delay = Duration::from_millis(200);
-    let sim = Simulator::start(opts, vec![(context.clone(), client.clone())]).await?;
-    // The first backup outlasts the next minute boundary, so Forbid has something to forbid.
-    sim.medusa().set_settings(MedusaSettings {
-        backup_duration: Duration::from_secs(75),
-        ..MedusaSettings::default()
-    });
-    let kubeconfig = write_kubeconfig(tmp.path(), env.cluster(0))?;
-    let plugins = plugin_dir(
-        &tmp.path().join("plugins"),
+    let one = support::OneCluster::start(
+        2,
+        BACKUP_NS,
         &[
             "cassandra-datacenter",
             "medusa-backup-job",
             "medusa-backup-schedule",
         ],
-    )?;
-    let op = Operator::start(&kubeconfig, &plugins, &["--resync-seconds", "2"])?;
-    op.wait_ready(Duration::from_secs(60)).await?;
+    )
+    .await?;
+    let (client, sim, op) = (one.client.clone(), &one.sim, &one.op);
+    // The first backup outlasts the next minute boundary, so Forbid has something to forbid.
+    sim.medusa().set_settings(MedusaSettings {
+        backup_duration: Duration::from_secs(75),
+        ..MedusaSettings::default()
+    });
     let dcs = datacenters(&client, BACKUP_NS).await?;
     let api = |kind: &'static str| {
         let client = client.clone();
@@ -297,7 +282,7 @@ async fn a_backup_schedule_forbids_overlap_and_keeps_two_finished_jobs() -> Resu
 
     apply_yaml(&client, DC, BACKUP_NS).await?;
     wait_for("dc1 Ready", Duration::from_secs(180), || async {
-        (support::dc_ready(&dcs, "dc1").await && normal_nodes(&sim, "demo") == 1).then_some(())
+        (support::dc_ready(&dcs, "dc1").await && normal_nodes(sim, "demo") == 1).then_some(())
     })
     .await
     .map_err(|e| e.context(tail(&op.log_text(), 40)))?;
@@ -384,6 +369,6 @@ async fn a_backup_schedule_forbids_overlap_and_keeps_two_finished_jobs() -> Resu
     let next = time_ms(&s.data["status"]["nextSchedule"]).context("nextSchedule")?;
     assert!(last > first_ms && next > last, "{}", s.data["status"]);
     assert_eq!(sim.violations(), Vec::new());
-    sim.shutdown().await;
+    one.sim.shutdown().await;
     Ok(())
 }

@@ -467,6 +467,50 @@ pub fn sim_starts(sim: &cassandra_sim::SimHandle) -> Vec<cassandra_sim::HistoryE
         .collect()
 }
 
+/// One testenv cluster with the CRDs, a namespace, the simulator (bootstrap 200 ms) and the
+/// real operator running `policies` (resync 2 s): what a single-cluster e2e starts from.
+pub struct OneCluster {
+    pub client: Client,
+    pub context: String,
+    pub sim: cassandra_sim::SimHandle,
+    pub op: Operator,
+    // Dropped last: the operator and simulator must stop before their cluster does.
+    pub env: k8ssandra_testenv::TestEnv,
+    pub tmp: tempfile::TempDir,
+}
+
+impl OneCluster {
+    pub async fn start(nodes: usize, namespace: &str, policies: &[&str]) -> Result<OneCluster> {
+        let env = k8ssandra_testenv::TestEnv::start(k8ssandra_testenv::TestEnvOptions {
+            clusters: 1,
+            nodes_per_cluster: nodes,
+            ..Default::default()
+        })
+        .await?;
+        let tmp = tempfile::tempdir()?;
+        let client = env.cluster(0).client();
+        let context = env.cluster(0).context_name().to_string();
+        install_crds(&client, &k8ssandra_api::all_crds_yaml()).await?;
+        create_namespace(&client, namespace).await?;
+        let mut opts = cassandra_sim::SimOptions::default();
+        opts.config.bootstrap_delay = Duration::from_millis(200);
+        let sim =
+            cassandra_sim::Simulator::start(opts, vec![(context.clone(), client.clone())]).await?;
+        let kubeconfig = write_kubeconfig(tmp.path(), env.cluster(0))?;
+        let plugins = plugin_dir(&tmp.path().join("plugins"), policies)?;
+        let op = Operator::start(&kubeconfig, &plugins, &["--resync-seconds", "2"])?;
+        op.wait_ready(Duration::from_secs(60)).await?;
+        Ok(OneCluster {
+            client,
+            context,
+            sim,
+            op,
+            env,
+            tmp,
+        })
+    }
+}
+
 /// The status of K8ssandraCluster `name` in `namespace`, or Null.
 pub async fn kc_status(client: &Client, namespace: &str, name: &str) -> serde_json::Value {
     let Ok(api) = dynamic_api(

@@ -48,6 +48,12 @@ impl ManagementDataPlane {
         ));
         let follower = dataplane::NodeFollower::new(api.clone(), completions.clone());
         let medusa_routes = dataplane::MedusaRoutes::new(clusters.clone());
+        let reaper_access = dataplane::ReaperAccess {
+            clusters: clusters.clone(),
+        };
+        let cql_access = dataplane::CqlAccess {
+            clusters: clusters.clone(),
+        };
         let reader = move |cluster: String, namespace: String, name: String| {
             let clusters = clusters.clone();
             async move {
@@ -82,6 +88,8 @@ impl ManagementDataPlane {
             client: dataplane::medusa::MedusaClient::new(),
             targets: Arc::new(medusa_routes),
         });
+        executor.set_reaper(reaper_access);
+        executor.set_cql(cql_access);
         Ok(ManagementDataPlane {
             executor,
             follower,

@@ -22,6 +22,16 @@ export GOFLAGS="${GOFLAGS:-} -buildvcs=false -trimpath"
 export CGO_ENABLED=0
 start=$(date +%s)
 
+# Go's build and module caches grow to ~6 GB for these modules and serve nothing once the
+# binaries exist; a CI disk ran out because of them. They live beside the output and go away
+# after the build, unless the caller chose its own.
+scratch="$out/.go-scratch"
+if [[ -z "${GOCACHE_KEEP:-}" ]]; then
+  export GOCACHE="$scratch/build" GOMODCACHE="$scratch/mod"
+  cleanup_go() { chmod -R u+w "$scratch" 2>/dev/null || true; rm -rf "$scratch"; }
+  trap cleanup_go EXIT
+fi
+
 # Matches both `require k8s.io/kubernetes vX` and a line inside a `require (` block.
 k8s_version="$(awk '$1=="k8s.io/kubernetes"{print $2} $1=="require" && $2=="k8s.io/kubernetes"{print $3}' "$here/go/kubernetes/go.mod")"
 if [[ ! "$k8s_version" =~ ^v1\.[0-9]+\.[0-9]+$ ]]; then

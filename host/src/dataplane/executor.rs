@@ -24,7 +24,9 @@ use tracing::{debug, info, warn};
 use super::client::{JobStart, JobState, ManagementApi, Password, TableOp, backoff};
 use super::error::{DataplaneError, SecretError};
 use super::medusa::{MedusaClient, MedusaError, MedusaTarget};
+use super::cql_ops::{self, CqlAccess};
 use super::medusa_ops::{self, MedusaAccess};
+use super::reaper_ops::{self, ReaperAccess};
 use crate::plugin::bindings::{
     MedusaBackup, NodeRef, Operation, OperationKind, OperationResult, Outcome, Role,
 };
@@ -105,6 +107,9 @@ struct Inner {
     /// Unset in set-ups without Medusa (tests of the management API alone): Medusa
     /// operations then fail with a message saying so.
     medusa: std::sync::OnceLock<MedusaAccess>,
+    /// Likewise for Reaper's REST API and for CQL.
+    reaper: std::sync::OnceLock<ReaperAccess>,
+    cql: std::sync::OnceLock<CqlAccess>,
 }
 
 /// Executes the operations of plans, one spawned task per operation.
@@ -138,6 +143,8 @@ impl OperationExecutor {
                 parents: Mutex::new(HashMap::new()),
                 epochs: AtomicU64::new(0),
                 medusa: std::sync::OnceLock::new(),
+                reaper: std::sync::OnceLock::new(),
+                cql: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -145,6 +152,16 @@ impl OperationExecutor {
     /// Lets the operations reach Medusa; only the first call counts.
     pub fn set_medusa(&self, access: MedusaAccess) {
         let _ = self.inner.medusa.set(access);
+    }
+
+    /// Lets the operations reach Reaper; only the first call counts.
+    pub fn set_reaper(&self, access: ReaperAccess) {
+        let _ = self.inner.reaper.set(access);
+    }
+
+    /// Lets the operations speak CQL; only the first call counts.
+    pub fn set_cql(&self, access: CqlAccess) {
+        let _ = self.inner.cql.set(access);
     }
 
     /// The client the operations go through (for its [`stats`](ManagementApi::stats)).
@@ -432,6 +449,35 @@ impl Task {
                     .map_err(|e| e.to_string())?;
                 Ok(String::new())
             }
+            OperationKind::ReaperListClusters(_)
+            | OperationKind::ReaperAddCluster(_)
+            | OperationKind::ReaperRemoveCluster(_)
+            | OperationKind::ReaperListSchedules(_)
+            | OperationKind::ReaperCreateSchedule(_)
+            | OperationKind::ReaperUpdateSchedule(_)
+            | OperationKind::ReaperSetScheduleState(_)
+            | OperationKind::ReaperDeleteSchedule(_)
+            | OperationKind::ReaperListRuns(_)
+            | OperationKind::ReaperRepair(_) => {
+                let access = self.inner.reaper.get().ok_or_else(|| {
+                    "this operator was started without access to Reaper".to_string()
+                })?;
+                reaper_ops::perform(access, &self.inner.secrets, &self.op, &self.address).await
+            }
+            OperationKind::DropKeyspace(drop) => {
+                let access =
+                    self.inner.cql.get().ok_or_else(|| {
+                        "this operator was started without access to CQL".to_string()
+                    })?;
+                cql_ops::drop_keyspace(
+                    access,
+                    &self.inner.secrets,
+                    &self.op.target,
+                    &self.address,
+                    drop,
+                )
+                .await
+            }
         }
     }
 
@@ -653,6 +699,17 @@ pub fn kind_name(kind: &OperationKind) -> &'static str {
         OperationKind::MedusaDeleteBackup(_) => "medusa-delete-backup",
         OperationKind::MedusaPurgeBackups => "medusa-purge-backups",
         OperationKind::MedusaPrepareRestore(_) => "medusa-prepare-restore",
+        OperationKind::ReaperListClusters(_) => "reaper-list-clusters",
+        OperationKind::ReaperAddCluster(_) => "reaper-add-cluster",
+        OperationKind::ReaperRemoveCluster(_) => "reaper-remove-cluster",
+        OperationKind::ReaperListSchedules(_) => "reaper-list-schedules",
+        OperationKind::ReaperCreateSchedule(_) => "reaper-create-schedule",
+        OperationKind::ReaperUpdateSchedule(_) => "reaper-update-schedule",
+        OperationKind::ReaperSetScheduleState(_) => "reaper-set-schedule-state",
+        OperationKind::ReaperDeleteSchedule(_) => "reaper-delete-schedule",
+        OperationKind::ReaperListRuns(_) => "reaper-list-runs",
+        OperationKind::ReaperRepair(_) => "reaper-repair",
+        OperationKind::DropKeyspace(_) => "drop-keyspace",
     }
 }
 

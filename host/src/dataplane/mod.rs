@@ -9,18 +9,23 @@
 //!   outcomes per parent and notifies the controller when one changes.
 //! - [`medusa::MedusaClient`]: Medusa's gRPC sidecar of every pod (backups, purge,
 //!   restore preparation), with a deadline per call kind, keepalive and mutual TLS.
+//! - `reaper_ops`: Reaper's REST API at a Reaper pod; `cql_ops`: CQL on a node.
 //!
 //! Passwords only ever travel in requests: errors, outcomes and logs name endpoints by
 //! path, never by URL, and blank out a password an answer might echo.
 
 mod chain_tls;
 mod client;
+pub mod cql;
+mod cql_ops;
 mod error;
 mod executor;
 mod follow;
 pub mod medusa;
 mod medusa_ops;
 mod observe;
+pub mod reaper;
+mod reaper_ops;
 mod stats;
 mod tls;
 
@@ -32,9 +37,11 @@ pub use error::{DataplaneError, SecretError};
 pub use executor::{
     ExecutorConfig, OperationExecutor, SecretData, SecretFuture, SecretReader, kind_name,
 };
+pub use cql_ops::CqlAccess;
 pub use follow::NodeFollower;
 pub use medusa_ops::{
     CLIENT_SECRET_ANNOTATION, MedusaAccess, MedusaRoutes, MedusaTargets, TargetFuture,
 };
+pub use reaper_ops::ReaperAccess;
 pub use stats::{CallOutcome, DataplaneStats, Endpoint, EndpointStats};
 pub use tls::{Route, Routes, TLS_CERT_ENV, TlsResolver, tls_from_secret};

@@ -2,7 +2,7 @@
 //!
 //! The host works in the newest version (`wit/policy.wit`); its types are re-exported at
 //! this module's root. Components built against an earlier minor version are called
-//! through that version's own bindings ([`v0_1`], [`v0_2`]), with their inputs and outputs
+//! through that version's own bindings ([`v0_1`], [`v0_2`], [`v0_3`]), with their inputs and outputs
 //! converted at the boundary ([`compat`]), so they keep loading and behaving as they did.
 
 wasmtime::component::bindgen!({
@@ -40,10 +40,22 @@ pub mod v0_2 {
     pub use k8ssandra::policy::types::*;
 }
 
+/// `k8ssandra:policy@0.3.0`, as released (`wit/released/policy@0.3.0.wit`).
+pub mod v0_3 {
+    wasmtime::component::bindgen!({
+        path: "../wit/released/policy@0.3.0.wit",
+        world: "policy",
+        exports: { default: async },
+        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
+    });
+
+    pub use k8ssandra::policy::types::*;
+}
+
 /// The WIT package every policy is built against.
 pub const WIT_PACKAGE: &str = "k8ssandra:policy";
 /// The version the host works in: the newest one.
-pub const WIT_VERSION: &str = "0.3.0";
+pub const WIT_VERSION: &str = "0.4.0";
 
 /// A contract version this host serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,17 +63,24 @@ pub enum Contract {
     V0_1,
     V0_2,
     V0_3,
+    V0_4,
 }
 
 impl Contract {
     /// Every version served, newest first; each is kept in `wit/released/`.
-    pub const SUPPORTED: [Contract; 3] = [Contract::V0_3, Contract::V0_2, Contract::V0_1];
+    pub const SUPPORTED: [Contract; 4] = [
+        Contract::V0_4,
+        Contract::V0_3,
+        Contract::V0_2,
+        Contract::V0_1,
+    ];
 
     pub fn version(self) -> &'static str {
         match self {
             Contract::V0_1 => "0.1.0",
             Contract::V0_2 => "0.2.0",
-            Contract::V0_3 => WIT_VERSION,
+            Contract::V0_3 => "0.3.0",
+            Contract::V0_4 => WIT_VERSION,
         }
     }
 
@@ -78,6 +97,17 @@ impl Contract {
             | OperationKind::MedusaDeleteBackup(_)
             | OperationKind::MedusaPurgeBackups
             | OperationKind::MedusaPrepareRestore(_) => Contract::V0_3,
+            OperationKind::ReaperListClusters(_)
+            | OperationKind::ReaperAddCluster(_)
+            | OperationKind::ReaperRemoveCluster(_)
+            | OperationKind::ReaperListSchedules(_)
+            | OperationKind::ReaperCreateSchedule(_)
+            | OperationKind::ReaperUpdateSchedule(_)
+            | OperationKind::ReaperSetScheduleState(_)
+            | OperationKind::ReaperDeleteSchedule(_)
+            | OperationKind::ReaperListRuns(_)
+            | OperationKind::ReaperRepair(_)
+            | OperationKind::DropKeyspace(_) => Contract::V0_4,
             _ => Contract::V0_1,
         };
         self.rank() >= since.rank()
@@ -88,6 +118,7 @@ impl Contract {
             Contract::V0_1 => 1,
             Contract::V0_2 => 2,
             Contract::V0_3 => 3,
+            Contract::V0_4 => 4,
         }
     }
 }
@@ -302,5 +333,31 @@ mod tests {
         assert!(matches!(&back.operations[1].kind, k if *k == backup));
         assert!(Contract::V0_3.knows(&backup));
         assert!(!Contract::V0_1.knows(&OperationKind::GetFullQueryLogging));
+    }
+
+    #[test]
+    fn reaper_and_cql_operations_are_held_back_from_a_0_3_decorator_only() {
+        let drop = OperationKind::DropKeyspace(KeyspaceDrop {
+            keyspace: "data_endpoint_auth".into(),
+            credentials_secret: "c-superuser".into(),
+        });
+        let list = OperationKind::ReaperListClusters(ReaperAccess { ui_secret: None });
+        let backup = OperationKind::MedusaBackup(MedusaBackup {
+            name: "b1".into(),
+            mode: MedusaBackupMode::Differential,
+        });
+        let s = snapshot(Some(plan(vec![
+            op("backup", backup),
+            op("drop", drop.clone()),
+            op("list", list),
+        ])));
+        let (old, held): (v0_3::Snapshot, _) = snapshot_to(Contract::V0_3, &s).unwrap();
+        assert_eq!(old.base_plan.as_ref().unwrap().operations.len(), 1);
+        let held_ids: Vec<&str> = held.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(held_ids, ["drop", "list"]);
+        let back = plan_from(old.base_plan.as_ref().unwrap(), held).unwrap();
+        assert_eq!(back.operations.len(), 3);
+        assert!(matches!(&back.operations[1].kind, k if *k == drop));
+        assert!(Contract::V0_4.knows(&drop));
     }
 }

@@ -10,7 +10,8 @@ use super::store::CallState;
 /// A component pre-instantiated against the linker of its contract version.
 #[derive(Clone)]
 pub(crate) enum Pre {
-    V0_3(bindings::PolicyPre<CallState>),
+    V0_4(bindings::PolicyPre<CallState>),
+    V0_3(bindings::v0_3::PolicyPre<CallState>),
     V0_2(bindings::v0_2::PolicyPre<CallState>),
     V0_1(bindings::v0_1::PolicyPre<CallState>),
 }
@@ -18,7 +19,8 @@ pub(crate) enum Pre {
 impl Pre {
     pub(crate) fn new(contract: Contract, pre: InstancePre<CallState>) -> wasmtime::Result<Pre> {
         Ok(match contract {
-            Contract::V0_3 => Pre::V0_3(bindings::PolicyPre::new(pre)?),
+            Contract::V0_4 => Pre::V0_4(bindings::PolicyPre::new(pre)?),
+            Contract::V0_3 => Pre::V0_3(bindings::v0_3::PolicyPre::new(pre)?),
             Contract::V0_2 => Pre::V0_2(bindings::v0_2::PolicyPre::new(pre)?),
             Contract::V0_1 => Pre::V0_1(bindings::v0_1::PolicyPre::new(pre)?),
         })
@@ -29,6 +31,7 @@ impl Pre {
         store: &mut Store<CallState>,
     ) -> wasmtime::Result<Instance> {
         Ok(match self {
+            Pre::V0_4(pre) => Instance::V0_4(pre.instantiate_async(store).await?),
             Pre::V0_3(pre) => Instance::V0_3(pre.instantiate_async(store).await?),
             Pre::V0_2(pre) => Instance::V0_2(pre.instantiate_async(store).await?),
             Pre::V0_1(pre) => Instance::V0_1(pre.instantiate_async(store).await?),
@@ -38,7 +41,8 @@ impl Pre {
 
 /// One instantiated policy.
 pub(crate) enum Instance {
-    V0_3(bindings::Policy),
+    V0_4(bindings::Policy),
+    V0_3(bindings::v0_3::Policy),
     V0_2(bindings::v0_2::Policy),
     V0_1(bindings::v0_1::Policy),
 }
@@ -49,7 +53,8 @@ impl Instance {
         store: &mut Store<CallState>,
     ) -> wasmtime::Result<PluginInfo> {
         match self {
-            Instance::V0_3(p) => p.call_describe(store).await,
+            Instance::V0_4(p) => p.call_describe(store).await,
+            Instance::V0_3(p) => Ok(compat::convert(&p.call_describe(store).await?)?),
             Instance::V0_2(p) => Ok(compat::convert(&p.call_describe(store).await?)?),
             Instance::V0_1(p) => Ok(compat::convert(&p.call_describe(store).await?)?),
         }
@@ -61,7 +66,14 @@ impl Instance {
         snapshot: &Snapshot,
     ) -> wasmtime::Result<Result<Plan, PolicyError>> {
         match self {
-            Instance::V0_3(p) => p.call_reconcile(store, snapshot).await,
+            Instance::V0_4(p) => p.call_reconcile(store, snapshot).await,
+            Instance::V0_3(p) => {
+                let (old, held_back) = compat::snapshot_to(Contract::V0_3, snapshot)?;
+                Ok(match p.call_reconcile(store, &old).await? {
+                    Ok(plan) => Ok(compat::plan_from(&plan, held_back)?),
+                    Err(e) => Err(compat::convert(&e)?),
+                })
+            }
             Instance::V0_2(p) => {
                 let (old, held_back) = compat::snapshot_to(Contract::V0_2, snapshot)?;
                 Ok(match p.call_reconcile(store, &old).await? {
@@ -86,7 +98,10 @@ impl Instance {
         old: Option<&str>,
     ) -> wasmtime::Result<Vec<Violation>> {
         match self {
-            Instance::V0_3(p) => p.call_validate(store, object, old).await,
+            Instance::V0_4(p) => p.call_validate(store, object, old).await,
+            Instance::V0_3(p) => Ok(compat::convert(
+                &p.call_validate(store, object, old).await?,
+            )?),
             Instance::V0_2(p) => Ok(compat::convert(
                 &p.call_validate(store, object, old).await?,
             )?),

@@ -195,6 +195,7 @@ macro_rules! log_import_of {
 
 log_import_of!(v0_1);
 log_import_of!(v0_2);
+log_import_of!(v0_3);
 
 /// The linker every policy built against `contract` is instantiated against: WASI (without
 /// capabilities) plus that version's `log` import. One linker per version, because every
@@ -210,8 +211,13 @@ pub(crate) fn linker(
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     shadow_clock_waits(&mut linker)?;
     match contract {
-        bindings::Contract::V0_3 => {
+        bindings::Contract::V0_4 => {
             bindings::Policy::add_to_linker::<CallState, PolicyHost>(&mut linker, |state| state)?
+        }
+        bindings::Contract::V0_3 => {
+            bindings::v0_3::Policy::add_to_linker::<CallState, PolicyHost>(&mut linker, |state| {
+                state
+            })?
         }
         bindings::Contract::V0_2 => {
             bindings::v0_2::Policy::add_to_linker::<CallState, PolicyHost>(&mut linker, |state| {

@@ -375,7 +375,8 @@ async fn component_of_another_major_version_is_refused() {
     let msg = err.to_string();
     assert!(msg.contains("next_major_policy.wasm"), "{msg}");
     assert!(msg.contains("built for k8ssandra:policy@1.0.0"), "{msg}");
-    assert!(msg.contains("k8ssandra:policy@0.3.x"), "{msg}");
+    assert!(msg.contains("k8ssandra:policy@0.4.x"), "{msg}");
+    assert!(msg.contains("@0.3.x"), "{msg}");
     assert!(msg.contains("@0.2.x"), "{msg}");
     assert!(msg.contains("@0.1.x"), "{msg}");
 }
@@ -398,6 +399,16 @@ async fn a_component_built_against_0_2_0_keeps_working() {
     let plan = an_earlier_component_keeps_working("contract-0-2").await;
     assert_eq!(
         plan["operations"][0]["kind"]["CreateTable"]["name"], "messages",
+        "{plan}"
+    );
+}
+
+/// The same for 0.3.0, whose fixture plans an operation 0.3.0 added.
+#[tokio::test]
+async fn a_component_built_against_0_3_0_keeps_working() {
+    let plan = an_earlier_component_keeps_working("contract-0-3").await;
+    assert_eq!(
+        plan["operations"][0]["kind"]["MedusaBackup"]["name"], "e-nightly",
         "{plan}"
     );
 }

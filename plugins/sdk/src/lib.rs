@@ -33,7 +33,13 @@ pub use bindings::k8ssandra::policy::types::{
     ReadSpec, Replication, Role, Snapshot, TableScope, Violation,
 };
 pub use bindings::k8ssandra::policy::types::{ColumnDef, ColumnKind, TableDef};
-pub use bindings::k8ssandra::policy::types::{MedusaBackup, MedusaBackupMode, MedusaRestore};
+pub use bindings::k8ssandra::policy::types::{
+    KeyspaceDrop, MedusaBackup, MedusaBackupMode, MedusaRestore,
+};
+pub use bindings::k8ssandra::policy::types::{
+    ReaperAccess, ReaperCluster, ReaperClusterRef, ReaperRepair, ReaperSchedule, ReaperScheduleRef,
+    ReaperScheduleState, ReaperScheduleUpdate, RepairParallelism,
+};
 
 /// Re-exported so policies use the same versions as the SDK.
 pub mod conditions;

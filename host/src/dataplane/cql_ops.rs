@@ -175,8 +175,12 @@ async fn credentials(
         let value = data
             .get(key)
             .ok_or_else(|| format!("Secret {}/{name} has no key {key:?}", target.namespace))?;
-        let value = String::from_utf8(value.clone())
-            .map_err(|_| format!("Secret {}/{name}: key {key:?} is not UTF-8", target.namespace))?;
+        let value = String::from_utf8(value.clone()).map_err(|_| {
+            format!(
+                "Secret {}/{name}: key {key:?} is not UTF-8",
+                target.namespace
+            )
+        })?;
         if value.is_empty() {
             return Err(format!(
                 "Secret {}/{name}: key {key:?} is empty",
@@ -243,7 +247,8 @@ mod tests {
 
     #[test]
     fn mandatory_client_encryption_is_recognised() {
-        let cfg = |o: serde_json::Value| json!({"cassandra-yaml": {"client_encryption_options": o}});
+        let cfg =
+            |o: serde_json::Value| json!({"cassandra-yaml": {"client_encryption_options": o}});
         assert!(requires_client_encryption(Some(&cfg(
             json!({"enabled": true})
         ))));

@@ -1450,6 +1450,86 @@ impl Core {
         self.lock().pods.get(key)?.info.medusa_grpc_port
     }
 
+    // ----- CQL (cql.rs) ----------------------------------------------------------------
+
+    /// The pod's CQL port (None: no such pod).
+    pub(crate) fn cql_port(&self, key: &PodKey) -> Option<u16> {
+        let w = self.lock();
+        let p = w.pods.get(key)?;
+        Some(p.info.cql_port.unwrap_or(crate::cql::DEFAULT_CQL_PORT))
+    }
+
+    /// What the pod's CQL port serves (None: no such pod).
+    pub(crate) fn cql_facts(&self, key: &PodKey) -> Option<crate::cql::CqlFacts> {
+        let w = self.lock();
+        let p = w.pods.get(key)?;
+        let node = w.at(key).and_then(|at| w.node(&at));
+        // The native transport starts once the node has joined and stops when it drains.
+        let serving = node.is_some_and(|n| {
+            matches!(n.state, CassandraState::Normal | CassandraState::Leaving) && w.mgmt_up(n)
+        });
+        let cfg = p.info.config.as_ref();
+        let class = |v: Option<&String>, name: &str| v.is_some_and(|a| a.ends_with(name));
+        Some(crate::cql::CqlFacts {
+            serving,
+            auth_required: class(
+                cfg.and_then(|c| c.authenticator.as_ref()),
+                "PasswordAuthenticator",
+            ),
+            authorizer: class(
+                cfg.and_then(|c| c.authorizer.as_ref()),
+                "CassandraAuthorizer",
+            ),
+            tls_required: cfg.is_some_and(|c| c.client_encryption_required),
+            release_version: node.map(|n| n.server_version.clone()).unwrap_or_default(),
+        })
+    }
+
+    /// Checks a login against the roles of the pod's cluster: Some(superuser) when the role
+    /// may log in with this password.
+    pub(crate) fn cql_login(&self, key: &PodKey, user: &str, password: &str) -> Option<bool> {
+        let w = self.lock();
+        let at = w.at(key)?;
+        let role = w.clusters.get(&at.cluster)?.roles.get(user)?;
+        (role.login && role.password_hash.as_deref() == Some(hash_password(password).as_str()))
+            .then_some(role.superuser)
+    }
+
+    pub(crate) fn cql_keyspace_exists(&self, key: &PodKey, ks: &str) -> bool {
+        let w = self.lock();
+        w.at(key)
+            .and_then(|at| w.clusters.get(&at.cluster))
+            .is_some_and(|c| c.keyspaces.contains_key(ks))
+    }
+
+    /// `DROP KEYSPACE`: true when it was dropped, false when it did not exist and
+    /// `if_exists` allowed that.
+    pub(crate) fn cql_drop_keyspace(
+        self: &Arc<Self>,
+        key: &PodKey,
+        ks: &str,
+        if_exists: bool,
+    ) -> Result<bool, crate::cql::CqlFailure> {
+        self.with(|w, _| {
+            let at = w
+                .at(key)
+                .ok_or_else(|| crate::cql::server_error("the node is not running"))?;
+            let c = w.cluster_mut(&at.cluster);
+            if c.keyspaces.remove(ks).is_none() {
+                if if_exists {
+                    return Ok(false);
+                }
+                return Err(crate::cql::no_such_keyspace(ks));
+            }
+            c.tables.remove(ks);
+            w.bump_schema(&at.cluster);
+            let mut e = w.entry("keyspace_drop", &at.cluster, Some(&at), "ok");
+            e.detail = Some(ks.to_string());
+            w.record(e);
+            Ok(true)
+        })
+    }
+
     /// The pod's management-API TLS (None: plain HTTP, or no such pod).
     pub(crate) fn mgmt_tls(&self, key: &PodKey) -> Option<crate::tls::MgmtTls> {
         self.lock().pods.get(key)?.info.mgmt_tls.clone()

@@ -228,6 +228,7 @@ fn pod_info_with_secret(
         metrics_config: crate::metrics::config_map_ref(pod),
         mgmt_tls,
         medusa_grpc_port: medusa_grpc_port(pod),
+        cql_port: crate::cql::native_port(pod),
     })
 }
 

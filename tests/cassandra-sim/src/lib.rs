@@ -15,6 +15,7 @@
 mod client;
 mod control;
 mod core;
+pub mod cql;
 mod error;
 mod kube_source;
 pub mod medusa;

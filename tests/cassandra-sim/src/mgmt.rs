@@ -478,6 +478,8 @@ struct Bound {
     metrics: Option<JoinHandle<()>>,
     /// Medusa's gRPC service on the same address, for pods with a `medusa` container.
     medusa: Option<JoinHandle<()>>,
+    /// The CQL port on the same address (cql.rs), open while the node serves CQL.
+    cql: JoinHandle<()>,
 }
 
 impl Drop for Bound {
@@ -490,6 +492,7 @@ impl Drop for Bound {
         if let Some(m) = &self.medusa {
             m.abort();
         }
+        self.cql.abort();
     }
 }
 
@@ -536,6 +539,8 @@ pub(crate) async fn run_listeners(
                     m.abort();
                     let _ = m.await;
                 }
+                b.cql.abort();
+                let _ = (&mut b.cql).await;
                 // Wait for the socket to be closed so a new pod on the same IP can bind.
                 let _ = (&mut b.task).await;
                 core.set_listening(&key, false);
@@ -604,6 +609,7 @@ pub(crate) async fn run_listeners(
                             task,
                             metrics,
                             medusa,
+                            cql: crate::cql::spawn(Arc::clone(&core), key.clone(), addr.ip()),
                         },
                     );
                     core.set_listening(&key, true);

@@ -97,6 +97,10 @@ pub struct PodInfo {
     /// simulated Medusa serves there. None: no `medusa` container.
     #[serde(default)]
     pub medusa_grpc_port: Option<u16>,
+    /// The port of the `cassandra` container named `native`: the simulated CQL listener
+    /// serves there. None: Cassandra's 9042.
+    #[serde(default)]
+    pub cql_port: Option<u16>,
 }
 
 /// One container status of a pod, as observed.
@@ -140,6 +144,18 @@ pub struct NodeConfig {
     pub replace_address_first_boot: Option<String>,
     /// False with `-Dcassandra.consistent.rangemovement=false` in `JVM_EXTRA_OPTS`.
     pub consistent_rangemovement: bool,
+    /// `cassandra-yaml.authenticator`: CQL clients must log in when it is
+    /// `PasswordAuthenticator` (or its class name).
+    #[serde(default)]
+    pub authenticator: Option<String>,
+    /// `cassandra-yaml.authorizer`: with `CassandraAuthorizer`, only superusers may drop a
+    /// keyspace they were not granted (the simulator models no grants).
+    #[serde(default)]
+    pub authorizer: Option<String>,
+    /// `cassandra-yaml.client_encryption_options`: enabled and not optional, so the native
+    /// port speaks only TLS (the simulator closes plain connections, as Cassandra does).
+    #[serde(default)]
+    pub client_encryption_required: bool,
 }
 
 impl NodeConfig {
@@ -155,6 +171,9 @@ impl NodeConfig {
             num_tokens: default_num_tokens("cassandra", None),
             replace_address_first_boot: None,
             consistent_rangemovement: true,
+            authenticator: None,
+            authorizer: None,
+            client_encryption_required: false,
         }
     }
 
@@ -231,6 +250,18 @@ impl NodeConfig {
             num_tokens,
             replace_address_first_boot,
             consistent_rangemovement,
+            authenticator: text("/cassandra-yaml/authenticator").filter(|s| !s.is_empty()),
+            authorizer: text("/cassandra-yaml/authorizer").filter(|s| !s.is_empty()),
+            client_encryption_required: {
+                let flag = |k: &str| {
+                    doc.pointer(&format!("/cassandra-yaml/client_encryption_options/{k}"))
+                        .is_some_and(|v| {
+                            v.as_bool() == Some(true)
+                                || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"))
+                        })
+                };
+                flag("enabled") && !flag("optional")
+            },
         })
     }
 }
@@ -282,6 +313,7 @@ impl PodInfo {
             metrics_config: None,
             mgmt_tls: None,
             medusa_grpc_port: None,
+            cql_port: None,
         }
     }
 

@@ -68,6 +68,11 @@ pub struct Discovery {
     /// Kinds asked for and not served at the time, until `appeared` finds them served: a
     /// CRD installed later (the Prometheus Operator's ServiceMonitor) is then watched.
     misses: Arc<Mutex<std::collections::BTreeSet<KindKey>>>,
+    /// Set when a lookup finds a kind that was missing: the watches lack it until they
+    /// restart, and a policy's own apply is usually the first to find it, long before the
+    /// periodic re-check would.
+    found: Arc<std::sync::atomic::AtomicBool>,
+    found_notify: Arc<tokio::sync::Notify>,
 }
 
 impl Discovery {
@@ -115,6 +120,16 @@ impl Discovery {
             resource,
             namespaced: caps.scope == Scope::Namespaced,
         };
+        if self
+            .misses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key)
+        {
+            tracing::info!(%cluster, %api_version, %kind, "kind is served now");
+            self.found.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.found_notify.notify_one();
+        }
         self.cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -122,8 +137,14 @@ impl Discovery {
         Ok(resolved)
     }
 
-    /// Asks again for every kind that was not served; true when one is now. One request
-    /// per missing kind, nothing when every kind was found.
+    /// Completes when a lookup has found a kind that was missing (see [`Self::appeared`]).
+    pub async fn found_missing(&self) {
+        self.found_notify.notified().await;
+    }
+
+    /// Asks again for every kind that was not served; true when one is now, or when a
+    /// lookup found one since the last call. One request per missing kind, nothing when
+    /// every kind was found.
     pub async fn appeared(&self, client_of: impl Fn(&str) -> Option<Client>) -> bool {
         let misses: Vec<KindKey> = self
             .misses
@@ -132,24 +153,11 @@ impl Discovery {
             .iter()
             .cloned()
             .collect();
-        let mut any = false;
         for (cluster, api_version, kind) in misses {
             match client_of(&cluster) {
                 Some(client) => {
-                    // Found by anyone since (a policy's apply resolves it too) counts: the
-                    // watches set up while it was missing still lack it.
-                    if self
-                        .resolve(&cluster, &client, &api_version, &kind)
-                        .await
-                        .is_ok()
-                    {
-                        tracing::info!(%cluster, %api_version, %kind, "kind is served now");
-                        self.misses
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(&(cluster, api_version, kind));
-                        any = true;
-                    }
+                    // A success removes the miss and raises `found`.
+                    let _ = self.resolve(&cluster, &client, &api_version, &kind).await;
                 }
                 // A cluster that is gone is asked about again when it returns.
                 None => {
@@ -160,7 +168,7 @@ impl Discovery {
                 }
             }
         }
-        any
+        self.found.swap(false, std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Forgets a cluster's kinds (its client changed, CRDs may differ).

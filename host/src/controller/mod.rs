@@ -148,7 +148,10 @@ impl Manager {
         let (discovery, clusters) = (self.shared.discovery.clone(), self.shared.clusters.clone());
         let _recheck = AbortOnDrop(tokio::spawn(async move {
             loop {
-                tokio::time::sleep(KIND_RECHECK).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(KIND_RECHECK) => {}
+                    _ = discovery.found_missing() => {}
+                }
                 if discovery.appeared(|name| clusters.client(name)).await
                     && appeared_tx.send(()).is_err()
                 {

@@ -25,7 +25,7 @@ pub mod medusa;
 mod medusa_ops;
 mod observe;
 pub mod reaper;
-mod reaper_ops;
+pub mod reaper_ops;
 mod stats;
 mod tls;
 

@@ -11,6 +11,7 @@ mod cassdc_join_e2e;
 mod cassdc_storage_e2e;
 mod chart_e2e;
 mod controller_e2e;
+mod cql;
 mod dataplane;
 mod decorator_e2e;
 mod k8ssandracluster_e2e;

@@ -2,10 +2,10 @@
 //! datacenter, apply the workload and the Service, and report progress.
 //!
 //! Progress: `Pending` (the datacenter is missing or not ready), `Deploying` (the workload
-//! is not ready), `Configuring` (Reaper serves; the Cassandra cluster still has to be
-//! registered with it). Registration goes through Reaper's REST API, which a policy cannot
-//! call yet, so a deployed Reaper stays `Configuring` with `Ready=False`, reason
-//! [`REASON_REGISTRATION`]; `Running` is reached once registration exists.
+//! is not ready), `Configuring` (Reaper serves; the Cassandra cluster is being registered
+//! with it, see [`crate::register`]), `Running` (registered; `Ready=True`). A Reaper that
+//! fails to answer gets `Ready=False` with reason [`REASON_UNREACHABLE`] and the calls are
+//! retried with a backoff; the workload is left as it is.
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -17,7 +17,10 @@ use k8ssandra_telemetry::prometheus::service_monitor_served;
 use serde_json::{Value, json};
 
 use crate::render::{Inputs, service_name};
-use crate::{DATACENTER_KIND, telemetry};
+use k8ssandra_api::k8ssandra::K8ssandraCluster;
+use k8ssandra_policy_sdk::bindings::k8ssandra::policy::types::ReaperAccess;
+
+use crate::{DATACENTER_KIND, register, telemetry};
 
 /// Requeue while waiting for something that announces itself anyway (a datacenter getting
 /// ready, a pod becoming ready), in case an event is missed.
@@ -33,8 +36,17 @@ pub const REASON_DC_NOT_READY: &str = "DatacenterNotReady";
 pub const REASON_DEPLOYING: &str = "Deploying";
 /// Reason of the Ready condition of a control-plane Reaper that serves.
 pub const REASON_CONTROL_PLANE: &str = "ControlPlaneReaperReady";
-/// Reason of the Ready condition once Reaper serves: the cluster is not registered.
-pub const REASON_REGISTRATION: &str = "RegistrationNotImplemented";
+/// Reason of the Ready condition while the cluster is being registered with Reaper.
+pub const REASON_REGISTERING: &str = "Registering";
+/// Reason of the Ready condition once the cluster is registered.
+pub const REASON_REGISTERED: &str = "ClusterRegistered";
+/// Reason of the Ready condition while Reaper's REST API fails.
+pub const REASON_UNREACHABLE: &str = "ReaperUnreachable";
+/// Reason of the Ready condition while a deleted Reaper deregisters its cluster.
+pub const REASON_DEREGISTERING: &str = "Deregistering";
+/// Annotation on the workload naming the cluster registered with this Reaper, so a deletion
+/// that outlives the datacenter still knows what to deregister.
+pub const CLUSTER_ANNOTATION: &str = "reaper.k8ssandra.io/registered-cluster";
 
 const STORAGE_TYPES: [&str; 2] = ["cassandra", "local"];
 
@@ -122,6 +134,13 @@ fn frozen(o: &Object) -> Option<Value> {
             "labels": meta.get("labels").cloned().unwrap_or(json!({})),
         },
     });
+    // The registered cluster's name outlives the datacenter on the workload.
+    if let Some(c) = meta
+        .get("annotations")
+        .and_then(|a| a.get(CLUSTER_ANNOTATION))
+    {
+        out["metadata"]["annotations"] = json!({CLUSTER_ANNOTATION: c});
+    }
     // A ConfigMap's content is its `data` (the last good Vector configuration).
     for field in ["spec", "data"] {
         if let Some(x) = v.get(field) {
@@ -240,8 +259,8 @@ fn workload_ready(s: &Snapshot, kind: &str, name: &str) -> bool {
 pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
     let raw: Value = s.parent()?;
     let mut plan = Plan::default();
-    if raw.pointer("/metadata/deletionTimestamp").is_some() {
-        return Ok(plan);
+    if let Some(at) = raw.pointer("/metadata/deletionTimestamp") {
+        return deletion(s, &raw, at.as_str().unwrap_or_default());
     }
     let mut prev = prev_status(&raw);
     let prev_progress = prev.status.progress.unwrap_or(ReaperProgress::Pending);
@@ -340,65 +359,291 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
         dc: dc.as_ref(),
     };
     let kind = inputs.workload_kind();
-    plan.apply("", &inputs.workload())?;
+    let cluster_name = dc
+        .as_ref()
+        .map(|d| register::reaper_cluster_name(&d.spec.cluster_name));
+    let mut workload = inputs.workload();
+    if let Some(c) = &cluster_name {
+        workload["metadata"]["annotations"][CLUSTER_ANNOTATION] = json!(c);
+    }
+    plan.apply("", &workload)?;
     plan.apply("", &inputs.service())?;
     for o in telemetry::objects(&inputs, served) {
         plan.apply("", &o)?;
     }
+    // Held from the start: a finalizer cannot be added once the deletion is asked.
+    plan.finalizers = Some(vec![register::FINALIZER.to_string()]);
     let serving = workload_ready(s, kind, &name);
-    if control_plane && serving {
-        // Nothing to register: clusters come to it through their reaperRef.
-        if prev.status.progress != Some(ReaperProgress::Running) {
-            plan.event(
-                EventType::Normal,
-                "ReaperDeployed",
-                format!("control-plane Reaper {name} is ready"),
-            );
-        }
+    if !serving {
+        plan.requeue_after(WAIT_MS);
         plan.set_status(&status_json(
             &prev,
-            ReaperProgress::Running,
-            true,
-            REASON_CONTROL_PLANE,
-            &format!(
-                "control-plane Reaper serves on {}:8080; clusters register through their reaperRef",
-                service_name(&name)
-            ),
+            ReaperProgress::Deploying,
+            false,
+            REASON_DEPLOYING,
+            &format!("waiting for {kind} {name} to have a ready pod"),
             s.now_ms,
         ))?;
         return Ok(plan);
     }
-    let cluster_name = dc
-        .as_ref()
-        .map(|d| d.spec.cluster_name.clone())
-        .unwrap_or_default();
-    let (progress, reason, message) = if serving {
-        (
-            ReaperProgress::Configuring,
-            REASON_REGISTRATION,
-            format!(
-                "Reaper serves on {}:8080; registering Cassandra cluster {} with it is not implemented yet (register it in Reaper's UI or REST API)",
-                service_name(&name),
-                cluster_name
-            ),
-        )
-    } else {
-        plan.requeue_after(WAIT_MS);
-        (
-            ReaperProgress::Deploying,
-            REASON_DEPLOYING,
-            format!("waiting for {kind} {name} to have a ready pod"),
-        )
-    };
-    if serving && prev.status.progress != Some(ReaperProgress::Configuring) {
+    let prev_ready = prev
+        .status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == REAPER_CONDITION_READY)
+        .cloned();
+    if prev
+        .status
+        .progress
+        .is_none_or(|p| matches!(p, ReaperProgress::Pending | ReaperProgress::Deploying))
+    {
         plan.event(
             EventType::Normal,
             "ReaperDeployed",
-            format!("Reaper {name} is ready; cluster registration is not implemented yet"),
+            format!("Reaper {name} is ready"),
+        );
+    }
+    let wanted: Vec<register::Wanted> = match &cluster_name {
+        Some(c) => vec![register::Wanted {
+            name: c.clone(),
+            seeds: register::seed_hosts(s, c, None, &dc_ns),
+        }],
+        None => referencing_clusters(s, &name, &ns),
+    };
+    let names: Vec<String> = wanted.iter().map(|w| w.name.clone()).collect();
+    let svc = service_name(&name);
+    let (ok_reason, ok_message) = if control_plane {
+        (
+            REASON_CONTROL_PLANE,
+            if names.is_empty() {
+                format!(
+                    "control-plane Reaper serves on {svc}:8080; clusters register through their reaperRef"
+                )
+            } else {
+                format!(
+                    "control-plane Reaper serves on {svc}:8080; registered: {}",
+                    names.join(", ")
+                )
+            },
+        )
+    } else {
+        (
+            REASON_REGISTERED,
+            format!(
+                "Reaper serves on {svc}:8080; Cassandra cluster {} is registered",
+                names.join(", ")
+            ),
+        )
+    };
+    let was_running = prev.status.progress == Some(ReaperProgress::Running)
+        && prev_ready
+            .as_ref()
+            .is_some_and(|c| c.status == "True" && c.message.as_deref() == Some(&ok_message));
+    let pods = register::reaper_pods(s, &name, &ns);
+    let state = match pods.0.first() {
+        _ if wanted.is_empty() => register::Registered::Yes,
+        Some(pod) => register::register(s, &mut plan, pod, &access(&reaper), &wanted),
+        None => {
+            plan.requeue_after(WAIT_MS);
+            register::Registered::Pending
+        }
+    };
+    let (progress, ready, reason, message) = match state {
+        register::Registered::Yes => (ReaperProgress::Running, true, ok_reason, ok_message),
+        // A periodic check in flight changes nothing.
+        register::Registered::Pending if was_running => {
+            (ReaperProgress::Running, true, ok_reason, ok_message)
+        }
+        register::Registered::Pending => (
+            ReaperProgress::Configuring,
+            false,
+            REASON_REGISTERING,
+            format!(
+                "Reaper serves on {svc}:8080; registering Cassandra cluster {}",
+                names.join(", ")
+            ),
+        ),
+        register::Registered::Failing(m) => {
+            if prev_ready
+                .as_ref()
+                .is_none_or(|c| c.reason.as_deref() != Some(REASON_UNREACHABLE))
+            {
+                plan.event(
+                    EventType::Warning,
+                    REASON_UNREACHABLE,
+                    format!("Reaper {name} does not answer its REST API: {m}"),
+                );
+            }
+            (
+                if was_running {
+                    ReaperProgress::Running
+                } else {
+                    ReaperProgress::Configuring
+                },
+                false,
+                REASON_UNREACHABLE,
+                format!("Reaper {name} does not answer its REST API (retrying): {m}"),
+            )
+        }
+    };
+    if ready && !was_running && !names.is_empty() {
+        plan.event(
+            EventType::Normal,
+            "ClusterRegistered",
+            format!("registered with Reaper {name}: {}", names.join(", ")),
         );
     }
     plan.set_status(&status_json(
-        &prev, progress, false, reason, &message, s.now_ms,
+        &prev, progress, ready, reason, &message, s.now_ms,
     ))?;
+    Ok(plan)
+}
+
+/// How the host reaches this Reaper: with the UI user's Secret when Reaper's auth is on
+/// (the same rule as its `REAPER_AUTH_ENABLED`).
+fn access(r: &Reaper) -> ReaperAccess {
+    ReaperAccess {
+        ui_secret: r
+            .spec
+            .template
+            .ui_user_secret_ref
+            .as_ref()
+            .map(|s| s.name.clone())
+            .filter(|n| !n.is_empty()),
+    }
+}
+
+/// The K8ssandraClusters of the namespace whose `spec.reaper.reaperRef` names this
+/// (control-plane) Reaper, with their seeds from every cluster the host knows.
+fn referencing_clusters(s: &Snapshot, name: &str, ns: &str) -> Vec<register::Wanted> {
+    let mut out: Vec<register::Wanted> = s
+        .related_by_kind::<K8ssandraCluster>("K8ssandraCluster")
+        .into_iter()
+        .filter(|(c, kc)| {
+            c.is_empty()
+                && kc.metadata.deletion_timestamp.is_none()
+                && kc.metadata.namespace.as_deref() == Some(ns)
+        })
+        .filter(|(_, kc)| {
+            kc.spec
+                .reaper
+                .as_ref()
+                .and_then(|r| r.reaper_ref.as_ref())
+                .is_some_and(|r| {
+                    r.name.as_deref() == Some(name)
+                        && r.namespace
+                            .as_deref()
+                            .is_none_or(|n| n.is_empty() || n == ns)
+                })
+        })
+        .map(|(_, kc)| {
+            let cluster = kc.sanitized_name();
+            let seeds = register::seed_hosts(s, &cluster, None, ns);
+            register::Wanted {
+                name: cluster,
+                seeds,
+            }
+        })
+        // A cluster whose pods do not run yet has only the seed Service's name: wait.
+        .filter(|w| w.seeds.len() > 1)
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.dedup_by(|a, b| a.name == b.name);
+    out
+}
+
+/// A deleted Reaper: while its finalizer is held, its children stay as they are and the
+/// cluster(s) are removed from Reaper; then the finalizer goes.
+fn deletion(s: &Snapshot, raw: &Value, at: &str) -> Result<Plan, PolicyError> {
+    let mut plan = Plan::default();
+    let held = raw
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| f.iter().any(|f| f == register::FINALIZER));
+    if !held {
+        return Ok(plan);
+    }
+    let name = raw
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let ns = raw
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let reaper: Option<Reaper> = serde_json::from_value(raw.clone()).ok();
+    // The cluster named on the workload when it was applied; a control-plane Reaper's
+    // clusters are those still referencing it.
+    let mut names: Vec<String> = s
+        .children
+        .iter()
+        .filter(|o| o.cluster.is_empty())
+        .filter_map(|o| o.value().ok())
+        .filter_map(|v| {
+            v.pointer(&format!(
+                "/metadata/annotations/{}",
+                CLUSTER_ANNOTATION.replace('/', "~1")
+            ))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        })
+        .collect();
+    if names.is_empty() {
+        names = referencing_clusters(s, &name, &ns)
+            .into_iter()
+            .map(|w| w.name)
+            .collect();
+    }
+    let access = reaper
+        .as_ref()
+        .map(access)
+        .unwrap_or(ReaperAccess { ui_secret: None });
+    let pods = register::reaper_pods(s, &name, &ns);
+    let prev = prev_status(raw);
+    let progress = prev.status.progress.unwrap_or(ReaperProgress::Pending);
+    match register::deregister(s, &mut plan, &pods, &access, &names, at) {
+        register::Deregistered::Done => {
+            if pods.1 && !names.is_empty() {
+                plan.event(
+                    EventType::Normal,
+                    "ClusterDeregistered",
+                    format!("removed from Reaper {name}: {}", names.join(", ")),
+                );
+            }
+            plan.finalizers = Some(vec![]);
+        }
+        register::Deregistered::GaveUp(m) => {
+            plan.event(
+                EventType::Warning,
+                "DeregistrationAbandoned",
+                format!(
+                    "gave up deregistering {} from Reaper {name} after {} minutes ({m}); \
+                     the cluster may still be registered there",
+                    names.join(", "),
+                    register::GIVE_UP_MS / 60_000
+                ),
+            );
+            plan.finalizers = Some(vec![]);
+        }
+        register::Deregistered::Waiting(m) => {
+            // The pods must outlive the call: keep every live child as it is.
+            for o in s.children.iter().filter(|o| o.cluster.is_empty()) {
+                if let Some(f) = frozen(o) {
+                    plan.apply("", &f)?;
+                }
+            }
+            plan.set_status(&status_json(
+                &prev,
+                progress,
+                false,
+                REASON_DEREGISTERING,
+                &m,
+                s.now_ms,
+            ))?;
+        }
+    }
     Ok(plan)
 }

@@ -7,6 +7,8 @@
 //! - [`render`]: the desired objects (names, labels, image, environment, probes, security
 //!   context, resources, volumes), as upstream renders them;
 //! - [`decide`]: the reconcile (datacenter readiness, bad input, progress and status);
+//! - [`register`]: the cluster(s) registered with Reaper over its REST API, deregistered on
+//!   deletion (finalizer);
 //! - [`telemetry`]: the ServiceMonitor, the Vector ConfigMap and sidecar.
 //!
 //! Rules kept:
@@ -14,14 +16,17 @@
 //! - Bad input (no `datacenterRef`, an unknown `storageType`, `local` storage without a
 //!   `storageConfig`, a datacenter that does not exist) sets `Ready=False` with the field in
 //!   its message and re-applies the live children as they are, so nothing is deleted.
-//! - Registering the Cassandra cluster with Reaper needs Reaper's REST API, which policies
-//!   cannot call yet: a deployed Reaper stays `Configuring` with `Ready=False` saying so.
+//! - The Cassandra cluster is registered with Reaper exactly once (listed first, added when
+//!   absent) and removed from it before a deleted Reaper's pods go; a Reaper that fails to
+//!   answer is a `Ready=False` condition, retried with a backoff, nothing else changes.
 
 pub mod decide;
+pub mod register;
 pub mod render;
 pub mod telemetry;
 
-use k8ssandra_api::reaper::Reaper;
+use k8ssandra_api::labels::CLUSTER_LABEL;
+use k8ssandra_api::reaper::{REAPER_LABEL, Reaper};
 use k8ssandra_policy_sdk::{
     KindRef, Plan, PluginInfo, Policy, PolicyError, ReadSpec, Snapshot, Violation, export_policy,
     violation,
@@ -54,6 +59,13 @@ impl Policy for ReaperPolicy {
             ],
             reads: vec![
                 ReadSpec::new(DATACENTER_API_VERSION, DATACENTER_KIND, ""),
+                // The Reaper's own pods: the targets of the REST calls.
+                ReadSpec::new("v1", "Pod", REAPER_LABEL),
+                // Cassandra pods everywhere: the seeds Reaper is registered with, reachable
+                // from a control-plane Reaper too (KO #1589).
+                ReadSpec::new("v1", "Pod", CLUSTER_LABEL).in_all_clusters(),
+                // K8ssandraClusters whose reaperRef names a control-plane Reaper.
+                ReadSpec::new("k8ssandra.io/v1alpha1", "K8ssandraCluster", ""),
                 // Whether ServiceMonitors are served: without the Prometheus Operator's CRDs
                 // `telemetry.prometheus` becomes a condition instead of a failed apply.
                 ReadSpec::new(
@@ -98,5 +110,7 @@ export_policy!(ReaperPolicy);
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_register;
 #[cfg(test)]
 mod tests_telemetry;

@@ -3,8 +3,7 @@ use serde_json::{Value, json};
 
 use crate::ReaperPolicy;
 use crate::decide::{
-    REASON_DC_NOT_READY, REASON_DEPLOYING, REASON_INVALID, REASON_NO_DATACENTER,
-    REASON_REGISTRATION,
+    REASON_DC_NOT_READY, REASON_DEPLOYING, REASON_INVALID, REASON_NO_DATACENTER, REASON_REGISTERING,
 };
 
 pub(crate) const NS: &str = "ns";
@@ -41,7 +40,7 @@ pub(crate) fn datacenter(ready: bool, version: &str) -> Value {
     })
 }
 
-fn obj(v: &Value) -> Object {
+pub(crate) fn obj(v: &Value) -> Object {
     Object {
         cluster: String::new(),
         json: v.to_string(),
@@ -227,7 +226,7 @@ fn no_secrets_means_auth_off_and_no_secret_references() {
 }
 
 #[test]
-fn ready_workload_is_configuring_and_says_registration_is_missing() {
+fn ready_workload_is_configuring_until_registered() {
     let first = run(snapshot(
         reaper(spec()),
         vec![datacenter(true, "4.1.5")],
@@ -245,12 +244,12 @@ fn ready_workload_is_configuring_and_says_registration_is_missing() {
     assert_eq!(st["progress"], "Configuring");
     let cond = &st["conditions"][0];
     assert_eq!(cond["status"], "False");
-    assert_eq!(cond["reason"], REASON_REGISTRATION);
+    assert_eq!(cond["reason"], REASON_REGISTERING);
     assert!(
         cond["message"]
             .as_str()
             .unwrap()
-            .contains("not implemented")
+            .contains("registering Cassandra cluster demo")
     );
     // Deploying → Configuring keeps Ready=False: its transition time does not move.
     assert_eq!(
@@ -506,7 +505,7 @@ fn overrides_image_heap_and_additional_env() {
 }
 
 #[test]
-fn deletion_plans_nothing() {
+fn deletion_without_the_finalizer_plans_nothing() {
     let mut r = reaper(spec());
     r["metadata"]["deletionTimestamp"] = json!("2023-11-14T00:00:00Z");
     let plan = run(snapshot(r, vec![datacenter(true, "4.1.5")], vec![]));
@@ -529,5 +528,14 @@ fn describe_owns_the_workloads_and_service() {
         ]
     );
     let reads: Vec<_> = info.reads.iter().map(|r| r.kind.kind.as_str()).collect();
-    assert_eq!(reads, ["CassandraDatacenter", "APIService"]);
+    assert_eq!(
+        reads,
+        [
+            "CassandraDatacenter",
+            "Pod",
+            "Pod",
+            "K8ssandraCluster",
+            "APIService"
+        ]
+    );
 }

@@ -9,7 +9,8 @@
 //! - [`dc`]: the option merge and the generated CassandraDatacenter;
 //! - [`cluster`]: the reconcile (rollout order, seeds, secrets, status);
 //! - [`keyspaces`]: data-plane work (system replication, join, removal);
-//! - [`medusa`]: Medusa's Secret, ConfigMap and containers in the datacenters' pods;
+//! - [`medusa`]: Medusa's Secret, ConfigMap and containers in the datacenters' pods, and
+//!   each datacenter's purge schedule;
 //! - [`reaper`]: Reaper's Secrets, role and keyspace, and a Reaper object per datacenter;
 //! - [`stargate`]: a Stargate object per datacenter and the Stargate auth keyspace;
 //! - [`telemetry`]: telemetry, audit and full-query-logging fields handed to the datacenters;
@@ -22,10 +23,9 @@
 //! CassandraDatacenter, a removal its `status.datacenters[].decommissionProgress`, and the
 //! gossip view tells which nodes already left.
 //!
-//! Not covered here: Reaper's JMX settings (`httpManagement.enabled: false`), Medusa's
-//! purge schedule, encryption stores and per-node ConfigMaps, and the
-//! `once` value of `k8ssandra.io/autoupdate-spec` behaves like `always` (a plan cannot
-//! remove the parent's annotation).
+//! Not covered here: Reaper's JMX settings (`httpManagement.enabled: false`), encryption
+//! stores and per-node ConfigMaps, and the `once` value of `k8ssandra.io/autoupdate-spec`
+//! behaves like `always` (a plan cannot remove the parent's annotation).
 
 pub mod cluster;
 pub mod dc;
@@ -60,6 +60,8 @@ impl Policy for K8ssandraClusterPolicy {
                 KindRef::new(stargate::API_VERSION, stargate::KIND),
                 KindRef::new(reaper::API_VERSION, reaper::KIND),
                 KindRef::new("v1", "ConfigMap"),
+                // Medusa's purge schedule of each datacenter.
+                KindRef::new(medusa::CONFIGURATION_API_VERSION, medusa::SCHEDULE_KIND),
             ],
             reads: vec![
                 // Cassandra pods everywhere: seeds for the other datacenters, and the nodes

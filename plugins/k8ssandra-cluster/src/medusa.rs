@@ -14,25 +14,34 @@
 //! Bad settings refuse the datacenter (the Valid condition names the field): the running
 //! datacenter is kept as it is and the live ConfigMaps are re-applied unchanged.
 //!
-//! Not here: the purge MedusaBackupSchedule `<kc>-<dc>-medusa-purge`, which needs the
-//! MedusaBackupSchedule policy.
+//! After a datacenter is Ready (and not stopped): the MedusaBackupSchedule
+//! `<kc>-<dc>-medusa-purge` beside it (purge daily at midnight UTC, as KO), unless
+//! `purgeBackups: false`. The `medusa-backup-schedule` policy turns it into a purge
+//! MedusaTask each night. Without `spec.medusa` or with `purgeBackups: false` the plan no
+//! longer lists it and the host prunes it; a datacenter that later rolls or stops keeps it.
 
 use std::collections::BTreeSet;
 
 use k8ssandra_api::k8ssandra::K8ssandraCluster;
-use k8ssandra_api::labels::{K8SSANDRA_CLUSTER_NAME_LABEL, K8SSANDRA_CLUSTER_NAMESPACE_LABEL};
+use k8ssandra_api::labels::{
+    CLEANED_UP_BY_LABEL, K8SSANDRA_CLUSTER_NAME_LABEL, K8SSANDRA_CLUSTER_NAMESPACE_LABEL,
+    K8SSANDRA_DATACENTER_LABEL,
+};
 use k8ssandra_api::medusa::{
     BACKUP_SIDECAR_NAME, BACKUP_SIDECAR_PORT, CredentialsType, MedusaClusterTemplate,
-    MedusaConfiguration, Storage, StorageProvider,
+    MedusaConfiguration, Storage, StorageProvider, restore_config_map_name,
 };
 use k8ssandra_api::names::cleanup_for_kubernetes;
-use k8ssandra_policy_sdk::{GeneratedSecret, PolicyError, Snapshot};
+use k8ssandra_policy_sdk::{EventType, GeneratedSecret, PolicyError, Snapshot};
 use serde_json::{Map, Value, json};
 
 use crate::cluster::Ctx;
 
 pub const CONFIGURATION_API_VERSION: &str = "medusa.k8ssandra.io/v1alpha1";
 pub const CONFIGURATION_KIND: &str = "MedusaConfiguration";
+pub const SCHEDULE_KIND: &str = "MedusaBackupSchedule";
+/// KO's purge schedule: every day at midnight (UTC).
+pub const PURGE_CRON: &str = "0 0 * * *";
 
 /// Name of the `medusa-restore` init container.
 pub const RESTORE_CONTAINER: &str = "medusa-restore";
@@ -603,10 +612,18 @@ pub fn with_medusa(s: &Snapshot, kc: &K8ssandraCluster, mut dc: Value) -> Result
     // A user's `medusa-restore` keeps its other fields; image, env, mounts, resources and
     // security context are the operator's.
     let inits = array_mut(pod, "initContainers");
+    // A restore's parameters come from the ConfigMap a running MedusaRestoreJob owns, never
+    // from the template: once the job ends the ConfigMap goes, and a later change or
+    // scale-up neither rolls the datacenter again nor restores a new node (KO #1058).
+    let restore_env_from = json!([{"configMapRef": {
+        "name": restore_config_map_name(snapshot_dc["metadata"]["name"].as_str().unwrap_or_default()),
+        "optional": true,
+    }}]);
     let restore_fields = [
         ("image", json!(img)),
         ("imagePullPolicy", json!(pull)),
         ("env", env(&t, kc, &kc_name, "RESTORE")),
+        ("envFrom", restore_env_from),
         ("volumeMounts", mounts.clone()),
         ("resources", resources(&t.init_container_resources)),
     ];
@@ -694,6 +711,7 @@ pub fn run(cx: &mut Ctx) -> Result<(), PolicyError> {
         Err(_) => {
             // Already reported by the datacenters (Valid=False); keep what runs.
             keep_live_config_maps(cx)?;
+            keep_live_schedules(cx)?;
             return Ok(());
         }
     };
@@ -735,6 +753,94 @@ pub fn run(cx: &mut Ctx) -> Result<(), PolicyError> {
             "data": {"medusa.ini": medusa_ini(&t, &cx.name, obj)},
         });
         cx.plan.apply(&st.context, &cm)?;
+    }
+    purge_schedules(cx, &t)
+}
+
+/// `<kc>-<dc>-medusa-purge`: the purge schedule of one datacenter (KO's name).
+pub fn purge_schedule_name(cluster: &str, dc: &str) -> String {
+    cleanup_for_kubernetes(&format!("{cluster}-{dc}-medusa-purge"))
+}
+
+/// The live purge schedules this cluster made, with their Kubernetes cluster.
+fn live_schedules(cx: &Ctx) -> Vec<(String, Value)> {
+    cx.s.children
+        .iter()
+        .filter(|o| o.kind().as_deref() == Some(SCHEDULE_KIND))
+        .filter_map(|o| Some((o.cluster.clone(), o.value().ok()?)))
+        .collect()
+}
+
+/// One purge MedusaBackupSchedule per datacenter once it is Ready and running; kept while
+/// it rolls or stops later, so its `lastExecution` survives.
+fn purge_schedules(cx: &mut Ctx, t: &MedusaClusterTemplate) -> Result<(), PolicyError> {
+    if t.purge_backups == Some(false) {
+        return Ok(());
+    }
+    let live = live_schedules(cx);
+    let dcs = cx.dcs.clone();
+    // Nothing is decided in a cluster without a view of it (the host prunes nothing there).
+    for st in dcs.iter().filter(|d| d.reachable && d.exists) {
+        let name = purge_schedule_name(&cx.cluster_name, &st.cass_name);
+        let existing = live.iter().any(|(c, v)| {
+            c == &st.context
+                && v.pointer("/metadata/namespace").and_then(Value::as_str)
+                    == Some(st.namespace.as_str())
+                && v.pointer("/metadata/name").and_then(Value::as_str) == Some(name.as_str())
+        });
+        let may_create = st.ready && !st.stopped;
+        if !existing && !may_create {
+            continue;
+        }
+        if !existing {
+            cx.plan.event(
+                EventType::Normal,
+                "CreatingMedusaPurgeSchedule",
+                format!(
+                    "creating MedusaBackupSchedule {name}: purge of datacenter {}'s expired backups daily ({PURGE_CRON})",
+                    st.name
+                ),
+            );
+        }
+        let schedule = json!({
+            "apiVersion": CONFIGURATION_API_VERSION,
+            "kind": SCHEDULE_KIND,
+            "metadata": {
+                "name": name,
+                "namespace": st.namespace,
+                "labels": {
+                    CLEANED_UP_BY_LABEL: "k8ssandracluster-controller",
+                    K8SSANDRA_CLUSTER_NAME_LABEL: cx.name,
+                    K8SSANDRA_CLUSTER_NAMESPACE_LABEL: cx.namespace,
+                    K8SSANDRA_DATACENTER_LABEL: st.name,
+                },
+            },
+            "spec": {
+                "cronSchedule": PURGE_CRON,
+                "operationType": "purge",
+                // The Medusa policies find the datacenter by its object name.
+                "backupSpec": {"cassandraDatacenter": st.name},
+            },
+        });
+        cx.plan.apply(&st.context, &schedule)?;
+    }
+    Ok(())
+}
+
+/// Re-applies the live purge schedules unchanged while the spec is refused.
+fn keep_live_schedules(cx: &mut Ctx) -> Result<(), PolicyError> {
+    for (ctx, v) in live_schedules(cx) {
+        let keep = json!({
+            "apiVersion": CONFIGURATION_API_VERSION,
+            "kind": SCHEDULE_KIND,
+            "metadata": {
+                "name": v.pointer("/metadata/name"),
+                "namespace": v.pointer("/metadata/namespace"),
+                "labels": v.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
+            },
+            "spec": v.get("spec").cloned().unwrap_or(json!({})),
+        });
+        cx.plan.apply(&ctx, &keep)?;
     }
     Ok(())
 }

@@ -282,7 +282,8 @@ fn describe_names_parent_owned_and_read_kinds() {
             "ReplicatedSecret",
             "Stargate",
             "Reaper",
-            "ConfigMap"
+            "ConfigMap",
+            "MedusaBackupSchedule"
         ]
     );
     assert!(
@@ -1473,5 +1474,6 @@ fn stargate_settings_are_checked_at_admission() {
 
 /// Reaper (`spec.reaper`); kept in its own file, next to this one.
 mod medusa;
+mod medusa_purge;
 mod reaper;
 mod sidecars;

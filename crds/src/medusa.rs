@@ -670,7 +670,29 @@ pub struct MedusaRestoreJobSpec {
 
     /// Name of the CassandraDatacenter to restore into.
     pub cassandra_datacenter: String,
+
+    /// Restore only these keyspaces (beyond upstream, which restores everything); empty or
+    /// unset restores every keyspace. Delivered to the restore init container as
+    /// `RESTORE_KEYSPACES` (comma separated), Medusa's `restore_node` keyspaces set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyspaces: Option<Vec<String>>,
+
+    /// Restore only these tables, each `keyspace.table` (beyond upstream); empty or unset
+    /// restores every table of the chosen keyspaces. Delivered as `RESTORE_TABLES`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<Vec<String>>,
 }
+
+/// Name of the ConfigMap a running MedusaRestoreJob makes for datacenter `dc` (the object
+/// name): the `medusa-restore` init container reads it through `envFrom` (optional), so the
+/// pod template never carries a restore and a later change does not restore or roll again.
+pub fn restore_config_map_name(dc: &str) -> String {
+    format!("{dc}-medusa-restore")
+}
+
+/// Phase of a MedusaRestoreJob while its datacenter is stopped for the restore: the
+/// cassandra-datacenter policy stops a datacenter with a job of its own in this phase.
+pub const RESTORE_PHASE_STOP: &str = "Stopping";
 
 /// Progress of a restore.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
@@ -714,6 +736,19 @@ pub struct MedusaRestoreJobStatus {
     /// Why the restore failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+
+    /// Where the restore stands: `Validating`, `Stopping` (the datacenter stops, with the
+    /// restore ConfigMap in place), `Starting` (pods restore in their init container and
+    /// start), `Roles` (the datacenter's roles are re-created: the restored `system_auth`
+    /// holds old passwords), `Complete` or `Failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+
+    /// `Complete`, `Failed` (the message names the field and the rule, or the step), and
+    /// `Progressing` (what the restore waits for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Option<Vec<Condition>>,
 }
 
 /// Mapping of backed-up nodes to the nodes that restore them.

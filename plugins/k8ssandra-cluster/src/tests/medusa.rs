@@ -287,6 +287,16 @@ fn the_datacenter_gets_the_containers_volumes_and_role() {
     );
     assert!(cql(restore));
     assert_eq!(restore["volumeMounts"], want_mounts);
+    // A restore's parameters come only from the restore job's ConfigMap (optional: absent
+    // between restores), never from the template.
+    assert_eq!(
+        restore["envFrom"],
+        json!([{"configMapRef": {"name": format!("{}-medusa-restore", dc1["metadata"]["name"].as_str().unwrap()), "optional": true}}])
+    );
+    assert!(restore["env"].as_array().unwrap().iter().all(|e| {
+        !["BACKUP_NAME", "RESTORE_KEY", "RESTORE_MAPPING"]
+            .contains(&e["name"].as_str().unwrap_or_default())
+    }));
 
     assert_eq!(
         named(&pod["volumes"], "demo-medusa"),

@@ -29,7 +29,7 @@ use k8ssandra_api::labels::{
 };
 use k8ssandra_api::medusa::{
     BACKUP_SIDECAR_NAME, BACKUP_SIDECAR_PORT, CredentialsType, MedusaClusterTemplate,
-    MedusaConfiguration, Storage, StorageProvider,
+    MedusaConfiguration, Storage, StorageProvider, restore_config_map_name,
 };
 use k8ssandra_api::names::cleanup_for_kubernetes;
 use k8ssandra_policy_sdk::{EventType, GeneratedSecret, PolicyError, Snapshot};
@@ -612,10 +612,18 @@ pub fn with_medusa(s: &Snapshot, kc: &K8ssandraCluster, mut dc: Value) -> Result
     // A user's `medusa-restore` keeps its other fields; image, env, mounts, resources and
     // security context are the operator's.
     let inits = array_mut(pod, "initContainers");
+    // A restore's parameters come from the ConfigMap a running MedusaRestoreJob owns, never
+    // from the template: once the job ends the ConfigMap goes, and a later change or
+    // scale-up neither rolls the datacenter again nor restores a new node (KO #1058).
+    let restore_env_from = json!([{"configMapRef": {
+        "name": restore_config_map_name(snapshot_dc["metadata"]["name"].as_str().unwrap_or_default()),
+        "optional": true,
+    }}]);
     let restore_fields = [
         ("image", json!(img)),
         ("imagePullPolicy", json!(pull)),
         ("env", env(&t, kc, &kc_name, "RESTORE")),
+        ("envFrom", restore_env_from),
         ("volumeMounts", mounts.clone()),
         ("resources", resources(&t.init_container_resources)),
     ];

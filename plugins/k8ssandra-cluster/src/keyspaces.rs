@@ -37,6 +37,7 @@ pub fn run(cx: &mut Ctx) {
         joins(cx);
     }
     removals(cx, system_done, &cleared);
+    crate::stargate::removal(cx);
 }
 
 /// The keyspaces whose replication the operator manages.
@@ -301,8 +302,9 @@ fn replicating_keyspaces(cx: &mut Ctx, c: &ChildDc) -> Option<Vec<String>> {
             .unwrap_or_default()
             .into_iter()
             .filter(|k| !is_system_keyspace(k))
-            // Managed here like the system keyspaces while Stargate is wanted.
-            .filter(|k| !(cx.kc.has_stargates() && k == AUTH_KEYSPACE))
+            // Managed here like the system keyspaces while Stargate is wanted, and about
+            // to go when it is to be dropped.
+            .filter(|k| !(k == AUTH_KEYSPACE && crate::stargate::auth_keyspace_managed(cx)))
             .collect();
         let mut blocking = Vec::new();
         let mut pending = false;

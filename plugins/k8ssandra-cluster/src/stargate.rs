@@ -8,9 +8,16 @@
 //!   through their ownerReferences) when the template goes or the datacenter is stopped.
 //! - Nothing here changes a CassandraDatacenter: adding or removing Stargate restarts no
 //!   Cassandra pod.
-//! - Removing Stargate keeps the auth keyspace and its tokens: the policy contract has no
-//!   operation that drops a keyspace, and data is only deleted when a user says so
-//!   (`DROP KEYSPACE data_endpoint_auth` with CQL).
+//! - Removing Stargate keeps the auth keyspace and its tokens unless the K8ssandraCluster
+//!   says otherwise: data is only deleted when a user asks for it. The choice is the
+//!   annotation `k8ssandra.io/stargate-auth-keyspace-on-removal` (`keep`, the default, or
+//!   `drop`) rather than a spec field: upstream's CRD has no such field, so manifests stay
+//!   valid for both operators, and the choice can be made after `spec.stargate` is gone
+//!   without a spec change. Kept, the condition `StargateAuthKeyspace` (True, `Kept`) and a
+//!   Normal Event say so and how to drop it; asked to drop, once no Stargate object of the
+//!   cluster remains (its pods use the keyspace), `drop-keyspace` runs once on a ready node
+//!   with the superuser Secret, and the condition turns False (`Dropped`). The condition is
+//!   also the memory of what was done: it survives restarts in the status.
 //! - `status.datacenters[dc].stargate` mirrors each Stargate's status.
 
 use std::collections::BTreeMap;
@@ -26,7 +33,7 @@ use k8ssandra_api::stargate::{
     StargateStatus, resource_name,
 };
 use k8ssandra_policy_sdk::{
-    EventType, OperationKind, PolicyError, Violation, simple_table, violation,
+    EventType, KeyspaceDrop, OperationKind, PolicyError, Violation, simple_table, violation,
 };
 use serde_json::{Value, json};
 
@@ -35,6 +42,19 @@ use crate::dc::merged_options;
 
 pub const API_VERSION: &str = "stargate.k8ssandra.io/v1alpha1";
 pub const KIND: &str = "Stargate";
+
+/// What becomes of the auth keyspace when Stargate is removed: `keep` (default) or `drop`.
+pub const AUTH_KEYSPACE_ON_REMOVAL: &str = "k8ssandra.io/stargate-auth-keyspace-on-removal";
+pub const ON_REMOVAL_KEEP: &str = "keep";
+pub const ON_REMOVAL_DROP: &str = "drop";
+/// The condition telling what became of the auth keyspace after Stargate's removal.
+pub const AUTH_KEYSPACE_CONDITION: &str = "StargateAuthKeyspace";
+pub const REASON_KEPT: &str = "Kept";
+pub const REASON_DROP_PENDING: &str = "DropPending";
+pub const REASON_DROPPING: &str = "Dropping";
+pub const REASON_DROPPED: &str = "Dropped";
+/// Requeue while waiting for the Stargate objects to go.
+const WAIT_MS: u64 = 10_000;
 
 /// The merged Stargate settings of datacenter `i`, if Stargate is wanted there.
 fn template(kc: &K8ssandraCluster, i: usize) -> Result<Option<StargateDatacenterTemplate>, String> {
@@ -49,6 +69,18 @@ fn template(kc: &K8ssandraCluster, i: usize) -> Result<Option<StargateDatacenter
 /// of the datacenter.
 pub fn violations(kc: &K8ssandraCluster) -> Vec<Violation> {
     let mut out = Vec::new();
+    if let Some(v) = kc
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(AUTH_KEYSPACE_ON_REMOVAL))
+        .filter(|v| *v != ON_REMOVAL_KEEP && *v != ON_REMOVAL_DROP)
+    {
+        out.push(violation(
+            &format!("metadata.annotations[{AUTH_KEYSPACE_ON_REMOVAL}]"),
+            format!("must be {ON_REMOVAL_KEEP:?} or {ON_REMOVAL_DROP:?}, not {v:?}"),
+        ));
+    }
     if let Some(c) = &kc.spec.stargate {
         for (f, m) in c.template.check("spec.stargate") {
             out.push(violation(&f, m));
@@ -214,4 +246,163 @@ fn desired(
         "metadata": metadata,
         "spec": spec,
     }))
+}
+
+/// Whether the K8ssandraCluster asks for the auth keyspace to be dropped once Stargate is
+/// removed.
+fn drop_on_removal(kc: &K8ssandraCluster) -> bool {
+    kc.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(AUTH_KEYSPACE_ON_REMOVAL))
+        .is_some_and(|v| v == ON_REMOVAL_DROP)
+}
+
+/// Whether the operator still answers for the auth keyspace: while Stargate is wanted, or
+/// while it is to be dropped. Otherwise a kept keyspace is the user's, like any other.
+pub fn auth_keyspace_managed(cx: &Ctx) -> bool {
+    cx.kc.has_stargates() || drop_on_removal(&cx.kc)
+}
+
+/// The previous reconcile's `StargateAuthKeyspace` condition: its status and reason.
+fn prev_auth_condition(cx: &Ctx) -> Option<(String, String)> {
+    cx.prev
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == AUTH_KEYSPACE_CONDITION)
+        .map(|c| (c.status.clone(), c.reason.clone().unwrap_or_default()))
+}
+
+/// The auth keyspace once `spec.stargate` is gone everywhere: kept (the default) or
+/// dropped as the annotation asks, recorded in the `StargateAuthKeyspace` condition.
+pub fn removal(cx: &mut Ctx) {
+    if cx.kc.has_stargates()
+        || cx.kc.metadata.deletion_timestamp.is_some()
+        || cx.dcs.iter().all(|d| !d.exists)
+    {
+        return;
+    }
+    let prev = prev_auth_condition(cx);
+    let live: Vec<String> =
+        cx.s.children
+            .iter()
+            .filter(|o| o.kind().as_deref() == Some(KIND))
+            .filter_map(|o| o.name())
+            .collect();
+    let had_stargate = prev.is_some()
+        || !live.is_empty()
+        || cx
+            .prev
+            .datacenters
+            .as_ref()
+            .is_some_and(|d| d.values().any(|e| e.stargate.is_some()));
+    if !had_stargate {
+        return;
+    }
+    let prev_reason = prev.map(|(_, r)| r).unwrap_or_default();
+    if prev_reason == REASON_DROPPED {
+        cx.condition(
+            AUTH_KEYSPACE_CONDITION,
+            false,
+            REASON_DROPPED,
+            format!("Stargate was removed and its auth keyspace {AUTH_KEYSPACE} dropped"),
+        );
+        return;
+    }
+    if !drop_on_removal(&cx.kc) {
+        let message = format!(
+            "Stargate was removed; its auth keyspace {AUTH_KEYSPACE} (Stargate's tokens) was \
+             kept and is no longer managed. To drop it, annotate this K8ssandraCluster with \
+             {AUTH_KEYSPACE_ON_REMOVAL}={ON_REMOVAL_DROP}"
+        );
+        if prev_reason != REASON_KEPT {
+            cx.plan.event(
+                EventType::Normal,
+                "StargateAuthKeyspaceKept",
+                message.clone(),
+            );
+        }
+        cx.condition(AUTH_KEYSPACE_CONDITION, true, REASON_KEPT, message);
+        return;
+    }
+    // Its users first: every Stargate of the cluster gone, in clusters we can all see.
+    let unseen: Vec<String> = cx
+        .dcs
+        .iter()
+        .filter(|d| !d.reachable)
+        .map(|d| d.context.clone())
+        .collect();
+    if !live.is_empty() || !unseen.is_empty() {
+        let why = if live.is_empty() {
+            format!(
+                "clusters {} cannot be seen, and a Stargate there may still use it",
+                unseen.join(", ")
+            )
+        } else {
+            format!("Stargate {} still exists", live.join(", "))
+        };
+        cx.condition(
+            AUTH_KEYSPACE_CONDITION,
+            true,
+            REASON_DROP_PENDING,
+            format!("the auth keyspace {AUTH_KEYSPACE} is dropped once Stargate is gone: {why}"),
+        );
+        cx.plan.requeue_after(WAIT_MS);
+        return;
+    }
+    let Some(secret) = cx.superuser_secret() else {
+        cx.condition(
+            AUTH_KEYSPACE_CONDITION,
+            true,
+            REASON_KEPT,
+            format!(
+                "the auth keyspace {AUTH_KEYSPACE} cannot be dropped by the operator: with \
+                 external secrets it has no superuser credentials; drop it with CQL"
+            ),
+        );
+        return;
+    };
+    let Some(target) = cx.ready_node(None) else {
+        cx.condition(
+            AUTH_KEYSPACE_CONDITION,
+            true,
+            REASON_DROP_PENDING,
+            format!("the auth keyspace {AUTH_KEYSPACE} is dropped once a node is ready"),
+        );
+        return;
+    };
+    let base = format!(
+        "stargate-auth/drop/{}",
+        cx.kc.metadata.generation.unwrap_or_default()
+    );
+    if let crate::util::Step::Backoff(_, msg) = crate::util::step(cx.s, &base) {
+        cx.plan.event(
+            EventType::Warning,
+            "StargateAuthKeyspaceDropFailed",
+            format!("dropping the auth keyspace {AUTH_KEYSPACE} failed (retrying): {msg}"),
+        );
+    }
+    let kind = OperationKind::DropKeyspace(KeyspaceDrop {
+        keyspace: AUTH_KEYSPACE.to_string(),
+        credentials_secret: secret,
+    });
+    if crate::keyspaces::drive(cx, &base, Some(target), kind).is_some() {
+        let message = format!("Stargate was removed and its auth keyspace {AUTH_KEYSPACE} dropped");
+        cx.plan.event(
+            EventType::Normal,
+            "StargateAuthKeyspaceDropped",
+            message.clone(),
+        );
+        cx.condition(AUTH_KEYSPACE_CONDITION, false, REASON_DROPPED, message);
+    } else {
+        cx.condition(
+            AUTH_KEYSPACE_CONDITION,
+            true,
+            REASON_DROPPING,
+            format!(
+                "dropping the auth keyspace {AUTH_KEYSPACE}, as {AUTH_KEYSPACE_ON_REMOVAL} asks"
+            ),
+        );
+    }
 }

@@ -1477,3 +1477,4 @@ mod medusa;
 mod medusa_purge;
 mod reaper;
 mod sidecars;
+mod stargate;

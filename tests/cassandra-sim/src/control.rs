@@ -20,6 +20,7 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         .route("/sim/requests", get(requests))
         .route("/sim/faults", post(faults))
         .route("/sim/keyspaces", post(keyspaces))
+        .route("/sim/data", post(write_data))
         .route("/sim/config", get(config).post(set_config))
         .route("/healthz", get(|| async { "OK" }))
         .with_state(core)
@@ -66,4 +67,13 @@ async fn config(State(core): State<Arc<Core>>) -> Response {
 
 async fn set_config(State(core): State<Arc<Core>>, Json(u): Json<ConfigUpdate>) -> Response {
     Json(core.update_config(&u)).into_response()
+}
+
+/// `POST /sim/data` `{cluster, keyspace, table, version}`: every node of the cluster holds it.
+async fn write_data(
+    State(core): State<Arc<Core>>,
+    Json(req): Json<crate::data::DataWrite>,
+) -> Response {
+    core.write_data(&req);
+    StatusCode::NO_CONTENT.into_response()
 }

@@ -288,6 +288,12 @@ struct Node {
     gossip_since: Instant,
     /// A move job runs: a range movement.
     moving: bool,
+    /// What the node holds: a version per (keyspace, table) (`data.rs`).
+    data: crate::data::NodeData,
+    /// `/var/lib/cassandra/.last-restore`: the key of the last restore carried out here.
+    last_restore: Option<String>,
+    /// The pod (uid) whose init containers last ran for this node: they run once per pod.
+    init_uid: Option<String>,
 }
 
 impl Node {
@@ -320,6 +326,9 @@ impl Node {
             gossip_prev: None,
             gossip_since: Instant::now(),
             moving: false,
+            data: Default::default(),
+            last_restore: None,
+            init_uid: None,
         }
     }
 
@@ -1341,6 +1350,7 @@ impl Core {
             w.dirty.insert(key.clone());
             if w.pods.get(&key).is_none_or(|p| {
                 p.info.ip != info.ip
+            w.init_containers(&self.medusa, &info);
                     || p.info.mgmt_api_start_delay_ms != info.mgmt_api_start_delay_ms
                     || p.info.mgmt_tls != info.mgmt_tls
             }) {
@@ -1435,6 +1445,7 @@ impl Core {
         })
         .map_err(|_| "Cassandra is not running on this pod".to_string())
     }
+            data: n.data.clone(),
 
     /// The Cassandra cluster of a pod, also while its node is down.
     pub(crate) fn medusa_cluster(&self, key: &PodKey) -> Option<String> {
@@ -3072,4 +3083,122 @@ fn start_node(w: &mut World, fx: &mut Effects, key: &PodKey, replace_ip: Option<
         }
     });
     Reply::text(StatusCode::CREATED, "OK\n")
+}
+
+// ----- data and restores (data.rs) --------------------------------------------------------
+
+impl World {
+    /// What the pod's init containers do once per pod (uid): Medusa's restore, when the pod
+    /// carries one whose key differs from the node's `.last-restore`.
+    fn init_containers(&mut self, medusa: &crate::medusa::MedusaStore, info: &PodInfo) {
+        let Some(at) = self.at(&info.key) else {
+            return;
+        };
+        let Some(node) = self.node(&at) else {
+            return;
+        };
+        if node.init_uid.as_deref() == Some(info.uid.as_str()) {
+            return;
+        }
+        let last_restore = node.last_restore.clone();
+        let dc = node.dc.clone();
+        let current = node.data.clone();
+        if let Some(n) = self.node_mut(&at) {
+            n.init_uid = Some(info.uid.clone());
+        }
+        let Some(env) = info.restore.clone() else {
+            return;
+        };
+        if last_restore.as_deref() == Some(env.restore_key.as_str()) {
+            return;
+        }
+        let pod = Some(info.key.clone());
+        let source = match env.source_of(&info.key.name) {
+            Ok(Some((source, _))) => source,
+            Ok(None) => {
+                // Medusa skips a pod missing from the mapping (KO #1037).
+                let mut e = self.entry("restore", &at.cluster, Some(&at), "skipped");
+                e.detail = Some(format!(
+                    "backup={} key={}: the pod is not in RESTORE_MAPPING",
+                    env.backup_name, env.restore_key
+                ));
+                self.record(e);
+                return;
+            }
+            Err(why) => {
+                self.violate("restore_mapping_invalid", &at.cluster, pod, &why);
+                return;
+            }
+        };
+        let part = match medusa.restore_source(&at.cluster, &env.backup_name, &source) {
+            Ok(part) => part,
+            Err(why) => {
+                self.violate("restore_unknown_backup", &at.cluster, pod, &why);
+                return;
+            }
+        };
+        if part.datacenter != dc {
+            self.violate(
+                "restore_foreign_datacenter",
+                &at.cluster,
+                pod.clone(),
+                &format!(
+                    "restored {} of backup {} taken in datacenter {} into datacenter {dc}",
+                    part.host, env.backup_name, part.datacenter
+                ),
+            );
+        }
+        let data = crate::data::restored(&current, &part.data, &env);
+        if let Some(n) = self.node_mut(&at) {
+            n.data = data;
+            n.last_restore = Some(env.restore_key.clone());
+        }
+        let mut e = self.entry("restore", &at.cluster, Some(&at), "ok");
+        e.pod = Some(info.key.clone());
+        e.detail = Some(format!(
+            "backup={} key={} source={source} keyspaces={} tables={}",
+            env.backup_name,
+            env.restore_key,
+            env.keyspaces.as_deref().unwrap_or("*"),
+            env.tables.as_deref().unwrap_or("*"),
+        ));
+        self.record(e);
+    }
+}
+
+impl Core {
+    /// Every node of `cluster` now holds `version` in `keyspace.table`.
+    pub(crate) fn write_data(&self, req: &crate::data::DataWrite) {
+        let mut w = self.lock();
+        let Some(c) = w.clusters.get_mut(&req.cluster) else {
+            return;
+        };
+        for n in c.nodes.values_mut() {
+            n.data.insert(
+                (req.keyspace.clone(), req.table.clone()),
+                req.version.clone(),
+            );
+        }
+    }
+
+    /// Each node's data by pod (`namespace/name`), tables as `keyspace.table`.
+    pub(crate) fn data(&self, cluster: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+        let w = self.lock();
+        let Some(c) = w.clusters.get(cluster) else {
+            return BTreeMap::new();
+        };
+        c.nodes
+            .values()
+            .filter_map(|n| {
+                let pod = n.pod.as_ref()?;
+                Some((
+                    format!("{}/{}", pod.namespace, pod.name),
+                    n.data
+                        .iter()
+                        .map(|((k, t), v)| (format!("{k}.{t}"), v.clone()))
+                        .collect(),
+                ))
+            })
+            .collect()
+    }
 }

@@ -1,12 +1,12 @@
 //! Pods from Kubernetes: a watch per context feeds the simulator, and readiness goes back as a
 //! status patch, the way a kubelet's readiness probe would set it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::{Core, ReadyPatch};
+use crate::data::{RESTORE_CONTAINER, RestoreEnv};
 use crate::model::*;
 
 /// Field manager of the readiness patches, distinct from the fake kubelet's.
@@ -148,7 +149,48 @@ pub async fn pod_info_with_client(context: &str, pod: &Pod, client: &Client) -> 
         }
     };
     let tls = crate::tls::mgmt_tls_with_client(pod, client).await;
-    pod_info_with_secret(context, pod, secret.as_deref(), tls)
+    let mut info = pod_info_with_secret(context, pod, secret.as_deref(), tls)?;
+    info.restore = restore_env_with_client(pod, client).await;
+    Some(info)
+}
+
+/// The restore parameters of the pod's `medusa-restore` init container: its `envFrom`
+/// ConfigMaps (a missing optional one adds nothing), then its own `env` values, as the
+/// kubelet builds a container's environment.
+async fn restore_env_with_client(pod: &Pod, client: &Client) -> Option<RestoreEnv> {
+    let init = pod
+        .spec
+        .as_ref()?
+        .init_containers
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == RESTORE_CONTAINER)?;
+    let ns = pod.namespace().unwrap_or_default();
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    for from in init.env_from.iter().flatten() {
+        let Some(name) = from.config_map_ref.as_ref().map(|r| r.name.clone()) else {
+            continue;
+        };
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        match api.get_opt(&name).await {
+            Ok(Some(cm)) => {
+                let prefix = from.prefix.clone().unwrap_or_default();
+                for (k, v) in cm.data.unwrap_or_default() {
+                    vars.insert(format!("{prefix}{k}"), v);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(config_map = %name, namespace = %ns, error = %e, "cannot read the restore ConfigMap");
+            }
+        }
+    }
+    for e in init.env.iter().flatten() {
+        if let Some(v) = &e.value {
+            vars.insert(e.name.clone(), v.clone());
+        }
+    }
+    RestoreEnv::from_vars(&vars)
 }
 
 fn pod_info_with_secret(
@@ -229,6 +271,7 @@ fn pod_info_with_secret(
         mgmt_tls,
         medusa_grpc_port: medusa_grpc_port(pod),
         cql_port: crate::cql::native_port(pod),
+        restore: None,
     })
 }
 

@@ -16,6 +16,7 @@ mod client;
 mod control;
 mod core;
 pub mod cql;
+pub mod data;
 mod error;
 mod kube_source;
 pub mod medusa;
@@ -254,3 +255,21 @@ impl Drop for SimHandle {
         }
     }
 }
+    /// Every node of `cluster` now holds `version` in `keyspace.table` (a test's "state A").
+    pub fn write_data(&self, cluster: &str, keyspace: &str, table: &str, version: &str) {
+        self.core.write_data(&data::DataWrite {
+            cluster: cluster.into(),
+            keyspace: keyspace.into(),
+            table: table.into(),
+            version: version.into(),
+        });
+    }
+
+    /// Each node's data in `cluster` by pod (`namespace/name`), tables as `keyspace.table`.
+    pub fn data(
+        &self,
+        cluster: &str,
+    ) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
+        self.core.data(cluster)
+    }
+

@@ -70,6 +70,9 @@ pub struct NodePart {
     pub failed: bool,
     pub size: i64,
     pub objects: i64,
+    /// The node's data when its backup started: what a restore from this part brings back.
+    #[serde(skip)]
+    pub data: crate::data::NodeData,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -115,6 +118,7 @@ pub(crate) struct NodeFacts {
     pub host: String,
     pub tokens: Vec<i64>,
     pub load_bytes: u64,
+    pub data: crate::data::NodeData,
 }
 
 fn now_ms() -> u64 {
@@ -203,8 +207,41 @@ impl MedusaStore {
             failed,
             size: facts.load_bytes as i64,
             objects: 10,
+            data: facts.data,
         });
         status_of(part, now)
+    }
+
+    /// The finished part of backup `name` of `cluster` taken on `host`, for a restore. Err
+    /// says why there is none (no such backup in this cluster, only in another one, or no
+    /// finished part of that host).
+    pub(crate) fn restore_source(
+        &self,
+        cluster: &str,
+        name: &str,
+        host: &str,
+    ) -> Result<NodePart, String> {
+        let s = self.lock();
+        let Some(backup) = s.backups.get(cluster).and_then(|b| b.get(name)) else {
+            let elsewhere: Vec<&String> = s
+                .backups
+                .iter()
+                .filter(|(_, b)| b.contains_key(name))
+                .map(|(c, _)| c)
+                .collect();
+            return Err(if elsewhere.is_empty() {
+                format!("backup {name} does not exist")
+            } else {
+                format!("backup {name} belongs to cluster(s) {elsewhere:?}, not {cluster}")
+            });
+        };
+        let now = now_ms();
+        backup
+            .nodes
+            .values()
+            .find(|p| p.host == host && !p.failed && p.finishes_ms <= now)
+            .cloned()
+            .ok_or_else(|| format!("backup {name} holds no finished part of host {host}"))
     }
 
     fn part(&self, cluster: &str, pod: &str, name: &str) -> Option<NodePart> {

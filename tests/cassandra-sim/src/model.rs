@@ -101,6 +101,10 @@ pub struct PodInfo {
     /// serves there. None: Cassandra's 9042.
     #[serde(default)]
     pub cql_port: Option<u16>,
+    /// The restore the pod's `medusa-restore` init container would carry out (its env and
+    /// `envFrom` ConfigMaps resolved when the pod was seen); None: no restore.
+    #[serde(default)]
+    pub restore: Option<crate::data::RestoreEnv>,
 }
 
 /// One container status of a pod, as observed.
@@ -313,6 +317,7 @@ impl PodInfo {
             metrics_config: None,
             mgmt_tls: None,
             medusa_grpc_port: None,
+            restore: None,
             cql_port: None,
         }
     }

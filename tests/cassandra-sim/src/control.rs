@@ -23,6 +23,7 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         .route("/sim/data", post(write_data))
         .route("/sim/config", get(config).post(set_config))
         .route("/healthz", get(|| async { "OK" }))
+        .merge(crate::reaper::control_routes())
         .with_state(core)
 }
 

@@ -946,6 +946,8 @@ pub(crate) struct Core {
     kube_clients: Mutex<HashMap<String, kube::Client>>,
     /// The backups Medusa's storage holds, and its faults.
     pub(crate) medusa: crate::medusa::MedusaStore,
+    /// The simulated Reapers: their pods, storages, faults (`reaper.rs`).
+    pub(crate) reaper: crate::reaper::ReaperStore,
 }
 
 /// Requests kept in the log; older ones are dropped.
@@ -972,6 +974,7 @@ impl Core {
             requests: Mutex::new(RequestLog::default()),
             kube_clients: Mutex::new(HashMap::new()),
             medusa: crate::medusa::MedusaStore::default(),
+            reaper: crate::reaper::ReaperStore::default(),
         })
     }
 
@@ -1347,10 +1350,10 @@ impl Core {
                     w.new_node_for(&info);
                 }
             }
+            w.init_containers(&self.medusa, &info);
             w.dirty.insert(key.clone());
             if w.pods.get(&key).is_none_or(|p| {
                 p.info.ip != info.ip
-            w.init_containers(&self.medusa, &info);
                     || p.info.mgmt_api_start_delay_ms != info.mgmt_api_start_delay_ms
                     || p.info.mgmt_tls != info.mgmt_tls
             }) {
@@ -1442,10 +1445,10 @@ impl Core {
             host: n.ip.clone().unwrap_or_default(),
             tokens: n.tokens.clone(),
             load_bytes: n.load_bytes,
+            data: n.data.clone(),
         })
         .map_err(|_| "Cassandra is not running on this pod".to_string())
     }
-            data: n.data.clone(),
 
     /// The Cassandra cluster of a pod, also while its node is down.
     pub(crate) fn medusa_cluster(&self, key: &PodKey) -> Option<String> {
@@ -3083,6 +3086,128 @@ fn start_node(w: &mut World, fx: &mut Effects, key: &PodKey, replace_ip: Option<
         }
     });
     Reply::text(StatusCode::CREATED, "OK\n")
+}
+
+// ----- what the simulated Reaper reads of the rings (reaper.rs) ---------------------------
+
+impl Core {
+    /// The ring a host name or address resolves to from a pod in `context`/`namespace`: a
+    /// node's address, `<cluster>-<dc>-service`, `<cluster>-seed-service` or
+    /// `<cluster>-<dc>-all-pods-service` (optionally `.<namespace>[.svc...]`). Services
+    /// resolve only in their own Kubernetes cluster, as DNS does.
+    pub(crate) fn resolve_host(
+        &self,
+        context: &str,
+        namespace: &str,
+        host: &str,
+    ) -> Option<crate::reaper::Resolved> {
+        let w = self.lock();
+        let ring_of = |key: &PodKey| -> Option<(String, NodeId)> { w.node_index.get(key).cloned() };
+        let mut found: Vec<(String, NodeId)> = Vec::new();
+        if host.parse::<IpAddr>().is_ok() {
+            for c in w.clusters.values() {
+                for n in c.nodes.values() {
+                    if n.ip.as_deref() == Some(host)
+                        && n.pod.as_ref().is_none_or(|p| p.context == context)
+                    {
+                        found.push((c.name.clone(), n.id));
+                    }
+                }
+            }
+        } else {
+            let mut labels = host.split('.');
+            let service = labels.next().unwrap_or_default().to_ascii_lowercase();
+            let ns = labels
+                .next()
+                .filter(|ns| !ns.is_empty() && *ns != "svc")
+                .unwrap_or(namespace);
+            for (k, p) in &w.pods {
+                if k.context != context || k.namespace != ns {
+                    continue;
+                }
+                let cluster = clean_name(&p.info.cluster);
+                let dc = clean_name(&p.info.datacenter);
+                let matches = service == format!("{cluster}-{dc}-service")
+                    || service == format!("{cluster}-{dc}-all-pods-service")
+                    || (service == format!("{cluster}-seed-service") && p.info.seed);
+                if matches && let Some(r) = ring_of(k) {
+                    found.push(r);
+                }
+            }
+        }
+        let ring = found.first()?.0.clone();
+        let c = w.clusters.get(&ring)?;
+        let nodes: Vec<&Node> = found
+            .iter()
+            .filter(|(r, _)| *r == ring)
+            .filter_map(|(_, id)| c.nodes.get(id))
+            .collect();
+        Some(crate::reaper::Resolved {
+            ring: ring.clone(),
+            cluster_name: nodes
+                .first()
+                .map(|n| n.cluster_name.clone())
+                .unwrap_or(ring),
+            live: nodes.iter().any(|n| w.alive(n) && n.cql_up()),
+        })
+    }
+
+    /// The ring's nodes holding tokens, its keyspaces (replication) and tables.
+    pub(crate) fn ring_view(&self, ring: &str) -> Option<crate::reaper::RingView> {
+        let w = self.lock();
+        let c = w.clusters.get(ring)?;
+        let nodes = c
+            .nodes
+            .values()
+            .filter(|n| n.in_ring() && !n.tokens.is_empty())
+            .map(|n| crate::reaper::RingNode {
+                ip: n.ip.clone().unwrap_or_default(),
+                dc: n.dc.clone(),
+                tokens: n.tokens.clone(),
+                alive: w.alive(n) && n.cql_up(),
+                pod: n.pod.clone(),
+                host_id: n.host_id.map(|h| h.to_string()),
+            })
+            .collect();
+        let keyspaces = c
+            .keyspaces
+            .iter()
+            .map(|(k, r)| {
+                let rep = match r {
+                    Replication::Local => crate::reaper::KeyspaceReplication::Local,
+                    Replication::Simple(rf) => crate::reaper::KeyspaceReplication::Simple(*rf),
+                    Replication::Nts(m) => crate::reaper::KeyspaceReplication::Nts(m.clone()),
+                };
+                (k.clone(), rep)
+            })
+            .collect();
+        Some(crate::reaper::RingView {
+            cluster_name: c
+                .nodes
+                .values()
+                .next()
+                .map_or_else(|| ring.to_string(), |n| n.cluster_name.clone()),
+            nodes,
+            keyspaces,
+            tables: c.tables.clone(),
+        })
+    }
+
+    /// Records one repair session (a segment of a Reaper run) in the ring's history.
+    pub(crate) fn record_repair(
+        &self,
+        ring: &str,
+        coordinator: Option<&PodKey>,
+        outcome: &str,
+        detail: String,
+    ) {
+        let mut w = self.lock();
+        let at = coordinator.and_then(|k| w.at(k));
+        let mut e = w.entry("repair", ring, at.as_ref(), outcome);
+        e.detail = Some(detail);
+        e.end_time = Some(now_text());
+        w.record(e);
+    }
 }
 
 // ----- data and restores (data.rs) --------------------------------------------------------

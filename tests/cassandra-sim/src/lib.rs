@@ -24,6 +24,7 @@ pub mod medusa_store;
 pub mod metrics;
 mod mgmt;
 pub mod model;
+pub mod reaper;
 mod tables;
 pub mod tls;
 
@@ -87,6 +88,8 @@ impl Simulator {
             cancel.clone(),
         )));
 
+        tasks.push(tokio::spawn(reaper::run(Arc::clone(&core), cancel.clone())));
+
         tasks.push(tokio::spawn(core::run_prober(
             Arc::clone(&core),
             cancel.clone(),
@@ -123,6 +126,12 @@ impl Simulator {
                 cancel.clone(),
             )));
             tasks.push(tokio::spawn(kube_source::watch_datacenters(
+                Arc::clone(&core),
+                context.clone(),
+                client.clone(),
+                cancel.clone(),
+            )));
+            tasks.push(tokio::spawn(reaper::watch_pods(
                 Arc::clone(&core),
                 context.clone(),
                 client.clone(),
@@ -198,6 +207,31 @@ impl SimHandle {
         &self.core.medusa
     }
 
+    /// The simulated Reapers: pods fed by hand, registrations, schedules, runs, repair
+    /// sessions, faults.
+    pub fn reaper(&self) -> &reaper::ReaperStore {
+        &self.core.reaper
+    }
+
+    /// Creates a repair schedule in a Reaper storage as someone would in Reaper's UI.
+    pub fn reaper_schedule_by_hand(
+        &self,
+        storage: &str,
+        cluster: &str,
+        keyspace: &str,
+        owner: &str,
+        days_between: u32,
+    ) -> Result<reaper::SimSchedule, String> {
+        self.core.reaper.create_schedule_by_hand(
+            &self.core,
+            storage,
+            cluster,
+            keyspace,
+            owner,
+            days_between,
+        )
+    }
+
     pub fn violations(&self) -> Vec<Violation> {
         self.core.violations()
     }
@@ -226,6 +260,24 @@ impl SimHandle {
     }
 
     /// Creates a user keyspace as a test would through cqlsh.
+    /// Every node of `cluster` now holds `version` in `keyspace.table` (a test's "state A").
+    pub fn write_data(&self, cluster: &str, keyspace: &str, table: &str, version: &str) {
+        self.core.write_data(&data::DataWrite {
+            cluster: cluster.into(),
+            keyspace: keyspace.into(),
+            table: table.into(),
+            version: version.into(),
+        });
+    }
+
+    /// Each node's data in `cluster` by pod (`namespace/name`), tables as `keyspace.table`.
+    pub fn data(
+        &self,
+        cluster: &str,
+    ) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
+        self.core.data(cluster)
+    }
+
     pub fn create_keyspace(&self, req: &KeyspaceRequest) {
         self.core.create_user_keyspace(req);
     }
@@ -255,21 +307,3 @@ impl Drop for SimHandle {
         }
     }
 }
-    /// Every node of `cluster` now holds `version` in `keyspace.table` (a test's "state A").
-    pub fn write_data(&self, cluster: &str, keyspace: &str, table: &str, version: &str) {
-        self.core.write_data(&data::DataWrite {
-            cluster: cluster.into(),
-            keyspace: keyspace.into(),
-            table: table.into(),
-            version: version.into(),
-        });
-    }
-
-    /// Each node's data in `cluster` by pod (`namespace/name`), tables as `keyspace.table`.
-    pub fn data(
-        &self,
-        cluster: &str,
-    ) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
-        self.core.data(cluster)
-    }
-

@@ -71,6 +71,8 @@ impl Policy for CassandraDatacenterPolicy {
                 ),
                 // CassandraTasks whose replacenode job asks for a replacement.
                 ReadSpec::new("control.k8ssandra.io/v1alpha1", "CassandraTask", ""),
+                // MedusaRestoreJobs: one in its `Stopping` phase stops this datacenter.
+                ReadSpec::new("medusa.k8ssandra.io/v1alpha1", "MedusaRestoreJob", ""),
             ],
             observe_pods: Some(CLUSTER_LABEL.to_string()),
             decorates: None,

@@ -1778,8 +1778,20 @@ impl Decider<'_> {
 
     fn stopped_status(&mut self) {
         self.pending = !self.obs.pods.is_empty();
-        self.conds
-            .set(T::Stopped, true, "StoppedByUser", "spec.stopped is true");
+        match (
+            &self.dc.restore_stop,
+            self.dc.obj.spec.stopped == Some(true),
+        ) {
+            (Some(job), false) => self.conds.set(
+                T::Stopped,
+                true,
+                "StoppedForRestore",
+                format!("MedusaRestoreJob {job} restores the datacenter's data"),
+            ),
+            _ => self
+                .conds
+                .set(T::Stopped, true, "StoppedByUser", "spec.stopped is true"),
+        }
         self.conds
             .set(T::Ready, false, "Stopped", "the datacenter is stopped");
         self.conds.set(T::Resuming, false, "", "");

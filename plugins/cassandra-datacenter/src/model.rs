@@ -10,6 +10,7 @@ use k8ssandra_api::cassandra::{
     CassandraDatacenter, CassandraDatacenterStatus, DatacenterConditionType, Rack, ServerType,
 };
 use k8ssandra_api::labels::{CLUSTER_LABEL, DATACENTER_LABEL, RACK_LABEL, SEED_NODE_LABEL};
+use k8ssandra_api::medusa::{MedusaRestoreJob, RESTORE_PHASE_STOP};
 use k8ssandra_api::names::{self, clean_label_value, cleanup_for_kubernetes};
 use k8ssandra_policy_sdk::{NodeState, Outcome, PolicyError, Snapshot, error};
 use serde_json::Value;
@@ -60,6 +61,28 @@ pub fn seeds_per_rack(sizes: &[usize]) -> Vec<usize> {
     seeds
 }
 
+/// The unfinished MedusaRestoreJob of this datacenter (same namespace, `spec.cassandraDatacenter`
+/// its object name) in the phase that stops it, by name (the first, should there be two).
+fn restore_stop(snapshot: &Snapshot, dc: &CassandraDatacenter) -> Option<String> {
+    let mut jobs: Vec<String> = snapshot
+        .related_by_kind::<MedusaRestoreJob>("MedusaRestoreJob")
+        .into_iter()
+        .filter(|(c, _)| *c == snapshot.parent.cluster)
+        .map(|(_, j)| j)
+        .filter(|j| {
+            j.metadata.namespace == dc.metadata.namespace
+                && Some(j.spec.cassandra_datacenter.as_str()) == dc.metadata.name.as_deref()
+                && j.metadata.deletion_timestamp.is_none()
+                && j.status.as_ref().is_some_and(|s| {
+                    s.finish_time.is_none() && s.phase.as_deref() == Some(RESTORE_PHASE_STOP)
+                })
+        })
+        .filter_map(|j| j.metadata.name)
+        .collect();
+    jobs.sort();
+    jobs.into_iter().next()
+}
+
 /// The parent datacenter with everything derived from it.
 pub struct Dc {
     pub obj: CassandraDatacenter,
@@ -68,6 +91,10 @@ pub struct Dc {
     pub generation: i64,
     pub status: CassandraDatacenterStatus,
     pub racks: Vec<RackPlan>,
+    /// The MedusaRestoreJob that has this datacenter stopped for its restore, if one does:
+    /// the datacenter stops without its spec being touched, and resumes when the job moves
+    /// on (or is deleted).
+    pub restore_stop: Option<String>,
 }
 
 impl Dc {
@@ -98,6 +125,7 @@ impl Dc {
                 seeds,
             })
             .collect();
+        let restore_stop = restore_stop(snapshot, &obj);
         Ok(Dc {
             obj,
             namespace,
@@ -105,6 +133,7 @@ impl Dc {
             generation,
             status,
             racks,
+            restore_stop,
         })
     }
 
@@ -122,7 +151,7 @@ impl Dc {
     }
 
     pub fn stopped(&self) -> bool {
-        self.obj.spec.stopped == Some(true)
+        self.obj.spec.stopped == Some(true) || self.restore_stop.is_some()
     }
 
     pub fn annotation(&self, key: &str) -> Option<&str> {

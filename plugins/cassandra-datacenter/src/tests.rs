@@ -98,6 +98,8 @@ struct Sim {
     ops_seen: Vec<(String, OperationKind)>,
     deleted: Vec<String>,
     plans: Vec<Plan>,
+    /// Further related objects in every snapshot (MedusaRestoreJobs).
+    extra: Vec<Value>,
 }
 
 impl Sim {
@@ -122,6 +124,7 @@ impl Sim {
             ops_seen: Vec::new(),
             deleted: Vec::new(),
             plans: Vec::new(),
+            extra: Vec::new(),
         }
     }
 
@@ -177,6 +180,12 @@ impl Sim {
                     "spec": {"resources": {"requests": {"storage":
                         self.pvc_requests.get(pvc).map_or("1Gi", String::as_str)}}}})
                 .to_string(),
+            });
+        }
+        for o in &self.extra {
+            s.related.push(Object {
+                cluster: String::new(),
+                json: o.to_string(),
             });
         }
         for sc in &self.storage_classes {
@@ -521,9 +530,10 @@ fn describe_names_parent_children_and_reads() {
             "ServiceMonitor"
         ]
     );
-    // Pods and claims by label; CassandraTasks (replacenode requests) and StorageClasses
+    // Pods and claims by label; CassandraTasks (replacenode requests), MedusaRestoreJobs and StorageClasses
     // (cluster-scoped) carry none.
     assert!(info.reads.iter().all(|r| r.kind.kind == "CassandraTask"
+        || r.kind.kind == "MedusaRestoreJob"
         || r.kind.kind == "StorageClass"
         || !r.selector.is_empty()));
     assert_eq!(
@@ -1030,6 +1040,75 @@ fn stopped_scales_to_zero_and_resumes_without_bootstraps() {
         .count();
     assert_eq!(starts, 6);
     assert!(steps <= 8, "resume took {steps} steps");
+}
+
+fn restore_job(phase: &str, dc: &str, namespace: &str) -> Value {
+    json!({
+        "apiVersion": "medusa.k8ssandra.io/v1alpha1", "kind": "MedusaRestoreJob",
+        "metadata": {"name": format!("restore-{dc}-{namespace}-{phase}"), "namespace": namespace},
+        "spec": {"backup": "b1", "cassandraDatacenter": dc},
+        "status": {"restoreKey": "k1", "phase": phase},
+    })
+}
+
+#[test]
+fn a_restore_job_stopping_the_datacenter_stops_it_without_its_spec_and_resumes() {
+    let mut sim = Sim::new(dc_json(3, &["r1", "r2", "r3"]));
+    sim.run_until_ready(40);
+    let spec = sim.dc["spec"].clone();
+    // Another datacenter's, another namespace's, or a job past its stop: nothing stops.
+    sim.extra = vec![
+        restore_job("Stopping", "dc2", NS),
+        restore_job("Stopping", "dc1", "elsewhere"),
+        restore_job("Starting", "dc1", NS),
+    ];
+    let plan = sim.step();
+    assert_eq!(
+        sts_of(&plan, "demo-dc1-r1-sts")["spec"]["replicas"],
+        json!(1)
+    );
+    assert_eq!(sim.condition("Stopped").as_deref(), Some("False"));
+
+    sim.extra = vec![restore_job("Stopping", "dc1", NS)];
+    let plan = sim.step();
+    for i in 1..=3 {
+        assert_eq!(
+            sts_of(&plan, &format!("demo-dc1-r{i}-sts"))["spec"]["replicas"],
+            json!(0)
+        );
+    }
+    assert!(
+        !plan
+            .delete
+            .iter()
+            .any(|d| d.kind == "PersistentVolumeClaim")
+    );
+    sim.step();
+    assert!(sim.pods.is_empty());
+    assert_eq!(sim.condition("Stopped").as_deref(), Some("True"));
+    let stopped = sim.status()["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Stopped")
+        .cloned()
+        .unwrap();
+    assert_eq!(stopped["reason"], "StoppedForRestore");
+    assert!(
+        stopped["message"]
+            .as_str()
+            .unwrap()
+            .contains("restore-dc1-")
+    );
+    assert_eq!(sim.dc["spec"], spec, "the spec is never touched");
+
+    // The job moves on: the datacenter resumes, its nodes rejoin with their data.
+    sim.extra = vec![restore_job("Starting", "dc1", NS)];
+    sim.step();
+    assert_eq!(sim.condition("Resuming").as_deref(), Some("True"));
+    sim.run_until_ready(40);
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+    assert_eq!(sim.ready_count(), 3);
 }
 
 #[test]

@@ -99,6 +99,11 @@ generated (create) and replicated (patch).
 - apiGroups: [medusa.k8ssandra.io]
   resources: [medusabackupjobs, medusatasks]
   verbs: [create, delete]
+# Each datacenter's Medusa purge schedule: made by the K8ssandraCluster policy, pruned with
+# spec.medusa or purgeBackups: false.
+- apiGroups: [medusa.k8ssandra.io]
+  resources: [medusabackupschedules]
+  verbs: [create, delete]
 # MedusaBackups record backups in the storage: created by a backup job or a sync task, and
 # deleted only by a sync task when the storage no longer holds the backup (never pruned).
 - apiGroups: [medusa.k8ssandra.io]

@@ -296,6 +296,12 @@ fn medusa_task(name: &str, operation: &str, extra: &str) -> String {
     )
 }
 
+fn medusa_configuration(name: &str, port: u32) -> String {
+    format!(
+        "apiVersion: medusa.k8ssandra.io/v1alpha1\nkind: MedusaConfiguration\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  storageProperties:\n    storageProvider: s3_compatible\n    bucketName: backups\n    port: {port}\n"
+    )
+}
+
 fn medusa_backup_schedule(name: &str, extra: &str) -> String {
     format!(
         "apiVersion: medusa.k8ssandra.io/v1alpha1\nkind: MedusaBackupSchedule\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  cronSchedule: \"0 2 * * *\"\n  backupSpec:\n    cassandraDatacenter: dc1\n  {extra}\n"
@@ -474,6 +480,7 @@ async fn webhook_and_admission_policies_of_the_chart_through_the_api_server() ->
             "medusa-backup-job",
             "medusa-task",
             "medusa-backup-schedule",
+            "medusa-configuration",
             "scheduled-task",
         ],
     )?;
@@ -704,6 +711,20 @@ async fn webhook_and_admission_policies_of_the_chart_through_the_api_server() ->
             "prepare_restore",
             "  backupName: b1\n  restoreKey: k1\n",
         ),
+    )
+    .await?;
+
+    denied_by_webhook(
+        &client,
+        "a Medusa storage configuration on port 70000",
+        &medusa_configuration("mc1", 70000),
+        &["spec.storageProperties.port", "1-65535"],
+    )
+    .await?;
+    admitted(
+        &client,
+        "a Medusa storage configuration",
+        &medusa_configuration("mc1", 9000),
     )
     .await?;
 

@@ -756,6 +756,7 @@ async fn rbac_scenario(
         "medusa-backup-job",
         "medusa-task",
         "medusa-backup-schedule",
+        "medusa-configuration",
         "scheduled-task",
     ];
     let plugins = plugin_dir(&tmp.join(format!("plugins-{i}")), &policies)?;

@@ -22,9 +22,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::client::{JobStart, JobState, ManagementApi, Password, TableOp, backoff};
+use super::cql_ops::{self, CqlAccess};
 use super::error::{DataplaneError, SecretError};
 use super::medusa::{MedusaClient, MedusaError, MedusaTarget};
-use super::cql_ops::{self, CqlAccess};
 use super::medusa_ops::{self, MedusaAccess};
 use super::reaper_ops::{self, ReaperAccess};
 use crate::plugin::bindings::{
@@ -462,7 +462,24 @@ impl Task {
                 let access = self.inner.reaper.get().ok_or_else(|| {
                     "this operator was started without access to Reaper".to_string()
                 })?;
-                reaper_ops::perform(access, &self.inner.secrets, &self.op, &self.address).await
+                // A repair run is followed to its end: `running(<run id>)` meanwhile.
+                let running = |run: &str| {
+                    self.inner.record(
+                        &self.parent,
+                        self.epoch,
+                        &self.op.id,
+                        Outcome::Running(run.to_string()),
+                        true,
+                    )
+                };
+                reaper_ops::perform_with_progress(
+                    access,
+                    &self.inner.secrets,
+                    &self.op,
+                    &self.address,
+                    &running,
+                )
+                .await
             }
             OperationKind::DropKeyspace(drop) => {
                 let access =

@@ -33,11 +33,11 @@ pub use client::{
     DEFAULT_PORT, JobStart, JobState, JobStatus, ManagementApi, ManagementApiConfig, Password,
     TableOp, TlsConfig,
 };
+pub use cql_ops::CqlAccess;
 pub use error::{DataplaneError, SecretError};
 pub use executor::{
     ExecutorConfig, OperationExecutor, SecretData, SecretFuture, SecretReader, kind_name,
 };
-pub use cql_ops::CqlAccess;
 pub use follow::NodeFollower;
 pub use medusa_ops::{
     CLIENT_SECRET_ANNOTATION, MedusaAccess, MedusaRoutes, MedusaTargets, TargetFuture,

@@ -300,7 +300,7 @@ impl Default for ReaperClientConfig {
 pub struct ReaperClient {
     http: reqwest::Client,
     timeout: Duration,
-    /// Bearer tokens per (base URL, user).
+    /// Bearer tokens per (base URL, user and password digest).
     tokens: Arc<Mutex<HashMap<(String, String), String>>>,
     /// Logins made, for tests and metrics (a re-login after expiry counts too).
     logins: Arc<std::sync::atomic::AtomicU64>,
@@ -359,10 +359,17 @@ impl ReaperClient {
         self.logins.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Keyed by the password's digest too, so changed credentials (a rotated Secret) log
+    /// in again instead of riding on the old user's token.
     fn token_key(ep: &ReaperEndpoint) -> Option<(String, String)> {
-        ep.credentials
-            .as_ref()
-            .map(|c| (ep.base_url.clone(), c.username.clone()))
+        use sha2::{Digest, Sha256};
+        ep.credentials.as_ref().map(|c| {
+            let digest = Sha256::digest(c.password.expose().as_bytes());
+            (
+                ep.base_url.clone(),
+                format!("{}\n{}", c.username, hex::encode(digest)),
+            )
+        })
     }
 
     fn cached_token(&self, ep: &ReaperEndpoint) -> Option<String> {

@@ -24,6 +24,7 @@ mod medusa_sim;
 mod mgmt_tls;
 mod mgmt_tls_e2e;
 mod multicluster_e2e;
+mod reaper_client;
 mod reaper_e2e;
 mod runtime;
 mod schedule_e2e;

@@ -11,8 +11,13 @@
 //!    values; Secret `demo-medusa` (generated in the control plane) reached the data plane
 //!    and its role is a superuser in Cassandra; each pod's Medusa answers GetBackups
 //!    through the host's gRPC client.
+//!    Once dc1 is Ready, its purge schedule `demo-dc1-medusa-purge` (MedusaBackupSchedule,
+//!    `0 0 * * *`, operationType purge) exists beside it in the data plane.
+//!    Meanwhile a MedusaConfiguration in the control plane (medusa-configuration policy)
+//!    whose storage Secret lacks the key `credentials` shows SecretAvailable=False naming
+//!    the key and the field, Ready=False; once the key is added, both turn True.
 //! 2. A malformed `transferMaxBandwidth` → the K8ssandraCluster's Valid condition names the
-//!    field; no pod restarts, the ConfigMap keeps its content.
+//!    field; no pod restarts, the ConfigMap keeps its content, the purge schedule stays.
 //!
 //! A second scenario enables Medusa on a running datacenter: every node restarts exactly
 //! once, never more than one down at a time.
@@ -43,6 +48,9 @@ const NS: &str = "medusa-e2e";
 const CLUSTER: &str = "demo";
 const CTX_B: &str = "cluster-1";
 const STORAGE_SECRET: &str = "medusa-bucket-key";
+const PURGE_SCHEDULE: &str = "demo-dc1-medusa-purge";
+const CONFIGURATION: &str = "shared-storage";
+const CONFIGURATION_SECRET: &str = "shared-bucket-key";
 
 fn medusa(bandwidth: &str) -> Value {
     json!({
@@ -152,6 +160,49 @@ async fn storage_secret(b: &Client) -> Result<()> {
     .await
 }
 
+async fn purge_schedule(b: &Client) -> Option<Value> {
+    let api = support::dynamic_api(
+        b,
+        NS,
+        "medusa.k8ssandra.io",
+        "v1alpha1",
+        "MedusaBackupSchedule",
+    )
+    .await
+    .ok()?;
+    let s = api.get_opt(PURGE_SCHEDULE).await.ok().flatten()?;
+    serde_json::to_value(s).ok()
+}
+
+/// A storage Secret in the control plane, labelled so the operator sees it, with `key`.
+async fn configuration_secret(cp: &Client, key: &str) -> Result<()> {
+    apply_yaml(
+        cp,
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {CONFIGURATION_SECRET}\n  namespace: {NS}\n  labels:\n    k8ssandra.io/medusa-storage-secret: \"true\"\nstringData:\n  {key}: e2e\n"
+        ),
+        NS,
+    )
+    .await
+}
+
+/// (status, reason, message) of a MedusaConfiguration condition.
+async fn configuration_condition(cp: &Client, t: &str) -> Option<(String, String, String)> {
+    let api = support::dynamic_api(
+        cp,
+        NS,
+        "medusa.k8ssandra.io",
+        "v1alpha1",
+        "MedusaConfiguration",
+    )
+    .await
+    .ok()?;
+    let c = serde_json::to_value(api.get_opt(CONFIGURATION).await.ok().flatten()?).ok()?;
+    let cond = support::condition(&c, t)?;
+    let s = |k: &str| cond[k].as_str().unwrap_or_default().to_string();
+    Some((s("status"), s("reason"), s("message")))
+}
+
 struct Scenario {
     _env: TestEnv,
     cp: Client,
@@ -199,7 +250,14 @@ impl Scenario {
         let mut operators = Vec::new();
         for i in 0..2 {
             let (policies, mut args): (&[&str], Vec<&str>) = if i == 0 {
-                (&["k8ssandra-cluster", "cassandra-datacenter"], vec![])
+                (
+                    &[
+                        "k8ssandra-cluster",
+                        "cassandra-datacenter",
+                        "medusa-configuration",
+                    ],
+                    vec![],
+                )
             } else {
                 (&["cassandra-datacenter"], vec!["--control-plane=false"])
             };
@@ -293,6 +351,16 @@ async fn medusa_sidecars_config_and_secret_in_a_data_plane_datacenter() -> Resul
     let dcs_b = support::datacenters(&b, NS).await?;
 
     storage_secret(&b).await?;
+    // A shared configuration whose Secret lacks the key Medusa reads.
+    configuration_secret(&cp, "aws_access_key_id").await?;
+    apply_yaml(
+        &cp,
+        &format!(
+            "apiVersion: medusa.k8ssandra.io/v1alpha1\nkind: MedusaConfiguration\nmetadata:\n  name: {CONFIGURATION}\n  namespace: {NS}\nspec:\n  storageProperties:\n    storageProvider: s3_compatible\n    bucketName: shared\n    storageSecretRef:\n      name: {CONFIGURATION_SECRET}\n"
+        ),
+        NS,
+    )
+    .await?;
 
     // ── 1. medusa from the start ───────────────────────────────────────────────────────
     apply_yaml(&cp, &manifest(Some(medusa("50MB/s"))), NS).await?;
@@ -425,6 +493,62 @@ async fn medusa_sidecars_config_and_secret_in_a_data_plane_datacenter() -> Resul
     }
     let running = uids(&pods);
 
+    // The purge schedule beside the Ready datacenter.
+    let schedule = sc
+        .wait(
+            "purge schedule demo-dc1-medusa-purge in cluster-1",
+            Duration::from_secs(60),
+            || async { purge_schedule(&b).await },
+        )
+        .await?;
+    ensure!(
+        schedule["spec"]["cronSchedule"] == "0 0 * * *"
+            && schedule["spec"]["operationType"] == "purge"
+            && schedule["spec"]["backupSpec"]["cassandraDatacenter"] == "dc1",
+        "purge schedule: {schedule}"
+    );
+    ensure!(
+        schedule.pointer("/metadata/labels/k8ssandra.io~1cluster-name") == Some(&json!(CLUSTER)),
+        "purge schedule labels: {}",
+        schedule["metadata"]["labels"]
+    );
+
+    // The shared configuration: its Secret misses `credentials`, then gets it.
+    let (_, reason, msg) = sc
+        .wait(
+            "MedusaConfiguration SecretAvailable=False",
+            Duration::from_secs(60),
+            || async {
+                configuration_condition(&cp, "SecretAvailable")
+                    .await
+                    .filter(|(s, _, _)| s == "False")
+            },
+        )
+        .await?;
+    ensure!(
+        reason == "SecretKeyMissing"
+            && msg.contains("spec.storageProperties.storageSecretRef.name")
+            && msg.contains("\"credentials\""),
+        "SecretAvailable: {reason}: {msg}"
+    );
+    let ready = configuration_condition(&cp, "Ready").await;
+    ensure!(
+        ready.as_ref().is_some_and(|(s, _, _)| s == "False"),
+        "Ready: {ready:?}"
+    );
+    configuration_secret(&cp, "credentials").await?;
+    sc.wait(
+        "MedusaConfiguration SecretAvailable and Ready True",
+        Duration::from_secs(60),
+        || async {
+            let ok = |c: Option<(String, String, String)>| c.is_some_and(|(s, _, _)| s == "True");
+            (ok(configuration_condition(&cp, "SecretAvailable").await)
+                && ok(configuration_condition(&cp, "Ready").await))
+            .then_some(())
+        },
+    )
+    .await?;
+
     // ── 2. a malformed setting ─────────────────────────────────────────────────────────
     apply_yaml(&cp, &manifest(Some(medusa("fast"))), NS).await?;
     let msg = sc
@@ -451,6 +575,11 @@ async fn medusa_sidecars_config_and_secret_in_a_data_plane_datacenter() -> Resul
     ensure!(
         kept.as_deref() == Some(ini.as_str()),
         "medusa.ini changed: {kept:?}"
+    );
+    let kept = purge_schedule(&b).await;
+    ensure!(
+        kept.as_ref().is_some_and(|k| k["spec"] == schedule["spec"]),
+        "the purge schedule changed while the spec is refused: {kept:?}"
     );
 
     let violations = sc.sim.violations();

@@ -9,8 +9,12 @@
 //!    the Service, status Running 3/3 (mirrored into the K8ssandraCluster's status), the
 //!    `data_endpoint_auth` keyspace replicated to both datacenters with its `token` table.
 //! 2. The heap changes → the same Deployments roll to the new JAVA_OPTS.
-//! 3. `stargate` is removed → the Stargates and their children are deleted.
-//! 4. A standalone Stargate for dc2 runs the same way.
+//! 3. `stargate` is removed → the Stargates and their children are deleted; the auth
+//!    keyspace is kept (condition `StargateAuthKeyspace` Kept, a Normal Event). Annotated
+//!    `k8ssandra.io/stargate-auth-keyspace-on-removal: drop`, the K8ssandraCluster has it
+//!    dropped once, in CQL on one of its Cassandra nodes (the simulator's schema and
+//!    history), and the condition turns Dropped.
+//! 4. A standalone Stargate for dc2 runs the same way (creating the auth keyspace again).
 //! 5. Its `telemetry` (Prometheus, Vector with a remap transform) and `cassandraConfigMapRef`:
 //!    the user's setting in the Cassandra config, the Vector ConfigMap and sidecar, and,
 //!    while ServiceMonitors are not served, `TelemetryReady=False`; once the CRD is
@@ -30,7 +34,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use cassandra_sim::{SimHandle, SimOptions, Simulator};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Service};
 use kube::api::{DynamicObject, ListParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -233,6 +237,40 @@ fn auth_keyspace(sim: &SimHandle) -> Option<(BTreeMap<String, String>, Vec<Strin
         .filter(|(k, _)| k != "class")
         .collect();
     Some((dcs, ks.tables))
+}
+
+/// The K8ssandraCluster annotation choosing the auth keyspace's fate on removal.
+const ON_REMOVAL: &str = "k8ssandra.io/stargate-auth-keyspace-on-removal";
+
+async fn auth_condition(cp: &Client) -> Option<Value> {
+    kc_status(cp).await["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "StargateAuthKeyspace")
+        .cloned()
+}
+
+/// Events of the namespace with this reason.
+async fn events(c: &Client, reason: &str) -> usize {
+    let api: Api<Event> = Api::namespaced(c.clone(), NS);
+    api.list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .count()
+}
+
+/// The simulator's DROP KEYSPACE of the auth keyspace, by the pod (name) that ran it.
+fn keyspace_drops(sim: &SimHandle) -> Vec<Option<String>> {
+    sim.history()
+        .into_iter()
+        .filter(|h| {
+            h.action == "keyspace_drop" && h.detail.as_deref() == Some("data_endpoint_auth")
+        })
+        .map(|h| h.pod.map(|p| p.name))
+        .collect()
 }
 
 struct Scenario {
@@ -537,6 +575,75 @@ async fn stargate_per_datacenter_and_standalone() -> Result<()> {
     ensure!(
         auth_keyspace(&sc.sim).is_some(),
         "the auth keyspace is kept when Stargate goes"
+    );
+    // Kept by default: a condition and a Normal Event say so, and how to drop it.
+    sc.wait(
+        "StargateAuthKeyspace True (Kept) naming the annotation that drops it",
+        Duration::from_secs(60),
+        || async {
+            let c = auth_condition(&cp).await?;
+            (c["status"] == "True"
+                && c["reason"] == "Kept"
+                && c["message"]
+                    .as_str()?
+                    .contains(&format!("{ON_REMOVAL}=drop")))
+            .then_some(())
+        },
+    )
+    .await?;
+    sc.wait(
+        "a Normal Event StargateAuthKeyspaceKept",
+        Duration::from_secs(30),
+        || async { (events(&cp, "StargateAuthKeyspaceKept").await > 0).then_some(()) },
+    )
+    .await?;
+    ensure!(
+        keyspace_drops(&sc.sim).is_empty() && auth_keyspace(&sc.sim).is_some(),
+        "the auth keyspace was dropped without being asked to: {:?}",
+        keyspace_drops(&sc.sim)
+    );
+
+    // ── 3b. Asked to drop (an annotation): dropped in CQL on one Cassandra node ─────────
+    let kcs = support::dynamic_api(&cp, NS, "k8ssandra.io", "v1alpha1", "K8ssandraCluster").await?;
+    kcs.patch(
+        CLUSTER,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"annotations": {ON_REMOVAL: "drop"}}})),
+    )
+    .await?;
+    sc.wait(
+        "data_endpoint_auth dropped in the simulator",
+        Duration::from_secs(120),
+        || async { auth_keyspace(&sc.sim).is_none().then_some(()) },
+    )
+    .await?;
+    let drops = keyspace_drops(&sc.sim);
+    ensure!(drops.len() == 1, "one DROP KEYSPACE expected: {drops:?}");
+    let by = drops[0].clone().unwrap_or_default();
+    ensure!(
+        pods.0.contains_key(&by) || pods.1.contains_key(&by),
+        "dropped through {by:?}, not a Cassandra pod of the cluster"
+    );
+    sc.wait(
+        "StargateAuthKeyspace False (Dropped) and a Normal Event",
+        Duration::from_secs(60),
+        || async {
+            let c = auth_condition(&cp).await?;
+            (c["status"] == "False"
+                && c["reason"] == "Dropped"
+                && events(&cp, "StargateAuthKeyspaceDropped").await > 0)
+                .then_some(())
+        },
+    )
+    .await?;
+    ensure!(
+        sc.pods().await == pods,
+        "Cassandra pods changed with the auth keyspace's drop"
+    );
+    ensure!(
+        keyspace_drops(&sc.sim).len() == 1,
+        "the drop ran again: {:?}",
+        keyspace_drops(&sc.sim)
     );
 
     // ── 4. A standalone Stargate for dc2, then bad input ────────────────────────────────

@@ -750,7 +750,7 @@ pub struct HistoryEntry {
     pub seq: u64,
     pub time: String,
     /// start, stop, drain, decommission, job, keyspace_create, keyspace_alter, role_create,
-    /// role_drop, seeds_reload, fault, wipe, pod_added, pod_removed.
+    /// role_drop, seeds_reload, fault, wipe, pod_added, pod_removed, keyspace_drop (CQL).
     pub action: String,
     pub cluster: String,
     pub pod: Option<PodKey>,

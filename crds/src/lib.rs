@@ -12,6 +12,7 @@
 //! | `replication` | `replication.k8ssandra.io/v1alpha1` ReplicatedSecret                 |
 //! | `control`     | `control.k8ssandra.io/v1alpha1` CassandraTask, ScheduledTask, K8ssandraTask |
 //! | `reaper`, `stargate`, `medusa` | written by the Reaper/Stargate/Medusa engineer      |
+//! | `repair_schedule` | `reaper.k8ssandra.io/v1alpha1` RepairSchedule (declared Reaper schedules) |
 //!
 //! Shared by every kind (use these, do not redefine them):
 //! - [`meta`]: label/annotation holders (`Tags`, `ResourceMeta`, `CassandraClusterMeta`,
@@ -42,6 +43,7 @@ pub mod names;
 pub mod policies;
 pub mod quantity;
 pub mod reaper;
+pub mod repair_schedule;
 pub mod replication;
 pub mod schema;
 pub mod stargate;
@@ -58,6 +60,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
     crds.extend(replication::crds());
     crds.extend(control::crds());
     crds.extend(reaper::crds());
+    crds.extend(repair_schedule::crds());
     crds.extend(stargate::crds());
     crds.extend(medusa::crds());
     crds

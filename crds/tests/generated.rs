@@ -202,6 +202,7 @@ fn embedded_types(kind: &str) -> Option<Vec<EmbeddedType>> {
         "ScheduledTask" => of::<control::ScheduledTask>(),
         "K8ssandraTask" => of::<control::K8ssandraTask>(),
         "Reaper" => of::<reaper::Reaper>(),
+        "RepairSchedule" => of::<k8ssandra_api::repair_schedule::RepairSchedule>(),
         "Stargate" => of::<stargate::Stargate>(),
         "MedusaBackupJob" => of::<medusa::MedusaBackupJob>(),
         "MedusaBackup" => of::<medusa::MedusaBackup>(),

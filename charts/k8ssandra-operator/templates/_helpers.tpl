@@ -75,6 +75,7 @@ generated (create) and replicated (patch).
     - medusarestorejobs
     - medusatasks
     - reapers
+    - repairschedules
     - replicatedsecrets
     - stargates
   verbs: [get, list, watch, patch]
@@ -132,6 +133,7 @@ generated (create) and replicated (patch).
     - medusarestorejobs/status
     - medusatasks/status
     - reapers/status
+    - repairschedules/status
     - replicatedsecrets/status
     - stargates/status
   verbs: [patch]
@@ -155,6 +157,7 @@ generated (create) and replicated (patch).
     - medusarestorejobs/finalizers
     - medusatasks/finalizers
     - reapers/finalizers
+    - repairschedules/finalizers
     - replicatedsecrets/finalizers
     - stargates/finalizers
   verbs: [update]

@@ -284,6 +284,12 @@ fn reaper(name: &str, extra: &str) -> String {
     )
 }
 
+fn repair_schedule(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: reaper.k8ssandra.io/v1alpha1\nkind: RepairSchedule\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  cluster: demo\n  keyspace: ks1\n{extra}"
+    )
+}
+
 fn medusa_backup_job(name: &str, dc: &str) -> String {
     format!(
         "apiVersion: medusa.k8ssandra.io/v1alpha1\nkind: MedusaBackupJob\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  cassandraDatacenter: {dc}\n"
@@ -477,6 +483,7 @@ async fn webhook_and_admission_policies_of_the_chart_through_the_api_server() ->
             "k8ssandra-task",
             "stargate",
             "reaper",
+            "repair-schedule",
             "medusa-backup-job",
             "medusa-task",
             "medusa-backup-schedule",
@@ -686,6 +693,37 @@ async fn webhook_and_admission_policies_of_the_chart_through_the_api_server() ->
     )
     .await?;
     admitted(&client, "a Reaper", &reaper("rp1", "heapSize: 1Gi")).await?;
+    denied_by_webhook(
+        &client,
+        "a repair schedule at intensity 1.5",
+        &repair_schedule("rs1", "  intensity: 1.5\n"),
+        &["spec.intensity", "outside (0, 1]"],
+    )
+    .await?;
+    denied_by_webhook(
+        &client,
+        "a repair schedule every 0 days",
+        &repair_schedule("rs1", "  daysBetween: 0\n"),
+        &["spec.daysBetween", "at least 1"],
+    )
+    .await?;
+    // An unknown parallelism is refused by the CRD's schema (an enum), naming the field.
+    let e = refusal(
+        &client,
+        &repair_schedule("rs1", "  repairParallelism: FAST\n"),
+    )
+    .await
+    .ok_or_else(|| anyhow::anyhow!("a repair schedule in parallelism FAST was admitted"))?;
+    assert!(e.contains("spec.repairParallelism"), "{e}");
+    admitted(
+        &client,
+        "a repair schedule",
+        &repair_schedule(
+            "rs1",
+            "  intensity: \"0.5\"\n  repairParallelism: PARALLEL\n",
+        ),
+    )
+    .await?;
 
     // Medusa.
     denied_by_webhook(

@@ -753,6 +753,7 @@ async fn rbac_scenario(
         "k8ssandra-task",
         "stargate",
         "reaper",
+        "repair-schedule",
         "medusa-backup-job",
         "medusa-task",
         "medusa-backup-schedule",

@@ -1,0 +1,937 @@
+//! The reconcile of one RepairSchedule.
+//!
+//! Every change to Reaper is decided from a listing of the cluster's schedules: the list's
+//! id is `rs/list/<n>/<window>`, where `n` counts the changes already made (succeeded
+//! `rs/m/...` operations) and the window moves every [`REFRESH_MS`] (or
+//! [`REFRESH_IDLE_MS`] once the last run has ended), so a change is always followed by a
+//! fresh list. A change's id is `rs/m/<n>/<what>`: decided again from a later list of the
+//! same `n` (the change is still in flight), it is the same id, and the host never runs an
+//! id twice; so a schedule is never created twice.
+//!
+//! Which schedule is ours: the one whose id the status holds, if Reaper still has it under
+//! our owner; else one of our owner repairing exactly the declared keyspace, tables,
+//! datacenters and nodes (a status lost with a re-created object). None: it is created.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8ssandra_api::k8ssandra::K8ssandraCluster;
+use k8ssandra_api::labels::K8SSANDRA_CLUSTER_NAME_LABEL;
+use k8ssandra_api::reaper::{REAPER_LABEL, Reaper, ReaperProgress};
+use k8ssandra_api::repair_schedule::{
+    CONDITION_READY, DEFAULT_DAYS_BETWEEN, DEFAULT_INTENSITY, OWNER, RepairParallelism as Par,
+    RepairRunStatus, RepairSchedule, RepairScheduleStatus,
+};
+use k8ssandra_policy_sdk::bindings::k8ssandra::policy::types::{
+    ReaperAccess, ReaperClusterRef, ReaperRepair, ReaperSchedule, ReaperScheduleRef,
+    ReaperScheduleState, ReaperScheduleUpdate, RepairParallelism,
+};
+use k8ssandra_policy_sdk::conditions::{Cond, conditions};
+use k8ssandra_policy_sdk::{
+    EventType, NodeRef, OperationKind, Outcome, Plan, PolicyError, Snapshot,
+};
+use serde_json::Value;
+
+use crate::check::{check, intensity_of};
+
+/// Finalizer held while Reaper may have our schedule.
+pub const FINALIZER: &str = "reaper.k8ssandra.io/repair-schedule";
+/// How often Reaper's schedules and runs are read again while a run is due or running.
+pub const REFRESH_MS: u64 = 30_000;
+/// How often once the last run has ended (the next one is days away).
+pub const REFRESH_IDLE_MS: u64 = 10 * 60_000;
+/// How long a deletion waits for an unreachable Reaper before giving up on deleting the
+/// schedule from it (then a Warning event says so).
+pub const GIVE_UP_MS: u64 = 10 * 60_000;
+/// Requeue while waiting for something that announces itself anyway.
+const WAIT_MS: u64 = 15_000;
+/// Requeue while a call is in flight, in case its completion is missed.
+const POLL_MS: u64 = 5_000;
+const RETRY_BASE_MS: u64 = 5_000;
+const RETRY_MAX_MS: u64 = 60_000;
+
+pub const REASON_SYNCED: &str = "ScheduleInSync";
+pub const REASON_INVALID: &str = "InvalidSpec";
+pub const REASON_NO_CLUSTER: &str = "ClusterNotFound";
+pub const REASON_NO_REAPER: &str = "ReaperNotRunning";
+pub const REASON_UNREACHABLE: &str = "ReaperUnreachable";
+pub const REASON_REFUSED: &str = "ScheduleRefused";
+pub const REASON_KEYSPACE: &str = "KeyspaceNotFound";
+pub const REASON_SYNCING: &str = "Syncing";
+
+/// Where one call stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    Done(String),
+    Pending,
+    Failed(String),
+}
+
+/// Drives the call `base` (attempts `base`, `base/r1`, ...), retrying failures with an
+/// exponential backoff, since the host never runs an id again.
+pub fn call(
+    s: &Snapshot,
+    plan: &mut Plan,
+    base: &str,
+    target: &NodeRef,
+    kind: OperationKind,
+) -> Call {
+    let mut n = 0u32;
+    loop {
+        let id = if n == 0 {
+            base.to_string()
+        } else {
+            format!("{base}/r{n}")
+        };
+        match s.result(&id) {
+            None => {
+                plan.operate(id, target.clone(), kind);
+                plan.requeue_after(POLL_MS);
+                return Call::Pending;
+            }
+            Some(Outcome::Succeeded(body)) => return Call::Done(body.clone()),
+            Some(Outcome::Running(_)) => {
+                plan.requeue_after(POLL_MS);
+                return Call::Pending;
+            }
+            Some(Outcome::Failed(msg)) => {
+                let next = format!("{base}/r{}", n + 1);
+                if s.result(&next).is_some() {
+                    n += 1;
+                    continue;
+                }
+                let at = s
+                    .results
+                    .iter()
+                    .filter(|r| r.id == id)
+                    .map(|r| r.at_ms)
+                    .max()
+                    .unwrap_or(0);
+                let due = at.saturating_add((RETRY_BASE_MS << n.min(10)).min(RETRY_MAX_MS));
+                if s.now_ms >= due {
+                    plan.operate(next, target.clone(), kind);
+                    plan.requeue_after(POLL_MS);
+                } else {
+                    plan.requeue_after(due - s.now_ms);
+                }
+                return Call::Failed(msg.clone());
+            }
+        }
+    }
+}
+
+/// The number of changes made to Reaper so far (distinct `rs/m/...` operations that
+/// succeeded, retries counted once).
+fn changes_made(s: &Snapshot) -> usize {
+    let bases: BTreeSet<&str> = s
+        .results
+        .iter()
+        .filter(|r| r.id.starts_with("rs/m/") && matches!(r.outcome, Outcome::Succeeded(_)))
+        .map(|r| match r.id.rsplit_once("/r") {
+            Some((b, n)) if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => b,
+            _ => r.id.as_str(),
+        })
+        .collect();
+    bases.len()
+}
+
+/// The id of the schedule the newest successful create answered with.
+fn created(s: &Snapshot) -> Option<String> {
+    s.results
+        .iter()
+        .filter(|r| {
+            r.id.starts_with("rs/m/") && (r.id.ends_with("/create") || r.id.contains("/create/r"))
+        })
+        .filter_map(|r| match &r.outcome {
+            Outcome::Succeeded(body) => Some((r.at_ms, body)),
+            _ => None,
+        })
+        .max_by_key(|(at, _)| *at)
+        .and_then(|(_, body)| serde_json::from_str::<Value>(body).ok())
+        .and_then(|v| id_of(&v))
+}
+
+fn pod_ready(p: &Pod) -> bool {
+    let st = p.status.as_ref();
+    p.metadata.deletion_timestamp.is_none()
+        && st
+            .and_then(|s| s.pod_ip.as_deref())
+            .is_some_and(|ip| !ip.is_empty())
+        && st
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// A Reaper to run the schedule through and a ready pod of it.
+pub struct Target {
+    pub reaper: Reaper,
+    pub cluster: String,
+    pub pod: NodeRef,
+}
+
+impl Target {
+    fn access(&self) -> ReaperAccess {
+        ReaperAccess {
+            ui_secret: self
+                .reaper
+                .spec
+                .template
+                .ui_user_secret_ref
+                .as_ref()
+                .map(|r| r.name.clone())
+                .filter(|n| !n.is_empty()),
+        }
+    }
+
+    fn label(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.cluster,
+            self.reaper
+                .metadata
+                .namespace
+                .as_deref()
+                .unwrap_or_default(),
+            self.reaper.metadata.name.as_deref().unwrap_or_default()
+        )
+    }
+}
+
+/// The Reapers that may run the schedule: the one `reaperRef` names, else the cluster's
+/// `reaperRef`, else those made for the cluster (label `k8ssandra.io/cluster-name`). With
+/// `running`, only those whose status is `Running` (the cluster is registered with them).
+/// Sorted by (cluster, name): Reapers of one cluster with `cassandra` storage share their
+/// state, so any of them will do, always the same one.
+fn candidates(
+    s: &Snapshot,
+    rs: &RepairSchedule,
+    kc: &K8ssandraCluster,
+    running: bool,
+) -> Vec<(String, Reaper)> {
+    let ns = rs.metadata.namespace.clone().unwrap_or_default();
+    let by_ref = rs
+        .spec
+        .reaper_ref
+        .as_ref()
+        .map(|r| (r.name.clone(), r.namespace.clone()))
+        .or_else(|| {
+            let r = kc.spec.reaper.as_ref()?.reaper_ref.as_ref()?;
+            Some((r.name.clone()?, r.namespace.clone()))
+        });
+    let kc_name = kc.metadata.name.clone().unwrap_or_default();
+    let mut out: Vec<(String, Reaper)> = s
+        .related_by_kind::<Reaper>("Reaper")
+        .into_iter()
+        .filter(|(_, r)| r.metadata.deletion_timestamp.is_none())
+        .filter(|(_, r)| match &by_ref {
+            Some((name, rns)) => {
+                r.metadata.name.as_deref() == Some(name.as_str())
+                    && r.metadata.namespace.as_deref()
+                        == Some(rns.as_deref().filter(|n| !n.is_empty()).unwrap_or(&ns))
+            }
+            None => r
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(K8SSANDRA_CLUSTER_NAME_LABEL))
+                .is_some_and(|n| *n == kc_name),
+        })
+        .filter(|(_, r)| {
+            !running
+                || r.status.as_ref().and_then(|st| st.progress) == Some(ReaperProgress::Running)
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.0, &a.1.metadata.name).cmp(&(&b.0, &b.1.metadata.name)));
+    out
+}
+
+/// The first candidate with a ready pod, and whether any candidate has a pod at all.
+fn target(s: &Snapshot, cands: Vec<(String, Reaper)>) -> (Option<Target>, bool) {
+    let pods = s.related_of::<Pod>();
+    let mut any = false;
+    for (cluster, reaper) in cands {
+        let name = reaper.metadata.name.clone().unwrap_or_default();
+        let ns = reaper.metadata.namespace.clone().unwrap_or_default();
+        let mut mine: Vec<&Pod> = pods
+            .iter()
+            .filter(|(c, p)| {
+                *c == cluster
+                    && p.metadata.namespace.as_deref() == Some(ns.as_str())
+                    && p.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(REAPER_LABEL))
+                        .is_some_and(|v| *v == name)
+            })
+            .map(|(_, p)| p)
+            .collect();
+        any |= !mine.is_empty();
+        mine.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        if let Some(p) = mine.into_iter().find(|p| pod_ready(p)) {
+            let pod = NodeRef {
+                cluster: cluster.clone(),
+                namespace: ns,
+                pod: p.metadata.name.clone().unwrap_or_default(),
+            };
+            return (
+                Some(Target {
+                    reaper,
+                    cluster,
+                    pod,
+                }),
+                true,
+            );
+        }
+    }
+    (None, any)
+}
+
+fn parallelism(rs: &RepairSchedule) -> Par {
+    match rs.spec.repair_parallelism {
+        Some(p) => p,
+        // Incremental repairs run in parallel; Reaper refuses anything else for them.
+        None if rs.spec.incremental == Some(true) => Par::Parallel,
+        None => Par::DatacenterAware,
+    }
+}
+
+fn par_name(p: Par) -> &'static str {
+    match p {
+        Par::Sequential => "SEQUENTIAL",
+        Par::Parallel => "PARALLEL",
+        Par::DatacenterAware => "DATACENTER_AWARE",
+    }
+}
+
+fn list(v: &Option<Vec<String>>) -> Vec<String> {
+    let set: BTreeSet<String> = v.iter().flatten().cloned().collect();
+    set.into_iter().collect()
+}
+
+/// The schedule Reaper must have.
+pub fn desired(rs: &RepairSchedule, cluster_name: &str, access: ReaperAccess) -> ReaperSchedule {
+    let spec = &rs.spec;
+    ReaperSchedule {
+        repair: ReaperRepair {
+            access,
+            cluster_name: cluster_name.to_string(),
+            keyspace: spec.keyspace.clone(),
+            tables: list(&spec.tables),
+            blacklisted_tables: list(&spec.blacklisted_tables),
+            datacenters: list(&spec.datacenters),
+            nodes: list(&spec.nodes),
+            owner: OWNER.to_string(),
+            parallelism: match parallelism(rs) {
+                Par::Sequential => RepairParallelism::Sequential,
+                Par::Parallel => RepairParallelism::Parallel,
+                Par::DatacenterAware => RepairParallelism::DatacenterAware,
+            },
+            intensity: spec
+                .intensity
+                .as_ref()
+                .and_then(intensity_of)
+                .unwrap_or(DEFAULT_INTENSITY),
+            incremental: spec.incremental.unwrap_or(false),
+            segment_count_per_node: spec.segment_count_per_node,
+            repair_thread_count: spec.repair_thread_count,
+            timeout_minutes: None,
+            cause: format!(
+                "RepairSchedule {}/{}",
+                rs.metadata.namespace.as_deref().unwrap_or_default(),
+                rs.metadata.name.as_deref().unwrap_or_default()
+            ),
+        },
+        days_between: spec.days_between.unwrap_or(DEFAULT_DAYS_BETWEEN),
+        trigger_time: spec.trigger_time.clone(),
+        adaptive: spec.adaptive.unwrap_or(false),
+        percent_unrepaired_threshold: spec.percent_unrepaired_threshold,
+    }
+}
+
+fn strs(v: &Value, field: &str) -> BTreeSet<String> {
+    v.get(field)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str().map(str::to_string))
+        .collect()
+}
+
+fn uint(v: &Value, field: &str) -> Option<u64> {
+    v.get(field).and_then(Value::as_u64)
+}
+
+/// Whether a listed schedule repairs what `want` repairs (what Reaper cannot change in
+/// place). A list left empty in the spec means "all", whatever Reaper shows for it.
+pub fn same_scope(v: &Value, want: &ReaperSchedule) -> bool {
+    let r = &want.repair;
+    let set = |l: &[String]| l.iter().cloned().collect::<BTreeSet<String>>();
+    let scope = |field: &str, l: &[String]| l.is_empty() || strs(v, field) == set(l);
+    v.get("keyspace").and_then(Value::as_str) == Some(r.keyspace.as_str())
+        && scope("tables", &r.tables)
+        && scope("datacenters", &r.datacenters)
+        && scope("nodes", &r.nodes)
+        && strs(v, "blacklistedTables") == set(&r.blacklisted_tables)
+        && v.get("incremental")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+            == r.incremental
+}
+
+/// Whether a listed schedule has the tunables Reaper changes in place.
+pub fn same_tunables(v: &Value, want: &ReaperSchedule, par: Par) -> bool {
+    let r = &want.repair;
+    let intensity = v.get("intensity").and_then(intensity_of);
+    let opt = |field: &str, w: Option<u32>| w.is_none_or(|w| uint(v, field) == Some(u64::from(w)));
+    intensity.is_some_and(|i| (i - r.intensity).abs() < 1e-9)
+        && v.get("parallelism").and_then(Value::as_str) == Some(par_name(par))
+        && uint(v, "daysBetween") == Some(u64::from(want.days_between))
+        && opt("segmentCountPerNode", r.segment_count_per_node)
+        && opt("repairThreadCount", r.repair_thread_count)
+        && v.get("adaptive").and_then(Value::as_bool).unwrap_or(false) == want.adaptive
+        && opt(
+            "percentUnrepairedThreshold",
+            want.percent_unrepaired_threshold,
+        )
+}
+
+fn is_ours(v: &Value) -> bool {
+    v.get("owner").and_then(Value::as_str) == Some(OWNER)
+}
+
+fn id_of(v: &Value) -> Option<String> {
+    match v.get("id")? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Our schedule among Reaper's: the one the status names, else one repairing the same.
+pub fn ours<'a>(
+    listed: &'a [Value],
+    known: Option<&str>,
+    want: &ReaperSchedule,
+) -> Option<&'a Value> {
+    listed
+        .iter()
+        .filter(|v| is_ours(v))
+        .find(|v| known.is_some() && id_of(v).as_deref() == known)
+        .or_else(|| {
+            listed
+                .iter()
+                .filter(|v| is_ours(v))
+                .find(|v| same_scope(v, want))
+        })
+}
+
+fn parse_list(body: &str) -> Vec<Value> {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// The status being built, with the previous one for the conditions' transition times.
+struct Out {
+    prev: RepairScheduleStatus,
+    status: RepairScheduleStatus,
+}
+
+impl Out {
+    fn ready(
+        &mut self,
+        plan: &mut Plan,
+        now_ms: u64,
+        ok: bool,
+        reason: &'static str,
+        message: String,
+    ) -> Result<(), PolicyError> {
+        let prev: Option<Vec<Condition>> = self.prev.conditions.clone();
+        self.status.conditions = Some(conditions(
+            prev.as_deref(),
+            now_ms,
+            vec![Cond::new(CONDITION_READY, ok, reason, &message)],
+        ));
+        plan.set_status(&self.status)
+    }
+
+    /// A change in flight or just made: the condition stays as it was (a change of
+    /// tunables is not an outage), or says `Syncing` when there was none yet.
+    fn keep(&mut self, plan: &mut Plan, now_ms: u64, message: String) -> Result<(), PolicyError> {
+        if self.prev.conditions.is_some()
+            && prev_reason(&self.prev).as_deref() == Some(REASON_SYNCED)
+        {
+            self.status.conditions = self.prev.conditions.clone();
+            return plan.set_status(&self.status);
+        }
+        self.ready(plan, now_ms, false, REASON_SYNCING, message)
+    }
+}
+
+fn prev_reason(prev: &RepairScheduleStatus) -> Option<String> {
+    prev.conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == CONDITION_READY)
+        .map(|c| c.reason.clone())
+}
+
+pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
+    let raw: Value = s.parent()?;
+    let mut plan = Plan::default();
+    let prev: RepairScheduleStatus = raw
+        .get("status")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
+    let mut out = Out {
+        prev: prev.clone(),
+        status: prev.clone(),
+    };
+    if let Some(at) = raw.pointer("/metadata/deletionTimestamp") {
+        return deletion(s, &raw, &prev, at.as_str().unwrap_or_default());
+    }
+    let faults = check(&raw);
+    let rs: Option<RepairSchedule> = if faults.is_empty() {
+        serde_json::from_value(raw.clone()).ok()
+    } else {
+        None
+    };
+    let Some(rs) = rs else {
+        let message = if faults.is_empty() {
+            "spec: does not parse".to_string()
+        } else {
+            faults
+                .iter()
+                .map(|(f, m)| format!("{f}: {m}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        if prev_reason(&prev).as_deref() != Some(REASON_INVALID) {
+            plan.event(EventType::Warning, REASON_INVALID, message.clone());
+        }
+        out.ready(&mut plan, s.now_ms, false, REASON_INVALID, message)?;
+        return Ok(plan);
+    };
+    // Held from the start: a finalizer cannot be added once the deletion is asked.
+    plan.finalizers = Some(vec![FINALIZER.to_string()]);
+    let ns = rs.metadata.namespace.clone().unwrap_or_default();
+    let Some(kc) = s
+        .related_by_kind::<K8ssandraCluster>("K8ssandraCluster")
+        .into_iter()
+        .filter(|(c, _)| c.is_empty())
+        .map(|(_, k)| k)
+        .find(|k| {
+            k.metadata.name.as_deref() == Some(rs.spec.cluster.as_str())
+                && k.metadata.namespace.as_deref() == Some(ns.as_str())
+        })
+    else {
+        plan.requeue_after(WAIT_MS);
+        out.ready(
+            &mut plan,
+            s.now_ms,
+            false,
+            REASON_NO_CLUSTER,
+            format!(
+                "spec.cluster: no K8ssandraCluster {:?} in namespace {ns:?}",
+                rs.spec.cluster
+            ),
+        )?;
+        return Ok(plan);
+    };
+    let cluster_name = kc.sanitized_name();
+    let (target, _) = target(s, candidates(s, &rs, &kc, true));
+    let Some(t) = target else {
+        plan.requeue_after(WAIT_MS);
+        out.ready(
+            &mut plan,
+            s.now_ms,
+            false,
+            REASON_NO_REAPER,
+            format!(
+                "waiting for a Running Reaper of K8ssandraCluster {} with a ready pod (spec.reaper of the cluster, or spec.reaperRef)",
+                rs.spec.cluster
+            ),
+        )?;
+        return Ok(plan);
+    };
+    out.status.reaper = Some(t.label());
+    let access = t.access();
+    let want = desired(&rs, &cluster_name, access.clone());
+    let par = parallelism(&rs);
+    let n = changes_made(s);
+    let idle = prev.last_run.as_ref().is_some_and(|r| {
+        matches!(
+            r.state.as_deref(),
+            Some("DONE" | "ERROR" | "ABORTED" | "DELETED")
+        )
+    });
+    let refresh = if idle { REFRESH_IDLE_MS } else { REFRESH_MS };
+    let w = s.now_ms / refresh;
+    plan.requeue_after(((w + 1) * refresh).saturating_sub(s.now_ms).max(1));
+    let cref = ReaperClusterRef {
+        access: access.clone(),
+        name: cluster_name.clone(),
+    };
+    let unreachable = |plan: &mut Plan, out: &mut Out, m: String| -> Result<(), PolicyError> {
+        if prev_reason(&out.prev).as_deref() != Some(REASON_UNREACHABLE) {
+            plan.event(
+                EventType::Warning,
+                REASON_UNREACHABLE,
+                format!("Reaper {} does not answer: {m}", t.label()),
+            );
+        }
+        out.ready(
+            plan,
+            s.now_ms,
+            false,
+            REASON_UNREACHABLE,
+            format!("Reaper {} does not answer (retrying): {m}", t.label()),
+        )
+    };
+    let listed = match call(
+        s,
+        &mut plan,
+        &format!("rs/list/{n}/{refresh}/{w}"),
+        &t.pod,
+        OperationKind::ReaperListSchedules(cref.clone()),
+    ) {
+        Call::Done(body) => parse_list(&body),
+        Call::Pending => {
+            // A schedule just created is ours before the next list shows it.
+            if let Some(id) = created(s)
+                && prev.schedule_id.as_deref() != Some(id.as_str())
+            {
+                out.status.schedule_id = Some(id);
+                out.keep(
+                    &mut plan,
+                    s.now_ms,
+                    format!(
+                        "reading the schedules of {cluster_name} in Reaper {}",
+                        t.label()
+                    ),
+                )?;
+            } else if prev.conditions.is_none() {
+                out.ready(
+                    &mut plan,
+                    s.now_ms,
+                    false,
+                    REASON_SYNCING,
+                    format!(
+                        "reading the schedules of {cluster_name} in Reaper {}",
+                        t.label()
+                    ),
+                )?;
+            }
+            return Ok(plan);
+        }
+        Call::Failed(m) => {
+            unreachable(&mut plan, &mut out, m)?;
+            return Ok(plan);
+        }
+    };
+    let mine = ours(&listed, prev.schedule_id.as_deref(), &want).cloned();
+    let active = rs.spec.paused != Some(true);
+    let change: Option<(String, OperationKind, &'static str)> = match &mine {
+        None => Some((
+            format!("rs/m/{n}/create"),
+            OperationKind::ReaperCreateSchedule(want.clone()),
+            "create",
+        )),
+        Some(v) => {
+            let id = id_of(v).unwrap_or_default();
+            let sref = ReaperScheduleRef {
+                access: access.clone(),
+                id: id.clone(),
+                owner: OWNER.to_string(),
+            };
+            if !same_scope(v, &want) {
+                // Reaper cannot change what a schedule repairs: the next list creates anew.
+                Some((
+                    format!("rs/m/{n}/delete/{id}"),
+                    OperationKind::ReaperDeleteSchedule(sref),
+                    "replace",
+                ))
+            } else if !same_tunables(v, &want, par) {
+                Some((
+                    format!("rs/m/{n}/update/{id}"),
+                    OperationKind::ReaperUpdateSchedule(ReaperScheduleUpdate {
+                        id: id.clone(),
+                        schedule: want.clone(),
+                    }),
+                    "update",
+                ))
+            } else if (v.get("state").and_then(Value::as_str) == Some("ACTIVE")) != active {
+                Some((
+                    format!("rs/m/{n}/state/{id}/{active}"),
+                    OperationKind::ReaperSetScheduleState(ReaperScheduleState {
+                        schedule: sref,
+                        active,
+                    }),
+                    if active { "activate" } else { "pause" },
+                ))
+            } else {
+                None
+            }
+        }
+    };
+    if let Some(v) = &mine {
+        out.status.schedule_id = id_of(v);
+        out.status.state = v.get("state").and_then(Value::as_str).map(str::to_string);
+        out.status.next_activation = v
+            .get("nextActivation")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+    }
+    if let Some((id, kind, what)) = change {
+        match call(s, &mut plan, &id, &t.pod, kind) {
+            Call::Done(body) => {
+                plan.event(
+                    EventType::Normal,
+                    "RepairScheduleChanged",
+                    format!(
+                        "{what}: schedule of keyspace {} in Reaper {}",
+                        rs.spec.keyspace,
+                        t.label()
+                    ),
+                );
+                // The answer is the schedule (create, update, state): its id right away.
+                if let Ok(v) = serde_json::from_str::<Value>(&body)
+                    && let Some(id) = id_of(&v)
+                {
+                    out.status.schedule_id = Some(id);
+                    out.status.state = v.get("state").and_then(Value::as_str).map(str::to_string);
+                }
+                if what == "replace" {
+                    out.status.schedule_id = None;
+                }
+                plan.requeue_after(1);
+                out.keep(
+                    &mut plan,
+                    s.now_ms,
+                    format!(
+                        "Reaper's schedule of keyspace {} is being brought to the spec",
+                        rs.spec.keyspace
+                    ),
+                )?;
+            }
+            Call::Pending => {
+                out.keep(
+                    &mut plan,
+                    s.now_ms,
+                    format!(
+                        "Reaper's schedule of keyspace {} is being brought to the spec ({what})",
+                        rs.spec.keyspace
+                    ),
+                )?;
+            }
+            Call::Failed(m) => {
+                let refused = m.contains("400") || m.to_lowercase().contains("keyspace");
+                if what == "create" && refused {
+                    let keyspace = m.to_lowercase().contains("keyspace");
+                    let (reason, msg) = if keyspace {
+                        (
+                            REASON_KEYSPACE,
+                            format!(
+                                "spec.keyspace: Reaper refused a schedule of keyspace {:?}: it must exist in Cassandra cluster {cluster_name} ({m})",
+                                rs.spec.keyspace
+                            ),
+                        )
+                    } else {
+                        (REASON_REFUSED, format!("Reaper refused the schedule: {m}"))
+                    };
+                    if prev_reason(&prev).as_deref() != Some(reason) {
+                        plan.event(EventType::Warning, reason, msg.clone());
+                    }
+                    out.ready(&mut plan, s.now_ms, false, reason, msg)?;
+                } else {
+                    unreachable(&mut plan, &mut out, m)?;
+                }
+            }
+        }
+        return Ok(plan);
+    }
+    // In sync: the runs of our schedule for the status.
+    let id = out.status.schedule_id.clone().unwrap_or_default();
+    match call(
+        s,
+        &mut plan,
+        &format!("rs/runs/{n}/{refresh}/{w}"),
+        &t.pod,
+        OperationKind::ReaperListRuns(cref),
+    ) {
+        Call::Done(body) => {
+            let runs = parse_list(&body);
+            if let Some(r) = runs.iter().find(|r| {
+                r.get("scheduleId").and_then(Value::as_str) == Some(id.as_str())
+                    || (r.get("scheduleId").is_none_or(Value::is_null)
+                        && r.get("owner").and_then(Value::as_str) == Some(OWNER)
+                        && r.get("keyspace").and_then(Value::as_str)
+                            == Some(rs.spec.keyspace.as_str()))
+            }) {
+                out.status.last_run = Some(run_status(r));
+            }
+        }
+        Call::Pending => {}
+        Call::Failed(m) => {
+            unreachable(&mut plan, &mut out, m)?;
+            return Ok(plan);
+        }
+    }
+    if prev_reason(&prev).as_deref() != Some(REASON_SYNCED) {
+        plan.event(
+            EventType::Normal,
+            REASON_SYNCED,
+            format!(
+                "Reaper {} has schedule {id} for keyspace {}",
+                t.label(),
+                rs.spec.keyspace
+            ),
+        );
+    }
+    out.ready(
+        &mut plan,
+        s.now_ms,
+        true,
+        REASON_SYNCED,
+        format!(
+            "Reaper {} has schedule {id} of keyspace {} ({})",
+            t.label(),
+            rs.spec.keyspace,
+            if active { "active" } else { "paused" }
+        ),
+    )?;
+    Ok(plan)
+}
+
+fn run_status(r: &Value) -> RepairRunStatus {
+    let s = |f: &str| r.get(f).and_then(Value::as_str).map(str::to_string);
+    let u = |f: &str| r.get(f).and_then(Value::as_u64).map(|x| x as u32);
+    RepairRunStatus {
+        id: id_of(r),
+        state: s("state"),
+        start_time: s("startTime"),
+        end_time: s("endTime"),
+        segments_repaired: u("segmentsRepaired"),
+        total_segments: u("totalSegments"),
+    }
+}
+
+/// Unix milliseconds of an RFC 3339 time in UTC (fractions ignored).
+fn parse_rfc3339(t: &str) -> Option<u64> {
+    let num = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss)
+        .ok()
+        .map(|s| s * 1000)
+}
+
+/// A deleted RepairSchedule: our schedule is deleted from Reaper, then the finalizer goes.
+fn deletion(
+    s: &Snapshot,
+    raw: &Value,
+    prev: &RepairScheduleStatus,
+    at: &str,
+) -> Result<Plan, PolicyError> {
+    let mut plan = Plan::default();
+    let held = raw
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| f.iter().any(|f| f == FINALIZER));
+    if !held {
+        return Ok(plan);
+    }
+    let release = |plan: &mut Plan| plan.finalizers = Some(vec![]);
+    let Some(id) = prev.schedule_id.clone() else {
+        release(&mut plan);
+        return Ok(plan);
+    };
+    let rs: Option<RepairSchedule> = serde_json::from_value(raw.clone()).ok();
+    let ns = raw
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kc = rs.as_ref().and_then(|rs| {
+        s.related_by_kind::<K8ssandraCluster>("K8ssandraCluster")
+            .into_iter()
+            .map(|(_, k)| k)
+            .find(|k| {
+                k.metadata.name.as_deref() == Some(rs.spec.cluster.as_str())
+                    && k.metadata.namespace.as_deref() == Some(ns)
+            })
+    });
+    let (Some(rs), Some(kc)) = (rs, kc) else {
+        // The cluster is gone: its deregistration took our schedules with it.
+        release(&mut plan);
+        return Ok(plan);
+    };
+    let (target, any) = target(s, candidates(s, &rs, &kc, false));
+    let overdue = s
+        .now_ms
+        .saturating_sub(parse_rfc3339(at).unwrap_or(s.now_ms))
+        >= GIVE_UP_MS;
+    let give_up = |plan: &mut Plan, why: String| {
+        plan.event(
+            EventType::Warning,
+            "ScheduleDeletionAbandoned",
+            format!(
+                "gave up deleting Reaper schedule {id} after {} minutes ({why}); it may still exist in Reaper",
+                GIVE_UP_MS / 60_000
+            ),
+        );
+        plan.finalizers = Some(vec![]);
+    };
+    let Some(t) = target else {
+        if !any {
+            // No Reaper pod at all: nothing holds the schedule any more.
+            release(&mut plan);
+        } else if overdue {
+            give_up(&mut plan, "no ready Reaper pod".to_string());
+        } else {
+            plan.requeue_after(WAIT_MS);
+        }
+        return Ok(plan);
+    };
+    let kind = OperationKind::ReaperDeleteSchedule(ReaperScheduleRef {
+        access: t.access(),
+        id: id.clone(),
+        owner: OWNER.to_string(),
+    });
+    match call(s, &mut plan, &format!("rs/delete/{id}"), &t.pod, kind) {
+        Call::Done(_) => {
+            plan.event(
+                EventType::Normal,
+                "RepairScheduleDeleted",
+                format!("deleted schedule {id} from Reaper {}", t.label()),
+            );
+            release(&mut plan);
+        }
+        Call::Pending => {}
+        Call::Failed(m) if overdue => give_up(&mut plan, m),
+        Call::Failed(m) => {
+            let mut out = Out {
+                prev: prev.clone(),
+                status: prev.clone(),
+            };
+            out.ready(
+                &mut plan,
+                s.now_ms,
+                false,
+                REASON_UNREACHABLE,
+                format!(
+                    "deleting schedule {id} from Reaper {} failed (retrying): {m}",
+                    t.label()
+                ),
+            )?;
+        }
+    }
+    Ok(plan)
+}

@@ -1,0 +1,541 @@
+//! One reconcile of a MedusaRestoreJob: the step of `status.phase`, then the next one.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8ssandra_api::cassandra::CassandraDatacenter;
+use k8ssandra_api::medusa::{
+    MappingSource, MedusaBackup, MedusaRestoreJob, MedusaRestoreJobStatus, MedusaRestoreMapping,
+    RESTORE_PHASE_STOP, restore_config_map_name,
+};
+use k8ssandra_api::names::split_racks;
+use k8ssandra_medusa::{Member, datacenter, members};
+use k8ssandra_policy_sdk::conditions::{Cond, conditions, time};
+use k8ssandra_policy_sdk::{
+    EventType, OperationKind, Outcome, Plan, PolicyError, Role, Snapshot, error,
+};
+
+pub const VALIDATING: &str = "Validating";
+pub const STOPPING: &str = RESTORE_PHASE_STOP;
+pub const STARTING: &str = "Starting";
+pub const ROLES: &str = "Roles";
+pub const COMPLETE: &str = "Complete";
+pub const FAILED: &str = "Failed";
+pub const PROGRESSING: &str = "Progressing";
+
+/// How often a waiting restore looks again (the datacenter and pod events also wake it).
+const POLL_MS: u64 = 5_000;
+/// Attempts at re-creating one role before the restore fails naming it.
+const ROLE_ATTEMPTS: u32 = 5;
+
+/// Everything one reconcile works with.
+struct Job<'a> {
+    snapshot: &'a Snapshot,
+    job: MedusaRestoreJob,
+    name: String,
+    namespace: String,
+    cluster: String,
+    now: u64,
+    prev: MedusaRestoreJobStatus,
+    status: MedusaRestoreJobStatus,
+    plan: Plan,
+}
+
+pub fn reconcile(snapshot: &Snapshot) -> Result<Plan, PolicyError> {
+    let job: MedusaRestoreJob = snapshot.parent()?;
+    let prev = job.status.clone().unwrap_or_default();
+    let mut j = Job {
+        snapshot,
+        name: job.metadata.name.clone().unwrap_or_default(),
+        namespace: job.metadata.namespace.clone().unwrap_or_default(),
+        cluster: snapshot.parent.cluster.clone(),
+        now: snapshot.now_ms,
+        status: prev.clone(),
+        prev,
+        job,
+        plan: Plan::default(),
+    };
+    // Finished: nothing is listed, so the restore ConfigMap (if any) is pruned.
+    if j.prev.finish_time.is_some() {
+        return Ok(j.plan);
+    }
+    let dc = datacenter(
+        snapshot,
+        &j.cluster,
+        &j.namespace,
+        &j.job.spec.cassandra_datacenter,
+    );
+    match j.prev.phase.clone().as_deref() {
+        None | Some("") | Some(VALIDATING) => j.validate(dc)?,
+        Some(STOPPING) => j.stopping(dc)?,
+        Some(STARTING) => j.starting(dc)?,
+        Some(ROLES) => j.roles(dc)?,
+        Some(other) => {
+            return Err(error(format!(
+                "status.phase {other:?} is no phase of a restore"
+            )));
+        }
+    }
+    Ok(j.plan)
+}
+
+impl Job<'_> {
+    fn dc_name(&self) -> &str {
+        &self.job.spec.cassandra_datacenter
+    }
+
+    fn set_conditions(&mut self, wanted: Vec<Cond>) {
+        self.status.conditions = Some(conditions(
+            self.prev.conditions.as_deref(),
+            self.now,
+            wanted,
+        ));
+    }
+
+    fn progress(&mut self, reason: &'static str, message: String) {
+        self.set_conditions(vec![
+            Cond::new(PROGRESSING, true, reason, message),
+            Cond::new(COMPLETE, false, reason, ""),
+            Cond::new(FAILED, false, reason, ""),
+        ]);
+    }
+
+    fn finish_status(&mut self) -> Result<(), PolicyError> {
+        let status = self.status.clone();
+        self.plan.set_status(&status)
+    }
+
+    /// The restore ends without restoring: nothing more is stopped, the ConfigMap goes.
+    fn fail(&mut self, reason: &'static str, message: String) -> Result<(), PolicyError> {
+        self.status.phase = Some(FAILED.into());
+        self.status.finish_time = Some(time(self.now));
+        self.status.message = Some(message.clone());
+        self.set_conditions(vec![
+            Cond::new(PROGRESSING, false, reason, message.clone()),
+            Cond::new(COMPLETE, false, reason, "nothing was restored by this job"),
+            Cond::new(FAILED, true, reason, message.clone()),
+        ]);
+        self.plan.event(EventType::Warning, reason, message);
+        self.finish_status()
+    }
+
+    fn waiting(&mut self, reason: &'static str, message: String) -> Result<(), PolicyError> {
+        self.progress(reason, message);
+        self.plan.requeue_after(POLL_MS);
+        self.finish_status()
+    }
+
+    fn validate(&mut self, dc: Option<CassandraDatacenter>) -> Result<(), PolicyError> {
+        self.status.phase = Some(VALIDATING.into());
+        let Some(dc) = dc else {
+            let message = format!(
+                "spec.cassandraDatacenter: no CassandraDatacenter {}/{}",
+                self.namespace,
+                self.dc_name()
+            );
+            return self.waiting("DatacenterNotFound", message);
+        };
+        let backup = self
+            .snapshot
+            .related_by_kind::<MedusaBackup>("MedusaBackup")
+            .into_iter()
+            .find(|(c, b)| {
+                *c == self.cluster
+                    && b.metadata.namespace.as_deref() == Some(self.namespace.as_str())
+                    && b.metadata.name.as_deref() == Some(self.job.spec.backup.as_str())
+            })
+            .map(|(_, b)| b);
+        let Some(backup) = backup else {
+            let message = format!(
+                "spec.backup: no MedusaBackup {}/{} (a MedusaBackupJob records one; a sync \
+                 MedusaTask records the backups the storage holds)",
+                self.namespace, self.job.spec.backup
+            );
+            return self.fail("BackupNotFound", message);
+        };
+        if let Err((reason, message)) = fits(&backup, &dc) {
+            return self.fail(reason, message);
+        }
+        let mapping = mapping(&backup, &dc);
+        let targets: Vec<String> = mapping.keys().cloned().collect();
+        let key = self
+            .job
+            .metadata
+            .uid
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| format!("{}-{}", self.name, self.now));
+        let in_place = mapping
+            .iter()
+            .all(|(target, s)| s.source.iter().all(|h| h == target));
+        self.status.restore_key = key;
+        self.status.start_time = Some(time(self.now));
+        self.status.restore_prepared = Some(true);
+        self.status.restore_mapping = Some(MedusaRestoreMapping {
+            in_place: Some(in_place),
+            host_map: Some(mapping),
+        });
+        self.status.in_progress = Some(targets.clone());
+        self.status.finished = Some(Vec::new());
+        self.status.failed = Some(Vec::new());
+        self.status.phase = Some(STOPPING.into());
+        self.config_map()?;
+        let message = format!(
+            "restoring MedusaBackup {} into {} pods of datacenter {}: stopping it",
+            self.job.spec.backup,
+            targets.len(),
+            self.dc_name()
+        );
+        self.progress("Stopping", message.clone());
+        self.plan
+            .event(EventType::Normal, "RestoreStarted", message);
+        self.plan.requeue_after(POLL_MS);
+        self.finish_status()
+    }
+
+    fn stopping(&mut self, dc: Option<CassandraDatacenter>) -> Result<(), PolicyError> {
+        let Some(dc) = dc else {
+            return self.gone();
+        };
+        self.config_map()?;
+        let pods = members(self.snapshot, &self.cluster, &dc);
+        if !condition_true(&dc, "Stopped") || !pods.is_empty() {
+            let message = format!(
+                "stopping datacenter {}: {} pods left",
+                self.dc_name(),
+                pods.len()
+            );
+            return self.waiting("Stopping", message);
+        }
+        self.status.datacenter_stopped = Some(time(self.now));
+        self.status.phase = Some(STARTING.into());
+        let message = format!(
+            "datacenter {} stopped; its pods restore as they start",
+            self.dc_name()
+        );
+        self.progress("Restoring", message.clone());
+        self.plan
+            .event(EventType::Normal, "DatacenterStopped", message);
+        self.plan.requeue_after(POLL_MS);
+        self.finish_status()
+    }
+
+    fn starting(&mut self, dc: Option<CassandraDatacenter>) -> Result<(), PolicyError> {
+        let Some(dc) = dc else {
+            return self.gone();
+        };
+        let pods = members(self.snapshot, &self.cluster, &dc);
+        let targets: Vec<String> = self
+            .prev
+            .restore_mapping
+            .as_ref()
+            .and_then(|m| m.host_map.as_ref())
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        // Every pod of a stopped datacenter is new: one running and ready has restored in
+        // its init container (a failed restore keeps it from starting).
+        let (finished, in_progress): (Vec<String>, Vec<String>) = targets
+            .into_iter()
+            .partition(|t| pods.iter().any(|p: &Member| &p.name == t && p.ready));
+        self.status.finished = Some(finished.clone());
+        self.status.in_progress = Some(in_progress.clone());
+        if !in_progress.is_empty() || !condition_true(&dc, "Ready") {
+            // The init containers still need the parameters.
+            self.config_map()?;
+            let message = format!(
+                "{} of {} pods restored and ready; waiting for {}",
+                finished.len(),
+                finished.len() + in_progress.len(),
+                if in_progress.is_empty() {
+                    format!("datacenter {} to be Ready", self.dc_name())
+                } else {
+                    in_progress.join(", ")
+                }
+            );
+            return self.waiting("Restoring", message);
+        }
+        // Restored: the ConfigMap is not listed any more, so it is pruned now; a pod
+        // started from here on restores nothing.
+        self.status.phase = Some(ROLES.into());
+        let message = format!(
+            "{} pods restored and datacenter {} Ready; re-creating its roles",
+            finished.len(),
+            self.dc_name()
+        );
+        self.progress("RecreatingRoles", message.clone());
+        self.plan
+            .event(EventType::Normal, "DatacenterRestored", message);
+        self.plan.requeue_after(1_000);
+        self.finish_status()
+    }
+
+    /// The restored `system_auth` holds the roles as they were at backup time: the
+    /// superuser and `spec.users` roles are upserted again from their Secrets.
+    fn roles(&mut self, dc: Option<CassandraDatacenter>) -> Result<(), PolicyError> {
+        let Some(dc) = dc else {
+            return self.gone();
+        };
+        let pods = members(self.snapshot, &self.cluster, &dc);
+        let Some(target) = pods.iter().find(|p| p.ready).map(Member::node) else {
+            let message = format!("no pod of {} is ready to re-create roles", self.dc_name());
+            return self.waiting("RecreatingRoles", message);
+        };
+        let mut roles = vec![(dc.superuser_secret_name(), true)];
+        for u in dc.spec.users.iter().flatten() {
+            if !roles.iter().any(|(s, _)| *s == u.secret_name) {
+                roles.push((u.secret_name.clone(), u.superuser));
+            }
+        }
+        let mut pending = Vec::new();
+        for (secret, superuser) in roles {
+            let base = format!(
+                "restore-role/{}/{}/{secret}",
+                self.name, self.status.restore_key
+            );
+            let mut attempt = 0;
+            let mut last_error = String::new();
+            while let Some(Outcome::Failed(why)) =
+                self.snapshot.result(&format!("{base}/{attempt}"))
+            {
+                last_error = why.clone();
+                attempt += 1;
+            }
+            if attempt >= ROLE_ATTEMPTS {
+                let message = format!(
+                    "re-creating the role of Secret {secret} failed {attempt} times: {last_error}"
+                );
+                return self.fail("RolesFailed", message);
+            }
+            match self.snapshot.result(&format!("{base}/{attempt}")) {
+                Some(Outcome::Succeeded(_)) => {}
+                Some(_) => pending.push(secret),
+                None => {
+                    self.plan.operate(
+                        format!("{base}/{attempt}"),
+                        target.clone(),
+                        OperationKind::CreateRole(Role {
+                            secret_name: secret.clone(),
+                            superuser,
+                            login: true,
+                        }),
+                    );
+                    pending.push(secret);
+                }
+            }
+        }
+        if !pending.is_empty() {
+            let message = format!("re-creating the roles of {}", pending.join(", "));
+            return self.waiting("RecreatingRoles", message);
+        }
+        self.status.phase = Some(COMPLETE.into());
+        self.status.finish_time = Some(time(self.now));
+        let message = format!(
+            "MedusaBackup {} restored into datacenter {}; roles re-created",
+            self.job.spec.backup,
+            self.dc_name()
+        );
+        self.set_conditions(vec![
+            Cond::new(PROGRESSING, false, "RestoreComplete", message.clone()),
+            Cond::new(COMPLETE, true, "RestoreComplete", message.clone()),
+            Cond::new(FAILED, false, "RestoreComplete", ""),
+        ]);
+        self.plan
+            .event(EventType::Normal, "RestoreComplete", message);
+        self.finish_status()
+    }
+
+    fn gone(&mut self) -> Result<(), PolicyError> {
+        let message = format!(
+            "spec.cassandraDatacenter: CassandraDatacenter {}/{} was deleted during the restore",
+            self.namespace,
+            self.dc_name()
+        );
+        self.fail("DatacenterNotFound", message)
+    }
+
+    /// The restore parameters the `medusa-restore` init containers read (`envFrom`).
+    fn config_map(&mut self) -> Result<(), PolicyError> {
+        let mut data = BTreeMap::new();
+        data.insert("BACKUP_NAME".to_string(), self.job.spec.backup.clone());
+        data.insert("RESTORE_KEY".to_string(), self.status.restore_key.clone());
+        let mapping = serde_json::to_string(&self.status.restore_mapping)
+            .map_err(|e| error(format!("restore mapping: {e}")))?;
+        data.insert("RESTORE_MAPPING".to_string(), mapping);
+        let list =
+            |v: &Option<Vec<String>>| v.as_ref().filter(|l| !l.is_empty()).map(|l| l.join(","));
+        if let Some(k) = list(&self.job.spec.keyspaces) {
+            data.insert("RESTORE_KEYSPACES".to_string(), k);
+        }
+        if let Some(t) = list(&self.job.spec.tables) {
+            data.insert("RESTORE_TABLES".to_string(), t);
+        }
+        let cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(restore_config_map_name(self.dc_name())),
+                namespace: Some(self.namespace.clone()),
+                ..Default::default()
+            },
+            data: Some(data),
+            ..Default::default()
+        };
+        let cluster = self.cluster.clone();
+        self.plan.apply(&cluster, &cm)
+    }
+}
+
+fn condition_true(dc: &CassandraDatacenter, t: &str) -> bool {
+    dc.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == t && c.status == "True"))
+}
+
+/// The backup's hosts by rack, racks and hosts sorted.
+fn backup_racks(backup: &MedusaBackup) -> BTreeMap<String, Vec<String>> {
+    let mut racks: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for n in backup
+        .status
+        .as_ref()
+        .and_then(|s| s.nodes.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        racks
+            .entry(n.rack.clone().unwrap_or_default())
+            .or_default()
+            .push(n.host.clone().unwrap_or_default());
+    }
+    for hosts in racks.values_mut() {
+        hosts.sort();
+    }
+    racks
+}
+
+/// The datacenter's racks with their sizes, as its StatefulSets split `spec.size`.
+fn dc_racks(dc: &CassandraDatacenter) -> Vec<(String, String, usize)> {
+    let racks = dc.racks();
+    let size = usize::try_from(dc.spec.size.max(0)).unwrap_or_default();
+    racks
+        .iter()
+        .zip(split_racks(size, racks.len()))
+        .map(|(r, n)| (r.name.clone(), dc.sts_name(&r.name), n))
+        .collect()
+}
+
+fn single_default(dc: &CassandraDatacenter) -> bool {
+    let racks = dc.racks();
+    racks.len() == 1 && racks[0].name == "default"
+}
+
+/// Whether the backup can restore the datacenter; Err names the field and the rule.
+pub fn fits(backup: &MedusaBackup, dc: &CassandraDatacenter) -> Result<(), (&'static str, String)> {
+    let b = backup.metadata.name.clone().unwrap_or_default();
+    let dc_obj = dc.metadata.name.clone().unwrap_or_default();
+    let Some(st) = backup.status.as_ref() else {
+        return Err((
+            "BackupNotFinished",
+            format!("spec.backup: MedusaBackup {b} has no status: only a finished backup restores"),
+        ));
+    };
+    let state = st.status.clone().unwrap_or_default();
+    if state != "SUCCESS" {
+        return Err((
+            "BackupNotFinished",
+            format!(
+                "spec.backup: MedusaBackup {b} status.status is {state:?}, not SUCCESS: only a \
+                 finished backup restores"
+            ),
+        ));
+    }
+    let total = st.total_nodes.unwrap_or_default();
+    let finished = st.finished_nodes.unwrap_or_default();
+    if finished != total {
+        return Err((
+            "BackupIncomplete",
+            format!(
+                "spec.backup: MedusaBackup {b} status.finishedNodes ({finished}) must equal \
+                 status.totalNodes ({total})"
+            ),
+        ));
+    }
+    let nodes = st.nodes.clone().unwrap_or_default();
+    if nodes.len() != usize::try_from(total).unwrap_or_default() || nodes.is_empty() {
+        return Err((
+            "BackupIncomplete",
+            format!(
+                "spec.backup: MedusaBackup {b} lists {} nodes in status.nodes for \
+                 status.totalNodes {total}: every node must be listed to map it",
+                nodes.len()
+            ),
+        ));
+    }
+    if total != dc.spec.size {
+        return Err((
+            "SizeMismatch",
+            format!(
+                "spec.backup: MedusaBackup {b} holds {total} nodes, CassandraDatacenter \
+                 {dc_obj} has spec.size {}: the node counts must be equal",
+                dc.spec.size
+            ),
+        ));
+    }
+    let name = dc.datacenter_name();
+    if let Some((i, n)) = nodes
+        .iter()
+        .enumerate()
+        .find(|(_, n)| n.datacenter.as_deref() != Some(name))
+    {
+        return Err((
+            "DatacenterMismatch",
+            format!(
+                "spec.backup: MedusaBackup {b} status.nodes[{i}].datacenter is {:?}, the \
+                 datacenter's Cassandra name is {name:?}: a backup restores into the \
+                 datacenter it was taken from",
+                n.datacenter.clone().unwrap_or_default()
+            ),
+        ));
+    }
+    let from = backup_racks(backup);
+    if single_default(dc) {
+        return Ok(());
+    }
+    let want: BTreeMap<String, usize> = dc_racks(dc).into_iter().map(|(r, _, n)| (r, n)).collect();
+    let have: BTreeMap<String, usize> = from.iter().map(|(r, h)| (r.clone(), h.len())).collect();
+    if want != have {
+        return Err((
+            "RackMismatch",
+            format!(
+                "spec.backup: MedusaBackup {b} has racks {have:?} (nodes per rack), \
+                 CassandraDatacenter {dc_obj} has {want:?}: rack names and sizes must match, \
+                 or the datacenter has the single rack default"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Target pod → the backed-up node it restores: per rack (sorted), the i-th host (sorted)
+/// onto `<sts>-<i>`; a datacenter with the single rack `default` takes every host in rack
+/// then host order.
+pub fn mapping(backup: &MedusaBackup, dc: &CassandraDatacenter) -> BTreeMap<String, MappingSource> {
+    let from = backup_racks(backup);
+    let mut out = BTreeMap::new();
+    let source = |host: &String| MappingSource {
+        source: vec![host.clone()],
+        seed: false,
+    };
+    if single_default(dc) && !(from.len() == 1 && from.contains_key("default")) {
+        let sts = dc.sts_name("default");
+        for (i, host) in from.values().flatten().enumerate() {
+            out.insert(format!("{sts}-{i}"), source(host));
+        }
+        return out;
+    }
+    for (rack, sts, _) in dc_racks(dc) {
+        for (i, host) in from.get(&rack).into_iter().flatten().enumerate() {
+            out.insert(format!("{sts}-{i}"), source(host));
+        }
+    }
+    out
+}

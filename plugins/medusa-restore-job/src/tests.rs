@@ -1,0 +1,378 @@
+use k8ssandra_policy_sdk::{
+    Object, OperationKind, OperationResult, Outcome, Plan, Policy, Snapshot,
+};
+use serde_json::{Value, json};
+
+use crate::MedusaRestoreJobPolicy;
+use crate::decide::reconcile;
+
+const NOW: u64 = 1_700_000_000_000;
+
+fn obj(v: Value) -> Object {
+    Object {
+        cluster: String::new(),
+        json: v.to_string(),
+    }
+}
+
+fn job(spec_extra: Value, status: Value) -> Object {
+    let mut spec = json!({"backup": "b1", "cassandraDatacenter": "dc1"});
+    if let Some(extra) = spec_extra.as_object() {
+        for (k, v) in extra {
+            spec[k] = v.clone();
+        }
+    }
+    obj(json!({
+        "apiVersion": "medusa.k8ssandra.io/v1alpha1", "kind": "MedusaRestoreJob",
+        "metadata": {"name": "r1", "namespace": "ns", "uid": "uid-1"},
+        "spec": spec,
+        "status": status,
+    }))
+}
+
+/// Datacenter dc1 of cluster c: 4 nodes in racks r1, r2, with these conditions.
+fn dc(size: i32, racks: &[&str], conditions: &[(&str, &str)]) -> Object {
+    let racks: Vec<Value> = racks.iter().map(|r| json!({"name": r})).collect();
+    let conds: Vec<Value> = conditions
+        .iter()
+        .map(|(t, s)| {
+            json!({"type": t, "status": s, "reason": "", "message": "",
+            "lastTransitionTime": "2023-01-01T00:00:00Z"})
+        })
+        .collect();
+    obj(json!({
+        "apiVersion": "cassandra.datastax.com/v1beta1", "kind": "CassandraDatacenter",
+        "metadata": {"name": "dc1", "namespace": "ns"},
+        "spec": {"clusterName": "c", "serverType": "cassandra", "serverVersion": "4.1.5",
+            "size": size, "racks": racks, "storageConfig": {},
+            "users": [{"secretName": "c-medusa", "superuser": true}]},
+        "status": {"conditions": conds},
+    }))
+}
+
+/// MedusaBackup b1 with (host, rack, datacenter) nodes.
+fn backup(nodes: &[(&str, &str, &str)], status: &str) -> Object {
+    let list: Vec<Value> = nodes
+        .iter()
+        .map(|(h, r, d)| json!({"host": h, "rack": r, "datacenter": d, "tokens": [1]}))
+        .collect();
+    obj(json!({
+        "apiVersion": "medusa.k8ssandra.io/v1alpha1", "kind": "MedusaBackup",
+        "metadata": {"name": "b1", "namespace": "ns"},
+        "spec": {"cassandraDatacenter": "dc1"},
+        "status": {"totalNodes": nodes.len(), "finishedNodes": nodes.len(), "nodes": list,
+            "status": status},
+    }))
+}
+
+fn four_nodes() -> Object {
+    backup(
+        &[
+            ("10.0.0.9", "r2", "dc1"),
+            ("10.0.0.2", "r1", "dc1"),
+            ("10.0.0.7", "r2", "dc1"),
+            ("10.0.0.5", "r1", "dc1"),
+        ],
+        "SUCCESS",
+    )
+}
+
+fn pod(name: &str, ready: bool) -> Object {
+    obj(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "ns",
+            "labels": {"cassandra.datastax.com/datacenter": "dc1"}},
+        "spec": {"containers": [{"name": "cassandra"}, {"name": "medusa"}]},
+        "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
+    }))
+}
+
+fn run(parent: Object, related: Vec<Object>, results: Vec<(String, Outcome)>) -> Plan {
+    let mut s = Snapshot::for_parent(parent);
+    s.now_ms = NOW;
+    s.related = related;
+    s.results = results
+        .into_iter()
+        .map(|(id, outcome)| OperationResult {
+            id,
+            outcome,
+            at_ms: NOW - 1000,
+        })
+        .collect();
+    reconcile(&s).expect("reconcile")
+}
+
+fn status(plan: &Plan) -> Value {
+    serde_json::from_str(plan.status.as_deref().expect("a status")).unwrap()
+}
+
+fn cond<'a>(status: &'a Value, t: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == t)
+        .unwrap()
+}
+
+fn config_map(plan: &Plan) -> Option<Value> {
+    plan.apply
+        .iter()
+        .map(|o| serde_json::from_str::<Value>(&o.json).unwrap())
+        .find(|v| v["kind"] == "ConfigMap")
+}
+
+#[test]
+fn a_fitting_backup_is_mapped_by_rack_and_host_and_stops_the_datacenter() {
+    let plan = run(
+        job(json!({"keyspaces": ["shop"]}), json!(null)),
+        vec![dc(4, &["r1", "r2"], &[("Ready", "True")]), four_nodes()],
+        vec![],
+    );
+    let st = status(&plan);
+    assert_eq!(st["phase"], "Stopping");
+    assert_eq!(st["restoreKey"], "uid-1");
+    assert_eq!(st["restorePrepared"], true);
+    assert!(st["startTime"].is_string());
+    let map = &st["restoreMapping"]["host_map"];
+    // Racks sorted, hosts sorted within a rack, i-th host onto <sts>-<i>.
+    assert_eq!(map["c-dc1-r1-sts-0"]["source"], json!(["10.0.0.2"]));
+    assert_eq!(map["c-dc1-r1-sts-1"]["source"], json!(["10.0.0.5"]));
+    assert_eq!(map["c-dc1-r2-sts-0"]["source"], json!(["10.0.0.7"]));
+    assert_eq!(map["c-dc1-r2-sts-1"]["source"], json!(["10.0.0.9"]));
+    assert_eq!(st["restoreMapping"]["in_place"], false);
+    let cm = config_map(&plan).expect("the restore ConfigMap");
+    assert_eq!(cm["metadata"]["name"], "dc1-medusa-restore");
+    assert_eq!(cm["data"]["BACKUP_NAME"], "b1");
+    assert_eq!(cm["data"]["RESTORE_KEY"], "uid-1");
+    assert_eq!(cm["data"]["RESTORE_KEYSPACES"], "shop");
+    assert!(cm["data"].get("RESTORE_TABLES").is_none());
+    let mapping: Value =
+        serde_json::from_str(cm["data"]["RESTORE_MAPPING"].as_str().unwrap()).unwrap();
+    assert_eq!(mapping, st["restoreMapping"]);
+    assert_eq!(cond(&st, "Progressing")["status"], "True");
+}
+
+#[test]
+fn bad_input_fails_naming_the_field_and_stops_nothing() {
+    let cases: Vec<(Vec<Object>, &str, &str)> = vec![
+        (
+            vec![dc(4, &["r1", "r2"], &[])],
+            "BackupNotFound",
+            "spec.backup: no MedusaBackup ns/b1",
+        ),
+        (
+            vec![dc(6, &["r1", "r2"], &[]), four_nodes()],
+            "SizeMismatch",
+            "holds 4 nodes, CassandraDatacenter dc1 has spec.size 6",
+        ),
+        (
+            vec![dc(4, &["r1", "r3"], &[]), four_nodes()],
+            "RackMismatch",
+            "rack names and sizes must match",
+        ),
+        (
+            vec![
+                dc(2, &["r1"], &[]),
+                backup(&[("a", "r1", "dc1"), ("b", "r1", "dc2")], "SUCCESS"),
+            ],
+            "DatacenterMismatch",
+            "status.nodes[1].datacenter is \"dc2\"",
+        ),
+        (
+            vec![
+                dc(2, &["r1"], &[]),
+                backup(&[("a", "r1", "dc1"), ("b", "r1", "dc1")], "IN_PROGRESS"),
+            ],
+            "BackupNotFinished",
+            "not SUCCESS",
+        ),
+    ];
+    for (related, reason, text) in cases {
+        let plan = run(job(json!({}), json!(null)), related, vec![]);
+        let st = status(&plan);
+        assert_eq!(st["phase"], "Failed", "{reason}");
+        assert!(st["finishTime"].is_string());
+        let failed = cond(&st, "Failed");
+        assert_eq!(failed["status"], "True");
+        assert_eq!(failed["reason"], reason);
+        assert!(
+            failed["message"].as_str().unwrap().contains(text),
+            "{reason}: {}",
+            failed["message"]
+        );
+        assert_eq!(st["message"], failed["message"]);
+        assert!(config_map(&plan).is_none(), "{reason}: nothing to restore");
+        assert!(plan.events.iter().any(|e| e.reason == reason));
+    }
+}
+
+#[test]
+fn a_single_default_rack_takes_every_host_in_order() {
+    let plan = run(
+        job(json!({}), json!(null)),
+        vec![dc(4, &[], &[]), four_nodes()],
+        vec![],
+    );
+    let st = status(&plan);
+    let map = &st["restoreMapping"]["host_map"];
+    assert_eq!(map["c-dc1-default-sts-0"]["source"], json!(["10.0.0.2"]));
+    assert_eq!(map["c-dc1-default-sts-3"]["source"], json!(["10.0.0.9"]));
+}
+
+/// The status after validation, as the next reconciles see it.
+fn started(phase: &str) -> Value {
+    let plan = run(
+        job(json!({}), json!(null)),
+        vec![dc(4, &["r1", "r2"], &[("Ready", "True")]), four_nodes()],
+        vec![],
+    );
+    let mut st = status(&plan);
+    st["phase"] = json!(phase);
+    st
+}
+
+const PODS: [&str; 4] = [
+    "c-dc1-r1-sts-0",
+    "c-dc1-r1-sts-1",
+    "c-dc1-r2-sts-0",
+    "c-dc1-r2-sts-1",
+];
+
+#[test]
+fn the_restore_waits_for_the_stop_then_for_every_pod_then_recreates_roles() {
+    // Stopping: pods still there → wait, the ConfigMap stays.
+    let st = started("Stopping");
+    let plan = run(
+        job(json!({}), st.clone()),
+        vec![
+            dc(4, &["r1", "r2"], &[("Stopped", "True")]),
+            four_nodes(),
+            pod(PODS[0], false),
+        ],
+        vec![],
+    );
+    assert_eq!(status(&plan)["phase"], "Stopping");
+    assert!(config_map(&plan).is_some());
+
+    // Stopped with no pod left → Starting.
+    let plan = run(
+        job(json!({}), st.clone()),
+        vec![dc(4, &["r1", "r2"], &[("Stopped", "True")]), four_nodes()],
+        vec![],
+    );
+    let st = status(&plan);
+    assert_eq!(st["phase"], "Starting");
+    assert!(st["datacenterStopped"].is_string());
+    assert!(config_map(&plan).is_some());
+
+    // Starting: two pods ready, two not → per-pod progress, the ConfigMap stays.
+    let plan = run(
+        job(json!({}), st.clone()),
+        vec![
+            dc(4, &["r1", "r2"], &[("Ready", "False")]),
+            four_nodes(),
+            pod(PODS[0], true),
+            pod(PODS[1], true),
+            pod(PODS[2], false),
+        ],
+        vec![],
+    );
+    let progress = status(&plan);
+    assert_eq!(progress["phase"], "Starting");
+    assert_eq!(progress["finished"], json!([PODS[0], PODS[1]]));
+    assert_eq!(progress["inProgress"], json!([PODS[2], PODS[3]]));
+    assert!(config_map(&plan).is_some());
+
+    // Every pod ready and the datacenter Ready → Roles; the ConfigMap is no longer listed.
+    let all: Vec<Object> = PODS.iter().map(|p| pod(p, true)).collect();
+    let ready_dc = || dc(4, &["r1", "r2"], &[("Ready", "True")]);
+    let mut related = vec![ready_dc(), four_nodes()];
+    related.extend(all.clone());
+    let plan = run(job(json!({}), st.clone()), related.clone(), vec![]);
+    let st = status(&plan);
+    assert_eq!(st["phase"], "Roles");
+    assert_eq!(st["finished"], json!(PODS));
+    assert!(config_map(&plan).is_none());
+
+    // Roles: the superuser and every user role, once.
+    let plan = run(job(json!({}), st.clone()), related.clone(), vec![]);
+    let roles: Vec<String> = plan
+        .operations
+        .iter()
+        .filter_map(|o| match &o.kind {
+            OperationKind::CreateRole(r) => Some(r.secret_name.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(roles, ["c-superuser", "c-medusa"]);
+    assert_eq!(status(&plan)["phase"], "Roles");
+    let ids: Vec<String> = plan.operations.iter().map(|o| o.id.clone()).collect();
+
+    // One failed: asked again under the next attempt; both done → Complete.
+    let plan = run(
+        job(json!({}), st.clone()),
+        related.clone(),
+        vec![
+            (ids[0].clone(), Outcome::Succeeded(String::new())),
+            (ids[1].clone(), Outcome::Failed("not ready".into())),
+        ],
+    );
+    assert_eq!(plan.operations.len(), 1);
+    let retry = plan.operations[0].id.clone();
+    assert_ne!(retry, ids[1]);
+    let plan = run(
+        job(json!({}), st.clone()),
+        related,
+        vec![
+            (ids[0].clone(), Outcome::Succeeded(String::new())),
+            (ids[1].clone(), Outcome::Failed("not ready".into())),
+            (retry, Outcome::Succeeded(String::new())),
+        ],
+    );
+    let done = status(&plan);
+    assert_eq!(done["phase"], "Complete");
+    assert!(done["finishTime"].is_string());
+    assert_eq!(cond(&done, "Complete")["status"], "True");
+    assert!(plan.events.iter().any(|e| e.reason == "RestoreComplete"));
+}
+
+#[test]
+fn a_finished_restore_lists_nothing() {
+    let mut st = started("Complete");
+    st["finishTime"] = json!("2023-01-01T00:00:00Z");
+    let plan = run(
+        job(json!({}), st),
+        vec![dc(4, &["r1", "r2"], &[("Ready", "True")]), four_nodes()],
+        vec![],
+    );
+    assert!(plan.apply.is_empty() && plan.operations.is_empty() && plan.status.is_none());
+}
+
+#[test]
+fn admission_names_bad_fields_and_freezes_a_started_restore() {
+    let text = |v: Value| v.to_string();
+    let base = json!({
+        "apiVersion": "medusa.k8ssandra.io/v1alpha1", "kind": "MedusaRestoreJob",
+        "metadata": {"name": "r1", "namespace": "ns"},
+        "spec": {"backup": "", "cassandraDatacenter": "dc1",
+            "keyspaces": ["ok_ks", "bad-ks"], "tables": ["ks.t", "nodot"]},
+    });
+    let fields: Vec<String> = MedusaRestoreJobPolicy::validate(text(base.clone()), None)
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(
+        fields,
+        ["spec.backup", "spec.keyspaces[1]", "spec.tables[1]"]
+    );
+
+    let mut old = base.clone();
+    old["spec"] = json!({"backup": "b1", "cassandraDatacenter": "dc1"});
+    old["status"] = json!({"restoreKey": "k", "startTime": "2023-01-01T00:00:00Z"});
+    let mut new = old.clone();
+    new["spec"]["backup"] = json!("b2");
+    let v = MedusaRestoreJobPolicy::validate(text(new), Some(text(old)));
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].field, "spec");
+}

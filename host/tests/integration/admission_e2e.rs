@@ -302,6 +302,12 @@ fn medusa_task(name: &str, operation: &str, extra: &str) -> String {
     )
 }
 
+fn medusa_restore_job(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: medusa.k8ssandra.io/v1alpha1\nkind: MedusaRestoreJob\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  cassandraDatacenter: dc1\n  backup: b1\n{extra}"
+    )
+}
+
 fn medusa_configuration(name: &str, port: u32) -> String {
     format!(
         "apiVersion: medusa.k8ssandra.io/v1alpha1\nkind: MedusaConfiguration\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  storageProperties:\n    storageProvider: s3_compatible\n    bucketName: backups\n    port: {port}\n"
@@ -486,6 +492,7 @@ async fn webhook_and_admission_policies_of_the_chart_through_the_api_server() ->
             "repair-schedule",
             "medusa-backup-job",
             "medusa-task",
+            "medusa-restore-job",
             "medusa-backup-schedule",
             "medusa-configuration",
             "scheduled-task",
@@ -749,6 +756,20 @@ async fn webhook_and_admission_policies_of_the_chart_through_the_api_server() ->
             "prepare_restore",
             "  backupName: b1\n  restoreKey: k1\n",
         ),
+    )
+    .await?;
+
+    denied_by_webhook(
+        &client,
+        "a restore of a table named without its keyspace",
+        &medusa_restore_job("mr1", "  tables: [orders]\n"),
+        &["spec.tables[0]", "keyspace.table"],
+    )
+    .await?;
+    admitted(
+        &client,
+        "a restore of one keyspace",
+        &medusa_restore_job("mr1", "  keyspaces: [shop]\n"),
     )
     .await?;
 

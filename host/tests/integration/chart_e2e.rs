@@ -756,6 +756,7 @@ async fn rbac_scenario(
         "repair-schedule",
         "medusa-backup-job",
         "medusa-task",
+        "medusa-restore-job",
         "medusa-backup-schedule",
         "medusa-configuration",
         "scheduled-task",

@@ -275,3 +275,47 @@ fn a_bad_spec_is_a_condition_naming_the_field_and_nothing_changes() {
         assert!(field.starts_with(&v[0].field), "{} / {field}", v[0].field);
     }
 }
+
+/// The schedule the k8ssandra-cluster policy puts beside each datacenter with Medusa.
+#[test]
+fn the_clusters_purge_schedule_runs_a_purge_task_each_midnight() {
+    let purge = json!({
+        "apiVersion": "medusa.k8ssandra.io/v1alpha1", "kind": "MedusaBackupSchedule",
+        "metadata": {"name": "demo-dc1-medusa-purge", "namespace": "ns",
+            "creationTimestamp": "2026-01-05T11:59:10Z"},
+        "spec": {"cronSchedule": "0 0 * * *", "operationType": "purge",
+            "backupSpec": {"cassandraDatacenter": "dc1"}},
+    });
+    assert!(MedusaBackupSchedulePolicy::validate(purge.to_string(), None).is_empty());
+
+    let p = run(purge.clone(), T0, vec![]);
+    assert!(p.apply.is_empty(), "nothing before midnight");
+    assert_eq!(status(&p)["nextSchedule"], "2026-01-06T00:00:00Z");
+
+    let midnight = at_utc("2026-01-06T00:00:00Z");
+    let p = run(purge.clone(), midnight + 5_000, vec![]);
+    let a = applied(&p);
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0]["kind"], "MedusaTask");
+    assert_eq!(a[0]["metadata"]["name"], "demo-dc1-medusa-purge-1767657600");
+    assert_eq!(
+        a[0]["spec"],
+        json!({"operation": "purge", "cassandraDatacenter": "dc1"})
+    );
+
+    // A purge still running the next midnight holds the next one back (Forbid).
+    let mut task = a[0].clone();
+    task["status"] = json!({"startTime": "2026-01-06T00:00:05Z", "inProgress": ["p0"]});
+    let mut later = purge;
+    later["status"] = json!({"lastExecution": "2026-01-06T00:00:00Z"});
+    let p = run(
+        later,
+        at_utc("2026-01-07T00:00:01Z"),
+        vec![Object {
+            cluster: String::new(),
+            json: task.to_string(),
+        }],
+    );
+    assert_eq!(names(&p), ["demo-dc1-medusa-purge-1767657600"]);
+    assert_eq!(cond(&status(&p), "Waiting")["status"], "True");
+}

@@ -5,6 +5,7 @@
 pub mod queue;
 pub mod store;
 
+mod named;
 mod reconcile;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -293,6 +294,8 @@ pub(crate) struct PolicyController {
     pub parents: Arc<Store>,
     pub owned: Vec<Watched>,
     pub reads: Vec<Watched>,
+    /// Reads by name (`ref:` selectors): fetched for each snapshot, never watched.
+    pub named_reads: Vec<named::NamedRead>,
     pub writer: crate::apply::Writer,
     pub trigger: queue::Trigger,
     pub memory: reconcile::Memory,
@@ -449,7 +452,12 @@ impl PolicyController {
         }
 
         let mut reads = Vec::new();
+        let mut named_reads = Vec::new();
         for spec in &info.reads {
+            if let Some(read) = named::NamedRead::parse(spec) {
+                named_reads.push(read);
+                continue;
+            }
             let sensitive = matches!(spec.kind.kind.as_str(), "Secret" | "Pod" | "Event")
                 && spec.kind.api_version == "v1";
             if sensitive && spec.selector.trim().is_empty() {
@@ -510,6 +518,7 @@ impl PolicyController {
             parents,
             owned,
             reads,
+            named_reads,
             writer,
             trigger,
             memory: reconcile::Memory::default(),

@@ -252,6 +252,29 @@ impl PolicyController {
                 }
             }
         }
+        if !self.named_reads.is_empty() {
+            let parent_json = serde_json::to_value(parent).unwrap_or(Value::Null);
+            for read in &self.named_reads {
+                let is_secret = read.kind.kind == "Secret" && read.kind.api_version == "v1";
+                for (cluster, obj) in read
+                    .fetch(
+                        &self.shared.clusters,
+                        &self.shared.discovery,
+                        &key.0,
+                        &parent_json,
+                    )
+                    .await
+                {
+                    if is_secret {
+                        let mut redacted = (*obj).clone();
+                        redact_secret(&mut redacted);
+                        related.push(to_object(&cluster, &redacted));
+                    } else {
+                        related.push(to_object(&cluster, &obj));
+                    }
+                }
+            }
+        }
         let mut addresses = HashMap::new();
         for (cluster, pod) in &pods {
             if let Some(ip) = pod.data.pointer("/status/podIP").and_then(Value::as_str) {

@@ -121,6 +121,15 @@ impl ReadSpec {
         }
     }
 
+    /// The objects of a kind the parent names: each JSON pointer into the parent (e.g.
+    /// `/spec/storageProperties/storageSecretRef/name`) gives a name, read from the
+    /// parent's namespace. They are fetched for each reconcile and not watched (a change of
+    /// one does not trigger the parent): a policy waiting on one requeues. This is how a
+    /// policy reads a user's Secret that carries none of its labels. (0.4.0 hosts)
+    pub fn by_name(api_version: &str, kind: &str, pointers: &[&str]) -> Self {
+        ReadSpec::new(api_version, kind, &format!("ref:{}", pointers.join(",")))
+    }
+
     /// The same objects in every known cluster.
     pub fn in_all_clusters(self) -> Self {
         ReadSpec {

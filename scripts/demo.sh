@@ -134,6 +134,15 @@ for i in $(seq 1 60); do
 done
 k0 -n "$ns" get medusabackupjobs,medusabackups 2>&1 | sed 's/^/  /'
 k1 -n "$ns" get medusabackupjobs,medusabackups 2>&1 | sed 's/^/  /'
+
+say "declaring a repair schedule (examples/repair-schedule.yaml) in the cluster's Reaper"
+k0 apply -f examples/repair-schedule.yaml >/dev/null
+for i in $(seq 1 90); do
+  id="$(k0 -n "$ns" get repairschedule demo-system-auth -o jsonpath='{.status.scheduleId}' 2>/dev/null || true)"
+  [[ -n "$id" ]] && break
+  sleep 2
+done
+k0 -n "$ns" get reapers,repairschedules 2>&1 | sed 's/^/  /'
 cat <<TXT
 
 Try it:
@@ -141,6 +150,7 @@ Try it:
   kubectl --context cluster-0 -n $ns get k8c demo -o yaml
   kubectl --context cluster-1 -n $ns get cassdc dc2 -o yaml
   kubectl --context cluster-0 -n $ns get medusabackups -o yaml
+  kubectl --context cluster-0 -n $ns get repairschedules -o yaml
   kubectl --context cluster-0 -n $ns patch k8c demo --type json \\
     -p '[{"op":"replace","path":"/spec/cassandra/datacenters/0/size","value":6}]'
   curl -s http://127.0.0.1:18080/metrics | grep k8ssandra_

@@ -543,6 +543,44 @@ mod tests {
         }
     }
 
+    fn secrets(data: &[(&str, &str)]) -> Arc<dyn SecretReader> {
+        let data: super::super::executor::SecretData = data
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        Arc::new(move |_: String, _: String, _: String| {
+            let data = data.clone();
+            async move { Ok::<_, super::super::error::SecretError>(data) }
+        })
+    }
+
+    fn target() -> NodeRef {
+        NodeRef {
+            cluster: String::new(),
+            namespace: "ns".into(),
+            pod: "reaper-0".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_ui_secret_gives_the_credentials_and_a_missing_key_is_named() {
+        let ok = secrets(&[("username", "ui"), ("password", "pw-123")]);
+        let c = read_credentials(&ok, &target(), "demo-reaper-ui")
+            .await
+            .unwrap();
+        assert_eq!(c.username, "ui");
+        assert_eq!(c.password.expose(), "pw-123");
+        assert!(!format!("{c:?}").contains("pw-123"));
+        let partial = secrets(&[("username", "ui")]);
+        let e = read_credentials(&partial, &target(), "demo-reaper-ui")
+            .await
+            .unwrap_err();
+        assert!(
+            e.contains("ns/demo-reaper-ui") && e.contains("\"password\""),
+            "{e}"
+        );
+    }
+
     #[test]
     fn intensity_outside_its_range_is_named() {
         let mut r = repair();

@@ -398,6 +398,95 @@ async fn reaper_client_and_operations_against_the_simulated_reaper() {
         .expect("alice's schedule is gone");
     assert_eq!(still, before);
 
+    // Deleting ours (paused) leaves alice's alone.
+    assert_eq!(
+        run(
+            &client,
+            &ep,
+            OperationKind::ReaperDeleteSchedule(schedule_ref(&id, OPERATOR_OWNER))
+        )
+        .await,
+        Ok(String::new())
+    );
+    let left: Vec<String> = sim.reaper().schedules().into_iter().map(|s| s.id).collect();
+    assert_eq!(left, vec![theirs.id.clone()]);
+    // A schedule Reaper does not know counts as deleted.
+    assert_eq!(
+        run(
+            &client,
+            &ep,
+            OperationKind::ReaperDeleteSchedule(schedule_ref(&id, OPERATOR_OWNER))
+        )
+        .await,
+        Ok(String::new())
+    );
+
+    // A schedule due now: Reaper starts its run, which repairs `ks` on every node, and the
+    // run names its schedule.
+    let mut due = schedule("ks", 1.0);
+    due.trigger_time = None;
+    let due = ok_json(&client, &ep, OperationKind::ReaperCreateSchedule(due)).await;
+    let due_id = due["id"].as_str().unwrap_or_default().to_string();
+    let scheduled_run = async {
+        loop {
+            let runs = ok_json(&client, &ep, OperationKind::ReaperListRuns(cluster_ref())).await;
+            if let Some(r) = runs
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["scheduleId"] == due_id.as_str() && r["state"] == "DONE")
+            {
+                return r.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let scheduled = tokio::time::timeout(GUARD, scheduled_run)
+        .await
+        .unwrap_or_else(|_| panic!("schedule {due_id} never ran: {:?}", sim.reaper().runs()));
+    assert_eq!(scheduled["owner"], OPERATOR_OWNER);
+    assert_eq!(scheduled["keyspace"], "ks");
+    let nodes: BTreeSet<String> = sim
+        .reaper()
+        .repair_sessions()
+        .into_iter()
+        .filter(|s| scheduled["id"] == s.run.as_str() && s.outcome == "completed")
+        .flat_map(|s| s.nodes)
+        .collect();
+    assert_eq!(nodes, (2..5).map(ip).collect::<BTreeSet<_>>());
+    let next = ok_json(
+        &client,
+        &ep,
+        OperationKind::ReaperListSchedules(cluster_ref()),
+    )
+    .await;
+    let next = next
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["id"] == due_id.as_str())
+        .and_then(|s| s["nextActivation"].as_str())
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(
+        next > scheduled["startTime"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        "the next activation did not move on: {next}"
+    );
+    // An active schedule is paused, then deleted.
+    assert_eq!(
+        run(
+            &client,
+            &ep,
+            OperationKind::ReaperDeleteSchedule(schedule_ref(&due_id, OPERATOR_OWNER))
+        )
+        .await,
+        Ok(String::new())
+    );
+    assert!(!sim.reaper().schedules().iter().any(|s| s.id == due_id));
+
     // A schedule for a keyspace the cluster does not have: refused by Reaper, clearly.
     let e = run(
         &client,
@@ -518,6 +607,31 @@ async fn reaper_client_and_operations_against_the_simulated_reaper() {
         e.contains("HTTP 500") && e.contains("GET /cluster") && e.contains(&ip(10)),
         "{e}"
     );
+
+    // A slow start: 503 until it serves, then the same client carries on.
+    sim.reaper()
+        .set_fault(&ReaperFaultRequest {
+            pod: "reaper-4".into(),
+            unready_for_ms: 400,
+            ..Default::default()
+        })
+        .unwrap();
+    let e = run(&client, &ep, OperationKind::ReaperListClusters(access()))
+        .await
+        .unwrap_err();
+    assert!(e.contains("HTTP 503"), "{e}");
+    serving(&client, &ep).await;
+    let serving_again = async {
+        while run(&client, &ep, OperationKind::ReaperListClusters(access()))
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(GUARD, serving_again)
+        .await
+        .expect("never served again");
 
     // Deregistration is refused while someone else's schedule remains…
     let e = run(

@@ -1039,6 +1039,135 @@ mod tests {
         assert!(!format!("{c:?}").contains("s3cret"));
     }
 
+    /// Reads one request frame from a fake server's connection.
+    async fn read_request(s: &mut TcpStream) -> Option<Frame> {
+        let mut h = [0u8; HEADER_LEN];
+        s.read_exact(&mut h).await.ok()?;
+        let (mut f, len) = Frame::decode_header(&h).ok()?;
+        f.body = vec![0; len];
+        s.read_exact(&mut f.body).await.ok()?;
+        Some(f)
+    }
+
+    async fn answer(s: &mut TcpStream, req: &Frame, version: u8, opcode: u8, body: Vec<u8>) {
+        let f = Frame {
+            version,
+            response: true,
+            flags: 0,
+            stream: req.stream,
+            opcode,
+            body,
+        };
+        let _ = s.write_all(&f.encode()).await;
+    }
+
+    async fn fake_server() -> (tokio::net::TcpListener, String) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr").to_string();
+        (l, addr)
+    }
+
+    fn quick() -> CqlTimeouts {
+        CqlTimeouts {
+            connect: Duration::from_secs(5),
+            call: Duration::from_millis(300),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_refusing_v4_is_spoken_to_in_v3() {
+        let (l, addr) = fake_server().await;
+        let server = tokio::spawn(async move {
+            // First connection: v4 refused, as Cassandra 2.1 does.
+            let (mut s, _) = l.accept().await.expect("accept");
+            let req = read_request(&mut s).await.expect("request");
+            assert_eq!(req.version, 4);
+            let mut w = Writer::default();
+            w.int(0x000A)
+                .string("Invalid or unsupported protocol version (4)");
+            answer(&mut s, &req, 3, opcode::ERROR, w.0).await;
+            drop(s);
+            // Second connection: v3 all the way.
+            let (mut s, _) = l.accept().await.expect("accept");
+            let mut seen = Vec::new();
+            while let Some(req) = read_request(&mut s).await {
+                seen.push((req.version, req.opcode));
+                let (op, body) = match req.opcode {
+                    opcode::OPTIONS => {
+                        let mut w = Writer::default();
+                        w.short(0);
+                        (opcode::SUPPORTED, w.0)
+                    }
+                    opcode::STARTUP => (opcode::READY, Vec::new()),
+                    _ => {
+                        let mut w = Writer::default();
+                        w.int(1);
+                        (opcode::RESULT, w.0)
+                    }
+                };
+                answer(&mut s, &req, 3, op, body).await;
+            }
+            seen
+        });
+        let mut session = CqlSession::connect(&addr, None, quick())
+            .await
+            .expect("session");
+        assert_eq!(session.version(), 3);
+        assert_eq!(
+            session
+                .query("DROP KEYSPACE IF EXISTS \"ks\"", Consistency::Quorum)
+                .await
+                .expect("query"),
+            QueryResult::Void
+        );
+        drop(session);
+        let seen = server.await.expect("server");
+        assert_eq!(
+            seen,
+            vec![
+                (3, opcode::OPTIONS),
+                (3, opcode::STARTUP),
+                (3, opcode::QUERY)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_node_fails_the_call_at_its_deadline() {
+        let (l, addr) = fake_server().await;
+        let server = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.expect("accept");
+            // Reads, never answers, holds the connection open.
+            let _ = read_request(&mut s).await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        match CqlSession::connect(&addr, None, quick()).await {
+            Err(CqlError::Timeout { step, .. }) => assert_eq!(step, "OPTIONS"),
+            other => panic!("a timeout expected, got {other:?}"),
+        }
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_node_answering_tls_is_reported_as_requiring_client_encryption() {
+        let (l, addr) = fake_server().await;
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.expect("accept");
+            let _ = read_request(&mut s).await;
+            // A TLS alert record (handshake failure), as a TLS-only port may send.
+            let _ = s
+                .write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28, 0, 0])
+                .await;
+        });
+        let e = CqlSession::connect(&addr, None, quick())
+            .await
+            .expect_err("TLS");
+        assert!(matches!(e, CqlError::TlsRequired { .. }), "{e}");
+        assert!(e.to_string().contains("client encryption"), "{e}");
+    }
+
     #[test]
     fn keyspace_names_follow_cql_identifier_rules() {
         for ok in ["data_endpoint_auth", "ks1", "K", "Reaper_db"] {

@@ -5,7 +5,9 @@
 //! schedule's life (create, update in place, pause, delete) beside another owner's
 //! schedule that is never touched, a repair run repairing the keyspace on every node (the
 //! simulator's history), a replica down failing the run, 5xx and bad input as clear
-//! errors, and the deregistration.
+//! errors, and the deregistration. A second test runs the executor's path on a real pod
+//! (testenv): the simulator reads the Reaper pod and its UI Secret from Kubernetes, the host
+//! finds the `app` port and the credentials itself and publishes `running(<run id>)`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -119,7 +121,8 @@ fn creds(password: &str) -> Option<Credentials> {
 /// A ring of three nodes in dc1 (started through their management API) with keyspaces
 /// `ks` and `ks2` at RF 3, and two Reapers: a 4.x one (token login) and a 3.x one
 /// (session login), both with authentication and memory storage.
-async fn setup() -> (SimHandle, u16) {
+/// A simulator with fast timing (and Reapers repairing a segment every 5 ms).
+async fn start_sim(clients: Vec<(String, kube::Client)>) -> (SimHandle, u16) {
     let mgmt_port = free_port();
     let sim = Simulator::start(
         SimOptions {
@@ -133,7 +136,7 @@ async fn setup() -> (SimHandle, u16) {
                 ..SimConfig::default()
             },
         },
-        Vec::new(),
+        clients,
     )
     .await
     .unwrap_or_else(|e| panic!("simulator: {e}"));
@@ -141,10 +144,17 @@ async fn setup() -> (SimHandle, u16) {
         segment_duration_ms: 5,
         ..ReaperSettings::default()
     });
+    (sim, mgmt_port)
+}
+
+/// Three nodes of cluster `c1` in dc1 (pods `n0..n2` of namespace `ns` in `context`, at
+/// `ip(first)..`), started through their management API, with keyspaces `ks` and `ks2` at
+/// RF 3.
+async fn start_ring(sim: &SimHandle, mgmt_port: u16, context: &str, first: u8) {
     for i in 0..3u8 {
         sim.upsert_pod(PodInfo::new(
-            PodKey::new("", "ns", format!("n{i}")),
-            ip(2 + i),
+            PodKey::new(context, "ns", format!("n{i}")),
+            ip(first + i),
             "c1",
             "dc1",
             "r1",
@@ -153,7 +163,10 @@ async fn setup() -> (SimHandle, u16) {
     }
     let http = reqwest::Client::new();
     for i in 0..3u8 {
-        let url = format!("http://{}:{mgmt_port}/api/v0/lifecycle/start", ip(2 + i));
+        let url = format!(
+            "http://{}:{mgmt_port}/api/v0/lifecycle/start",
+            ip(first + i)
+        );
         let started = async {
             loop {
                 if let Ok(r) = http.post(&url).send().await
@@ -193,6 +206,11 @@ async fn setup() -> (SimHandle, u16) {
             replication: BTreeMap::from([("dc1".to_string(), 3)]),
         });
     }
+}
+
+async fn setup() -> (SimHandle, u16) {
+    let (sim, mgmt_port) = start_sim(Vec::new()).await;
+    start_ring(&sim, mgmt_port, "", 2).await;
     sim.reaper().upsert_pod(
         ReaperPodInfo::new(PodKey::new("", "ns", "reaper-4"), ip(10))
             .with_auth("reaper-ui", PASSWORD),
@@ -469,10 +487,7 @@ async fn reaper_client_and_operations_against_the_simulated_reaper() {
         .map(str::to_string)
         .unwrap_or_default();
     assert!(
-        next > scheduled["startTime"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
+        next.as_str() > scheduled["startTime"].as_str().unwrap_or_default(),
         "the next activation did not move on: {next}"
     );
     // An active schedule is paused, then deleted.
@@ -697,4 +712,216 @@ async fn reaper_client_and_operations_against_the_simulated_reaper() {
             .count(),
         1
     );
+}
+
+/// The executor's `reaper-*` path on a real pod: the simulator finds the Reaper pod in
+/// Kubernetes (its UI user from a Secret by reference), and the host finds its `app` port
+/// and the credentials itself; a repair publishes `running(<run id>)` before it succeeds.
+#[tokio::test]
+async fn reaper_operations_through_the_executor_on_a_kubernetes_pod() {
+    use k8s_openapi::api::core::v1::{Pod, Secret};
+    use k8ssandra_host::clusters::ClusterRegistry;
+    use k8ssandra_host::dataplane::{
+        ExecutorConfig, ManagementApi, ManagementApiConfig, OperationExecutor,
+        ReaperAccess as ExecutorReaperAccess, SecretData, SecretError,
+    };
+    use k8ssandra_host::plugin::bindings::{NodeRef, Operation, Outcome};
+    use k8ssandra_testenv::{TestEnv, TestEnvOptions};
+    use kube::api::{Api, PostParams};
+
+    let env = TestEnv::start(TestEnvOptions {
+        clusters: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("testenv: {e}"));
+    let client = env.cluster(0).client();
+    let (sim, mgmt_port) = start_sim(vec![("kc".to_string(), client.clone())]).await;
+    start_ring(&sim, mgmt_port, "kc", 20).await;
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "demo-reaper-ui"},
+        "stringData": {"username": "reaper-ui", "password": PASSWORD},
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap_or_else(|e| panic!("Secret: {e}"));
+    let secret_env = |name: &str, key: &str| serde_json::json!({"name": name, "valueFrom": {"secretKeyRef": {"name": "demo-reaper-ui", "key": key}}});
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "demo-reaper-0", "labels": {"k8ssandra.io/reaper": "demo-reaper"}},
+        "spec": {"containers": [{
+            "name": "reaper",
+            "image": "thelastpickle/cassandra-reaper:5.0.0",
+            "ports": [{"name": "app", "containerPort": 8080}, {"name": "admin", "containerPort": 8081}],
+            "env": [
+                {"name": "REAPER_STORAGE_TYPE", "value": "memory"},
+                {"name": "REAPER_AUTH_ENABLED", "value": "true"},
+                secret_env("REAPER_AUTH_USER", "username"),
+                secret_env("REAPER_AUTH_PASSWORD", "password"),
+            ],
+        }]},
+    }))
+    .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .unwrap_or_else(|e| panic!("pod: {e}"));
+    let pod_ip = tokio::time::timeout(GUARD, async {
+        loop {
+            if let Ok(p) = pods.get("demo-reaper-0").await
+                && let Some(ip) = p.status.and_then(|s| s.pod_ip).filter(|ip| !ip.is_empty())
+            {
+                return ip;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the Reaper pod never got an address");
+
+    let reader = {
+        let client = client.clone();
+        move |cluster: String, namespace: String, name: String| {
+            let client = client.clone();
+            async move {
+                let api: Api<Secret> = Api::namespaced(client, &namespace);
+                let s = api.get(&name).await.map_err(|e| SecretError {
+                    cluster,
+                    namespace,
+                    name,
+                    reason: e.to_string(),
+                })?;
+                let data: SecretData = s
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect();
+                Ok(data)
+            }
+        }
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let api = ManagementApi::new(ManagementApiConfig {
+        port: mgmt_port,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("client: {e}"));
+    let exec = OperationExecutor::new(api, Arc::new(reader), tx, ExecutorConfig::default());
+    exec.set_reaper(ExecutorReaperAccess {
+        clusters: ClusterRegistry::new(client.clone(), "local"),
+    });
+    let ui = |name: &str| ReaperAccess {
+        ui_secret: Some(name.to_string()),
+    };
+    let target = NodeRef {
+        cluster: String::new(),
+        namespace: "default".into(),
+        pod: "demo-reaper-0".into(),
+    };
+    let ip_for = pod_ip.clone();
+    let resolve = move |_: &NodeRef| Some(ip_for.clone());
+    let runnings: std::cell::RefCell<Vec<String>> = Default::default();
+    let mut outcome = async |id: &str, kind: OperationKind| -> Outcome {
+        exec.execute(
+            "reaper|default/demo",
+            vec![Operation {
+                id: id.into(),
+                target: target.clone(),
+                kind,
+            }],
+            resolve.clone(),
+        );
+        let wait = async {
+            loop {
+                if let Some(r) = exec
+                    .results("reaper|default/demo")
+                    .into_iter()
+                    .find(|r| r.id == id)
+                {
+                    match r.outcome {
+                        Outcome::Running(s) => {
+                            let mut seen = runnings.borrow_mut();
+                            if !s.is_empty() && !seen.contains(&s) {
+                                seen.push(s);
+                            }
+                        }
+                        done => return done,
+                    }
+                }
+                if rx.recv().await.is_none() {
+                    panic!("executor gone");
+                }
+            }
+        };
+        tokio::time::timeout(GUARD, wait)
+            .await
+            .unwrap_or_else(|_| panic!("operation {id} never finished"))
+    };
+
+    // The simulated Reaper serves once it read its user from the Secret; until then the
+    // host's calls fail and a new id is tried, as a policy would.
+    let mut attempt = 0;
+    let listed = loop {
+        attempt += 1;
+        match outcome(
+            &format!("list/{attempt}"),
+            OperationKind::ReaperListClusters(ui("demo-reaper-ui")),
+        )
+        .await
+        {
+            Outcome::Succeeded(body) => break body,
+            other if attempt < 100 => {
+                let _ = other;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => panic!("Reaper never answered: {other:?}"),
+        }
+    };
+    assert_eq!(listed, "[]");
+
+    let add = OperationKind::ReaperAddCluster(ReaperCluster {
+        access: ui("demo-reaper-ui"),
+        name: "c1".into(),
+        seed_hosts: vec![ip(20)],
+        jmx_port: None,
+    });
+    match outcome("add", add).await {
+        Outcome::Succeeded(body) => assert!(body.contains("\"name\":\"c1\""), "{body}"),
+        other => panic!("add: {other:?}"),
+    }
+    assert_eq!(created_registrations(&sim), 1);
+
+    let mut r = repair("ks", OPERATOR_OWNER, 1.0);
+    r.access = ui("demo-reaper-ui");
+    let run_id = match outcome("repair", OperationKind::ReaperRepair(r)).await {
+        Outcome::Succeeded(body) => {
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["state"], "DONE", "{body}");
+            v["id"].as_str().unwrap_or_default().to_string()
+        }
+        other => panic!("repair: {other:?}"),
+    };
+    assert_eq!(
+        runnings.borrow().clone(),
+        vec![run_id],
+        "running(<run id>) while the run repaired"
+    );
+
+    // A Secret that does not exist: the operation fails naming it, nothing is sent.
+    let before = sim.reaper().request_count();
+    match outcome(
+        "list-bad",
+        OperationKind::ReaperListClusters(ui("no-such-secret")),
+    )
+    .await
+    {
+        Outcome::Failed(m) => assert!(m.contains("no-such-secret"), "{m}"),
+        other => panic!("missing Secret: {other:?}"),
+    }
+    assert_eq!(sim.reaper().request_count(), before);
+    drop(env);
 }

@@ -20,6 +20,7 @@ mod leader_e2e;
 mod medusa_backup_e2e;
 mod medusa_contract;
 mod medusa_e2e;
+mod medusa_restore_e2e;
 mod medusa_sim;
 mod mgmt_tls;
 mod mgmt_tls_e2e;

@@ -14,8 +14,9 @@
 //!    Once dc1 is Ready, its purge schedule `demo-dc1-medusa-purge` (MedusaBackupSchedule,
 //!    `0 0 * * *`, operationType purge) exists beside it in the data plane.
 //!    Meanwhile a MedusaConfiguration in the control plane (medusa-configuration policy)
-//!    whose storage Secret lacks the key `credentials` shows SecretAvailable=False naming
-//!    the key and the field, Ready=False; once the key is added, both turn True.
+//!    whose storage Secret (unlabelled, as upstream manifests have it) lacks the key
+//!    `credentials` shows SecretAvailable=False naming the key and the field, Ready=False;
+//!    once the key is added, both turn True.
 //! 2. A malformed `transferMaxBandwidth` → the K8ssandraCluster's Valid condition names the
 //!    field; no pod restarts, the ConfigMap keeps its content, the purge schedule stays.
 //!
@@ -174,12 +175,12 @@ async fn purge_schedule(b: &Client) -> Option<Value> {
     serde_json::to_value(s).ok()
 }
 
-/// A storage Secret in the control plane, labelled so the operator sees it, with `key`.
+/// A storage Secret in the control plane as a user writes it (no label), with `key`.
 async fn configuration_secret(cp: &Client, key: &str) -> Result<()> {
     apply_yaml(
         cp,
         &format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {CONFIGURATION_SECRET}\n  namespace: {NS}\n  labels:\n    k8ssandra.io/medusa-storage-secret: \"true\"\nstringData:\n  {key}: e2e\n"
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {CONFIGURATION_SECRET}\n  namespace: {NS}\nstringData:\n  {key}: e2e\n"
         ),
         NS,
     )

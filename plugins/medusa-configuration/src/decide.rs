@@ -3,8 +3,7 @@
 use k8s_openapi::api::core::v1::Secret;
 use k8ssandra_api::medusa::{
     CredentialsType, MEDUSA_CONFIGURATION_READY, MEDUSA_CONFIGURATION_SECRET_AVAILABLE,
-    MEDUSA_STORAGE_SECRET_IDENTIFIER_LABEL, MedusaConfiguration, MedusaConfigurationStatus,
-    Storage,
+    MedusaConfiguration, MedusaConfigurationStatus, Storage,
 };
 use k8ssandra_policy_sdk::conditions::{Cond, conditions, is};
 use k8ssandra_policy_sdk::{EventType, Plan, PolicyError, Snapshot};
@@ -15,6 +14,10 @@ use k8ssandra_policy_sdk::{EventType, Plan, PolicyError, Snapshot};
 pub const CREDENTIALS_KEY: &str = "credentials";
 
 const FIELD: &str = "spec.storageProperties";
+
+/// While the Secret is not right: the host does not watch a Secret read by name, so a fixed
+/// one is noticed at the next look.
+const RECHECK_MS: u64 = 30_000;
 
 fn field(name: &str) -> String {
     format!("{FIELD}.{name}")
@@ -159,7 +162,7 @@ fn secret_available(s: &Snapshot, namespace: &str, st: &Storage) -> (bool, &'sta
             false,
             "SecretNotFound",
             format!(
-                "{}: Secret {name:?} not found in namespace {namespace:?}. The operator watches only Secrets labelled {MEDUSA_STORAGE_SECRET_IDENTIFIER_LABEL}; if it exists, label it: kubectl -n {namespace} label secret {name} {MEDUSA_STORAGE_SECRET_IDENTIFIER_LABEL}=true",
+                "{}: Secret {name:?} not found in namespace {namespace:?}",
                 field("storageSecretRef.name")
             ),
         );
@@ -251,5 +254,8 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
         )),
     };
     plan.set_status(&status)?;
+    if !secret_ok && secret_ref(&st).is_some() {
+        plan.requeue_after(RECHECK_MS);
+    }
     Ok(plan)
 }

@@ -13,12 +13,13 @@
 //! Secret exists, a Secret missing its key is reported here instead of in a failing Medusa
 //! container.
 //!
-//! The host watches Secrets only through a label selector (an unselected Secret watch holds
-//! every Secret of the cluster in memory), so this policy sees the Secrets that carry
-//! upstream's storage-Secret label `k8ssandra.io/medusa-storage-secret` (any value; upstream
-//! labels every storage Secret it has seen, so Secrets of a KO installation already carry
-//! it). A referenced Secret without the label reads as not found, and the message says how
-//! to label it.
+//! The storage Secret is the user's and carries none of the operator's labels, and the host
+//! never watches Secrets unselected (that would hold every Secret of the cluster in
+//! memory): the policy reads it by name (`storageSecretRef.name`), which the host fetches
+//! for each reconcile without a watch, so while `SecretAvailable` is False the policy
+//! requeues to notice a fixed Secret. Secrets that carry upstream's storage-Secret label
+//! `k8ssandra.io/medusa-storage-secret` are also watched, so a change to one is seen at
+//! once.
 
 pub mod decide;
 
@@ -30,6 +31,8 @@ use k8ssandra_policy_sdk::{
 
 pub const NAME: &str = "medusa-configuration";
 pub const MEDUSA_API_VERSION: &str = "medusa.k8ssandra.io/v1alpha1";
+/// Where the MedusaConfiguration names its storage Secret.
+pub const SECRET_REF_POINTER: &str = "/spec/storageProperties/storageSecretRef/name";
 
 pub struct MedusaConfigurationPolicy;
 
@@ -40,9 +43,10 @@ impl Policy for MedusaConfigurationPolicy {
             version: env!("CARGO_PKG_VERSION").into(),
             parent: KindRef::new(MEDUSA_API_VERSION, "MedusaConfiguration"),
             owns: vec![],
+            // Keys only (the host blanks the values): whether the storage Secret exists and
+            // what it holds.
             reads: vec![
-                // Keys only (the host blanks the values): which storage Secrets exist and
-                // what they hold.
+                ReadSpec::by_name("v1", "Secret", &[SECRET_REF_POINTER]),
                 ReadSpec::new("v1", "Secret", MEDUSA_STORAGE_SECRET_IDENTIFIER_LABEL),
             ],
             observe_pods: None,

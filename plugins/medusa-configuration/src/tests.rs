@@ -26,15 +26,15 @@ fn s3() -> Value {
         "storageSecretRef": {"name": "bucket-key"}, "host": "minio", "port": 9000})
 }
 
-/// A storage Secret as the host shows it: keys only, values blanked.
+/// A storage Secret as the host shows it (read by name, no labels): keys only, values
+/// blanked.
 fn secret(name: &str, ns: &str, keys: &[&str]) -> Object {
     let data: serde_json::Map<String, Value> =
         keys.iter().map(|k| (k.to_string(), json!(""))).collect();
     Object {
         cluster: String::new(),
         json: json!({"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": name, "namespace": ns,
-                "labels": {"k8ssandra.io/medusa-storage-secret": "true"}},
+            "metadata": {"name": name, "namespace": ns},
             "data": data})
         .to_string(),
     }
@@ -67,6 +67,7 @@ fn a_secret_with_its_credentials_key_makes_the_configuration_ready() {
     assert_eq!(cond(&p, "Ready")["status"], "True");
     assert!(p.events.is_empty());
     assert!(p.apply.is_empty(), "nothing is written but the status");
+    assert_eq!(p.requeue_after_ms, None);
 }
 
 #[test]
@@ -99,7 +100,7 @@ fn a_secret_without_the_credentials_key_names_the_key_and_the_field() {
 }
 
 #[test]
-fn a_missing_secret_or_one_in_another_namespace_is_not_found_and_says_how_to_label() {
+fn a_missing_secret_or_one_in_another_namespace_is_not_found_and_looked_for_again() {
     for related in [
         vec![],
         vec![secret("bucket-key", "other", &["credentials"])],
@@ -110,7 +111,15 @@ fn a_missing_secret_or_one_in_another_namespace_is_not_found_and_says_how_to_lab
         assert_eq!(c["reason"], "SecretNotFound");
         let m = c["message"].as_str().unwrap();
         assert!(m.contains("\"bucket-key\"") && m.contains("\"ns\""), "{m}");
-        assert!(m.contains("k8ssandra.io/medusa-storage-secret"), "{m}");
+        assert!(
+            m.starts_with("spec.storageProperties.storageSecretRef.name"),
+            "{m}"
+        );
+        assert_eq!(
+            p.requeue_after_ms,
+            Some(30_000),
+            "not watched: looked at again"
+        );
     }
 }
 
@@ -227,12 +236,24 @@ fn admission_refuses_values_that_never_work_and_accepts_partial_settings() {
 }
 
 #[test]
-fn describe_reads_only_labelled_secrets() {
+fn describe_reads_the_named_secret_and_labelled_ones() {
     let info = P::describe();
     assert_eq!(info.name, "medusa-configuration");
     assert_eq!(info.parent.kind, "MedusaConfiguration");
     assert!(info.owns.is_empty());
-    assert_eq!(info.reads.len(), 1);
-    assert_eq!(info.reads[0].kind.kind, "Secret");
-    assert_eq!(info.reads[0].selector, "k8ssandra.io/medusa-storage-secret");
+    let reads: Vec<_> = info
+        .reads
+        .iter()
+        .map(|r| (r.kind.kind.as_str(), r.selector.as_str()))
+        .collect();
+    assert_eq!(
+        reads,
+        [
+            (
+                "Secret",
+                "ref:/spec/storageProperties/storageSecretRef/name"
+            ),
+            ("Secret", "k8ssandra.io/medusa-storage-secret"),
+        ]
+    );
 }

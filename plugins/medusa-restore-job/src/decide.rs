@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8ssandra_api::cassandra::CassandraDatacenter;
 use k8ssandra_api::medusa::{
@@ -23,6 +23,8 @@ pub const ROLES: &str = "Roles";
 pub const COMPLETE: &str = "Complete";
 pub const FAILED: &str = "Failed";
 pub const PROGRESSING: &str = "Progressing";
+/// Medusa's restore init container, as upstream names it.
+pub const RESTORE_CONTAINER: &str = "medusa-restore";
 
 /// How often a waiting restore looks again (the datacenter and pod events also wake it).
 const POLL_MS: u64 = 5_000;
@@ -156,6 +158,40 @@ impl Job<'_> {
         };
         if let Err((reason, message)) = fits(&backup, &dc) {
             return self.fail(reason, message);
+        }
+        // Pods that cannot restore would come back with their current data, and the job
+        // would report a restore that never happened: stop nothing then.
+        let cm = restore_config_map_name(self.dc_name());
+        let names: Vec<String> = members(self.snapshot, &self.cluster, &dc)
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        let pods = self.snapshot.related_of::<Pod>();
+        let own: Vec<&Pod> = pods
+            .iter()
+            .filter(|(c, p)| {
+                *c == self.cluster
+                    && p.metadata.namespace.as_deref() == Some(self.namespace.as_str())
+                    && p.metadata.name.as_ref().is_some_and(|n| names.contains(n))
+            })
+            .map(|(_, p)| p)
+            .collect();
+        let without: Vec<String> = own
+            .iter()
+            .filter(|p| !reads_restore_config(p, &cm))
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
+        if own.is_empty() || !without.is_empty() {
+            let message = format!(
+                "pods of datacenter {} without a {RESTORE_CONTAINER} init container reading                  ConfigMap {cm} through envFrom (spec.medusa on the K8ssandraCluster renders                  it): {}",
+                self.dc_name(),
+                if own.is_empty() {
+                    "no pod is running".to_string()
+                } else {
+                    without.join(", ")
+                }
+            );
+            return self.fail("RestoreContainerNotFound", message);
         }
         let mapping = mapping(&backup, &dc);
         let targets: Vec<String> = mapping.keys().cloned().collect();
@@ -382,6 +418,20 @@ impl Job<'_> {
         let cluster = self.cluster.clone();
         self.plan.apply(&cluster, &cm)
     }
+}
+
+/// Whether the pod's `medusa-restore` init container takes its environment from `cm`.
+fn reads_restore_config(pod: &Pod, cm: &str) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == RESTORE_CONTAINER))
+        .is_some_and(|c| {
+            c.env_from
+                .iter()
+                .flatten()
+                .any(|e| e.config_map_ref.as_ref().is_some_and(|r| r.name == cm))
+        })
 }
 
 fn condition_true(dc: &CassandraDatacenter, t: &str) -> bool {

@@ -82,7 +82,9 @@ fn pod(name: &str, ready: bool) -> Object {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": "ns",
             "labels": {"cassandra.datastax.com/datacenter": "dc1"}},
-        "spec": {"containers": [{"name": "cassandra"}, {"name": "medusa"}]},
+        "spec": {"containers": [{"name": "cassandra"}, {"name": "medusa"}],
+            "initContainers": [{"name": "medusa-restore",
+                "envFrom": [{"configMapRef": {"name": "dc1-medusa-restore", "optional": true}}]}]},
         "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
     }))
 }
@@ -122,11 +124,44 @@ fn config_map(plan: &Plan) -> Option<Value> {
         .find(|v| v["kind"] == "ConfigMap")
 }
 
+fn with_pods(mut related: Vec<Object>) -> Vec<Object> {
+    related.extend(PODS.iter().map(|p| pod(p, true)));
+    related
+}
+
+#[test]
+fn pods_that_cannot_restore_stop_nothing() {
+    let bare = obj(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": PODS[0], "namespace": "ns",
+            "labels": {"cassandra.datastax.com/datacenter": "dc1"}},
+        "spec": {"containers": [{"name": "cassandra"}]},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }));
+    let plan = run(
+        job(json!({}), json!(null)),
+        vec![
+            dc(4, &["r1", "r2"], &[("Ready", "True")]),
+            four_nodes(),
+            bare,
+        ],
+        vec![],
+    );
+    let st = status(&plan);
+    assert_eq!(st["phase"], "Failed");
+    assert_eq!(cond(&st, "Failed")["reason"], "RestoreContainerNotFound");
+    assert!(st["message"].as_str().unwrap().contains(PODS[0]), "{st}");
+    assert!(config_map(&plan).is_none());
+}
+
 #[test]
 fn a_fitting_backup_is_mapped_by_rack_and_host_and_stops_the_datacenter() {
     let plan = run(
         job(json!({"keyspaces": ["shop"]}), json!(null)),
-        vec![dc(4, &["r1", "r2"], &[("Ready", "True")]), four_nodes()],
+        with_pods(vec![
+            dc(4, &["r1", "r2"], &[("Ready", "True")]),
+            four_nodes(),
+        ]),
         vec![],
     );
     let st = status(&plan);
@@ -211,7 +246,11 @@ fn bad_input_fails_naming_the_field_and_stops_nothing() {
 fn a_single_default_rack_takes_every_host_in_order() {
     let plan = run(
         job(json!({}), json!(null)),
-        vec![dc(4, &[], &[]), four_nodes()],
+        vec![
+            dc(4, &[], &[]),
+            four_nodes(),
+            pod("c-dc1-default-sts-0", true),
+        ],
         vec![],
     );
     let st = status(&plan);
@@ -224,7 +263,10 @@ fn a_single_default_rack_takes_every_host_in_order() {
 fn started(phase: &str) -> Value {
     let plan = run(
         job(json!({}), json!(null)),
-        vec![dc(4, &["r1", "r2"], &[("Ready", "True")]), four_nodes()],
+        with_pods(vec![
+            dc(4, &["r1", "r2"], &[("Ready", "True")]),
+            four_nodes(),
+        ]),
         vec![],
     );
     let mut st = status(&plan);

@@ -880,8 +880,9 @@ impl ReaperClient {
                     .map_err(|e| decode(ep, "GET", "/repair_run", e))
             })
             .collect::<Result<_, _>>()?;
-        // ISO-8601 in UTC sorts as text.
-        runs.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.id.cmp(&a.1.id)));
+        // ISO-8601 in UTC sorts as text. Reaper's times have whole seconds: runs created in
+        // the same second keep Reaper's own order (a stable sort).
+        runs.sort_by(|a, b| b.0.cmp(&a.0));
         Ok(runs.into_iter().map(|(_, r)| r).collect())
     }
 

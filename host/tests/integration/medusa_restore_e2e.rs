@@ -407,3 +407,115 @@ fn role_creates(sim: &cassandra_sim::SimHandle) -> Vec<cassandra_sim::HistoryEnt
         .filter(|e| e.action == "role_create")
         .collect()
 }
+
+/// Milliseconds of an RFC 3339 time of the simulator's history.
+fn history_ms(t: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(t).map_or(0, |d| d.timestamp_millis())
+}
+
+/// Benchmark (docs/benchmarks.md): a backup and a restore of a 12-node datacenter (3
+/// racks), the operator's time over the simulator's. The simulator's share of the backup is
+/// its configured backup duration (every pod backs up at once); of the restore, the span
+/// from the first Cassandra start after the stop to the last node NORMAL again. Run:
+/// `cargo test -p k8ssandra-host --test integration medusa_restore_e2e::bench -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run it by name"]
+async fn bench_backup_and_restore_of_12_nodes() -> Result<()> {
+    let one = support::OneCluster::start(
+        13,
+        NS,
+        &[
+            "cassandra-datacenter",
+            "medusa-backup-job",
+            "medusa-restore-job",
+        ],
+    )
+    .await?;
+    let (client, sim, op) = (one.client.clone(), &one.sim, &one.op);
+    let backup_duration = Duration::from_secs(2);
+    sim.medusa().set_settings(MedusaSettings {
+        backup_duration,
+        ..MedusaSettings::default()
+    });
+    let dcs = datacenters(&client, NS).await?;
+    let jobs = dynamic_api(
+        &client,
+        NS,
+        "medusa.k8ssandra.io",
+        "v1alpha1",
+        "MedusaBackupJob",
+    )
+    .await?;
+    let restores = dynamic_api(
+        &client,
+        NS,
+        "medusa.k8ssandra.io",
+        "v1alpha1",
+        "MedusaRestoreJob",
+    )
+    .await?;
+    let diag = || tail(&op.log_text(), 60);
+    apply_yaml(&client, &DC.replace("size: 3", "size: 12"), NS).await?;
+    wait_for(
+        "dc1 Ready with 12 nodes",
+        Duration::from_secs(600),
+        || async {
+            (support::dc_ready(&dcs, "dc1").await && normal_nodes(sim, CLUSTER) == 12).then_some(())
+        },
+    )
+    .await
+    .map_err(|e| e.context(diag()))?;
+    write_state(sim, "A");
+
+    let t = std::time::Instant::now();
+    apply_yaml(&client, &backup_job("bench"), NS).await?;
+    wait_for("backup Complete", Duration::from_secs(300), || async {
+        let j = jobs.get("bench").await.ok()?;
+        (cond_status(&j.data, "Complete").as_deref() == Some("True")).then_some(())
+    })
+    .await
+    .map_err(|e| e.context(diag()))?;
+    let backup = t.elapsed();
+    write_state(sim, "B");
+
+    let history_before = sim.history().len();
+    let t = std::time::Instant::now();
+    apply_yaml(&client, &restore_job("bench", "bench", &[]), NS).await?;
+    wait_for("restore Complete", Duration::from_secs(900), || async {
+        let j = restores.get("bench").await.ok()?;
+        (cond_status(&j.data, "Complete").as_deref() == Some("True")).then_some(())
+    })
+    .await
+    .map_err(|e| e.context(diag()))?;
+    let restore = t.elapsed();
+    assert!(all_at(sim, "shop.orders", "A"), "{:?}", versions(sim));
+    let starts: Vec<_> = sim.history()[history_before..]
+        .iter()
+        .filter(|e| e.action == "start")
+        .cloned()
+        .collect();
+    assert!(starts.len() >= 12, "{starts:?}");
+    let first = starts
+        .iter()
+        .map(|e| history_ms(&e.time))
+        .min()
+        .unwrap_or(0);
+    let last = starts
+        .iter()
+        .filter_map(|e| e.end_time.as_deref().map(history_ms))
+        .max()
+        .unwrap_or(first);
+    let sim_restore = Duration::from_millis(u64::try_from(last - first).unwrap_or(0));
+    println!(
+        "BENCH 12 nodes: backup {:.1} s (simulator {:.1} s, operator {:.1} s); restore {:.1} s (simulator starts {:.1} s, operator {:.1} s)",
+        backup.as_secs_f64(),
+        backup_duration.as_secs_f64(),
+        backup.saturating_sub(backup_duration).as_secs_f64(),
+        restore.as_secs_f64(),
+        sim_restore.as_secs_f64(),
+        restore.saturating_sub(sim_restore).as_secs_f64(),
+    );
+    assert_eq!(sim.violations(), Vec::new());
+    one.sim.shutdown().await;
+    Ok(())
+}

@@ -58,6 +58,7 @@ pub const REASON_NO_REAPER: &str = "ReaperNotRunning";
 pub const REASON_UNREACHABLE: &str = "ReaperUnreachable";
 pub const REASON_REFUSED: &str = "ScheduleRefused";
 pub const REASON_KEYSPACE: &str = "KeyspaceNotFound";
+pub const REASON_CONFLICT: &str = "ScheduleConflict";
 pub const REASON_SYNCING: &str = "Syncing";
 
 /// Where one call stands.
@@ -727,10 +728,20 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
                 )?;
             }
             Call::Failed(m) => {
-                let refused = m.contains("400") || m.to_lowercase().contains("keyspace");
+                let lower = m.to_lowercase();
+                let conflict = m.contains("409") || lower.contains("already exists");
+                let missing = lower.contains("does not exist") || lower.contains("not found");
+                let refused = conflict || missing || m.contains("400");
                 if what == "create" && refused {
-                    let keyspace = m.to_lowercase().contains("keyspace");
-                    let (reason, msg) = if keyspace {
+                    let (reason, msg) = if conflict {
+                        (
+                            REASON_CONFLICT,
+                            format!(
+                                "spec.keyspace: Reaper already has a schedule of keyspace {:?} with the same tables, of another owner (never changed by the operator); remove it or declare other tables ({m})",
+                                rs.spec.keyspace
+                            ),
+                        )
+                    } else if missing && lower.contains("keyspace") {
                         (
                             REASON_KEYSPACE,
                             format!(

@@ -349,12 +349,30 @@ fn a_keyspace_reaper_refuses_is_a_condition_naming_the_field() {
         (list_id(0, NOW), ok(json!([]))),
         (
             "rs/m/0/create".into(),
-            Outcome::Failed("HTTP 400: keyspace nope does not exist".into()),
+            Outcome::Failed("HTTP 400: keyspace nope does not exist in the cluster".into()),
         ),
     ];
     let plan = run(snap(schedule(spec()), results, NOW));
     let c = ready(&plan);
     assert_eq!(c["reason"], REASON_KEYSPACE);
+    assert!(c["message"].as_str().unwrap().starts_with("spec.keyspace"));
+    // Another owner's schedule of the same keyspace and tables: Reaper refuses a second.
+    let results = vec![
+        (
+            list_id(0, NOW),
+            ok(json!([listed("hand", "alice", 0.9, "ACTIVE")])),
+        ),
+        (
+            "rs/m/0/create".into(),
+            Outcome::Failed(
+                "answered HTTP 409 to POST /repair_schedule: A repair schedule already exists"
+                    .into(),
+            ),
+        ),
+    ];
+    let plan = run(snap(schedule(spec()), results, NOW));
+    let c = ready(&plan);
+    assert_eq!(c["reason"], crate::decide::REASON_CONFLICT);
     assert!(c["message"].as_str().unwrap().starts_with("spec.keyspace"));
 }
 

@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cassandra_sim::reaper::{LoginStyle, ReaperFaultRequest, ReaperPodInfo, ReaperSettings};
+use cassandra_sim::reaper::{
+    LoginStyle, ReaperFaultRequest, ReaperPodInfo, ReaperSettings, ReaperStorage,
+};
 use cassandra_sim::{
     CassandraState, Fault, FaultRequest, FaultTarget, KeyspaceRequest, PodInfo, PodKey, SimConfig,
     SimHandle, SimOptions, Simulator,
@@ -712,6 +714,46 @@ async fn reaper_client_and_operations_against_the_simulated_reaper() {
             .count(),
         1
     );
+
+    // Reapers on `cassandra` storage serve only once their keyspace exists, and two on the
+    // same Cassandra cluster share one state: the second knows the registration already.
+    let storage = ReaperStorage::Cassandra {
+        contact_points: vec!["c1-dc1-service".into()],
+        keyspace: "reaper_db".into(),
+    };
+    for (name, host) in [("reaper-a", 12), ("reaper-b", 13)] {
+        sim.reaper().upsert_pod(
+            ReaperPodInfo::new(PodKey::new("", "ns", name), ip(host)).with_storage(storage.clone()),
+        );
+    }
+    let (epa, epb) = (
+        ReaperEndpoint::at(&ip(12), 8080, None),
+        ReaperEndpoint::at(&ip(13), 8080, None),
+    );
+    serving(&client, &epa).await;
+    serving(&client, &epb).await;
+    let e = client.list_clusters(&epa).await.unwrap_err();
+    assert!(
+        e.status() == Some(503) && e.to_string().contains("reaper_db"),
+        "{e}"
+    );
+    sim.create_keyspace(&KeyspaceRequest {
+        cluster: "c1".into(),
+        name: "reaper_db".into(),
+        replication: BTreeMap::from([("dc1".to_string(), 3)]),
+    });
+    ok_json(&client, &epa, add()).await;
+    ok_json(&client, &epb, add()).await;
+    let shared: Vec<_> = sim
+        .reaper()
+        .registrations()
+        .into_iter()
+        .filter(|r| r.storage.starts_with("cassandra:"))
+        .collect();
+    assert_eq!(shared.len(), 1, "{shared:?}");
+    assert_eq!(shared[0].reaper_pod.name, "reaper-a");
+    let names = ok_json(&client, &epb, OperationKind::ReaperListClusters(access())).await;
+    assert_eq!(names, serde_json::json!(["c1"]));
 }
 
 /// The executor's `reaper-*` path on a real pod: the simulator finds the Reaper pod in

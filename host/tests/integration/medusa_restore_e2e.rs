@@ -130,7 +130,7 @@ fn write_state(sim: &cassandra_sim::SimHandle, version: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_brings_the_backed_up_state_back_and_leaves_nothing_behind() -> Result<()> {
-    let one = support::OneCluster::start(
+    let mut one = support::OneCluster::start(
         5,
         NS,
         &[
@@ -140,7 +140,8 @@ async fn a_restore_brings_the_backed_up_state_back_and_leaves_nothing_behind() -
         ],
     )
     .await?;
-    let (client, sim, op) = (one.client.clone(), &one.sim, &one.op);
+    let (client, sim) = (one.client.clone(), &one.sim);
+    let log = one.op.log.clone();
     sim.medusa().set_settings(MedusaSettings {
         backup_duration: Duration::from_millis(300),
         ..MedusaSettings::default()
@@ -154,7 +155,7 @@ async fn a_restore_brings_the_backed_up_state_back_and_leaves_nothing_behind() -
     let backups = medusa("MedusaBackup").await?;
     let restores = medusa("MedusaRestoreJob").await?;
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
-    let diag = || tail(&op.log_text(), 60);
+    let diag = || tail(&std::fs::read_to_string(&log).unwrap_or_default(), 60);
 
     apply_yaml(&client, DC, NS).await?;
     wait_for(
@@ -325,6 +326,35 @@ spec:
     // A restore of one keyspace leaves the other at state B.
     write_state(sim, "B");
     apply_yaml(&client, &restore_job("r-shop", "b-a", &["shop"]), NS).await?;
+    // The operator is killed while this restore is under way (stopping, most often), and
+    // started again: the job resumes from its status, and no pod restores twice.
+    wait_for("r-shop under way", Duration::from_secs(120), || async {
+        let j = restores.get("r-shop").await.ok()?;
+        let phase = j.data["status"]["phase"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        ["Stopping", "Starting", "Roles"]
+            .contains(&phase.as_str())
+            .then_some(())
+    })
+    .await
+    .map_err(|e| e.context(diag()))?;
+    std::process::Command::new("kill")
+        .args(["-9", &one.op.pid().to_string()])
+        .status()?;
+    wait_for("the operator gone", Duration::from_secs(30), || {
+        let gone = !one.op.is_running();
+        async move { gone.then_some(()) }
+    })
+    .await?;
+    let kubeconfig = support::write_kubeconfig(one.tmp.path(), one.env.cluster(0))?;
+    one.op = support::Operator::start(
+        &kubeconfig,
+        &one.tmp.path().join("plugins"),
+        &["--resync-seconds", "2"],
+    )?;
+    one.op.wait_ready(Duration::from_secs(60)).await?;
     wait_for("r-shop Complete", Duration::from_secs(300), || async {
         let j = restores.get("r-shop").await.ok()?;
         (cond_status(&j.data, "Complete").as_deref() == Some("True")).then_some(())
@@ -333,6 +363,15 @@ spec:
     .map_err(|e| e.context(diag()))?;
     assert!(all_at(sim, "shop.orders", "A"), "{:?}", versions(sim));
     assert!(all_at(sim, "logs.events", "B"), "{:?}", versions(sim));
+    let shop = restores.get("r-shop").await?;
+    let shop_key = shop.data["status"]["restoreKey"]
+        .as_str()
+        .unwrap_or_default();
+    assert_eq!(
+        restores_with_key(sim, shop_key).len(),
+        3,
+        "one restore per pod across the operator restart"
+    );
 
     // A scale-up afterwards starts only the new node: the others keep their pods, and
     // nothing restores.

@@ -13,10 +13,11 @@ use k8ssandra_api::names::split_racks;
 use k8ssandra_medusa::{Member, datacenter, members};
 use k8ssandra_policy_sdk::conditions::{Cond, conditions, time};
 use k8ssandra_policy_sdk::{
-    EventType, OperationKind, Outcome, Plan, PolicyError, Role, Snapshot, error,
+    EventType, MedusaRestore, OperationKind, Outcome, Plan, PolicyError, Role, Snapshot, error,
 };
 
 pub const VALIDATING: &str = "Validating";
+pub const PREPARING: &str = "Preparing";
 pub const STOPPING: &str = RESTORE_PHASE_STOP;
 pub const STARTING: &str = "Starting";
 pub const ROLES: &str = "Roles";
@@ -70,6 +71,7 @@ pub fn reconcile(snapshot: &Snapshot) -> Result<Plan, PolicyError> {
     );
     match j.prev.phase.clone().as_deref() {
         None | Some("") | Some(VALIDATING) => j.validate(dc)?,
+        Some(PREPARING) => j.preparing(dc)?,
         Some(STOPPING) => j.stopping(dc)?,
         Some(STARTING) => j.starting(dc)?,
         Some(ROLES) => j.roles(dc)?,
@@ -159,6 +161,9 @@ impl Job<'_> {
         if let Err((reason, message)) = fits(&backup, &dc) {
             return self.fail(reason, message);
         }
+        if let Some(message) = selective(&self.job) {
+            return self.fail("SelectiveRestoreUnsupported", message);
+        }
         // Pods that cannot restore would come back with their current data, and the job
         // would report a restore that never happened: stop nothing then.
         let cm = restore_config_map_name(self.dc_name());
@@ -183,7 +188,9 @@ impl Job<'_> {
             .collect();
         if own.is_empty() || !without.is_empty() {
             let message = format!(
-                "pods of datacenter {} without a {RESTORE_CONTAINER} init container reading                  ConfigMap {cm} through envFrom (spec.medusa on the K8ssandraCluster renders                  it): {}",
+                "pods of datacenter {} without a {RESTORE_CONTAINER} init container reading \
+                 ConfigMap {cm} through envFrom (spec.medusa on the K8ssandraCluster renders \
+                 it): {}",
                 self.dc_name(),
                 if own.is_empty() {
                     "no pod is running".to_string()
@@ -215,17 +222,82 @@ impl Job<'_> {
         self.status.in_progress = Some(targets.clone());
         self.status.finished = Some(Vec::new());
         self.status.failed = Some(Vec::new());
-        self.status.phase = Some(STOPPING.into());
-        self.config_map()?;
+        self.status.restore_prepared = Some(false);
+        self.status.phase = Some(PREPARING.into());
         let message = format!(
-            "restoring MedusaBackup {} into {} pods of datacenter {}: stopping it",
+            "restoring MedusaBackup {} into {} pods of datacenter {}: preparing each node",
             self.job.spec.backup,
             targets.len(),
             self.dc_name()
         );
-        self.progress("Stopping", message.clone());
+        self.progress("Preparing", message.clone());
         self.plan
             .event(EventType::Normal, "RestoreStarted", message);
+        self.plan.requeue_after(POLL_MS);
+        self.finish_status()
+    }
+
+    /// Medusa's `PrepareRestore` on every pod while the datacenter still runs: each node
+    /// stores its own mapping under the restore key, which Medusa's restore step reads when
+    /// the pod starts again (a remapped restore needs it). A node that cannot prepare fails
+    /// the job before anything is stopped.
+    fn preparing(&mut self, dc: Option<CassandraDatacenter>) -> Result<(), PolicyError> {
+        let Some(dc) = dc else {
+            return self.gone();
+        };
+        let pods = members(self.snapshot, &self.cluster, &dc);
+        let targets: Vec<String> = self
+            .prev
+            .restore_mapping
+            .as_ref()
+            .and_then(|m| m.host_map.as_ref())
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut waiting = Vec::new();
+        for target in &targets {
+            let id = format!("prepare-restore/{}/{target}", self.status.restore_key);
+            match self.snapshot.result(&id) {
+                Some(Outcome::Succeeded(_)) => {}
+                Some(Outcome::Failed(why)) => {
+                    let message = format!(
+                        "preparing the restore on pod {target} failed: {why}; nothing was stopped"
+                    );
+                    return self.fail("PrepareRestoreFailed", message);
+                }
+                Some(Outcome::Running(_)) => waiting.push(target.clone()),
+                None => {
+                    let Some(pod) = pods.iter().find(|p| &p.name == target && p.ready) else {
+                        waiting.push(format!("{target} (not ready)"));
+                        continue;
+                    };
+                    self.plan.operate(
+                        id,
+                        pod.node(),
+                        OperationKind::MedusaPrepareRestore(MedusaRestore {
+                            datacenter: dc.datacenter_name().to_string(),
+                            backup_name: self.job.spec.backup.clone(),
+                            restore_key: self.status.restore_key.clone(),
+                        }),
+                    );
+                    waiting.push(target.clone());
+                }
+            }
+        }
+        if !waiting.is_empty() {
+            let message = format!("preparing the restore on {}", waiting.join(", "));
+            return self.waiting("Preparing", message);
+        }
+        self.status.restore_prepared = Some(true);
+        self.status.phase = Some(STOPPING.into());
+        self.config_map()?;
+        let message = format!(
+            "every node of datacenter {} prepared the restore of MedusaBackup {}: stopping it",
+            self.dc_name(),
+            self.job.spec.backup
+        );
+        self.progress("Stopping", message.clone());
+        self.plan
+            .event(EventType::Normal, "RestorePrepared", message);
         self.plan.requeue_after(POLL_MS);
         self.finish_status()
     }
@@ -398,14 +470,6 @@ impl Job<'_> {
         let mapping = serde_json::to_string(&self.status.restore_mapping)
             .map_err(|e| error(format!("restore mapping: {e}")))?;
         data.insert("RESTORE_MAPPING".to_string(), mapping);
-        let list =
-            |v: &Option<Vec<String>>| v.as_ref().filter(|l| !l.is_empty()).map(|l| l.join(","));
-        if let Some(k) = list(&self.job.spec.keyspaces) {
-            data.insert("RESTORE_KEYSPACES".to_string(), k);
-        }
-        if let Some(t) = list(&self.job.spec.tables) {
-            data.insert("RESTORE_TABLES".to_string(), t);
-        }
         let cm = ConfigMap {
             metadata: ObjectMeta {
                 name: Some(restore_config_map_name(self.dc_name())),
@@ -418,6 +482,27 @@ impl Job<'_> {
         let cluster = self.cluster.clone();
         self.plan.apply(&cluster, &cm)
     }
+}
+
+/// Why a restore of chosen keyspaces or tables is refused, if it asks for one. Medusa's
+/// restore step (the `medusa-restore` init container) restores whole nodes: it takes no
+/// keyspace or table list, so such a restore would bring every keyspace back to the
+/// backup and lose what was written since. Refusing keeps that data.
+pub fn selective(job: &MedusaRestoreJob) -> Option<String> {
+    let asked = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|l| !l.is_empty());
+    let field = if asked(&job.spec.keyspaces) {
+        "spec.keyspaces"
+    } else if asked(&job.spec.tables) {
+        "spec.tables"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "{field}: Medusa's restore step restores whole nodes and takes no keyspace or table \
+         list, so this restore would bring every keyspace back to the backup and lose what was \
+         written since; nothing was stopped. Restore the whole datacenter (leave {field} \
+         empty), or restore into a separate datacenter and copy the tables you need"
+    ))
 }
 
 /// Whether the pod's `medusa-restore` init container takes its environment from `cm`.

@@ -155,19 +155,18 @@ fn pods_that_cannot_restore_stop_nothing() {
 }
 
 #[test]
-fn a_fitting_backup_is_mapped_by_rack_and_host_and_stops_the_datacenter() {
-    let plan = run(
-        job(json!({"keyspaces": ["shop"]}), json!(null)),
+fn a_fitting_backup_is_mapped_by_rack_and_host_then_prepared_on_every_node_then_stopped() {
+    let related = || {
         with_pods(vec![
             dc(4, &["r1", "r2"], &[("Ready", "True")]),
             four_nodes(),
-        ]),
-        vec![],
-    );
+        ])
+    };
+    let plan = run(job(json!({}), json!(null)), related(), vec![]);
     let st = status(&plan);
-    assert_eq!(st["phase"], "Stopping");
+    assert_eq!(st["phase"], "Preparing");
     assert_eq!(st["restoreKey"], "uid-1");
-    assert_eq!(st["restorePrepared"], true);
+    assert_eq!(st["restorePrepared"], false);
     assert!(st["startTime"].is_string());
     let map = &st["restoreMapping"]["host_map"];
     // Racks sorted, hosts sorted within a rack, i-th host onto <sts>-<i>.
@@ -176,16 +175,98 @@ fn a_fitting_backup_is_mapped_by_rack_and_host_and_stops_the_datacenter() {
     assert_eq!(map["c-dc1-r2-sts-0"]["source"], json!(["10.0.0.7"]));
     assert_eq!(map["c-dc1-r2-sts-1"]["source"], json!(["10.0.0.9"]));
     assert_eq!(st["restoreMapping"]["in_place"], false);
+    assert!(
+        config_map(&plan).is_none(),
+        "nothing for the pods before they are prepared"
+    );
+    assert_eq!(cond(&st, "Progressing")["status"], "True");
+
+    // Preparing: PrepareRestore on every pod, under the restore key, nothing stopped yet.
+    let plan = run(job(json!({}), st.clone()), related(), vec![]);
+    let ids: Vec<&str> = plan.operations.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        PODS.iter()
+            .map(|p| format!("prepare-restore/uid-1/{p}"))
+            .collect::<Vec<_>>()
+    );
+    for op in &plan.operations {
+        match &op.kind {
+            OperationKind::MedusaPrepareRestore(r) => {
+                assert_eq!(
+                    (r.backup_name.as_str(), r.restore_key.as_str()),
+                    ("b1", "uid-1")
+                );
+                assert_eq!(r.datacenter, "dc1");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(status(&plan)["phase"], "Preparing");
+
+    // One node fails to prepare: the job fails, nothing is stopped.
+    let mut results: Vec<(String, Outcome)> = PODS
+        .iter()
+        .map(|p| {
+            (
+                format!("prepare-restore/uid-1/{p}"),
+                Outcome::Succeeded(String::new()),
+            )
+        })
+        .collect();
+    results[2].1 = Outcome::Failed("storage unreachable".into());
+    let plan = run(job(json!({}), st.clone()), related(), results.clone());
+    let failed = status(&plan);
+    assert_eq!(failed["phase"], "Failed");
+    assert_eq!(cond(&failed, "Failed")["reason"], "PrepareRestoreFailed");
+    assert!(
+        failed["message"].as_str().unwrap().contains(PODS[2]),
+        "{failed}"
+    );
+    assert!(config_map(&plan).is_none());
+
+    // Every node prepared: Stopping, with the restore ConfigMap.
+    results[2].1 = Outcome::Succeeded(String::new());
+    let plan = run(job(json!({}), st.clone()), related(), results);
+    let st = status(&plan);
+    assert_eq!(st["phase"], "Stopping");
+    assert_eq!(st["restorePrepared"], true);
     let cm = config_map(&plan).expect("the restore ConfigMap");
     assert_eq!(cm["metadata"]["name"], "dc1-medusa-restore");
     assert_eq!(cm["data"]["BACKUP_NAME"], "b1");
     assert_eq!(cm["data"]["RESTORE_KEY"], "uid-1");
-    assert_eq!(cm["data"]["RESTORE_KEYSPACES"], "shop");
-    assert!(cm["data"].get("RESTORE_TABLES").is_none());
     let mapping: Value =
         serde_json::from_str(cm["data"]["RESTORE_MAPPING"].as_str().unwrap()).unwrap();
     assert_eq!(mapping, st["restoreMapping"]);
-    assert_eq!(cond(&st, "Progressing")["status"], "True");
+}
+
+#[test]
+fn a_restore_of_chosen_keyspaces_or_tables_is_refused_and_stops_nothing() {
+    for spec in [
+        json!({"keyspaces": ["shop"]}),
+        json!({"tables": ["shop.orders"]}),
+    ] {
+        let plan = run(
+            job(spec.clone(), json!(null)),
+            with_pods(vec![
+                dc(4, &["r1", "r2"], &[("Ready", "True")]),
+                four_nodes(),
+            ]),
+            vec![],
+        );
+        let st = status(&plan);
+        assert_eq!(st["phase"], "Failed", "{spec}");
+        assert_eq!(cond(&st, "Failed")["reason"], "SelectiveRestoreUnsupported");
+        let field = spec.as_object().unwrap().keys().next().unwrap().clone();
+        assert!(
+            st["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("spec.{field}:")),
+            "{st}"
+        );
+        assert!(config_map(&plan).is_none() && plan.operations.is_empty());
+    }
 }
 
 #[test]
@@ -406,7 +487,12 @@ fn admission_names_bad_fields_and_freezes_a_started_restore() {
         .collect();
     assert_eq!(
         fields,
-        ["spec.backup", "spec.keyspaces[1]", "spec.tables[1]"]
+        [
+            "spec.backup",
+            "spec.keyspaces[1]",
+            "spec.tables[1]",
+            "spec.keyspaces"
+        ]
     );
 
     let mut old = base.clone();

@@ -671,14 +671,14 @@ pub struct MedusaRestoreJobSpec {
     /// Name of the CassandraDatacenter to restore into.
     pub cassandra_datacenter: String,
 
-    /// Restore only these keyspaces (beyond upstream, which restores everything); empty or
-    /// unset restores every keyspace. Delivered to the restore init container as
-    /// `RESTORE_KEYSPACES` (comma separated), Medusa's `restore_node` keyspaces set.
+    /// Reserved for restoring only these keyspaces. Medusa's restore step (the
+    /// `medusa-restore` init container) restores whole nodes and takes no keyspace list, so
+    /// a non-empty list is refused rather than overwrite every keyspace; leave it empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keyspaces: Option<Vec<String>>,
 
-    /// Restore only these tables, each `keyspace.table` (beyond upstream); empty or unset
-    /// restores every table of the chosen keyspaces. Delivered as `RESTORE_TABLES`.
+    /// Reserved for restoring only these tables (`keyspace.table`); refused when non-empty,
+    /// as `keyspaces` is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tables: Option<Vec<String>>,
 }

@@ -178,6 +178,28 @@ fn replication(sim: &SimHandle, keyspace: &str) -> Option<BTreeMap<String, Strin
     )
 }
 
+/// The cluster was registered exactly once in each Reaper storage that knows it (a second
+/// Reaper sharing the storage, a re-login, a restarted check: no second registration).
+fn registered_once(sim: &SimHandle) -> Result<()> {
+    let regs: Vec<_> = sim
+        .reaper()
+        .registrations()
+        .into_iter()
+        .filter(|r| r.cluster == CLUSTER)
+        .collect();
+    let storages: std::collections::BTreeSet<&str> =
+        regs.iter().map(|r| r.storage.as_str()).collect();
+    ensure!(!storages.is_empty(), "never registered: {regs:?}");
+    for st in storages {
+        let created = regs
+            .iter()
+            .filter(|r| r.storage == st && r.outcome == "created")
+            .count();
+        ensure!(created == 1, "{st}: {created} registrations: {regs:?}");
+    }
+    Ok(())
+}
+
 struct Scenario {
     _env: TestEnv,
     c: Client,
@@ -203,6 +225,7 @@ impl Scenario {
             install_crds(c, &crds).await?;
             create_namespace(c, NS).await?;
             wait_crd(c, "reaper.k8ssandra.io", "v1alpha1", "Reaper").await?;
+            wait_crd(c, "reaper.k8ssandra.io", "v1alpha1", "RepairSchedule").await?;
         }
         let c = clients[0].clone();
         wait_crd(&c, "k8ssandra.io", "v1alpha1", "K8ssandraCluster").await?;
@@ -228,7 +251,12 @@ impl Scenario {
         for i in 0..clusters {
             let (policies, mut args): (&[&str], Vec<&str>) = if i == 0 {
                 (
-                    &["k8ssandra-cluster", "cassandra-datacenter", "reaper"],
+                    &[
+                        "k8ssandra-cluster",
+                        "cassandra-datacenter",
+                        "reaper",
+                        "repair-schedule",
+                    ],
                     vec![],
                 )
             } else {
@@ -453,28 +481,38 @@ async fn reaper_per_datacenter_after_its_keyspace() -> Result<()> {
 
     let cond = sc
         .wait(
-            "Reaper Configuring, registration reported missing",
-            Duration::from_secs(180),
+            "Reaper Running, the cluster registered with it",
+            Duration::from_secs(240),
             || async {
                 let r = reaper(&c, REAPER).await?;
-                (r.pointer("/status/progress") == Some(&json!("Configuring")))
+                (r.pointer("/status/progress") == Some(&json!("Running")))
                     .then(|| ready_condition(&r))
                     .flatten()
             },
         )
         .await?;
     ensure!(
-        cond.0 == "False"
-            && cond.1 == "RegistrationNotImplemented"
-            && cond.2.contains("not implemented"),
+        cond.0 == "True" && cond.1 == "ClusterRegistered" && cond.2.contains("demo"),
         "{cond:?}"
     );
+    // Written right after the status, by the same reconcile.
+    sc.wait(
+        "the Reaper holds its deregistration finalizer",
+        Duration::from_secs(60),
+        || async {
+            let r = reapers(&c).await.ok()?.get_opt(REAPER).await.ok()??;
+            (r.metadata.finalizers == Some(vec!["reaper.k8ssandra.io/deregister".to_string()]))
+                .then_some(())
+        },
+    )
+    .await?;
+    registered_once(&sc.sim)?;
     sc.wait(
         "K8ssandraCluster status mirrors the Reaper",
         Duration::from_secs(60),
         || async {
             let st = kc_status(&c).await;
-            (st.pointer("/datacenters/dc1/reaper/progress") == Some(&json!("Configuring")))
+            (st.pointer("/datacenters/dc1/reaper/progress") == Some(&json!("Running")))
                 .then_some(())
         },
     )
@@ -660,13 +698,22 @@ async fn reaper_per_datacenter_after_its_keyspace() -> Result<()> {
         "no workload for bad input"
     );
 
+    // ── 4b. Declared repair schedules ──────────────────────────────────────────────────
+    schedules(&sc).await?;
+
     // ── 5. reaper removed ──────────────────────────────────────────────────────────────
     apply_yaml(&c, &manifest(None), NS).await?;
     sc.wait(
-        "Reaper, Deployment, Service, ServiceMonitor and Vector ConfigMap removed",
-        Duration::from_secs(120),
+        "cluster deregistered; Reaper, Deployment, Service, ServiceMonitor and Vector ConfigMap removed",
+        Duration::from_secs(180),
         || async {
             (reaper(&c, REAPER).await.is_none()
+                && !sc
+                    .sim
+                    .reaper()
+                    .clusters()
+                    .values()
+                    .any(|names| names.iter().any(|n| n == CLUSTER))
                 && deployment(&c, REAPER).await.is_none()
                 && service(&c, "demo-dc1-reaper-service").await.is_none()
                 && vector_toml(&c).await.is_none()
@@ -744,11 +791,11 @@ async fn reaper_in_each_datacenter_of_two_clusters() -> Result<()> {
     }
     for (c, name) in [(&cp, "demo-dc1-reaper"), (&b, "demo-dc2-reaper")] {
         sc.wait(
-            &format!("{name} deployed and Configuring"),
-            Duration::from_secs(240),
+            &format!("{name} deployed, Running, the cluster registered"),
+            Duration::from_secs(300),
             || async {
                 let r = reaper(c, name).await?;
-                (r.pointer("/status/progress") == Some(&json!("Configuring"))
+                (r.pointer("/status/progress") == Some(&json!("Running"))
                     && deployment(c, name).await.is_some()
                     && service(c, &format!("{name}-service")).await.is_some())
                 .then_some(())
@@ -756,6 +803,8 @@ async fn reaper_in_each_datacenter_of_two_clusters() -> Result<()> {
         )
         .await?;
     }
+    // Both Reapers keep their state in the same reaper_db: one registration for both.
+    registered_once(&sc.sim)?;
     // The credentials reached the data-plane cluster, where its Reaper reads them.
     for name in ["demo-reaper", "demo-reaper-ui"] {
         sc.wait(
@@ -774,7 +823,7 @@ async fn reaper_in_each_datacenter_of_two_clusters() -> Result<()> {
                 .iter()
                 .all(|d| {
                     st.pointer(&format!("/datacenters/{d}/reaper/progress"))
-                        == Some(&json!("Configuring"))
+                        == Some(&json!("Running"))
                 })
                 .then_some(())
         },
@@ -785,6 +834,417 @@ async fn reaper_in_each_datacenter_of_two_clusters() -> Result<()> {
         after == pods,
         "Cassandra pods restarted: {pods:?} → {after:?}"
     );
+    let violations = sc.sim.violations();
+    ensure!(
+        violations.is_empty(),
+        "simulator violations: {violations:?}"
+    );
+    Ok(())
+}
+
+async fn repair_schedules(c: &Client) -> Result<Api<DynamicObject>> {
+    support::dynamic_api(c, NS, "reaper.k8ssandra.io", "v1alpha1", "RepairSchedule").await
+}
+
+async fn repair_schedule(c: &Client, name: &str) -> Option<Value> {
+    let api = repair_schedules(c).await.ok()?;
+    api.get_opt(name).await.ok().flatten().map(|o| o.data)
+}
+
+/// Every 7 days from a time far away: runs start only when the test triggers them.
+const LATER: &str = "  daysBetween: 7\n  triggerTime: \"2099-01-01T02:00:00\"\n";
+
+fn repair_schedule_yaml(name: &str, keyspace: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: reaper.k8ssandra.io/v1alpha1\nkind: RepairSchedule\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  cluster: {CLUSTER}\n  keyspace: {keyspace}\n{extra}"
+    )
+}
+
+/// The Reaper's pod: (name, address).
+async fn reaper_pod(c: &Client) -> Option<(String, String)> {
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(c.clone(), NS)
+        .list(&ListParams::default().labels(&format!("k8ssandra.io/reaper={REAPER}")))
+        .await
+        .ok()?;
+    pods.items
+        .into_iter()
+        .find_map(|p| Some((p.metadata.name.clone()?, p.status.as_ref()?.pod_ip.clone()?)))
+}
+
+/// Declared schedules against the running Reaper: one schedule owned by the operator,
+/// updated in place, paused, its run repairing the keyspace on every node, an unknown
+/// keyspace and a failing Reaper as conditions, deletion; a hand-made schedule untouched
+/// throughout; a token expiry re-logs in without a second registration.
+async fn schedules(sc: &Scenario) -> Result<()> {
+    use cassandra_sim::KeyspaceRequest;
+    use cassandra_sim::reaper::ReaperFaultRequest;
+    let c = sc.c.clone();
+    for ks in ["ks1", "ks2"] {
+        sc.sim.create_keyspace(&KeyspaceRequest {
+            cluster: CLUSTER.into(),
+            name: ks.into(),
+            replication: BTreeMap::from([("dc1".to_string(), 3)]),
+        });
+    }
+    let storage = sc
+        .sim
+        .reaper()
+        .registrations()
+        .into_iter()
+        .find(|r| r.cluster == CLUSTER)
+        .map(|r| r.storage)
+        .ok_or_else(|| anyhow::anyhow!("no registration"))?;
+    let hand = sc
+        .sim
+        .reaper_schedule_by_hand(&storage, CLUSTER, "ks2", "alice", 7)
+        .map_err(|e| anyhow::anyhow!("hand-made schedule: {e}"))?;
+    let (pod, address) = reaper_pod(&c)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no Reaper pod"))?;
+    // Every token issued so far expires: the next calls log in again.
+    sc.sim
+        .reaper()
+        .set_fault(&ReaperFaultRequest {
+            pod: pod.clone(),
+            expire_tokens: true,
+            fail_next: 0,
+            unready_for_ms: 0,
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    apply_yaml(
+        &c,
+        &repair_schedule_yaml(
+            "ks1-weekly",
+            "ks1",
+            &format!("  intensity: \"0.5\"\n{LATER}"),
+        ),
+        NS,
+    )
+    .await?;
+    let id = sc
+        .wait(
+            "RepairSchedule ks1-weekly Ready with its Reaper schedule id",
+            Duration::from_secs(180),
+            || async {
+                let r = repair_schedule(&c, "ks1-weekly").await?;
+                let ready = r
+                    .pointer("/status/conditions")?
+                    .as_array()?
+                    .iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
+                ready
+                    .then(|| {
+                        r.pointer("/status/scheduleId")?
+                            .as_str()
+                            .map(str::to_string)
+                    })
+                    .flatten()
+            },
+        )
+        .await?;
+    let ours: Vec<_> = sc
+        .sim
+        .reaper()
+        .schedules()
+        .into_iter()
+        .filter(|s| s.owner == "k8ssandra-operator")
+        .collect();
+    ensure!(
+        ours.len() == 1 && ours[0].id == id && ours[0].keyspace == "ks1",
+        "one schedule owned by the operator: {ours:?}"
+    );
+    ensure!((ours[0].intensity - 0.5).abs() < 1e-9, "{ours:?}");
+    registered_once(&sc.sim)?;
+
+    // Reaper answers 500 for a while: a condition, then back to Ready.
+    sc.sim
+        .reaper()
+        .set_fault(&ReaperFaultRequest {
+            pod: pod.clone(),
+            expire_tokens: false,
+            fail_next: 3,
+            unready_for_ms: 0,
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ready_reason = |r: &Value| {
+        r.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|l| l.iter().find(|c| c["type"] == "Ready").cloned())
+            .map(|c| (c["status"].clone(), c["reason"].clone()))
+    };
+    sc.wait(
+        "a failing Reaper is a condition",
+        Duration::from_secs(120),
+        || async {
+            let r = repair_schedule(&c, "ks1-weekly").await?;
+            (ready_reason(&r) == Some((json!("False"), json!("ReaperUnreachable")))).then_some(())
+        },
+    )
+    .await?;
+    sc.wait(
+        "converges when Reaper answers again",
+        Duration::from_secs(240),
+        || async {
+            let r = repair_schedule(&c, "ks1-weekly").await?;
+            (ready_reason(&r) == Some((json!("True"), json!("ScheduleInSync")))).then_some(())
+        },
+    )
+    .await?;
+
+    // The first run repairs ks1 on every node, and the status shows it.
+    sc.sim
+        .reaper()
+        .trigger_schedule(&id)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let last = sc
+        .wait(
+            "the schedule's first run DONE in the status",
+            Duration::from_secs(240),
+            || async {
+                let r = repair_schedule(&c, "ks1-weekly").await?;
+                let run = r.pointer("/status/lastRun")?.clone();
+                (run["state"] == "DONE").then_some(run)
+            },
+        )
+        .await?;
+    let run_id = last["id"].as_str().unwrap_or_default().to_string();
+    ensure!(
+        last["segmentsRepaired"] == last["totalSegments"]
+            && last["totalSegments"].as_u64() > Some(0),
+        "{last}"
+    );
+    let sessions: Vec<_> = sc
+        .sim
+        .reaper()
+        .repair_sessions()
+        .into_iter()
+        .filter(|s| s.run == run_id)
+        .collect();
+    let repaired: std::collections::BTreeSet<String> = sessions
+        .iter()
+        .filter(|s| s.keyspace == "ks1" && s.outcome == "completed")
+        .flat_map(|s| s.nodes.clone())
+        .collect();
+    let nodes: std::collections::BTreeSet<String> = sc
+        .sim
+        .state()
+        .cluster(CLUSTER)
+        .map(|cl| cl.nodes.iter().filter_map(|n| n.ip.clone()).collect())
+        .unwrap_or_default();
+    ensure!(
+        nodes.len() == 3 && repaired == nodes,
+        "ks1 repaired on {repaired:?}, nodes {nodes:?}, sessions {sessions:?}"
+    );
+
+    // A changed intensity updates the same schedule.
+    apply_yaml(
+        &c,
+        &repair_schedule_yaml("ks1-weekly", "ks1", &format!("  intensity: 0.8\n{LATER}")),
+        NS,
+    )
+    .await?;
+    sc.wait(
+        "intensity 0.8 on the same schedule",
+        Duration::from_secs(120),
+        || async {
+            let s = sc.sim.reaper().schedules();
+            let mine: Vec<_> = s
+                .iter()
+                .filter(|s| s.owner == "k8ssandra-operator")
+                .collect();
+            (mine.len() == 1 && mine[0].id == id && (mine[0].intensity - 0.8).abs() < 1e-9)
+                .then_some(())
+        },
+    )
+    .await?;
+
+    // Paused.
+    apply_yaml(
+        &c,
+        &repair_schedule_yaml(
+            "ks1-weekly",
+            "ks1",
+            &format!("  intensity: 0.8\n  paused: true\n{LATER}"),
+        ),
+        NS,
+    )
+    .await?;
+    sc.wait("schedule PAUSED", Duration::from_secs(120), || async {
+        let s = sc.sim.reaper().schedules();
+        let paused = s.iter().any(|s| s.id == id && s.state == "PAUSED");
+        let r = repair_schedule(&c, "ks1-weekly").await?;
+        (paused && r.pointer("/status/state") == Some(&json!("PAUSED"))).then_some(())
+    })
+    .await?;
+
+    // A keyspace that does not exist: a condition naming the field.
+    apply_yaml(&c, &repair_schedule_yaml("nope-weekly", "nope", ""), NS).await?;
+    let cond = sc
+        .wait(
+            "an unknown keyspace refused as a condition",
+            Duration::from_secs(120),
+            || async {
+                let r = repair_schedule(&c, "nope-weekly").await?;
+                r.pointer("/status/conditions")?
+                    .as_array()?
+                    .iter()
+                    .find(|c| {
+                        c["type"] == "Ready"
+                            && c["status"] == "False"
+                            && c["reason"] == "KeyspaceNotFound"
+                    })
+                    .cloned()
+            },
+        )
+        .await?;
+    ensure!(
+        cond["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("spec.keyspace"),
+        "{cond}"
+    );
+
+    // Deleting the RepairSchedules deletes ours from Reaper, and only ours.
+    let api = repair_schedules(&c).await?;
+    for name in ["ks1-weekly", "nope-weekly"] {
+        api.delete(name, &Default::default()).await?;
+    }
+    sc.wait(
+        "RepairSchedules gone, with their Reaper schedule",
+        Duration::from_secs(120),
+        || async {
+            let gone = repair_schedule(&c, "ks1-weekly").await.is_none()
+                && repair_schedule(&c, "nope-weekly").await.is_none();
+            let left = sc.sim.reaper().schedules();
+            (gone && left.iter().all(|s| s.owner != "k8ssandra-operator")).then_some(())
+        },
+    )
+    .await?;
+    let still: Vec<_> = sc
+        .sim
+        .reaper()
+        .schedules()
+        .into_iter()
+        .filter(|s| s.id == hand.id)
+        .collect();
+    ensure!(
+        still == vec![hand.clone()],
+        "hand-made schedule changed: {still:?} vs {hand:?}"
+    );
+    registered_once(&sc.sim)?;
+
+    // Deregistering refuses to take another owner's schedule along: the hand-made one goes
+    // the way it came, through Reaper's API.
+    let ui = Api::<Secret>::namespaced(c.clone(), NS)
+        .get("demo-reaper-ui")
+        .await?;
+    let field = |k: &str| {
+        ui.data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .map(|b| String::from_utf8_lossy(&b.0).to_string())
+            .unwrap_or_default()
+    };
+    let client = k8ssandra_host::dataplane::reaper::ReaperClient::new(Default::default());
+    let ep = k8ssandra_host::dataplane::reaper::ReaperEndpoint::at(
+        &address,
+        8080,
+        Some(k8ssandra_host::dataplane::reaper::Credentials {
+            username: field("username"),
+            password: k8ssandra_host::dataplane::Password::new(field("password")),
+        }),
+    );
+    let kind = k8ssandra_host::plugin::bindings::OperationKind::ReaperDeleteSchedule(
+        k8ssandra_host::plugin::bindings::ReaperScheduleRef {
+            access: k8ssandra_host::plugin::bindings::ReaperAccess { ui_secret: None },
+            id: hand.id.clone(),
+            owner: "alice".into(),
+        },
+    );
+    k8ssandra_host::dataplane::reaper_ops::run_kind(&client, &ep, &kind, &|_| {})
+        .await
+        .map_err(|e| anyhow::anyhow!("deleting the hand-made schedule: {e}"))?;
+    Ok(())
+}
+
+/// `reaperRef`: a control-plane Reaper (local storage, no datacenter) in cluster 0 and a
+/// K8ssandraCluster whose datacenters run in clusters 0 and 1 and whose `spec.reaper`
+/// points at it: the cluster is registered once with that Reaper, seeded by pods of both
+/// datacenters (their addresses: the data plane's Service names do not resolve in the
+/// control plane, KO #1589), and no Reaper of its own is deployed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reaper_ref_registers_both_datacenters_with_a_control_plane_reaper() -> Result<()> {
+    let sc = Scenario::start(2).await?;
+    let (cp, b) = (sc.c.clone(), sc.clients[1].clone());
+    let dcs_a = support::datacenters(&cp, NS).await?;
+    let dcs_b = support::datacenters(&b, NS).await?;
+    apply_yaml(
+        &cp,
+        &format!(
+            "apiVersion: reaper.k8ssandra.io/v1alpha1\nkind: Reaper\nmetadata:\n  name: cp-reaper\n  namespace: {NS}\nspec:\n  storageType: local\n  storageConfig:\n    storageClassName: standard\n    accessModes: [ReadWriteOnce]\n    resources:\n      requests:\n        storage: 1Gi\n"
+        ),
+        NS,
+    )
+    .await?;
+    let datacenters = json!([
+        {"metadata": {"name": "dc1"}, "size": 3},
+        {"metadata": {"name": "dc2"}, "k8sContext": CTX_B, "size": 3},
+    ]);
+    apply_yaml(
+        &cp,
+        &manifest_with(
+            datacenters,
+            Some(json!({"reaperRef": {"name": "cp-reaper"}, "deploymentMode": "CONTROL_PLANE"})),
+        ),
+        NS,
+    )
+    .await?;
+    sc.wait("dc1 and dc2 Ready", Duration::from_secs(420), || async {
+        (dc_ready(&dcs_a, "dc1").await && dc_ready(&dcs_b, "dc2").await).then_some(())
+    })
+    .await?;
+    let cond = sc
+        .wait(
+            "the control-plane Reaper Running with demo registered",
+            Duration::from_secs(300),
+            || async {
+                let r = reaper(&cp, "cp-reaper").await?;
+                let c = ready_condition(&r)?;
+                (r.pointer("/status/progress") == Some(&json!("Running"))
+                    && c.0 == "True"
+                    && c.2.contains("registered: demo"))
+                .then_some(c)
+            },
+        )
+        .await?;
+    let regs: Vec<_> = sc
+        .sim
+        .reaper()
+        .registrations()
+        .into_iter()
+        .filter(|r| r.cluster == CLUSTER)
+        .collect();
+    ensure!(
+        regs.len() == 1 && regs[0].outcome == "created",
+        "one registration: {regs:?} ({cond:?})"
+    );
+    let seeds = &regs[0].seed_hosts;
+    for i in 0..2 {
+        ensure!(
+            seeds.iter().any(|s| sc._env.cluster(i).owns_pod_ip(s)),
+            "a seed in cluster {i}: {seeds:?}"
+        );
+    }
+    // No Reaper of the cluster's own, in either cluster.
+    for c in [&cp, &b] {
+        ensure!(
+            reaper(c, "demo-dc1-reaper").await.is_none()
+                && reaper(c, "demo-dc2-reaper").await.is_none(),
+            "no per-datacenter Reaper with reaperRef"
+        );
+    }
     let violations = sc.sim.violations();
     ensure!(
         violations.is_empty(),

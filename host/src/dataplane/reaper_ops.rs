@@ -330,7 +330,16 @@ pub async fn run_kind(
         }
         OperationKind::ReaperCreateSchedule(s) => {
             let spec = schedule_spec(s)?;
-            json(&client.create_schedule(ep, &spec).await.map_err(err)?)
+            let made = client.create_schedule(ep, &spec).await.map_err(err)?;
+            // Reaper keeps one schedule per repair unit and answers a second one with the
+            // schedule it has: another owner's is reported, never taken over.
+            if !made.owner.eq_ignore_ascii_case(&spec.repair.owner) {
+                return Err(format!(
+                    "Reaper already holds repair schedule {} of owner {:?} for keyspace {} and these tables; it keeps one schedule per keyspace and tables, and the host never takes over another owner's",
+                    made.id, made.owner, made.keyspace
+                ));
+            }
+            json(&made)
         }
         OperationKind::ReaperUpdateSchedule(u) => {
             let spec = schedule_spec(&u.schedule)?;

@@ -504,6 +504,18 @@ async fn reaper_client_and_operations_against_the_simulated_reaper() {
     );
     assert!(!sim.reaper().schedules().iter().any(|s| s.id == due_id));
 
+    // Reaper keeps one schedule per keyspace and tables: asking for alice's again gives
+    // hers, which the host reports instead of taking it over.
+    let e = run(
+        &client,
+        &ep,
+        OperationKind::ReaperCreateSchedule(schedule("ks2", 0.5)),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.contains(&theirs.id) && e.contains("alice"), "{e}");
+    assert_eq!(sim.reaper().schedules().len(), 1);
+
     // A schedule for a keyspace the cluster does not have: refused by Reaper, clearly.
     let e = run(
         &client,

@@ -683,7 +683,9 @@ impl ReaperStore {
             iso(now_ms() + 86_400_000 * i64::from(days_between.max(1))),
         );
         let mut w = self.lock();
-        create_schedule(&mut w, core, storage, &q).map_err(|(_, m)| m)
+        create_schedule(&mut w, core, storage, &q)
+            .map(|(s, _)| s)
+            .map_err(|(_, m)| m)
     }
 
     /// Makes a schedule due now: its next activation moves to this moment.
@@ -792,12 +794,14 @@ fn check_unit(
     Ok(view)
 }
 
+/// The schedule, and whether it was created (false: Reaper's answer for a repair unit it
+/// has a schedule for already).
 fn create_schedule(
     w: &mut World,
     core: &Core,
     storage: &str,
     q: &HashMap<String, String>,
-) -> Result<SimSchedule, Failure> {
+) -> Result<(SimSchedule, bool), Failure> {
     let bad = |m: &str| (StatusCode::BAD_REQUEST, m.to_string());
     let cluster = q
         .get("clusterName")
@@ -831,24 +835,48 @@ fn create_schedule(
     let datacenters = csv(q, "datacenters");
     let nodes = csv(q, "nodes");
     let incremental = q.get("incrementalRepair").is_some_and(|v| v == "true");
-    let duplicate = st.schedules.values().find(|s| {
+    let blacklisted = csv(q, "blacklistedTables");
+    let threads: u32 = q
+        .get("repairThreadCount")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    // Reaper keeps one schedule per repair unit: an identical unit answers 204 with the
+    // existing schedule's location, whoever owns it.
+    if let Some(same) = st.schedules.values().find(|s| {
         s.cluster == cluster
             && s.keyspace == keyspace
             && s.tables == tables
             && s.nodes == nodes
             && s.datacenters == datacenters
             && s.incremental == incremental
-    });
-    if let Some(d) = duplicate
-        && q.get("force").is_none_or(|f| f != "true")
+            && s.blacklisted_tables == blacklisted
+            && s.repair_thread_count == threads
+    }) {
+        return Ok((same.clone(), false));
+    }
+    // An overlapping one (same keyspace, tables in common; none listed means all): the same
+    // again (days, owner, parallelism) is answered like an identical one, else 409 unless
+    // forced.
+    let overlaps = |a: &[String], b: &[String]| {
+        a.is_empty() || b.is_empty() || a.iter().any(|t| b.contains(t))
+    };
+    if let Some(c) = st
+        .schedules
+        .values()
+        .find(|s| s.cluster == cluster && s.keyspace == keyspace && overlaps(&s.tables, &tables))
     {
-        return Err((
-            StatusCode::CONFLICT,
-            format!(
-                "A repair schedule already exists for cluster \"{cluster}\", keyspace \"{keyspace}\" and the same tables (id {})",
-                d.id
-            ),
-        ));
+        if c.days_between == days && c.owner == owner && c.parallelism == parallelism {
+            return Ok((c.clone(), false));
+        }
+        if q.get("force").is_none_or(|f| f != "true") {
+            return Err((
+                StatusCode::CONFLICT,
+                format!(
+                    "A repair schedule already exists for cluster \"{cluster}\", keyspace \"{keyspace}\", and column families: {tables:?} (id {})",
+                    c.id
+                ),
+            ));
+        }
     }
     let now = now_ms();
     let next = match q.get("scheduleTriggerTime") {
@@ -863,7 +891,7 @@ fn create_schedule(
         state: "ACTIVE".into(),
         keyspace,
         tables,
-        blacklisted_tables: csv(q, "blacklistedTables"),
+        blacklisted_tables: blacklisted,
         datacenters,
         nodes,
         parallelism,
@@ -874,10 +902,7 @@ fn create_schedule(
             .get("segmentCountPerNode")
             .and_then(|v| v.parse().ok())
             .unwrap_or(64),
-        repair_thread_count: q
-            .get("repairThreadCount")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1),
+        repair_thread_count: threads,
         adaptive: q.get("adaptive").is_some_and(|v| v == "true"),
         percent_unrepaired_threshold: q
             .get("percentUnrepairedThreshold")
@@ -889,7 +914,7 @@ fn create_schedule(
         runs: Vec::new(),
     };
     st.schedules.insert(s.id.clone(), s.clone());
-    Ok(s)
+    Ok((s, true))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1526,10 +1551,14 @@ async fn cluster_schedules(State(ctx): State<Ctx>, Path(name): Path<String>) -> 
 async fn post_schedule(State(ctx): State<Ctx>, Query(q): Params) -> Response {
     let core = Arc::clone(&ctx.core);
     respond(ctx.with_storage(|w, k, _| {
-        let s = create_schedule(w, &core, k, &q)?;
-        tracing::info!(schedule = %s.id, keyspace = %s.keyspace, owner = %s.owner, "repair schedule created");
+        let (s, created) = create_schedule(w, &core, k, &q)?;
+        tracing::info!(schedule = %s.id, keyspace = %s.keyspace, owner = %s.owner, created, "repair schedule asked for");
         Ok((
-            StatusCode::CREATED,
+            if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::NO_CONTENT
+            },
             [(http::header::LOCATION, format!("/repair_schedule/{}", s.id))],
         )
             .into_response())

@@ -407,7 +407,7 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
     let wanted: Vec<register::Wanted> = match &cluster_name {
         Some(c) => vec![register::Wanted {
             name: c.clone(),
-            seeds: register::seed_hosts(s, c, None, &dc_ns),
+            seeds: register::seed_hosts(s, c, None, &dc_ns).0,
         }],
         None => referencing_clusters(s, &name, &ns),
     };
@@ -537,16 +537,20 @@ fn referencing_clusters(s: &Snapshot, name: &str, ns: &str) -> Vec<register::Wan
                             .is_none_or(|n| n.is_empty() || n == ns)
                 })
         })
-        .map(|(_, kc)| {
+        .filter_map(|(_, kc)| {
             let cluster = kc.sanitized_name();
-            let seeds = register::seed_hosts(s, &cluster, None, ns);
-            register::Wanted {
+            let (seeds, dcs) = register::seed_hosts(s, &cluster, None, ns);
+            let declared = kc
+                .spec
+                .cassandra
+                .as_ref()
+                .map_or(0, |c| c.datacenters.as_ref().map_or(0, Vec::len));
+            // Registered once every datacenter has a ready pod, so each one seeds it.
+            (dcs > 0 && dcs >= declared).then_some(register::Wanted {
                 name: cluster,
                 seeds,
-            }
+            })
         })
-        // A cluster whose pods do not run yet has only the seed Service's name: wait.
-        .filter(|w| w.seeds.len() > 1)
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out.dedup_by(|a, b| a.name == b.name);

@@ -22,7 +22,7 @@
 //!   [`GIVE_UP_MS`] after the deletion was asked; then the finalizer goes with a Warning
 //!   event saying the cluster may still be registered.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Pod;
 use k8ssandra_api::labels::{CLUSTER_LABEL, DATACENTER_LABEL};
@@ -105,27 +105,29 @@ pub fn reaper_pods(s: &Snapshot, name: &str, ns: &str) -> (Vec<ReaperPod>, bool)
 }
 
 /// Seeds of a Cassandra cluster (its pods labelled `cassandra.datastax.com/cluster` with the
-/// cleaned name; of one datacenter when `dc` is given): the ready pods' addresses, sorted,
-/// at most [`MAX_SEEDS`], then the seed Service of each namespace they run in (`seed_ns`
-/// when none is ready).
-pub fn seed_hosts(s: &Snapshot, cluster: &str, dc: Option<&str>, seed_ns: &str) -> Vec<String> {
-    let mut ips = BTreeSet::new();
+/// cleaned name; of one datacenter when `dc` is given): the ready pods' addresses, taken in
+/// turn from each datacenter (so every datacenter seeds it), at most [`MAX_SEEDS`] or one
+/// per datacenter, then the seed Service of each namespace they run in (`seed_ns` when none
+/// is ready). Also returns how many datacenters have a ready pod.
+pub fn seed_hosts(
+    s: &Snapshot,
+    cluster: &str,
+    dc: Option<&str>,
+    seed_ns: &str,
+) -> (Vec<String>, usize) {
+    let mut by_dc: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     let mut namespaces = BTreeSet::new();
-    for (_, p) in s.related_of::<Pod>() {
+    for (context, p) in s.related_of::<Pod>() {
         let labels = p.metadata.labels.clone().unwrap_or_default();
         if labels.get(CLUSTER_LABEL).map(String::as_str) != Some(cluster) {
             continue;
         }
-        if let Some(dc) = dc
-            && labels.get(DATACENTER_LABEL).map(String::as_str) != Some(dc)
-        {
-            continue;
-        }
-        if !pod_ready(&p) {
+        let pod_dc = labels.get(DATACENTER_LABEL).cloned().unwrap_or_default();
+        if dc.is_some_and(|d| d != pod_dc) || !pod_ready(&p) {
             continue;
         }
         if let Some(ip) = p.status.as_ref().and_then(|st| st.pod_ip.clone()) {
-            ips.insert(ip);
+            by_dc.entry((context, pod_dc)).or_default().insert(ip);
         }
         if let Some(ns) = p.metadata.namespace.clone() {
             namespaces.insert(ns);
@@ -134,13 +136,31 @@ pub fn seed_hosts(s: &Snapshot, cluster: &str, dc: Option<&str>, seed_ns: &str) 
     if namespaces.is_empty() {
         namespaces.insert(seed_ns.to_string());
     }
-    let mut out: Vec<String> = ips.into_iter().take(MAX_SEEDS).collect();
+    let groups: Vec<Vec<String>> = by_dc
+        .into_values()
+        .map(|v| v.into_iter().collect())
+        .collect();
+    let want = MAX_SEEDS.max(groups.len());
+    let mut out = Vec::new();
+    for round in 0.. {
+        let before = out.len();
+        for g in &groups {
+            if out.len() < want
+                && let Some(ip) = g.get(round)
+            {
+                out.push(ip.clone());
+            }
+        }
+        if out.len() == before || out.len() >= want {
+            break;
+        }
+    }
     out.extend(
         namespaces
             .into_iter()
             .map(|ns| format!("{cluster}-seed-service.{ns}")),
     );
-    out
+    (out, groups.len())
 }
 
 /// Where one call stands.

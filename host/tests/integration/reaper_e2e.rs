@@ -1188,6 +1188,18 @@ async fn reaper_ref_registers_both_datacenters_with_a_control_plane_reaper() -> 
         NS,
     )
     .await?;
+    // With reaperRef the cluster's Reaper role is the user's Secret (none is generated),
+    // present wherever a datacenter runs.
+    for c in [&cp, &b] {
+        apply_yaml(
+            c,
+            &format!(
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: demo-reaper\n  namespace: {NS}\nstringData:\n  username: demo-reaper\n  password: reaper-e2e-password\n"
+            ),
+            NS,
+        )
+        .await?;
+    }
     let datacenters = json!([
         {"metadata": {"name": "dc1"}, "size": 3},
         {"metadata": {"name": "dc2"}, "k8sContext": CTX_B, "size": 3},

@@ -766,10 +766,17 @@ async fn webhook_and_admission_policies_of_the_chart_through_the_api_server() ->
         &["spec.tables[0]", "keyspace.table"],
     )
     .await?;
+    denied_by_webhook(
+        &client,
+        "a restore of one keyspace (Medusa restores whole nodes)",
+        &medusa_restore_job("mr1", "  keyspaces: [shop]\n"),
+        &["spec.keyspaces", "whole nodes"],
+    )
+    .await?;
     admitted(
         &client,
-        "a restore of one keyspace",
-        &medusa_restore_job("mr1", "  keyspaces: [shop]\n"),
+        "a restore of the whole datacenter",
+        &medusa_restore_job("mr1", ""),
     )
     .await?;
 

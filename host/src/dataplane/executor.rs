@@ -68,7 +68,11 @@ pub struct ExecutorConfig {
     pub job_poll_max_errors: u32,
     /// Outcomes remembered per parent; beyond it the oldest finished ones are dropped.
     /// Policies derive ids from the situation, so a long-lived parent keeps minting new
-    /// ones and an unbounded map would grow for ever.
+    /// ones and an unbounded map would grow for ever. It must exceed what one step of a
+    /// policy needs at once: a datacenter joining a K8ssandraCluster rebuilds every node and
+    /// the join is over when every rebuild's outcome is there, so a cap below the largest
+    /// datacenter's size would evict the first outcomes and rebuild those nodes again, for
+    /// ever.
     pub max_results_per_parent: usize,
 }
 
@@ -78,7 +82,7 @@ impl Default for ExecutorConfig {
             job_poll_initial: Duration::from_millis(500),
             job_poll_max: Duration::from_secs(10),
             job_poll_max_errors: 10,
-            max_results_per_parent: 256,
+            max_results_per_parent: 4096,
         }
     }
 }

@@ -31,7 +31,8 @@ use k8ssandra_api::reaper::REAPER_LABEL;
 use k8ssandra_policy_sdk::bindings::k8ssandra::policy::types::{
     ReaperAccess, ReaperCluster, ReaperClusterRef,
 };
-use k8ssandra_policy_sdk::{NodeRef, OperationKind, Outcome, Plan, Snapshot};
+use k8ssandra_policy_sdk::calls::{self, Backoff};
+use k8ssandra_policy_sdk::{NodeRef, OperationKind, Plan, Snapshot};
 use serde_json::Value;
 
 /// Finalizer held while the cluster may be registered with this Reaper.
@@ -46,11 +47,13 @@ pub const GIVE_UP_MS: u64 = 10 * 60_000;
 pub const RECHECK_MS: u64 = 5 * 60_000;
 /// At most this many pod addresses among the seeds.
 pub const MAX_SEEDS: usize = 3;
-/// Retry delays after a failed call: from 5 s, doubled, at most one minute.
-const RETRY_BASE_MS: u64 = 5_000;
-const RETRY_MAX_MS: u64 = 60_000;
-/// Requeue while a call is in flight, in case its completion is missed.
-const POLL_MS: u64 = 5_000;
+/// Retry delays after a failed call: from 5 s, doubled, at most one minute; a call in
+/// flight is looked at again every 5 s, in case its completion is missed.
+const BACKOFF: Backoff = Backoff {
+    retry_base_ms: 5_000,
+    retry_max_ms: 60_000,
+    poll_ms: 5_000,
+};
 
 /// A ready pod of the Reaper: where the host sends the REST calls.
 #[derive(Clone, Debug)]
@@ -163,19 +166,9 @@ pub fn seed_hosts(
     (out, groups.len())
 }
 
-/// Where one call stands.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Call {
-    /// Answered; the body.
-    Done(String),
-    /// In flight or just planned.
-    Pending,
-    /// The last attempt failed; the next one is planned after this many milliseconds.
-    Failed(String, u64),
-}
+pub use k8ssandra_policy_sdk::calls::Call;
 
-/// Drives the call `base` (attempts `base`, `base/r1`, ...): plans the next attempt when
-/// due, with an exponential backoff after failures, since the host never runs an id again.
+/// Drives the call `base` (attempts `base`, `base/r1`, ...) with this policy's backoff.
 pub fn call(
     s: &Snapshot,
     plan: &mut Plan,
@@ -183,49 +176,7 @@ pub fn call(
     target: &NodeRef,
     kind: OperationKind,
 ) -> Call {
-    let mut n = 0u32;
-    loop {
-        let id = if n == 0 {
-            base.to_string()
-        } else {
-            format!("{base}/r{n}")
-        };
-        match s.result(&id) {
-            None => {
-                plan.operate(id, target.clone(), kind);
-                plan.requeue_after(POLL_MS);
-                return Call::Pending;
-            }
-            Some(Outcome::Succeeded(body)) => return Call::Done(body.clone()),
-            Some(Outcome::Running(_)) => {
-                plan.requeue_after(POLL_MS);
-                return Call::Pending;
-            }
-            Some(Outcome::Failed(msg)) => {
-                let next = format!("{base}/r{}", n + 1);
-                if s.result(&next).is_some() {
-                    n += 1;
-                    continue;
-                }
-                let at = s
-                    .results
-                    .iter()
-                    .filter(|r| r.id == id)
-                    .map(|r| r.at_ms)
-                    .max()
-                    .unwrap_or(0);
-                let wait = (RETRY_BASE_MS << n.min(10)).min(RETRY_MAX_MS);
-                let due = at.saturating_add(wait);
-                if s.now_ms >= due {
-                    plan.operate(next, target.clone(), kind);
-                    plan.requeue_after(POLL_MS);
-                    return Call::Failed(msg.clone(), POLL_MS);
-                }
-                plan.requeue_after(due - s.now_ms);
-                return Call::Failed(msg.clone(), due - s.now_ms);
-            }
-        }
-    }
+    calls::call(s, plan, base, target, kind, BACKOFF)
 }
 
 /// Names in Reaper's list of clusters (names, or objects with a `name`).
@@ -367,7 +318,7 @@ pub fn deregister(
         return if overdue {
             Deregistered::GaveUp(msg)
         } else {
-            plan.requeue_after(POLL_MS);
+            plan.requeue_after(BACKOFF.poll_ms);
             Deregistered::Waiting(msg)
         };
     };

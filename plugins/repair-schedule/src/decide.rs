@@ -46,10 +46,13 @@ pub const REFRESH_IDLE_MS: u64 = 10 * 60_000;
 pub const GIVE_UP_MS: u64 = 10 * 60_000;
 /// Requeue while waiting for something that announces itself anyway.
 const WAIT_MS: u64 = 15_000;
-/// Requeue while a call is in flight, in case its completion is missed.
-const POLL_MS: u64 = 5_000;
-const RETRY_BASE_MS: u64 = 5_000;
-const RETRY_MAX_MS: u64 = 60_000;
+/// Retries of a failed call from 5 s, doubled, at most one minute; a call in flight is
+/// looked at again every 5 s, in case its completion is missed.
+const BACKOFF: Backoff = Backoff {
+    retry_base_ms: 5_000,
+    retry_max_ms: 60_000,
+    poll_ms: 5_000,
+};
 
 pub const REASON_SYNCED: &str = "ScheduleInSync";
 pub const REASON_INVALID: &str = "InvalidSpec";
@@ -61,16 +64,9 @@ pub const REASON_KEYSPACE: &str = "KeyspaceNotFound";
 pub const REASON_CONFLICT: &str = "ScheduleConflict";
 pub const REASON_SYNCING: &str = "Syncing";
 
-/// Where one call stands.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Call {
-    Done(String),
-    Pending,
-    Failed(String),
-}
+use k8ssandra_policy_sdk::calls::{self, Backoff, Call};
 
-/// Drives the call `base` (attempts `base`, `base/r1`, ...), retrying failures with an
-/// exponential backoff, since the host never runs an id again.
+/// Drives the call `base` (attempts `base`, `base/r1`, ...) with this policy's backoff.
 pub fn call(
     s: &Snapshot,
     plan: &mut Plan,
@@ -78,48 +74,7 @@ pub fn call(
     target: &NodeRef,
     kind: OperationKind,
 ) -> Call {
-    let mut n = 0u32;
-    loop {
-        let id = if n == 0 {
-            base.to_string()
-        } else {
-            format!("{base}/r{n}")
-        };
-        match s.result(&id) {
-            None => {
-                plan.operate(id, target.clone(), kind);
-                plan.requeue_after(POLL_MS);
-                return Call::Pending;
-            }
-            Some(Outcome::Succeeded(body)) => return Call::Done(body.clone()),
-            Some(Outcome::Running(_)) => {
-                plan.requeue_after(POLL_MS);
-                return Call::Pending;
-            }
-            Some(Outcome::Failed(msg)) => {
-                let next = format!("{base}/r{}", n + 1);
-                if s.result(&next).is_some() {
-                    n += 1;
-                    continue;
-                }
-                let at = s
-                    .results
-                    .iter()
-                    .filter(|r| r.id == id)
-                    .map(|r| r.at_ms)
-                    .max()
-                    .unwrap_or(0);
-                let due = at.saturating_add((RETRY_BASE_MS << n.min(10)).min(RETRY_MAX_MS));
-                if s.now_ms >= due {
-                    plan.operate(next, target.clone(), kind);
-                    plan.requeue_after(POLL_MS);
-                } else {
-                    plan.requeue_after(due - s.now_ms);
-                }
-                return Call::Failed(msg.clone());
-            }
-        }
-    }
+    calls::call(s, plan, base, target, kind, BACKOFF)
 }
 
 /// The number of changes made to Reaper so far (distinct `rs/m/...` operations that
@@ -627,7 +582,7 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
             }
             return Ok(plan);
         }
-        Call::Failed(m) => {
+        Call::Failed(m, _) => {
             unreachable(&mut plan, &mut out, m)?;
             return Ok(plan);
         }
@@ -727,7 +682,7 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
                     ),
                 )?;
             }
-            Call::Failed(m) => {
+            Call::Failed(m, _) => {
                 let lower = m.to_lowercase();
                 let conflict = m.contains("409") || lower.contains("already exists");
                 let missing = lower.contains("does not exist") || lower.contains("not found");
@@ -785,7 +740,7 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
             }
         }
         Call::Pending => {}
-        Call::Failed(m) => {
+        Call::Failed(m, _) => {
             unreachable(&mut plan, &mut out, m)?;
             return Ok(plan);
         }
@@ -926,8 +881,8 @@ fn deletion(
             release(&mut plan);
         }
         Call::Pending => {}
-        Call::Failed(m) if overdue => give_up(&mut plan, m),
-        Call::Failed(m) => {
+        Call::Failed(m, _) if overdue => give_up(&mut plan, m),
+        Call::Failed(m, _) => {
             let mut out = Out {
                 prev: prev.clone(),
                 status: prev.clone(),

@@ -85,6 +85,16 @@ pub fn reconcile(snapshot: &Snapshot) -> Result<Plan, PolicyError> {
 }
 
 impl Job<'_> {
+    /// The pods the restore maps a backed-up node onto.
+    fn targets(&self) -> Vec<String> {
+        self.prev
+            .restore_mapping
+            .as_ref()
+            .and_then(|m| m.host_map.as_ref())
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     fn dc_name(&self) -> &str {
         &self.job.spec.cassandra_datacenter
     }
@@ -246,13 +256,7 @@ impl Job<'_> {
             return self.gone();
         };
         let pods = members(self.snapshot, &self.cluster, &dc);
-        let targets: Vec<String> = self
-            .prev
-            .restore_mapping
-            .as_ref()
-            .and_then(|m| m.host_map.as_ref())
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
+        let targets = self.targets();
         let mut waiting = Vec::new();
         for target in &targets {
             let id = format!("prepare-restore/{}/{target}", self.status.restore_key);
@@ -334,13 +338,7 @@ impl Job<'_> {
             return self.gone();
         };
         let pods = members(self.snapshot, &self.cluster, &dc);
-        let targets: Vec<String> = self
-            .prev
-            .restore_mapping
-            .as_ref()
-            .and_then(|m| m.host_map.as_ref())
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
+        let targets = self.targets();
         // Every pod of a stopped datacenter is new: one running and ready has restored in
         // its init container (a failed restore keeps it from starting).
         let (finished, in_progress): (Vec<String>, Vec<String>) = targets

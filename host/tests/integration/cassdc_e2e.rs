@@ -240,7 +240,7 @@ async fn datacenter_of_three_racks_becomes_ready_and_scales() -> Result<()> {
     )
     .await
     .map_err(|e| e.context(tail(&op.log_text(), 40)))?;
-    wait_for(
+    let cleaned = wait_for(
         "cleanup on the original nodes",
         Duration::from_secs(120),
         || async {
@@ -254,19 +254,26 @@ async fn datacenter_of_three_racks_becomes_ready_and_scales() -> Result<()> {
             (jobs >= 6).then_some(())
         },
     )
-    .await
-    .map_err(|e| {
+    .await;
+    if let Err(e) = cleaned {
+        // Why no cleanup was planned shows in the conditions (ScalingUp, Initialized) the
+        // policy last wrote; the flake this catches left the operator silent.
+        let conditions = dcs
+            .get("dc1")
+            .await
+            .map(|dc| dc.data["status"]["conditions"].to_string())
+            .unwrap_or_else(|err| err.to_string());
         let jobs: Vec<_> = sim
             .history()
             .into_iter()
             .filter(|h| h.action == "job")
             .collect();
-        e.context(format!(
-            "jobs: {jobs:#?}\nviolations: {:?}\n{}",
+        return Err(e.context(format!(
+            "jobs: {jobs:#?}\nviolations: {:?}\ndc1 conditions: {conditions}\n{}",
             sim.violations(),
             tail(&op.log_text(), 60)
-        ))
-    })?;
+        )));
+    }
     assert!(
         sim.violations().is_empty(),
         "violations: {:?}",

@@ -37,7 +37,7 @@ cp "$target/wasm32-wasip2/wasm/cassandra_datacenter.wasm" "$target/wasm32-wasip2
   "$target/wasm32-wasip2/wasm/medusa_backup_job.wasm" "$target/wasm32-wasip2/wasm/medusa_task.wasm" \
   "$target/wasm32-wasip2/wasm/medusa_backup_schedule.wasm" "$target/wasm32-wasip2/wasm/scheduled_task.wasm" \
   "$target/wasm32-wasip2/wasm/medusa_configuration.wasm" "$target/wasm32-wasip2/wasm/medusa_restore_job.wasm" \
-  "$state/plugins/"
+  "$target/wasm32-wasip2/wasm/repair_schedule.wasm" "$state/plugins/"
 
 say "starting 2 local Kubernetes clusters"
 kubeconfig="$state/kubeconfig"

@@ -13,12 +13,16 @@
 //! 2. The ServiceMonitor CRD is installed → the ServiceMonitor appears and selects the
 //!    datacenter's all-pods Service by the labels and port it really has.
 //! 3. Full query logging off → every node reports it off; no pod restarted.
-//! 4. A remap transform with a VRL error, and separately an unknown sink type → `Valid=False`
-//!    naming the field, the component and the error; the Vector ConfigMap and the pods are
-//!    unchanged.
+//! 4. Bad input, one fault at a time: a remap transform with a VRL error, an unknown sink
+//!    type, a sink whose input names nothing, a relabel regex and an MCAC metric filter
+//!    that do not parse → `Valid=False` naming the field and the error; the Vector and
+//!    metrics-agent ConfigMaps and the pods are unchanged.
 //! 5. Audit logging through the typed fields (the text logger) → the rendered configuration
 //!    holds it, the audit log has a volume of its own in the Cassandra and logger
 //!    containers; every node restarts exactly once, one at a time.
+//! 6. k8ssandra-operator's Prometheus example manifest, byte for byte (after ours is
+//!    deleted: same datacenter name): its datacenter, Stargate and Reaper become Ready, and
+//!    each gets a ServiceMonitor selecting one of its Services by labels and port.
 
 use crate::support;
 
@@ -279,7 +283,8 @@ fn explain(op: &Operator, sim: &SimHandle) -> String {
 async fn telemetry_end_to_end() -> Result<()> {
     let env = TestEnv::start(TestEnvOptions {
         clusters: 1,
-        nodes_per_cluster: 3,
+        // Three for k8ssandra-operator's example (one Cassandra pod per node), one spare.
+        nodes_per_cluster: 4,
         ..Default::default()
     })
     .await?;
@@ -299,7 +304,12 @@ async fn telemetry_end_to_end() -> Result<()> {
     let op = Operator::start_for(
         &tmp.path().join("op"),
         env.cluster(0),
-        &["cassandra-datacenter", "k8ssandra-cluster"],
+        &[
+            "cassandra-datacenter",
+            "k8ssandra-cluster",
+            "stargate",
+            "reaper",
+        ],
         &["--resync-seconds", "5"],
     )?;
     op.wait_ready(Duration::from_secs(180)).await?;
@@ -564,28 +574,53 @@ async fn telemetry_end_to_end() -> Result<()> {
     assert_eq!(pod_uids(&client).await?, uids, "a pod was recreated");
     assert_eq!(starts_of(&sim), starts, "a node restarted");
 
-    // --- 4. invalid Vector configurations change nothing ---
-    for (remap, sink, field, text) in [
+    // --- 4. invalid Vector configurations and metric filters change nothing ---
+    let good = manifest(GOOD_VRL, "prometheus_remote_write", false, false);
+    for (bad, field, text) in [
         (
-            BAD_VRL,
-            "prometheus_remote_write",
+            manifest(BAD_VRL, "prometheus_remote_write", false, false),
             "spec.cassandra.telemetry.vector.components.transforms[0]",
             "transforms.enriched: VRL error",
         ),
         (
-            GOOD_VRL,
-            "prometheus_remote_writer",
+            manifest(GOOD_VRL, "prometheus_remote_writer", false, false),
             "spec.cassandra.telemetry.vector.components.sinks[0]",
             "unknown sink type `prometheus_remote_writer`",
         ),
+        // A sink reading a component that does not exist.
+        (
+            good.replace("inputs: [enriched]", "inputs: [enrichd]"),
+            "spec.cassandra.telemetry.vector.components.sinks[0]",
+            "input `enrichd`",
+        ),
+        // A metric filter (the relabel dropping a family) whose regex does not parse.
+        (
+            good.replace(
+                "regex: org_apache_cassandra_metrics_table_pending_compactions",
+                "regex: \"org_apache_cassandra_metrics_table_(pending\"",
+            ),
+            "spec.cassandra.telemetry.cassandra.relabels[0].regex",
+            "does not parse as a regular expression",
+        ),
+        // An MCAC metric filter that is neither `allow:` nor `deny:`.
+        (
+            good.replace(
+                "      prometheus:\n",
+                "      mcac:\n        metricFilters: [\"deny org_apache_cassandra_metrics_table\"]\n      prometheus:\n",
+            ),
+            "spec.cassandra.telemetry.mcac.metricFilters[0]",
+            "does not parse",
+        ),
     ] {
-        apply_yaml(&client, &manifest(remap, sink, false, false), NS).await?;
+        assert_ne!(bad, good, "the fault of {field} was not written into the manifest");
+        apply_yaml(&client, &bad, NS).await?;
         let message = wait_for(&format!("Valid=False naming {field}"), WAIT, || async {
             let kc = k8ssandra_cluster(&client).await?;
             let c = condition(&kc, "Valid")?;
             let message = c["message"].as_str().unwrap_or_default();
             // The previous case's message may still be there for a moment.
-            (c["status"] == "False" && message.contains(field)).then(|| message.to_string())
+            (c["status"] == "False" && message.contains(field) && message.contains(text))
+                .then(|| message.to_string())
         })
         .await
         .map_err(|e| e.context(explain(&op, &sim)))?;
@@ -598,6 +633,15 @@ async fn telemetry_end_to_end() -> Result<()> {
             now.data.as_ref().and_then(|d| d.get("vector.toml")),
             Some(&toml),
             "the last good configuration was replaced"
+        );
+        assert_eq!(
+            cms.get(AGENT_CM)
+                .await?
+                .data
+                .as_ref()
+                .and_then(|d| d.get("metrics-collector.yaml")),
+            Some(agent_text),
+            "the last good metrics-agent configuration was replaced"
         );
         assert_eq!(pod_uids(&client).await?, uids, "a pod was recreated");
         assert_eq!(starts_of(&sim), starts, "a node restarted");
@@ -661,5 +705,146 @@ async fn telemetry_end_to_end() -> Result<()> {
     // One at a time: the simulator refuses (and records) a start while another node of
     // the ring is down or joining, so no violation means no overlap.
     assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+
+    // --- 6. k8ssandra-operator's own telemetry example, applied unchanged ---
+    // Its datacenter is called dc1 too, in the same namespace: ours goes first.
+    let kcs = dynamic_api(&client, NS, "k8ssandra.io", "v1alpha1", "K8ssandraCluster").await?;
+    kcs.delete("demo", &Default::default()).await?;
+    wait_for("demo and its datacenter gone", WAIT, || async {
+        let gone = k8ssandra_cluster(&client).await.is_none()
+            && datacenter(&client).await.is_none()
+            && pods(&client).await.ok()?.is_empty();
+        gone.then_some(())
+    })
+    .await
+    .map_err(|e| e.context(explain(&op, &sim)))?;
+    apply_yaml(&client, UPSTREAM_PROMETHEUS_EXAMPLE, NS).await?;
+    wait_for("the example's dc1 Ready", WAIT, || async {
+        let dc = datacenter(&client).await?;
+        (dc["spec"]["clusterName"] == "test" && support::datacenter_ready(&dc)).then_some(())
+    })
+    .await
+    .map_err(|e| e.context(explain(&op, &sim)))?;
+    let kc = kcs.get("test").await?;
+    if let Some(c) = condition(&kc.data, "Valid") {
+        assert_ne!(c["status"], "False", "the example is refused: {c}");
+    }
+    for (group, kind) in [
+        ("stargate.k8ssandra.io", "Stargate"),
+        ("reaper.k8ssandra.io", "Reaper"),
+    ] {
+        let api = dynamic_api(&client, NS, group, "v1alpha1", kind).await?;
+        wait_for(&format!("the example's {kind} Ready"), WAIT, || async {
+            let list = api.list(&ListParams::default()).await.ok()?.items;
+            let ready = list.len() == 1
+                && condition(&list[0].data, "Ready").is_some_and(|c| c["status"] == "True");
+            ready.then_some(())
+        })
+        .await
+        .map_err(|e| e.context(explain(&op, &sim)))?;
+    }
+    // A ServiceMonitor each for Cassandra, Stargate and Reaper, each selecting a Service
+    // of the example's by the labels it has and a port it exposes.
+    let services = Api::<Service>::namespaced(client.clone(), NS);
+    let monitors = wait_for("the example's three ServiceMonitors", WAIT, || async {
+        let list = sms.list(&ListParams::default()).await.ok()?.items;
+        let ours: Vec<_> = list
+            .into_iter()
+            .filter(|m| {
+                m.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("test-"))
+            })
+            .collect();
+        (ours.len() == 3).then_some(ours)
+    })
+    .await
+    .map_err(|e| e.context(explain(&op, &sim)))?;
+    let mut kinds: Vec<&str> = Vec::new();
+    for m in &monitors {
+        let name = m.metadata.name.as_deref().unwrap_or_default();
+        for k in ["cass", "stargate", "reaper"] {
+            if name.ends_with(&format!("-{k}-servicemonitor")) {
+                kinds.push(k);
+            }
+        }
+        let selector = m.data["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .with_context(|| format!("{name}: matchLabels"))?;
+        let wanted: Vec<String> = selector
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect();
+        let selected = services
+            .list(&ListParams::default().labels(&wanted.join(",")))
+            .await?
+            .items;
+        let ports: Vec<&str> = m.data["spec"]["endpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["port"].as_str())
+            .collect();
+        assert!(!ports.is_empty(), "{name} names no port");
+        assert!(
+            selected.iter().any(|svc| {
+                let svc_ports = svc
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.ports.clone())
+                    .unwrap_or_default();
+                ports
+                    .iter()
+                    .all(|p| svc_ports.iter().any(|sp| sp.name.as_deref() == Some(*p)))
+            }),
+            "{name} selects no Service with the ports {ports:?}: {selector:?}"
+        );
+    }
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["cass", "reaper", "stargate"], "{monitors:?}");
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
     Ok(())
 }
+
+/// k8ssandra-operator's docs/content/en/tasks/monitor/prometheus-grafana/k8ssandra.yaml
+/// (commit 9e3d1b5), byte for byte: Prometheus for Cassandra, Stargate and Reaper.
+const UPSTREAM_PROMETHEUS_EXAMPLE: &str = r#"apiVersion: k8ssandra.io/v1alpha1
+kind: K8ssandraCluster
+metadata:
+  name: test
+  namespace: k8ssandra-operator
+spec:
+  cassandra:
+    serverVersion: "4.0.17"
+    telemetry:
+      prometheus:
+        enabled: true
+    storageConfig:
+      cassandraDataVolumeClaimSpec:
+        storageClassName: standard
+        accessModes:
+          - ReadWriteOnce
+        resources:
+          requests:
+            storage: 1Gi
+    config:
+      jvmOptions:
+        heapSize: 512M
+    networking: 
+      hostNetwork: false
+    datacenters:
+      - metadata:
+          name: dc1
+        size: 3
+    mgmtAPIHeap: 64Mi 
+  stargate:
+    size: 1
+    telemetry:
+      prometheus:
+        enabled: true
+  reaper:
+    keyspace: reaper_db
+    telemetry:
+      prometheus:
+        enabled: true"#;

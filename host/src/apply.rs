@@ -418,7 +418,7 @@ impl Writer {
         parent: &Resolved,
         parent_obj: &DynamicObject,
         status: Value,
-    ) -> Result<Value, ApplyError> {
+    ) -> Result<DynamicObject, ApplyError> {
         let namespace = parent_obj.metadata.namespace.clone().unwrap_or_default();
         let name = parent_obj.metadata.name.clone().unwrap_or_default();
         let api = Self::api(client.clone(), parent, &namespace);
@@ -431,7 +431,6 @@ impl Writer {
         self.metrics.record_write(&self.policy, "status", "");
         api.patch_status(&name, &params, &Patch::Apply(&body))
             .await
-            .map(|o| o.data.get("status").cloned().unwrap_or(Value::Null))
             .map_err(|source| ApplyError::Api {
                 verb: "patch status",
                 cluster: String::new(),

@@ -48,6 +48,8 @@ pub struct Memory {
     status: Mutex<HashMap<ParentKey, (u64, u64)>>,
     /// Finalizers this policy has ever asked for.
     finalizers: Mutex<HashSet<String>>,
+    /// Statuses this host wrote that its cache may not have delivered yet ([`fresh_parent`]).
+    written: Mutex<Written>,
 }
 
 const EVENT_DEDUP: Duration = Duration::from_secs(3600);
@@ -207,6 +209,7 @@ impl PolicyController {
         self.shared.dataplane.forget(&self.parent_id(key));
         lock(&self.memory.events).remove(key);
         lock(&self.memory.status).remove(key);
+        lock(&self.memory.written).remove(key);
         After::Idle
     }
 
@@ -378,6 +381,7 @@ impl PolicyController {
     }
 
     async fn reconcile_parent(&self, key: &ParentKey, parent: Arc<DynamicObject>) -> After {
+        let parent = fresh_parent(&mut lock(&self.memory.written), key, parent);
         let (snapshot, addresses) = self.snapshot(key, &parent).await;
         let name = self.policy.info.name.clone();
         let plan = match self.call(snapshot).await {
@@ -818,8 +822,13 @@ impl PolicyController {
                     .await
                 {
                     Ok(stored) => {
+                        let stored_status =
+                            stored.data.get("status").cloned().unwrap_or(Value::Null);
                         lock(&self.memory.status)
-                            .insert(key.clone(), (desired_hash, hash_value(&stored)));
+                            .insert(key.clone(), (desired_hash, hash_value(&stored_status)));
+                        if let Some(rv) = parent.metadata.resource_version.clone() {
+                            lock(&self.memory.written).insert(key.clone(), (rv, Arc::new(stored)));
+                        }
                     }
                     Err(e) => {
                         first_error.get_or_insert(e);
@@ -891,6 +900,32 @@ impl PolicyController {
 
 /// Whether an ownerReference with `controller: true` names something other than a parent
 /// of this kind: the object is that controller's (our own children point at the parent).
+/// Written statuses: per parent, the resourceVersion a write was based on and the object
+/// the server returned for it.
+type Written = HashMap<ParentKey, (String, Arc<DynamicObject>)>;
+
+/// The parent as this host last saw it: the cache's copy, unless the cache has not yet
+/// delivered this host's own last status write. A reconcile woken by a child's watch event
+/// (the StatefulSet the previous plan scaled) can run before the parent's own event arrives;
+/// planning from the older status would undo what the previous plan recorded (a scale-up
+/// forgotten the moment its StatefulSet grew, so no cleanup ever ran).
+fn fresh_parent(
+    written: &mut Written,
+    key: &ParentKey,
+    cached: Arc<DynamicObject>,
+) -> Arc<DynamicObject> {
+    match written.get(key) {
+        Some((based_on, stored)) if cached.metadata.resource_version.as_ref() == Some(based_on) => {
+            stored.clone()
+        }
+        Some(_) => {
+            written.remove(key);
+            cached
+        }
+        None => cached,
+    }
+}
+
 fn controlled_by_another(obj: &DynamicObject, parent_kind: &str) -> bool {
     obj.metadata
         .owner_references
@@ -1021,6 +1056,33 @@ mod tests {
             "k8ssandra-policy-x",
             &finalizer_gone
         ));
+    }
+
+    #[test]
+    fn a_cache_behind_the_hosts_own_status_write_gives_way_to_what_the_server_stored() {
+        let with = |rv: &str, phase: &str| {
+            let mut o = DynamicObject::new(
+                "dc1",
+                &kube::discovery::ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+            );
+            o.metadata.resource_version = Some(rv.to_string());
+            o.data = serde_json::json!({ "status": { "phase": phase } });
+            Arc::new(o)
+        };
+        let key: ParentKey = ("ns".into(), "dc1".into());
+        let mut written = Written::new();
+        written.insert(key.clone(), ("10".into(), with("11", "ScalingUp")));
+        // The cache still holds the object the write was based on: the stored one wins.
+        let seen = fresh_parent(&mut written, &key, with("10", "Ready"));
+        assert_eq!(seen.data["status"]["phase"], "ScalingUp");
+        // The cache has moved on (our write or a later one): it is the truth again, and
+        // the remembered write is forgotten.
+        let seen = fresh_parent(&mut written, &key, with("12", "Other"));
+        assert_eq!(seen.data["status"]["phase"], "Other");
+        assert!(written.is_empty());
+        // Nothing written: the cache's copy as it is.
+        let seen = fresh_parent(&mut written, &key, with("10", "Ready"));
+        assert_eq!(seen.data["status"]["phase"], "Ready");
     }
 
     #[test]

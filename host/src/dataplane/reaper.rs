@@ -578,6 +578,26 @@ impl ReaperClient {
         parse(ep, "GET", path, &a.body)
     }
 
+    /// A DELETE whose 404 means the object is already gone: true when Reaper removed it.
+    async fn delete(
+        &self,
+        ep: &ReaperEndpoint,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Result<bool, ReaperError> {
+        let call = Call {
+            method: Method::DELETE,
+            path,
+            query,
+            json: None,
+        };
+        match self.call(ep, call).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `HEAD /ping`: Reaper is up and serving.
     pub async fn ping(&self, ep: &ReaperEndpoint) -> Result<(), ReaperError> {
         self.call(
@@ -658,22 +678,7 @@ impl ReaperClient {
         } else {
             Vec::new()
         };
-        match self
-            .call(
-                ep,
-                Call {
-                    method: Method::DELETE,
-                    path: &path,
-                    query: &query,
-                    json: None,
-                },
-            )
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if e.is_not_found() => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.delete(ep, &path, &query).await
     }
 
     /// `GET /repair_schedule/cluster/{name}`: every owner's schedules of the cluster.
@@ -841,22 +846,7 @@ impl ReaperClient {
     ) -> Result<bool, ReaperError> {
         let path = format!("/repair_schedule/{}", seg(id));
         let query = [("owner".to_string(), owner.to_string())];
-        match self
-            .call(
-                ep,
-                Call {
-                    method: Method::DELETE,
-                    path: &path,
-                    query: &query,
-                    json: None,
-                },
-            )
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if e.is_not_found() => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.delete(ep, &path, &query).await
     }
 
     /// `GET /repair_run?cluster_name=`: the cluster's runs, newest first.

@@ -671,16 +671,26 @@ pub struct MedusaRestoreJobSpec {
     /// Name of the CassandraDatacenter to restore into.
     pub cassandra_datacenter: String,
 
-    /// Reserved for restoring only these keyspaces. Medusa's restore step (the
-    /// `medusa-restore` init container) restores whole nodes and takes no keyspace list, so
-    /// a non-empty list is refused rather than overwrite every keyspace; leave it empty.
+    /// Restore only these keyspaces (beyond upstream; empty or absent: every keyspace).
+    /// Each keyspace must exist in the datacenter's schema and in the backup: a selective
+    /// restore replaces the files of the named keyspaces' tables and leaves the schema, the
+    /// other keyspaces and the system keyspaces (unless named) as they are. Tables dropped
+    /// and re-created since the backup have a new id, and their restored files are not read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keyspaces: Option<Vec<String>>,
 
-    /// Reserved for restoring only these tables (`keyspace.table`); refused when non-empty,
-    /// as `keyspaces` is.
+    /// Restore only these tables, each `keyspace.table` (beyond upstream), besides whole
+    /// `keyspaces`; the same rules apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tables: Option<Vec<String>>,
+
+    /// Seconds the datacenter's pods may take, from its stop for the restore, to restore
+    /// and be Ready again (beyond upstream; default 21600, 6 hours: each node downloads its
+    /// backup first). Past it the job is Failed naming the pods not Ready; nothing is
+    /// stopped again or deleted, and the pods still restore before they start while the
+    /// job exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_deadline_seconds: Option<i64>,
 }
 
 /// Name of the ConfigMap a running MedusaRestoreJob makes for datacenter `dc` (the object
@@ -689,6 +699,14 @@ pub struct MedusaRestoreJobSpec {
 pub fn restore_config_map_name(dc: &str) -> String {
     format!("{dc}-medusa-restore")
 }
+
+/// Keys of the restore ConfigMap for a restore of chosen keyspaces and tables: the names,
+/// comma-separated, read by the `sitecustomize.py` the `<kc>-medusa` ConfigMap ships, and
+/// the Python path that puts it (the ConfigMap volume at `/etc/medusa`) before Medusa's
+/// own (`/home/cassandra`, the image's `PYTHONPATH`).
+pub const RESTORE_KEYSPACES_ENV: &str = "MEDUSA_RESTORE_KEYSPACES";
+pub const RESTORE_TABLES_ENV: &str = "MEDUSA_RESTORE_TABLES";
+pub const RESTORE_PYTHONPATH: &str = "/etc/medusa:/home/cassandra";
 
 /// Phase of a MedusaRestoreJob while its datacenter is stopped for the restore: the
 /// cassandra-datacenter policy stops a datacenter with a job of its own in this phase.

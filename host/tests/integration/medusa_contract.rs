@@ -628,3 +628,339 @@ async fn the_real_medusa_server_takes_our_client_certificate_and_refuses_others(
     assert!(client.get_backups(&plain).await.is_err());
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------
+// Selective restore: Medusa's own restore entry point (what the `medusa-restore` init
+// container runs), with our `sitecustomize.py` on PYTHONPATH as the `<dc>-medusa-restore`
+// ConfigMap puts it there, against a fake Cassandra data directory. Kubernetes mode is on
+// (as in the pod), so Medusa neither stops nor starts Cassandra: it moves files.
+
+/// The module the `<kc>-medusa` ConfigMap ships as `sitecustomize.py`.
+const SITECUSTOMIZE: &str =
+    include_str!("../../../plugins/k8ssandra-cluster/src/medusa_sitecustomize.py");
+
+/// Table directories of the fake node: `<keyspace>/<table>-<id>` as Cassandra names them.
+const TABLES: [(&str, &str); 4] = [
+    ("ks1", "t1-11111111111111111111111111111111"),
+    ("ks1", "t2-22222222222222222222222222222222"),
+    ("ks2", "t3-33333333333333333333333333333333"),
+    ("system_auth", "roles-5bc52802de2535edaeab188eecebb090"),
+];
+
+/// One SSTable per table, whose contents say which state it belongs to.
+fn state_files(state: &str) -> Vec<BackupFile> {
+    TABLES
+        .iter()
+        .map(|(ks, t)| BackupFile {
+            keyspace: (*ks).into(),
+            table: (*t).into(),
+            name: format!("nb-{}-big-Data.db", if state == "A" { 1 } else { 7 }),
+            contents: format!("{state}:{ks}.{t}").into_bytes(),
+        })
+        .collect()
+}
+
+/// The fake node's data directory at state B (files written after the backup), plus a
+/// commit log segment.
+fn write_state_b(data: &Path) -> Result<()> {
+    for f in state_files("B") {
+        let dir = data.join(&f.keyspace).join(&f.table);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(&f.name), &f.contents)?;
+    }
+    std::fs::create_dir_all(data.join("../commitlog"))?;
+    std::fs::write(data.join("../commitlog/CommitLog-7-1.log"), b"segment")?;
+    Ok(())
+}
+
+/// `keyspace.table-id` → the files of that table directory and their contents.
+fn table_state(data: &Path) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
+    let mut out = BTreeMap::new();
+    for (ks, t) in TABLES {
+        let mut files = BTreeMap::new();
+        let dir = data.join(ks).join(t);
+        if dir.exists() {
+            for e in std::fs::read_dir(&dir)? {
+                let e = e?;
+                files.insert(
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read_to_string(e.path())?,
+                );
+            }
+        }
+        out.insert(format!("{ks}.{t}"), files);
+    }
+    Ok(out)
+}
+
+/// The state a table directory holds after a restore of state A or at state B.
+fn files_of(state: &str, ks: &str, t: &str) -> BTreeMap<String, String> {
+    let n = if state == "A" { 1 } else { 7 };
+    BTreeMap::from([(format!("nb-{n}-big-Data.db"), format!("{state}:{ks}.{t}"))])
+}
+
+struct RestoreRun {
+    ok: bool,
+    log: String,
+    tables: BTreeMap<String, BTreeMap<String, String>>,
+    commitlog_cleared: bool,
+}
+
+/// Runs `python -m medusa.service.grpc.restore <medusa.ini> <key>` as Medusa's entry point
+/// does in the init container, on a fresh node at state B, with `env` added.
+fn run_medusa_restore(dir: &Path, case: &str, env: &[(&str, &str)]) -> Result<RestoreRun> {
+    let python = medusa_python()?;
+    let node = dir.join(case);
+    let data = node.join("data");
+    write_state_b(&data)?;
+    let tmp = node.join("tmp");
+    std::fs::create_dir_all(&tmp)?;
+    let cassandra_yaml = node.join("cassandra.yaml");
+    std::fs::write(
+        &cassandra_yaml,
+        format!(
+            "cluster_name: kc\n\
+             data_file_directories: [{data}]\n\
+             commitlog_directory: {commitlog}\n\
+             saved_caches_directory: {node}/saved_caches\n\
+             listen_address: 127.0.0.1\n\
+             rpc_address: 127.0.0.1\n\
+             storage_port: 7000\n\
+             native_transport_port: 9042\n",
+            data = data.display(),
+            commitlog = node.join("commitlog").display(),
+            node = node.display(),
+        ),
+    )?;
+    // The module sits where the ConfigMap volume puts it: beside medusa.ini.
+    let etc = node.join("etc-medusa");
+    std::fs::create_dir_all(&etc)?;
+    std::fs::write(etc.join("sitecustomize.py"), SITECUSTOMIZE)?;
+    let ini = etc.join("medusa.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[cassandra]\n\
+             config_file = {yaml}\n\
+             use_sudo = False\n\
+             resolve_ip_addresses = False\n\
+             \n\
+             [storage]\n\
+             storage_provider = local\n\
+             base_path = {base}\n\
+             bucket_name = bucket\n\
+             prefix = kc\n\
+             fqdn = {B}\n\
+             \n\
+             [grpc]\n\
+             enabled = 1\n\
+             \n\
+             [kubernetes]\n\
+             enabled = 1\n\
+             use_mgmt_api = 1\n\
+             cassandra_url = http://127.0.0.1:1/api/v0/ops/node/snapshots\n\
+             \n\
+             [logging]\n\
+             level = DEBUG\n",
+            yaml = cassandra_yaml.display(),
+            base = dir.join("storage").display(),
+        ),
+    )?;
+    let mut cmd = Command::new(&python);
+    cmd.args(["-m", "medusa.service.grpc.restore"])
+        .arg(&ini)
+        .arg("restore-key-1")
+        .current_dir(&node)
+        .env("BACKUP_NAME", "state-a")
+        .env("MEDUSA_TMP_DIR", &tmp)
+        .env("POD_NAME", "kc-dc1-r2-sts-0")
+        .env_remove("POD_IP")
+        .env_remove("RESTORE_MAPPING")
+        .env_remove("MEDUSA_RESTORE_KEYSPACES")
+        .env_remove("MEDUSA_RESTORE_TABLES")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        // PYTHONPATH as the restore ConfigMap sets it: the ConfigMap volume first.
+        let v = v.replace("/etc/medusa", &etc.display().to_string());
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {python} -m medusa.service.grpc.restore"))?;
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let commitlog_cleared = !node.join("commitlog/CommitLog-7-1.log").exists();
+    Ok(RestoreRun {
+        ok: out.status.success(),
+        log,
+        tables: table_state(&data)?,
+        commitlog_cleared,
+    })
+}
+
+#[test]
+fn the_real_medusa_restore_restores_only_the_named_keyspaces_with_our_module() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = MedusaStore::new(dir.path().join("storage"), "bucket", "kc");
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
+    let mut backup = node_backup(
+        "state-a",
+        B,
+        false,
+        now - 600,
+        Some(now - 300),
+        state_files("A"),
+    );
+    backup.schema =
+        "CREATE KEYSPACE ks1 WITH replication = {'class': 'NetworkTopologyStrategy', 'dc1': 2};\n\
+         CREATE KEYSPACE ks2 WITH replication = {'class': 'NetworkTopologyStrategy', 'dc1': 2};"
+            .into();
+    store.write_node_backup(&backup)?;
+    let mut a = node_backup(
+        "state-a",
+        A,
+        false,
+        now - 600,
+        Some(now - 300),
+        state_files("A"),
+    );
+    a.schema = backup.schema.clone();
+    store.write_node_backup(&a)?;
+    // What the restore ConfigMap adds for a selective restore.
+    let pythonpath = "/etc/medusa:/home/cassandra";
+    let state = |pairs: &[(&str, &str, &str)]| -> BTreeMap<String, BTreeMap<String, String>> {
+        pairs
+            .iter()
+            .map(|(s, ks, t)| (format!("{ks}.{t}"), files_of(s, ks, t)))
+            .collect()
+    };
+    let [t1, t2, t3, roles] = TABLES;
+
+    // One keyspace: its tables back at A, the other keyspace and system_auth at B.
+    let run = run_medusa_restore(
+        dir.path(),
+        "keyspace",
+        &[
+            ("PYTHONPATH", pythonpath),
+            ("MEDUSA_RESTORE_KEYSPACES", "ks1"),
+        ],
+    )?;
+    assert!(run.ok, "restore of ks1 failed:\n{}", run.log);
+    assert_eq!(
+        run.tables,
+        state(&[
+            ("A", t1.0, t1.1),
+            ("A", t2.0, t2.1),
+            ("B", t3.0, t3.1),
+            ("B", roles.0, roles.1),
+        ]),
+        "{}",
+        run.log
+    );
+    assert!(
+        run.log.contains("selective restore of keyspaces ['ks1']"),
+        "{}",
+        run.log
+    );
+
+    // One table (and a keyspace given twice is one).
+    let run = run_medusa_restore(
+        dir.path(),
+        "table",
+        &[
+            ("PYTHONPATH", pythonpath),
+            ("MEDUSA_RESTORE_TABLES", "ks1.t2, ks1.t2"),
+        ],
+    )?;
+    assert!(run.ok, "restore of ks1.t2 failed:\n{}", run.log);
+    assert_eq!(
+        run.tables,
+        state(&[
+            ("B", t1.0, t1.1),
+            ("A", t2.0, t2.1),
+            ("B", t3.0, t3.1),
+            ("B", roles.0, roles.1),
+        ]),
+        "{}",
+        run.log
+    );
+
+    // A system keyspace only when named.
+    let run = run_medusa_restore(
+        dir.path(),
+        "system",
+        &[
+            ("PYTHONPATH", pythonpath),
+            ("MEDUSA_RESTORE_KEYSPACES", "ks2,system_auth"),
+        ],
+    )?;
+    assert!(run.ok, "restore of ks2,system_auth failed:\n{}", run.log);
+    assert_eq!(
+        run.tables,
+        state(&[
+            ("B", t1.0, t1.1),
+            ("B", t2.0, t2.1),
+            ("A", t3.0, t3.1),
+            ("A", roles.0, roles.1),
+        ]),
+        "{}",
+        run.log
+    );
+
+    // A keyspace the backup lacks: the restore fails before touching anything.
+    let run = run_medusa_restore(
+        dir.path(),
+        "missing",
+        &[
+            ("PYTHONPATH", pythonpath),
+            ("MEDUSA_RESTORE_KEYSPACES", "ks1,ks9"),
+        ],
+    )?;
+    assert!(!run.ok, "a restore naming ks9 must fail:\n{}", run.log);
+    assert!(
+        run.log.contains("not in this node's backup: ks9"),
+        "{}",
+        run.log
+    );
+    assert!(
+        !run.commitlog_cleared,
+        "nothing may be touched:\n{}",
+        run.log
+    );
+    assert_eq!(
+        run.tables,
+        state(&[
+            ("B", t1.0, t1.1),
+            ("B", t2.0, t2.1),
+            ("B", t3.0, t3.1),
+            ("B", roles.0, roles.1),
+        ])
+    );
+
+    // Whole node: the module on the path but no names, as for every restore without
+    // spec.keyspaces/spec.tables, and without the module at all: everything back at A.
+    for (case, env) in [
+        ("whole-with-module", vec![("PYTHONPATH", pythonpath)]),
+        ("whole", vec![]),
+    ] {
+        let run = run_medusa_restore(dir.path(), case, &env)?;
+        assert!(run.ok, "{case} failed:\n{}", run.log);
+        assert_eq!(
+            run.tables,
+            state(&[
+                ("A", t1.0, t1.1),
+                ("A", t2.0, t2.1),
+                ("A", t3.0, t3.1),
+                ("A", roles.0, roles.1),
+            ]),
+            "{case}\n{}",
+            run.log
+        );
+        assert!(run.commitlog_cleared, "{case}");
+        assert!(!run.log.contains("selective restore"), "{case}");
+    }
+    Ok(())
+}

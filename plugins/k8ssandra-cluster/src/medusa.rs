@@ -43,6 +43,14 @@ pub const SCHEDULE_KIND: &str = "MedusaBackupSchedule";
 /// KO's purge schedule: every day at midnight (UTC).
 pub const PURGE_CRON: &str = "0 0 * * *";
 
+/// Key of the `<kc>-medusa` ConfigMap holding the module that makes Medusa's restore
+/// entry point restore only the keyspaces and tables a MedusaRestoreJob names. The volume
+/// puts it at `/etc/medusa/sitecustomize.py` in both Medusa containers, where it does
+/// nothing until a restore's ConfigMap puts `/etc/medusa` on `PYTHONPATH` and names them:
+/// no template change, so a datacenter does not roll for it.
+pub const SITECUSTOMIZE_KEY: &str = "sitecustomize.py";
+pub const SITECUSTOMIZE: &str = include_str!("medusa_sitecustomize.py");
+
 /// Name of the `medusa-restore` init container.
 pub const RESTORE_CONTAINER: &str = "medusa-restore";
 /// The init container cass-operator renders the configuration with; Medusa's restore runs
@@ -750,7 +758,10 @@ pub fn run(cx: &mut Ctx) -> Result<(), PolicyError> {
                     K8SSANDRA_CLUSTER_NAMESPACE_LABEL: cx.namespace,
                 },
             },
-            "data": {"medusa.ini": medusa_ini(&t, &cx.name, obj)},
+            "data": {
+                "medusa.ini": medusa_ini(&t, &cx.name, obj),
+                SITECUSTOMIZE_KEY: SITECUSTOMIZE,
+            },
         });
         cx.plan.apply(&st.context, &cm)?;
     }

@@ -7,11 +7,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8ssandra_api::cassandra::CassandraDatacenter;
 use k8ssandra_api::medusa::{
     MappingSource, MedusaBackup, MedusaRestoreJob, MedusaRestoreJobStatus, MedusaRestoreMapping,
-    RESTORE_PHASE_STOP, restore_config_map_name,
+    RESTORE_KEYSPACES_ENV, RESTORE_PHASE_STOP, RESTORE_PYTHONPATH, RESTORE_TABLES_ENV,
+    restore_config_map_name,
 };
 use k8ssandra_api::names::split_racks;
 use k8ssandra_medusa::{Member, datacenter, members};
-use k8ssandra_policy_sdk::conditions::{Cond, conditions, time};
+use k8ssandra_policy_sdk::conditions::{Cond, conditions, ms, time};
 use k8ssandra_policy_sdk::{
     EventType, MedusaRestore, OperationKind, Outcome, Plan, PolicyError, Role, Snapshot, error,
 };
@@ -31,6 +32,15 @@ pub const RESTORE_CONTAINER: &str = "medusa-restore";
 const POLL_MS: u64 = 5_000;
 /// Attempts at re-creating one role before the restore fails naming it.
 const ROLE_ATTEMPTS: u32 = 5;
+/// Attempts at listing the datacenter's keyspaces for a selective restore.
+const LIST_ATTEMPTS: u32 = 5;
+/// How long the pods of a restored datacenter may take, from the stop, to restore and be
+/// Ready again, unless `spec.readyDeadlineSeconds` says otherwise: a node downloads its
+/// whole backup in its init container first, so this is generous.
+pub const DEFAULT_READY_DEADLINE_SECONDS: u64 = 6 * 3600;
+/// Where the `medusa-restore` init container mounts the `<kc>-medusa` ConfigMap, whose
+/// `sitecustomize.py` makes Medusa restore only the named keyspaces and tables.
+pub const MODULE_DIR: &str = "/etc/medusa";
 
 /// Everything one reconcile works with.
 struct Job<'a> {
@@ -59,8 +69,15 @@ pub fn reconcile(snapshot: &Snapshot) -> Result<Plan, PolicyError> {
         job,
         plan: Plan::default(),
     };
-    // Finished: nothing is listed, so the restore ConfigMap (if any) is pruned.
+    // Finished: nothing is listed, so the restore ConfigMap (if any) is pruned; except
+    // after pods missed the deadline: those may hold a partly restored node, and restore
+    // again before they start rather than start on it.
     if j.prev.finish_time.is_some() {
+        if j.prev.phase.as_deref() == Some(FAILED)
+            && j.prev.failed.as_ref().is_some_and(|f| !f.is_empty())
+        {
+            j.config_map()?;
+        }
         return Ok(j.plan);
     }
     let dc = datacenter(
@@ -171,9 +188,6 @@ impl Job<'_> {
         if let Err((reason, message)) = fits(&backup, &dc) {
             return self.fail(reason, message);
         }
-        if let Some(message) = selective(&self.job) {
-            return self.fail("SelectiveRestoreUnsupported", message);
-        }
         // Pods that cannot restore would come back with their current data, and the job
         // would report a restore that never happened: stop nothing then.
         let cm = restore_config_map_name(self.dc_name());
@@ -210,6 +224,32 @@ impl Job<'_> {
             );
             return self.fail("RestoreContainerNotFound", message);
         }
+        if let Some(selection) = Selection::of(&self.job) {
+            // Without the module Medusa restores every keyspace: refuse before stopping.
+            let without: Vec<String> = own
+                .iter()
+                .filter(|p| !mounts_module(p))
+                .filter_map(|p| p.metadata.name.clone())
+                .collect();
+            if !without.is_empty() {
+                let message = format!(
+                    "{}: the {RESTORE_CONTAINER} init container of {} mounts no ConfigMap at \
+                     {MODULE_DIR} (the <cluster>-medusa ConfigMap spec.medusa on the \
+                     K8ssandraCluster renders, whose sitecustomize.py makes Medusa restore only \
+                     the named keyspaces and tables); Medusa would restore every keyspace, so \
+                     nothing was stopped",
+                    selection.field(),
+                    without.join(", ")
+                );
+                return self.fail("SelectiveRestoreUnavailable", message);
+            }
+            let Some(live) = self.live_keyspaces(&dc)? else {
+                return Ok(());
+            };
+            if let Some(message) = selection.missing(&live, self.dc_name()) {
+                return self.fail("KeyspaceNotFound", message);
+            }
+        }
         let mapping = mapping(&backup, &dc);
         let targets: Vec<String> = mapping.keys().cloned().collect();
         let key = self
@@ -245,6 +285,69 @@ impl Job<'_> {
             .event(EventType::Normal, "RestoreStarted", message);
         self.plan.requeue_after(POLL_MS);
         self.finish_status()
+    }
+
+    /// The keyspaces of the datacenter's schema, from a ready node (`ListKeyspaces`); None
+    /// while that is under way (the plan and status are set then).
+    fn live_keyspaces(
+        &mut self,
+        dc: &CassandraDatacenter,
+    ) -> Result<Option<Vec<String>>, PolicyError> {
+        let Some(target) = members(self.snapshot, &self.cluster, dc)
+            .into_iter()
+            .find(|m| m.ready)
+            .map(|m| m.node())
+        else {
+            let message = format!(
+                "no pod of datacenter {} is ready to list its keyspaces",
+                self.dc_name()
+            );
+            self.waiting("ListingKeyspaces", message)?;
+            return Ok(None);
+        };
+        let key = self
+            .job
+            .metadata
+            .uid
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| self.name.clone());
+        let base = format!("restore-keyspaces/{}/{key}", self.name);
+        let mut attempt = 0;
+        let mut last_error = String::new();
+        while let Some(Outcome::Failed(why)) = self.snapshot.result(&format!("{base}/{attempt}")) {
+            last_error = why.clone();
+            attempt += 1;
+        }
+        if attempt >= LIST_ATTEMPTS {
+            let message = format!(
+                "listing the keyspaces of datacenter {} failed {attempt} times: {last_error}; \
+                 nothing was stopped",
+                self.dc_name()
+            );
+            self.fail("KeyspacesUnknown", message)?;
+            return Ok(None);
+        }
+        let id = format!("{base}/{attempt}");
+        match self.snapshot.result(&id) {
+            Some(Outcome::Succeeded(body)) => {
+                let list: Vec<String> = serde_json::from_str(body)
+                    .map_err(|e| error(format!("ListKeyspaces answered no list of names: {e}")))?;
+                Ok(Some(list))
+            }
+            other => {
+                if other.is_none() {
+                    self.plan.operate(id, target, OperationKind::ListKeyspaces);
+                }
+                let message = format!(
+                    "listing the keyspaces of datacenter {} to check spec.keyspaces and \
+                     spec.tables",
+                    self.dc_name()
+                );
+                self.waiting("ListingKeyspaces", message)?;
+                Ok(None)
+            }
+        }
     }
 
     /// Medusa's `PrepareRestore` on every pod while the datacenter still runs: each node
@@ -349,6 +452,33 @@ impl Job<'_> {
         if !in_progress.is_empty() || !condition_true(&dc, "Ready") {
             // The init containers still need the parameters.
             self.config_map()?;
+            let deadline_s = self
+                .job
+                .spec
+                .ready_deadline_seconds
+                .and_then(|s| u64::try_from(s).ok())
+                .unwrap_or(DEFAULT_READY_DEADLINE_SECONDS);
+            let since = self.prev.datacenter_stopped.as_ref().map_or(self.now, ms);
+            if self.now.saturating_sub(since) > deadline_s.saturating_mul(1000) {
+                let not_ready = if in_progress.is_empty() {
+                    format!(
+                        "every pod is Ready but datacenter {} is not",
+                        self.dc_name()
+                    )
+                } else {
+                    format!("pods not Ready: {}", in_progress.join(", "))
+                };
+                self.status.failed = Some(in_progress.clone());
+                let message = format!(
+                    "spec.readyDeadlineSeconds: datacenter {} not restored and Ready {deadline_s}s \
+                     after its stop; {not_ready}. Nothing is stopped again or deleted; ConfigMap \
+                     {} stays while this job exists, so those pods still restore before they \
+                     start (delete the job to let them start without restoring)",
+                    self.dc_name(),
+                    restore_config_map_name(self.dc_name()),
+                );
+                return self.fail("RestoreDeadlineExceeded", message);
+            }
             let message = format!(
                 "{} of {} pods restored and ready; waiting for {}",
                 finished.len(),
@@ -468,6 +598,16 @@ impl Job<'_> {
         let mapping = serde_json::to_string(&self.status.restore_mapping)
             .map_err(|e| error(format!("restore mapping: {e}")))?;
         data.insert("RESTORE_MAPPING".to_string(), mapping);
+        if let Some(selection) = Selection::of(&self.job) {
+            // The module on the path first, then the image's own path (its `PYTHONPATH`,
+            // which this replaces).
+            data.insert("PYTHONPATH".to_string(), RESTORE_PYTHONPATH.to_string());
+            data.insert(
+                RESTORE_KEYSPACES_ENV.to_string(),
+                selection.keyspaces.join(","),
+            );
+            data.insert(RESTORE_TABLES_ENV.to_string(), selection.tables.join(","));
+        }
         let cm = ConfigMap {
             metadata: ObjectMeta {
                 name: Some(restore_config_map_name(self.dc_name())),
@@ -482,25 +622,91 @@ impl Job<'_> {
     }
 }
 
-/// Why a restore of chosen keyspaces or tables is refused, if it asks for one. Medusa's
-/// restore step (the `medusa-restore` init container) restores whole nodes: it takes no
-/// keyspace or table list, so such a restore would bring every keyspace back to the
-/// backup and lose what was written since. Refusing keeps that data.
-pub fn selective(job: &MedusaRestoreJob) -> Option<String> {
-    let asked = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|l| !l.is_empty());
-    let field = if asked(&job.spec.keyspaces) {
-        "spec.keyspaces"
-    } else if asked(&job.spec.tables) {
-        "spec.tables"
-    } else {
-        return None;
+/// The keyspaces and tables a selective restore names (`spec.keyspaces`, `spec.tables`),
+/// each once, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    pub keyspaces: Vec<String>,
+    pub tables: Vec<String>,
+}
+
+impl Selection {
+    /// None: every keyspace is restored.
+    pub fn of(job: &MedusaRestoreJob) -> Option<Selection> {
+        let unique = |v: &Option<Vec<String>>| {
+            let mut out: Vec<String> = Vec::new();
+            for n in v.iter().flatten().map(|n| n.trim()) {
+                if !n.is_empty() && !out.iter().any(|o| o == n) {
+                    out.push(n.to_string());
+                }
+            }
+            out
+        };
+        let s = Selection {
+            keyspaces: unique(&job.spec.keyspaces),
+            tables: unique(&job.spec.tables),
+        };
+        (!s.keyspaces.is_empty() || !s.tables.is_empty()).then_some(s)
+    }
+
+    fn field(&self) -> &'static str {
+        if self.keyspaces.is_empty() {
+            "spec.tables"
+        } else {
+            "spec.keyspaces"
+        }
+    }
+
+    /// What names a keyspace the datacenter's schema lacks (a selective restore replaces
+    /// the files of existing tables; it creates no schema), by field and index.
+    pub fn missing(&self, live: &[String], dc: &str) -> Option<String> {
+        let has = |k: &str| live.iter().any(|l| l == k);
+        let mut out = Vec::new();
+        for (i, k) in self.keyspaces.iter().enumerate() {
+            if !has(k) {
+                out.push(format!("spec.keyspaces[{i}]: keyspace {k}"));
+            }
+        }
+        for (i, t) in self.tables.iter().enumerate() {
+            let k = t.split_once('.').map_or(t.as_str(), |(k, _)| k);
+            if !has(k) {
+                out.push(format!("spec.tables[{i}]: keyspace {k} of table {t}"));
+            }
+        }
+        (!out.is_empty()).then(|| {
+            format!(
+                "{} not in the schema of datacenter {dc}: a restore of chosen keyspaces and \
+                 tables replaces the files of existing tables and does not restore the schema \
+                 (create the keyspace and its tables first); nothing was stopped",
+                out.join("; ")
+            )
+        })
+    }
+}
+
+/// Whether the pod's `medusa-restore` init container mounts a ConfigMap volume at
+/// [`MODULE_DIR`], where the `<kc>-medusa` ConfigMap brings the selective-restore module.
+fn mounts_module(pod: &Pod) -> bool {
+    let Some(spec) = pod.spec.as_ref() else {
+        return false;
     };
-    Some(format!(
-        "{field}: Medusa's restore step restores whole nodes and takes no keyspace or table \
-         list, so this restore would bring every keyspace back to the backup and lose what was \
-         written since; nothing was stopped. Restore the whole datacenter (leave {field} \
-         empty), or restore into a separate datacenter and copy the tables you need"
-    ))
+    let Some(init) = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .find(|c| c.name == RESTORE_CONTAINER)
+    else {
+        return false;
+    };
+    init.volume_mounts.iter().flatten().any(|m| {
+        m.mount_path.trim_end_matches('/') == MODULE_DIR
+            && m.sub_path.as_deref().unwrap_or_default().is_empty()
+            && spec
+                .volumes
+                .iter()
+                .flatten()
+                .any(|v| v.name == m.name && v.config_map.is_some())
+    })
 }
 
 /// Whether the pod's `medusa-restore` init container takes its environment from `cm`.

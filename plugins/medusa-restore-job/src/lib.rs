@@ -90,13 +90,13 @@ impl Policy for MedusaRestoreJobPolicy {
                 ));
             }
         }
-        if let Some(message) = decide::selective(&job) {
-            let field = if job.spec.keyspaces.as_ref().is_some_and(|k| !k.is_empty()) {
-                "spec.keyspaces"
-            } else {
-                "spec.tables"
-            };
-            out.push(violation(field, message));
+        if let Some(s) = job.spec.ready_deadline_seconds
+            && s <= 0
+        {
+            out.push(violation(
+                "spec.readyDeadlineSeconds",
+                format!("must be a positive number of seconds, not {s}"),
+            ));
         }
         // A started restore is one restore: its status would describe another otherwise.
         if let Some(old) = old.and_then(|o| serde_json::from_str::<MedusaRestoreJob>(&o).ok())

@@ -238,35 +238,196 @@ fn a_fitting_backup_is_mapped_by_rack_and_host_then_prepared_on_every_node_then_
     let mapping: Value =
         serde_json::from_str(cm["data"]["RESTORE_MAPPING"].as_str().unwrap()).unwrap();
     assert_eq!(mapping, st["restoreMapping"]);
+    // A whole restore leaves Medusa's own path and names nothing.
+    for key in [
+        "PYTHONPATH",
+        "MEDUSA_RESTORE_KEYSPACES",
+        "MEDUSA_RESTORE_TABLES",
+    ] {
+        assert!(cm["data"].get(key).is_none(), "{key}");
+    }
+}
+
+/// A pod whose `medusa-restore` init container mounts the `<kc>-medusa` ConfigMap at
+/// /etc/medusa, as the k8ssandra-cluster policy renders it.
+fn pod_with_module(name: &str) -> Object {
+    let mut v: Value = serde_json::from_str(&pod(name, true).json).unwrap();
+    v["spec"]["initContainers"][0]["volumeMounts"] =
+        json!([{"name": "c-medusa", "mountPath": "/etc/medusa"}]);
+    v["spec"]["volumes"] = json!([{"name": "c-medusa", "configMap": {"name": "c-medusa"}}]);
+    obj(v)
+}
+
+fn selective_related(module: bool) -> Vec<Object> {
+    let mut related = vec![dc(4, &["r1", "r2"], &[("Ready", "True")]), four_nodes()];
+    related.extend(PODS.iter().map(|p| {
+        if module {
+            pod_with_module(p)
+        } else {
+            pod(p, true)
+        }
+    }));
+    related
 }
 
 #[test]
-fn a_restore_of_chosen_keyspaces_or_tables_is_refused_and_stops_nothing() {
+fn a_selective_restore_needs_the_module_on_every_pod_and_stops_nothing_without_it() {
     for spec in [
         json!({"keyspaces": ["shop"]}),
         json!({"tables": ["shop.orders"]}),
     ] {
         let plan = run(
             job(spec.clone(), json!(null)),
-            with_pods(vec![
-                dc(4, &["r1", "r2"], &[("Ready", "True")]),
-                four_nodes(),
-            ]),
+            selective_related(false),
             vec![],
         );
         let st = status(&plan);
         assert_eq!(st["phase"], "Failed", "{spec}");
-        assert_eq!(cond(&st, "Failed")["reason"], "SelectiveRestoreUnsupported");
+        assert_eq!(cond(&st, "Failed")["reason"], "SelectiveRestoreUnavailable");
         let field = spec.as_object().unwrap().keys().next().unwrap().clone();
+        let message = st["message"].as_str().unwrap();
+        assert!(message.starts_with(&format!("spec.{field}:")), "{st}");
         assert!(
-            st["message"]
-                .as_str()
-                .unwrap()
-                .starts_with(&format!("spec.{field}:")),
+            message.contains(PODS[0]) && message.contains("/etc/medusa"),
             "{st}"
         );
         assert!(config_map(&plan).is_none() && plan.operations.is_empty());
+        assert!(st.get("datacenterStopped").is_none());
     }
+}
+
+#[test]
+fn a_selective_restore_checks_its_keyspaces_against_the_schema_then_names_them_to_the_pods() {
+    let spec = json!({"keyspaces": ["shop", "shop"], "tables": ["logs.events"]});
+    // First the live keyspaces, from a ready node; nothing else yet.
+    let plan = run(
+        job(spec.clone(), json!(null)),
+        selective_related(true),
+        vec![],
+    );
+    let st = status(&plan);
+    assert_eq!(st["phase"], "Validating");
+    assert_eq!(plan.operations.len(), 1);
+    assert_eq!(plan.operations[0].kind, OperationKind::ListKeyspaces);
+    let id = plan.operations[0].id.clone();
+    assert!(config_map(&plan).is_none());
+
+    // Running: waits without asking again.
+    let plan = run(
+        job(spec.clone(), st.clone()),
+        selective_related(true),
+        vec![(id.clone(), Outcome::Running(String::new()))],
+    );
+    assert!(plan.operations.is_empty());
+    assert_eq!(status(&plan)["phase"], "Validating");
+
+    // A keyspace the schema lacks (of a keyspace and of a table): Failed, naming both.
+    let plan = run(
+        job(spec.clone(), st.clone()),
+        selective_related(true),
+        vec![(
+            id.clone(),
+            Outcome::Succeeded(r#"["system","system_auth"]"#.into()),
+        )],
+    );
+    let failed = status(&plan);
+    assert_eq!(failed["phase"], "Failed");
+    assert_eq!(cond(&failed, "Failed")["reason"], "KeyspaceNotFound");
+    let message = failed["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("spec.keyspaces[0]: keyspace shop; spec.tables[0]: keyspace logs"),
+        "{message}"
+    );
+    assert!(config_map(&plan).is_none() && plan.operations.is_empty());
+
+    // Present: on to Preparing.
+    let listed = || {
+        vec![(
+            id.clone(),
+            Outcome::Succeeded(r#"["system","shop","logs"]"#.into()),
+        )]
+    };
+    let plan = run(
+        job(spec.clone(), st.clone()),
+        selective_related(true),
+        listed(),
+    );
+    let st = status(&plan);
+    assert_eq!(st["phase"], "Preparing");
+
+    // Once stopping, the ConfigMap names them and puts the module on the path.
+    let mut stopping = st.clone();
+    stopping["phase"] = json!("Stopping");
+    let plan = run(
+        job(spec.clone(), stopping),
+        vec![dc(4, &["r1", "r2"], &[("Stopped", "False")]), four_nodes()],
+        vec![],
+    );
+    let cm = config_map(&plan).expect("the restore ConfigMap");
+    assert_eq!(cm["data"]["MEDUSA_RESTORE_KEYSPACES"], "shop");
+    assert_eq!(cm["data"]["MEDUSA_RESTORE_TABLES"], "logs.events");
+    assert_eq!(cm["data"]["PYTHONPATH"], "/etc/medusa:/home/cassandra");
+    assert_eq!(cm["data"]["BACKUP_NAME"], "b1");
+
+    // Listing fails every time: Failed after a few attempts, nothing stopped.
+    let failures: Vec<(String, Outcome)> = (0..5)
+        .map(|i| {
+            (
+                id.replace("/0", &format!("/{i}")),
+                Outcome::Failed("connection refused".into()),
+            )
+        })
+        .collect();
+    let plan = run(job(spec, json!(null)), selective_related(true), failures);
+    let st = status(&plan);
+    assert_eq!(st["phase"], "Failed");
+    assert_eq!(cond(&st, "Failed")["reason"], "KeyspacesUnknown");
+    assert!(plan.operations.is_empty());
+}
+
+#[test]
+fn pods_not_ready_by_the_deadline_fail_the_restore_and_keep_the_parameters() {
+    let spec = json!({"readyDeadlineSeconds": 600});
+    let mut st = started("Starting");
+    let related = || {
+        vec![
+            dc(4, &["r1", "r2"], &[("Ready", "False")]),
+            four_nodes(),
+            pod(PODS[0], true),
+            pod(PODS[1], true),
+            pod(PODS[2], false),
+        ]
+    };
+    // Within the deadline: waiting.
+    st["datacenterStopped"] = json!(k8ssandra_policy_sdk::conditions::time(NOW - 590_000));
+    let plan = run(job(spec.clone(), st.clone()), related(), vec![]);
+    assert_eq!(status(&plan)["phase"], "Starting");
+    // Past it: Failed naming the pods not Ready; the ConfigMap stays, nothing else.
+    st["datacenterStopped"] = json!(k8ssandra_policy_sdk::conditions::time(NOW - 601_000));
+    let plan = run(job(spec.clone(), st.clone()), related(), vec![]);
+    let failed = status(&plan);
+    assert_eq!(failed["phase"], "Failed");
+    assert_eq!(cond(&failed, "Failed")["reason"], "RestoreDeadlineExceeded");
+    let message = failed["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("spec.readyDeadlineSeconds:"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("pods not Ready: {}, {}", PODS[2], PODS[3])),
+        "{message}"
+    );
+    assert_eq!(failed["failed"], json!([PODS[2], PODS[3]]));
+    assert!(plan.operations.is_empty());
+    assert!(config_map(&plan).is_some());
+    // Later reconciles of the failed job keep listing the ConfigMap, and only that.
+    let plan = run(job(spec, failed), related(), vec![]);
+    assert!(config_map(&plan).is_some());
+    assert!(plan.status.is_none() && plan.operations.is_empty() && plan.apply.len() == 1);
+    // The default deadline is hours: an hour after the stop, still waiting.
+    st["datacenterStopped"] = json!(k8ssandra_policy_sdk::conditions::time(NOW - 3_600_000));
+    let plan = run(job(json!({}), st), related(), vec![]);
+    assert_eq!(status(&plan)["phase"], "Starting");
 }
 
 #[test]
@@ -479,7 +640,8 @@ fn admission_names_bad_fields_and_freezes_a_started_restore() {
         "apiVersion": "medusa.k8ssandra.io/v1alpha1", "kind": "MedusaRestoreJob",
         "metadata": {"name": "r1", "namespace": "ns"},
         "spec": {"backup": "", "cassandraDatacenter": "dc1",
-            "keyspaces": ["ok_ks", "bad-ks"], "tables": ["ks.t", "nodot"]},
+            "keyspaces": ["ok_ks", "bad-ks"], "tables": ["ks.t", "nodot"],
+            "readyDeadlineSeconds": 0},
     });
     let fields: Vec<String> = MedusaRestoreJobPolicy::validate(text(base.clone()), None)
         .into_iter()
@@ -491,9 +653,14 @@ fn admission_names_bad_fields_and_freezes_a_started_restore() {
             "spec.backup",
             "spec.keyspaces[1]",
             "spec.tables[1]",
-            "spec.keyspaces"
+            "spec.readyDeadlineSeconds"
         ]
     );
+    // Chosen keyspaces and tables are accepted.
+    let mut ok = base.clone();
+    ok["spec"] = json!({"backup": "b1", "cassandraDatacenter": "dc1",
+        "keyspaces": ["shop"], "tables": ["logs.events"], "readyDeadlineSeconds": 60});
+    assert_eq!(MedusaRestoreJobPolicy::validate(text(ok), None), Vec::new());
 
     let mut old = base.clone();
     old["spec"] = json!({"backup": "b1", "cassandraDatacenter": "dc1"});

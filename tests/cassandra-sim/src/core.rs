@@ -3273,7 +3273,13 @@ impl World {
                 ),
             );
         }
-        let data = crate::data::restored(&current, &part.data, &env);
+        let data = match crate::data::restored(&current, &part.data, &env) {
+            Ok(data) => data,
+            Err(why) => {
+                self.violate("restore_not_in_backup", &at.cluster, pod, &why);
+                return;
+            }
+        };
         if let Some(n) = self.node_mut(&at) {
             n.data = data;
             n.last_restore = Some(env.restore_key.clone());

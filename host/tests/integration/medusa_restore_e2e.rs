@@ -4,9 +4,10 @@
 //! `envFrom`, as the k8ssandra-cluster policy renders it), and the simulator, whose nodes
 //! hold data. State A → backup → state B → restore: the datacenter stops, every pod
 //! restores state A in its init container, the datacenter comes back Ready and its roles
-//! are re-created. A restore of one keyspace leaves another at state B. A scale-up
-//! afterwards starts only the new node and restores nothing. An unknown backup, or one of
-//! another size, fails the job and stops nothing.
+//! are re-created. A restore of one keyspace (the `<kc>-medusa` ConfigMap's module on the
+//! init container's path, the names in the restore ConfigMap) leaves another at state B. A
+//! scale-up afterwards starts only the new node and restores nothing. An unknown backup,
+//! one of another size, or a keyspace the schema lacks fails the job and stops nothing.
 
 use crate::support;
 
@@ -62,6 +63,14 @@ spec:
             - configMapRef:
                 name: dc1-medusa-restore
                 optional: true
+          volumeMounts:
+            - name: demo-medusa
+              mountPath: /etc/medusa
+      volumes:
+        - name: demo-medusa
+          configMap:
+            name: demo-medusa
+            optional: true
       containers:
         - name: medusa
           image: docker.io/k8ssandra/medusa:0.22.3
@@ -168,6 +177,14 @@ async fn a_restore_brings_the_backed_up_state_back_and_leaves_nothing_behind() -
     .await
     .map_err(|e| e.context(diag()))?;
 
+    // The keyspaces exist in the schema (a selective restore restores no schema).
+    for ks in ["shop", "logs"] {
+        sim.create_keyspace(&cassandra_sim::KeyspaceRequest {
+            cluster: CLUSTER.into(),
+            name: ks.into(),
+            replication: BTreeMap::from([("dc1".to_string(), 3)]),
+        });
+    }
     // State A, backed up.
     write_state(sim, "A");
     apply_yaml(&client, &backup_job("b-a"), NS).await?;
@@ -244,31 +261,35 @@ spec:
         assert!(failed.data["status"]["finishTime"].is_string());
         assert!(failed.data["status"].get("datacenterStopped").is_none());
     }
-    // A restore of chosen keyspaces is refused (at admission when the webhook runs, else by
-    // the policy): Medusa's restore step restores whole nodes, and would overwrite the rest.
-    match apply_yaml(&client, &restore_job("r-shop-only", "b-a", &["shop"]), NS).await {
-        Err(e) => assert!(format!("{e:#}").contains("spec.keyspaces"), "{e:#}"),
-        Ok(_) => {
-            let failed = wait_for("r-shop-only Failed", Duration::from_secs(60), || async {
-                let j = restores.get("r-shop-only").await.ok()?;
-                (cond_status(&j.data, "Failed").as_deref() == Some("True")).then_some(j)
-            })
-            .await
-            .map_err(|e| e.context(diag()))?;
-            let c = condition(&failed.data, "Failed")
-                .cloned()
-                .unwrap_or_default();
-            assert_eq!(c["reason"], "SelectiveRestoreUnsupported", "{c}");
-            assert!(
-                c["message"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .starts_with("spec.keyspaces:"),
-                "{c}"
-            );
-            assert!(failed.data["status"].get("datacenterStopped").is_none());
-        }
-    }
+    // A restore of a keyspace the schema lacks: Failed naming the field, nothing stopped.
+    apply_yaml(
+        &client,
+        &restore_job("r-no-such-keyspace", "b-a", &["shop", "nosuch"]),
+        NS,
+    )
+    .await?;
+    let failed = wait_for(
+        "r-no-such-keyspace Failed",
+        Duration::from_secs(60),
+        || async {
+            let j = restores.get("r-no-such-keyspace").await.ok()?;
+            (cond_status(&j.data, "Failed").as_deref() == Some("True")).then_some(j)
+        },
+    )
+    .await
+    .map_err(|e| e.context(diag()))?;
+    let c = condition(&failed.data, "Failed")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(c["reason"], "KeyspaceNotFound", "{c}");
+    assert!(
+        c["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("spec.keyspaces[1]: keyspace nosuch not in the schema"),
+        "{c}"
+    );
+    assert!(failed.data["status"].get("datacenterStopped").is_none());
     assert!(config_maps.get_opt("dc1-medusa-restore").await?.is_none());
     let dc = dcs.get("dc1").await?;
     assert_ne!(cond_status(&dc.data, "Stopped").as_deref(), Some("True"));
@@ -406,6 +427,54 @@ spec:
         .map(|p| p.pod)
         .collect();
     assert_eq!(prepared.len(), 3, "{prepared:?}");
+
+    // A restore of one keyspace: shop back at A, logs kept at B, on every pod.
+    wait_for(
+        "dc1 Ready after r-again",
+        Duration::from_secs(120),
+        || async { support::dc_ready(&dcs, "dc1").await.then_some(()) },
+    )
+    .await?;
+    write_state(sim, "B");
+    apply_yaml(&client, &restore_job("r-shop", "b-a", &["shop"]), NS).await?;
+    let saw_names = Arc::new(AtomicBool::new(false));
+    let shop = wait_for("r-shop Complete", Duration::from_secs(300), || {
+        let (config_maps, restores) = (config_maps.clone(), restores.clone());
+        let saw = saw_names.clone();
+        async move {
+            if let Ok(Some(cm)) = config_maps.get_opt("dc1-medusa-restore").await {
+                let data = cm.data.unwrap_or_default();
+                if data.get("MEDUSA_RESTORE_KEYSPACES").map(String::as_str) == Some("shop")
+                    && data.get("PYTHONPATH").map(String::as_str)
+                        == Some("/etc/medusa:/home/cassandra")
+                {
+                    saw.store(true, Ordering::SeqCst);
+                }
+            }
+            let j = restores.get("r-shop").await.ok()?;
+            (cond_status(&j.data, "Complete").as_deref() == Some("True")).then_some(j)
+        }
+    })
+    .await
+    .map_err(|e| e.context(diag()))?;
+    assert!(
+        saw_names.load(Ordering::SeqCst),
+        "the restore ConfigMap never named keyspace shop with the module on PYTHONPATH"
+    );
+    assert!(all_at(sim, "shop.orders", "A"), "{:?}", versions(sim));
+    assert!(all_at(sim, "logs.events", "B"), "{:?}", versions(sim));
+    let shop_key = shop.data["status"]["restoreKey"]
+        .as_str()
+        .unwrap_or_default();
+    let restored = restores_with_key(sim, shop_key);
+    assert_eq!(restored.len(), 3, "one restore per pod: {restored:?}");
+    assert!(
+        restored.iter().all(|e| e
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("keyspaces=shop "))),
+        "{restored:?}"
+    );
 
     // A scale-up afterwards starts only the new node: the others keep their pods, and
     // nothing restores.

@@ -9,7 +9,7 @@ RUN rustup target add wasm32-wasip2
 COPY . .
 RUN cargo build --release --locked -p k8ssandra-host \
  && cargo build --locked --target wasm32-wasip2 --profile wasm \
-      -p cassandra-datacenter -p k8ssandra-cluster -p k8ssandra-task -p cassandra-task -p stargate -p reaper -p repair-schedule -p medusa-backup-job -p medusa-task -p medusa-restore-job -p medusa-backup-schedule -p medusa-configuration -p scheduled-task \
+      -p cassandra-datacenter -p k8ssandra-cluster -p k8ssandra-task -p cassandra-task -p stargate -p reaper -p repair-schedule -p repair-run -p medusa-backup-job -p medusa-task -p medusa-restore-job -p medusa-backup-schedule -p medusa-configuration -p scheduled-task \
  && mkdir -p /out/plugins \
  && cp target/release/k8ssandra-operator /out/ \
  && cp target/wasm32-wasip2/wasm/cassandra_datacenter.wasm /out/plugins/cassandra-datacenter.wasm \
@@ -19,6 +19,7 @@ RUN cargo build --release --locked -p k8ssandra-host \
  && cp target/wasm32-wasip2/wasm/stargate.wasm /out/plugins/stargate.wasm \
  && cp target/wasm32-wasip2/wasm/reaper.wasm /out/plugins/reaper.wasm \
  && cp target/wasm32-wasip2/wasm/repair_schedule.wasm /out/plugins/repair-schedule.wasm \
+ && cp target/wasm32-wasip2/wasm/repair_run.wasm /out/plugins/repair-run.wasm \
  && cp target/wasm32-wasip2/wasm/medusa_backup_job.wasm /out/plugins/medusa-backup-job.wasm \
  && cp target/wasm32-wasip2/wasm/medusa_task.wasm /out/plugins/medusa-task.wasm \
  && cp target/wasm32-wasip2/wasm/medusa_restore_job.wasm /out/plugins/medusa-restore-job.wasm \

@@ -27,7 +27,7 @@ rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
 bin_dir="$(tests/testenv/build-binaries.sh | tail -n 1)"
 export TESTENV_BIN_DIR="$bin_dir" PATH="$bin_dir:$PATH"
 cargo build -q -p k8ssandra-host -p k8ssandra-testenv -p cassandra-sim
-cargo build -q --target wasm32-wasip2 --profile wasm -p cassandra-datacenter -p k8ssandra-cluster -p k8ssandra-task -p cassandra-task -p stargate -p reaper -p repair-schedule -p medusa-backup-job -p medusa-task -p medusa-restore-job -p medusa-backup-schedule -p medusa-configuration -p scheduled-task
+cargo build -q --target wasm32-wasip2 --profile wasm -p cassandra-datacenter -p k8ssandra-cluster -p k8ssandra-task -p cassandra-task -p stargate -p reaper -p repair-schedule -p repair-run -p medusa-backup-job -p medusa-task -p medusa-restore-job -p medusa-backup-schedule -p medusa-configuration -p scheduled-task
 target="${CARGO_TARGET_DIR:-$root/target}"
 testenv_bin="$target/debug/testenv"
 mkdir -p "$state/plugins"
@@ -37,7 +37,7 @@ cp "$target/wasm32-wasip2/wasm/cassandra_datacenter.wasm" "$target/wasm32-wasip2
   "$target/wasm32-wasip2/wasm/medusa_backup_job.wasm" "$target/wasm32-wasip2/wasm/medusa_task.wasm" \
   "$target/wasm32-wasip2/wasm/medusa_backup_schedule.wasm" "$target/wasm32-wasip2/wasm/scheduled_task.wasm" \
   "$target/wasm32-wasip2/wasm/medusa_configuration.wasm" "$target/wasm32-wasip2/wasm/medusa_restore_job.wasm" \
-  "$target/wasm32-wasip2/wasm/repair_schedule.wasm" "$state/plugins/"
+  "$target/wasm32-wasip2/wasm/repair_schedule.wasm" "$target/wasm32-wasip2/wasm/repair_run.wasm" "$state/plugins/"
 
 say "starting 2 local Kubernetes clusters"
 kubeconfig="$state/kubeconfig"

@@ -13,6 +13,7 @@
 //! | `control`     | `control.k8ssandra.io/v1alpha1` CassandraTask, ScheduledTask, K8ssandraTask |
 //! | `reaper`, `stargate`, `medusa` | written by the Reaper/Stargate/Medusa engineer      |
 //! | `repair_schedule` | `reaper.k8ssandra.io/v1alpha1` RepairSchedule (declared Reaper schedules) |
+//! | `repair_run`  | `reaper.k8ssandra.io/v1alpha1` RepairRun (one-off Reaper repairs)    |
 //!
 //! Shared by every kind (use these, do not redefine them):
 //! - [`meta`]: label/annotation holders (`Tags`, `ResourceMeta`, `CassandraClusterMeta`,
@@ -43,6 +44,7 @@ pub mod names;
 pub mod policies;
 pub mod quantity;
 pub mod reaper;
+pub mod repair_run;
 pub mod repair_schedule;
 pub mod replication;
 pub mod schema;
@@ -61,6 +63,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
     crds.extend(control::crds());
     crds.extend(reaper::crds());
     crds.extend(repair_schedule::crds());
+    crds.extend(repair_run::crds());
     crds.extend(stargate::crds());
     crds.extend(medusa::crds());
     crds

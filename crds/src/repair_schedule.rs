@@ -63,30 +63,13 @@ fn number_or_string(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-/// A Reaper repair schedule for one keyspace of a K8ssandraCluster.
-#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
-#[kube(
-    group = "reaper.k8ssandra.io",
-    version = "v1alpha1",
-    kind = "RepairSchedule",
-    plural = "repairschedules",
-    singular = "repairschedule",
-    namespaced,
-    status = "RepairScheduleStatus",
-    printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.cluster"),
-    printcolumn(name = "Keyspace", type_ = "string", json_path = ".spec.keyspace"),
-    printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
-    printcolumn(name = "Next", type_ = "string", json_path = ".status.nextActivation"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
-)]
+/// What to repair and how: the part of the spec a RepairSchedule and a RepairRun share
+/// (flattened into both, so the manifests keep these fields at the top of `spec`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct RepairScheduleSpec {
+pub struct RepairSpec {
     /// Name of the K8ssandraCluster whose keyspace is repaired, in this namespace. Its
-    /// Reaper (a Running one, or the one `reaperRef` names) runs the schedule.
+    /// Reaper (a Running one, or the one `reaperRef` names) runs the repair.
     pub cluster: String,
 
     /// The Reaper to use instead of the cluster's own, e.g. a control-plane Reaper the
@@ -136,6 +119,33 @@ pub struct RepairScheduleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 4))]
     pub repair_thread_count: Option<u32>,
+}
+
+/// A Reaper repair schedule for one keyspace of a K8ssandraCluster.
+#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "reaper.k8ssandra.io",
+    version = "v1alpha1",
+    kind = "RepairSchedule",
+    plural = "repairschedules",
+    singular = "repairschedule",
+    namespaced,
+    status = "RepairScheduleStatus",
+    printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.cluster"),
+    printcolumn(name = "Keyspace", type_ = "string", json_path = ".spec.keyspace"),
+    printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
+    printcolumn(name = "Next", type_ = "string", json_path = ".status.nextActivation"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RepairScheduleSpec {
+    /// What to repair and how.
+    #[serde(flatten)]
+    pub repair: RepairSpec,
 
     /// Days between two runs, at least 1. Defaults to 7.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -232,7 +242,7 @@ mod tests {
             .unwrap();
             assert_eq!(r.spec.days_between, Some(3));
             assert_eq!(
-                r.spec.repair_parallelism,
+                r.spec.repair.repair_parallelism,
                 Some(RepairParallelism::DatacenterAware)
             );
         }

@@ -203,6 +203,7 @@ fn embedded_types(kind: &str) -> Option<Vec<EmbeddedType>> {
         "K8ssandraTask" => of::<control::K8ssandraTask>(),
         "Reaper" => of::<reaper::Reaper>(),
         "RepairSchedule" => of::<k8ssandra_api::repair_schedule::RepairSchedule>(),
+        "RepairRun" => of::<k8ssandra_api::repair_run::RepairRun>(),
         "Stargate" => of::<stargate::Stargate>(),
         "MedusaBackupJob" => of::<medusa::MedusaBackupJob>(),
         "MedusaBackup" => of::<medusa::MedusaBackup>(),

@@ -76,6 +76,7 @@ generated (create) and replicated (patch).
     - medusatasks
     - reapers
     - repairschedules
+    - repairruns
     - replicatedsecrets
     - stargates
   verbs: [get, list, watch, patch]
@@ -134,6 +135,7 @@ generated (create) and replicated (patch).
     - medusatasks/status
     - reapers/status
     - repairschedules/status
+    - repairruns/status
     - replicatedsecrets/status
     - stargates/status
   verbs: [patch]

@@ -3,16 +3,7 @@
 
 use serde_json::Value;
 
-const PARALLELISMS: [&str; 3] = ["SEQUENTIAL", "PARALLEL", "DATACENTER_AWARE"];
-
-/// The intensity of a spec value: a number, or a string holding one.
-pub fn intensity_of(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok(),
-        _ => None,
-    }
-}
+use k8ssandra_repair::check::{boolean, check_repair, spec_of, uint};
 
 /// Whether `t` is an ISO-8601 date and time, `YYYY-MM-DDTHH:MM:SS`, optionally with `Z`.
 fn iso_datetime(t: &str) -> bool {
@@ -27,89 +18,13 @@ fn iso_datetime(t: &str) -> bool {
         })
 }
 
-fn uint(spec: &Value, field: &str, min: u64, max: u64, out: &mut Vec<(String, String)>) {
-    let Some(v) = spec.get(field).filter(|v| !v.is_null()) else {
-        return;
-    };
-    match v.as_u64() {
-        Some(n) if (min..=max).contains(&n) => {}
-        _ if max == u64::MAX => out.push((
-            format!("spec.{field}"),
-            format!("{v} is not allowed: use a whole number of at least {min}"),
-        )),
-        _ => out.push((
-            format!("spec.{field}"),
-            format!("{v} is not allowed: use a whole number from {min} to {max}"),
-        )),
-    }
-}
-
-fn strings(spec: &Value, field: &str, out: &mut Vec<(String, String)>) {
-    let Some(v) = spec.get(field).filter(|v| !v.is_null()) else {
-        return;
-    };
-    let ok = v
-        .as_array()
-        .is_some_and(|a| a.iter().all(|x| x.as_str().is_some_and(|s| !s.is_empty())));
-    if !ok {
-        out.push((
-            format!("spec.{field}"),
-            "must be a list of non-empty names".to_string(),
-        ));
-    }
-}
-
 /// Every broken rule of the object.
 pub fn check(obj: &Value) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let Some(spec) = obj.get("spec").filter(|s| s.is_object()) else {
-        return vec![("spec".to_string(), "is required".to_string())];
+    let spec = match spec_of(obj) {
+        Ok(s) => s,
+        Err(e) => return e,
     };
-    for field in ["cluster", "keyspace"] {
-        if spec
-            .get(field)
-            .and_then(Value::as_str)
-            .is_none_or(|s| s.trim().is_empty())
-        {
-            let what = if field == "cluster" {
-                "the name of the K8ssandraCluster in this namespace"
-            } else {
-                "the keyspace to repair"
-            };
-            out.push((format!("spec.{field}"), format!("is required: {what}")));
-        }
-    }
-    if let Some(v) = spec.get("intensity").filter(|v| !v.is_null()) {
-        match intensity_of(v) {
-            Some(x) if x > 0.0 && x <= 1.0 => {}
-            _ => out.push((
-                "spec.intensity".to_string(),
-                format!(
-                    "{v} is outside (0, 1]: the share of time spent repairing, greater than 0 and at most 1"
-                ),
-            )),
-        }
-    }
-    let parallelism = spec.get("repairParallelism").filter(|v| !v.is_null());
-    if let Some(p) = parallelism
-        && !p.as_str().is_some_and(|s| PARALLELISMS.contains(&s))
-    {
-        out.push((
-            "spec.repairParallelism".to_string(),
-            format!(
-                "{p} is not a repair parallelism: use SEQUENTIAL, PARALLEL or DATACENTER_AWARE"
-            ),
-        ));
-    }
-    if spec.get("incremental").and_then(Value::as_bool) == Some(true)
-        && let Some(p) = parallelism.and_then(Value::as_str)
-        && p != "PARALLEL"
-    {
-        out.push((
-            "spec.repairParallelism".to_string(),
-            format!("{p} is not allowed with incremental: true; incremental repairs run PARALLEL"),
-        ));
-    }
+    let mut out = check_repair(spec);
     if let Some(v) = spec.get("daysBetween").filter(|v| !v.is_null())
         && v.as_u64().is_none_or(|d| d == 0)
     {
@@ -118,12 +33,7 @@ pub fn check(obj: &Value) -> Vec<(String, String)> {
             format!("{v} is not allowed: the days between two runs, a whole number of at least 1"),
         ));
     }
-    uint(spec, "segmentCountPerNode", 1, u64::MAX, &mut out);
-    uint(spec, "repairThreadCount", 1, 4, &mut out);
     uint(spec, "percentUnrepairedThreshold", 1, 100, &mut out);
-    for field in ["tables", "blacklistedTables", "datacenters", "nodes"] {
-        strings(spec, field, &mut out);
-    }
     if let Some(t) = spec.get("triggerTime").filter(|v| !v.is_null())
         && !t.as_str().is_some_and(iso_datetime)
     {
@@ -132,22 +42,8 @@ pub fn check(obj: &Value) -> Vec<(String, String)> {
             format!("{t} is not an ISO-8601 time in UTC such as 2026-12-08T02:00:00"),
         ));
     }
-    for field in ["incremental", "adaptive", "paused"] {
-        if let Some(v) = spec.get(field).filter(|v| !v.is_null())
-            && !v.is_boolean()
-        {
-            out.push((format!("spec.{field}"), format!("{v} is not true or false")));
-        }
-    }
-    if let Some(r) = spec.get("reaperRef").filter(|v| !v.is_null())
-        && r.get("name")
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-    {
-        out.push((
-            "spec.reaperRef.name".to_string(),
-            "is required when reaperRef is given: the name of a Reaper".to_string(),
-        ));
+    for field in ["adaptive", "paused"] {
+        boolean(spec, field, &mut out);
     }
     out
 }

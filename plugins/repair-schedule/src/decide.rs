@@ -14,26 +14,26 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8ssandra_api::k8ssandra::K8ssandraCluster;
-use k8ssandra_api::labels::K8SSANDRA_CLUSTER_NAME_LABEL;
-use k8ssandra_api::reaper::{REAPER_LABEL, Reaper, ReaperProgress};
 use k8ssandra_api::repair_schedule::{
-    CONDITION_READY, DEFAULT_DAYS_BETWEEN, DEFAULT_INTENSITY, OWNER, RepairParallelism as Par,
-    RepairRunStatus, RepairSchedule, RepairScheduleStatus,
+    CONDITION_READY, DEFAULT_DAYS_BETWEEN, OWNER, RepairParallelism as Par, RepairSchedule,
+    RepairScheduleStatus,
 };
 use k8ssandra_policy_sdk::bindings::k8ssandra::policy::types::{
-    ReaperAccess, ReaperClusterRef, ReaperRepair, ReaperSchedule, ReaperScheduleRef,
-    ReaperScheduleState, ReaperScheduleUpdate, RepairParallelism,
+    ReaperAccess, ReaperClusterRef, ReaperSchedule, ReaperScheduleRef, ReaperScheduleState,
+    ReaperScheduleUpdate,
 };
 use k8ssandra_policy_sdk::conditions::{Cond, conditions};
 use k8ssandra_policy_sdk::{
     EventType, NodeRef, OperationKind, Outcome, Plan, PolicyError, Snapshot,
 };
+use k8ssandra_repair::check::intensity_of;
+use k8ssandra_repair::repair::{id_of, par_name, parallelism, parse_list, repair, run_status};
+use k8ssandra_repair::target::{candidates, cluster_of, target};
 use serde_json::Value;
 
-use crate::check::{check, intensity_of};
+use crate::check::check;
 
 /// Finalizer held while Reaper may have our schedule.
 pub const FINALIZER: &str = "reaper.k8ssandra.io/repair-schedule";
@@ -108,196 +108,16 @@ fn created(s: &Snapshot) -> Option<String> {
         .and_then(|v| id_of(&v))
 }
 
-fn pod_ready(p: &Pod) -> bool {
-    let st = p.status.as_ref();
-    p.metadata.deletion_timestamp.is_none()
-        && st
-            .and_then(|s| s.pod_ip.as_deref())
-            .is_some_and(|ip| !ip.is_empty())
-        && st
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// A Reaper to run the schedule through and a ready pod of it.
-pub struct Target {
-    pub reaper: Reaper,
-    pub cluster: String,
-    pub pod: NodeRef,
-}
-
-impl Target {
-    fn access(&self) -> ReaperAccess {
-        ReaperAccess {
-            ui_secret: self
-                .reaper
-                .spec
-                .template
-                .ui_user_secret_ref
-                .as_ref()
-                .map(|r| r.name.clone())
-                .filter(|n| !n.is_empty()),
-        }
-    }
-
-    fn label(&self) -> String {
-        format!(
-            "{}/{}/{}",
-            self.cluster,
-            self.reaper
-                .metadata
-                .namespace
-                .as_deref()
-                .unwrap_or_default(),
-            self.reaper.metadata.name.as_deref().unwrap_or_default()
-        )
-    }
-}
-
-/// The Reapers that may run the schedule: the one `reaperRef` names, else the cluster's
-/// `reaperRef`, else those made for the cluster (label `k8ssandra.io/cluster-name`). With
-/// `running`, only those whose status is `Running` (the cluster is registered with them).
-/// Sorted by (cluster, name): Reapers of one cluster with `cassandra` storage share their
-/// state, so any of them will do, always the same one.
-fn candidates(
-    s: &Snapshot,
-    rs: &RepairSchedule,
-    kc: &K8ssandraCluster,
-    running: bool,
-) -> Vec<(String, Reaper)> {
-    let ns = rs.metadata.namespace.clone().unwrap_or_default();
-    let by_ref = rs
-        .spec
-        .reaper_ref
-        .as_ref()
-        .map(|r| (r.name.clone(), r.namespace.clone()))
-        .or_else(|| {
-            let r = kc.spec.reaper.as_ref()?.reaper_ref.as_ref()?;
-            Some((r.name.clone()?, r.namespace.clone()))
-        });
-    let kc_name = kc.metadata.name.clone().unwrap_or_default();
-    let mut out: Vec<(String, Reaper)> = s
-        .related_by_kind::<Reaper>("Reaper")
-        .into_iter()
-        .filter(|(_, r)| r.metadata.deletion_timestamp.is_none())
-        .filter(|(_, r)| match &by_ref {
-            Some((name, rns)) => {
-                r.metadata.name.as_deref() == Some(name.as_str())
-                    && r.metadata.namespace.as_deref()
-                        == Some(rns.as_deref().filter(|n| !n.is_empty()).unwrap_or(&ns))
-            }
-            None => r
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(K8SSANDRA_CLUSTER_NAME_LABEL))
-                .is_some_and(|n| *n == kc_name),
-        })
-        .filter(|(_, r)| {
-            !running
-                || r.status.as_ref().and_then(|st| st.progress) == Some(ReaperProgress::Running)
-        })
-        .collect();
-    out.sort_by(|a, b| (&a.0, &a.1.metadata.name).cmp(&(&b.0, &b.1.metadata.name)));
-    out
-}
-
-/// The first candidate with a ready pod, and whether any candidate has a pod at all.
-fn target(s: &Snapshot, cands: Vec<(String, Reaper)>) -> (Option<Target>, bool) {
-    let pods = s.related_of::<Pod>();
-    let mut any = false;
-    for (cluster, reaper) in cands {
-        let name = reaper.metadata.name.clone().unwrap_or_default();
-        let ns = reaper.metadata.namespace.clone().unwrap_or_default();
-        let mut mine: Vec<&Pod> = pods
-            .iter()
-            .filter(|(c, p)| {
-                *c == cluster
-                    && p.metadata.namespace.as_deref() == Some(ns.as_str())
-                    && p.metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get(REAPER_LABEL))
-                        .is_some_and(|v| *v == name)
-            })
-            .map(|(_, p)| p)
-            .collect();
-        any |= !mine.is_empty();
-        mine.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-        if let Some(p) = mine.into_iter().find(|p| pod_ready(p)) {
-            let pod = NodeRef {
-                cluster: cluster.clone(),
-                namespace: ns,
-                pod: p.metadata.name.clone().unwrap_or_default(),
-            };
-            return (
-                Some(Target {
-                    reaper,
-                    cluster,
-                    pod,
-                }),
-                true,
-            );
-        }
-    }
-    (None, any)
-}
-
-fn parallelism(rs: &RepairSchedule) -> Par {
-    match rs.spec.repair_parallelism {
-        Some(p) => p,
-        // Incremental repairs run in parallel; Reaper refuses anything else for them.
-        None if rs.spec.incremental == Some(true) => Par::Parallel,
-        None => Par::DatacenterAware,
-    }
-}
-
-fn par_name(p: Par) -> &'static str {
-    match p {
-        Par::Sequential => "SEQUENTIAL",
-        Par::Parallel => "PARALLEL",
-        Par::DatacenterAware => "DATACENTER_AWARE",
-    }
-}
-
-fn list(v: &Option<Vec<String>>) -> Vec<String> {
-    let set: BTreeSet<String> = v.iter().flatten().cloned().collect();
-    set.into_iter().collect()
-}
-
 /// The schedule Reaper must have.
 pub fn desired(rs: &RepairSchedule, cluster_name: &str, access: ReaperAccess) -> ReaperSchedule {
     let spec = &rs.spec;
+    let cause = format!(
+        "RepairSchedule {}/{}",
+        rs.metadata.namespace.as_deref().unwrap_or_default(),
+        rs.metadata.name.as_deref().unwrap_or_default()
+    );
     ReaperSchedule {
-        repair: ReaperRepair {
-            access,
-            cluster_name: cluster_name.to_string(),
-            keyspace: spec.keyspace.clone(),
-            tables: list(&spec.tables),
-            blacklisted_tables: list(&spec.blacklisted_tables),
-            datacenters: list(&spec.datacenters),
-            nodes: list(&spec.nodes),
-            owner: OWNER.to_string(),
-            parallelism: match parallelism(rs) {
-                Par::Sequential => RepairParallelism::Sequential,
-                Par::Parallel => RepairParallelism::Parallel,
-                Par::DatacenterAware => RepairParallelism::DatacenterAware,
-            },
-            intensity: spec
-                .intensity
-                .as_ref()
-                .and_then(intensity_of)
-                .unwrap_or(DEFAULT_INTENSITY),
-            incremental: spec.incremental.unwrap_or(false),
-            segment_count_per_node: spec.segment_count_per_node,
-            repair_thread_count: spec.repair_thread_count,
-            timeout_minutes: None,
-            cause: format!(
-                "RepairSchedule {}/{}",
-                rs.metadata.namespace.as_deref().unwrap_or_default(),
-                rs.metadata.name.as_deref().unwrap_or_default()
-            ),
-        },
+        repair: repair(&spec.repair, cluster_name, access, cause, None),
         days_between: spec.days_between.unwrap_or(DEFAULT_DAYS_BETWEEN),
         trigger_time: spec.trigger_time.clone(),
         adaptive: spec.adaptive.unwrap_or(false),
@@ -356,14 +176,6 @@ fn is_ours(v: &Value) -> bool {
     v.get("owner").and_then(Value::as_str) == Some(OWNER)
 }
 
-fn id_of(v: &Value) -> Option<String> {
-    match v.get("id")? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 /// Our schedule among Reaper's: the one the status names, else one repairing the same.
 pub fn ours<'a>(
     listed: &'a [Value],
@@ -380,13 +192,6 @@ pub fn ours<'a>(
                 .filter(|v| is_ours(v))
                 .find(|v| same_scope(v, want))
         })
-}
-
-fn parse_list(body: &str) -> Vec<Value> {
-    serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
 }
 
 /// The status being built, with the previous one for the conditions' transition times.
@@ -473,16 +278,7 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
     // Held from the start: a finalizer cannot be added once the deletion is asked.
     plan.finalizers = Some(vec![FINALIZER.to_string()]);
     let ns = rs.metadata.namespace.clone().unwrap_or_default();
-    let Some(kc) = s
-        .related_by_kind::<K8ssandraCluster>("K8ssandraCluster")
-        .into_iter()
-        .filter(|(c, _)| c.is_empty())
-        .map(|(_, k)| k)
-        .find(|k| {
-            k.metadata.name.as_deref() == Some(rs.spec.cluster.as_str())
-                && k.metadata.namespace.as_deref() == Some(ns.as_str())
-        })
-    else {
+    let Some(kc) = cluster_of(s, &rs.spec.repair, &ns) else {
         plan.requeue_after(WAIT_MS);
         out.ready(
             &mut plan,
@@ -491,13 +287,13 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
             REASON_NO_CLUSTER,
             format!(
                 "spec.cluster: no K8ssandraCluster {:?} in namespace {ns:?}",
-                rs.spec.cluster
+                rs.spec.repair.cluster
             ),
         )?;
         return Ok(plan);
     };
     let cluster_name = kc.sanitized_name();
-    let (target, _) = target(s, candidates(s, &rs, &kc, true));
+    let (target, _) = target(s, candidates(s, &rs.spec.repair, &ns, &kc, true));
     let Some(t) = target else {
         plan.requeue_after(WAIT_MS);
         out.ready(
@@ -507,7 +303,7 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
             REASON_NO_REAPER,
             format!(
                 "waiting for a Running Reaper of K8ssandraCluster {} with a ready pod (spec.reaper of the cluster, or spec.reaperRef)",
-                rs.spec.cluster
+                rs.spec.repair.cluster
             ),
         )?;
         return Ok(plan);
@@ -515,7 +311,7 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
     out.status.reaper = Some(t.label());
     let access = t.access();
     let want = desired(&rs, &cluster_name, access.clone());
-    let par = parallelism(&rs);
+    let par = parallelism(&rs.spec.repair);
     let n = changes_made(s);
     let idle = prev.last_run.as_ref().is_some_and(|r| {
         matches!(
@@ -648,7 +444,7 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
                     "RepairScheduleChanged",
                     format!(
                         "{what}: schedule of keyspace {} in Reaper {}",
-                        rs.spec.keyspace,
+                        rs.spec.repair.keyspace,
                         t.label()
                     ),
                 );
@@ -668,7 +464,7 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
                     s.now_ms,
                     format!(
                         "Reaper's schedule of keyspace {} is being brought to the spec",
-                        rs.spec.keyspace
+                        rs.spec.repair.keyspace
                     ),
                 )?;
             }
@@ -678,7 +474,7 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
                     s.now_ms,
                     format!(
                         "Reaper's schedule of keyspace {} is being brought to the spec ({what})",
-                        rs.spec.keyspace
+                        rs.spec.repair.keyspace
                     ),
                 )?;
             }
@@ -693,7 +489,7 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
                             REASON_CONFLICT,
                             format!(
                                 "spec.keyspace: Reaper already has a schedule of keyspace {:?} with the same tables, of another owner (never changed by the operator); remove it or declare other tables ({m})",
-                                rs.spec.keyspace
+                                rs.spec.repair.keyspace
                             ),
                         )
                     } else if missing && lower.contains("keyspace") {
@@ -701,7 +497,7 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
                             REASON_KEYSPACE,
                             format!(
                                 "spec.keyspace: Reaper refused a schedule of keyspace {:?}: it must exist in Cassandra cluster {cluster_name} ({m})",
-                                rs.spec.keyspace
+                                rs.spec.repair.keyspace
                             ),
                         )
                     } else {
@@ -734,7 +530,7 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
                     || (r.get("scheduleId").is_none_or(Value::is_null)
                         && r.get("owner").and_then(Value::as_str) == Some(OWNER)
                         && r.get("keyspace").and_then(Value::as_str)
-                            == Some(rs.spec.keyspace.as_str()))
+                            == Some(rs.spec.repair.keyspace.as_str()))
             }) {
                 out.status.last_run = Some(run_status(r));
             }
@@ -752,7 +548,7 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
             format!(
                 "Reaper {} has schedule {id} for keyspace {}",
                 t.label(),
-                rs.spec.keyspace
+                rs.spec.repair.keyspace
             ),
         );
     }
@@ -764,24 +560,11 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
         format!(
             "Reaper {} has schedule {id} of keyspace {} ({})",
             t.label(),
-            rs.spec.keyspace,
+            rs.spec.repair.keyspace,
             if active { "active" } else { "paused" }
         ),
     )?;
     Ok(plan)
-}
-
-fn run_status(r: &Value) -> RepairRunStatus {
-    let s = |f: &str| r.get(f).and_then(Value::as_str).map(str::to_string);
-    let u = |f: &str| r.get(f).and_then(Value::as_u64).map(|x| x as u32);
-    RepairRunStatus {
-        id: id_of(r),
-        state: s("state"),
-        start_time: s("startTime"),
-        end_time: s("endTime"),
-        segments_repaired: u("segmentsRepaired"),
-        total_segments: u("totalSegments"),
-    }
 }
 
 /// Unix milliseconds of an RFC 3339 time in UTC (fractions ignored).
@@ -830,7 +613,7 @@ fn deletion(
             .into_iter()
             .map(|(_, k)| k)
             .find(|k| {
-                k.metadata.name.as_deref() == Some(rs.spec.cluster.as_str())
+                k.metadata.name.as_deref() == Some(rs.spec.repair.cluster.as_str())
                     && k.metadata.namespace.as_deref() == Some(ns)
             })
     });
@@ -839,7 +622,7 @@ fn deletion(
         release(&mut plan);
         return Ok(plan);
     };
-    let (target, any) = target(s, candidates(s, &rs, &kc, false));
+    let (target, any) = target(s, candidates(s, &rs.spec.repair, ns, &kc, false));
     let overdue = s
         .now_ms
         .saturating_sub(parse_rfc3339(at).unwrap_or(s.now_ms))

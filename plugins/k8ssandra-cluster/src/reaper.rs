@@ -2,9 +2,12 @@
 //! REST API:
 //!
 //! - with auth on and internal secrets, the CQL/JMX Secret `<cluster>-reaper` (unless
-//!   `cassandraUserSecretRef` or `reaperRef` is given) and the UI Secret `<cluster>-reaper-ui`
-//!   (unless `uiUserSecretRef` is given), generated once and copied to the datacenters'
-//!   clusters by the ReplicatedSecret that copies the superuser Secret (same labels);
+//!   `cassandraUserSecretRef` is given) and the UI Secret `<cluster>-reaper-ui` (unless
+//!   `uiUserSecretRef` is given), generated once and copied to the datacenters' clusters by
+//!   the ReplicatedSecret that copies the superuser Secret (same labels). Also with
+//!   `reaperRef`, unlike upstream (which then neither generates it nor adds the role): the
+//!   role is added here in every case, so its Secret must exist or the datacenters wait
+//!   for it; a Secret the user made under that name is kept as it is;
 //! - that CQL role added to every datacenter's `users` as a superuser ([`with_user`]);
 //! - with `cassandra` storage and no `reaperRef`, the keyspace (`reaper_db` unless
 //!   `keyspace` says otherwise) created and replicated like the system keyspaces, min(3, size)
@@ -126,7 +129,7 @@ fn secrets(cx: &mut Ctx, t: &ReaperClusterTemplate) {
         return;
     }
     let mut names = Vec::new();
-    if !t.has_reaper_ref() && named(&t.template.cassandra_user_secret_ref).is_none() {
+    if named(&t.template.cassandra_user_secret_ref).is_none() {
         names.push(user_secret_name(&cx.cluster_name));
     }
     if t.template.ui_user_secret_ref.is_none() {

@@ -7,6 +7,8 @@
 //! fails to answer gets `Ready=False` with reason [`REASON_UNREACHABLE`] and the calls are
 //! retried with a backoff; the workload is left as it is.
 
+use std::collections::BTreeSet;
+
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8ssandra_api::cassandra::{CassandraDatacenter, DatacenterConditionType as T, PROGRESS_READY};
@@ -366,6 +368,54 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
     if let Some(c) = &cluster_name {
         workload["metadata"]["annotations"][CLUSTER_ANNOTATION] = json!(c);
     }
+    // A control-plane Reaper: clusters that stopped referencing it are deregistered, and
+    // the workload remembers the others (they are registered below).
+    let pods = register::reaper_pods(s, &name, &ns);
+    let wanted: Vec<register::Wanted> = match &cluster_name {
+        Some(c) => vec![register::Wanted {
+            name: c.clone(),
+            seeds: register::seed_hosts(s, c, None, &dc_ns).0,
+        }],
+        None => referencing_clusters(s, &name, &ns),
+    };
+    if control_plane {
+        let known = register::registered(s);
+        let referenced: BTreeSet<String> = referencing(s, &name, &ns)
+            .iter()
+            .map(K8ssandraCluster::sanitized_name)
+            .collect();
+        let gone = register::deregister_unreferenced(
+            s,
+            &mut plan,
+            pods.0.first(),
+            &access(&reaper),
+            &known,
+            &referenced,
+        );
+        for c in &gone.done {
+            plan.event(
+                EventType::Normal,
+                "ClusterDeregistered",
+                format!("{c} no longer references Reaper {name}: removed from it"),
+            );
+        }
+        if let Some(m) = &gone.failing {
+            plan.event(
+                EventType::Warning,
+                "DeregistrationFailed",
+                format!("Reaper {name}: {m} (retrying)"),
+            );
+        }
+        let mut remembered = gone.left;
+        for w in &wanted {
+            let since = known.get(&w.name).copied().unwrap_or(s.now_ms);
+            remembered.insert(w.name.clone(), since);
+        }
+        if !remembered.is_empty() {
+            workload["metadata"]["annotations"][register::REGISTERED_ANNOTATION] =
+                json!(serde_json::to_string(&remembered).unwrap_or_default());
+        }
+    }
     plan.apply("", &workload)?;
     plan.apply("", &inputs.service())?;
     for o in telemetry::objects(&inputs, served) {
@@ -404,13 +454,6 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
             format!("Reaper {name} is ready"),
         );
     }
-    let wanted: Vec<register::Wanted> = match &cluster_name {
-        Some(c) => vec![register::Wanted {
-            name: c.clone(),
-            seeds: register::seed_hosts(s, c, None, &dc_ns).0,
-        }],
-        None => referencing_clusters(s, &name, &ns),
-    };
     let names: Vec<String> = wanted.iter().map(|w| w.name.clone()).collect();
     let svc = service_name(&name);
     let (ok_reason, ok_message) = if control_plane {
@@ -440,7 +483,6 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
         && prev_ready
             .as_ref()
             .is_some_and(|c| c.status == "True" && c.message.as_deref() == Some(&ok_message));
-    let pods = register::reaper_pods(s, &name, &ns);
     let state = match pods.0.first() {
         _ if wanted.is_empty() => register::Registered::Yes,
         Some(pod) => register::register(s, &mut plan, pod, &access(&reaper), &wanted),
@@ -514,18 +556,18 @@ fn access(r: &Reaper) -> ReaperAccess {
     }
 }
 
-/// The K8ssandraClusters of the namespace whose `spec.reaper.reaperRef` names this
-/// (control-plane) Reaper, with their seeds from every cluster the host knows.
-fn referencing_clusters(s: &Snapshot, name: &str, ns: &str) -> Vec<register::Wanted> {
-    let mut out: Vec<register::Wanted> = s
-        .related_by_kind::<K8ssandraCluster>("K8ssandraCluster")
+/// The K8ssandraClusters of the namespace, not being deleted, whose `spec.reaper.reaperRef`
+/// names this (control-plane) Reaper.
+fn referencing(s: &Snapshot, name: &str, ns: &str) -> Vec<K8ssandraCluster> {
+    s.related_by_kind::<K8ssandraCluster>("K8ssandraCluster")
         .into_iter()
         .filter(|(c, kc)| {
             c.is_empty()
                 && kc.metadata.deletion_timestamp.is_none()
                 && kc.metadata.namespace.as_deref() == Some(ns)
         })
-        .filter(|(_, kc)| {
+        .map(|(_, kc)| kc)
+        .filter(|kc| {
             kc.spec
                 .reaper
                 .as_ref()
@@ -537,7 +579,15 @@ fn referencing_clusters(s: &Snapshot, name: &str, ns: &str) -> Vec<register::Wan
                             .is_none_or(|n| n.is_empty() || n == ns)
                 })
         })
-        .filter_map(|(_, kc)| {
+        .collect()
+}
+
+/// The clusters referencing this (control-plane) Reaper ([`referencing`]) that are ready
+/// to register, with their seeds from every cluster the host knows.
+fn referencing_clusters(s: &Snapshot, name: &str, ns: &str) -> Vec<register::Wanted> {
+    let mut out: Vec<register::Wanted> = referencing(s, name, ns)
+        .into_iter()
+        .filter_map(|kc| {
             let cluster = kc.sanitized_name();
             let (seeds, dcs) = register::seed_hosts(s, &cluster, None, ns);
             let declared = kc
@@ -599,7 +649,10 @@ fn deletion(s: &Snapshot, raw: &Value, at: &str) -> Result<Plan, PolicyError> {
         names = referencing_clusters(s, &name, &ns)
             .into_iter()
             .map(|w| w.name)
+            .chain(register::registered(s).into_keys())
             .collect();
+        names.sort();
+        names.dedup();
     }
     let access = reaper
         .as_ref()

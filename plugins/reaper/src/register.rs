@@ -351,6 +351,84 @@ pub fn deregister(
     }
 }
 
+/// Annotation on a control-plane Reaper's workload: the clusters registered with it through
+/// a `reaperRef`, as JSON `{"<name>": <since, Unix ms>}`. Kept on the workload (not in
+/// memory) so a cluster that stops referencing the Reaper is deregistered also after an
+/// operator restart; `since` tells one registration from a later one of the same name.
+pub const REGISTERED_ANNOTATION: &str = "reaper.k8ssandra.io/registered-clusters";
+
+/// The clusters [`REGISTERED_ANNOTATION`] of the live workload names.
+pub fn registered(s: &Snapshot) -> BTreeMap<String, u64> {
+    let key = format!(
+        "/metadata/annotations/{}",
+        REGISTERED_ANNOTATION.replace('/', "~1")
+    );
+    s.children
+        .iter()
+        .filter(|o| o.cluster.is_empty())
+        .filter_map(|o| o.value().ok())
+        .filter_map(|v| v.pointer(&key).and_then(Value::as_str).map(str::to_string))
+        .filter_map(|a| serde_json::from_str::<BTreeMap<String, u64>>(&a).ok())
+        .fold(BTreeMap::new(), |mut acc, m| {
+            acc.extend(m);
+            acc
+        })
+}
+
+/// Where the deregistration of clusters no longer referencing the Reaper stands.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Unreferenced {
+    /// Still to deregister (calls in flight or failing), with their `since`.
+    pub left: BTreeMap<String, u64>,
+    /// Deregistered by this plan's outcomes.
+    pub done: Vec<String>,
+    /// A failure just retried, to tell the user (at most once per attempt).
+    pub failing: Option<String>,
+}
+
+/// Deregisters every cluster of `known` that `referenced` lacks, once per registration (the
+/// id carries its `since`). The host's `reaper-remove-cluster` refuses while schedules of
+/// other owners or runs in progress remain, so those are never taken along.
+pub fn deregister_unreferenced(
+    s: &Snapshot,
+    plan: &mut Plan,
+    pod: Option<&ReaperPod>,
+    access: &ReaperAccess,
+    known: &BTreeMap<String, u64>,
+    referenced: &BTreeSet<String>,
+) -> Unreferenced {
+    let mut out = Unreferenced::default();
+    for (name, since) in known.iter().filter(|(n, _)| !referenced.contains(*n)) {
+        let Some(pod) = pod else {
+            out.left.insert(name.clone(), *since);
+            continue;
+        };
+        let kind = OperationKind::ReaperRemoveCluster(ReaperClusterRef {
+            access: access.clone(),
+            name: name.clone(),
+        });
+        match call(
+            s,
+            plan,
+            &format!("reaper/unref/{name}/{since}"),
+            &pod.node,
+            kind,
+        ) {
+            Call::Done(_) => out.done.push(name.clone()),
+            Call::Pending => {
+                out.left.insert(name.clone(), *since);
+            }
+            Call::Failed(m, wait) => {
+                out.left.insert(name.clone(), *since);
+                if wait == BACKOFF.poll_ms {
+                    out.failing = Some(format!("deregistering {name}: {m}"));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The cleaned name Reaper knows a Cassandra cluster under.
 pub fn reaper_cluster_name(cluster_name: &str) -> String {
     cleanup_for_kubernetes(cluster_name)

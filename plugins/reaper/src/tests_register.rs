@@ -409,4 +409,84 @@ fn a_control_plane_reaper_registers_every_cluster_that_references_it() {
     );
     assert_eq!(plan.operations[0].target.pod, "cp-reaper-0");
     assert_eq!(status(&plan)["progress"], "Configuring");
+
+    // The workload remembers what it registers; once demo stops referencing the Reaper
+    // (reaperRef removed, or demo deleted), demo is deregistered, exactly once.
+    let sts = applied(&plan, "StatefulSet").remove(0);
+    let key = crate::register::REGISTERED_ANNOTATION;
+    let remembered: std::collections::BTreeMap<String, u64> = serde_json::from_str(
+        sts["metadata"]["annotations"][key]
+            .as_str()
+            .expect("the annotation"),
+    )
+    .unwrap();
+    assert_eq!(remembered.keys().collect::<Vec<_>>(), ["demo"]);
+    let since = remembered["demo"];
+    let mut unref = snapshot(
+        reaper(s.clone()).tap_name("cp-reaper"),
+        vec![
+            json!({"apiVersion": "k8ssandra.io/v1alpha1", "kind": "K8ssandraCluster",
+                   "metadata": {"name": "demo", "namespace": NS}, "spec": {}}),
+            kc("other", "another-reaper"),
+            pod(
+                "cp-reaper-0",
+                json!({"k8ssandra.io/reaper": "cp-reaper"}),
+                "127.0.0.50",
+                true,
+            ),
+        ],
+        vec![rolled_out(sts)],
+    );
+    let remove = format!("reaper/unref/demo/{since}");
+    let plan = run(unref.clone());
+    let removes: Vec<_> = plan
+        .operations
+        .iter()
+        .filter_map(|o| match &o.kind {
+            OperationKind::ReaperRemoveCluster(c) => Some((o.id.clone(), c.name.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(removes, [(remove.clone(), "demo".to_string())]);
+    let still = &applied(&plan, "StatefulSet")[0]["metadata"]["annotations"][key];
+    assert!(
+        still.as_str().unwrap().contains("demo"),
+        "kept until done: {still}"
+    );
+    unref.results.push(OperationResult {
+        id: remove,
+        outcome: Outcome::Succeeded(String::new()),
+        at_ms: unref.now_ms,
+    });
+    let plan = run(unref);
+    assert!(
+        !plan
+            .operations
+            .iter()
+            .any(|o| matches!(o.kind, OperationKind::ReaperRemoveCluster(_))),
+        "{:?}",
+        plan.operations
+    );
+    assert!(
+        applied(&plan, "StatefulSet")[0]["metadata"]["annotations"]
+            .get(key)
+            .is_none(),
+        "demo forgotten"
+    );
+    assert!(
+        plan.events
+            .iter()
+            .any(|e| e.reason == "ClusterDeregistered")
+    );
+}
+
+trait TapName {
+    fn tap_name(self, name: &str) -> Value;
+}
+
+impl TapName for Value {
+    fn tap_name(mut self, name: &str) -> Value {
+        self["metadata"]["name"] = json!(name);
+        self
+    }
 }

@@ -169,9 +169,17 @@ fn reaper_ref_and_auth_off() {
     w.kc["spec"]["reaper"] = json!({"reaperRef": {"name": "shared", "namespace": "ops"}});
     w.kc["metadata"]["generation"] = json!(2);
     let plan = w.plan();
-    // The shared Reaper logs in with this cluster's role; no CQL Secret of its own.
-    let names: Vec<_> = plan.secrets.iter().map(|s| s.name.clone()).collect();
-    assert!(!names.contains(&"demo-reaper".to_string()), "{names:?}");
+    // The shared Reaper logs in with this cluster's role, whose Secret is generated (and
+    // replicated) as without reaperRef: the datacenters would wait for it otherwise.
+    let secret = plan.secrets.iter().find(|s| s.name == "demo-reaper");
+    assert!(
+        secret.is_some_and(|s| s
+            .labels
+            .iter()
+            .any(|(k, _)| k == "k8ssandra.io/cluster-name")),
+        "{:?}",
+        plan.secrets
+    );
     assert_eq!(
         dc_obj(&plan, "dc1")["spec"]["users"],
         json!([{"secretName": "demo-reaper", "superuser": true}])

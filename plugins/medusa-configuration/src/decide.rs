@@ -3,7 +3,8 @@
 use k8s_openapi::api::core::v1::Secret;
 use k8ssandra_api::medusa::{
     CredentialsType, MEDUSA_CONFIGURATION_READY, MEDUSA_CONFIGURATION_SECRET_AVAILABLE,
-    MedusaConfiguration, MedusaConfigurationStatus, Storage,
+    MEDUSA_STORAGE_SECRET_IDENTIFIER_LABEL, MedusaConfiguration, MedusaConfigurationStatus,
+    Storage,
 };
 use k8ssandra_policy_sdk::conditions::{Cond, conditions, is};
 use k8ssandra_policy_sdk::{EventType, Plan, PolicyError, Snapshot};
@@ -113,6 +114,23 @@ fn secret_ref(st: &Storage) -> Option<String> {
         .filter(|n| !n.is_empty())
 }
 
+/// The Secret `name` in `namespace`, as the snapshot shows it (keys only).
+fn find_secret(s: &Snapshot, namespace: &str, name: &str) -> Option<Secret> {
+    s.related_of::<Secret>()
+        .into_iter()
+        .map(|(_, sec)| sec)
+        .find(|sec| {
+            sec.metadata.name.as_deref() == Some(name)
+                && sec.metadata.namespace.as_deref().unwrap_or_default() == namespace
+        })
+}
+
+/// Upstream's value of the storage-Secret label: the first 8 hex digits of the SHA-256 of
+/// the namespace followed by the name.
+pub fn storage_secret_label(name: &str, namespace: &str) -> String {
+    crate::sha256::hex(format!("{namespace}{name}").as_bytes())[..8].to_string()
+}
+
 /// `SecretAvailable`: (status, reason, message).
 fn secret_available(s: &Snapshot, namespace: &str, st: &Storage) -> (bool, &'static str, String) {
     let role_based = st.credentials_type == Some(CredentialsType::RoleBased);
@@ -149,15 +167,7 @@ fn secret_available(s: &Snapshot, namespace: &str, st: &Storage) -> (bool, &'sta
             ),
         );
     }
-    let secret = s
-        .related_of::<Secret>()
-        .into_iter()
-        .map(|(_, sec)| sec)
-        .find(|sec| {
-            sec.metadata.name.as_deref() == Some(name.as_str())
-                && sec.metadata.namespace.as_deref().unwrap_or_default() == namespace
-        });
-    let Some(secret) = secret else {
+    let Some(secret) = find_secret(s, namespace, &name) else {
         return (
             false,
             "SecretNotFound",
@@ -254,6 +264,27 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
         )),
     };
     plan.set_status(&status)?;
+    // The storage Secret gets upstream's label, so it is watched from then on (a change is
+    // seen at once). Only that label is written, on the Secret the snapshot showed (its
+    // UID): it is the user's, never created, adopted or deleted here.
+    if let Some(secret) = secret_ref(&st).and_then(|n| find_secret(s, &namespace, &n))
+        && let Some(uid) = secret.metadata.uid.clone().filter(|u| !u.is_empty())
+    {
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        let label = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "uid": uid,
+                "labels": {
+                    MEDUSA_STORAGE_SECRET_IDENTIFIER_LABEL: storage_secret_label(&name, &namespace),
+                },
+            },
+        });
+        plan.apply(&s.parent.cluster, &label)?;
+    }
     if !secret_ok && secret_ref(&st).is_some() {
         plan.requeue_after(RECHECK_MS);
     }

@@ -17,11 +17,13 @@
 //! never watches Secrets unselected (that would hold every Secret of the cluster in
 //! memory): the policy reads it by name (`storageSecretRef.name`), which the host fetches
 //! for each reconcile without a watch, so while `SecretAvailable` is False the policy
-//! requeues to notice a fixed Secret. Secrets that carry upstream's storage-Secret label
-//! `k8ssandra.io/medusa-storage-secret` are also watched, so a change to one is seen at
-//! once.
+//! requeues to notice a fixed Secret. As upstream does, the policy labels the storage
+//! Secret `k8ssandra.io/medusa-storage-secret=<first 8 hex digits of sha256(namespace +
+//! name)>` (only that label, patched on the Secret it read, by UID); Secrets with that
+//! label are watched, so from then on a change to it is seen at once.
 
 pub mod decide;
+mod sha256;
 
 use k8ssandra_api::medusa::{MEDUSA_STORAGE_SECRET_IDENTIFIER_LABEL, MedusaConfiguration};
 use k8ssandra_policy_sdk::{

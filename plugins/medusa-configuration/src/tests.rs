@@ -257,3 +257,32 @@ fn describe_reads_the_named_secret_and_labelled_ones() {
         ]
     );
 }
+
+#[test]
+fn the_storage_secret_gets_upstreams_label_and_nothing_else() {
+    // sha256("ns" + "bucket-key"), first 8 hex digits, as upstream's HashNameNamespace.
+    assert_eq!(
+        crate::decide::storage_secret_label("bucket-key", "ns"),
+        "f0f54111"
+    );
+    let mut with_uid: Value =
+        serde_json::from_str(&secret("bucket-key", "ns", &["credentials"]).json).unwrap();
+    with_uid["metadata"]["uid"] = json!("uid-7");
+    let related = vec![Object {
+        cluster: String::new(),
+        json: with_uid.to_string(),
+    }];
+    let p = plan(config(s3(), json!({})), related, NOW);
+    assert_eq!(p.apply.len(), 1);
+    let patch: Value = serde_json::from_str(&p.apply[0].json).unwrap();
+    assert_eq!(
+        patch,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {
+            "name": "bucket-key", "namespace": "ns", "uid": "uid-7",
+            "labels": {"k8ssandra.io/medusa-storage-secret": "f0f54111"}}})
+    );
+    // Also while the Secret lacks its key (it is still the storage Secret), but not when
+    // it is missing.
+    let p = plan(config(s3(), json!({})), vec![], NOW);
+    assert!(p.apply.is_empty());
+}

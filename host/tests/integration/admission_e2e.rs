@@ -4,7 +4,9 @@
 //! certificate and puts the CA into the ValidatingWebhookConfiguration; every built-in
 //! policy's `validate` then refuses bad objects with messages naming the field, and admits
 //! the same objects without the fault. A policy that traps or loops in `validate` is refused
-//! under failurePolicy Fail and admitted (with a warning) under Ignore. Then the chart's
+//! under failurePolicy Fail and admitted (with a warning) under Ignore. A wiped caBundle is
+//! put back; a deleted certificate Secret is made again with a new CA, published and
+//! served. Then the chart's
 //! ValidatingAdmissionPolicies are switched on (`helm upgrade`) and deny their own cases.
 //!
 //! One test function on purpose: the cases share one cluster and one install.
@@ -699,6 +701,16 @@ async fn webhook_and_admission_policies_of_the_chart_through_the_api_server() ->
         &["spec.heapSize", "not a positive quantity of bytes"],
     )
     .await?;
+    denied_by_webhook(
+        &client,
+        "a Reaper on local storage without a volume claim",
+        &reaper("rp1", "storageType: local"),
+        &[
+            "spec.storageConfig",
+            "required when spec.storageType is local",
+        ],
+    )
+    .await?;
     admitted(&client, "a Reaper", &reaper("rp1", "heapSize: 1Gi")).await?;
     denied_by_webhook(
         &client,
@@ -741,11 +753,46 @@ async fn webhook_and_admission_policies_of_the_chart_through_the_api_server() ->
     )
     .await?;
     admitted(&client, "a backup job", &medusa_backup_job("bj1", "dc1")).await?;
+    // Once started, a backup job is that backup: its spec stays.
+    let jobs = support::dynamic_api(
+        &client,
+        NS,
+        "medusa.k8ssandra.io",
+        "v1alpha1",
+        "MedusaBackupJob",
+    )
+    .await?;
+    jobs.patch_status(
+        "bj1",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(
+            serde_json::json!({"status": {"startTime": "2026-01-01T00:00:00Z"}}),
+        ),
+    )
+    .await?;
+    denied_by_webhook(
+        &client,
+        "a started backup job pointed at another datacenter",
+        &medusa_backup_job("bj1", "dc2"),
+        &["spec", "cannot change once the backup started"],
+    )
+    .await?;
     denied_by_webhook(
         &client,
         "a restore preparation without a backup",
         &medusa_task("mt1", "prepare_restore", ""),
         &["spec.backupName", "is required for prepare_restore"],
+    )
+    .await?;
+    denied_by_webhook(
+        &client,
+        "a Medusa task on no datacenter",
+        &medusa_task("mt1", "sync", "")
+            .replace("cassandraDatacenter: dc1", "cassandraDatacenter: \"\""),
+        &[
+            "spec.cassandraDatacenter",
+            "must name the CassandraDatacenter",
+        ],
     )
     .await?;
     admitted(
@@ -787,6 +834,19 @@ async fn webhook_and_admission_policies_of_the_chart_through_the_api_server() ->
         &["spec.storageProperties.port", "1-65535"],
     )
     .await?;
+    denied_by_webhook(
+        &client,
+        "a Medusa storage configuration keeping backups for -1 days",
+        &format!(
+            "{}    maxBackupAge: -1\n",
+            medusa_configuration("mc1", 9000)
+        ),
+        &[
+            "spec.storageProperties.maxBackupAge",
+            "must not be negative",
+        ],
+    )
+    .await?;
     admitted(
         &client,
         "a Medusa storage configuration",
@@ -802,6 +862,13 @@ async fn webhook_and_admission_policies_of_the_chart_through_the_api_server() ->
         &["spec.timeZone"],
     )
     .await?;
+    denied_by_webhook(
+        &client,
+        "a backup schedule with an unknown concurrency policy",
+        &medusa_backup_schedule("bs1", "concurrencyPolicy: Sometimes"),
+        &["spec.concurrencyPolicy"],
+    )
+    .await?;
     admitted(
         &client,
         "a backup schedule",
@@ -813,6 +880,16 @@ async fn webhook_and_admission_policies_of_the_chart_through_the_api_server() ->
         "a scheduled task at minute 61",
         &scheduled_task("st1", "61 * * * *"),
         &["spec.schedule", "61"],
+    )
+    .await?;
+    denied_by_webhook(
+        &client,
+        "a scheduled task without jobs",
+        &scheduled_task("st1", "0 3 * * *").replace(
+            "    jobs:\n      - name: cleanup\n        command: cleanup\n",
+            "    jobs: []\n",
+        ),
+        &["spec.taskDetails.jobs", "at least one job"],
     )
     .await?;
     admitted(
@@ -846,7 +923,13 @@ async fn webhook_and_admission_policies_of_the_chart_through_the_api_server() ->
     drop(op);
 
     // failurePolicy Ignore admits them (the API server passes the warning on).
-    let op = setup.operator(&["--webhook-failure-policy", "Ignore"])?;
+    let op = setup.operator(&[
+        "--webhook-failure-policy",
+        "Ignore",
+        // Checks the certificate and the caBundle every 2 s instead of 30 (see below).
+        "--webhook-check-seconds",
+        "2",
+    ])?;
     op.wait_ready(Duration::from_secs(300)).await?;
     wait_for(
         "a trapping validate admitted under Ignore",
@@ -872,6 +955,55 @@ async fn webhook_and_admission_policies_of_the_chart_through_the_api_server() ->
         &["spec.config.cassandra-yaml.num_tokens"],
     )
     .await?;
+
+    // The operator keeps the CA bundle in the webhook configuration: wiped by hand, the
+    // same bundle comes back.
+    let mut wiped = configs.get(FULLNAME).await?;
+    for w in wiped.webhooks.iter_mut().flatten() {
+        w.client_config.ca_bundle = None;
+    }
+    configs
+        .replace(FULLNAME, &kube::api::PostParams::default(), &wiped)
+        .await?;
+    wait_for(
+        "the wiped caBundle restored",
+        Duration::from_secs(60),
+        || async { (ca_bundle(&configs.get(FULLNAME).await.ok()?)? == bundle).then_some(()) },
+    )
+    .await
+    .map_err(|e| e.context(op.log_text()))?;
+    // Its certificate Secret deleted: a new CA and serving certificate are made, the new CA
+    // published, the new certificate served (the API server trusts it: requests are judged).
+    let secrets = Api::<Secret>::namespaced(client.clone(), NS);
+    secrets
+        .delete(
+            &format!("{FULLNAME}-webhook-cert"),
+            &kube::api::DeleteParams::default(),
+        )
+        .await?;
+    let bundle = wait_for("a new CA published", Duration::from_secs(60), || async {
+        ca_bundle(&configs.get(FULLNAME).await.ok()?).filter(|b| *b != bundle)
+    })
+    .await
+    .map_err(|e| e.context(op.log_text()))?;
+    let remade = secrets
+        .get(&format!("{FULLNAME}-webhook-cert"))
+        .await
+        .context("the certificate Secret made again")?
+        .data
+        .context("Secret data")?;
+    assert_eq!(String::from_utf8_lossy(&remade["ca.crt"].0), bundle);
+    wait_for(
+        "the webhook judging with its new certificate",
+        Duration::from_secs(60),
+        || async {
+            let e = refusal(&client, &dc("solo", "demo", 3, 32, "")).await?;
+            e.contains("admission webhook \"validate.k8ssandra.io\" denied the request")
+                .then_some(())
+        },
+    )
+    .await
+    .map_err(|e| e.context(op.log_text()))?;
 
     // The chart's ValidatingAdmissionPolicies. The API server runs them before webhooks.
     let mut upgrade = vec![

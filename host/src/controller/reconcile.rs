@@ -537,6 +537,12 @@ impl PolicyController {
     }
 
     /// Whether the policy owns this kind (declared in `owns`).
+    fn read_by_name(&self, api_version: &str, kind: &str) -> bool {
+        self.named_reads
+            .iter()
+            .any(|r| r.kind.kind == kind && r.kind.api_version == api_version)
+    }
+
     fn owns(&self, api_version: &str, kind: &str) -> bool {
         self.owned
             .iter()
@@ -595,16 +601,29 @@ impl PolicyController {
                 // size on a claim): patched where it exists, never created, adopted or
                 // pruned. The live UID goes into the patch, so an object deleted since the
                 // cache saw it is refused by the API server instead of being recreated.
-                let Some(live) = cached(&self.reads, &obj.cluster, &api_version, &kind, &ns, &name)
-                else {
-                    tracing::debug!(policy = %self.policy.info.name, kind = %kind, namespace = %ns, name = %name,
-                        "not patching an object the policy does not own and the cache does not hold");
-                    continue;
-                };
-                if let Some(Value::Object(meta)) = value.pointer_mut("/metadata") {
-                    meta.insert("uid".into(), live.metadata.uid.clone().into());
+                match cached(&self.reads, &obj.cluster, &api_version, &kind, &ns, &name) {
+                    Some(live) => {
+                        if let Some(Value::Object(meta)) = value.pointer_mut("/metadata") {
+                            meta.insert("uid".into(), live.metadata.uid.clone().into());
+                        }
+                        Some(live)
+                    }
+                    // Read by name (fetched for the snapshot, not watched): patched only
+                    // with the UID the policy saw there, so it is never created either.
+                    None if self.read_by_name(&api_version, &kind)
+                        && value
+                            .pointer("/metadata/uid")
+                            .and_then(Value::as_str)
+                            .is_some_and(|u| !u.is_empty()) =>
+                    {
+                        None
+                    }
+                    None => {
+                        tracing::debug!(policy = %self.policy.info.name, kind = %kind, namespace = %ns, name = %name,
+                            "not patching an object the policy does not own and the cache does not hold");
+                        continue;
+                    }
                 }
-                Some(live)
             };
             if owned && crate::apply::adopts(&api_version, &kind) {
                 self.stamp(key, &obj.cluster, parent, &mut value);

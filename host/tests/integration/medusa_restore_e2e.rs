@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use cassandra_sim::medusa::MedusaSettings;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
@@ -77,6 +77,30 @@ spec:
           ports:
             - name: grpc
               containerPort: 50051
+"#;
+
+const STORAGE: &str = r#"
+apiVersion: v1
+kind: Secret
+metadata:
+  name: bucket-key
+  namespace: restores
+stringData:
+  credentials: |
+    [default]
+    aws_access_key_id = a
+---
+apiVersion: medusa.k8ssandra.io/v1alpha1
+kind: MedusaConfiguration
+metadata:
+  name: storage
+  namespace: restores
+spec:
+  storageProperties:
+    storageProvider: s3_compatible
+    bucketName: backups
+    storageSecretRef:
+      name: bucket-key
 "#;
 
 fn backup_job(name: &str) -> String {
@@ -146,6 +170,7 @@ async fn a_restore_brings_the_backed_up_state_back_and_leaves_nothing_behind() -
             "cassandra-datacenter",
             "medusa-backup-job",
             "medusa-restore-job",
+            "medusa-configuration",
         ],
     )
     .await?;
@@ -167,6 +192,35 @@ async fn a_restore_brings_the_backed_up_state_back_and_leaves_nothing_behind() -
     let diag = || tail(&std::fs::read_to_string(&log).unwrap_or_default(), 60);
 
     apply_yaml(&client, DC, NS).await?;
+    // The storage Secret of a MedusaConfiguration gets upstream's label
+    // (sha256("restores" + "bucket-key"), first 8 hex digits); its data stays.
+    apply_yaml(&client, STORAGE, NS).await?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    wait_for(
+        "storage Secret labelled",
+        Duration::from_secs(60),
+        || async {
+            let s = secrets.get("bucket-key").await.ok()?;
+            (s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("k8ssandra.io/medusa-storage-secret"))
+                .map(String::as_str)
+                == Some("9910fe5a"))
+            .then_some(s)
+        },
+    )
+    .await
+    .map_err(|e| e.context(diag()))
+    .map(|s| {
+        assert!(
+            s.data
+                .unwrap_or_default()
+                .get("credentials")
+                .is_some_and(|v| v.0 == b"[default]\naws_access_key_id = a\n"),
+            "the Secret's data changed"
+        )
+    })?;
     wait_for(
         "dc1 Ready with 3 nodes",
         Duration::from_secs(240),

@@ -3,16 +3,22 @@
 //!
 //! Steps, each recorded in `status.phase` so an operator restart resumes where it was:
 //! 1. `Validating`: the backup exists, is complete, and fits the datacenter (node count,
-//!    datacenter name, rack names and sizes); otherwise `Failed=True` naming the field and
-//!    the rule, and nothing is stopped.
+//!    datacenter name, rack names and sizes); for chosen `spec.keyspaces`/`spec.tables`,
+//!    every pod's `medusa-restore` init container mounts the `<kc>-medusa` ConfigMap at
+//!    `/etc/medusa` (whose `sitecustomize.py` makes Medusa restore only those) and each
+//!    keyspace exists in the schema (`ListKeyspaces` on a ready node). Otherwise
+//!    `Failed=True` naming the field and the rule, and nothing is stopped.
 //! 2. The mapping: the backup's nodes by rack (sorted), hosts sorted, onto the pods
 //!    `<sts>-<i>` of the same rack (or of the single rack `default`).
 //! 3. `Stopping`: the ConfigMap `<dc>-medusa-restore` (BACKUP_NAME, RESTORE_KEY,
-//!    RESTORE_MAPPING, optional RESTORE_KEYSPACES/RESTORE_TABLES) exists, and the
-//!    cassandra-datacenter policy stops the datacenter because of this phase — its spec is
-//!    never touched, so nothing of the restore stays in the pod template (KO #1058).
+//!    RESTORE_MAPPING; for a selective restore also PYTHONPATH, MEDUSA_RESTORE_KEYSPACES,
+//!    MEDUSA_RESTORE_TABLES) exists, and the cassandra-datacenter policy stops the
+//!    datacenter because of this phase — its spec is never touched, so nothing of the
+//!    restore stays in the pod template (KO #1058).
 //! 4. `Starting`: the datacenter resumes; each pod's `medusa-restore` init container reads
-//!    the ConfigMap and restores; a pod running again and ready is finished.
+//!    the ConfigMap and restores; a pod running again and ready is finished. Past
+//!    `spec.readyDeadlineSeconds` (default 6 h) from the stop: `Failed`, naming the pods not
+//!    Ready; the ConfigMap stays while the job exists (those pods restore before starting).
 //! 5. `Roles`: the ConfigMap is gone (a later pod restores nothing), and the datacenter's
 //!    roles are re-created: the restored `system_auth` holds old passwords.
 //! 6. `Complete`.

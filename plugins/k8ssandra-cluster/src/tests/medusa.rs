@@ -573,3 +573,18 @@ fn a_refused_spec_keeps_the_live_config_maps() {
         dc_obj(&plan, "dc1")["spec"]
     );
 }
+
+#[test]
+fn the_config_map_ships_the_selective_restore_module_beside_medusa_ini() {
+    let plan = world_with(medusa_s3()).plan();
+    let (_, cm) = &config_maps(&plan)[0];
+    let module = cm["data"]["sitecustomize.py"].as_str().unwrap_or_default();
+    // The volume the init container already mounts at /etc/medusa carries it: no template
+    // change. It acts only on the restore's names.
+    assert!(
+        module.contains("MEDUSA_RESTORE_KEYSPACES") && module.contains("MEDUSA_RESTORE_TABLES")
+    );
+    assert!(module.contains("medusa.restore_node"));
+    let data: Vec<&String> = cm["data"].as_object().unwrap().keys().collect();
+    assert_eq!(data, ["medusa.ini", "sitecustomize.py"]);
+}

@@ -13,6 +13,7 @@
 //! Run: `cargo bench -p k8ssandra-host --bench multicluster_ready`
 //! (env `MULTICLUSTER_BENCH_RUNS`, default 3). It measures; nothing here asserts a duration.
 
+mod common;
 #[path = "../tests/integration/support/mod.rs"]
 mod support;
 
@@ -20,93 +21,26 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use cassandra_sim::{CassandraState, SimOptions, Simulator};
+use cassandra_sim::CassandraState;
+use kube::Api;
 use kube::api::{DeleteParams, DynamicObject, GroupVersionKind};
 use kube::discovery::pinned_kind;
-use kube::{Api, Client};
 use serde_json::json;
 
-use k8ssandra_testenv::{TestEnv, TestEnvOptions};
-use support::{
-    Operator, add_client_config, apply_yaml, create_namespace, install_crds, wait_crd, wait_for,
-};
-
-const OP_NS: &str = "k8ssandra-operator";
+use common::{DcSpec, Setup, ThreeClusters, dc_exists, dc_state, kc_manifest, median};
+use support::{apply_yaml, wait_for};
 
 fn manifest(ns: &str, name: &str) -> String {
-    let mut out = format!(
-        r#"apiVersion: k8ssandra.io/v1alpha1
-kind: K8ssandraCluster
-metadata:
-  name: {name}
-  namespace: {ns}
-spec:
-  cassandra:
-    serverVersion: "4.1.5"
-    storageConfig:
-      cassandraDataVolumeClaimSpec:
-        storageClassName: standard
-        accessModes: [ReadWriteOnce]
-        resources: {{requests: {{storage: 1Gi}}}}
-    datacenters:
-"#
-    );
-    for (dc, ctx) in [("dc1", "cluster-1"), ("dc2", "cluster-2")] {
-        out.push_str(&format!(
-            "      - metadata: {{name: {dc}}}\n        k8sContext: {ctx}\n        size: 3\n        racks: [{{name: r1, nodeAffinityLabels: {{topology.kubernetes.io/zone: zone-a}}}}, {{name: r2, nodeAffinityLabels: {{topology.kubernetes.io/zone: zone-b}}}}, {{name: r3, nodeAffinityLabels: {{topology.kubernetes.io/zone: zone-c}}}}]\n"
-        ));
-    }
-    out
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v[v.len() / 2]
-    }
-}
-
-/// (Ready, join-state) of one CassandraDatacenter.
-async fn dc_state(client: &Client, ns: &str, name: &str) -> (bool, Option<String>) {
-    let gvk = GroupVersionKind::gvk("cassandra.datastax.com", "v1beta1", "CassandraDatacenter");
-    let Ok((ar, _)) = pinned_kind(client, &gvk).await else {
-        return (false, None);
-    };
-    let Ok(Some(dc)) = Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar)
-        .get_opt(name)
-        .await
-    else {
-        return (false, None);
-    };
-    let ready = dc
-        .data
-        .pointer("/status/conditions")
-        .and_then(|c| c.as_array())
-        .is_some_and(|c| {
-            c.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    let dcs: Vec<DcSpec> = [("dc1", "cluster-1"), ("dc2", "cluster-2")]
+        .iter()
+        .map(|(dc, ctx)| DcSpec {
+            name: dc.to_string(),
+            ctx: ctx.to_string(),
+            size: 3,
+            cassandra_yaml: None,
         })
-        && dc.data.pointer("/status/cassandraOperatorProgress") == Some(&json!("Ready"));
-    let join = dc
-        .metadata
-        .annotations
-        .and_then(|a| a.get("k8ssandra.io/join-state").cloned());
-    (ready, join)
-}
-
-async fn dc_exists(client: &Client, ns: &str, name: &str) -> bool {
-    let gvk = GroupVersionKind::gvk("cassandra.datastax.com", "v1beta1", "CassandraDatacenter");
-    let Ok((ar, _)) = pinned_kind(client, &gvk).await else {
-        return false;
-    };
-    matches!(
-        Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar)
-            .get_opt(name)
-            .await,
-        Ok(Some(_))
-    )
+        .collect();
+    kc_manifest(ns, name, &dcs, false)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -116,77 +50,17 @@ async fn main() -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    let env = TestEnv::start(TestEnvOptions {
-        clusters: 3,
+    let env = ThreeClusters::start(Setup {
         nodes_per_cluster: 3,
-        ..Default::default()
+        node_max_pods: 250,
+        data_plane_policies: vec!["cassandra-datacenter"],
+        operator_args: vec![],
+        sim_config: json!({ "bootstrap_delay_ms": 0 }),
     })
     .await?;
-    let (cp, a, b) = (
-        env.cluster(0).client(),
-        env.cluster(1).client(),
-        env.cluster(2).client(),
-    );
-    for c in [&cp, &a, &b] {
-        install_crds(c, &k8ssandra_api::all_crds_yaml()).await?;
-        create_namespace(c, OP_NS).await?;
-    }
-    wait_crd(&cp, "k8ssandra.io", "v1alpha1", "K8ssandraCluster").await?;
-    wait_crd(&cp, "config.k8ssandra.io", "v1beta1", "ClientConfig").await?;
-    for i in [1usize, 2] {
-        let ctx = env.cluster(i).context_name().to_string();
-        add_client_config(
-            &cp,
-            OP_NS,
-            &ctx,
-            &format!("{ctx}-kubeconfig"),
-            env.cluster(i).kubeconfig_yaml(),
-        )
-        .await?;
-    }
-
-    let mut sim_opts = SimOptions::default();
-    sim_opts.config.bootstrap_delay = Duration::ZERO;
-    let sim = Simulator::start(
-        sim_opts,
-        vec![
-            (env.cluster(1).context_name().to_string(), a.clone()),
-            (env.cluster(2).context_name().to_string(), b.clone()),
-        ],
-    )
-    .await?;
-
-    let tmp = tempfile::tempdir()?;
-    let mut operators = Vec::new();
-    for (i, policy, extra) in [
-        (0usize, "k8ssandra-cluster", vec![]),
-        (1, "cassandra-datacenter", vec!["--control-plane=false"]),
-        (2, "cassandra-datacenter", vec!["--control-plane=false"]),
-    ] {
-        let op = Operator::start_for(
-            &tmp.path().join(format!("op{i}")),
-            env.cluster(i),
-            &[policy],
-            &extra,
-        )?;
-        op.wait_ready(Duration::from_secs(120)).await?;
-        operators.push(op);
-    }
-    // Both ClientConfigs turned into clients before the clock starts.
-    wait_for(
-        "both data planes registered",
-        Duration::from_secs(60),
-        || async {
-            let configured = operators[0]
-                .log_text()
-                .matches("cluster client configured")
-                .count();
-            (configured >= 2).then_some(())
-        },
-    )
-    .await?;
+    let (cp, a, b, sim) = (&env.cp, &env.a, &env.b, &env.sim);
     let kgvk = GroupVersionKind::gvk("k8ssandra.io", "v1alpha1", "K8ssandraCluster");
-    let (kar, _) = pinned_kind(&cp, &kgvk).await?;
+    let (kar, _) = pinned_kind(cp, &kgvk).await?;
 
     println!(
         "| bootstrap delay | run | apply → dc1 Ready (s) | apply → both Ready (s) | apply → dc2 joined (s) |"
@@ -202,22 +76,20 @@ async fn main() -> Result<()> {
             run_id += 1;
             let ns = format!("mbench-{run_id}");
             let name = format!("m{run_id}");
-            for c in [&cp, &a, &b] {
-                create_namespace(c, &ns).await?;
-            }
+            env.create_namespace(&ns).await?;
             let started = Instant::now();
-            apply_yaml(&cp, &manifest(&ns, &name), &ns).await?;
+            apply_yaml(cp, &manifest(&ns, &name), &ns).await?;
             let first: Cell<Option<f64>> = Cell::new(None);
             let both: Cell<Option<f64>> = Cell::new(None);
             wait_for(
                 "both Ready and dc2 joined",
                 Duration::from_secs(900),
                 || async {
-                    let (r1, _) = dc_state(&a, &ns, "dc1").await;
+                    let (r1, _) = dc_state(a, &ns, "dc1").await;
                     if r1 && first.get().is_none() {
                         first.set(Some(started.elapsed().as_secs_f64()));
                     }
-                    let (r2, join) = dc_state(&b, &ns, "dc2").await;
+                    let (r2, join) = dc_state(b, &ns, "dc2").await;
                     let nodes = sim.state().cluster(&name).map_or(0, |c| {
                         c.nodes
                             .iter()
@@ -246,7 +118,7 @@ async fn main() -> Result<()> {
                 .delete(&name, &DeleteParams::default())
                 .await?;
             wait_for("datacenters deleted", Duration::from_secs(300), || async {
-                (!dc_exists(&a, &ns, "dc1").await && !dc_exists(&b, &ns, "dc2").await).then_some(())
+                (!dc_exists(a, &ns, "dc1").await && !dc_exists(b, &ns, "dc2").await).then_some(())
             })
             .await?;
         }
@@ -257,6 +129,6 @@ async fn main() -> Result<()> {
             median(&mut joins)
         );
     }
-    drop(operators);
+    drop(env);
     Ok(())
 }

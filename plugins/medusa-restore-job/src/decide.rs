@@ -479,14 +479,25 @@ impl Job<'_> {
                 );
                 return self.fail("RestoreDeadlineExceeded", message);
             }
+            let failing = self.failing_restores(&in_progress);
             let message = format!(
-                "{} of {} pods restored and ready; waiting for {}",
+                "{} of {} pods restored and ready; waiting for {}{}",
                 finished.len(),
                 finished.len() + in_progress.len(),
                 if in_progress.is_empty() {
                     format!("datacenter {} to be Ready", self.dc_name())
                 } else {
                     in_progress.join(", ")
+                },
+                if failing.is_empty() {
+                    String::new()
+                } else {
+                    // Retried by the kubelet; a restore that cannot succeed (a keyspace the
+                    // backup lacks, storage unreachable) shows here long before the deadline.
+                    format!(
+                        "; the {RESTORE_CONTAINER} init container failed on {} (see its log)",
+                        failing.join(", ")
+                    )
                 }
             );
             return self.waiting("Restoring", message);
@@ -504,6 +515,45 @@ impl Job<'_> {
             .event(EventType::Normal, "DatacenterRestored", message);
         self.plan.requeue_after(1_000);
         self.finish_status()
+    }
+
+    /// Pods among `names` whose `medusa-restore` init container exited with an error, with
+    /// the exit code and restart count.
+    fn failing_restores(&self, names: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        for (c, pod) in self.snapshot.related_of::<Pod>() {
+            let Some(name) = pod.metadata.name.clone() else {
+                continue;
+            };
+            if c != self.cluster
+                || pod.metadata.namespace.as_deref() != Some(self.namespace.as_str())
+                || !names.contains(&name)
+            {
+                continue;
+            }
+            let Some(st) = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.init_container_statuses.as_ref())
+                .and_then(|l| l.iter().find(|s| s.name == RESTORE_CONTAINER))
+            else {
+                continue;
+            };
+            let exit = |s: &Option<k8s_openapi::api::core::v1::ContainerState>| {
+                s.as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .map(|t| t.exit_code)
+                    .filter(|code| *code != 0)
+            };
+            if let Some(code) = exit(&st.state).or_else(|| exit(&st.last_state)) {
+                out.push(format!(
+                    "{name} (exit code {code}, {} restarts)",
+                    st.restart_count
+                ));
+            }
+        }
+        out.sort();
+        out
     }
 
     /// The restored `system_auth` holds the roles as they were at backup time: the

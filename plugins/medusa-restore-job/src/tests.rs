@@ -421,9 +421,32 @@ fn pods_not_ready_by_the_deadline_fail_the_restore_and_keep_the_parameters() {
     assert!(plan.operations.is_empty());
     assert!(config_map(&plan).is_some());
     // Later reconciles of the failed job keep listing the ConfigMap, and only that.
-    let plan = run(job(spec, failed), related(), vec![]);
+    let plan = run(job(spec.clone(), failed), related(), vec![]);
     assert!(config_map(&plan).is_some());
     assert!(plan.status.is_none() && plan.operations.is_empty() && plan.apply.len() == 1);
+    // A pod whose restore init container fails is named while waiting.
+    let mut crashing: Value = serde_json::from_str(&pod(PODS[2], false).json).unwrap();
+    crashing["status"]["initContainerStatuses"] = json!([{"name": "medusa-restore",
+        "ready": false, "restartCount": 3, "image": "m", "imageID": "",
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"exitCode": 1}}}]);
+    let mut with_crash = related();
+    with_crash[4] = obj(crashing);
+    st["datacenterStopped"] = json!(k8ssandra_policy_sdk::conditions::time(NOW - 60_000));
+    let plan = run(job(spec.clone(), st.clone()), with_crash, vec![]);
+    let waiting = status(&plan);
+    assert_eq!(waiting["phase"], "Starting");
+    let message = cond(&waiting, "Progressing")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.ends_with(&format!(
+            "the medusa-restore init container failed on {} (exit code 1, 3 restarts) (see its log)",
+            PODS[2]
+        )),
+        "{message}"
+    );
     // The default deadline is hours: an hour after the stop, still waiting.
     st["datacenterStopped"] = json!(k8ssandra_policy_sdk::conditions::time(NOW - 3_600_000));
     let plan = run(job(json!({}), st), related(), vec![]);

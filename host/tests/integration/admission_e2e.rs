@@ -813,11 +813,19 @@ async fn webhook_and_admission_policies_of_the_chart_through_the_api_server() ->
         &["spec.tables[0]", "keyspace.table"],
     )
     .await?;
+    // A restore of chosen keyspaces and tables is admitted (Medusa restores only those,
+    // through the module the <kc>-medusa ConfigMap ships); a deadline must be positive.
+    admitted(
+        &client,
+        "a restore of one keyspace and one table",
+        &medusa_restore_job("mr2", "  keyspaces: [shop]\n  tables: [logs.events]\n"),
+    )
+    .await?;
     denied_by_webhook(
         &client,
-        "a restore of one keyspace (Medusa restores whole nodes)",
-        &medusa_restore_job("mr1", "  keyspaces: [shop]\n"),
-        &["spec.keyspaces", "whole nodes"],
+        "a restore with a deadline of 0 seconds",
+        &medusa_restore_job("mr3", "  readyDeadlineSeconds: 0\n"),
+        &["spec.readyDeadlineSeconds", "positive"],
     )
     .await?;
     admitted(

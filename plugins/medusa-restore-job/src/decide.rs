@@ -224,6 +224,25 @@ impl Job<'_> {
             );
             return self.fail("RestoreContainerNotFound", message);
         }
+        // Each pod restores its own backup where the backup shows which that is: a pod's
+        // tokens and data then stay together whatever the hosts' sort order (upstream maps
+        // by sorted host name, which pairs `sts-10` with `sts-2`).
+        let placed = mapping(&backup, &dc);
+        let own_mapping = own_backups(&backup, placed.keys(), &own);
+        if let (Some(selection), None) = (Selection::of(&self.job), &own_mapping) {
+            // A selective restore keeps every node's tokens (system keyspaces stay), so a
+            // node given another node's backup would hold data for ranges it does not own.
+            let message = format!(
+                "{}: a restore of chosen keyspaces or tables needs every pod's own backup, as \
+                 each node keeps its tokens; the nodes of MedusaBackup {} are not the pods of \
+                 datacenter {} (another datacenter, or nodes replaced since the backup): \
+                 restore whole nodes instead; nothing was stopped",
+                selection.field(),
+                self.job.spec.backup,
+                self.dc_name()
+            );
+            return self.fail("SelectiveRestoreNeedsOwnBackups", message);
+        }
         if let Some(selection) = Selection::of(&self.job) {
             // Without the module Medusa restores every keyspace: refuse before stopping.
             let without: Vec<String> = own
@@ -250,7 +269,7 @@ impl Job<'_> {
                 return self.fail("KeyspaceNotFound", message);
             }
         }
-        let mapping = mapping(&backup, &dc);
+        let mapping = own_mapping.unwrap_or(placed);
         let targets: Vec<String> = mapping.keys().cloned().collect();
         let key = self
             .job
@@ -902,6 +921,43 @@ pub fn fits(backup: &MedusaBackup, dc: &CassandraDatacenter) -> Result<(), (&'st
         ));
     }
     Ok(())
+}
+
+/// Target pod → its own backed-up node, when every target finds exactly one host of the
+/// backup that is itself: its name, its name as the first label of an FQDN, or its current
+/// address (Medusa records what its `fqdn` resolved to). None when any target finds none.
+fn own_backups<'a>(
+    backup: &MedusaBackup,
+    targets: impl Iterator<Item = &'a String>,
+    pods: &[&Pod],
+) -> Option<BTreeMap<String, MappingSource>> {
+    let hosts: Vec<String> = backup_racks(backup).into_values().flatten().collect();
+    let mut out = BTreeMap::new();
+    for target in targets {
+        let ip = pods
+            .iter()
+            .find(|p| p.metadata.name.as_ref() == Some(target))
+            .and_then(|p| p.status.as_ref())
+            .and_then(|s| s.pod_ip.clone());
+        let prefix = format!("{target}.");
+        let mut found = hosts
+            .iter()
+            .filter(|h| *h == target || h.starts_with(&prefix) || Some(*h) == ip.as_ref());
+        let (Some(host), None) = (found.next(), found.next()) else {
+            return None;
+        };
+        out.insert(
+            target.clone(),
+            MappingSource {
+                source: vec![host.clone()],
+                seed: false,
+            },
+        );
+    }
+    let mut used: Vec<&String> = out.values().flat_map(|s| &s.source).collect();
+    used.sort();
+    used.dedup();
+    (used.len() == out.len()).then_some(out)
 }
 
 /// Target pod → the backed-up node it restores: per rack (sorted), the i-th host (sorted)

@@ -250,6 +250,9 @@ fn a_fitting_backup_is_mapped_by_rack_and_host_then_prepared_on_every_node_then_
 
 /// A pod whose `medusa-restore` init container mounts the `<kc>-medusa` ConfigMap at
 /// /etc/medusa, as the k8ssandra-cluster policy renders it.
+/// The address each of [`PODS`] had when [`four_nodes`] was backed up.
+const POD_IPS: [&str; 4] = ["10.0.0.2", "10.0.0.5", "10.0.0.7", "10.0.0.9"];
+
 fn pod_with_module(name: &str) -> Object {
     let mut v: Value = serde_json::from_str(&pod(name, true).json).unwrap();
     v["spec"]["initContainers"][0]["volumeMounts"] =
@@ -260,12 +263,15 @@ fn pod_with_module(name: &str) -> Object {
 
 fn selective_related(module: bool) -> Vec<Object> {
     let mut related = vec![dc(4, &["r1", "r2"], &[("Ready", "True")]), four_nodes()];
-    related.extend(PODS.iter().map(|p| {
-        if module {
+    related.extend(PODS.iter().zip(POD_IPS).map(|(p, ip)| {
+        let pod = if module {
             pod_with_module(p)
         } else {
             pod(p, true)
-        }
+        };
+        let mut v: Value = serde_json::from_str(&pod.json).unwrap();
+        v["status"]["podIP"] = json!(ip);
+        obj(v)
     }));
     related
 }
@@ -693,4 +699,57 @@ fn admission_names_bad_fields_and_freezes_a_started_restore() {
     let v = MedusaRestoreJobPolicy::validate(text(new), Some(text(old)));
     assert_eq!(v.len(), 1);
     assert_eq!(v[0].field, "spec");
+}
+
+#[test]
+fn a_selective_restore_needs_each_pods_own_backup_and_stops_nothing_without_it() {
+    let spec = json!({"keyspaces": ["shop"]});
+    // The pods now have other addresses than the backed-up nodes (replaced since).
+    let mut related = selective_related(true);
+    for o in related
+        .iter_mut()
+        .filter(|o| o.kind().as_deref() == Some("Pod"))
+    {
+        let mut v: Value = serde_json::from_str(&o.json).unwrap();
+        v["status"]["podIP"] = json!("10.9.9.9");
+        *o = obj(v);
+    }
+    let plan = run(job(spec, json!(null)), related, vec![]);
+    let st = status(&plan);
+    assert_eq!(st["phase"], "Failed");
+    assert_eq!(
+        cond(&st, "Failed")["reason"],
+        "SelectiveRestoreNeedsOwnBackups"
+    );
+    assert!(
+        st["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("spec.keyspaces: ")
+    );
+    assert!(st.get("datacenterStopped").is_none() && plan.operations.is_empty());
+}
+
+#[test]
+fn every_pod_restores_its_own_backup_whatever_the_hosts_sort_order() {
+    // Eleven nodes in one rack, recorded by FQDN: sorted as text, sts-10 comes before sts-2,
+    // which upstream's order would hand to sts-2.
+    let names: Vec<String> = (0..11).map(|i| format!("c-dc1-r1-sts-{i}")).collect();
+    let hosts: Vec<String> = names
+        .iter()
+        .map(|n| format!("{n}.c-dc1-all-pods-service.ns"))
+        .collect();
+    let nodes: Vec<(&str, &str, &str)> = hosts.iter().map(|h| (h.as_str(), "r1", "dc1")).collect();
+    let mut related = vec![
+        dc(11, &["r1"], &[("Ready", "True")]),
+        backup(&nodes, "SUCCESS"),
+    ];
+    related.extend(names.iter().map(|n| pod_with_module(n)));
+    let plan = run(job(json!({}), json!(null)), related, vec![]);
+    let st = status(&plan);
+    assert_eq!(st["phase"], "Preparing", "{st}");
+    let map = &st["restoreMapping"]["host_map"];
+    for (n, h) in names.iter().zip(&hosts) {
+        assert_eq!(map[n]["source"], json!([h]), "{n}");
+    }
 }

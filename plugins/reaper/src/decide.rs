@@ -221,6 +221,16 @@ fn hold(
     if warn && !same {
         plan.event(EventType::Warning, reason, message.clone());
     }
+    // A finalizer already held stays asserted: the host releases on deletion only the
+    // finalizers it has seen a plan ask for, and a restarted host has seen none yet.
+    let held = s.parent::<Value>().ok().is_some_and(|raw| {
+        raw.pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| f.iter().any(|f| f == register::FINALIZER))
+    });
+    if held {
+        plan.finalizers = Some(vec![register::FINALIZER.to_string()]);
+    }
     plan.set_status(&status_json(
         prev, progress, false, reason, &message, s.now_ms,
     ))?;

@@ -1,6 +1,7 @@
 //! The rules on the repair part of a spec (`k8ssandra_api::repair_schedule::RepairSpec`),
 //! on its raw JSON: `(field, message)` each, phrased for the user.
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 const PARALLELISMS: [&str; 3] = ["SEQUENTIAL", "PARALLEL", "DATACENTER_AWARE"];
@@ -61,6 +62,22 @@ pub fn spec_of(obj: &Value) -> Result<&Value, Vec<(String, String)>> {
     obj.get("spec")
         .filter(|s| s.is_object())
         .ok_or_else(|| vec![("spec".to_string(), "is required".to_string())])
+}
+
+/// The object parsed when it breaks none of the rules `faults`; else the broken rules in one
+/// message (`field: rule; ...`) for a condition.
+pub fn parse_checked<T: DeserializeOwned>(
+    raw: &Value,
+    faults: &[(String, String)],
+) -> Result<T, String> {
+    if !faults.is_empty() {
+        return Err(faults
+            .iter()
+            .map(|(f, m)| format!("{f}: {m}"))
+            .collect::<Vec<_>>()
+            .join("; "));
+    }
+    serde_json::from_value(raw.clone()).map_err(|e| format!("spec: does not parse: {e}"))
 }
 
 /// Every broken rule of the repair part of `spec`.

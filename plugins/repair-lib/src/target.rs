@@ -7,7 +7,17 @@ use k8ssandra_api::labels::K8SSANDRA_CLUSTER_NAME_LABEL;
 use k8ssandra_api::reaper::{REAPER_LABEL, Reaper, ReaperProgress};
 use k8ssandra_api::repair_schedule::RepairSpec;
 use k8ssandra_policy_sdk::bindings::k8ssandra::policy::types::ReaperAccess;
-use k8ssandra_policy_sdk::{NodeRef, Snapshot};
+use k8ssandra_policy_sdk::{NodeRef, ReadSpec, Snapshot};
+
+/// What a repair policy reads: the cluster a repair names (its Cassandra cluster name, its
+/// reaperRef), and Reapers and their pods wherever they run (the targets of the REST calls).
+pub fn reads() -> Vec<ReadSpec> {
+    vec![
+        ReadSpec::new("k8ssandra.io/v1alpha1", "K8ssandraCluster", ""),
+        ReadSpec::new("reaper.k8ssandra.io/v1alpha1", "Reaper", "").in_all_clusters(),
+        ReadSpec::new("v1", "Pod", REAPER_LABEL).in_all_clusters(),
+    ]
+}
 
 fn pod_ready(p: &Pod) -> bool {
     let st = p.status.as_ref();

@@ -19,6 +19,7 @@ use k8ssandra_policy_sdk::bindings::k8ssandra::policy::types::ReaperClusterRef;
 use k8ssandra_policy_sdk::calls::{self, Backoff, Call};
 use k8ssandra_policy_sdk::conditions::{Cond, conditions, is};
 use k8ssandra_policy_sdk::{EventType, OperationKind, Outcome, Plan, PolicyError, Snapshot};
+use k8ssandra_repair::check::parse_checked;
 use k8ssandra_repair::repair::{id_of, is_over, keyspace_missing, parse_list, repair};
 use k8ssandra_repair::target::{Target, candidates, cluster_of, target};
 use serde_json::Value;
@@ -228,24 +229,12 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
         prev: prev.clone(),
         status: prev.clone(),
     };
-    let faults = check(&raw);
-    let rr: Option<RepairRun> = if faults.is_empty() {
-        serde_json::from_value(raw.clone()).ok()
-    } else {
-        None
-    };
-    let Some(rr) = rr else {
-        let message = if faults.is_empty() {
-            "spec: does not parse".to_string()
-        } else {
-            faults
-                .iter()
-                .map(|(f, m)| format!("{f}: {m}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
-        out.waiting(&mut plan, s.now_ms, REASON_INVALID, message, true)?;
-        return Ok(plan);
+    let rr: RepairRun = match parse_checked(&raw, &check(&raw)) {
+        Ok(rr) => rr,
+        Err(message) => {
+            out.waiting(&mut plan, s.now_ms, REASON_INVALID, message, true)?;
+            return Ok(plan);
+        }
     };
     let spec = &rr.spec.repair;
     let ns = rr.metadata.namespace.clone().unwrap_or_default();

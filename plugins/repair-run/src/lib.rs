@@ -20,10 +20,8 @@
 
 pub mod decide;
 
-use k8ssandra_api::reaper::REAPER_LABEL;
 use k8ssandra_policy_sdk::{
-    KindRef, Plan, PluginInfo, Policy, PolicyError, ReadSpec, Snapshot, Violation, export_policy,
-    violation,
+    KindRef, Plan, PluginInfo, Policy, PolicyError, Snapshot, Violation, export_policy, violation,
 };
 use serde_json::Value;
 
@@ -80,13 +78,7 @@ impl Policy for RepairRunPolicy {
             version: env!("CARGO_PKG_VERSION").into(),
             parent: KindRef::new(REAPER_API_VERSION, "RepairRun"),
             owns: vec![],
-            reads: vec![
-                // The cluster a run names: its Cassandra cluster name, its reaperRef.
-                ReadSpec::new("k8ssandra.io/v1alpha1", "K8ssandraCluster", ""),
-                // Reapers and their pods wherever they run: the targets of the REST calls.
-                ReadSpec::new(REAPER_API_VERSION, "Reaper", "").in_all_clusters(),
-                ReadSpec::new("v1", "Pod", REAPER_LABEL).in_all_clusters(),
-            ],
+            reads: k8ssandra_repair::target::reads(),
             observe_pods: None,
             decorates: None,
         }

@@ -28,7 +28,7 @@ use k8ssandra_policy_sdk::conditions::{Cond, conditions};
 use k8ssandra_policy_sdk::{
     EventType, NodeRef, OperationKind, Outcome, Plan, PolicyError, Snapshot,
 };
-use k8ssandra_repair::check::intensity_of;
+use k8ssandra_repair::check::{intensity_of, parse_checked};
 use k8ssandra_repair::repair::{id_of, par_name, parallelism, parse_list, repair, run_status};
 use k8ssandra_repair::target::{candidates, cluster_of, target};
 use serde_json::Value;
@@ -253,27 +253,15 @@ pub fn reconcile(s: &Snapshot) -> Result<Plan, PolicyError> {
     if let Some(at) = raw.pointer("/metadata/deletionTimestamp") {
         return deletion(s, &raw, &prev, at.as_str().unwrap_or_default());
     }
-    let faults = check(&raw);
-    let rs: Option<RepairSchedule> = if faults.is_empty() {
-        serde_json::from_value(raw.clone()).ok()
-    } else {
-        None
-    };
-    let Some(rs) = rs else {
-        let message = if faults.is_empty() {
-            "spec: does not parse".to_string()
-        } else {
-            faults
-                .iter()
-                .map(|(f, m)| format!("{f}: {m}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
-        if prev_reason(&prev).as_deref() != Some(REASON_INVALID) {
-            plan.event(EventType::Warning, REASON_INVALID, message.clone());
+    let rs: RepairSchedule = match parse_checked(&raw, &check(&raw)) {
+        Ok(rs) => rs,
+        Err(message) => {
+            if prev_reason(&prev).as_deref() != Some(REASON_INVALID) {
+                plan.event(EventType::Warning, REASON_INVALID, message.clone());
+            }
+            out.ready(&mut plan, s.now_ms, false, REASON_INVALID, message)?;
+            return Ok(plan);
         }
-        out.ready(&mut plan, s.now_ms, false, REASON_INVALID, message)?;
-        return Ok(plan);
     };
     // Held from the start: a finalizer cannot be added once the deletion is asked.
     plan.finalizers = Some(vec![FINALIZER.to_string()]);

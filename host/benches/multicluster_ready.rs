@@ -53,6 +53,7 @@ async fn main() -> Result<()> {
     let env = ThreeClusters::start(Setup {
         nodes_per_cluster: 3,
         node_max_pods: 250,
+        node_cpu: "32".into(),
         data_plane_policies: vec!["cassandra-datacenter"],
         operator_args: vec![],
         sim_config: json!({ "bootstrap_delay_ms": 0 }),

@@ -239,6 +239,7 @@ async fn main() -> Result<()> {
     let env = ThreeClusters::start(Setup {
         nodes_per_cluster: 3,
         node_max_pods: per_zone.max(110) as u32,
+        node_cpu: (2 * per_zone).to_string(),
         data_plane_policies: vec!["cassandra-datacenter", "cassandra-task"],
         operator_args: vec![format!("--resync-seconds={resync_s}")],
         sim_config: instant_sim(first_delay),

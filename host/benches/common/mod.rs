@@ -31,6 +31,9 @@ pub struct Setup {
     pub nodes_per_cluster: usize,
     /// Pod capacity of each fake node.
     pub node_max_pods: u32,
+    /// CPU capacity of each fake node: every Cassandra pod requests a whole CPU for its
+    /// config-builder init container, so a node of 32 CPUs takes 32 pods at most.
+    pub node_cpu: String,
     /// Policies of the data-plane operators (the control plane runs `k8ssandra-cluster`).
     pub data_plane_policies: Vec<&'static str>,
     /// Extra arguments of every operator.
@@ -57,6 +60,7 @@ impl ThreeClusters {
             clusters: 3,
             nodes_per_cluster: setup.nodes_per_cluster,
             node_max_pods: setup.node_max_pods,
+            node_cpu: setup.node_cpu,
             ..Default::default()
         })
         .await?;

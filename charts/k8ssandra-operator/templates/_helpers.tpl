@@ -179,7 +179,9 @@ generated (create) and replicated (patch).
 - apiGroups: [""]
   resources: [pods]
   # patch: the seed label on Cassandra pods (cass-operator labels running nodes as seeds).
-  verbs: [list, watch, delete, patch]
+  # get: Medusa, Reaper and CQL operations read their target pod by name (its address,
+  # its containers' ports); nothing more than list already grants.
+  verbs: [get, list, watch, delete, patch]
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
   # patch: volume expansion writes the larger size into existing claims.

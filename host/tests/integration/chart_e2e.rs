@@ -2,8 +2,10 @@
 //! renders in namespace and cluster mode, installs (CRDs included, with Helm's default
 //! Secret storage), upgrades and uninstalls on a real API server; its admission objects are
 //! the generated ones; the RBAC it grants is no broader than needed (rendered) and enough
-//! for the real operator binary to run every built-in policy to completion, namespace- and
-//! cluster-scoped, in control-plane and data-plane mode (no `forbidden` in its log).
+//! for the real operator binary to run every built-in policy to completion (Reaper, repair
+//! schedules, Medusa backups, tasks, configurations and schedules, scheduled tasks too),
+//! namespace- and cluster-scoped, in control-plane and data-plane mode (no `forbidden` in
+//! its log).
 
 use crate::support;
 
@@ -250,10 +252,11 @@ fn chart_renders_namespace_scoped_by_default() -> Result<()> {
         verbs(role, "apps", "statefulsets"),
         sorted(&["get", "list", "watch", "create", "patch", "delete"])
     );
-    // Pods are patched (seed labels) and deleted (restarts), never created.
+    // Pods are read by name (targets of Medusa, Reaper and CQL operations), patched (seed
+    // labels) and deleted (restarts), never created.
     assert_eq!(
         verbs(role, "", "pods"),
-        sorted(&["list", "watch", "patch", "delete"])
+        sorted(&["get", "list", "watch", "patch", "delete"])
     );
     assert_eq!(
         verbs(role, "", "persistentvolumeclaims"),
@@ -584,8 +587,8 @@ async fn chart_installs_and_its_rbac_is_enough_for_every_policy() -> Result<()> 
     .await?;
     let tmp = tempfile::tempdir()?;
     let (namespaced, cluster_wide) = tokio::join!(
-        rbac_scenario(&env, 0, false, NS, tmp.path()),
-        rbac_scenario(&env, 1, true, "apps", tmp.path()),
+        rbac_scenario(&env, &sim, 0, false, NS, tmp.path()),
+        rbac_scenario(&env, &sim, 1, true, "apps", tmp.path()),
     );
     namespaced.context("namespace-scoped")?;
     cluster_wide.context("cluster-scoped")?;
@@ -656,6 +659,7 @@ spec:
 /// every built-in policy, in control-plane then data-plane mode.
 async fn rbac_scenario(
     env: &TestEnv,
+    sim: &cassandra_sim::SimHandle,
     i: usize,
     cluster_scoped: bool,
     workload_ns: &str,
@@ -792,10 +796,19 @@ async fn rbac_scenario(
         (condition(&t.data, "Complete").as_deref() == Some("True")).then_some(())
     };
 
-    // Control plane: a K8ssandraCluster with one local datacenter, then a flush over it.
+    // Control plane: a K8ssandraCluster with one local datacenter, Reaper and Medusa, then
+    // a flush over it.
     let op = operator(true)?;
     op.wait_ready(Duration::from_secs(300)).await?;
     let cluster_name = format!("rbac{i}");
+    apply_yaml(
+        &client,
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: medusa-bucket-key\n  namespace: {workload_ns}\nstringData:\n  credentials: |\n    [default]\n    aws_access_key_id = e2e\n    aws_secret_access_key = e2e\n"
+        ),
+        workload_ns,
+    )
+    .await?;
     apply_yaml(
         &client,
         &format!(
@@ -806,6 +819,15 @@ metadata:
   name: {cluster_name}
   namespace: {workload_ns}
 spec:
+  reaper: {{}}
+  medusa:
+    storageProperties:
+      storageProvider: s3_compatible
+      bucketName: rbac-backups
+      storageSecretRef: {{name: medusa-bucket-key}}
+      host: s3.storage.svc
+      port: 9000
+      secure: false
   cassandra:
     serverVersion: "4.1.5"
     storageConfig:
@@ -859,6 +881,9 @@ spec:
     )
     .await
     .map_err(|e| e.context(op.log_text()))?;
+    other_policies_run(&client, sim, workload_ns, &cluster_name)
+        .await
+        .map_err(|e| e.context(op.log_text()))?;
     let log = op.log_text();
     assert!(
         !log.to_lowercase().contains("forbidden"),
@@ -921,6 +946,145 @@ spec:
         !log.to_lowercase().contains("forbidden"),
         "cluster-{i}, data plane: refused something with the chart's RBAC:\n{log}"
     );
+    Ok(())
+}
+
+/// The built-in policies beyond the datacenter, cluster, task and Stargate ones, each run to
+/// its end on `cluster`'s dc1 as the chart's ServiceAccount: Reaper (from the
+/// K8ssandraCluster) and a RepairSchedule, a MedusaBackupJob, a sync MedusaTask, a
+/// MedusaConfiguration, the datacenter's Medusa purge schedule and a ScheduledTask.
+async fn other_policies_run(
+    client: &kube::Client,
+    sim: &cassandra_sim::SimHandle,
+    ns: &str,
+    cluster: &str,
+) -> Result<()> {
+    const WAIT: Duration = Duration::from_secs(240);
+    let api = |group: &'static str, kind: &'static str| {
+        support::dynamic_api(client, ns, group, "v1alpha1", kind)
+    };
+    let is_true = |obj: &Value, t: &str| condition(obj, t).as_deref() == Some("True");
+    let reapers = api("reaper.k8ssandra.io", "Reaper").await?;
+    let reaper = format!("{cluster}-dc1-reaper");
+    wait_for(&format!("Reaper {reaper} Ready"), WAIT, || async {
+        is_true(&reapers.get(&reaper).await.ok()?.data, "Ready").then_some(())
+    })
+    .await?;
+
+    sim.create_keyspace(&cassandra_sim::KeyspaceRequest {
+        cluster: cluster.into(),
+        name: "ks1".into(),
+        replication: std::collections::BTreeMap::from([("dc1".to_string(), 1)]),
+    });
+    let yaml = format!(
+        r#"
+apiVersion: reaper.k8ssandra.io/v1alpha1
+kind: RepairSchedule
+metadata:
+  name: ks1-weekly
+  namespace: {ns}
+spec:
+  cluster: {cluster}
+  keyspace: ks1
+---
+apiVersion: medusa.k8ssandra.io/v1alpha1
+kind: MedusaBackupJob
+metadata:
+  name: backup1
+  namespace: {ns}
+spec:
+  cassandraDatacenter: dc1
+---
+apiVersion: medusa.k8ssandra.io/v1alpha1
+kind: MedusaConfiguration
+metadata:
+  name: shared-storage
+  namespace: {ns}
+spec:
+  storageProperties:
+    storageProvider: s3_compatible
+    bucketName: shared-backups
+    storageSecretRef: {{name: medusa-bucket-key}}
+    host: s3.storage.svc
+    port: 9000
+---
+apiVersion: control.k8ssandra.io/v1alpha1
+kind: ScheduledTask
+metadata:
+  name: flush-every-minute
+  namespace: {ns}
+spec:
+  schedule: "* * * * *"
+  taskDetails:
+    name: flush
+    datacenter:
+      name: dc1
+    jobs:
+      - name: flush
+        command: flush
+"#
+    );
+    apply_yaml(client, &yaml, ns).await?;
+
+    let schedules = api("reaper.k8ssandra.io", "RepairSchedule").await?;
+    wait_for("RepairSchedule Ready with its Reaper id", WAIT, || async {
+        let r = schedules.get("ks1-weekly").await.ok()?.data;
+        (is_true(&r, "Ready") && r.pointer("/status/scheduleId").is_some()).then_some(())
+    })
+    .await?;
+    let jobs = api("medusa.k8ssandra.io", "MedusaBackupJob").await?;
+    wait_for("MedusaBackupJob Complete", WAIT, || async {
+        is_true(&jobs.get("backup1").await.ok()?.data, "Complete").then_some(())
+    })
+    .await?;
+    // A sync after the backup: it reads the storage and keeps the MedusaBackups in step.
+    apply_yaml(
+        client,
+        &format!(
+            "apiVersion: medusa.k8ssandra.io/v1alpha1\nkind: MedusaTask\nmetadata:\n  name: sync1\n  namespace: {ns}\nspec:\n  cassandraDatacenter: dc1\n  operation: sync\n"
+        ),
+        ns,
+    )
+    .await?;
+    let tasks = api("medusa.k8ssandra.io", "MedusaTask").await?;
+    wait_for("MedusaTask sync Complete", WAIT, || async {
+        is_true(&tasks.get("sync1").await.ok()?.data, "Complete").then_some(())
+    })
+    .await?;
+    let backups = api("medusa.k8ssandra.io", "MedusaBackup").await?;
+    wait_for("a MedusaBackup recorded", WAIT, || async {
+        (!backups
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .is_empty())
+        .then_some(())
+    })
+    .await?;
+    let configurations = api("medusa.k8ssandra.io", "MedusaConfiguration").await?;
+    wait_for("MedusaConfiguration Ready", WAIT, || async {
+        is_true(
+            &configurations.get("shared-storage").await.ok()?.data,
+            "Ready",
+        )
+        .then_some(())
+    })
+    .await?;
+    let purges = api("medusa.k8ssandra.io", "MedusaBackupSchedule").await?;
+    let purge = format!("{cluster}-dc1-medusa-purge");
+    wait_for(&format!("{purge} scheduled"), WAIT, || async {
+        let p = purges.get(&purge).await.ok()?.data;
+        p.pointer("/status/nextSchedule").map(|_| ())
+    })
+    .await?;
+    // A minute boundary has to pass.
+    let scheduled = api("control.k8ssandra.io", "ScheduledTask").await?;
+    wait_for("the ScheduledTask's first run", WAIT, || async {
+        let t = scheduled.get("flush-every-minute").await.ok()?.data;
+        t.pointer("/status/lastExecution").map(|_| ())
+    })
+    .await?;
     Ok(())
 }
 

@@ -292,6 +292,12 @@ fn repair_schedule(name: &str, extra: &str) -> String {
     )
 }
 
+fn repair_run(name: &str, keyspace: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: reaper.k8ssandra.io/v1alpha1\nkind: RepairRun\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  cluster: demo\n  keyspace: {keyspace}\n{extra}"
+    )
+}
+
 fn medusa_backup_job(name: &str, dc: &str) -> String {
     format!(
         "apiVersion: medusa.k8ssandra.io/v1alpha1\nkind: MedusaBackupJob\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  cassandraDatacenter: {dc}\n"
@@ -492,6 +498,7 @@ async fn webhook_and_admission_policies_of_the_chart_through_the_api_server() ->
             "stargate",
             "reaper",
             "repair-schedule",
+            "repair-run",
             "medusa-backup-job",
             "medusa-task",
             "medusa-restore-job",
@@ -741,6 +748,39 @@ async fn webhook_and_admission_policies_of_the_chart_through_the_api_server() ->
             "rs1",
             "  intensity: \"0.5\"\n  repairParallelism: PARALLEL\n",
         ),
+    )
+    .await?;
+
+    denied_by_webhook(
+        &client,
+        "a repair run at intensity 1.5",
+        &repair_run("rr1", "ks1", "  intensity: 1.5\n"),
+        &["spec.intensity", "outside (0, 1]"],
+    )
+    .await?;
+    admitted(
+        &client,
+        "a repair run",
+        &repair_run("rr1", "ks1", "  intensity: \"0.5\"\n"),
+    )
+    .await?;
+    // Once Reaper runs it, a repair run is that run: its spec stays.
+    let runs =
+        support::dynamic_api(&client, NS, "reaper.k8ssandra.io", "v1alpha1", "RepairRun").await?;
+    runs.patch_status(
+        "rr1",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"status": {"runId": "r-1"}})),
+    )
+    .await?;
+    denied_by_webhook(
+        &client,
+        "a started repair run pointed at another keyspace",
+        &repair_run("rr1", "ks2", "  intensity: \"0.5\"\n"),
+        &[
+            "spec.keyspace",
+            "cannot change once Reaper's run r-1 is started",
+        ],
     )
     .await?;
 

@@ -18,6 +18,9 @@
 //!    the Deployment unchanged.
 //! 4. A standalone Reaper naming a datacenter that does not exist gets `Ready=False` naming
 //!    `spec.datacenterRef.name`, and no workload.
+//! 4b. Declared repair schedules (see `schedules`) and one-off RepairRuns (see
+//!    `repair_runs`: one Reaper run across an operator restart, KeyspaceNotFound,
+//!    ReaperUnreachable).
 //! 5. `reaper` is removed → the Reaper and its children (ServiceMonitor and Vector
 //!    ConfigMap too) go; the keyspace stays.
 //!
@@ -52,6 +55,13 @@ const NS: &str = "reaper-e2e";
 const CLUSTER: &str = "demo";
 const REAPER: &str = "demo-dc1-reaper";
 const CTX_B: &str = "cluster-1";
+const CONTROL_PLANE_POLICIES: &[&str] = &[
+    "k8ssandra-cluster",
+    "cassandra-datacenter",
+    "reaper",
+    "repair-schedule",
+    "repair-run",
+];
 
 fn manifest(reaper: Option<Value>) -> String {
     manifest_with(json!([{"metadata": {"name": "dc1"}, "size": 3}]), reaper)
@@ -226,6 +236,7 @@ impl Scenario {
             create_namespace(c, NS).await?;
             wait_crd(c, "reaper.k8ssandra.io", "v1alpha1", "Reaper").await?;
             wait_crd(c, "reaper.k8ssandra.io", "v1alpha1", "RepairSchedule").await?;
+            wait_crd(c, "reaper.k8ssandra.io", "v1alpha1", "RepairRun").await?;
         }
         let c = clients[0].clone();
         wait_crd(&c, "k8ssandra.io", "v1alpha1", "K8ssandraCluster").await?;
@@ -250,15 +261,7 @@ impl Scenario {
         let mut operators = Vec::new();
         for i in 0..clusters {
             let (policies, mut args): (&[&str], Vec<&str>) = if i == 0 {
-                (
-                    &[
-                        "k8ssandra-cluster",
-                        "cassandra-datacenter",
-                        "reaper",
-                        "repair-schedule",
-                    ],
-                    vec![],
-                )
+                (CONTROL_PLANE_POLICIES, vec![])
             } else {
                 (
                     &["cassandra-datacenter", "reaper"],
@@ -296,6 +299,21 @@ impl Scenario {
         })
     }
 
+    /// The control-plane operator is killed and a new one started (same policies, cache
+    /// and log directory of its own).
+    async fn restart_control_plane_operator(&mut self) -> Result<()> {
+        drop(self.operators.remove(0));
+        let op = Operator::start_for(
+            &self._tmp.path().join("op0-restarted"),
+            self._env.cluster(0),
+            CONTROL_PLANE_POLICIES,
+            &["--resync-seconds", "5"],
+        )?;
+        op.wait_ready(Duration::from_secs(120)).await?;
+        self.operators.insert(0, op);
+        Ok(())
+    }
+
     async fn diagnostics(&self) -> String {
         let mut out = format!("K8ssandraCluster status: {}\n", kc_status(&self.c).await);
         for (i, c) in self.clients.iter().enumerate() {
@@ -311,6 +329,27 @@ impl Scenario {
                 }
             }
         }
+        if let Ok(api) =
+            support::dynamic_api(&self.c, NS, "reaper.k8ssandra.io", "v1alpha1", "RepairRun").await
+            && let Ok(list) = api.list(&ListParams::default()).await
+        {
+            for r in list.items {
+                out.push_str(&format!(
+                    "RepairRun {}: {}\n",
+                    r.metadata.name.unwrap_or_default(),
+                    r.data.get("status").unwrap_or(&Value::Null)
+                ));
+            }
+        }
+        out.push_str(&format!(
+            "Reaper runs: {:?}\n",
+            self.sim
+                .reaper()
+                .runs()
+                .iter()
+                .map(|r| (&r.id, &r.owner, &r.cause, &r.state))
+                .collect::<Vec<_>>()
+        ));
         out.push_str(&format!(
             "reaper_db: {:?}\nsimulator violations: {:?}\n",
             replication(&self.sim, "reaper_db"),
@@ -351,7 +390,7 @@ fn env_of(d: &Deployment, container: &str, init: bool) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reaper_per_datacenter_after_its_keyspace() -> Result<()> {
-    let sc = Scenario::start(1).await?;
+    let mut sc = Scenario::start(1).await?;
     let c = sc.c.clone();
     let dcs = support::datacenters(&c, NS).await?;
 
@@ -698,8 +737,9 @@ async fn reaper_per_datacenter_after_its_keyspace() -> Result<()> {
         "no workload for bad input"
     );
 
-    // ── 4b. Declared repair schedules ──────────────────────────────────────────────────
+    // ── 4b. Declared repair schedules, one-off repair runs ─────────────────────────────
     schedules(&sc).await?;
+    repair_runs(&mut sc).await?;
 
     // ── 5. reaper removed ──────────────────────────────────────────────────────────────
     apply_yaml(&c, &manifest(None), NS).await?;
@@ -1169,6 +1209,189 @@ async fn schedules(sc: &Scenario) -> Result<()> {
     Ok(())
 }
 
+async fn repair_run(c: &Client, name: &str) -> Option<Value> {
+    let api = support::dynamic_api(c, NS, "reaper.k8ssandra.io", "v1alpha1", "RepairRun")
+        .await
+        .ok()?;
+    // The whole object: its metadata (the UID in the runs' cause) and status.
+    let o = api.get_opt(name).await.ok().flatten()?;
+    serde_json::to_value(o).ok()
+}
+
+fn repair_run_yaml(name: &str, keyspace: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: reaper.k8ssandra.io/v1alpha1\nkind: RepairRun\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  cluster: {CLUSTER}\n  keyspace: {keyspace}\n{extra}"
+    )
+}
+
+/// The `Complete` condition of a RepairRun: (status, reason, message).
+fn complete(r: &Value) -> Option<(String, String, String)> {
+    let c = r
+        .pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Complete")?;
+    let f = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+    Some((f("status"), f("reason"), f("message")))
+}
+
+/// Waits for RepairRun `name` to be `Complete`; the object.
+async fn completed(sc: &Scenario, name: &str) -> Result<Value> {
+    sc.wait(
+        &format!("RepairRun {name} Complete"),
+        Duration::from_secs(240),
+        || async {
+            let r = repair_run(&sc.c, name).await?;
+            (complete(&r)?.0 == "True").then_some(r)
+        },
+    )
+    .await
+}
+
+/// The operator's Reaper runs started for one object (its UID in their cause).
+fn runs_of(sim: &SimHandle, uid: &str) -> Vec<cassandra_sim::reaper::SimRun> {
+    sim.reaper()
+        .runs()
+        .into_iter()
+        .filter(|r| r.owner == "k8ssandra-operator" && r.cause.contains(uid))
+        .collect()
+}
+
+/// One-off repairs from manifests against the running Reaper: a RepairRun of ks1 is one
+/// Reaper run, also across an operator restart in the middle of it, repairing ks1 on every
+/// node and Complete with its segments; a keyspace that does not exist is KeyspaceNotFound
+/// with nothing started; a Reaper that does not answer is ReaperUnreachable, then the run
+/// completes.
+async fn repair_runs(sc: &mut Scenario) -> Result<()> {
+    use cassandra_sim::reaper::{ReaperFaultRequest, ReaperSettings};
+    let c = sc.c.clone();
+    // Segments slow enough for the operator to restart while the run goes on.
+    let settings = sc.sim.reaper().settings();
+    sc.sim.reaper().set_settings(ReaperSettings {
+        segment_duration_ms: 700,
+        ..settings.clone()
+    });
+    apply_yaml(
+        &c,
+        &repair_run_yaml(
+            "ks1-now",
+            "ks1",
+            "  intensity: 1\n  segmentCountPerNode: 2\n",
+        ),
+        NS,
+    )
+    .await?;
+    let (uid, run_id) = sc
+        .wait(
+            "RepairRun ks1-now with its run id",
+            Duration::from_secs(120),
+            || async {
+                let r = repair_run(&c, "ks1-now").await?;
+                let id = r.pointer("/status/runId")?.as_str()?.to_string();
+                let uid = r.pointer("/metadata/uid")?.as_str()?.to_string();
+                Some((uid, id))
+            },
+        )
+        .await?;
+    ensure!(
+        runs_of(&sc.sim, &uid)
+            .iter()
+            .any(|r| r.id == run_id && r.state == "RUNNING"),
+        "the run going when the operator restarts: {:?}",
+        runs_of(&sc.sim, &uid)
+    );
+    sc.restart_control_plane_operator().await?;
+    let done = completed(sc, "ks1-now").await?;
+    sc.sim.reaper().set_settings(settings);
+    let st = &done["status"];
+    ensure!(
+        st["runId"] == run_id.as_str()
+            && st["state"] == "DONE"
+            && st["totalSegments"].as_u64() > Some(0)
+            && st["segmentsRepaired"] == st["totalSegments"]
+            && st["endTime"].is_string(),
+        "{st}"
+    );
+    let runs = runs_of(&sc.sim, &uid);
+    ensure!(
+        runs.len() == 1 && runs[0].id == run_id && runs[0].keyspace == "ks1",
+        "one Reaper run across the operator restart: {runs:?}"
+    );
+    let repaired: std::collections::BTreeSet<String> = sc
+        .sim
+        .reaper()
+        .repair_sessions()
+        .into_iter()
+        .filter(|s| s.run == run_id && s.keyspace == "ks1" && s.outcome == "completed")
+        .flat_map(|s| s.nodes)
+        .collect();
+    let nodes: std::collections::BTreeSet<String> = sc
+        .sim
+        .state()
+        .cluster(CLUSTER)
+        .map(|cl| cl.nodes.iter().filter_map(|n| n.ip.clone()).collect())
+        .unwrap_or_default();
+    ensure!(
+        nodes.len() == 3 && repaired == nodes,
+        "ks1 repaired on {repaired:?}, nodes {nodes:?}"
+    );
+
+    // A keyspace that does not exist: a condition naming the field, nothing started.
+    apply_yaml(&c, &repair_run_yaml("nope-now", "nope", ""), NS).await?;
+    let (cond, uid) = sc
+        .wait(
+            "RepairRun nope-now KeyspaceNotFound",
+            Duration::from_secs(120),
+            || async {
+                let r = repair_run(&c, "nope-now").await?;
+                let cond = complete(&r)?;
+                (cond.1 == "KeyspaceNotFound")
+                    .then(|| Some((cond, r.pointer("/metadata/uid")?.as_str()?.to_string())))
+                    .flatten()
+            },
+        )
+        .await?;
+    ensure!(
+        cond.0 == "False" && cond.2.starts_with("spec.keyspace"),
+        "{cond:?}"
+    );
+    ensure!(
+        runs_of(&sc.sim, &uid).is_empty(),
+        "nothing started for a missing keyspace"
+    );
+
+    // Reaper does not answer for a while: ReaperUnreachable, then the run completes.
+    let (pod, _) = reaper_pod(&c)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no Reaper pod"))?;
+    sc.sim
+        .reaper()
+        .set_fault(&ReaperFaultRequest {
+            pod,
+            expire_tokens: false,
+            fail_next: 0,
+            unready_for_ms: 15_000,
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    apply_yaml(&c, &repair_run_yaml("ks2-now", "ks2", ""), NS).await?;
+    sc.wait(
+        "RepairRun ks2-now ReaperUnreachable",
+        Duration::from_secs(60),
+        || async {
+            (complete(&repair_run(&c, "ks2-now").await?)?.1 == "ReaperUnreachable").then_some(())
+        },
+    )
+    .await?;
+    let r = completed(sc, "ks2-now").await?;
+    let uid = r["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    ensure!(runs_of(&sc.sim, &uid).len() == 1, "one run of ks2");
+    registered_once(&sc.sim)?;
+    Ok(())
+}
+
 /// `reaperRef`: a control-plane Reaper (local storage, no datacenter) in cluster 0 and a
 /// K8ssandraCluster whose datacenters run in clusters 0 and 1 and whose `spec.reaper`
 /// points at it: the cluster is registered once with that Reaper, seeded by pods of both
@@ -1257,6 +1480,61 @@ async fn reaper_ref_registers_both_datacenters_with_a_control_plane_reaper() -> 
             "no per-datacenter Reaper with reaperRef"
         );
     }
+
+    // reaperRef removed: the control-plane Reaper deregisters the cluster, once (no
+    // registration follows), and stays Running.
+    let datacenters = json!([
+        {"metadata": {"name": "dc1"}, "size": 3},
+        {"metadata": {"name": "dc2"}, "k8sContext": CTX_B, "size": 3},
+    ]);
+    apply_yaml(&cp, &manifest_with(datacenters, None), NS).await?;
+    sc.wait(
+        "demo deregistered from the control-plane Reaper",
+        Duration::from_secs(180),
+        || async {
+            (!sc.sim
+                .reaper()
+                .clusters()
+                .values()
+                .any(|names| names.iter().any(|n| n == CLUSTER)))
+            .then_some(())
+        },
+    )
+    .await?;
+    sc.wait(
+        "the control-plane Reaper forgets demo (its workload's annotation)",
+        Duration::from_secs(60),
+        || async {
+            let sts = Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(cp.clone(), NS)
+                .get_opt("cp-reaper")
+                .await
+                .ok()??;
+            let remembered = sts
+                .metadata
+                .annotations
+                .unwrap_or_default()
+                .get("reaper.k8ssandra.io/registered-clusters")
+                .cloned()
+                .unwrap_or_default();
+            (!remembered.contains(CLUSTER)).then_some(())
+        },
+    )
+    .await?;
+    let regs = sc
+        .sim
+        .reaper()
+        .registrations()
+        .into_iter()
+        .filter(|r| r.cluster == CLUSTER)
+        .count();
+    ensure!(regs == 1, "registered again after deregistration: {regs}");
+    ensure!(
+        reaper(&cp, "cp-reaper")
+            .await
+            .and_then(|r| r.pointer("/status/progress").cloned())
+            == Some(json!("Running")),
+        "the control-plane Reaper stays Running"
+    );
     let violations = sc.sim.violations();
     ensure!(
         violations.is_empty(),

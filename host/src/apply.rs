@@ -519,6 +519,11 @@ impl Writer {
 
     /// Sets the finalizers this policy manages on the parent (server-side apply owns them
     /// per field manager, so other controllers' finalizers are untouched).
+    /// The field manager that owns the finalizers this policy asked for.
+    pub fn finalizer_manager(&self) -> String {
+        format!("{}-finalizer", self.field_manager)
+    }
+
     pub async fn set_finalizers(
         &self,
         client: &Client,
@@ -534,7 +539,7 @@ impl Writer {
             "kind": parent.resource.kind,
             "metadata": { "name": name, "namespace": namespace, "finalizers": finalizers },
         });
-        let params = PatchParams::apply(&format!("{}-finalizer", self.field_manager)).force();
+        let params = PatchParams::apply(&self.finalizer_manager()).force();
         self.metrics.record_write(&self.policy, "finalizers", "");
         match api.patch(&name, &params, &Patch::Apply(&body)).await {
             Ok(_) => Ok(()),

@@ -866,6 +866,9 @@ impl PolicyController {
                 .collect();
             let mut seen = lock(&self.memory.finalizers).clone();
             seen.extend(wanted.iter().cloned());
+            // What this policy set before a restart is in the parent's managed fields: a
+            // deletion plan's `[]` must release it though this process never saw it asked.
+            seen.extend(managed_finalizers(parent, &self.writer.finalizer_manager()));
             *lock(&self.memory.finalizers) = seen.clone();
             let missing = wanted.iter().any(|f| !live.contains(f));
             let stale = live.iter().any(|f| seen.contains(f) && !wanted.contains(f));
@@ -919,6 +922,23 @@ impl PolicyController {
 
 /// Whether an ownerReference with `controller: true` names something other than a parent
 /// of this kind: the object is that controller's (our own children point at the parent).
+/// The finalizers `manager` owns on `obj`, from its managed fields (`f:metadata` →
+/// `f:finalizers` → `v:"<name>"`).
+fn managed_finalizers(obj: &DynamicObject, manager: &str) -> Vec<String> {
+    obj.metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.manager.as_deref() == Some(manager))
+        .filter_map(|m| m.fields_v1.as_ref())
+        .filter_map(|f| f.0.pointer("/f:metadata/f:finalizers"))
+        .filter_map(Value::as_object)
+        .flat_map(|set| set.keys())
+        .filter_map(|k| k.strip_prefix("v:"))
+        .filter_map(|v| serde_json::from_str::<String>(v).ok())
+        .collect()
+}
+
 /// Written statuses: per parent, the resourceVersion a write was based on and the object
 /// the server returned for it.
 type Written = HashMap<ParentKey, (String, Arc<DynamicObject>)>;
@@ -1075,6 +1095,20 @@ mod tests {
             "k8ssandra-policy-x",
             &finalizer_gone
         ));
+    }
+
+    #[test]
+    fn finalizers_a_policy_set_before_a_restart_are_found_in_its_managed_fields() {
+        let fields = serde_json::json!({
+            "f:metadata": {"f:finalizers": {".": {}, "v:\"reaper.k8ssandra.io/deregister\"": {}}},
+        });
+        let live = with_managed(fields, "k8ssandra-policy-reaper-finalizer");
+        assert_eq!(
+            managed_finalizers(&live, "k8ssandra-policy-reaper-finalizer"),
+            vec!["reaper.k8ssandra.io/deregister".to_string()]
+        );
+        // Another manager's finalizers are never this policy's to remove.
+        assert!(managed_finalizers(&live, "k8ssandra-policy-other-finalizer").is_empty());
     }
 
     #[test]

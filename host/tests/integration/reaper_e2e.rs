@@ -18,7 +18,7 @@
 //!    the Deployment unchanged.
 //! 4. A standalone Reaper naming a datacenter that does not exist gets `Ready=False` naming
 //!    `spec.datacenterRef.name`, and no workload.
-//! 4b. Declared repair schedules (see `schedules`) and one-off RepairRuns (see
+//!    Then declared repair schedules (see `schedules`) and one-off RepairRuns (see
 //!    `repair_runs`: one Reaper run across an operator restart, KeyspaceNotFound,
 //!    ReaperUnreachable).
 //! 5. `reaper` is removed → the Reaper and its children (ServiceMonitor and Vector

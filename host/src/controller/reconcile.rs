@@ -222,7 +222,10 @@ impl PolicyController {
         for watched in &self.owned {
             for (cluster, (store, _)) in &watched.stores {
                 for obj in store.list().into_iter().filter(|o| self.belongs(o, key)) {
-                    children.push(to_object(cluster, &obj));
+                    children.push(Object {
+                        cluster: cluster.clone(),
+                        json: store.json(&obj).to_string(),
+                    });
                 }
             }
         }
@@ -247,7 +250,10 @@ impl PolicyController {
                         redact_secret(&mut redacted);
                         related.push(to_object(cluster, &redacted));
                     } else {
-                        related.push(to_object(cluster, &obj));
+                        related.push(Object {
+                            cluster: cluster.clone(),
+                            json: store.json(&obj).to_string(),
+                        });
                     }
                     if is_pod {
                         pods.push((cluster.clone(), obj.clone()));

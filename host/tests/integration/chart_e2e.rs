@@ -758,6 +758,7 @@ async fn rbac_scenario(
         "stargate",
         "reaper",
         "repair-schedule",
+        "repair-run",
         "medusa-backup-job",
         "medusa-task",
         "medusa-restore-job",

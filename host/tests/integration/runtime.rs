@@ -797,3 +797,57 @@ async fn runtimes_sharing_a_cache_compile_a_component_once() {
     assert_eq!(a.cache_hits() + b.cache_hits(), 1);
     assert!(pa.from_cache != pb.from_cache);
 }
+
+/// The admission webhook asks the decorators of the kind's policy too: the org-labels
+/// decorator refuses an override that is no label value, which cassandra-datacenter alone
+/// would admit (and every apply would then fail).
+#[tokio::test]
+async fn admission_asks_the_decorators_of_the_owning_policy() {
+    use k8ssandra_host::admission::{AdmissionConfig, review};
+    use kube::core::DynamicObject;
+    use kube::core::admission::AdmissionReview;
+
+    let rt = runtime();
+    rt.load_file(&crate::support::policy_wasm("cassandra-datacenter"))
+        .await
+        .expect("cassandra-datacenter loads");
+    rt.load_file(&fixture("org-labels"))
+        .await
+        .expect("org-labels loads");
+    let ask = |team: &str| {
+        let dc = serde_json::json!({
+            "apiVersion": "cassandra.datastax.com/v1beta1", "kind": "CassandraDatacenter",
+            "metadata": {"name": "dc1", "namespace": "ns", "annotations": {"example.com/team": team}},
+            "spec": {"clusterName": "c", "serverType": "cassandra", "serverVersion": "4.1.5",
+                "size": 3, "storageConfig": {"cassandraDataVolumeClaimSpec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}}}}},
+        });
+        let text = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "u1",
+                "kind": {"group": "cassandra.datastax.com", "version": "v1beta1", "kind": "CassandraDatacenter"},
+                "resource": {"group": "cassandra.datastax.com", "version": "v1beta1", "resource": "cassandradatacenters"},
+                "name": "dc1", "namespace": "ns", "operation": "CREATE",
+                "userInfo": {"username": "u"}, "object": dc, "dryRun": false,
+            },
+        });
+        serde_json::from_value::<AdmissionReview<DynamicObject>>(text).expect("review")
+    };
+    let config = AdmissionConfig::default();
+    let denied = review(&rt, &config, ask("data platform!")).await;
+    let response = denied.response.expect("a response");
+    assert!(!response.allowed, "{response:?}");
+    assert!(
+        response
+            .result
+            .message
+            .contains("metadata.annotations[example.com/team]"),
+        "{:?}",
+        response.result
+    );
+    let admitted = review(&rt, &config, ask("payments")).await;
+    let response = admitted.response.expect("a response");
+    assert!(response.allowed, "{:?}", response.result);
+}

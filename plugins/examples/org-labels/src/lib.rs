@@ -9,7 +9,8 @@
 
 use k8ssandra_policy_sdk::serde_json::{self, Map, Value};
 use k8ssandra_policy_sdk::{
-    KindRef, Plan, PluginInfo, Policy, PolicyError, Snapshot, error, export_policy,
+    KindRef, Plan, PluginInfo, Policy, PolicyError, Snapshot, Violation, error, export_policy,
+    violation,
 };
 
 /// The policy this one decorates.
@@ -51,6 +52,39 @@ impl Policy for OrgLabels {
         }
         Ok(plan)
     }
+
+    /// An override that is no label value would make every apply of the datacenter's
+    /// objects fail: refuse it at admission instead.
+    fn validate(object: String, _old: Option<String>) -> Vec<Violation> {
+        let Ok(parent) = serde_json::from_str::<Value>(&object) else {
+            return vec![];
+        };
+        labels_for(&parent)
+            .iter()
+            .filter_map(|(key, value)| {
+                let value = value.as_str().unwrap_or_default();
+                (!is_label_value(value)).then(|| {
+                    violation(
+                        &format!("metadata.annotations[{key}]"),
+                        format!(
+                            "{value:?} is not a label value (at most 63 characters: letters, \
+                             digits, '-', '_', '.', starting and ending with a letter or digit)"
+                        ),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// Kubernetes' rule for a label value.
+fn is_label_value(v: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_alphanumeric();
+    v.is_empty()
+        || (v.len() <= 63
+            && v.starts_with(alnum)
+            && v.ends_with(alnum)
+            && v.chars().all(|c| alnum(c) || matches!(c, '-' | '_' | '.')))
 }
 
 /// The labels for one parent: the defaults, overridden by the parent's annotations.
@@ -137,6 +171,21 @@ mod tests {
         plan.status = Some(r#"{"cassandraOperatorProgress":"Updating"}"#.into());
         plan.requeue_after_ms = Some(500);
         plan
+    }
+
+    #[test]
+    fn an_override_that_is_no_label_value_is_refused() {
+        let bad = dc(json!({"example.com/team": "data platform!"})).to_string();
+        let v = OrgLabels::validate(bad, None);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].field, "metadata.annotations[example.com/team]");
+        assert!(
+            OrgLabels::validate(
+                dc(json!({"example.com/team": "payments"})).to_string(),
+                None
+            )
+            .is_empty()
+        );
     }
 
     #[test]

@@ -128,7 +128,9 @@ fn find_secret(s: &Snapshot, namespace: &str, name: &str) -> Option<Secret> {
 /// Upstream's value of the storage-Secret label: the first 8 hex digits of the SHA-256 of
 /// the namespace followed by the name.
 pub fn storage_secret_label(name: &str, namespace: &str) -> String {
-    crate::sha256::hex(format!("{namespace}{name}").as_bytes())[..8].to_string()
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{namespace}{name}").as_bytes());
+    digest[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `SecretAvailable`: (status, reason, message).

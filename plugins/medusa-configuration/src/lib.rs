@@ -23,7 +23,6 @@
 //! label are watched, so from then on a change to it is seen at once.
 
 pub mod decide;
-mod sha256;
 
 use k8ssandra_api::medusa::{MEDUSA_STORAGE_SECRET_IDENTIFIER_LABEL, MedusaConfiguration};
 use k8ssandra_policy_sdk::{

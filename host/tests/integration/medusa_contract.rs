@@ -831,13 +831,14 @@ fn the_real_medusa_restore_restores_only_the_named_keyspaces_with_our_module() -
     store.write_node_backup(&a)?;
     // What the restore ConfigMap adds for a selective restore.
     let pythonpath = "/etc/medusa:/home/cassandra";
-    let state = |pairs: &[(&str, &str, &str)]| -> BTreeMap<String, BTreeMap<String, String>> {
-        pairs
+    // The state (A or B) each of TABLES should be in, in TABLES' order.
+    let state = |states: [&str; 4]| -> BTreeMap<String, BTreeMap<String, String>> {
+        TABLES
             .iter()
-            .map(|(s, ks, t)| (format!("{ks}.{t}"), files_of(s, ks, t)))
+            .zip(states)
+            .map(|((ks, t), s)| (format!("{ks}.{t}"), files_of(s, ks, t)))
             .collect()
     };
-    let [t1, t2, t3, roles] = TABLES;
 
     // One keyspace: its tables back at A, the other keyspace and system_auth at B.
     let run = run_medusa_restore(
@@ -849,17 +850,7 @@ fn the_real_medusa_restore_restores_only_the_named_keyspaces_with_our_module() -
         ],
     )?;
     assert!(run.ok, "restore of ks1 failed:\n{}", run.log);
-    assert_eq!(
-        run.tables,
-        state(&[
-            ("A", t1.0, t1.1),
-            ("A", t2.0, t2.1),
-            ("B", t3.0, t3.1),
-            ("B", roles.0, roles.1),
-        ]),
-        "{}",
-        run.log
-    );
+    assert_eq!(run.tables, state(["A", "A", "B", "B"]), "{}", run.log);
     assert!(
         run.log.contains("selective restore of keyspaces ['ks1']"),
         "{}",
@@ -876,17 +867,7 @@ fn the_real_medusa_restore_restores_only_the_named_keyspaces_with_our_module() -
         ],
     )?;
     assert!(run.ok, "restore of ks1.t2 failed:\n{}", run.log);
-    assert_eq!(
-        run.tables,
-        state(&[
-            ("B", t1.0, t1.1),
-            ("A", t2.0, t2.1),
-            ("B", t3.0, t3.1),
-            ("B", roles.0, roles.1),
-        ]),
-        "{}",
-        run.log
-    );
+    assert_eq!(run.tables, state(["B", "A", "B", "B"]), "{}", run.log);
 
     // A system keyspace only when named.
     let run = run_medusa_restore(
@@ -898,17 +879,7 @@ fn the_real_medusa_restore_restores_only_the_named_keyspaces_with_our_module() -
         ],
     )?;
     assert!(run.ok, "restore of ks2,system_auth failed:\n{}", run.log);
-    assert_eq!(
-        run.tables,
-        state(&[
-            ("B", t1.0, t1.1),
-            ("B", t2.0, t2.1),
-            ("A", t3.0, t3.1),
-            ("A", roles.0, roles.1),
-        ]),
-        "{}",
-        run.log
-    );
+    assert_eq!(run.tables, state(["B", "B", "A", "A"]), "{}", run.log);
 
     // A keyspace the backup lacks: the restore fails before touching anything.
     let run = run_medusa_restore(
@@ -930,15 +901,7 @@ fn the_real_medusa_restore_restores_only_the_named_keyspaces_with_our_module() -
         "nothing may be touched:\n{}",
         run.log
     );
-    assert_eq!(
-        run.tables,
-        state(&[
-            ("B", t1.0, t1.1),
-            ("B", t2.0, t2.1),
-            ("B", t3.0, t3.1),
-            ("B", roles.0, roles.1),
-        ])
-    );
+    assert_eq!(run.tables, state(["B", "B", "B", "B"]));
 
     // Whole node: the module on the path but no names, as for every restore without
     // spec.keyspaces/spec.tables, and without the module at all: everything back at A.
@@ -950,12 +913,7 @@ fn the_real_medusa_restore_restores_only_the_named_keyspaces_with_our_module() -
         assert!(run.ok, "{case} failed:\n{}", run.log);
         assert_eq!(
             run.tables,
-            state(&[
-                ("A", t1.0, t1.1),
-                ("A", t2.0, t2.1),
-                ("A", t3.0, t3.1),
-                ("A", roles.0, roles.1),
-            ]),
+            state(["A", "A", "A", "A"]),
             "{case}\n{}",
             run.log
         );

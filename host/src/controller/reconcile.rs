@@ -542,13 +542,14 @@ impl PolicyController {
         }
     }
 
-    /// Whether the policy owns this kind (declared in `owns`).
+    /// Whether the policy reads this kind by name (fetched per reconcile, not watched).
     fn read_by_name(&self, api_version: &str, kind: &str) -> bool {
         self.named_reads
             .iter()
             .any(|r| r.kind.kind == kind && r.kind.api_version == api_version)
     }
 
+    /// Whether the policy owns this kind (declared in `owns`).
     fn owns(&self, api_version: &str, kind: &str) -> bool {
         self.owned
             .iter()

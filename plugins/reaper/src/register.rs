@@ -62,17 +62,6 @@ pub struct ReaperPod {
     pub uid: String,
 }
 
-fn pod_ready(p: &Pod) -> bool {
-    let st = p.status.as_ref();
-    p.metadata.deletion_timestamp.is_none()
-        && st
-            .and_then(|s| s.pod_ip.as_deref())
-            .is_some_and(|ip| !ip.is_empty())
-        && st
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 /// Pods of this Reaper (label `k8ssandra.io/reaper`) in the local cluster: (ready ones sorted
 /// by name, whether any exists at all).
 pub fn reaper_pods(s: &Snapshot, name: &str, ns: &str) -> (Vec<ReaperPod>, bool) {
@@ -94,7 +83,7 @@ pub fn reaper_pods(s: &Snapshot, name: &str, ns: &str) -> (Vec<ReaperPod>, bool)
     all.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let ready = all
         .iter()
-        .filter(|p| pod_ready(p))
+        .filter(|p| k8ssandra_policy_sdk::pods::serving(p))
         .map(|p| ReaperPod {
             node: NodeRef {
                 cluster: String::new(),
@@ -126,7 +115,7 @@ pub fn seed_hosts(
             continue;
         }
         let pod_dc = labels.get(DATACENTER_LABEL).cloned().unwrap_or_default();
-        if dc.is_some_and(|d| d != pod_dc) || !pod_ready(&p) {
+        if dc.is_some_and(|d| d != pod_dc) || !k8ssandra_policy_sdk::pods::serving(&p) {
             continue;
         }
         if let Some(ip) = p.status.as_ref().and_then(|st| st.pod_ip.clone()) {

@@ -19,17 +19,6 @@ pub fn reads() -> Vec<ReadSpec> {
     ]
 }
 
-fn pod_ready(p: &Pod) -> bool {
-    let st = p.status.as_ref();
-    p.metadata.deletion_timestamp.is_none()
-        && st
-            .and_then(|s| s.pod_ip.as_deref())
-            .is_some_and(|ip| !ip.is_empty())
-        && st
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 /// A Reaper to run the repair through and a ready pod of it.
 pub struct Target {
     pub reaper: Reaper,
@@ -149,7 +138,10 @@ pub fn target(s: &Snapshot, cands: Vec<(String, Reaper)>) -> (Option<Target>, bo
             .collect();
         any |= !mine.is_empty();
         mine.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-        if let Some(p) = mine.into_iter().find(|p| pod_ready(p)) {
+        if let Some(p) = mine
+            .into_iter()
+            .find(|p| k8ssandra_policy_sdk::pods::serving(p))
+        {
             let pod = NodeRef {
                 cluster: cluster.clone(),
                 namespace: ns,

@@ -44,6 +44,7 @@ pub use bindings::k8ssandra::policy::types::{
 /// Re-exported so policies use the same versions as the SDK.
 pub mod calls;
 pub mod conditions;
+pub mod pods;
 
 pub use k8s_openapi;
 pub use serde_json;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8ssandra_api::cassandra::{
     CassandraDatacenter, CassandraDatacenterStatus, DatacenterConditionType, Rack, ServerType,
@@ -448,12 +448,13 @@ impl Observed {
         let mut cluster_seed_ready = false;
         let mut other_dcs: Vec<String> = Vec::new();
         let mut ring_sources: Vec<(&str, &str)> = Vec::new();
-        for (_, pod) in snapshot.related_of::<Pod>() {
+        // The slim view: a pod's spec is most of its JSON and nothing here reads it.
+        for (_, mut pod) in snapshot.pods() {
+            let labels = pod.metadata.labels.take().unwrap_or_default();
             let meta = &pod.metadata;
             if meta.namespace.as_deref().is_some_and(|n| n != dc.namespace) {
                 continue;
             }
-            let labels = meta.labels.clone().unwrap_or_default();
             if labels.get(CLUSTER_LABEL) != Some(&cluster_label) {
                 continue;
             }

@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use k8ssandra_api::cassandra::{
     CassandraDatacenter, CassandraDatacenterStatus, DatacenterConditionType as T, PROGRESS_READY,
 };
@@ -27,6 +27,7 @@ use k8ssandra_api::k8ssandra::{
     condition,
 };
 use k8ssandra_api::{labels, names};
+use k8ssandra_policy_sdk::pods::PodView;
 use k8ssandra_policy_sdk::{
     EventType, GeneratedSecret, NodeRef, Plan, PolicyError, Snapshot, error,
 };
@@ -201,7 +202,7 @@ pub fn dc_ready(st: &CassandraDatacenterStatus, stopped: bool, generation: Optio
     seen && up
 }
 
-fn pod_ready(s: &Snapshot, cluster: &str, pod: &Pod) -> bool {
+fn pod_ready(s: &Snapshot, cluster: &str, pod: &PodView) -> bool {
     let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     if let Some(n) = s
@@ -211,10 +212,7 @@ fn pod_ready(s: &Snapshot, cluster: &str, pod: &Pod) -> bool {
     {
         return n.reachable && n.ready;
     }
-    pod.status
-        .as_ref()
-        .and_then(|st| st.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    pod.ready_condition()
 }
 
 impl<'a> Ctx<'a> {
@@ -228,11 +226,12 @@ impl<'a> Ctx<'a> {
         let cluster_name = kc.cass_cluster_name().to_string();
         let prev = kc.status.clone().unwrap_or_default();
         let cluster_label = names::clean_label_value(&cluster_name);
+        // The slim view: at 1000 pods, whole k8s-openapi Pods were most of a reconcile.
         let mut pods: Vec<PodInfo> = s
-            .related_of::<Pod>()
+            .pods()
             .into_iter()
-            .filter_map(|(cluster, p)| {
-                let l = p.metadata.labels.clone().unwrap_or_default();
+            .filter_map(|(cluster, mut p)| {
+                let l = p.metadata.labels.take().unwrap_or_default();
                 if l.get(labels::CLUSTER_LABEL) != Some(&cluster_label) {
                     return None;
                 }

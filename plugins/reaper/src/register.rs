@@ -24,7 +24,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::Pod;
 use k8ssandra_api::labels::{CLUSTER_LABEL, DATACENTER_LABEL};
 use k8ssandra_api::names::cleanup_for_kubernetes;
 use k8ssandra_api::reaper::REAPER_LABEL;
@@ -32,6 +31,7 @@ use k8ssandra_policy_sdk::bindings::k8ssandra::policy::types::{
     ReaperAccess, ReaperCluster, ReaperClusterRef,
 };
 use k8ssandra_policy_sdk::calls::{self, Backoff};
+use k8ssandra_policy_sdk::pods::PodView;
 use k8ssandra_policy_sdk::{NodeRef, OperationKind, Plan, Snapshot};
 use serde_json::Value;
 
@@ -65,8 +65,8 @@ pub struct ReaperPod {
 /// Pods of this Reaper (label `k8ssandra.io/reaper`) in the local cluster: (ready ones sorted
 /// by name, whether any exists at all).
 pub fn reaper_pods(s: &Snapshot, name: &str, ns: &str) -> (Vec<ReaperPod>, bool) {
-    let mut all: Vec<Pod> = s
-        .related_of::<Pod>()
+    let mut all: Vec<PodView> = s
+        .pods()
         .into_iter()
         .filter(|(c, p)| {
             c.is_empty()
@@ -109,7 +109,7 @@ pub fn seed_hosts(
 ) -> (Vec<String>, usize) {
     let mut by_dc: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     let mut namespaces = BTreeSet::new();
-    for (context, p) in s.related_of::<Pod>() {
+    for (context, p) in s.pods() {
         let labels = p.metadata.labels.clone().unwrap_or_default();
         if labels.get(CLUSTER_LABEL).map(String::as_str) != Some(cluster) {
             continue;

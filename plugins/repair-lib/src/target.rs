@@ -1,12 +1,12 @@
 //! The Reaper that runs a repair of a K8ssandraCluster, and a ready pod of it: the target
 //! of the `reaper-*` operations.
 
-use k8s_openapi::api::core::v1::Pod;
 use k8ssandra_api::k8ssandra::K8ssandraCluster;
 use k8ssandra_api::labels::K8SSANDRA_CLUSTER_NAME_LABEL;
 use k8ssandra_api::reaper::{REAPER_LABEL, Reaper, ReaperProgress};
 use k8ssandra_api::repair_schedule::RepairSpec;
 use k8ssandra_policy_sdk::bindings::k8ssandra::policy::types::ReaperAccess;
+use k8ssandra_policy_sdk::pods::PodView;
 use k8ssandra_policy_sdk::{NodeRef, ReadSpec, Snapshot};
 
 /// What a repair policy reads: the cluster a repair names (its Cassandra cluster name, its
@@ -118,12 +118,12 @@ pub fn candidates(
 
 /// The first candidate with a ready pod, and whether any candidate has a pod at all.
 pub fn target(s: &Snapshot, cands: Vec<(String, Reaper)>) -> (Option<Target>, bool) {
-    let pods = s.related_of::<Pod>();
+    let pods = s.pods();
     let mut any = false;
     for (cluster, reaper) in cands {
         let name = reaper.metadata.name.clone().unwrap_or_default();
         let ns = reaper.metadata.namespace.clone().unwrap_or_default();
-        let mut mine: Vec<&Pod> = pods
+        let mut mine: Vec<&PodView> = pods
             .iter()
             .filter(|(c, p)| {
                 *c == cluster

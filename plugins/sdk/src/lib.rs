@@ -8,6 +8,7 @@
 //! The WIT contract lives in `wit/policy.wit` at the repository root; the types re-exported
 //! here are generated from it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -45,6 +46,7 @@ pub use bindings::k8ssandra::policy::types::{
 pub mod calls;
 pub mod conditions;
 pub mod pods;
+mod scan;
 
 pub use k8s_openapi;
 pub use serde_json;
@@ -176,34 +178,44 @@ impl Object {
         self.parse()
     }
 
-    fn header(&self) -> Option<ObjectHeader> {
-        serde_json::from_str(&self.json).ok()
+    /// `kind` of the object: empty when it has none, `None` when the text is not a JSON
+    /// object or `kind` is not a string. Only the text up to `kind` is read (the host
+    /// writes it second), so this is cheap to ask of every object.
+    pub fn kind(&self) -> Option<String> {
+        self.kind_str().map(Cow::into_owned)
     }
 
-    /// `kind` of the object, if it parses.
-    pub fn kind(&self) -> Option<String> {
-        self.header().map(|h| h.kind)
+    /// Whether the object's `kind` is `kind`, without allocating.
+    pub fn is_kind(&self, kind: &str) -> bool {
+        self.kind_str().is_some_and(|k| k == kind)
+    }
+
+    fn kind_str(&self) -> Option<Cow<'_, str>> {
+        match scan::field(&self.json, "kind") {
+            Ok(Some(raw)) => scan::string(raw),
+            Ok(None) => Some(Cow::Borrowed("")),
+            Err(scan::Malformed) => None,
+        }
     }
 
     /// `metadata.name` of the object, if it parses.
     pub fn name(&self) -> Option<String> {
-        self.header().and_then(|h| h.metadata.name)
+        self.meta().and_then(|m| m.name)
     }
 
     /// `metadata.labels` of the object.
     pub fn labels(&self) -> BTreeMap<String, String> {
-        self.header()
-            .and_then(|h| h.metadata.labels)
-            .unwrap_or_default()
+        self.meta().and_then(|m| m.labels).unwrap_or_default()
     }
-}
 
-#[derive(serde::Deserialize)]
-struct ObjectHeader {
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    metadata: HeaderMeta,
+    /// `metadata` alone, typed: found by a scan, so the rest of the object is not parsed.
+    fn meta(&self) -> Option<HeaderMeta> {
+        match scan::field(&self.json, "metadata") {
+            Ok(Some(raw)) => serde_json::from_str(raw).ok(),
+            Ok(None) => Some(HeaderMeta::default()),
+            Err(scan::Malformed) => None,
+        }
+    }
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -232,6 +244,14 @@ impl Snapshot {
         K: k8s_openapi::Resource + DeserializeOwned,
     {
         typed_of(&self.related)
+    }
+
+    /// Related Pods, read through the slim [`pods::PodView`] (labels, name, uid, IP,
+    /// readiness, timestamps) rather than whole k8s-openapi `Pod`s, with their cluster. The
+    /// pods a policy watches are most of a large snapshot; prefer this to
+    /// `related_of::<Pod>()` unless the spec or more of the status is needed.
+    pub fn pods(&self) -> Vec<(String, pods::PodView)> {
+        pods::views(&self.related)
     }
 
     /// Related objects of a kind named by its `kind` (for custom resources, which are not
@@ -284,7 +304,7 @@ impl Snapshot {
 fn by_kind<T: DeserializeOwned>(objects: &[Object], kind: &str) -> Vec<(String, T)> {
     objects
         .iter()
-        .filter(|o| o.kind().as_deref() == Some(kind))
+        .filter(|o| o.is_kind(kind))
         .filter_map(|o| o.parse::<T>().ok().map(|t| (o.cluster.clone(), t)))
         .collect()
 }
@@ -295,7 +315,7 @@ where
 {
     objects
         .iter()
-        .filter(|o| o.kind().as_deref() == Some(K::KIND))
+        .filter(|o| o.is_kind(K::KIND))
         .filter_map(|o| o.parse::<K>().ok().map(|k| (o.cluster.clone(), k)))
         .collect()
 }
@@ -474,6 +494,99 @@ mod tests {
         assert_eq!(cms.len(), 1);
         assert_eq!(cms[0].0, "east");
         assert_eq!(cms[0].1.metadata.name.as_deref(), Some("a"));
+    }
+
+    /// What `kind`/`name`/`labels` returned before the scan: one serde pass over the whole
+    /// text. The reference the scan must agree with on well-formed objects.
+    #[derive(serde::Deserialize)]
+    struct Reference {
+        #[serde(default)]
+        kind: String,
+        #[serde(default)]
+        metadata: ReferenceMeta,
+    }
+
+    #[derive(serde::Deserialize, Default)]
+    struct ReferenceMeta {
+        name: Option<String>,
+        labels: Option<BTreeMap<String, String>>,
+    }
+
+    #[test]
+    fn header_lookups_agree_with_a_full_parse() {
+        let pod = pods::tests::full_pod();
+        let part = |k: &str| pod[k].to_string();
+        let reordered = format!(
+            r#"{{"status":{},"spec":{},"metadata":{},"kind":"Pod","apiVersion":"v1"}}"#,
+            part("status"),
+            part("spec"),
+            part("metadata")
+        );
+        let sts = serde_json::json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "demo-dc1-r1-sts", "namespace": "db",
+                "labels": {"app.kubernetes.io/managed-by": "k8ssandra-operator"},
+                "ownerReferences": [{"apiVersion": "cassandra.datastax.com/v1beta1",
+                    "kind": "CassandraDatacenter", "name": "dc1", "uid": "u"}]},
+            "spec": {"replicas": 3, "template": {"metadata": {"labels": {"a": "b"}},
+                "spec": {"containers": [{"name": "cassandra"}]}},
+                "volumeClaimTemplates": [{"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": "server-data"}}]}});
+        let texts = [
+            pod.to_string(),
+            serde_json::to_string_pretty(&pod).unwrap_or_default(),
+            reordered,
+            sts.to_string(),
+            r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"s\u00e9\"q","labels":{"k\n":"v\t"}},"data":{}}"#.into(),
+            r#"{"apiVersion":"v1","kind":"\u0050od","metadata":{"name":"p"}}"#.into(),
+            r#"{"apiVersion":"v1","metadata":{"name":"no-kind"}}"#.into(),
+            r#"{"apiVersion":"v1","kind":"Pod"}"#.into(),
+            r#"{"kind":"Pod","metadata":{"labels":null}}"#.into(),
+            "{}".into(),
+        ];
+        for json in texts {
+            let reference: Reference =
+                serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+            let o = Object {
+                cluster: String::new(),
+                json: json.clone(),
+            };
+            assert_eq!(o.kind(), Some(reference.kind.clone()), "{json}");
+            assert!(o.is_kind(&reference.kind), "{json}");
+            assert_eq!(o.name(), reference.metadata.name, "{json}");
+            assert_eq!(
+                o.labels(),
+                reference.metadata.labels.unwrap_or_default(),
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn header_lookups_on_malformed_text_find_nothing() {
+        for json in [
+            "",
+            "null",
+            r#"{"apiVersion":"v1","#,
+            r#"{"kind":1}"#,
+            r#"{"kind":null}"#,
+            r#"{"a":[1,"kind":"Pod"}"#,
+            r#"{"metadata":{"name":1}}"#,
+            r#"{"metadata":"x"}"#,
+        ] {
+            let o = Object {
+                cluster: String::new(),
+                json: json.into(),
+            };
+            assert!(serde_json::from_str::<Reference>(json).is_err(), "{json}");
+            let found = if json.contains("metadata") {
+                o.name()
+            } else {
+                o.kind()
+            };
+            assert_eq!(found, None, "{json}");
+            assert!(o.labels().is_empty(), "{json}");
+            assert!(!o.is_kind("Pod"), "{json}");
+        }
     }
 
     #[test]

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8ssandra_api::cassandra::CassandraDatacenter;
 use k8ssandra_api::control::{CassandraTask, CassandraTaskStatus, condition};
@@ -151,11 +150,12 @@ impl Datacenter {
             .filter(|n| n.node.namespace == namespace && n.node.cluster.is_empty())
             .map(|n| (n.node.pod.as_str(), n.reachable && n.ready))
             .collect();
+        // The SDK's slim pod view: nothing here reads a pod's spec.
         let mut pods: Vec<PodView> = snapshot
-            .related
-            .iter()
-            .filter(|o| o.cluster.is_empty() && o.kind().as_deref() == Some("Pod"))
-            .filter_map(|o| o.parse::<Pod>().ok())
+            .pods()
+            .into_iter()
+            .filter(|(c, _)| c.is_empty())
+            .map(|(_, p)| p)
             .filter(|p| p.metadata.namespace.as_deref().unwrap_or(namespace) == namespace)
             .filter_map(|p| {
                 let l = p.metadata.labels.clone().unwrap_or_default();

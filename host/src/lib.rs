@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use kube::api::DynamicObject;
 
 use controller::DataPlane;
 use dataplane::{
@@ -113,15 +114,38 @@ impl DataPlane for ManagementDataPlane {
     fn observe(
         &self,
         parent: &str,
-        nodes: Vec<(NodeRef, Option<String>)>,
+        pods: Vec<(NodeRef, Arc<DynamicObject>)>,
     ) -> BoxFuture<'static, Vec<NodeState>> {
         let api = self.executor.api().clone();
         let follower = self.follower.clone();
         let parent = parent.to_string();
         let tls = Arc::clone(&self.tls);
         Box::pin(async move {
+            let mut nodes = Vec::with_capacity(pods.len());
+            let mut versions = Vec::with_capacity(pods.len());
+            for (node, pod) in &pods {
+                let address = pod
+                    .data
+                    .pointer("/status/podIP")
+                    .and_then(|ip| ip.as_str())
+                    .map(str::to_string);
+                if let Some(a) = &address {
+                    tls.know([(
+                        node.clone(),
+                        a.clone(),
+                        dataplane::pod_facts(&pod.data, pod.metadata.labels.as_ref()),
+                    )]);
+                }
+                nodes.push((node.clone(), address));
+                versions.push(pod_version(pod));
+            }
             tls.resolve(&nodes).await;
-            let states = api.observe(nodes).await;
+            let nodes = nodes
+                .into_iter()
+                .zip(versions)
+                .map(|((n, a), v)| (n, a, v))
+                .collect();
+            let states = api.observe_pods(nodes).await;
             follower.follow(&parent, &states);
             states
         })
@@ -148,4 +172,12 @@ impl DataPlane for ManagementDataPlane {
         self.executor.forget(parent);
         self.follower.forget(parent);
     }
+}
+
+/// A pod's UID and resourceVersion: its management-API state moves only with a new one
+/// (readiness is the kubelet's probe of the same API), so an answer at it can be reused.
+fn pod_version(pod: &DynamicObject) -> Option<String> {
+    let uid = pod.metadata.uid.as_deref()?;
+    let rv = pod.metadata.resource_version.as_deref()?;
+    Some(format!("{uid}/{rv}"))
 }

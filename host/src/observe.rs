@@ -126,6 +126,13 @@ impl Collector for DataplaneCollector {
             counter.metric_type(),
         )?;
         ConstCounter::new(stats.probes_deferred).encode(deferred)?;
+        let reused = encoder.encode_descriptor(
+            "mgmt_api_probes_reused",
+            "Node probes not sent because the node answered healthy at its pod's current version moments ago",
+            None,
+            counter.metric_type(),
+        )?;
+        ConstCounter::new(stats.probes_reused).encode(reused)?;
         Ok(())
     }
 }
@@ -412,6 +419,7 @@ mod tests {
             }
         }
         fake.probes_deferred = 7;
+        fake.probes_reused = 11;
         m.export_dataplane(move || fake.clone());
         let text = m.encode();
         assert!(
@@ -426,6 +434,10 @@ mod tests {
         );
         assert!(
             text.contains("k8ssandra_mgmt_api_probes_deferred_total 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("k8ssandra_mgmt_api_probes_reused_total 11"),
             "{text}"
         );
         // Endpoints never called have no series; no label names a pod or an address.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use kube::api::DynamicObject;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -27,12 +28,13 @@ use store::{Store, Touched};
 /// What the controller needs from the data plane (the Cassandra management API). A trait,
 /// so controller tests can run without Cassandra.
 pub trait DataPlane: Send + Sync {
-    /// Observes the given nodes (pod addresses alongside) for `parent` ("policy|ns/name"),
-    /// which is triggered again when a node found unreachable changes state.
+    /// Observes the nodes of the given pods (as the caches hold them) for `parent`
+    /// ("policy|ns/name"), which is triggered again when a node found unreachable changes
+    /// state.
     fn observe(
         &self,
         parent: &str,
-        nodes: Vec<(NodeRef, Option<String>)>,
+        pods: Vec<(NodeRef, Arc<DynamicObject>)>,
     ) -> BoxFuture<'static, Vec<NodeState>>;
     /// Starts the operations of a plan that are not already running or done.
     /// `addresses` maps "cluster/namespace/pod" to the pod's IP.

@@ -299,7 +299,7 @@ impl PolicyController {
         }
         let nodes = match &self.policy.info.observe_pods {
             Some(selector) => {
-                let targets: Vec<(NodeRef, Option<String>)> = pods
+                let targets: Vec<(NodeRef, Arc<DynamicObject>)> = pods
                     .iter()
                     .filter(|(_, p)| {
                         selector_matches(selector, &p.metadata.labels.clone().unwrap_or_default())
@@ -311,10 +311,7 @@ impl PolicyController {
                                 namespace: p.metadata.namespace.clone().unwrap_or_default(),
                                 pod: p.metadata.name.clone().unwrap_or_default(),
                             },
-                            p.data
-                                .pointer("/status/podIP")
-                                .and_then(Value::as_str)
-                                .map(str::to_string),
+                            p.clone(),
                         )
                     })
                     .collect();

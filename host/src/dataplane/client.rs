@@ -44,6 +44,9 @@ pub struct ManagementApiConfig {
     /// (a pod whose API is not up yet) does not count: it costs nothing to ask again.
     pub probe_backoff_base: Duration,
     pub probe_backoff_max: Duration,
+    /// A node that answered both probes is not probed again for this long while its pod
+    /// keeps the same UID and resourceVersion (zero: always probe). See `memo`.
+    pub observation_max_age: Duration,
     /// HTTPS with these certificates; plain HTTP when None.
     pub tls: Option<TlsConfig>,
 }
@@ -60,6 +63,7 @@ impl Default for ManagementApiConfig {
             observe_concurrency: 32,
             probe_backoff_base: Duration::from_secs(1),
             probe_backoff_max: Duration::from_secs(30),
+            observation_max_age: Duration::from_secs(10),
             tls: None,
         }
     }
@@ -267,6 +271,7 @@ pub struct ManagementApi {
     config: Arc<ManagementApiConfig>,
     pub(crate) stats: Arc<Recorder>,
     pub(crate) holds: Arc<ProbeHolds>,
+    pub(crate) memo: Arc<super::memo::ProbeMemo>,
 }
 
 impl fmt::Debug for ManagementApi {
@@ -294,6 +299,7 @@ impl ManagementApi {
             config: Arc::new(config),
             stats: Arc::new(Recorder::default()),
             holds: Arc::new(ProbeHolds::default()),
+            memo: Arc::default(),
         })
     }
 

@@ -355,7 +355,12 @@ struct Task {
 
 impl Task {
     async fn run(self) {
-        let outcome = match self.perform().await {
+        // The node's state moves during and after the operation (a start, a drain), before
+        // its pod shows it: its next observation must ask it.
+        self.inner.api.memo.forget(&self.op.target);
+        let result = self.perform().await;
+        self.inner.api.memo.forget(&self.op.target);
+        let outcome = match result {
             Ok(body) => {
                 info!(parent = %self.parent, operation = %self.op.id, kind = kind_name(&self.op.kind),
                     pod = %self.op.target.pod, "data-plane operation succeeded");

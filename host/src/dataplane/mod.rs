@@ -23,6 +23,7 @@ mod executor;
 mod follow;
 pub mod medusa;
 mod medusa_ops;
+mod memo;
 mod observe;
 pub mod reaper;
 pub mod reaper_ops;
@@ -44,4 +45,4 @@ pub use medusa_ops::{
 };
 pub use reaper_ops::ReaperAccess;
 pub use stats::{CallOutcome, DataplaneStats, Endpoint, EndpointStats};
-pub use tls::{Route, Routes, TLS_CERT_ENV, TlsResolver, tls_from_secret};
+pub use tls::{PodFacts, Route, Routes, TLS_CERT_ENV, TlsResolver, pod_facts, tls_from_secret};

@@ -147,12 +147,25 @@ impl ManagementApi {
     ///
     /// Never fails: an unreachable node is `reachable=false` with the reason in `error`.
     pub async fn observe(&self, nodes: Vec<(NodeRef, Option<String>)>) -> Vec<NodeState> {
+        self.observe_pods(nodes.into_iter().map(|(n, a)| (n, a, None)).collect())
+            .await
+    }
+
+    /// [`ManagementApi::observe`] of pods whose version (UID and resourceVersion) is given:
+    /// a node answered healthy at that version within `observation_max_age` is not probed
+    /// again (see `memo`).
+    pub async fn observe_pods(
+        &self,
+        nodes: Vec<(NodeRef, Option<String>, Option<String>)>,
+    ) -> Vec<NodeState> {
         let concurrency = self.config().observe_concurrency.max(1);
         // Unordered, then sorted back: with `buffered`, one node timing out would hold
         // its slot's finished neighbours and starve the pool of new probes.
         let mut indexed: Vec<(usize, NodeState)> =
             futures::stream::iter(nodes.into_iter().enumerate())
-                .map(|(i, (node, address))| async move { (i, self.probe(node, address).await) })
+                .map(|(i, (node, address, version))| async move {
+                    (i, self.probe_at(node, address, version).await)
+                })
                 .buffer_unordered(concurrency)
                 .collect()
                 .await;
@@ -190,9 +203,26 @@ impl ManagementApi {
     /// Probes a node unless it is held back (then its last error is reported); a probe
     /// that waited for another one of the same node sees that one's hold.
     pub(crate) async fn probe(&self, node: NodeRef, address: Option<String>) -> NodeState {
+        self.probe_at(node, address, None).await
+    }
+
+    /// [`ManagementApi::probe`], reusing a healthy answer given at the pod's `version`.
+    async fn probe_at(
+        &self,
+        node: NodeRef,
+        address: Option<String>,
+        version: Option<String>,
+    ) -> NodeState {
         let Some(addr) = address.clone() else {
             return self.probe_now(node, address).await;
         };
+        let max_age = self.config().observation_max_age;
+        if let Some(v) = &version
+            && let Some(state) = self.memo.get(&node, &addr, v, max_age)
+        {
+            self.stats.probe_reused();
+            return state;
+        }
         let gate = self.holds.gate(&node, &addr);
         let state = {
             let _turn = gate.lock().await;
@@ -209,7 +239,13 @@ impl ManagementApi {
                         endpoints: None,
                     }
                 }
-                None => self.probe_now(node.clone(), address).await,
+                None => {
+                    let state = self.probe_now(node.clone(), address).await;
+                    if let Some(v) = &version {
+                        self.memo.put(&state, &addr, v, max_age);
+                    }
+                    state
+                }
             }
         };
         self.holds.release(&node, &addr, gate);

@@ -247,6 +247,9 @@ pub struct DataplaneStats {
     /// Probes of a node not sent because its management API failed recently and its
     /// backoff had not run out (the node was reported with its last error instead).
     pub probes_deferred: u64,
+    /// Probes of a node not sent because it answered healthy at its pod's current
+    /// version a moment ago (the earlier answer was reported).
+    pub probes_reused: u64,
 }
 
 impl DataplaneStats {
@@ -270,6 +273,7 @@ struct Counters {
 pub(crate) struct Recorder {
     counters: [Counters; Endpoint::ALL.len()],
     probes_deferred: AtomicU64,
+    probes_reused: AtomicU64,
 }
 
 impl Default for Recorder {
@@ -277,6 +281,7 @@ impl Default for Recorder {
         Recorder {
             counters: std::array::from_fn(|_| Counters::default()),
             probes_deferred: AtomicU64::new(0),
+            probes_reused: AtomicU64::new(0),
         }
     }
 }
@@ -303,6 +308,10 @@ impl Recorder {
         self.probes_deferred.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn probe_reused(&self) {
+        self.probes_reused.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> DataplaneStats {
         DataplaneStats {
             endpoints: Endpoint::ALL
@@ -321,6 +330,7 @@ impl Recorder {
                 })
                 .collect(),
             probes_deferred: self.probes_deferred.load(Ordering::Relaxed),
+            probes_reused: self.probes_reused.load(Ordering::Relaxed),
         }
     }
 }

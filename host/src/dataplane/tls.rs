@@ -37,6 +37,8 @@ const CACHE_FOR: Duration = Duration::from_secs(5);
 const POD_CACHE_FOR: Duration = Duration::from_secs(60);
 /// Pods looked up at once on a first observation of a large datacenter.
 const LOOKUPS_AT_ONCE: usize = 32;
+/// Pods remembered before the stale ones are dropped (pods come and go).
+const MAX_KNOWN_PODS: usize = 8192;
 
 /// How to reach one pod's management API when not plain HTTP.
 #[derive(Clone)]
@@ -90,32 +92,28 @@ pub fn tls_from_secret(data: &BTreeMap<String, Vec<u8>>) -> Result<TlsConfig, St
     Ok(tls)
 }
 
-/// Whether a pod's management API serves TLS, and its datacenter (object name).
-fn pod_tls(pod: &Pod) -> Option<Option<String>> {
-    let spec = pod.spec.as_ref()?;
-    let cassandra = spec
-        .containers
+/// Whether a pod's management API serves TLS, and its datacenter (object name), from the
+/// pod's JSON (`spec` at least; the controllers' caches hold pods as JSON) and its labels.
+pub fn pod_facts(pod: &serde_json::Value, labels: Option<&BTreeMap<String, String>>) -> PodFacts {
+    let containers = pod.pointer("/spec/containers")?.as_array()?;
+    let cassandra = containers
         .iter()
-        .find(|c| c.name == CASSANDRA_CONTAINER)?;
-    cassandra
-        .env
-        .iter()
-        .flatten()
-        .any(|e| e.name == TLS_CERT_ENV)
-        .then(|| {
-            pod.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(DATACENTER_LABEL))
-                .cloned()
-        })
+        .find(|c| c.get("name").and_then(|n| n.as_str()) == Some(CASSANDRA_CONTAINER))?;
+    let serves_tls = cassandra
+        .get("env")
+        .and_then(|e| e.as_array())
+        .is_some_and(|env| {
+            env.iter()
+                .any(|e| e.get("name").and_then(|n| n.as_str()) == Some(TLS_CERT_ENV))
+        });
+    serves_tls.then(|| labels.and_then(|l| l.get(DATACENTER_LABEL)).cloned())
 }
 
 type DcKey = (String, String, String);
 /// (cluster, namespace, pod, address)
 type PodKey = (String, String, String, String);
 /// Whether a pod serves TLS (Some), with its datacenter label.
-type PodFacts = Option<Option<String>>;
+pub type PodFacts = Option<Option<String>>;
 
 /// Finds the route of each observed pod and records it in [`Routes`].
 pub struct TlsResolver {
@@ -135,6 +133,22 @@ impl TlsResolver {
             routes,
             by_dc: Mutex::new(HashMap::new()),
             by_pod: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records what the caller's own copy of each pod says (see [`pod_facts`]), so that
+    /// [`TlsResolver::resolve`] does not read those pods again.
+    pub fn know(&self, pods: impl IntoIterator<Item = (NodeRef, String, PodFacts)>) {
+        let now = Instant::now();
+        let mut cache = self.by_pod.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > MAX_KNOWN_PODS {
+            cache.retain(|_, (at, _)| at.elapsed() < POD_CACHE_FOR);
+        }
+        for (node, address, facts) in pods {
+            cache.insert(
+                (node.cluster, node.namespace, node.pod, address),
+                (now, facts),
+            );
         }
     }
 
@@ -164,19 +178,22 @@ impl TlsResolver {
             address.to_string(),
         );
         {
-            let mut cache = self.by_pod.lock().unwrap_or_else(|e| e.into_inner());
-            cache.retain(|_, (at, _)| at.elapsed() < POD_CACHE_FOR);
-            if let Some((_, facts)) = cache.get(&key) {
+            let cache = self.by_pod.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, facts)) = cache.get(&key)
+                && at.elapsed() < POD_CACHE_FOR
+            {
                 return Some(facts.clone());
             }
         }
         let pods: Api<Pod> = Api::namespaced(client.clone(), &node.namespace);
         let pod = pods.get_opt(&node.pod).await.ok().flatten()?;
-        let facts = pod_tls(&pod);
-        self.by_pod
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, (Instant::now(), facts.clone()));
+        let facts = pod_facts(
+            &serde_json::to_value(&pod).ok()?,
+            pod.metadata.labels.as_ref(),
+        );
+        let mut cache = self.by_pod.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|_, (at, _)| at.elapsed() < POD_CACHE_FOR);
+        cache.insert(key, (Instant::now(), facts.clone()));
         Some(facts)
     }
 
@@ -268,25 +285,32 @@ fn refused(message: String) -> Route {
 mod tests {
     use super::*;
 
-    fn pod(env: bool, label: bool) -> Pod {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {
-                "name": "p",
-                "labels": if label { serde_json::json!({DATACENTER_LABEL: "dc1"}) } else { serde_json::json!({}) }
-            },
+    fn labels(label: bool) -> BTreeMap<String, String> {
+        if label {
+            BTreeMap::from([(DATACENTER_LABEL.to_string(), "dc1".to_string())])
+        } else {
+            BTreeMap::new()
+        }
+    }
+
+    fn pod(env: bool) -> serde_json::Value {
+        serde_json::json!({
             "spec": {"containers": [{
                 "name": "cassandra",
                 "env": if env { serde_json::json!([{"name": TLS_CERT_ENV, "value": "/management-api-certs/tls.crt"}]) } else { serde_json::json!([]) }
             }]}
-        }))
-        .expect("pod")
+        })
     }
 
     #[test]
     fn the_pod_says_whether_it_serves_tls() {
-        assert_eq!(pod_tls(&pod(false, true)), None);
-        assert_eq!(pod_tls(&pod(true, true)), Some(Some("dc1".to_string())));
-        assert_eq!(pod_tls(&pod(true, false)), Some(None));
+        assert_eq!(pod_facts(&pod(false), Some(&labels(true))), None);
+        assert_eq!(
+            pod_facts(&pod(true), Some(&labels(true))),
+            Some(Some("dc1".to_string()))
+        );
+        assert_eq!(pod_facts(&pod(true), Some(&labels(false))), Some(None));
+        assert_eq!(pod_facts(&pod(true), None), Some(None));
     }
 
     #[test]

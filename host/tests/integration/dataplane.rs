@@ -368,6 +368,59 @@ async fn observe_reports_ready_unready_and_unreachable() {
 }
 
 #[tokio::test]
+async fn a_healthy_answer_is_reused_until_its_pod_changes_or_an_operation_runs() {
+    let node0 = fake(Behaviour {
+        ready: true,
+        ..Default::default()
+    });
+    let fleet = fleet(23, vec![node0.clone()]).await;
+    // The executor and the observation share one client, as in the operator.
+    let api = fleet.api();
+    let (tx, mut rx) = unbounded_channel();
+    let exec = OperationExecutor::new(api.clone(), secrets(), tx, ExecutorConfig::default());
+    let at = |version: &str| vec![(node("n0"), Some(fleet.ip(2)), Some(version.to_string()))];
+    let probes = || node0.requests("/api/v0/probes/liveness").len();
+
+    let first = api.observe_pods(at("uid/1")).await;
+    assert!(first[0].reachable && first[0].ready, "{:?}", first[0]);
+    let again = api.observe_pods(at("uid/1")).await;
+    assert_eq!(again, first, "the same answer, without asking");
+    assert_eq!(probes(), 1);
+    assert_eq!(api.stats().probes_reused, 1);
+
+    // The pod changed (its readiness, say): asked again.
+    api.observe_pods(at("uid/2")).await;
+    assert_eq!(probes(), 2);
+    // No version (the follower's probes, a caller that cannot tell): always asked.
+    api.observe(vec![(node("n0"), Some(fleet.ip(2)))]).await;
+    assert_eq!(probes(), 3);
+
+    // An operation on the node: its next observation asks it, whatever the pod says.
+    exec.execute(
+        "dc1",
+        vec![op("start/n0/1", "n0", OperationKind::Start(None))],
+        resolver(&fleet),
+    );
+    let outcome = final_outcome(&exec, &mut rx, "dc1", "start/n0/1").await;
+    assert_eq!(outcome, Outcome::Succeeded("OK".into()));
+    api.observe_pods(at("uid/2")).await;
+    assert_eq!(probes(), 4);
+
+    // An unhealthy answer is never reused.
+    if let Ok(mut b) = node0.behaviour.lock() {
+        b.liveness_500 = true;
+    }
+    let failing = api.observe_pods(at("uid/3")).await;
+    assert!(!failing[0].reachable);
+    if let Ok(mut b) = node0.behaviour.lock() {
+        b.liveness_500 = false;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let back = api.observe_pods(at("uid/3")).await;
+    assert!(back[0].reachable, "{:?}", back[0]);
+}
+
+#[tokio::test]
 async fn a_node_whose_api_comes_up_later_triggers_its_parents() {
     // A port with nothing listening on the pod's address: the API is not up yet.
     let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 21, 2));

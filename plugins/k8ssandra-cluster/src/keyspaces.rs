@@ -6,8 +6,9 @@
 //!    restarted operator re-checks cheaply instead of trusting a record;
 //! 2. a datacenter that joined a running cluster gets the user keyspaces listed for it in
 //!    `k8ssandra.io/dc-replication`, then every node is rebuilt from an existing datacenter,
-//!    one node at a time: a rebuild streams the node's whole share from the source
-//!    datacenter, and one at a time bounds the extra load on that (serving) datacenter;
+//!    one node per rack at a time: a rebuild streams the node's whole share from the source
+//!    datacenter, and one per rack bounds the extra load on that (serving) datacenter while
+//!    a 250-node datacenter does not take 250 rebuilds in a row;
 //! 3. a datacenter removed from the spec is refused while a user keyspace replicates to it;
 //!    otherwise system replication drops it, then its nodes are decommissioned one at a time
 //!    (each is a range movement), and only when none is left in the ring does the
@@ -263,18 +264,32 @@ fn joins(cx: &mut Ctx) {
     if pods.len() < d.size.max(0) as usize {
         return;
     }
+    // One node per rack at a time, the racks side by side: the extra streaming load on the
+    // source datacenter stays bounded by the number of racks.
+    let mut racks: BTreeMap<&str, Vec<&crate::cluster::PodInfo>> = BTreeMap::new();
     for p in &pods {
-        let base = format!("join/{}/rebuild/{}/{}", d.name, p.name, p.uid);
-        if drive(
-            cx,
-            &base,
-            Some(p.node()),
-            OperationKind::Rebuild(source.clone()),
-        )
-        .is_none()
-        {
-            return;
+        racks.entry(p.rack.as_str()).or_default().push(p);
+    }
+    let mut done = true;
+    for rack_pods in racks.values_mut() {
+        rack_pods.sort_by(|a, b| a.name.cmp(&b.name));
+        for p in rack_pods.iter() {
+            let base = format!("join/{}/rebuild/{}/{}", d.name, p.name, p.uid);
+            if drive(
+                cx,
+                &base,
+                Some(p.node()),
+                OperationKind::Rebuild(source.clone()),
+            )
+            .is_none()
+            {
+                done = false;
+                break;
+            }
         }
+    }
+    if !done {
+        return;
     }
     cx.dcs[i].join = Some(JOIN_DONE.into());
     cx.plan.event(

@@ -148,7 +148,13 @@ impl World {
     }
 
     fn pods(&mut self, cluster: &str, dc: &str, n: usize, ip_base: &str) {
+        self.pods_in_racks(cluster, dc, n, ip_base, &["default"]);
+    }
+
+    /// `n` ready pods spread over `racks` in turn.
+    fn pods_in_racks(&mut self, cluster: &str, dc: &str, n: usize, ip_base: &str, racks: &[&str]) {
         for i in 0..n {
+            let rack = racks[i % racks.len()];
             let name = format!("demo-{dc}-default-sts-{i}");
             self.related.push(Object {
                 cluster: cluster.into(),
@@ -157,7 +163,7 @@ impl World {
                         "labels": {
                             "cassandra.datastax.com/cluster": "demo",
                             "cassandra.datastax.com/datacenter": dc,
-                            "cassandra.datastax.com/rack": "default",
+                            "cassandra.datastax.com/rack": rack,
                             "cassandra.datastax.com/seed-node": if i == 0 { "true" } else { "false" },
                         }},
                     "status": {"podIP": format!("{ip_base}.{}", i + 1),
@@ -802,6 +808,83 @@ fn a_datacenter_added_to_a_running_cluster_gets_its_keyspaces_then_a_rebuild() {
     let id2 = next[0].id.clone();
     w.result(&id2, Outcome::Succeeded(String::new()));
     let plan = w.plan();
+    assert_eq!(
+        dc_obj(&plan, "dc2")["metadata"]["annotations"]["k8ssandra.io/join-state"],
+        "done"
+    );
+}
+
+#[test]
+fn a_joining_datacenter_is_rebuilt_one_node_per_rack_at_a_time() {
+    let mut w = World::new(kc(
+        json!([{"metadata": {"name": "dc1"}, "k8sContext": "A", "size": 3}]),
+    ));
+    w.secret("");
+    w.secret("A");
+    w.secret("B");
+    let plan = w.plan();
+    w.create(&plan, "dc1", true);
+    w.pods("A", "dc1", 3, "10.1.0");
+    let body = nts(&[("dc1", 3)]);
+    let plan = w.plan();
+    w.answer(&plan, |_| Outcome::Succeeded(body.clone()));
+    let plan = w.plan();
+    w.kc["status"] = status(&plan);
+    w.kc["metadata"]["generation"] = json!(2);
+    w.kc["spec"]["cassandra"]["datacenters"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"metadata": {"name": "dc2"}, "k8sContext": "B", "size": 6}));
+    let plan = w.plan();
+    w.create(&plan, "dc2", true);
+    w.pods_in_racks("B", "dc2", 6, "10.2.0", &["r1", "r2", "r3"]);
+    // System keyspaces: read, then altered to take dc2.
+    let sys = nts(&[("dc1", 3)]);
+    let plan = w.plan();
+    w.answer(&plan, |_| Outcome::Succeeded(sys.clone()));
+    let plan = w.plan();
+    w.answer(&plan, |_| Outcome::Succeeded(String::new()));
+
+    let rebuilds = |plan: &Plan| -> Vec<(String, String)> {
+        plan.operations
+            .iter()
+            .filter(|o| matches!(o.kind, OperationKind::Rebuild(_)))
+            .map(|o| (o.id.clone(), o.target.pod.clone()))
+            .collect()
+    };
+    // Pods i and i+3 share a rack: the first of each rack goes first, side by side.
+    let first = rebuilds(&w.plan());
+    let pods: Vec<&str> = first.iter().map(|(_, p)| p.as_str()).collect();
+    assert_eq!(
+        pods,
+        [
+            "demo-dc2-default-sts-0",
+            "demo-dc2-default-sts-1",
+            "demo-dc2-default-sts-2"
+        ]
+    );
+    // One rack done: only that rack moves on.
+    w.result(&first[0].0, Outcome::Succeeded(String::new()));
+    let next = rebuilds(&w.plan());
+    let pods: Vec<&str> = next.iter().map(|(_, p)| p.as_str()).collect();
+    assert_eq!(
+        pods,
+        [
+            "demo-dc2-default-sts-3",
+            "demo-dc2-default-sts-1",
+            "demo-dc2-default-sts-2"
+        ]
+    );
+    for (id, _) in next.iter().chain(&first[1..]) {
+        w.result(id, Outcome::Succeeded(String::new()));
+    }
+    let last = rebuilds(&w.plan());
+    assert_eq!(last.len(), 2, "{last:?}");
+    for (id, _) in &last {
+        w.result(id, Outcome::Succeeded(String::new()));
+    }
+    let plan = w.plan();
+    assert!(rebuilds(&plan).is_empty());
     assert_eq!(
         dc_obj(&plan, "dc2")["metadata"]["annotations"]["k8ssandra.io/join-state"],
         "done"

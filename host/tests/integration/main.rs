@@ -28,6 +28,7 @@ mod multicluster_e2e;
 mod reaper_client;
 mod reaper_e2e;
 mod runtime;
+mod scale_e2e;
 mod schedule_e2e;
 mod security_e2e;
 mod stargate_e2e;

@@ -5,12 +5,12 @@
 //! nodes, three racks each (dc1, dc2 in A; dc3 in B), applied from nothing.
 //!
 //! Asserted: every CassandraDatacenter Ready and the later ones done joining; one simulated
-//! ring of 60 NORMAL nodes (one Cassandra cluster, 20 per datacenter, every node alive and
-//! seen NORMAL in gossip, one schema); no simulator violation; the K8ssandraCluster's status
-//! with every datacenter Ready in its context. Then an idle window with a short resync: no
-//! operator writes to Kubernetes, and each operator reconciles no more than its resyncs
-//! explain. Never a duration: the bench (`host/benches/scale.rs`, which shares its set-up
-//! through `benches/common`) measures those.
+//! ring of 60 NORMAL nodes (one Cassandra cluster, 20 per datacenter, every node alive, one
+//! schema, and each node's own management API listing all 60 NORMAL); no simulator
+//! violation; the K8ssandraCluster's status with every datacenter Ready in its context. Then
+//! an idle window with a short resync: no operator writes to Kubernetes, and each operator
+//! reconciles no more than its resyncs explain. Never a duration: the bench
+//! (`host/benches/scale.rs`, which shares its set-up through `benches/common`) measures those.
 
 use crate::support;
 
@@ -145,6 +145,49 @@ fn ring_problem(env: &ThreeClusters, dcs: &[DcSpec]) -> Option<String> {
     (!odd.is_empty()).then(|| format!("nodes not fully in the ring: {odd:?}"))
 }
 
+/// What is wrong with the nodes' own gossip views, or None when every node's management API
+/// (`/api/v0/metadata/endpoints`, what the operators read) lists all `total` nodes of the
+/// cluster as NORMAL.
+async fn gossip_problem(env: &ThreeClusters, total: usize) -> Option<String> {
+    let port = env.sim.mgmt_port();
+    let ips: Vec<String> = env
+        .sim
+        .state()
+        .cluster(CLUSTER)?
+        .nodes
+        .iter()
+        .filter_map(|n| n.ip.clone())
+        .collect();
+    if ips.len() != total {
+        return Some(format!("{} nodes with an address, want {total}", ips.len()));
+    }
+    for ip in ips {
+        let url = format!("http://{ip}:{port}/api/v0/metadata/endpoints");
+        let body: Value = match reqwest::get(&url).await {
+            Ok(r) => match r.json().await {
+                Ok(v) => v,
+                Err(e) => return Some(format!("{url}: {e}")),
+            },
+            Err(e) => return Some(format!("{url}: {e}")),
+        };
+        let normal = body["entity"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["CLUSTER_NAME"] == CLUSTER)
+            .filter(|e| {
+                e["STATUS"]
+                    .as_str()
+                    .is_some_and(|s| s.split(',').next() == Some("NORMAL"))
+            })
+            .count();
+        if normal != total {
+            return Some(format!("{ip} sees {normal} NORMAL nodes, want {total}"));
+        }
+    }
+    None
+}
+
 /// Every datacenter Ready, and each one after the first done joining.
 async fn dcs_settled(env: &ThreeClusters, dcs: &[DcSpec]) -> bool {
     for (i, dc) in dcs.iter().enumerate() {
@@ -211,9 +254,10 @@ async fn diagnostics(env: &ThreeClusters, dcs: &[DcSpec]) -> String {
         }
     }
     format!(
-        "datacenters: {}\nK8ssandraCluster status: {status}\nring: {:?}\nsimulator violations: {:?}\n{}",
+        "datacenters: {}\nK8ssandraCluster status: {status}\nring: {:?}\ngossip: {:?}\nsimulator violations: {:?}\n{}",
         dc_summary(env, dcs).await,
         ring_problem(env, dcs),
+        gossip_problem(env, dcs.iter().map(|d| d.size).sum()).await,
         env.sim.violations(),
         support::operator_warnings(&env.operators, &OPS, 10)
     )
@@ -341,7 +385,10 @@ async fn sixty_nodes_in_three_datacenters_ready_in_one_ring_then_idle() -> Resul
         &format!("every datacenter Ready and joined, {total} NORMAL nodes in one ring"),
         Duration::from_secs(300),
         || async {
-            (dcs_settled(&env, &dcs).await && ring_problem(&env, &dcs).is_none()).then_some(())
+            (dcs_settled(&env, &dcs).await
+                && ring_problem(&env, &dcs).is_none()
+                && gossip_problem(&env, total).await.is_none())
+            .then_some(())
         },
         || diagnostics(&env, &dcs),
     )

@@ -5,7 +5,8 @@
 //! `/metrics` and its process figures from `/proc`.
 //!
 //! A bench includes it next to the e2e support module:
-//! `#[path = "../tests/integration/support/mod.rs"] mod support; mod common;`.
+//! `#[path = "../tests/integration/support/mod.rs"] mod support; mod common;`; the
+//! integration tests' `scale_e2e` includes it by path (`support` is its crate's module).
 #![allow(dead_code)]
 
 use std::path::Path;

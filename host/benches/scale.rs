@@ -17,7 +17,8 @@
 //! Run: `cargo bench -p k8ssandra-host --bench scale`. Environment:
 //! `SCALE_BENCH_NODES_PER_DC` (default 250), `SCALE_BENCH_BOOTSTRAP_MS` (comma-separated
 //! delays, one run each, default `0,200`), `SCALE_BENCH_IDLE_SECS` (default 600),
-//! `SCALE_BENCH_RESYNC_SECS` (the operators' `--resync-seconds`, default 60 so the idle
+//! `SCALE_BENCH_DAY2` (0: stop after the idle window), `SCALE_BENCH_KEEP_LOGS` (a directory the operators' logs are copied to after the idle
+//! window and at the end), `SCALE_BENCH_RESYNC_SECS` (the operators' `--resync-seconds`, default 60 so the idle
 //! window sees several resyncs). It measures; it fails only when the scenario does not
 //! complete (a timeout, a simulator violation), never on a duration.
 
@@ -81,6 +82,32 @@ async fn sample(env: &ThreeClusters) -> Result<Vec<Sample>> {
         });
     }
     Ok(out)
+}
+
+/// Per operator, resident memory now: anonymous (heap, guest memories) and file-backed
+/// (the binary, the mapped compiled policies), MiB.
+fn resident_mib(env: &ThreeClusters) -> Vec<(f64, f64)> {
+    env.operators
+        .iter()
+        .map(|op| {
+            let kib = |f| status_kib(op.pid(), f).map_or(f64::NAN, |k| k as f64 / 1024.0);
+            (kib("RssAnon"), kib("RssFile"))
+        })
+        .collect()
+}
+
+/// Copies the operators' logs to `SCALE_BENCH_KEEP_LOGS` (a directory), when set.
+fn keep_logs(env: &ThreeClusters) {
+    let Ok(dir) = std::env::var("SCALE_BENCH_KEEP_LOGS") else {
+        return;
+    };
+    let _ = std::fs::create_dir_all(&dir);
+    for (op, name) in env.operators.iter().zip(OPS) {
+        let _ = std::fs::copy(
+            &op.log,
+            std::path::Path::new(&dir).join(format!("{}.log", name.replace(' ', "-"))),
+        );
+    }
 }
 
 fn peak_rss_mib(env: &ThreeClusters) -> Vec<f64> {
@@ -225,6 +252,8 @@ async fn main() -> Result<()> {
         .collect();
     let idle_s: u64 = env_or("SCALE_BENCH_IDLE_SECS", 600);
     let resync_s: u64 = env_or("SCALE_BENCH_RESYNC_SECS", 60);
+    // 0 stops after the idle window (the linearity runs need no day-2 phases).
+    let day2: u64 = env_or("SCALE_BENCH_DAY2", 1);
     let first_delay = *delays
         .first()
         .context("SCALE_BENCH_BOOTSTRAP_MS is empty")?;
@@ -343,6 +372,10 @@ async fn main() -> Result<()> {
         print_gaps("roll-out", start_gaps_ms(&env.sim, &name, t0_ms, |_| true));
         println!("peak RSS (VmHWM) at Ready, MiB: {OPS:?} = {rss:.1?}");
         println!(
+            "resident at Ready (anonymous, file), MiB: {OPS:?} = {:.1?}",
+            resident_mib(&env)
+        );
+        println!(
             "\n| phase | operator | CPU s | API writes | writes per node started | reconciles |"
         );
         println!("|---|---|---:|---:|---:|---:|");
@@ -355,6 +388,7 @@ async fn main() -> Result<()> {
             let idle_before = sample(&env).await?;
             tokio::time::sleep(Duration::from_secs(idle_s)).await;
             let idle_after = sample(&env).await?;
+            keep_logs(&env);
             println!("\nidle window {idle_s} s, load average {}", loadavg());
             println!(
                 "| phase | operator | CPU s | API writes | writes per reconcile | reconciles |"
@@ -374,21 +408,23 @@ async fn main() -> Result<()> {
                 );
             }
 
-            // Scale-up of dc1 by 10 nodes.
-            let s0 = sample(&env).await?;
-            let (t, t_ms) = (Instant::now(), now_ms());
-            dcs[0].size += SCALE_UP;
-            let total = 4 * n + SCALE_UP;
-            apply_yaml(&env.cp, &kc_manifest(&ns, &name, &dcs, true), &ns).await?;
-            let scaled = dc_settled(&env, &ns, &name, &dcs[0], total, t_ms, SCALE_UP, t).await?;
-            let s1 = sample(&env).await?;
-            check_violations(&env, "the scale-up")?;
-            println!("\nscale-up of dc1 by {SCALE_UP}: {scaled:.1} s");
-            print_gaps("scale-up", start_gaps_ms(&env.sim, &name, t_ms, |_| true));
+            if day2 != 0 {
+                // Scale-up of dc1 by 10 nodes.
+                let s0 = sample(&env).await?;
+                let (t, t_ms) = (Instant::now(), now_ms());
+                dcs[0].size += SCALE_UP;
+                let total = 4 * n + SCALE_UP;
+                apply_yaml(&env.cp, &kc_manifest(&ns, &name, &dcs, true), &ns).await?;
+                let scaled =
+                    dc_settled(&env, &ns, &name, &dcs[0], total, t_ms, SCALE_UP, t).await?;
+                let s1 = sample(&env).await?;
+                check_violations(&env, "the scale-up")?;
+                println!("\nscale-up of dc1 by {SCALE_UP}: {scaled:.1} s");
+                print_gaps("scale-up", start_gaps_ms(&env.sim, &name, t_ms, |_| true));
 
-            // Rolling restart of dc1.
-            let (t, t_ms) = (Instant::now(), now_ms());
-            apply_yaml(
+                // Rolling restart of dc1.
+                let (t, t_ms) = (Instant::now(), now_ms());
+                apply_yaml(
                 &env.a,
                 &format!(
                     "apiVersion: control.k8ssandra.io/v1alpha1\nkind: CassandraTask\nmetadata:\n  name: restart-dc1\n  namespace: {ns}\nspec:\n  datacenter:\n    name: dc1\n  jobs:\n    - name: restart-dc1\n      command: restart\n"
@@ -396,55 +432,57 @@ async fn main() -> Result<()> {
                 &ns,
             )
             .await?;
-            let tasks: Api<DynamicObject> = Api::namespaced_with(env.a.clone(), &ns, &tar);
-            poll(
-                "restart task Complete",
-                timeout_for(dcs[0].size, 600, 2000),
-                || async {
-                    let task = tasks.get("restart-dc1").await.ok()?;
-                    task_complete(&task.data).then_some(())
-                },
-            )
-            .await?;
-            let restarted =
-                dc_settled(&env, &ns, &name, &dcs[0], total, t_ms, dcs[0].size, t).await?;
-            let s2 = sample(&env).await?;
-            check_violations(&env, "the restart")?;
-            println!(
-                "rolling restart of dc1 ({} nodes): {restarted:.1} s",
-                dcs[0].size
-            );
-            print_gaps("restart", start_gaps_ms(&env.sim, &name, t_ms, |_| true));
+                let tasks: Api<DynamicObject> = Api::namespaced_with(env.a.clone(), &ns, &tar);
+                poll(
+                    "restart task Complete",
+                    timeout_for(dcs[0].size, 600, 2000),
+                    || async {
+                        let task = tasks.get("restart-dc1").await.ok()?;
+                        task_complete(&task.data).then_some(())
+                    },
+                )
+                .await?;
+                let restarted =
+                    dc_settled(&env, &ns, &name, &dcs[0], total, t_ms, dcs[0].size, t).await?;
+                let s2 = sample(&env).await?;
+                check_violations(&env, "the restart")?;
+                println!(
+                    "rolling restart of dc1 ({} nodes): {restarted:.1} s",
+                    dcs[0].size
+                );
+                print_gaps("restart", start_gaps_ms(&env.sim, &name, t_ms, |_| true));
 
-            // Config change of dc1: a cassandra.yaml setting, which restarts every node.
-            let (t, t_ms) = (Instant::now(), now_ms());
-            dcs[0].cassandra_yaml = Some("{concurrent_reads: 64}".into());
-            apply_yaml(&env.cp, &kc_manifest(&ns, &name, &dcs, true), &ns).await?;
-            let configured =
-                dc_settled(&env, &ns, &name, &dcs[0], total, t_ms, dcs[0].size, t).await?;
-            let s3 = sample(&env).await?;
-            check_violations(&env, "the config change")?;
-            println!(
-                "config change of dc1 ({} nodes): {configured:.1} s",
-                dcs[0].size
-            );
-            print_gaps(
-                "config change",
-                start_gaps_ms(&env.sim, &name, t_ms, |_| true),
-            );
+                // Config change of dc1: a cassandra.yaml setting, which restarts every node.
+                let (t, t_ms) = (Instant::now(), now_ms());
+                dcs[0].cassandra_yaml = Some("{concurrent_reads: 64}".into());
+                apply_yaml(&env.cp, &kc_manifest(&ns, &name, &dcs, true), &ns).await?;
+                let configured =
+                    dc_settled(&env, &ns, &name, &dcs[0], total, t_ms, dcs[0].size, t).await?;
+                let s3 = sample(&env).await?;
+                check_violations(&env, "the config change")?;
+                println!(
+                    "config change of dc1 ({} nodes): {configured:.1} s",
+                    dcs[0].size
+                );
+                print_gaps(
+                    "config change",
+                    start_gaps_ms(&env.sim, &name, t_ms, |_| true),
+                );
 
-            println!(
-                "\n| phase | operator | CPU s | API writes | writes per node started | reconciles |"
-            );
-            println!("|---|---|---:|---:|---:|---:|");
-            print_deltas("scale-up +10", &s0, &s1, SCALE_UP);
-            print_deltas("rolling restart dc1", &s1, &s2, dcs[0].size);
-            print_deltas("config change dc1", &s2, &s3, dcs[0].size);
-            println!(
-                "peak RSS (VmHWM) after all phases, MiB: {OPS:?} = {:.1?}; load average {}",
-                peak_rss_mib(&env),
-                loadavg()
-            );
+                println!(
+                    "\n| phase | operator | CPU s | API writes | writes per node started | reconciles |"
+                );
+                println!("|---|---|---:|---:|---:|---:|");
+                print_deltas("scale-up +10", &s0, &s1, SCALE_UP);
+                print_deltas("rolling restart dc1", &s1, &s2, dcs[0].size);
+                print_deltas("config change dc1", &s2, &s3, dcs[0].size);
+                println!(
+                    "peak RSS (VmHWM) after all phases, MiB: {OPS:?} = {:.1?}; load average {}",
+                    peak_rss_mib(&env),
+                    loadavg()
+                );
+                keep_logs(&env);
+            }
         }
 
         // The next run starts from an empty testenv.

@@ -7,8 +7,9 @@
 //! Asserted: every CassandraDatacenter Ready and the later ones done joining; one simulated
 //! ring of 60 NORMAL nodes (one Cassandra cluster, 20 per datacenter, every node alive, one
 //! schema, and each node's own management API listing all 60 NORMAL); no simulator
-//! violation; the K8ssandraCluster's status with every datacenter Ready in its context. Then
-//! an idle window with a short resync: no operator writes to Kubernetes, and each operator
+//! violation; the K8ssandraCluster's status with every datacenter Ready in its context. Then,
+//! once the roll-out's last requeues have fired (30 s, their reconciles printed), an idle
+//! window with a short resync: no operator writes to Kubernetes, and each operator
 //! reconciles no more than its resyncs explain. Never a duration: the bench
 //! (`host/benches/scale.rs`, which shares its set-up through `benches/common`) measures those.
 
@@ -36,6 +37,8 @@ const CLUSTER: &str = "scale";
 const NODES_PER_DC: usize = 20;
 const RESYNC_S: u64 = 5;
 const IDLE_S: u64 = 30;
+/// Waited out before the idle window (see where it is used).
+const GRACE_S: u64 = 30;
 const OPS: [&str; 3] = ["control plane", "data plane A", "data plane B"];
 
 /// The objects the operators watch or own, per cluster (control plane first): a changed
@@ -277,6 +280,35 @@ async fn counters(env: &ThreeClusters) -> Result<Vec<(f64, f64, String)>> {
     Ok(out)
 }
 
+/// When each operator's reconcile counter went up over `span` (seconds into it, and by how
+/// much), sampled every 250 ms: pairs at each resync tick, a requeue period or a burst show.
+async fn reconcile_times(env: &ThreeClusters, span: Duration) -> Vec<(f64, Vec<String>)> {
+    let start = Instant::now();
+    let mut seen: Vec<Option<f64>> = vec![None; env.operators.len()];
+    let mut out: Vec<(f64, Vec<String>)> = vec![(0.0, Vec::new()); env.operators.len()];
+    loop {
+        for (i, op) in env.operators.iter().enumerate() {
+            let Ok(m) = op.metrics().await else { continue };
+            let n = metric_sum(&m, "k8ssandra_reconciles_total", "");
+            if let Some(old) = seen[i]
+                && n != old
+            {
+                out[i].0 += n - old;
+                out[i].1.push(format!(
+                    "{:.2}s:+{}",
+                    start.elapsed().as_secs_f64(),
+                    n - old
+                ));
+            }
+            seen[i] = Some(n);
+        }
+        if start.elapsed() >= span {
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// The counter samples (not histogram buckets) that changed between two scrapes.
 fn changed_samples(before: &str, after: &str) -> Vec<String> {
     let samples = |text: &str| -> BTreeMap<String, String> {
@@ -430,30 +462,21 @@ async fn sixty_nodes_in_three_datacenters_ready_in_one_ring_then_idle() -> Resul
     )
     .await?;
 
+    // The control plane still reconciles more often than its resync for up to ~30 s after
+    // its last write (bursts of 2-4, seen at 60 nodes): requeues its policy asked for
+    // during the roll-out (an operation it polls is requeued after up to 30 s, `POLL_MS * 3`)
+    // fire even when the parent reconciled sooner, as the host's queue keeps every timer.
+    // Printed, not asserted; the window below asserts what stays once they have fired.
+    let tail = reconcile_times(&env, Duration::from_secs(GRACE_S)).await;
+    for (op, (n, t)) in OPS.iter().zip(&tail) {
+        eprintln!("first {GRACE_S} s after the last write: {op}: {n} reconciles at {t:?}");
+    }
+
     // The idle window: nothing changes but the resyncs.
     let before = counters(&env).await?;
     let versions_before = all_resource_versions(&env).await;
     let log_offsets: Vec<usize> = env.operators.iter().map(|o| o.log_text().len()).collect();
-    // Sampled through the window, so a failure shows when each reconcile ran: pairs at
-    // every resync tick, a fixed requeue period, or a burst.
-    let window = Instant::now();
-    let mut seen: Vec<f64> = before.iter().map(|c| c.1).collect();
-    let mut ticks: Vec<Vec<String>> = vec![Vec::new(); OPS.len()];
-    while window.elapsed() < Duration::from_secs(IDLE_S) {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        for (i, op) in env.operators.iter().enumerate() {
-            let Ok(m) = op.metrics().await else { continue };
-            let n = metric_sum(&m, "k8ssandra_reconciles_total", "");
-            if n != seen[i] {
-                ticks[i].push(format!(
-                    "{:.2}s:+{}",
-                    window.elapsed().as_secs_f64(),
-                    n - seen[i]
-                ));
-                seen[i] = n;
-            }
-        }
-    }
+    let ticks = reconcile_times(&env, Duration::from_secs(IDLE_S)).await;
     let after = counters(&env).await?;
     let versions_after = all_resource_versions(&env).await;
 
@@ -467,7 +490,7 @@ async fn sixty_nodes_in_three_datacenters_ready_in_one_ring_then_idle() -> Resul
         let bound = bound_per_parent * parents[i];
         eprintln!(
             "idle {IDLE_S} s, resync {RESYNC_S} s: {op}: {writes} API writes, {reconciles} reconciles (bound {bound}) at {:?}",
-            ticks[i]
+            ticks[i].1
         );
         if writes != 0.0 {
             failures.push(format!("{op}: {writes} API writes while idle"));

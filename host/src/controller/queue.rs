@@ -1,6 +1,7 @@
 //! The work queue of one policy: keys are parents; a parent is never reconciled twice at
 //! once (a trigger during a run marks it dirty and it runs again right after), different
-//! parents run in parallel up to a limit.
+//! parents run in parallel up to a limit. A parent has at most one pending requeue: the one
+//! its latest reconcile asked for.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -34,12 +35,21 @@ impl Trigger {
         let _ = self.tx.send(key);
     }
 
-    pub fn send_after(&self, key: ParentKey, delay: Duration) {
+    fn send_after(&self, key: ParentKey, delay: Duration) -> AbortOnDrop {
         let tx = self.tx.clone();
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let _ = tx.send(key);
-        });
+        }))
+    }
+}
+
+/// A pending requeue, cancelled when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -74,6 +84,11 @@ pub async fn run<F, Fut>(
     let mut running: HashSet<ParentKey> = HashSet::new();
     let mut dirty: HashSet<ParentKey> = HashSet::new();
     let mut failures: HashMap<ParentKey, u32> = HashMap::new();
+    // Each finished reconcile replaces its parent's pending requeue: every reconcile asked
+    // for one, and a timer per reconcile would outlive the reconciles that superseded it —
+    // after a roll-out of thousands of reconciles, thousands of timers, each of whose
+    // reconciles asked for another, kept an idle parent reconciling forever.
+    let mut requeues: HashMap<ParentKey, AbortOnDrop> = HashMap::new();
     let mut tasks: JoinSet<(ParentKey, After)> = JoinSet::new();
     loop {
         tokio::select! {
@@ -103,15 +118,16 @@ pub async fn run<F, Fut>(
                     }
                 };
                 running.remove(&key);
+                requeues.remove(&key);
                 match after {
                     After::Idle => { failures.remove(&key); }
                     After::Requeue(d) => {
                         failures.remove(&key);
-                        trigger.send_after(key.clone(), d);
+                        requeues.insert(key.clone(), trigger.send_after(key.clone(), d));
                     }
                     After::Backoff => {
                         let n = failures.entry(key.clone()).or_insert(0);
-                        trigger.send_after(key.clone(), backoff(*n));
+                        requeues.insert(key.clone(), trigger.send_after(key.clone(), backoff(*n)));
                         *n += 1;
                     }
                 }
@@ -160,6 +176,35 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(max_seen.load(Ordering::SeqCst), 1);
         assert_eq!(runs.load(Ordering::SeqCst), 2);
+        handle.abort();
+    }
+
+    #[tokio::test]
+    async fn a_parent_keeps_only_the_requeue_its_latest_reconcile_asked_for() {
+        let (trigger, rx) = channel();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let r = runs.clone();
+        // Every reconcile asks to run again later, as a policy waiting on something does.
+        let handle = tokio::spawn(run(rx, trigger.clone(), 4, move |_key| {
+            let r = r.clone();
+            async move {
+                r.fetch_add(1, Ordering::SeqCst);
+                After::Requeue(Duration::from_millis(300))
+            }
+        }));
+        let key = ("ns".to_string(), "a".to_string());
+        // A burst of events, each reconciled on its own (a roll-out's pod changes).
+        for _ in 0..20 {
+            trigger.send(key.clone());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Then nothing happens: one requeue chain (about 5 runs in 1.5 s), not one chain per
+        // reconcile of the burst (about 100).
+        let before = runs.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let idle = runs.load(Ordering::SeqCst) - before;
+        assert!((3..=8).contains(&idle), "{idle} runs in 1.5 idle seconds");
         handle.abort();
     }
 

@@ -37,8 +37,6 @@ const CLUSTER: &str = "scale";
 const NODES_PER_DC: usize = 20;
 const RESYNC_S: u64 = 5;
 const IDLE_S: u64 = 30;
-/// Waited out before the idle window (see where it is used).
-const GRACE_S: u64 = 30;
 const OPS: [&str; 3] = ["control plane", "data plane A", "data plane B"];
 
 /// The objects the operators watch or own, per cluster (control plane first): a changed
@@ -461,16 +459,6 @@ async fn sixty_nodes_in_three_datacenters_ready_in_one_ring_then_idle() -> Resul
         || diagnostics(&env, &dcs),
     )
     .await?;
-
-    // Seen at 60 nodes: for up to ~30 s after its last write the control plane reconciles
-    // more often than its resync (bursts of 2-4 about 10 s apart), then once per resync.
-    // Likely requeue timers the roll-out left (the host's queue keeps a timer even when the
-    // parent reconciled sooner; the k8ssandra-cluster policy requeues after 10 or 30 s),
-    // not proven. Printed, not asserted; with GRACE_S = 0 the window below catches it.
-    let tail = reconcile_times(&env, Duration::from_secs(GRACE_S)).await;
-    for (op, (n, t)) in OPS.iter().zip(&tail) {
-        eprintln!("first {GRACE_S} s after the last write: {op}: {n} reconciles at {t:?}");
-    }
 
     // The idle window: nothing changes but the resyncs.
     let before = counters(&env).await?;

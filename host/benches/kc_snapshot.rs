@@ -20,6 +20,8 @@
 //!
 //! `cargo bench -p k8ssandra-host --bench kc_snapshot` prints median and p99 of each
 //! variant over 300 round-robin iterations and their ratio. Figures: docs/benchmarks.md.
+//! `KC_SNAPSHOT_BENCH_WASM=<file>` times that component instead of building the workspace's;
+//! `KC_SNAPSHOT_BENCH_BASELINE_WASM=<file>` times a second one in the same rounds (old against new).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -61,7 +63,12 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
+/// The component to time: `KC_SNAPSHOT_BENCH_WASM` names a build to load as it is (e.g. one kept from
+/// before a change); otherwise the workspace's policy is built and loaded.
 fn component() -> PathBuf {
+    if let Some(path) = std::env::var_os("KC_SNAPSHOT_BENCH_WASM") {
+        return PathBuf::from(path);
+    }
     let ws = workspace();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
@@ -639,6 +646,27 @@ fn main() {
         serde_json::to_value(&native_plan).expect("plan"),
         "wasm and native plans differ"
     );
+    // Another build timed in the same rounds (`KC_SNAPSHOT_BENCH_BASELINE_WASM`, e.g. the policy
+    // before a change), so old and new are compared under the same load; it must plan the same.
+    let baseline = std::env::var_os("KC_SNAPSHOT_BENCH_BASELINE_WASM").map(|path| {
+        let path = PathBuf::from(path);
+        // A runtime of its own: one runtime refuses two policies of the same name.
+        let runtime = PolicyRuntime::new(RuntimeConfig::default()).expect("runtime");
+        let loaded = tokio
+            .block_on(runtime.load_file(&path))
+            .expect("the baseline policy loads");
+        let plan = tokio
+            .block_on(runtime.reconcile(&loaded, host.clone()))
+            .expect("baseline wasm call")
+            .expect("baseline wasm plan");
+        assert_eq!(
+            serde_json::to_value(&plan).expect("plan"),
+            serde_json::to_value(&native_plan).expect("plan"),
+            "baseline wasm and native plans differ"
+        );
+        println!("baseline: {}", path.display());
+        (runtime, loaded)
+    });
     println!(
         "snapshot: {} datacenters x {NODES} nodes, {} children, {} related, {} node states, {} results, {} bytes of JSON; plan: {} objects, {} operations",
         DATACENTERS.len(),
@@ -652,6 +680,7 @@ fn main() {
     );
     let mut native = Vec::with_capacity(SAMPLES);
     let mut wasm = Vec::with_capacity(SAMPLES);
+    let mut base = Vec::with_capacity(SAMPLES);
     for round in 0..SAMPLES + SAMPLES / 10 {
         let start = Instant::now();
         black_box(K8ssandraClusterPolicy::reconcile(black_box(guest.clone())).ok());
@@ -663,9 +692,15 @@ fn main() {
                 .ok(),
         );
         let w = start.elapsed();
+        let b = baseline.as_ref().map(|(runtime, policy)| {
+            let start = Instant::now();
+            black_box(tokio.block_on(runtime.reconcile(policy, host.clone())).ok());
+            start.elapsed()
+        });
         if round >= SAMPLES / 10 {
             native.push(n);
             wasm.push(w);
+            base.extend(b);
         }
     }
     let (nm, np) = stats(&mut native);
@@ -681,4 +716,15 @@ fn main() {
         wm / nm,
         wp / np
     );
+    if !base.is_empty() {
+        let (bm, bp) = stats(&mut base);
+        println!("baseline wasm median {bm:>8.2} ms   p99 {bp:>8.2} ms");
+        println!(
+            "ratio baseline/wasm: median {:.2}x, p99 {:.2}x; baseline/native: median {:.2}x, p99 {:.2}x",
+            bm / wm,
+            bp / wp,
+            bm / nm,
+            bp / np
+        );
+    }
 }

@@ -10,6 +10,8 @@
 //!
 //! `cargo bench -p k8ssandra-host --bench snapshot` prints median and p99 of each variant
 //! over 300 round-robin iterations and their ratio. Figures: docs/benchmarks.md.
+//! `SNAPSHOT_BENCH_WASM=<file>` times that component instead of building the workspace's;
+//! `SNAPSHOT_BENCH_BASELINE_WASM=<file>` times a second one in the same rounds (old against new).
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -31,7 +33,12 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
+/// The component to time: `SNAPSHOT_BENCH_WASM` names a build to load as it is (e.g. one kept from
+/// before a change); otherwise the workspace's policy is built and loaded.
 fn component() -> PathBuf {
+    if let Some(path) = std::env::var_os("SNAPSHOT_BENCH_WASM") {
+        return PathBuf::from(path);
+    }
     let ws = workspace();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
@@ -205,6 +212,27 @@ fn main() {
         serde_json::to_value(&native_plan).expect("plan"),
         "wasm and native plans differ"
     );
+    // Another build timed in the same rounds (`SNAPSHOT_BENCH_BASELINE_WASM`, e.g. the policy
+    // before a change), so old and new are compared under the same load; it must plan the same.
+    let baseline = std::env::var_os("SNAPSHOT_BENCH_BASELINE_WASM").map(|path| {
+        let path = PathBuf::from(path);
+        // A runtime of its own: one runtime refuses two policies of the same name.
+        let runtime = PolicyRuntime::new(RuntimeConfig::default()).expect("runtime");
+        let loaded = tokio
+            .block_on(runtime.load_file(&path))
+            .expect("the baseline policy loads");
+        let plan = tokio
+            .block_on(runtime.reconcile(&loaded, host.clone()))
+            .expect("baseline wasm call")
+            .expect("baseline wasm plan");
+        assert_eq!(
+            serde_json::to_value(&plan).expect("plan"),
+            serde_json::to_value(&native_plan).expect("plan"),
+            "baseline wasm and native plans differ"
+        );
+        println!("baseline: {}", path.display());
+        (runtime, loaded)
+    });
     println!(
         "snapshot: {NODES} nodes, {} bytes of JSON; plan: {} objects, {} operations",
         text.len(),
@@ -213,6 +241,7 @@ fn main() {
     );
     let mut native = Vec::with_capacity(SAMPLES);
     let mut wasm = Vec::with_capacity(SAMPLES);
+    let mut base = Vec::with_capacity(SAMPLES);
     for round in 0..SAMPLES + SAMPLES / 10 {
         let start = Instant::now();
         black_box(CassandraDatacenterPolicy::reconcile(black_box(guest.clone())).ok());
@@ -224,9 +253,15 @@ fn main() {
                 .ok(),
         );
         let w = start.elapsed();
+        let b = baseline.as_ref().map(|(runtime, policy)| {
+            let start = Instant::now();
+            black_box(tokio.block_on(runtime.reconcile(policy, host.clone())).ok());
+            start.elapsed()
+        });
         if round >= SAMPLES / 10 {
             native.push(n);
             wasm.push(w);
+            base.extend(b);
         }
     }
     let (nm, np) = stats(&mut native);
@@ -241,4 +276,15 @@ fn main() {
         wm / nm,
         wp / np
     );
+    if !base.is_empty() {
+        let (bm, bp) = stats(&mut base);
+        println!("baseline wasm median {bm:>8.2} ms   p99 {bp:>8.2} ms");
+        println!(
+            "ratio baseline/wasm: median {:.2}x, p99 {:.2}x; baseline/native: median {:.2}x, p99 {:.2}x",
+            bm / wm,
+            bp / wp,
+            bm / nm,
+            bp / np
+        );
+    }
 }

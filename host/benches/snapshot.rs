@@ -13,6 +13,8 @@
 //! `SNAPSHOT_BENCH_WASM=<file>` times that component instead of building the workspace's;
 //! `SNAPSHOT_BENCH_BASELINE_WASM=<file>` times a second one in the same rounds (old against new).
 
+mod baseline;
+
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -214,25 +216,7 @@ fn main() {
     );
     // Another build timed in the same rounds (`SNAPSHOT_BENCH_BASELINE_WASM`, e.g. the policy
     // before a change), so old and new are compared under the same load; it must plan the same.
-    let baseline = std::env::var_os("SNAPSHOT_BENCH_BASELINE_WASM").map(|path| {
-        let path = PathBuf::from(path);
-        // A runtime of its own: one runtime refuses two policies of the same name.
-        let runtime = PolicyRuntime::new(RuntimeConfig::default()).expect("runtime");
-        let loaded = tokio
-            .block_on(runtime.load_file(&path))
-            .expect("the baseline policy loads");
-        let plan = tokio
-            .block_on(runtime.reconcile(&loaded, host.clone()))
-            .expect("baseline wasm call")
-            .expect("baseline wasm plan");
-        assert_eq!(
-            serde_json::to_value(&plan).expect("plan"),
-            serde_json::to_value(&native_plan).expect("plan"),
-            "baseline wasm and native plans differ"
-        );
-        println!("baseline: {}", path.display());
-        (runtime, loaded)
-    });
+    let baseline = baseline::load("SNAPSHOT_BENCH_BASELINE_WASM", &tokio, &host, &native_plan);
     println!(
         "snapshot: {NODES} nodes, {} bytes of JSON; plan: {} objects, {} operations",
         text.len(),

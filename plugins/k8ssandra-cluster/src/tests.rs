@@ -708,8 +708,8 @@ fn settle(w: &mut World) {
     }
 }
 
-#[test]
-fn a_datacenter_added_to_a_running_cluster_gets_its_keyspaces_then_a_rebuild() {
+/// One 3-node datacenter in context A, its system keyspaces done: the plan that follows.
+fn dc1_running() -> (World, Plan) {
     let mut w = World::new(kc(
         json!([{"metadata": {"name": "dc1"}, "k8sContext": "A", "size": 3}]),
     ));
@@ -723,6 +723,12 @@ fn a_datacenter_added_to_a_running_cluster_gets_its_keyspaces_then_a_rebuild() {
     let plan = w.plan();
     w.answer(&plan, |_| Outcome::Succeeded(body.clone()));
     let plan = w.plan();
+    (w, plan)
+}
+
+#[test]
+fn a_datacenter_added_to_a_running_cluster_gets_its_keyspaces_then_a_rebuild() {
+    let (mut w, plan) = dc1_running();
     assert!(plan.operations.is_empty());
     assert_eq!(
         condition(&plan, "CassandraInitialized").as_deref(),
@@ -816,19 +822,7 @@ fn a_datacenter_added_to_a_running_cluster_gets_its_keyspaces_then_a_rebuild() {
 
 #[test]
 fn a_joining_datacenter_is_rebuilt_one_node_per_rack_at_a_time() {
-    let mut w = World::new(kc(
-        json!([{"metadata": {"name": "dc1"}, "k8sContext": "A", "size": 3}]),
-    ));
-    w.secret("");
-    w.secret("A");
-    w.secret("B");
-    let plan = w.plan();
-    w.create(&plan, "dc1", true);
-    w.pods("A", "dc1", 3, "10.1.0");
-    let body = nts(&[("dc1", 3)]);
-    let plan = w.plan();
-    w.answer(&plan, |_| Outcome::Succeeded(body.clone()));
-    let plan = w.plan();
+    let (mut w, plan) = dc1_running();
     w.kc["status"] = status(&plan);
     w.kc["metadata"]["generation"] = json!(2);
     w.kc["spec"]["cassandra"]["datacenters"]

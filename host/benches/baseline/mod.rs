@@ -1,0 +1,35 @@
+//! A second build of a policy timed in the same rounds as the one under test (the
+//! `snapshot` and `kc_snapshot` benches): old and new compared under the same load.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use k8ssandra_host::plugin::bindings::Snapshot;
+use k8ssandra_host::plugin::{LoadedPolicy, PolicyRuntime, RuntimeConfig};
+
+/// Loads the component named by the environment variable `var`, if set, and checks that it
+/// plans exactly what the native build planned.
+pub fn load(
+    var: &str,
+    tokio: &tokio::runtime::Runtime,
+    host: &Snapshot,
+    native_plan: &impl serde::Serialize,
+) -> Option<(PolicyRuntime, Arc<LoadedPolicy>)> {
+    let path = PathBuf::from(std::env::var_os(var)?);
+    // A runtime of its own: one runtime refuses two policies of the same name.
+    let runtime = PolicyRuntime::new(RuntimeConfig::default()).expect("runtime");
+    let loaded = tokio
+        .block_on(runtime.load_file(&path))
+        .expect("the baseline policy loads");
+    let plan = tokio
+        .block_on(runtime.reconcile(&loaded, host.clone()))
+        .expect("baseline wasm call")
+        .expect("baseline wasm plan");
+    assert_eq!(
+        serde_json::to_value(&plan).expect("plan"),
+        serde_json::to_value(native_plan).expect("plan"),
+        "baseline wasm and native plans differ"
+    );
+    println!("baseline: {}", path.display());
+    Some((runtime, loaded))
+}

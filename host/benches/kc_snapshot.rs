@@ -28,7 +28,7 @@ mod baseline;
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cassandra_datacenter::CassandraDatacenterPolicy;
 use k8ssandra_api::labels;
@@ -612,15 +612,6 @@ fn steady_state() -> World {
     panic!("no steady state after {MAX_ROUNDS} reconciles");
 }
 
-fn stats(samples: &mut [Duration]) -> (f64, f64) {
-    samples.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    (
-        ms(samples[samples.len() / 2]),
-        ms(samples[samples.len() * 99 / 100]),
-    )
-}
-
 fn main() {
     let started = Instant::now();
     let world = steady_state();
@@ -692,28 +683,13 @@ fn main() {
             base.extend(b);
         }
     }
-    let (nm, np) = stats(&mut native);
-    let (wm, wp) = stats(&mut wasm);
+    let (nm, np) = baseline::stats(&mut native);
+    let (wm, wp) = baseline::stats(&mut wasm);
     println!(
         "k8ssandra-cluster reconcile, {} datacenters x {NODES} nodes, {SAMPLES} iterations each (round-robin)",
         DATACENTERS.len()
     );
     println!("native  median {nm:>8.2} ms   p99 {np:>8.2} ms");
     println!("wasm    median {wm:>8.2} ms   p99 {wp:>8.2} ms");
-    println!(
-        "ratio wasm/native: median {:.2}x, p99 {:.2}x",
-        wm / nm,
-        wp / np
-    );
-    if !base.is_empty() {
-        let (bm, bp) = stats(&mut base);
-        println!("baseline wasm median {bm:>8.2} ms   p99 {bp:>8.2} ms");
-        println!(
-            "ratio baseline/wasm: median {:.2}x, p99 {:.2}x; baseline/native: median {:.2}x, p99 {:.2}x",
-            bm / wm,
-            bp / wp,
-            bm / nm,
-            bp / np
-        );
-    }
+    baseline::ratios((nm, np), (wm, wp), &mut base);
 }

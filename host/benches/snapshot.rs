@@ -17,7 +17,7 @@ mod baseline;
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cassandra_datacenter::CassandraDatacenterPolicy;
 use k8ssandra_host::plugin::{PolicyRuntime, RuntimeConfig, parse_snapshot};
@@ -181,15 +181,6 @@ fn wire(file: &Value) -> Value {
     serde_json::to_value(&host).expect("serialise")
 }
 
-fn stats(samples: &mut [Duration]) -> (f64, f64) {
-    samples.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    (
-        ms(samples[samples.len() / 2]),
-        ms(samples[samples.len() * 99 / 100]),
-    )
-}
-
 fn main() {
     let text = snapshot();
     let host = parse_snapshot(&text).expect("snapshot parses");
@@ -248,27 +239,12 @@ fn main() {
             base.extend(b);
         }
     }
-    let (nm, np) = stats(&mut native);
-    let (wm, wp) = stats(&mut wasm);
+    let (nm, np) = baseline::stats(&mut native);
+    let (wm, wp) = baseline::stats(&mut wasm);
     println!(
         "cassandra-datacenter reconcile, {NODES}-node datacenter, {SAMPLES} iterations each (round-robin)"
     );
     println!("native  median {nm:>8.2} ms   p99 {np:>8.2} ms");
     println!("wasm    median {wm:>8.2} ms   p99 {wp:>8.2} ms");
-    println!(
-        "ratio wasm/native: median {:.2}x, p99 {:.2}x",
-        wm / nm,
-        wp / np
-    );
-    if !base.is_empty() {
-        let (bm, bp) = stats(&mut base);
-        println!("baseline wasm median {bm:>8.2} ms   p99 {bp:>8.2} ms");
-        println!(
-            "ratio baseline/wasm: median {:.2}x, p99 {:.2}x; baseline/native: median {:.2}x, p99 {:.2}x",
-            bm / wm,
-            bp / wp,
-            bm / nm,
-            bp / np
-        );
-    }
+    baseline::ratios((nm, np), (wm, wp), &mut base);
 }

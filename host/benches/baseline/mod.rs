@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8ssandra_host::plugin::bindings::Snapshot;
 use k8ssandra_host::plugin::{LoadedPolicy, PolicyRuntime, RuntimeConfig};
@@ -32,4 +33,35 @@ pub fn load(
     );
     println!("baseline: {}", path.display());
     Some((runtime, loaded))
+}
+
+/// Median and p99 of the samples, in milliseconds.
+pub fn stats(samples: &mut [Duration]) -> (f64, f64) {
+    samples.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    (
+        ms(samples[samples.len() / 2]),
+        ms(samples[samples.len() * 99 / 100]),
+    )
+}
+
+/// Prints wasm against native, and the baseline against both when one was timed.
+pub fn ratios(native: (f64, f64), wasm: (f64, f64), base: &mut [Duration]) {
+    let ((nm, np), (wm, wp)) = (native, wasm);
+    println!(
+        "ratio wasm/native: median {:.2}x, p99 {:.2}x",
+        wm / nm,
+        wp / np
+    );
+    if !base.is_empty() {
+        let (bm, bp) = stats(base);
+        println!("baseline wasm median {bm:>8.2} ms   p99 {bp:>8.2} ms");
+        println!(
+            "ratio baseline/wasm: median {:.2}x, p99 {:.2}x; baseline/native: median {:.2}x, p99 {:.2}x",
+            bm / wm,
+            bp / wp,
+            bm / nm,
+            bp / np
+        );
+    }
 }

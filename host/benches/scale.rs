@@ -241,6 +241,87 @@ async fn dc_settled(
     Ok(started.elapsed().as_secs_f64())
 }
 
+/// The day-2 phases on dc1, each until it is Ready with every node NORMAL again: a scale-up
+/// by 10, a rolling restart (CassandraTask `restart`), a `cassandra.yaml` change.
+async fn day2_phases(
+    env: &ThreeClusters,
+    ns: &str,
+    name: &str,
+    dcs: &mut [DcSpec],
+    n: usize,
+    tar: &kube::core::ApiResource,
+) -> Result<()> {
+    // Scale-up of dc1 by 10 nodes.
+    let s0 = sample(env).await?;
+    let (t, t_ms) = (Instant::now(), now_ms());
+    dcs[0].size += SCALE_UP;
+    let total = 4 * n + SCALE_UP;
+    apply_yaml(&env.cp, &kc_manifest(ns, name, dcs, true), ns).await?;
+    let scaled = dc_settled(env, ns, name, &dcs[0], total, t_ms, SCALE_UP, t).await?;
+    let s1 = sample(env).await?;
+    check_violations(env, "the scale-up")?;
+    println!("\nscale-up of dc1 by {SCALE_UP}: {scaled:.1} s");
+    print_gaps("scale-up", start_gaps_ms(&env.sim, name, t_ms, |_| true));
+
+    // Rolling restart of dc1.
+    let (t, t_ms) = (Instant::now(), now_ms());
+    apply_yaml(
+    &env.a,
+    &format!(
+        "apiVersion: control.k8ssandra.io/v1alpha1\nkind: CassandraTask\nmetadata:\n  name: restart-dc1\n  namespace: {ns}\nspec:\n  datacenter:\n    name: dc1\n  jobs:\n    - name: restart-dc1\n      command: restart\n"
+    ),
+    ns,
+    )
+    .await?;
+    let tasks: Api<DynamicObject> = Api::namespaced_with(env.a.clone(), ns, tar);
+    poll(
+        "restart task Complete",
+        timeout_for(dcs[0].size, 600, 2000),
+        || async {
+            let task = tasks.get("restart-dc1").await.ok()?;
+            task_complete(&task.data).then_some(())
+        },
+    )
+    .await?;
+    let restarted = dc_settled(env, ns, name, &dcs[0], total, t_ms, dcs[0].size, t).await?;
+    let s2 = sample(env).await?;
+    check_violations(env, "the restart")?;
+    println!(
+        "rolling restart of dc1 ({} nodes): {restarted:.1} s",
+        dcs[0].size
+    );
+    print_gaps("restart", start_gaps_ms(&env.sim, name, t_ms, |_| true));
+
+    // Config change of dc1: a cassandra.yaml setting, which restarts every node.
+    let (t, t_ms) = (Instant::now(), now_ms());
+    dcs[0].cassandra_yaml = Some("{concurrent_reads: 64}".into());
+    apply_yaml(&env.cp, &kc_manifest(ns, name, dcs, true), ns).await?;
+    let configured = dc_settled(env, ns, name, &dcs[0], total, t_ms, dcs[0].size, t).await?;
+    let s3 = sample(env).await?;
+    check_violations(env, "the config change")?;
+    println!(
+        "config change of dc1 ({} nodes): {configured:.1} s",
+        dcs[0].size
+    );
+    print_gaps(
+        "config change",
+        start_gaps_ms(&env.sim, name, t_ms, |_| true),
+    );
+
+    println!("\n| phase | operator | CPU s | API writes | writes per node started | reconciles |");
+    println!("|---|---|---:|---:|---:|---:|");
+    print_deltas("scale-up +10", &s0, &s1, SCALE_UP);
+    print_deltas("rolling restart dc1", &s1, &s2, dcs[0].size);
+    print_deltas("config change dc1", &s2, &s3, dcs[0].size);
+    println!(
+        "peak RSS (VmHWM) after all phases, MiB: {OPS:?} = {:.1?}; load average {}",
+        peak_rss_mib(env),
+        loadavg()
+    );
+    keep_logs(env);
+    Ok(())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     // `cargo bench` passes `--bench`; this harness has no options of its own.
@@ -409,79 +490,7 @@ async fn main() -> Result<()> {
             }
 
             if day2 != 0 {
-                // Scale-up of dc1 by 10 nodes.
-                let s0 = sample(&env).await?;
-                let (t, t_ms) = (Instant::now(), now_ms());
-                dcs[0].size += SCALE_UP;
-                let total = 4 * n + SCALE_UP;
-                apply_yaml(&env.cp, &kc_manifest(&ns, &name, &dcs, true), &ns).await?;
-                let scaled =
-                    dc_settled(&env, &ns, &name, &dcs[0], total, t_ms, SCALE_UP, t).await?;
-                let s1 = sample(&env).await?;
-                check_violations(&env, "the scale-up")?;
-                println!("\nscale-up of dc1 by {SCALE_UP}: {scaled:.1} s");
-                print_gaps("scale-up", start_gaps_ms(&env.sim, &name, t_ms, |_| true));
-
-                // Rolling restart of dc1.
-                let (t, t_ms) = (Instant::now(), now_ms());
-                apply_yaml(
-                &env.a,
-                &format!(
-                    "apiVersion: control.k8ssandra.io/v1alpha1\nkind: CassandraTask\nmetadata:\n  name: restart-dc1\n  namespace: {ns}\nspec:\n  datacenter:\n    name: dc1\n  jobs:\n    - name: restart-dc1\n      command: restart\n"
-                ),
-                &ns,
-            )
-            .await?;
-                let tasks: Api<DynamicObject> = Api::namespaced_with(env.a.clone(), &ns, &tar);
-                poll(
-                    "restart task Complete",
-                    timeout_for(dcs[0].size, 600, 2000),
-                    || async {
-                        let task = tasks.get("restart-dc1").await.ok()?;
-                        task_complete(&task.data).then_some(())
-                    },
-                )
-                .await?;
-                let restarted =
-                    dc_settled(&env, &ns, &name, &dcs[0], total, t_ms, dcs[0].size, t).await?;
-                let s2 = sample(&env).await?;
-                check_violations(&env, "the restart")?;
-                println!(
-                    "rolling restart of dc1 ({} nodes): {restarted:.1} s",
-                    dcs[0].size
-                );
-                print_gaps("restart", start_gaps_ms(&env.sim, &name, t_ms, |_| true));
-
-                // Config change of dc1: a cassandra.yaml setting, which restarts every node.
-                let (t, t_ms) = (Instant::now(), now_ms());
-                dcs[0].cassandra_yaml = Some("{concurrent_reads: 64}".into());
-                apply_yaml(&env.cp, &kc_manifest(&ns, &name, &dcs, true), &ns).await?;
-                let configured =
-                    dc_settled(&env, &ns, &name, &dcs[0], total, t_ms, dcs[0].size, t).await?;
-                let s3 = sample(&env).await?;
-                check_violations(&env, "the config change")?;
-                println!(
-                    "config change of dc1 ({} nodes): {configured:.1} s",
-                    dcs[0].size
-                );
-                print_gaps(
-                    "config change",
-                    start_gaps_ms(&env.sim, &name, t_ms, |_| true),
-                );
-
-                println!(
-                    "\n| phase | operator | CPU s | API writes | writes per node started | reconciles |"
-                );
-                println!("|---|---|---:|---:|---:|---:|");
-                print_deltas("scale-up +10", &s0, &s1, SCALE_UP);
-                print_deltas("rolling restart dc1", &s1, &s2, dcs[0].size);
-                print_deltas("config change dc1", &s2, &s3, dcs[0].size);
-                println!(
-                    "peak RSS (VmHWM) after all phases, MiB: {OPS:?} = {:.1?}; load average {}",
-                    peak_rss_mib(&env),
-                    loadavg()
-                );
-                keep_logs(&env);
+                day2_phases(&env, &ns, &name, &mut dcs, n, &tar).await?;
             }
         }
 

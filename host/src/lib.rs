@@ -122,7 +122,7 @@ impl DataPlane for ManagementDataPlane {
         let tls = Arc::clone(&self.tls);
         Box::pin(async move {
             let mut nodes = Vec::with_capacity(pods.len());
-            let mut versions = Vec::with_capacity(pods.len());
+            let mut known = Vec::with_capacity(pods.len());
             for (node, pod) in &pods {
                 let address = pod
                     .data
@@ -130,20 +130,17 @@ impl DataPlane for ManagementDataPlane {
                     .and_then(|ip| ip.as_str())
                     .map(str::to_string);
                 if let Some(a) = &address {
-                    tls.know([(
-                        node.clone(),
-                        a.clone(),
-                        dataplane::pod_facts(&pod.data, pod.metadata.labels.as_ref()),
-                    )]);
+                    let facts = dataplane::pod_facts(&pod.data, pod.metadata.labels.as_ref());
+                    known.push((node.clone(), a.clone(), facts));
                 }
                 nodes.push((node.clone(), address));
-                versions.push(pod_version(pod));
             }
+            tls.know(known);
             tls.resolve(&nodes).await;
             let nodes = nodes
                 .into_iter()
-                .zip(versions)
-                .map(|((n, a), v)| (n, a, v))
+                .zip(&pods)
+                .map(|((node, address), (_, pod))| (node, address, pod_version(pod)))
                 .collect();
             let states = api.observe_pods(nodes).await;
             follower.follow(&parent, &states);

@@ -379,7 +379,9 @@ impl Writer {
             .await
     }
 
-    /// Deletes one object with the given propagation; an object already gone is success.
+    /// Deletes one object with the given propagation; an object already gone is success,
+    /// and so is one whose UID precondition fails: the object meant is gone, and another
+    /// now carries its name.
     #[allow(clippy::too_many_arguments)]
     pub async fn delete_with(
         &self,
@@ -400,6 +402,11 @@ impl Writer {
         match api.delete(name, params).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 && params.preconditions.is_some() => {
+                tracing::debug!(cluster = %cluster, kind = %kind, namespace = %namespace, name = %name,
+                    "not deleting: the object the plan meant was replaced");
+                Ok(())
+            }
             Err(source) => Err(ApplyError::Api {
                 verb: "delete",
                 cluster: cluster.to_string(),

@@ -7,6 +7,7 @@ pub mod store;
 
 mod named;
 mod reconcile;
+mod seen;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::PolicyController;
 use super::queue::{After, ParentKey};
+use super::seen::Seen;
 use crate::apply::{identity, is_subset, redact_secret};
 use crate::clusters::LOCAL;
 use crate::plugin::CallError;
@@ -213,11 +214,8 @@ impl PolicyController {
         After::Idle
     }
 
-    async fn snapshot(
-        &self,
-        key: &ParentKey,
-        parent: &DynamicObject,
-    ) -> (Snapshot, HashMap<String, String>) {
+    async fn snapshot(&self, key: &ParentKey, parent: &DynamicObject) -> (Snapshot, Seen) {
+        let mut seen = Seen::default();
         let mut children = Vec::new();
         for watched in &self.owned {
             for (cluster, (store, _)) in &watched.stores {
@@ -226,6 +224,7 @@ impl PolicyController {
                         cluster: cluster.clone(),
                         json: store.json(&obj).to_string(),
                     });
+                    seen.add(&watched.kind.api_version, &watched.kind.kind, cluster, obj);
                 }
             }
         }
@@ -258,6 +257,7 @@ impl PolicyController {
                     if is_pod {
                         pods.push((cluster.clone(), obj.clone()));
                     }
+                    seen.add(&watched.kind.api_version, &watched.kind.kind, cluster, obj);
                 }
             }
         }
@@ -284,10 +284,9 @@ impl PolicyController {
                 }
             }
         }
-        let mut addresses = HashMap::new();
         for (cluster, pod) in &pods {
             if let Some(ip) = pod.data.pointer("/status/podIP").and_then(Value::as_str) {
-                addresses.insert(
+                seen.addresses.insert(
                     format!(
                         "{cluster}/{}/{}",
                         pod.metadata.namespace.clone().unwrap_or_default(),
@@ -340,7 +339,7 @@ impl PolicyController {
             now_ms,
             base_plan: None,
         };
-        (snapshot, addresses)
+        (snapshot, seen)
     }
 
     /// Calls the policy, then every decorator of it in name order.
@@ -385,7 +384,7 @@ impl PolicyController {
 
     async fn reconcile_parent(&self, key: &ParentKey, parent: Arc<DynamicObject>) -> After {
         let parent = fresh_parent(&mut lock(&self.memory.written), key, parent);
-        let (snapshot, addresses) = self.snapshot(key, &parent).await;
+        let (snapshot, seen) = self.snapshot(key, &parent).await;
         let name = self.policy.info.name.clone();
         let plan = match self.call(snapshot).await {
             Ok(Ok(plan)) => plan,
@@ -413,7 +412,7 @@ impl PolicyController {
                 return After::Backoff;
             }
         };
-        match self.execute(key, &parent, plan, addresses).await {
+        match self.execute(key, &parent, plan, seen).await {
             Ok(after) => after,
             Err(error) => {
                 self.shared.metrics.record_error(&name, "ExecuteFailed");
@@ -558,7 +557,7 @@ impl PolicyController {
         key: &ParentKey,
         parent: &DynamicObject,
         plan: Plan,
-        addresses: HashMap<String, String>,
+        seen: Seen,
     ) -> Result<After, crate::apply::ApplyError> {
         let mut desired: HashSet<ObjKey> = HashSet::new();
         // Two contexts may name the same Kubernetes cluster: an object listed under one is
@@ -773,7 +772,19 @@ impl PolicyController {
             let Some(client) = self.shared.clusters.client(&del.cluster) else {
                 continue;
             };
-            let params = crate::apply::explicit_delete_params(&del.api_version, &del.kind);
+            let mut params = crate::apply::explicit_delete_params(&del.api_version, &del.kind);
+            if let Some(uid) = seen.uid(
+                &del.cluster,
+                &del.api_version,
+                &del.kind,
+                &del.namespace,
+                &del.name,
+            ) {
+                params.preconditions = Some(kube::api::Preconditions {
+                    uid: Some(uid.to_string()),
+                    resource_version: None,
+                });
+            }
             if let Err(e) = self
                 .writer
                 .delete_with(
@@ -818,9 +829,11 @@ impl PolicyController {
         }
 
         if !plan.operations.is_empty() {
-            self.shared
-                .dataplane
-                .execute(&self.parent_id(key), plan.operations.clone(), addresses);
+            self.shared.dataplane.execute(
+                &self.parent_id(key),
+                plan.operations.clone(),
+                seen.addresses,
+            );
         }
 
         let local = self.shared.clusters.client(LOCAL);

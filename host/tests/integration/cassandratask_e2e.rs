@@ -280,7 +280,9 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
     let history: Vec<HistoryEntry> = sim.history().into_iter().filter(|h| h.seq > mark).collect();
     let mut order: Vec<(String, String)> = Vec::new();
     for h in &history {
-        if (h.action == "pod_removed" || (h.action == "start" && h.outcome == "accepted"))
+        if (h.action == "pod_removed"
+            || h.action == "drain"
+            || (h.action == "start" && h.outcome == "accepted"))
             && let Some(p) = pod_of(h)
         {
             order.push((h.action.clone(), p));
@@ -307,9 +309,23 @@ async fn restart_cleanup_and_a_failing_rebuild() -> Result<()> {
                 "{pod} went down while {down:?} was: {order:?}"
             );
             down = Some(pod);
-        } else if down == Some(pod) {
+        } else if action == "start" && down == Some(pod) {
             down = None;
         }
+    }
+    // Each node was drained while its old pod ran, never after its new pod started: a
+    // drain that reaches the new node leaves it out of service for good.
+    for pod in PODS {
+        let at = |what: &str| order.iter().position(|(a, p)| a == what && p == pod);
+        let drains = order
+            .iter()
+            .filter(|(a, p)| a == "drain" && p == pod)
+            .count();
+        assert_eq!(drains, 1, "{pod} drained {drains} times: {order:?}");
+        assert!(
+            at("drain") < at("pod_removed"),
+            "{pod} removed before its drain: {order:?}"
+        );
     }
     // The cleanup never ran beside the restart.
     let waiting = cleanup_status

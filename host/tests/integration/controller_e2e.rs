@@ -286,5 +286,60 @@ async fn echo_policy_lifecycle_against_a_real_apiserver() -> Result<()> {
         op.is_running(),
         "the operator survived every failing policy"
     );
+    a_delete_with_a_uid_never_reaches_a_successor(&client, ns).await
+}
+
+/// The host deletes what a snapshot showed by its UID: once another object carries the
+/// name, the delete is a no-op that succeeds (the object meant is gone).
+async fn a_delete_with_a_uid_never_reaches_a_successor(client: &Client, ns: &str) -> Result<()> {
+    use k8ssandra_host::apply::{Discovery, Writer};
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let cm = |data: &str| -> ConfigMap {
+        serde_json::from_value(json!({"metadata": {"name": "guarded"}, "data": {"v": data}}))
+            .expect("a ConfigMap")
+    };
+    let first = cms.create(&PostParams::default(), &cm("first")).await?;
+    cms.delete("guarded", &DeleteParams::default()).await?;
+    let second = cms.create(&PostParams::default(), &cm("second")).await?;
+    let writer = Writer::new(
+        "test",
+        k8ssandra_host::observe::Metrics::new(),
+        Discovery::default(),
+    );
+    let by_uid = |uid: Option<String>| DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid,
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    writer
+        .delete_with(
+            "local",
+            client,
+            "v1",
+            "ConfigMap",
+            ns,
+            "guarded",
+            &by_uid(first.metadata.uid),
+        )
+        .await?;
+    let still = cms.get("guarded").await?;
+    assert_eq!(
+        still.metadata.uid, second.metadata.uid,
+        "the successor was deleted"
+    );
+    writer
+        .delete_with(
+            "local",
+            client,
+            "v1",
+            "ConfigMap",
+            ns,
+            "guarded",
+            &by_uid(second.metadata.uid),
+        )
+        .await?;
+    assert!(cms.get_opt("guarded").await?.is_none());
     Ok(())
 }

@@ -27,9 +27,6 @@ pub const DEFAULT_TTL_SECONDS: u64 = 86_400;
 pub const DEFAULT_RETRIES: i64 = 1;
 /// Between two `job-status` polls of a job found in the status after an operator restart.
 pub const POLL_INTERVAL_MS: u64 = 2_000;
-/// A pod whose deletion was decided this long ago and that still runs is deleted again
-/// (the first delete may have failed).
-pub const REDELETE_AFTER_MS: u64 = 60_000;
 /// Re-check of a task that waits for its datacenter or for another task; their changes
 /// trigger it anyway, this is a safety net.
 pub const WAIT_REQUEUE_MS: u64 = 30_000;
@@ -675,9 +672,10 @@ impl Runner<'_> {
                 out.insert(pod.clone(), st);
                 continue;
             }
-            // The drain that went with the delete: its outcome is known to the host at once,
-            // unlike our status write, which may not be in the next snapshot yet.
-            let decided = self.result(&restart_marker(self.uid, index, pod));
+            // A restart drains the node first and deletes its pod once the drain is over:
+            // deleting first would let the drain reach the pod that replaces it (same name,
+            // often the same address) after it started, and leave that node drained.
+            let drain = self.result(&restart_marker(self.uid, index, pod));
             let live = self.dc.live(pod);
             let fresh = live.is_some_and(|p| self.fresh(p));
             if fresh && live.is_some_and(|p| p.ready) {
@@ -693,20 +691,18 @@ impl Runner<'_> {
                     st.error = Some(message);
                     st.completion_time = time(self.now);
                 }
-            } else if st.status == Phase::Running || decided.is_some() {
-                // Our delete is not visible yet; try again only if it seems lost.
+            } else if !replace && (st.status == Phase::Running || drain.is_some()) {
                 st.status = Phase::Running;
-                let since = st
-                    .start_time
-                    .as_ref()
-                    .and_then(time_ms)
-                    .or(decided.map(|(_, at)| at))
-                    .unwrap_or(self.now);
-                st.start_time = st.start_time.or_else(|| time(since));
-                if self.now >= since + REDELETE_AFTER_MS {
-                    self.delete(pod, plan);
-                } else {
-                    plan.requeue_after(since + REDELETE_AFTER_MS - self.now);
+                st.start_time = st.start_time.or_else(|| time(self.now));
+                match drain {
+                    // Over, whatever its outcome (a failed preStop drain does not keep a
+                    // pod alive either). Deleted again while the old pod is visible: the
+                    // host deletes only the pod this snapshot shows (its UID), so a repeat
+                    // never touches the pod that replaces it.
+                    Some((Outcome::Succeeded(_) | Outcome::Failed(_), _)) => self.delete(pod, plan),
+                    // Running, or forgotten by a restarted host: asked again under the same
+                    // id, which the host runs at most once while it remembers it.
+                    _ => self.drain(index, pod, plan),
                 }
             } else {
                 candidates.push(pod.clone());
@@ -761,14 +757,9 @@ impl Runner<'_> {
         }
         for pod in deleting {
             if !replace {
-                self.delete(&pod, plan);
-                // What a preStop hook does before a pod stops; here it is also the record
-                // that this pod's restart is decided (see `decided` above).
-                plan.operate(
-                    restart_marker(self.uid, index, &pod),
-                    self.node(&pod),
-                    OperationKind::Drain,
-                );
+                // What a preStop hook does before a pod stops; its outcome is also the
+                // record that this pod's restart is decided (see `drain` above).
+                self.drain(index, &pod, plan);
             }
             if let Some(st) = out.get_mut(&pod) {
                 st.status = Phase::Running;
@@ -797,6 +788,14 @@ impl Runner<'_> {
 
     fn delete(&self, pod: &str, plan: &mut Plan) {
         plan.delete.push(self.key("Pod", pod));
+    }
+
+    fn drain(&self, index: usize, pod: &str, plan: &mut Plan) {
+        plan.operate(
+            restart_marker(self.uid, index, pod),
+            self.node(pod),
+            OperationKind::Drain,
+        );
     }
 
     /// The datacenter policy refused to replace `pod` (it has no recorded address for it).

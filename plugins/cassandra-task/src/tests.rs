@@ -420,40 +420,43 @@ fn restart_goes_rack_by_rack_pod_by_pod_with_all_others_ready() {
         pod_name(1, 1),
     ];
     for pod in &order {
+        let drain = crate::decide::restart_marker(UID, 0, pod);
         let before = w.task["status"].clone();
+        // The node is drained first; its pod stays until the drain is over.
         let plan = w.run();
-        assert_eq!(
-            deleted(&plan, "Pod"),
-            std::slice::from_ref(pod),
-            "next is {pod}"
+        assert!(
+            deleted(&plan, "Pod").is_empty(),
+            "{pod} deleted before its drain"
         );
+        assert_eq!(op_ids(&plan), std::slice::from_ref(&drain), "next is {pod}");
         assert_eq!(w.phase(pod), Some(Phase::Running));
-        assert_eq!(
-            op_ids(&plan),
-            [crate::decide::restart_marker(UID, 0, pod)],
-            "a drain goes with the delete"
-        );
-        // The same status again: the deleted pod is still visible; no second delete.
+        // Still draining, with a stale copy of the task too: the same drain (which the
+        // host runs once), nothing deleted, nothing else started.
+        w.outcome(&drain, Outcome::Running(String::new()));
         let plan = w.run();
+        assert_eq!(op_ids(&plan), std::slice::from_ref(&drain));
         assert!(deleted(&plan, "Pod").is_empty());
-        // Nor with the status before the delete (a stale copy of the task): the drain's
-        // outcome says the restart is decided.
         let fresh_status = w.task["status"].clone();
         w.task["status"] = before.clone();
-        w.outcome(
-            &crate::decide::restart_marker(UID, 0, pod),
-            Outcome::Running(String::new()),
-        );
         let plan = w.run();
-        assert!(deleted(&plan, "Pod").is_empty(), "deleted twice");
+        assert_eq!(op_ids(&plan), std::slice::from_ref(&drain));
+        assert!(deleted(&plan, "Pod").is_empty());
         assert_eq!(w.phase(pod), Some(Phase::Running));
         w.task["status"] = fresh_status;
+        // Drained: now the pod goes, and no other drain starts.
+        w.outcome(&drain, Outcome::Succeeded(String::new()));
+        let plan = w.run();
+        assert_eq!(deleted(&plan, "Pod"), std::slice::from_ref(pod));
+        assert!(plan.operations.is_empty(), "{:?}", op_ids(&plan));
         // Gone, then recreated but not ready: nothing else goes down.
         w.now += 500;
         w.pods.remove(pod);
         assert!(deleted(&w.run(), "Pod").is_empty());
         w.recreate(pod);
-        assert!(deleted(&w.run(), "Pod").is_empty());
+        // The new pod is never drained: its node has just started.
+        let plan = w.run();
+        assert!(deleted(&plan, "Pod").is_empty());
+        assert!(plan.operations.is_empty(), "{:?}", op_ids(&plan));
         assert_eq!(w.phase(pod), Some(Phase::Running));
         w.now += 500;
         w.pods.get_mut(pod).unwrap().1 = true;
@@ -479,7 +482,22 @@ fn restart_waits_while_another_node_is_down() {
     assert!(deleted(&plan, "Pod").is_empty());
     assert_eq!(w.phase(&pod_name(0, 0)), Some(Phase::Waiting));
     w.pods.get_mut(&pod_name(1, 1)).unwrap().1 = true;
-    assert_eq!(deleted(&w.run(), "Pod"), [pod_name(0, 0)]);
+    assert_eq!(
+        op_ids(&w.run()),
+        [crate::decide::restart_marker(UID, 0, &pod_name(0, 0))]
+    );
+}
+
+#[test]
+fn a_failed_drain_does_not_keep_the_pod() {
+    let mut w = World::new(1, 2, restart());
+    let pod = pod_name(0, 0);
+    w.run();
+    w.outcome(
+        &crate::decide::restart_marker(UID, 0, &pod),
+        Outcome::Failed("connection refused".into()),
+    );
+    assert_eq!(deleted(&w.run(), "Pod"), [pod]);
 }
 
 #[test]
@@ -491,11 +509,17 @@ fn restart_limited_to_a_rack_and_fast_takes_the_rack_at_once() {
         "args": {"rack": "r2", "fast": true}}]),
     );
     let plan = w.run();
-    assert_eq!(
-        deleted(&plan, "Pod"),
-        [pod_name(1, 0), pod_name(1, 1), pod_name(1, 2)]
-    );
+    let rack: Vec<String> = (0..3).map(|i| pod_name(1, i)).collect();
+    let drains: Vec<String> = rack
+        .iter()
+        .map(|p| crate::decide::restart_marker(UID, 0, p))
+        .collect();
+    assert_eq!(op_ids(&plan), drains);
     assert_eq!(w.status().pod_statuses.unwrap().len(), 3);
+    for d in &drains {
+        w.outcome(d, Outcome::Succeeded(String::new()));
+    }
+    assert_eq!(deleted(&w.run(), "Pod"), rack);
 }
 
 #[test]
@@ -741,8 +765,11 @@ fn jobs_run_in_order() {
         Outcome::Succeeded(String::new()),
     );
     let plan = w.run();
-    assert_eq!(deleted(&plan, "Pod"), std::slice::from_ref(&pod));
+    let drain = crate::decide::restart_marker(UID, 1, &pod);
+    assert_eq!(op_ids(&plan), std::slice::from_ref(&drain));
     assert!(w.cond("Running").unwrap().2.starts_with("job 2/2"));
+    w.outcome(&drain, Outcome::Succeeded(String::new()));
+    assert_eq!(deleted(&w.run(), "Pod"), std::slice::from_ref(&pod));
     w.now += 1000;
     w.recreate(&pod);
     w.pods.get_mut(&pod).unwrap().1 = true;

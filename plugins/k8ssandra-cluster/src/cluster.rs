@@ -132,9 +132,16 @@ pub struct DcState {
 }
 
 impl DcState {
-    /// Ready and, if it joined a running cluster, done joining: the next may be created.
+    /// Ready: the next may be created (upstream's order). A join (the rebuild of its nodes)
+    /// goes on beside the next datacenter's roll-out; the joins themselves run one at a
+    /// time, and none streams from a datacenter that is still joining.
     pub fn settled(&self) -> bool {
-        self.ready && self.join.as_deref() != Some(JOIN_PENDING)
+        self.ready
+    }
+
+    /// Holds all its data: ready, and not still being rebuilt.
+    pub fn complete(&self) -> bool {
+        self.ready && self.initialized && self.join.as_deref() != Some(JOIN_PENDING)
     }
 }
 

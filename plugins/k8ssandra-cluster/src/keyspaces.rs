@@ -248,16 +248,20 @@ fn joins(cx: &mut Ctx) {
     if !ready {
         return;
     }
-    // Rebuild from a ready datacenter that is not this one.
+    // Rebuild from a ready datacenter that is not this one and holds its data: one still
+    // joining would hand on only what it has streamed so far.
     let source = d.rebuild_source.clone().or_else(|| {
         cx.dcs
             .iter()
-            .find(|o| o.index != d.index && o.ready && o.initialized)
+            .find(|o| o.index != d.index && o.complete())
             .map(|o| o.cass_name.clone())
     });
     let Some(source) = source else {
-        // The only datacenter: nothing to stream from.
-        cx.dcs[i].join = Some(JOIN_DONE.into());
+        // Only the only datacenter has nothing to stream from; otherwise the source is
+        // down or still joining for now, and the rebuild waits for it.
+        if !cx.dcs.iter().any(|o| o.index != d.index && o.exists) {
+            cx.dcs[i].join = Some(JOIN_DONE.into());
+        }
         return;
     };
     let pods = cx.pods_of(&d.context, &d.namespace, &d.name);

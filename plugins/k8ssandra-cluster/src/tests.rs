@@ -886,6 +886,119 @@ fn a_joining_datacenter_is_rebuilt_one_node_per_rack_at_a_time() {
 }
 
 #[test]
+fn the_next_datacenter_rolls_out_while_the_last_one_joins_and_never_streams_from_it() {
+    let mut w = World::new(kc(json!([
+        {"metadata": {"name": "dc1"}, "k8sContext": "A", "size": 3},
+        {"metadata": {"name": "dc2"}, "k8sContext": "B", "size": 3},
+        {"metadata": {"name": "dc3"}, "k8sContext": "A", "size": 3},
+    ])));
+    w.secret("");
+    w.secret("A");
+    w.secret("B");
+    let plan = w.plan();
+    w.create(&plan, "dc1", true);
+    w.pods("A", "dc1", 3, "10.1.0");
+    let plan = w.plan();
+    w.create(&plan, "dc2", true);
+    w.pods("B", "dc2", 3, "10.2.0");
+    let rebuilds = |plan: &Plan| -> Vec<(String, String, String)> {
+        plan.operations
+            .iter()
+            .filter_map(|o| match &o.kind {
+                OperationKind::Rebuild(src) => {
+                    Some((o.id.clone(), o.target.pod.clone(), src.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    // dc2 is Ready and joining (system keyspaces first): dc3 is created beside it.
+    let sys = nts(&[("dc1", 3)]);
+    let mut plan = w.plan();
+    for _ in 0..4 {
+        if !rebuilds(&plan).is_empty() {
+            break;
+        }
+        w.answer(&plan, |k| match k {
+            OperationKind::GetReplication(_) => Outcome::Succeeded(sys.clone()),
+            _ => Outcome::Succeeded(String::new()),
+        });
+        plan = w.plan();
+    }
+    let first = rebuilds(&plan);
+    assert!(!first.is_empty(), "dc2 rebuilds: {:?}", plan.operations);
+    assert!(first.iter().all(|(_, pod, src)| pod.contains("dc2") && src == "dc1"));
+    assert!(
+        dcs_in(&plan).contains(&("A".to_string(), "dc3".to_string())),
+        "dc3 waits for dc2's join: {:?}",
+        dcs_in(&plan)
+    );
+    // dc3 Ready while dc2 still rebuilds: joins go one at a time, dc3's waits.
+    w.create(&plan, "dc3", true);
+    w.pods("A", "dc3", 3, "10.3.0");
+    let plan = w.plan();
+    assert!(
+        rebuilds(&plan).iter().all(|(_, pod, _)| pod.contains("dc2")),
+        "{:?}",
+        rebuilds(&plan)
+    );
+    // dc2 done: dc3 rebuilds from dc1, never from a datacenter that was mid-join.
+    let mut plan = plan;
+    for _ in 0..10 {
+        let r = rebuilds(&plan);
+        if r.iter().any(|(_, pod, _)| pod.contains("dc3")) {
+            break;
+        }
+        w.answer(&plan, |k| match k {
+            OperationKind::GetReplication(_) => {
+                Outcome::Succeeded(nts(&[("dc1", 3), ("dc2", 3)]))
+            }
+            _ => Outcome::Succeeded(String::new()),
+        });
+        w.sync(&plan);
+        plan = w.plan();
+    }
+    let dc3 = rebuilds(&plan);
+    assert!(!dc3.is_empty(), "{:?}", plan.operations);
+    assert!(dc3.iter().all(|(_, pod, src)| pod.contains("dc3") && src == "dc1"), "{dc3:?}");
+}
+
+#[test]
+fn a_join_waits_while_no_datacenter_can_stream_to_it() {
+    let (mut w, plan) = dc1_running();
+    w.kc["status"] = status(&plan);
+    w.kc["metadata"]["generation"] = json!(2);
+    w.kc["spec"]["cassandra"]["datacenters"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"metadata": {"name": "dc2"}, "k8sContext": "B", "size": 3}));
+    let plan = w.plan();
+    w.create(&plan, "dc2", true);
+    w.pods("B", "dc2", 3, "10.2.0");
+    // dc1 goes down (a rolling restart, say) before dc2's rebuild starts.
+    w.set_ready("dc1", false);
+    let sys = nts(&[("dc1", 3)]);
+    for _ in 0..4 {
+        let plan = w.plan();
+        assert!(
+            !plan
+                .operations
+                .iter()
+                .any(|o| matches!(o.kind, OperationKind::Rebuild(_))),
+            "rebuild with no source"
+        );
+        w.answer(&plan, |_| Outcome::Succeeded(sys.clone()));
+        w.sync(&plan);
+    }
+    let plan = w.plan();
+    assert_eq!(
+        dc_obj(&plan, "dc2")["metadata"]["annotations"]["k8ssandra.io/join-state"],
+        "pending",
+        "a join with nothing streamed is not done"
+    );
+}
+
+#[test]
 fn removing_a_datacenter_is_refused_while_a_user_keyspace_replicates_to_it() {
     let mut w = both_ready();
     settle(&mut w);

@@ -927,7 +927,11 @@ fn the_next_datacenter_rolls_out_while_the_last_one_joins_and_never_streams_from
     }
     let first = rebuilds(&plan);
     assert!(!first.is_empty(), "dc2 rebuilds: {:?}", plan.operations);
-    assert!(first.iter().all(|(_, pod, src)| pod.contains("dc2") && src == "dc1"));
+    assert!(
+        first
+            .iter()
+            .all(|(_, pod, src)| pod.contains("dc2") && src == "dc1")
+    );
     assert!(
         dcs_in(&plan).contains(&("A".to_string(), "dc3".to_string())),
         "dc3 waits for dc2's join: {:?}",
@@ -938,7 +942,9 @@ fn the_next_datacenter_rolls_out_while_the_last_one_joins_and_never_streams_from
     w.pods("A", "dc3", 3, "10.3.0");
     let plan = w.plan();
     assert!(
-        rebuilds(&plan).iter().all(|(_, pod, _)| pod.contains("dc2")),
+        rebuilds(&plan)
+            .iter()
+            .all(|(_, pod, _)| pod.contains("dc2")),
         "{:?}",
         rebuilds(&plan)
     );
@@ -950,9 +956,7 @@ fn the_next_datacenter_rolls_out_while_the_last_one_joins_and_never_streams_from
             break;
         }
         w.answer(&plan, |k| match k {
-            OperationKind::GetReplication(_) => {
-                Outcome::Succeeded(nts(&[("dc1", 3), ("dc2", 3)]))
-            }
+            OperationKind::GetReplication(_) => Outcome::Succeeded(nts(&[("dc1", 3), ("dc2", 3)])),
             _ => Outcome::Succeeded(String::new()),
         });
         w.sync(&plan);
@@ -960,7 +964,11 @@ fn the_next_datacenter_rolls_out_while_the_last_one_joins_and_never_streams_from
     }
     let dc3 = rebuilds(&plan);
     assert!(!dc3.is_empty(), "{:?}", plan.operations);
-    assert!(dc3.iter().all(|(_, pod, src)| pod.contains("dc3") && src == "dc1"), "{dc3:?}");
+    assert!(
+        dc3.iter()
+            .all(|(_, pod, src)| pod.contains("dc3") && src == "dc1"),
+        "{dc3:?}"
+    );
 }
 
 #[test]

@@ -306,40 +306,28 @@ async fn a_delete_with_a_uid_never_reaches_a_successor(client: &Client, ns: &str
         k8ssandra_host::observe::Metrics::new(),
         Discovery::default(),
     );
-    let by_uid = |uid: Option<String>| DeleteParams {
-        preconditions: Some(kube::api::Preconditions {
-            uid,
-            resource_version: None,
-        }),
-        ..DeleteParams::background()
+    let delete = |uid: Option<String>| {
+        let params = DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                uid,
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        let writer = &writer;
+        async move {
+            writer
+                .delete_with("local", client, "v1", "ConfigMap", ns, "guarded", &params)
+                .await
+        }
     };
-    writer
-        .delete_with(
-            "local",
-            client,
-            "v1",
-            "ConfigMap",
-            ns,
-            "guarded",
-            &by_uid(first.metadata.uid),
-        )
-        .await?;
+    delete(first.metadata.uid).await?;
     let still = cms.get("guarded").await?;
     assert_eq!(
         still.metadata.uid, second.metadata.uid,
         "the successor was deleted"
     );
-    writer
-        .delete_with(
-            "local",
-            client,
-            "v1",
-            "ConfigMap",
-            ns,
-            "guarded",
-            &by_uid(second.metadata.uid),
-        )
-        .await?;
+    delete(second.metadata.uid).await?;
     assert!(cms.get_opt("guarded").await?.is_none());
     Ok(())
 }

@@ -258,9 +258,9 @@ fn nts(pairs: &[(&str, u32)]) -> String {
     Value::Object(m).to_string()
 }
 
-/// A world with both datacenters created and Ready, their pods running.
-fn both_ready() -> World {
-    let mut w = World::new(two_dcs());
+/// `spec`'s dc1 (in A, 3 pods) then dc2 (in B, `dc2_pods` pods) created and Ready in turn.
+fn dc1_then_dc2_ready(spec: Value, dc2_pods: usize) -> World {
+    let mut w = World::new(spec);
     w.secret("");
     w.secret("A");
     w.secret("B");
@@ -269,7 +269,13 @@ fn both_ready() -> World {
     w.pods("A", "dc1", 3, "10.1.0");
     let plan = w.plan();
     w.create(&plan, "dc2", true);
-    w.pods("B", "dc2", 2, "10.2.0");
+    w.pods("B", "dc2", dc2_pods, "10.2.0");
+    w
+}
+
+/// A world with both datacenters created and Ready, their pods running.
+fn both_ready() -> World {
+    let mut w = dc1_then_dc2_ready(two_dcs(), 2);
     let plan = w.plan();
     w.sync(&plan);
     w
@@ -726,6 +732,22 @@ fn dc1_running() -> (World, Plan) {
     (w, plan)
 }
 
+/// dc1 running, then dc2 (`size` pods over `racks`, in B) added to the spec, created and
+/// Ready, its join not started.
+fn dc2_added_and_ready(size: usize, racks: &[&str]) -> World {
+    let (mut w, plan) = dc1_running();
+    w.kc["status"] = status(&plan);
+    w.kc["metadata"]["generation"] = json!(2);
+    w.kc["spec"]["cassandra"]["datacenters"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"metadata": {"name": "dc2"}, "k8sContext": "B", "size": size}));
+    let plan = w.plan();
+    w.create(&plan, "dc2", true);
+    w.pods_in_racks("B", "dc2", size, "10.2.0", racks);
+    w
+}
+
 #[test]
 fn a_datacenter_added_to_a_running_cluster_gets_its_keyspaces_then_a_rebuild() {
     let (mut w, plan) = dc1_running();
@@ -822,16 +844,7 @@ fn a_datacenter_added_to_a_running_cluster_gets_its_keyspaces_then_a_rebuild() {
 
 #[test]
 fn a_joining_datacenter_is_rebuilt_one_node_per_rack_at_a_time() {
-    let (mut w, plan) = dc1_running();
-    w.kc["status"] = status(&plan);
-    w.kc["metadata"]["generation"] = json!(2);
-    w.kc["spec"]["cassandra"]["datacenters"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"metadata": {"name": "dc2"}, "k8sContext": "B", "size": 6}));
-    let plan = w.plan();
-    w.create(&plan, "dc2", true);
-    w.pods_in_racks("B", "dc2", 6, "10.2.0", &["r1", "r2", "r3"]);
+    let mut w = dc2_added_and_ready(6, &["r1", "r2", "r3"]);
     // System keyspaces: read, then altered to take dc2.
     let sys = nts(&[("dc1", 3)]);
     let plan = w.plan();
@@ -887,20 +900,12 @@ fn a_joining_datacenter_is_rebuilt_one_node_per_rack_at_a_time() {
 
 #[test]
 fn the_next_datacenter_rolls_out_while_the_last_one_joins_and_never_streams_from_it() {
-    let mut w = World::new(kc(json!([
+    let spec = kc(json!([
         {"metadata": {"name": "dc1"}, "k8sContext": "A", "size": 3},
         {"metadata": {"name": "dc2"}, "k8sContext": "B", "size": 3},
         {"metadata": {"name": "dc3"}, "k8sContext": "A", "size": 3},
-    ])));
-    w.secret("");
-    w.secret("A");
-    w.secret("B");
-    let plan = w.plan();
-    w.create(&plan, "dc1", true);
-    w.pods("A", "dc1", 3, "10.1.0");
-    let plan = w.plan();
-    w.create(&plan, "dc2", true);
-    w.pods("B", "dc2", 3, "10.2.0");
+    ]));
+    let mut w = dc1_then_dc2_ready(spec, 3);
     let rebuilds = |plan: &Plan| -> Vec<(String, String, String)> {
         plan.operations
             .iter()
@@ -973,16 +978,7 @@ fn the_next_datacenter_rolls_out_while_the_last_one_joins_and_never_streams_from
 
 #[test]
 fn a_join_waits_while_no_datacenter_can_stream_to_it() {
-    let (mut w, plan) = dc1_running();
-    w.kc["status"] = status(&plan);
-    w.kc["metadata"]["generation"] = json!(2);
-    w.kc["spec"]["cassandra"]["datacenters"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"metadata": {"name": "dc2"}, "k8sContext": "B", "size": 3}));
-    let plan = w.plan();
-    w.create(&plan, "dc2", true);
-    w.pods("B", "dc2", 3, "10.2.0");
+    let mut w = dc2_added_and_ready(3, &["default"]);
     // dc1 goes down (a rolling restart, say) before dc2's rebuild starts.
     w.set_ready("dc1", false);
     let sys = nts(&[("dc1", 3)]);

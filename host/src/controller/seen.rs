@@ -16,27 +16,27 @@ use kube::api::DynamicObject;
 pub(super) struct Seen {
     /// `cluster/namespace/pod` → the pod's IP when the snapshot was taken.
     pub addresses: HashMap<String, String>,
-    /// (apiVersion, kind) of the entries of `objects`, each once.
-    kinds: Vec<(String, String)>,
-    /// (index into `kinds`, cluster, object).
-    objects: Vec<(usize, String, Arc<DynamicObject>)>,
+    /// (apiVersion, kind, cluster) of the objects in the same slot of `objects`.
+    groups: Vec<(String, String, String)>,
+    objects: Vec<Vec<Arc<DynamicObject>>>,
 }
 
 impl Seen {
     /// Records `obj`, of `api_version`/`kind`, in `cluster`.
     pub fn add(&mut self, api_version: &str, kind: &str, cluster: &str, obj: Arc<DynamicObject>) {
-        let index = match self
-            .kinds
-            .iter()
-            .position(|(a, k)| a == api_version && k == kind)
-        {
+        let slot = match self.slot(cluster, api_version, kind) {
             Some(i) => i,
             None => {
-                self.kinds.push((api_version.to_string(), kind.to_string()));
-                self.kinds.len() - 1
+                self.groups.push((
+                    api_version.to_string(),
+                    kind.to_string(),
+                    cluster.to_string(),
+                ));
+                self.objects.push(Vec::new());
+                self.groups.len() - 1
             }
         };
-        self.objects.push((index, cluster.to_string(), obj));
+        self.objects[slot].push(obj);
     }
 
     /// The UID of the object the snapshot held under this identity, if it held one.
@@ -48,19 +48,19 @@ impl Seen {
         namespace: &str,
         name: &str,
     ) -> Option<&str> {
-        let index = self
-            .kinds
+        self.objects[self.slot(cluster, api_version, kind)?]
             .iter()
-            .position(|(a, k)| a == api_version && k == kind)?;
-        self.objects
-            .iter()
-            .find(|(i, c, o)| {
-                *i == index
-                    && c == cluster
-                    && o.metadata.name.as_deref() == Some(name)
+            .find(|o| {
+                o.metadata.name.as_deref() == Some(name)
                     && o.metadata.namespace.as_deref().unwrap_or_default() == namespace
             })
-            .and_then(|(_, _, o)| o.metadata.uid.as_deref())
+            .and_then(|o| o.metadata.uid.as_deref())
+    }
+
+    fn slot(&self, cluster: &str, api_version: &str, kind: &str) -> Option<usize> {
+        self.groups
+            .iter()
+            .position(|(a, k, c)| a == api_version && k == kind && c == cluster)
     }
 }
 

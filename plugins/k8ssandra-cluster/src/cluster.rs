@@ -132,16 +132,9 @@ pub struct DcState {
 }
 
 impl DcState {
-    /// Ready: the next may be created (upstream's order). A join (the rebuild of its nodes)
-    /// goes on beside the next datacenter's roll-out; the joins themselves run one at a
-    /// time, and none streams from a datacenter that is still joining.
-    pub fn settled(&self) -> bool {
-        self.ready
-    }
-
     /// Holds all its data: ready, and not still being rebuilt.
     pub fn complete(&self) -> bool {
-        self.ready && self.initialized && self.join.as_deref() != Some(JOIN_PENDING)
+        self.ready && self.join.as_deref() != Some(JOIN_PENDING)
     }
 }
 
@@ -788,7 +781,10 @@ impl<'a> Ctx<'a> {
                 None => desired,
             };
             st.object = Some(object);
-            if !st.settled() {
+            // The next datacenter waits for this one to be Ready (upstream's order); a join
+            // (the rebuild of its nodes) goes on beside the next one's roll-out, the joins
+            // one at a time, none streaming from a datacenter still joining.
+            if !st.ready {
                 gate = false;
             }
             self.dcs.push(st);
